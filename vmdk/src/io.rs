@@ -1,0 +1,392 @@
+//! Positioned I/O over the files of a disk, and the policy that decides which files a
+//! descriptor may name.
+//!
+//! A [`Backing`] is one file (or byte buffer) read through `positioned_io::ReadAt`, so one image
+//! can be read from many threads at once. Every read is checked against the backing's length
+//! first and fails with the file, the structure and the offset: nothing reads outside an image.
+//!
+//! A [`Files`] opens the files a descriptor names. [`HostFiles`] opens real files and, unless
+//! told otherwise, refuses names that lead outside the descriptor's folder (absolute paths, `..`,
+//! symlinks that resolve elsewhere, device files): importers have been hit by descriptors naming
+//! host files (CVE-2022-47951). [`MemoryFiles`] serves tests and fuzz targets from memory.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use positioned_io::ReadAt;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Anything a disk can be read from: positioned reads from any thread.
+pub trait Storage: ReadAt + Send + Sync {}
+impl<T: ReadAt + Send + Sync> Storage for T {}
+
+/// Bytes held in memory, shared.
+#[derive(Clone, Debug)]
+pub struct MemoryStorage(pub Arc<[u8]>);
+
+impl ReadAt for MemoryStorage {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let data: &[u8] = &self.0;
+        let start = usize::try_from(pos).unwrap_or(usize::MAX).min(data.len());
+        let avail = data.get(start..).unwrap_or(&[]);
+        let n = avail.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), avail.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(n)
+    }
+}
+
+/// One file of a disk (a descriptor, an extent, a parent), opened for positioned reads.
+#[derive(Clone)]
+pub struct Backing {
+    path: PathBuf,
+    storage: Arc<dyn Storage>,
+    len: u64,
+}
+
+impl fmt::Debug for Backing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backing")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Backing {
+    /// Wraps any storage of known length.
+    pub fn new(path: impl Into<PathBuf>, storage: Arc<dyn Storage>, len: u64) -> Self {
+        Self {
+            path: path.into(),
+            storage,
+            len,
+        }
+    }
+
+    /// Wraps an open file; its length is taken now (a file that grows later is read only up to
+    /// this length).
+    pub fn from_file(path: impl Into<PathBuf>, file: File) -> Result<Self> {
+        let path = path.into();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::file(&path, ErrorKind::Io(e)))?
+            .len();
+        Ok(Self::new(path, Arc::new(file), len))
+    }
+
+    /// Wraps bytes held in memory under a made-up name.
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: impl Into<Arc<[u8]>>) -> Self {
+        let bytes: Arc<[u8]> = bytes.into();
+        let len = bytes.len() as u64;
+        Self::new(path, Arc::new(MemoryStorage(bytes)), len)
+    }
+
+    /// The file's path as opened.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Checks that `len` bytes at `offset` lie inside the file.
+    pub fn check_range(&self, structure: &'static str, offset: u64, len: u64) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            end => Err(Error::new(
+                Some(&self.path),
+                structure,
+                Some(offset),
+                ErrorKind::Truncated {
+                    end: end.unwrap_or(u64::MAX),
+                    file_len: self.len,
+                },
+            )),
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`, which must lie inside the file.
+    pub fn read_exact_at(
+        &self,
+        structure: &'static str,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        self.check_range(structure, offset, buf.len() as u64)?;
+        self.storage
+            .read_exact_at(offset, buf)
+            .map_err(|e| Error::new(Some(&self.path), structure, Some(offset), ErrorKind::Io(e)))
+    }
+
+    /// Reads `len` bytes at `offset` into a new buffer. The caller bounds `len` (it is checked
+    /// against the file's length before anything is allocated).
+    pub fn read_vec(&self, structure: &'static str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.check_range(structure, offset, len)?;
+        let len = usize::try_from(len).map_err(|_| {
+            Error::new(
+                Some(&self.path),
+                structure,
+                Some(offset),
+                ErrorKind::Usage("too large for this machine".into()),
+            )
+        })?;
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(structure, offset, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Opens the files a descriptor names.
+pub trait Files: Send + Sync + fmt::Debug {
+    /// Opens `path` (already joined to the descriptor's folder) for reading. `named` is the name
+    /// as the descriptor wrote it, for messages; `folder` the descriptor's folder, which the file
+    /// must not leave unless `allow_outside` is set.
+    fn open(&self, path: &Path, named: &str, folder: &Path, allow_outside: bool)
+        -> Result<Backing>;
+
+    /// A stable identity for `path` (its canonical path), used to detect parent loops and to
+    /// refuse writing an output over an input.
+    fn identity(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
+}
+
+/// Real files of the host.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostFiles;
+
+impl Files for HostFiles {
+    fn open(
+        &self,
+        path: &Path,
+        named: &str,
+        folder: &Path,
+        allow_outside: bool,
+    ) -> Result<Backing> {
+        let io_err = |e: io::Error| Error::file(path, ErrorKind::Io(e));
+        if !allow_outside {
+            let outside = |why| ErrorKind::PathOutside {
+                name: named.to_string(),
+                why,
+            };
+            let real = path.canonicalize().map_err(io_err)?;
+            let real_folder = folder.canonicalize().map_err(io_err)?;
+            if !real.starts_with(&real_folder) {
+                return Err(Error::file(path, outside("a link resolves outside it")));
+            }
+            let meta = std::fs::metadata(&real).map_err(io_err)?;
+            if !meta.is_file() {
+                return Err(Error::file(path, outside("not a regular file")));
+            }
+        }
+        let file = File::open(path).map_err(io_err)?;
+        Backing::from_file(path, file)
+    }
+
+    fn identity(&self, path: &Path) -> PathBuf {
+        path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+/// Files held in memory, by path: for tests and fuzz targets, which then go through the same
+/// code as real files.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryFiles {
+    files: HashMap<PathBuf, Arc<[u8]>>,
+}
+
+impl MemoryFiles {
+    /// An empty set of files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a file.
+    pub fn insert(&mut self, path: impl Into<PathBuf>, bytes: impl Into<Arc<[u8]>>) {
+        self.files.insert(normalize(&path.into()), bytes.into());
+    }
+
+    /// Opens a file by path, as the first file of a disk.
+    pub fn backing(&self, path: &Path) -> Result<Backing> {
+        let bytes = self.files.get(&normalize(path)).ok_or_else(|| {
+            Error::file(
+                path,
+                ErrorKind::Io(io::Error::new(io::ErrorKind::NotFound, "no such file")),
+            )
+        })?;
+        Ok(Backing::from_bytes(path, bytes.clone()))
+    }
+}
+
+impl Files for MemoryFiles {
+    fn open(&self, path: &Path, _: &str, _: &Path, _: bool) -> Result<Backing> {
+        self.backing(path)
+    }
+}
+
+/// Drops `.` components and folds `a/../` lexically (no file system access).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Resolves a file name written in a descriptor at `descriptor` (an extent's or a parent's) to
+/// a path. Unless `allow_outside`, the name must be relative and free of `..`: the file then
+/// lies in the descriptor's folder or below it (links are checked by [`Files::open`]).
+pub fn resolve_name(descriptor: &Path, name: &str, allow_outside: bool) -> Result<PathBuf> {
+    let outside = |why| {
+        Error::new(
+            Some(descriptor),
+            "descriptor",
+            None,
+            ErrorKind::PathOutside {
+                name: name.to_string(),
+                why,
+            },
+        )
+    };
+    if name.is_empty() {
+        return Err(Error::new(
+            Some(descriptor),
+            "descriptor",
+            None,
+            ErrorKind::Inconsistent("an extent or parent file name is empty".into()),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(outside("it contains a NUL byte"));
+    }
+    let named = Path::new(name);
+    if !allow_outside {
+        for c in named.components() {
+            match c {
+                Component::Prefix(_) | Component::RootDir => return Err(outside("absolute path")),
+                Component::ParentDir => return Err(outside("it contains '..'")),
+                Component::CurDir | Component::Normal(_) => {}
+            }
+        }
+        // Windows-style absolute names ("C:\x", "\\server\x") are not absolute on Unix.
+        if name.starts_with('\\') || name.get(1..2) == Some(":") {
+            return Err(outside("absolute path"));
+        }
+    }
+    Ok(folder_of(descriptor).join(named))
+}
+
+/// The folder a file lives in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_bounded_by_the_file() {
+        let b = Backing::from_bytes("m", vec![1u8, 2, 3, 4]);
+        let mut buf = [0u8; 2];
+        assert!(b.read_exact_at("x", 2, &mut buf).is_ok());
+        assert_eq!(buf, [3, 4]);
+        let e = b.read_exact_at("grain table", 3, &mut buf).unwrap_err();
+        assert!(matches!(
+            e.kind,
+            ErrorKind::Truncated {
+                end: 5,
+                file_len: 4
+            }
+        ));
+        assert_eq!(e.offset, Some(3));
+        assert!(b.check_range("x", u64::MAX, 2).is_err());
+        assert!(b.read_vec("x", 0, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn names_outside_the_folder_are_refused() {
+        let d = Path::new("/images/disk.vmdk");
+        assert_eq!(
+            resolve_name(d, "disk-flat.vmdk", false).unwrap(),
+            Path::new("/images/disk-flat.vmdk")
+        );
+        assert_eq!(
+            resolve_name(d, "sub/x.vmdk", false).unwrap(),
+            Path::new("/images/sub/x.vmdk")
+        );
+        for bad in [
+            "/etc/passwd",
+            "../x.vmdk",
+            "a/../../x",
+            "C:\\x.vmdk",
+            "\\\\srv\\x",
+            "",
+        ] {
+            assert!(resolve_name(d, bad, false).is_err(), "{bad}");
+        }
+        assert_eq!(
+            resolve_name(d, "/dev/zero", true).unwrap(),
+            Path::new("/dev/zero")
+        );
+        assert_eq!(
+            resolve_name(Path::new("disk.vmdk"), "f.vmdk", false).unwrap(),
+            Path::new("./f.vmdk")
+        );
+    }
+
+    #[test]
+    fn host_files_refuse_links_and_devices_outside() {
+        let dir = std::env::temp_dir().join(format!("vmdk-io-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("in.vmdk"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("link.vmdk")).unwrap();
+        std::os::unix::fs::symlink("in.vmdk", dir.join("inner-link.vmdk")).unwrap();
+        let f = HostFiles;
+        assert!(f.open(&dir.join("in.vmdk"), "in.vmdk", &dir, false).is_ok());
+        assert!(f
+            .open(&dir.join("inner-link.vmdk"), "l", &dir, false)
+            .is_ok());
+        let e = f
+            .open(&dir.join("link.vmdk"), "link.vmdk", &dir, false)
+            .unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::PathOutside { .. }), "{e}");
+        assert!(f
+            .open(&dir.join("link.vmdk"), "link.vmdk", &dir, true)
+            .is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn memory_files_normalize_paths() {
+        let mut m = MemoryFiles::new();
+        m.insert("a/b.vmdk", vec![0u8; 3]);
+        assert_eq!(m.backing(Path::new("./a/./b.vmdk")).unwrap().len(), 3);
+        assert!(m.backing(Path::new("a/c.vmdk")).is_err());
+    }
+}
