@@ -18,6 +18,7 @@ pub mod copy;
 pub mod descriptor;
 pub mod disk;
 pub mod error;
+pub mod flat;
 pub mod format;
 pub mod io;
 pub mod sparse;

@@ -1,0 +1,184 @@
+//! Output files that appear under their final name only when complete.
+//!
+//! A [`PendingFile`] is written under a hidden temporary name in the target folder
+//! (`.NAME.partial-PID-N`), flushed to the device, then renamed into place, and the folder synced.
+//! Dropped without [`PendingFile::commit`], it removes itself: a failed or interrupted run never
+//! leaves a file under the name the user asked for.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A file being written under a temporary name.
+#[derive(Debug)]
+pub struct PendingFile {
+    target: PathBuf,
+    temp: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+/// Why an output could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The target exists and `--force` was not given.
+    #[error("{0} exists (use --force to replace it)")]
+    Exists(PathBuf),
+    /// The target is one of the input's files.
+    #[error("{0} is a file of the input disk: refusing to write over it")]
+    IsInput(PathBuf),
+    /// The operating system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Refuses `target` if it exists (unless `force`) or is one of `inputs` (always).
+pub fn check_target(target: &Path, inputs: &[PathBuf], force: bool) -> Result<(), OutputError> {
+    let Ok(meta) = std::fs::metadata(target) else {
+        return Ok(());
+    };
+    for input in inputs {
+        if let Ok(m) = std::fs::metadata(input) {
+            if m.dev() == meta.dev() && m.ino() == meta.ino() {
+                return Err(OutputError::IsInput(target.to_path_buf()));
+            }
+        }
+    }
+    if !force {
+        return Err(OutputError::Exists(target.to_path_buf()));
+    }
+    if meta.is_dir() {
+        return Err(OutputError::Io {
+            path: target.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::IsADirectory, "is a folder"),
+        });
+    }
+    Ok(())
+}
+
+impl PendingFile {
+    /// Creates the temporary file beside `target`.
+    pub fn create(target: &Path) -> Result<Self, OutputError> {
+        let name = target.file_name().ok_or_else(|| OutputError::Io {
+            path: target.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+        })?;
+        let folder = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = folder.join(format!(
+            ".{}.partial-{}-{n}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io_err(&temp))?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            temp,
+            file,
+            committed: false,
+        })
+    }
+
+    /// The open temporary file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The temporary file's path (for error messages).
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Flushes the data to the device, renames the file into place and syncs the folder.
+    pub fn commit(mut self) -> Result<(), OutputError> {
+        self.file.sync_all().map_err(io_err(&self.temp))?;
+        std::fs::rename(&self.temp, &self.target).map_err(io_err(&self.target))?;
+        self.committed = true;
+        if let Some(folder) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(dir) = File::open(folder) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn appears_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.raw");
+        let p = PendingFile::create(&target).unwrap();
+        (&*p.file()).write_all(b"data").unwrap();
+        assert!(!target.exists());
+        let temp = p.temp_path().to_path_buf();
+        drop(p);
+        assert!(!temp.exists() && !target.exists());
+        let p = PendingFile::create(&target).unwrap();
+        (&*p.file()).write_all(b"data").unwrap();
+        p.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"data");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_existing_and_input_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"x").unwrap();
+        assert!(matches!(
+            check_target(&a, &[], false),
+            Err(OutputError::Exists(_))
+        ));
+        assert!(check_target(&a, &[], true).is_ok());
+        let link = dir.path().join("b");
+        std::fs::hard_link(&a, &link).unwrap();
+        assert!(matches!(
+            check_target(&link, &[a.clone()], true),
+            Err(OutputError::IsInput(_))
+        ));
+        assert!(check_target(&dir.path().join("new"), &[a], false).is_ok());
+    }
+}
