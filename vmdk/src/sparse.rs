@@ -468,8 +468,8 @@ impl SparseExtent {
             .min(self.grain_bytes())
     }
 
-    /// Reads the whole of grain `grain`, stored at `sector`, into `out` (which must be
-    /// `grain_len(grain)` bytes): decompresses it when the extent is compressed.
+    /// Reads the part of grain `grain` (stored at `sector`) inside the capacity into `out`,
+    /// which must be `grain_len(grain)` bytes: decompresses it when the extent is compressed.
     pub fn read_grain(&self, grain: u64, sector: u64, out: &mut [u8]) -> Result<()> {
         self.read_grain_part(grain, sector, 0, out, &mut Vec::new())
     }
@@ -497,11 +497,12 @@ impl SparseExtent {
         if !self.is_compressed() {
             return self.backing.read_exact_at("grain", at + within, out);
         }
-        let len = self.grain_len(grain);
-        if within == 0 && out.len() as u64 == len {
+        if within == 0 && out.len() as u64 == self.grain_bytes() {
             return self.inflate_grain(grain, at, out);
         }
-        scratch.resize(usize::try_from(len).unwrap_or(0), 0);
+        // Writers compress whole grains, the last one zero-padded past the capacity; a part of
+        // a grain is inflated whole into scratch and copied.
+        scratch.resize(usize::try_from(self.grain_bytes()).unwrap_or(0), 0);
         self.inflate_grain(grain, at, scratch)?;
         let start = usize::try_from(within).unwrap_or(usize::MAX);
         let src = start
@@ -519,7 +520,8 @@ impl SparseExtent {
         Ok(())
     }
 
-    /// Decompresses the grain stored at byte `at` into `out` (`grain_len(grain)` bytes).
+    /// Decompresses the grain stored at byte `at` into `out` (one whole grain). The grain must
+    /// inflate to a whole grain, or for the last grain of the extent at least to the capacity.
     fn inflate_grain(&self, grain: u64, at: u64, out: &mut [u8]) -> Result<()> {
         let path = self.backing.path();
         let grain_bytes = self.grain_bytes();
@@ -570,12 +572,13 @@ impl SparseExtent {
                 ErrorKind::Decompress(e),
             )
         })?;
-        if n != out.len() {
+        let needed = self.grain_len(grain);
+        if (n as u64) < needed || (needed == grain_bytes && n as u64 != grain_bytes) {
             return Err(Error::new(
                 Some(path),
                 "compressed grain",
                 Some(data_at),
-                ErrorKind::Decompress(format!("inflates to {n} bytes, expected {}", out.len())),
+                ErrorKind::Decompress(format!("inflates to {n} bytes, expected {needed}")),
             ));
         }
         Ok(())

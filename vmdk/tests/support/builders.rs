@@ -1,0 +1,370 @@
+//! Test builders that lay out VMDK files byte by byte, independent of any writer in the
+//! library: a stream-optimized extent in VMware's layout (grain markers, GT markers, GD marker,
+//! footer marker and footer, end-of-stream marker, `gdOffset = GD_AT_END` in the header), which
+//! qemu-img cannot write, and a hosted monolithicSparse extent (redundant and primary
+//! directories). Offsets of every structure are returned so tests can damage them on purpose.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+pub const SECTOR: usize = 512;
+
+fn pad(out: &mut Vec<u8>) {
+    let rem = out.len() % SECTOR;
+    if rem != 0 {
+        out.resize(out.len() + SECTOR - rem, 0);
+    }
+}
+
+fn sectors(bytes: usize) -> u64 {
+    bytes.div_ceil(SECTOR) as u64
+}
+
+/// Fields of a `SparseExtentHeader`, written little-endian at their spec offsets.
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub version: u32,
+    pub flags: u32,
+    pub capacity: u64,
+    pub grain_size: u64,
+    pub descriptor_offset: u64,
+    pub descriptor_size: u64,
+    pub num_gtes_per_gt: u32,
+    pub rgd_offset: u64,
+    pub gd_offset: u64,
+    pub over_head: u64,
+    pub compress_algorithm: u16,
+}
+
+impl Header {
+    pub fn bytes(&self) -> [u8; 512] {
+        let mut b = [0u8; 512];
+        b[0..4].copy_from_slice(b"KDMV");
+        b[4..8].copy_from_slice(&self.version.to_le_bytes());
+        b[8..12].copy_from_slice(&self.flags.to_le_bytes());
+        b[12..20].copy_from_slice(&self.capacity.to_le_bytes());
+        b[20..28].copy_from_slice(&self.grain_size.to_le_bytes());
+        b[28..36].copy_from_slice(&self.descriptor_offset.to_le_bytes());
+        b[36..44].copy_from_slice(&self.descriptor_size.to_le_bytes());
+        b[44..48].copy_from_slice(&self.num_gtes_per_gt.to_le_bytes());
+        b[48..56].copy_from_slice(&self.rgd_offset.to_le_bytes());
+        b[56..64].copy_from_slice(&self.gd_offset.to_le_bytes());
+        b[64..72].copy_from_slice(&self.over_head.to_le_bytes());
+        b[73] = b'\n';
+        b[74] = b' ';
+        b[75] = b'\r';
+        b[76] = b'\n';
+        b[77..79].copy_from_slice(&self.compress_algorithm.to_le_bytes());
+        b
+    }
+}
+
+fn metadata_marker(num_sectors: u64, kind: u32) -> [u8; 512] {
+    let mut m = [0u8; 512];
+    m[0..8].copy_from_slice(&num_sectors.to_le_bytes());
+    m[12..16].copy_from_slice(&kind.to_le_bytes());
+    m
+}
+
+pub fn descriptor_text(create_type: &str, capacity_sectors: u64, file: &str, kind: &str) -> String {
+    format!(
+        "# Disk DescriptorFile\nversion=1\nCID=2a2a2a2a\nparentCID=ffffffff\ncreateType=\"{create_type}\"\n\n# Extent description\nRW {capacity_sectors} {kind} \"{file}\"\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\nddb.geometry.cylinders = \"100\"\nddb.geometry.heads = \"64\"\nddb.geometry.sectors = \"32\"\nddb.virtualHWVersion = \"14\"\n"
+    )
+}
+
+/// Where the builder put each structure (byte offsets).
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    pub grain_markers: BTreeMap<u64, usize>,
+    pub grain_tables: Vec<usize>,
+    pub grain_directory: usize,
+    pub footer_marker: usize,
+    pub footer: usize,
+    pub eos: usize,
+}
+
+/// A stream-optimized extent as VMware writes it.
+#[derive(Clone, Debug)]
+pub struct StreamBuilder {
+    pub capacity_sectors: u64,
+    pub grain_sectors: u64,
+    pub gtes_per_gt: u32,
+    /// Grain index to its bytes (at most one grain; shorter is zero-padded).
+    pub grains: BTreeMap<u64, Vec<u8>>,
+    /// zlib-wrapped deflate (what VMware writes) or raw deflate (what the spec text says).
+    pub zlib: bool,
+    /// Write a grain table even for groups with no grain (VMware does).
+    pub all_grain_tables: bool,
+}
+
+impl StreamBuilder {
+    pub fn new(capacity_sectors: u64) -> Self {
+        Self {
+            capacity_sectors,
+            grain_sectors: 128,
+            gtes_per_gt: 512,
+            grains: BTreeMap::new(),
+            zlib: true,
+            all_grain_tables: true,
+        }
+    }
+
+    pub fn grain_bytes(&self) -> usize {
+        self.grain_sectors as usize * SECTOR
+    }
+
+    /// The bytes a reader must return for the whole capacity.
+    pub fn expected(&self) -> Vec<u8> {
+        let cap = self.capacity_sectors as usize * SECTOR;
+        let mut out = vec![0u8; cap];
+        for (g, data) in &self.grains {
+            let start = *g as usize * self.grain_bytes();
+            let n = data.len().min(cap - start);
+            out[start..start + n].copy_from_slice(&data[..n]);
+        }
+        out
+    }
+
+    fn compress(&self, data: &[u8]) -> Vec<u8> {
+        let mut grain = data.to_vec();
+        grain.resize(self.grain_bytes(), 0);
+        if self.zlib {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(&grain).unwrap();
+            z.finish().unwrap()
+        } else {
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(&grain).unwrap();
+            z.finish().unwrap()
+        }
+    }
+
+    pub fn header(&self, gd_offset: u64, descriptor_sectors: u64) -> Header {
+        Header {
+            version: 3,
+            flags: 0x0003_0001,
+            capacity: self.capacity_sectors,
+            grain_size: self.grain_sectors,
+            descriptor_offset: 1,
+            descriptor_size: descriptor_sectors,
+            num_gtes_per_gt: self.gtes_per_gt,
+            rgd_offset: 0,
+            gd_offset,
+            over_head: 1 + descriptor_sectors,
+            compress_algorithm: 1,
+        }
+    }
+
+    pub fn build(&self) -> (Vec<u8>, Layout) {
+        let desc = descriptor_text(
+            "streamOptimized",
+            self.capacity_sectors,
+            "stream.vmdk",
+            "SPARSE",
+        );
+        let desc_sectors = sectors(desc.len()).max(1);
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.header(u64::MAX, desc_sectors).bytes());
+        out.extend_from_slice(desc.as_bytes());
+        pad(&mut out);
+        let mut layout = Layout::default();
+        let grains = self.capacity_sectors.div_ceil(self.grain_sectors);
+        let per_gt = u64::from(self.gtes_per_gt);
+        let tables = grains.div_ceil(per_gt);
+        let mut gd = vec![0u32; tables as usize];
+        for t in 0..tables {
+            let mut gt = vec![0u32; per_gt as usize];
+            let mut any = false;
+            for (g, data) in self.grains.range(t * per_gt..(t + 1) * per_gt) {
+                any = true;
+                let at = out.len();
+                layout.grain_markers.insert(*g, at);
+                gt[(g - t * per_gt) as usize] = (at / SECTOR) as u32;
+                let packed = self.compress(data);
+                out.extend_from_slice(&(g * self.grain_sectors).to_le_bytes());
+                out.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+                out.extend_from_slice(&packed);
+                pad(&mut out);
+            }
+            if any || self.all_grain_tables {
+                let gt_bytes: Vec<u8> = gt.iter().flat_map(|e| e.to_le_bytes()).collect();
+                out.extend_from_slice(&metadata_marker(sectors(gt_bytes.len()), 1));
+                layout.grain_tables.push(out.len());
+                gd[t as usize] = (out.len() / SECTOR) as u32;
+                out.extend_from_slice(&gt_bytes);
+                pad(&mut out);
+            }
+        }
+        let gd_bytes: Vec<u8> = gd.iter().flat_map(|e| e.to_le_bytes()).collect();
+        out.extend_from_slice(&metadata_marker(sectors(gd_bytes.len()).max(1), 2));
+        layout.grain_directory = out.len();
+        let gd_sector = (out.len() / SECTOR) as u64;
+        out.extend_from_slice(&gd_bytes);
+        pad(&mut out);
+        layout.footer_marker = out.len();
+        out.extend_from_slice(&metadata_marker(1, 3));
+        layout.footer = out.len();
+        out.extend_from_slice(&self.header(gd_sector, desc_sectors).bytes());
+        layout.eos = out.len();
+        out.extend_from_slice(&metadata_marker(0, 0));
+        (out, layout)
+    }
+}
+
+/// A monolithicSparse extent: header, embedded descriptor, redundant directory and tables,
+/// directory and tables, grains (uncompressed).
+#[derive(Clone, Debug)]
+pub struct SparseBuilder {
+    pub capacity_sectors: u64,
+    pub grain_sectors: u64,
+    pub gtes_per_gt: u32,
+    pub version: u32,
+    pub grains: BTreeMap<u64, Vec<u8>>,
+    /// Grains whose entry is the zeroed-grain value 1 (sets flag bit 2).
+    pub zeroed: Vec<u64>,
+    /// Extra descriptor lines (parent hints and the like) and the CIDs.
+    pub cid: u32,
+    pub parent: Option<(u32, String)>,
+}
+
+/// Offsets of a sparse builder's structures.
+#[derive(Clone, Debug, Default)]
+pub struct SparseLayout {
+    pub descriptor: usize,
+    pub redundant_directory: usize,
+    pub grain_directory: usize,
+    pub grain_tables: Vec<usize>,
+    pub grains: BTreeMap<u64, usize>,
+}
+
+impl SparseBuilder {
+    pub fn new(capacity_sectors: u64) -> Self {
+        Self {
+            capacity_sectors,
+            grain_sectors: 128,
+            gtes_per_gt: 512,
+            version: 1,
+            grains: BTreeMap::new(),
+            zeroed: Vec::new(),
+            cid: 0x2a2a_2a2a,
+            parent: None,
+        }
+    }
+
+    pub fn grain_bytes(&self) -> usize {
+        self.grain_sectors as usize * SECTOR
+    }
+
+    pub fn expected(&self) -> Vec<u8> {
+        let cap = self.capacity_sectors as usize * SECTOR;
+        let mut out = vec![0u8; cap];
+        for (g, data) in &self.grains {
+            let start = *g as usize * self.grain_bytes();
+            let n = data.len().min(cap - start);
+            out[start..start + n].copy_from_slice(&data[..n]);
+        }
+        out
+    }
+
+    pub fn descriptor(&self, file: &str) -> String {
+        let mut d = descriptor_text("monolithicSparse", self.capacity_sectors, file, "SPARSE");
+        d = d.replace("CID=2a2a2a2a", &format!("CID={:08x}", self.cid));
+        if let Some((pcid, hint)) = &self.parent {
+            d = d.replace(
+                "parentCID=ffffffff",
+                &format!("parentCID={pcid:08x}\nparentFileNameHint=\"{hint}\""),
+            );
+        }
+        d
+    }
+
+    pub fn build(&self, file: &str) -> (Vec<u8>, SparseLayout) {
+        let desc = self.descriptor(file);
+        let desc_sectors = 20u64.max(sectors(desc.len()));
+        let grains = self.capacity_sectors.div_ceil(self.grain_sectors);
+        let per_gt = u64::from(self.gtes_per_gt);
+        let tables = grains.div_ceil(per_gt) as usize;
+        let gd_sectors = sectors(tables * 4);
+        let gt_sectors = sectors(per_gt as usize * 4);
+        let rgd = 1 + desc_sectors;
+        let rgt0 = rgd + gd_sectors;
+        let gd = rgt0 + tables as u64 * gt_sectors;
+        let gt0 = gd + gd_sectors;
+        let meta_end = gt0 + tables as u64 * gt_sectors;
+        let over_head = meta_end.div_ceil(self.grain_sectors) * self.grain_sectors;
+        let mut flags = 0x3;
+        if !self.zeroed.is_empty() {
+            flags |= 0x4;
+        }
+        let header = Header {
+            version: self.version,
+            flags,
+            capacity: self.capacity_sectors,
+            grain_size: self.grain_sectors,
+            descriptor_offset: 1,
+            descriptor_size: desc_sectors,
+            num_gtes_per_gt: self.gtes_per_gt,
+            rgd_offset: rgd,
+            gd_offset: gd,
+            over_head,
+            compress_algorithm: 0,
+        };
+        let mut out = vec![0u8; over_head as usize * SECTOR];
+        out[..512].copy_from_slice(&header.bytes());
+        out[512..512 + desc.len()].copy_from_slice(desc.as_bytes());
+        let mut layout = SparseLayout {
+            descriptor: 512,
+            redundant_directory: rgd as usize * SECTOR,
+            grain_directory: gd as usize * SECTOR,
+            ..Default::default()
+        };
+        let mut entries = vec![0u32; tables * per_gt as usize];
+        for g in &self.zeroed {
+            entries[*g as usize] = 1;
+        }
+        for (g, data) in &self.grains {
+            let at = out.len();
+            layout.grains.insert(*g, at);
+            entries[*g as usize] = (at / SECTOR) as u32;
+            let mut grain = data.clone();
+            grain.resize(self.grain_bytes(), 0);
+            out.extend_from_slice(&grain);
+        }
+        for (dir, first_gt) in [(rgd, rgt0), (gd, gt0)] {
+            for t in 0..tables {
+                let gt_at = (first_gt + t as u64 * gt_sectors) as usize * SECTOR;
+                let entry_at = dir as usize * SECTOR + t * 4;
+                out[entry_at..entry_at + 4]
+                    .copy_from_slice(&((gt_at / SECTOR) as u32).to_le_bytes());
+                for i in 0..per_gt as usize {
+                    let at = gt_at + i * 4;
+                    out[at..at + 4]
+                        .copy_from_slice(&entries[t * per_gt as usize + i].to_le_bytes());
+                }
+                if first_gt == gt0 {
+                    layout.grain_tables.push(gt_at);
+                }
+            }
+        }
+        (out, layout)
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
