@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use ovf_disk::inflate::{inflate, InflateOptions, OutputFormat};
 use vmdk::copy::{CopyOptions, ZeroMode};
@@ -226,48 +226,82 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn describe_link(disk: &Disk) -> Value {
-    let d = disk.descriptor();
-    let extents: Vec<Value> = disk.extents().iter().map(|e| {
-        let mut v = json!({
-            "access": e.line.access.as_str(), "kind": e.line.kind.as_str(), "sectors": e.line.sectors,
-            "file": e.line.file_name, "start": e.start, "size": e.len,
-        });
-        match &e.data {
-            ExtentData::Flat { backing, offset } => {
-                v["path"] = json!(backing.path());
-                v["offset"] = json!(offset);
-            }
-            ExtentData::Sparse(s) => {
-                let h = s.header();
-                v["path"] = json!(s.backing().path());
-                v["sparse"] = json!({
+fn describe_extent(e: &vmdk::disk::Extent) -> Value {
+    let mut v = Map::new();
+    v.insert("access".into(), json!(e.line.access.as_str()));
+    v.insert("kind".into(), json!(e.line.kind.as_str()));
+    v.insert("sectors".into(), json!(e.line.sectors));
+    v.insert("file".into(), json!(e.line.file_name));
+    v.insert("start".into(), json!(e.start));
+    v.insert("size".into(), json!(e.len));
+    match &e.data {
+        ExtentData::Flat { backing, offset } => {
+            v.insert("path".into(), json!(backing.path()));
+            v.insert("offset".into(), json!(offset));
+        }
+        ExtentData::Sparse(s) => {
+            let h = s.header();
+            v.insert("path".into(), json!(s.backing().path()));
+            v.insert(
+                "sparse".into(),
+                json!({
                     "version": s.version(), "flags": format!("{:#x}", s.flags()),
                     "grain_size": s.grain_bytes(), "capacity": s.capacity_bytes(),
                     "compressed": s.is_compressed(), "markers": s.has_markers(),
                     "num_gtes_per_gt": h.num_gtes_per_gt.get(), "gd_offset": h.gd_offset.get(),
                     "rgd_offset": h.rgd_offset.get(), "grain_tables": s.grain_directory().len(),
                     "metadata_from": match s.metadata_source() { MetadataSource::Header => "header", MetadataSource::Footer => "footer" },
-                });
-            }
-            ExtentData::Zero => {}
+                }),
+            );
         }
-        v
-    }).collect();
-    json!({
-        "file": disk.path(), "create_type": disk.create_type().as_str(), "capacity": disk.capacity(),
-        "cid": d.cid().map(|c| format!("{c:08x}")), "parent_cid": d.parent_cid().map(|c| format!("{c:08x}")),
-        "parent_file_name_hint": d.parent_file_name_hint(), "extents": extents,
-        "ddb": d.pairs().filter(|(k, _)| k.to_ascii_lowercase().starts_with("ddb.")).map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-    })
+        ExtentData::Zero => {}
+    }
+    Value::Object(v)
+}
+
+fn describe_link(disk: &Disk) -> Map<String, Value> {
+    let d = disk.descriptor();
+    let ddb: Map<String, Value> = d
+        .pairs()
+        .filter(|(k, _)| k.to_ascii_lowercase().starts_with("ddb."))
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let mut m = Map::new();
+    m.insert("file".into(), json!(disk.path()));
+    m.insert("create_type".into(), json!(disk.create_type().as_str()));
+    m.insert("capacity".into(), json!(disk.capacity()));
+    m.insert("cid".into(), json!(d.cid().map(|c| format!("{c:08x}"))));
+    m.insert(
+        "parent_cid".into(),
+        json!(d.parent_cid().map(|c| format!("{c:08x}"))),
+    );
+    m.insert(
+        "parent_file_name_hint".into(),
+        json!(d.parent_file_name_hint()),
+    );
+    m.insert(
+        "extents".into(),
+        disk.extents().iter().map(describe_extent).collect(),
+    );
+    m.insert("ddb".into(), Value::Object(ddb));
+    m
 }
 
 fn describe(disk: &Disk) -> Result<Value> {
     let sum = disk.allocation_summary()?;
-    let mut v = describe_link(disk);
-    v["allocation"] = json!({ "data": sum.data, "zero": sum.zero, "unallocated": sum.unallocated });
-    v["chain"] = disk.chain().skip(1).map(describe_link).collect();
-    Ok(v)
+    let mut m = describe_link(disk);
+    m.insert(
+        "allocation".into(),
+        json!({ "data": sum.data, "zero": sum.zero, "unallocated": sum.unallocated }),
+    );
+    m.insert(
+        "chain".into(),
+        disk.chain()
+            .skip(1)
+            .map(|l| Value::Object(describe_link(l)))
+            .collect(),
+    );
+    Ok(Value::Object(m))
 }
 
 fn print_info(v: &Value) {

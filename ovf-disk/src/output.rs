@@ -151,13 +151,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.raw");
         let p = PendingFile::create(&target).unwrap();
-        (&*p.file()).write_all(b"data").unwrap();
+        p.file().write_all(b"data").unwrap();
         assert!(!target.exists());
         let temp = p.temp_path().to_path_buf();
         drop(p);
         assert!(!temp.exists() && !target.exists());
         let p = PendingFile::create(&target).unwrap();
-        (&*p.file()).write_all(b"data").unwrap();
+        p.file().write_all(b"data").unwrap();
         p.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"data");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -176,7 +176,7 @@ mod tests {
         let link = dir.path().join("b");
         std::fs::hard_link(&a, &link).unwrap();
         assert!(matches!(
-            check_target(&link, &[a.clone()], true),
+            check_target(&link, std::slice::from_ref(&a), true),
             Err(OutputError::IsInput(_))
         ));
         assert!(check_target(&dir.path().join("new"), &[a], false).is_ok());

@@ -250,7 +250,9 @@ impl ExtentLine {
         );
         if let Some(name) = &self.file_name {
             s.push_str(&format!(" \"{name}\""));
-            if matches!(self.kind, ExtentKind::Flat | ExtentKind::Vmfs) || self.offset != 0 {
+            // FLAT lines always carry the offset; ESXi writes VMFS lines without one (and
+            // qemu-img refuses a VMFS line that has one).
+            if self.kind == ExtentKind::Flat || self.offset != 0 {
                 s.push_str(&format!(" {}", self.offset));
             }
         }

@@ -67,7 +67,7 @@ pub enum ExtentData {
     /// Reads as zeros (ZERO).
     Zero,
     /// A hosted sparse or stream-optimized extent (SPARSE).
-    Sparse(SparseExtent),
+    Sparse(Box<SparseExtent>),
 }
 
 /// One extent of a link, placed in the disk.
@@ -248,7 +248,7 @@ impl Disk {
                 })?;
             // The first extent of a sparse file with an embedded descriptor is that file.
             let data = match first.take() {
-                Some(sparse) if index == 0 => ExtentData::Sparse(sparse),
+                Some(sparse) if index == 0 => ExtentData::Sparse(Box::new(sparse)),
                 _ => open_extent(&path, &line, options)?,
             };
             if let ExtentData::Sparse(s) = &data {
@@ -652,7 +652,7 @@ fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> R
         options.allow_outside_paths,
     )?;
     if line.kind == ExtentKind::Sparse {
-        return Ok(ExtentData::Sparse(SparseExtent::open(backing)?));
+        return Ok(ExtentData::Sparse(Box::new(SparseExtent::open(backing)?)));
     }
     let offset = line.offset.checked_mul(SECTOR_SIZE).ok_or_else(|| {
         Error::new(

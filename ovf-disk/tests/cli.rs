@@ -1,0 +1,227 @@
+//! The `ovf-disk` command line: output safety (no overwrite without --force, never over an
+//! input, nothing left behind by a failure), zero modes, the extent path policy, and messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "../../vmdk/tests/support/builders.rs"]
+mod builders;
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn sparse_disk(dir: &Path) {
+    sample_raw(&dir.join("src.raw"), 4 << 20);
+    qemu_img(
+        dir,
+        &["convert", "-f", "raw", "-O", "vmdk", "src.raw", "a.vmdk"],
+    );
+    std::fs::remove_file(dir.join("src.raw")).unwrap();
+}
+
+#[test]
+fn existing_outputs_need_force_and_inputs_are_never_overwritten() {
+    let d = tempfile::tempdir().unwrap();
+    sparse_disk(d.path());
+    std::fs::write(d.path().join("out.raw"), b"keep me").unwrap();
+    let out = ovf_disk(d.path(), &["inflate", "a.vmdk", "out.raw"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("out.raw exists (use --force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(d.path().join("out.raw")).unwrap(), b"keep me");
+    ovf_disk_ok(d.path(), &["inflate", "-q", "a.vmdk", "out.raw", "--force"]);
+    assert_eq!(
+        std::fs::metadata(d.path().join("out.raw")).unwrap().len(),
+        4 << 20
+    );
+
+    let before = sha256(&d.path().join("a.vmdk"));
+    let out = ovf_disk(d.path(), &["inflate", "a.vmdk", "a.vmdk", "--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is a file of the input disk"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sha256(&d.path().join("a.vmdk")), before);
+    // The flat extent of a thick output may not be an input either.
+    qemu_img(
+        d.path(),
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=monolithicFlat",
+            "f.vmdk",
+            "1M",
+        ],
+    );
+    std::fs::copy(d.path().join("f.vmdk"), d.path().join("h.vmdk")).unwrap();
+    // h.vmdk names f-flat.vmdk, which a thick output f.vmdk would write.
+    let out = ovf_disk(d.path(), &["inflate", "h.vmdk", "f.vmdk", "--force"]);
+    assert!(
+        stderr(&out).contains("is a file of the input disk"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(listing(d.path()).iter().all(|n| !n.contains("partial")));
+}
+
+#[test]
+fn a_failure_leaves_no_output_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let mut b = builders::StreamBuilder::new(64 * 128);
+    for g in 0..64 {
+        b.grains.insert(g, noise(g + 1, 65536));
+    }
+    let (mut bytes, layout) = b.build();
+    let at = layout.grain_markers[&40] + 20;
+    bytes[at..at + 16].copy_from_slice(b"damaged damaged!");
+    std::fs::write(d.path().join("bad.vmdk"), bytes).unwrap();
+    for out_name in ["out.raw", "out.vmdk"] {
+        let out = ovf_disk(
+            d.path(),
+            &["inflate", "bad.vmdk", out_name, "--threads", "1"],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let msg = stderr(&out);
+        assert!(
+            msg.contains("bad.vmdk: compressed grain at offset 0x"),
+            "{msg}"
+        );
+        assert!(!msg.contains("panicked"), "{msg}");
+        assert_eq!(listing(d.path()), vec!["bad.vmdk"], "{out_name}");
+    }
+}
+
+#[test]
+fn zero_modes() {
+    let d = tempfile::tempdir().unwrap();
+    qemu_img(d.path(), &["create", "-q", "-f", "vmdk", "e.vmdk", "64M"]);
+    qemu_io(d.path(), "e.vmdk", &["write -P 0x5 1M 64k"]);
+    let mut shas = Vec::new();
+    for mode in ["write", "falloc", "sparse"] {
+        let out = format!("{mode}.raw");
+        ovf_disk_ok(d.path(), &["inflate", "-q", "e.vmdk", &out, "--zero", mode]);
+        let p = d.path().join(&out);
+        shas.push(sha256(&p));
+        match mode {
+            "sparse" => assert!(
+                allocated(&p) < 1 << 20,
+                "sparse output allocated {}",
+                allocated(&p)
+            ),
+            _ => assert_no_holes(&p),
+        }
+    }
+    assert!(shas.iter().all(|s| *s == shas[0]));
+    assert_eq!(shas[0], qemu_raw_sha(d.path(), "e.vmdk"));
+    ovf_disk_ok(
+        d.path(),
+        &["inflate", "-q", "e.vmdk", "t1.raw", "--threads", "1"],
+    );
+    assert_eq!(sha256(&d.path().join("t1.raw")), shas[0]);
+}
+
+#[test]
+fn extents_outside_the_folder_are_refused_unless_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("sub")).unwrap();
+    std::fs::write(d.path().join("data.bin"), vec![7u8; 4096]).unwrap();
+    let desc = |name: &str| {
+        format!("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"{name}\" 0\n")
+    };
+    std::fs::write(d.path().join("sub/up.vmdk"), desc("../data.bin")).unwrap();
+    let abs = d.path().join("data.bin");
+    std::fs::write(d.path().join("sub/abs.vmdk"), desc(abs.to_str().unwrap())).unwrap();
+    std::os::unix::fs::symlink(&abs, d.path().join("sub/link.bin")).unwrap();
+    std::fs::write(d.path().join("sub/link.vmdk"), desc("link.bin")).unwrap();
+    std::fs::write(d.path().join("sub/dev.vmdk"), desc("/dev/zero")).unwrap();
+    for (file, why) in [
+        ("up.vmdk", "'..'"),
+        ("abs.vmdk", "absolute path"),
+        ("link.vmdk", "a link resolves outside it"),
+        ("dev.vmdk", "absolute path"),
+    ] {
+        let out = ovf_disk(&d.path().join("sub"), &["info", file]);
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let msg = stderr(&out);
+        assert!(
+            msg.contains("leads outside the folder") && msg.contains(why),
+            "{file}: {msg}"
+        );
+        assert!(listing(&d.path().join("sub"))
+            .iter()
+            .all(|n| !n.ends_with(".raw")));
+    }
+    for file in ["up.vmdk", "abs.vmdk", "link.vmdk"] {
+        let raw = format!("{file}.raw");
+        ovf_disk_ok(
+            &d.path().join("sub"),
+            &["inflate", "-q", "--allow-outside-paths", file, &raw],
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("sub").join(&raw)).unwrap(),
+            vec![7u8; 4096]
+        );
+    }
+}
+
+#[test]
+fn info_and_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    sparse_disk(d.path());
+    let out = ovf_disk_ok(d.path(), &["info", "a.vmdk"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "create type:  monolithicSparse",
+        "capacity:     4.00 MiB (4194304 bytes)",
+        "grain 64.00 KiB",
+        "allocation:",
+        "ddb.adapterType: ide",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    std::fs::write(d.path().join("junk.vmdk"), vec![0x42u8; 10000]).unwrap();
+    let out = ovf_disk(d.path(), &["info", "junk.vmdk"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("junk.vmdk: file: not a VMDK"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ovf_disk(d.path(), &["inflate", "missing.vmdk", "x.raw"]);
+    assert!(
+        stderr(&out).contains("missing.vmdk") && stderr(&out).contains("No such file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ovf_disk(d.path(), &["inflate", "a.vmdk", "x.raw", "--threads", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    // JSON output of inflate.
+    let out = ovf_disk_ok(d.path(), &["inflate", "--json", "a.vmdk", "j.raw"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["capacity"], 4 << 20);
+    assert_eq!(
+        v["data_bytes"].as_u64().unwrap() + v["zero_bytes"].as_u64().unwrap(),
+        4 << 20
+    );
+}

@@ -1,0 +1,212 @@
+//! Helpers for the integration tests: run qemu-img and ovf-disk, hash files, check holes.
+//! qemu-img (Debian's qemu-utils) is required: a missing qemu-img fails the tests loudly
+//! (scripts/setup.sh installs it), it never skips them.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+pub fn tool(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("{name} not found on PATH: run scripts/setup.sh (apt-get install -y qemu-utils)")
+    })
+}
+
+fn check(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs qemu-img with `args` in `dir`, which must succeed.
+pub fn qemu_img(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(tool("qemu-img"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    check(out, &format!("qemu-img {}", args.join(" ")))
+}
+
+/// Runs qemu-io on a vmdk with commands, which must succeed.
+pub fn qemu_io(dir: &Path, file: &str, commands: &[&str]) {
+    let mut cmd = Command::new(tool("qemu-io"));
+    cmd.args(["-f", "vmdk"]).current_dir(dir);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    cmd.arg(file);
+    let out = check(
+        cmd.output().unwrap(),
+        &format!("qemu-io {commands:?} {file}"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("failed"), "qemu-io {commands:?}: {text}");
+}
+
+/// Runs ovf-disk with `args` in `dir` and returns its output, whatever the status.
+pub fn ovf_disk(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// Runs ovf-disk, which must succeed.
+pub fn ovf_disk_ok(dir: &Path, args: &[&str]) -> Output {
+    check(ovf_disk(dir, args), &format!("ovf-disk {}", args.join(" ")))
+}
+
+pub fn sha256(path: &Path) -> String {
+    let mut f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Asserts the file has no holes: its allocated blocks cover its whole size.
+pub fn assert_no_holes(path: &Path) {
+    let m = std::fs::metadata(path).unwrap();
+    assert!(
+        m.blocks() * 512 >= m.len(),
+        "{} has holes: {} bytes allocated of {}",
+        path.display(),
+        m.blocks() * 512,
+        m.len()
+    );
+}
+
+/// Bytes allocated to a file.
+pub fn allocated(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// qemu-img's raw reading of `input`, hashed.
+pub fn qemu_raw_sha(dir: &Path, input: &str) -> String {
+    let reference = format!("{input}.qemu-reference.raw");
+    qemu_img(
+        dir,
+        &["convert", "-f", "vmdk", "-O", "raw", input, &reference],
+    );
+    let sha = sha256(&dir.join(&reference));
+    std::fs::remove_file(dir.join(&reference)).unwrap();
+    sha
+}
+
+/// Inflates `input` (in `dir`) to raw and to thick VMDKs (monolithicFlat and vmfs), and asserts:
+/// the raw output's sha256 equals qemu-img's raw reading, it has no holes, and qemu-img compare
+/// finds both thick VMDKs identical to the input. Returns the sha256.
+pub fn assert_inflates_like_qemu(dir: &Path, input: &str) -> String {
+    let expected = qemu_raw_sha(dir, input);
+    let raw = format!("{input}.inflated.raw");
+    ovf_disk_ok(dir, &["inflate", "-q", input, &raw]);
+    assert_eq!(
+        sha256(&dir.join(&raw)),
+        expected,
+        "{input}: raw output differs from qemu-img's reading"
+    );
+    assert_no_holes(&dir.join(&raw));
+    std::fs::remove_file(dir.join(&raw)).unwrap();
+    for (suffix, esx) in [("thick", false), ("esx", true)] {
+        let out = format!("{input}.{suffix}.vmdk");
+        let mut args = vec!["inflate", "-q", input, &out];
+        if esx {
+            args.push("--esx");
+        }
+        ovf_disk_ok(dir, &args);
+        let text = std::fs::read_to_string(dir.join(&out)).unwrap();
+        let want = if esx {
+            "createType=\"vmfs\""
+        } else {
+            "createType=\"monolithicFlat\""
+        };
+        assert!(text.contains(want), "{text}");
+        let flat = format!("{}-flat.vmdk", out.strip_suffix(".vmdk").unwrap());
+        assert_no_holes(&dir.join(&flat));
+        let cmp = Command::new(tool("qemu-img"))
+            .args(["compare", "-f", "vmdk", "-F", "vmdk", input, &out])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            cmp.status.success(),
+            "qemu-img compare {input} {out}: {}{}",
+            String::from_utf8_lossy(&cmp.stdout),
+            String::from_utf8_lossy(&cmp.stderr)
+        );
+        std::fs::remove_file(dir.join(&out)).unwrap();
+        std::fs::remove_file(dir.join(&flat)).unwrap();
+    }
+    expected
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A raw image of `len` bytes: random data, text-like data, zeros and partial grains, at
+/// offsets that cross grain and grain-table boundaries.
+pub fn sample_raw(path: &Path, len: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = File::create(path).unwrap();
+    f.set_len(len).unwrap();
+    let text = b"The quick brown fox jumps over the lazy dog 0123456789. ".repeat(4000);
+    let mut at = 0u64;
+    let mut i = 0u64;
+    while at < len {
+        let chunk: Vec<u8> = match i % 4 {
+            0 => noise(i + 1, 300_000),
+            1 => text[..200_000].to_vec(),
+            2 => vec![0u8; 1_000_000],
+            _ => noise(i + 99, 777),
+        };
+        let n = chunk.len().min((len - at) as usize);
+        f.write_all_at(&chunk[..n], at).unwrap();
+        at += n as u64 + (i % 3) * 3_000_000 + 512 * (i % 5);
+        i += 1;
+    }
+    // The last bytes of the disk, so partial last grains hold data.
+    let tail = noise(12345, 4096.min(len as usize));
+    f.write_all_at(&tail, len - tail.len() as u64).unwrap();
+}
