@@ -11,7 +11,7 @@ work=target/demo
 rm -rf "$work" && mkdir -p "$work"
 # 64 MiB: random data, text, and zeros, converted to a stream-optimized VMDK by qemu-img.
 head -c 8M /dev/urandom > "$work/data.bin"
-yes "eager-zeroed thick disks for Fault Tolerance" | head -c 8M >> "$work/data.bin"
+head -c 8M < <(yes "eager-zeroed thick disks for Fault Tolerance") >> "$work/data.bin"
 truncate -s 64M "$work/data.bin"
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$work/data.bin" "$work/sample.vmdk"
 "$bin" info "$work/sample.vmdk"
