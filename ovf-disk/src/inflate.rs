@@ -1,19 +1,17 @@
 //! Inflate a disk into an eager-zeroed thick image: raw, or a thick VMDK (a `monolithicFlat` or
 //! `vmfs` descriptor plus `NAME-flat.vmdk`).
 //!
-//! Every byte of the capacity is written ([`vmdk::copy::ZeroMode::Write`], the default), so the output has
-//! no holes; `Falloc` preallocates without writing zeros, `Sparse` leaves holes. Outputs are
-//! written under temporary names and renamed into place only when complete and flushed (the flat
-//! extent before the descriptor that names it); an existing output is refused unless `force`,
-//! and an output that is one of the input's files is always refused.
+//! Every byte of the capacity is written ([`vmdk::copy::ZeroMode::Write`], the default), so the
+//! output has no holes; `Falloc` preallocates without writing zeros, `Sparse` leaves holes.
+//! Output safety is [`crate::convert`]'s: temporary names, renamed into place when complete.
 
 use std::path::{Path, PathBuf};
 
-use vmdk::copy::{copy_to_file, CopyOptions, CopyStats};
-use vmdk::flat::thick_descriptor;
+use vmdk::copy::CopyOptions;
+use vmdk::descriptor::CreateType;
 use vmdk::Disk;
 
-use crate::output::{check_target, OutputError, PendingFile};
+use crate::convert::{convert, ConvertError, ConvertOptions, OutputType};
 
 /// What `inflate` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +36,14 @@ impl OutputFormat {
             (true, true) => Self::EsxVmdk,
         }
     }
+
+    fn output_type(self) -> OutputType {
+        match self {
+            Self::Raw => OutputType::Raw,
+            Self::ThickVmdk => OutputType::Vmdk(CreateType::MonolithicFlat),
+            Self::EsxVmdk => OutputType::Vmdk(CreateType::Vmfs),
+        }
+    }
 }
 
 /// Options of [`inflate`].
@@ -50,15 +56,7 @@ pub struct InflateOptions {
 }
 
 /// Why inflating failed.
-#[derive(Debug, thiserror::Error)]
-pub enum InflateError {
-    /// Reading the disk failed.
-    #[error(transparent)]
-    Disk(#[from] vmdk::Error),
-    /// Creating or finishing an output failed.
-    #[error(transparent)]
-    Output(#[from] OutputError),
-}
+pub type InflateError = ConvertError;
 
 /// What [`inflate`] wrote.
 #[derive(Clone, Debug)]
@@ -67,16 +65,8 @@ pub struct InflateReport {
     pub files: Vec<PathBuf>,
     /// Bytes of capacity written.
     pub capacity: u64,
-    /// Data and zero bytes.
-    pub stats: CopyStats,
-}
-
-/// The flat extent's path for a thick VMDK at `out`: `NAME-flat.vmdk` beside it.
-pub fn flat_path(out: &Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-    out.with_file_name(format!("{stem}-flat.vmdk"))
+    /// Bytes of data read and written.
+    pub data: u64,
 }
 
 /// Inflates `disk` into `out`. `progress` receives byte counts as windows finish.
@@ -87,45 +77,15 @@ pub fn inflate(
     options: &InflateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<InflateReport, InflateError> {
-    let inputs = disk.files();
-    check_target(out, &inputs, options.force)?;
-    let (data_path, descriptor_target) = match format {
-        OutputFormat::Raw => (out.to_path_buf(), None),
-        OutputFormat::ThickVmdk | OutputFormat::EsxVmdk => {
-            let flat = flat_path(out);
-            check_target(&flat, &inputs, options.force)?;
-            (flat, Some(out.to_path_buf()))
-        }
+    let convert_options = ConvertOptions {
+        copy: options.copy.clone(),
+        force: options.force,
+        ..ConvertOptions::default()
     };
-    let data = PendingFile::create(&data_path)?;
-    let stats = copy_to_file(disk, data.file(), data.temp_path(), &options.copy, progress)?;
-    let descriptor = match &descriptor_target {
-        Some(target) => {
-            let flat_name = data_path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-            let text = thick_descriptor(disk, &flat_name, format == OutputFormat::EsxVmdk).print();
-            let pending = PendingFile::create(target)?;
-            std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(|source| {
-                OutputError::Io {
-                    path: pending.temp_path().to_path_buf(),
-                    source,
-                }
-            })?;
-            Some(pending)
-        }
-        None => None,
-    };
-    // The data first: a descriptor never names a flat file that is not complete.
-    data.commit()?;
-    let mut files = vec![data_path];
-    if let Some(d) = descriptor {
-        d.commit()?;
-        files.insert(0, out.to_path_buf());
-    }
+    let r = convert(disk, out, &format.output_type(), &convert_options, progress)?;
     Ok(InflateReport {
-        files,
-        capacity: disk.capacity(),
-        stats,
+        files: r.files,
+        capacity: r.capacity,
+        data: r.data,
     })
 }

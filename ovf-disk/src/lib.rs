@@ -2,5 +2,6 @@
 //! inflating a disk into an eager-zeroed thick image with output that is never left looking
 //! complete when it is not. (Envelopes, manifests and OVA archives come with the OVF work.)
 
+pub mod convert;
 pub mod inflate;
 pub mod output;

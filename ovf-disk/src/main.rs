@@ -13,8 +13,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 
+use std::io::Write;
+
+use ovf_disk::convert::{
+    convert, convert_to_stream, open_input, ConvertOptions, OutputType, Report,
+};
 use ovf_disk::inflate::{inflate, InflateOptions, OutputFormat};
 use vmdk::copy::{CopyOptions, ZeroMode};
+use vmdk::ddb::ADAPTER_TYPES;
+use vmdk::descriptor::CreateType;
 use vmdk::disk::ExtentData;
 use vmdk::sparse::MetadataSource;
 use vmdk::{Disk, OpenOptions};
@@ -53,14 +60,64 @@ struct InputArgs {
 }
 
 impl InputArgs {
-    fn open(&self, path: &PathBuf) -> Result<Disk> {
-        let options = OpenOptions {
+    fn options(&self) -> OpenOptions {
+        OpenOptions {
             allow_outside_paths: self.allow_outside_paths,
             ignore_parent_cid: self.ignore_parent_cid,
             ..OpenOptions::default()
-        };
-        Ok(Disk::open_with(path, &options)?)
+        }
     }
+
+    fn open(&self, path: &PathBuf) -> Result<Disk> {
+        Ok(Disk::open_with(path, &self.options())?)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct OutputArgs {
+    /// How zero ranges of raw and flat outputs are written.
+    #[arg(long, value_enum, default_value = "write")]
+    zero: Zero,
+    /// Replace existing outputs.
+    #[arg(long)]
+    force: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl OutputArgs {
+    fn copy_options(&self) -> Result<CopyOptions> {
+        let mut copy = CopyOptions {
+            zero: match self.zero {
+                Zero::Write => ZeroMode::Write,
+                Zero::Falloc => ZeroMode::Falloc,
+                Zero::Sparse => ZeroMode::Sparse,
+            },
+            ..CopyOptions::default()
+        };
+        if let Some(t) = self.threads {
+            anyhow::ensure!(t > 0, "--threads must be at least 1");
+            copy.threads = t;
+        }
+        Ok(copy)
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum InputFormat {
+    /// VMDK if the file has the sparse magic or a descriptor, raw otherwise.
+    Auto,
+    /// A VMDK (descriptor, sparse or stream-optimized file).
+    Vmdk,
+    /// A raw image.
+    Raw,
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,24 +129,41 @@ enum Command {
         input: PathBuf,
         /// The image to write.
         output: PathBuf,
-        /// How zero ranges are written.
-        #[arg(long, value_enum, default_value = "write")]
-        zero: Zero,
         /// With a .vmdk output, write ESXi's thick type (createType "vmfs", VMFS extent).
         #[arg(long)]
         esx: bool,
-        /// Replace an existing output.
+        #[command(flatten)]
+        out: OutputArgs,
+        #[command(flatten)]
+        input_args: InputArgs,
+    },
+    /// Convert a disk (VMDK or raw) to raw or another VMDK type.
+    Convert {
+        /// The disk to read: any VMDK, or a raw image.
+        input: PathBuf,
+        /// The file to write; `-` writes a stream-optimized VMDK to standard output.
+        output: PathBuf,
+        /// raw, monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat,
+        /// streamOptimized or vmfs.
+        #[arg(long = "to")]
+        to: String,
+        /// What the input is.
+        #[arg(long, value_enum, default_value = "auto")]
+        from: InputFormat,
+        /// zlib level of stream-optimized output, 0-9.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+        compress_level: Option<u32>,
+        /// ddb.adapterType of the output (ide, buslogic, lsilogic, legacyESX, lsisas1068, pvscsi).
         #[arg(long)]
-        force: bool,
-        /// Worker threads (default: all cores).
+        adapter_type: Option<String>,
+        /// ddb.virtualHWVersion of the output.
         #[arg(long)]
-        threads: Option<usize>,
-        /// No progress bar.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
+        hw_version: Option<u32>,
+        /// CID of the output, in hex (default: random), for reproducible output.
+        #[arg(long, value_parser = parse_cid)]
+        cid: Option<u32>,
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(flatten)]
         input_args: InputArgs,
     },
@@ -116,70 +190,168 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_cid(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 16) {
+        Ok(c) if c < 0xffff_fffe => Ok(c),
+        _ => Err("a CID is 1 to 8 hex digits, not ffffffff or fffffffe".into()),
+    }
+}
+
+fn print_report(
+    input: &std::path::Path,
+    verb: &str,
+    report: &Report,
+    secs: f64,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    if quiet && !json {
+        return Ok(());
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "input": input, "files": report.files, "capacity": report.capacity,
+                "data_bytes": report.data, "zero_bytes": report.capacity.saturating_sub(report.data),
+                "written_bytes": report.written, "seconds": secs,
+            }))?
+        );
+    } else {
+        let files: Vec<String> = report
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let target = if files.is_empty() {
+            "standard output".to_string()
+        } else {
+            files.join(" + ")
+        };
+        eprintln!(
+            "{verb} {} ({}) to {target}: {} data, {} written, {:.2} s ({:.0} MiB/s)",
+            input.display(),
+            human(report.capacity),
+            human(report.data),
+            human(report.written),
+            secs,
+            report.capacity as f64 / (1u64 << 20) as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inflate {
             input,
             output,
-            zero,
             esx,
-            force,
-            threads,
-            quiet,
-            json,
+            out,
             input_args,
         } => {
             let disk = input_args.open(&input)?;
-            let mut copy = CopyOptions {
-                zero: match zero {
-                    Zero::Write => ZeroMode::Write,
-                    Zero::Falloc => ZeroMode::Falloc,
-                    Zero::Sparse => ZeroMode::Sparse,
-                },
-                ..CopyOptions::default()
+            let options = InflateOptions {
+                copy: out.copy_options()?,
+                force: out.force,
             };
-            if let Some(t) = threads {
-                anyhow::ensure!(t > 0, "--threads must be at least 1");
-                copy.threads = t;
-            }
-            let bar = progress_bar(disk.capacity(), quiet || json);
+            let bar = progress_bar(disk.capacity(), out.quiet || out.json);
             let started = Instant::now();
-            let report = inflate(
+            let r = inflate(
                 &disk,
                 &output,
                 OutputFormat::for_path(&output, esx),
-                &InflateOptions { copy, force },
+                &options,
                 &|n| bar.inc(n),
             )
             .with_context(|| format!("inflating {} to {}", input.display(), output.display()))?;
             bar.finish_and_clear();
-            let secs = started.elapsed().as_secs_f64();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
-                        "input": input, "files": report.files, "capacity": report.capacity,
-                        "data_bytes": report.stats.data, "zero_bytes": report.stats.zero, "seconds": secs,
-                    }))?
-                );
-            } else {
-                let files: Vec<String> = report
-                    .files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect();
-                println!(
-                    "inflated {} ({}) to {}: {} data, {} zeros, {:.2} s ({:.0} MiB/s)",
-                    input.display(),
-                    human(report.capacity),
-                    files.join(" + "),
-                    human(report.stats.data),
-                    human(report.stats.zero),
-                    secs,
-                    report.capacity as f64 / (1u64 << 20) as f64 / secs.max(1e-9)
+            let written = r
+                .files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum();
+            let report = Report {
+                files: r.files,
+                capacity: r.capacity,
+                data: r.data,
+                written,
+            };
+            print_report(
+                &input,
+                "inflated",
+                &report,
+                started.elapsed().as_secs_f64(),
+                out.json,
+                out.quiet,
+            )
+        }
+        Command::Convert {
+            input,
+            output,
+            to,
+            from,
+            compress_level,
+            adapter_type,
+            hw_version,
+            cid,
+            out,
+            input_args,
+        } => {
+            let output_type = OutputType::parse(&to).with_context(|| format!("--to {to}: expected raw, monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs"))?;
+            if let Some(a) = &adapter_type {
+                anyhow::ensure!(
+                    ADAPTER_TYPES.iter().any(|k| k.eq_ignore_ascii_case(a)),
+                    "--adapter-type {a}: expected one of {}",
+                    ADAPTER_TYPES.join(", ")
                 );
             }
-            Ok(())
+            let raw = match from {
+                InputFormat::Auto => None,
+                InputFormat::Vmdk => Some(false),
+                InputFormat::Raw => Some(true),
+            };
+            let disk = open_input(&input, raw, &input_args.options())?;
+            let options = ConvertOptions {
+                copy: out.copy_options()?,
+                level: compress_level,
+                adapter_type,
+                hw_version: hw_version.map(|h| h.to_string()),
+                cid,
+                force: out.force,
+            };
+            let to_stdout = output.as_os_str() == "-";
+            let bar = progress_bar(disk.capacity(), out.quiet || (out.json && !to_stdout));
+            let started = Instant::now();
+            let report = if to_stdout {
+                anyhow::ensure!(
+                    output_type == OutputType::Vmdk(CreateType::StreamOptimized),
+                    "only --to streamOptimized can be written to standard output"
+                );
+                anyhow::ensure!(
+                    !std::io::stdout().is_terminal(),
+                    "refusing to write a disk image to a terminal"
+                );
+                let stdout = std::io::stdout();
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+                let r = convert_to_stream(&disk, &mut w, "disk.vmdk", &options, &|n| bar.inc(n))?;
+                w.flush().context("writing standard output")?;
+                r
+            } else {
+                convert(&disk, &output, &output_type, &options, &|n| bar.inc(n)).with_context(
+                    || format!("converting {} to {}", input.display(), output.display()),
+                )?
+            };
+            bar.finish_and_clear();
+            print_report(
+                &input,
+                "converted",
+                &report,
+                started.elapsed().as_secs_f64(),
+                out.json && !to_stdout,
+                out.quiet,
+            )
         }
         Command::Info {
             file,

@@ -73,6 +73,54 @@ fn largest_grain(disk: &Disk) -> u64 {
         .unwrap_or(512)
 }
 
+/// One output file holding `len` bytes of the disk from `start`.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// The open file (written with positioned writes from several threads).
+    pub file: &'a File,
+    /// Its path, for error messages.
+    pub path: &'a Path,
+    /// First byte of the disk it holds.
+    pub start: u64,
+    /// Bytes it holds.
+    pub len: u64,
+}
+
+struct Targets<'a>(&'a [Target<'a>]);
+
+impl Targets<'_> {
+    /// Writes `data` at disk offset `offset`, split across the targets it spans.
+    fn write_at(&self, mut offset: u64, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let t = self
+                .0
+                .iter()
+                .find(|t| offset >= t.start && offset < t.start + t.len)
+                .ok_or_else(|| {
+                    Error::new(
+                        None,
+                        "output",
+                        Some(offset),
+                        ErrorKind::Usage("no output file holds this offset".into()),
+                    )
+                })?;
+            let n = (t.start + t.len - offset).min(data.len() as u64) as usize;
+            let (now, rest) = data.split_at(n);
+            t.file.write_all_at(now, offset - t.start).map_err(|e| {
+                Error::new(
+                    Some(t.path),
+                    "output",
+                    Some(offset - t.start),
+                    ErrorKind::Io(e),
+                )
+            })?;
+            offset += n as u64;
+            data = rest;
+        }
+        Ok(())
+    }
+}
+
 /// Copies the whole disk into `out` (at offset 0), which is set to the disk's capacity.
 /// `progress` is called with the number of bytes just finished, from any worker thread.
 pub fn copy_to_file(
@@ -82,17 +130,46 @@ pub fn copy_to_file(
     options: &CopyOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<CopyStats> {
-    let capacity = disk.capacity();
-    let out_err = |offset: u64, e: std::io::Error| {
-        Error::new(Some(out_path), "output", Some(offset), ErrorKind::Io(e))
+    let target = Target {
+        file: out,
+        path: out_path,
+        start: 0,
+        len: disk.capacity(),
     };
-    match options.zero {
-        ZeroMode::Falloc if capacity > 0 => {
-            rustix::fs::fallocate(out, rustix::fs::FallocateFlags::empty(), 0, capacity)
-                .map_err(|e| out_err(0, std::io::Error::from(e)))?;
-        }
-        _ => out.set_len(capacity).map_err(|e| out_err(0, e))?,
+    copy_to_targets(disk, &[target], options, progress)
+}
+
+/// Copies the whole disk into `targets`, which together must hold every byte of it (each is
+/// set to its length first, or preallocated with [`ZeroMode::Falloc`]).
+pub fn copy_to_targets(
+    disk: &Disk,
+    targets: &[Target<'_>],
+    options: &CopyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<CopyStats> {
+    let capacity = disk.capacity();
+    let held: u64 = targets.iter().map(|t| t.len).sum();
+    if held != capacity {
+        return Err(Error::new(
+            None,
+            "output",
+            None,
+            ErrorKind::Usage(format!(
+                "output files hold {held} bytes, the disk {capacity}"
+            )),
+        ));
     }
+    for t in targets {
+        let err = |e: std::io::Error| Error::new(Some(t.path), "output", Some(0), ErrorKind::Io(e));
+        match options.zero {
+            ZeroMode::Falloc if t.len > 0 => {
+                rustix::fs::fallocate(t.file, rustix::fs::FallocateFlags::empty(), 0, t.len)
+                    .map_err(|e| err(e.into()))?
+            }
+            _ => t.file.set_len(t.len).map_err(err)?,
+        }
+    }
+    let out = Targets(targets);
     let grain = largest_grain(disk);
     let window = options.window.max(grain).div_ceil(grain) * grain;
     let window_usize = usize::try_from(window).map_err(|_| {
@@ -132,14 +209,11 @@ pub fn copy_to_file(
                     if run.kind == Allocation::Data {
                         let part = buf.get_mut(..n).unwrap_or(&mut []);
                         disk.read_exact(run.offset, part)?;
-                        out.write_all_at(part, run.offset)
-                            .map_err(|e| out_err(run.offset, e))?;
+                        out.write_at(run.offset, part)?;
                         data_total.fetch_add(run.len, Ordering::Relaxed);
                     } else {
                         if options.zero == ZeroMode::Write {
-                            let part = zeros.get(..n).unwrap_or(&[]);
-                            out.write_all_at(part, run.offset)
-                                .map_err(|e| out_err(run.offset, e))?;
+                            out.write_at(run.offset, zeros.get(..n).unwrap_or(&[]))?;
                         }
                         zero_total.fetch_add(run.len, Ordering::Relaxed);
                     }
@@ -166,4 +240,115 @@ pub fn copy_to_file(
         data: data_total.into_inner(),
         zero: zero_total.into_inner(),
     })
+}
+
+/// Whether every byte of `data` is zero (a word-wise scan the compiler vectorizes).
+pub fn is_zero(data: &[u8]) -> bool {
+    let mut chunks = data.chunks_exact(16);
+    let words_zero = chunks.by_ref().fold(0u128, |acc, c| {
+        acc | u128::from_ne_bytes(c.try_into().unwrap_or([1; 16]))
+    }) == 0;
+    words_zero && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// A walk over a range of a disk in grains, for [`for_each_grain`].
+#[derive(Clone, Copy, Debug)]
+pub struct GrainWalk {
+    /// First byte of the range.
+    pub start: u64,
+    /// Bytes in the range.
+    pub len: u64,
+    /// Grain size of the output, in bytes.
+    pub grain_bytes: u64,
+    /// Threads that read, scan and process grains.
+    pub threads: usize,
+    /// Grains per batch: bounds the results held at once.
+    pub batch: usize,
+}
+
+/// Walks the range of `disk` in grains (the last may be short), in order. Grains the
+/// allocation map shows as zero, and data grains whose bytes are all zero, are skipped; each
+/// other grain goes through `work` on one of the walk's threads, and `sink` receives the results
+/// in grain order (grain indexes count from the range's start). Memory is bounded by one batch
+/// of results plus one grain buffer per thread, whatever the disk size.
+pub fn for_each_grain<T: Send>(
+    disk: &Disk,
+    walk: &GrainWalk,
+    work: &(dyn Fn(u64, &[u8]) -> Result<T> + Sync),
+    sink: &mut dyn FnMut(u64, T) -> Result<()>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    let GrainWalk {
+        start,
+        len,
+        grain_bytes,
+        threads,
+        batch,
+    } = *walk;
+    let grains = len.div_ceil(grain_bytes.max(1));
+    let batch = batch.max(1) as u64;
+    let threads = threads.max(1);
+    let mut first = 0u64;
+    while first < grains {
+        let count = batch.min(grains - first);
+        let b_start = start + first * grain_bytes;
+        let b_len = (count * grain_bytes).min(start + len - b_start);
+        // Grains of this batch that hold data according to the map.
+        let mut wanted: Vec<u64> = Vec::new();
+        for run in disk.map(b_start, b_len)? {
+            if run.kind != Allocation::Data {
+                continue;
+            }
+            let g0 = (run.offset - start) / grain_bytes;
+            let g1 = (run.offset + run.len - start).div_ceil(grain_bytes);
+            for g in g0..g1 {
+                if wanted.last() != Some(&g) {
+                    wanted.push(g);
+                }
+            }
+        }
+        let per_thread = wanted.len().div_ceil(threads).max(1);
+        let results: Vec<Result<Vec<(u64, T)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = wanted
+                .chunks(per_thread)
+                .map(|mine| {
+                    scope.spawn(move || -> Result<Vec<(u64, T)>> {
+                        let mut buf = Vec::new();
+                        let mut out = Vec::with_capacity(mine.len());
+                        for &g in mine {
+                            let g_start = start + g * grain_bytes;
+                            let n = grain_bytes.min(start + len - g_start) as usize;
+                            buf.resize(n, 0);
+                            disk.read_exact(g_start, &mut buf)?;
+                            if !is_zero(&buf) {
+                                out.push((g, work(g, &buf)?));
+                            }
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::new(
+                            None,
+                            "copy",
+                            None,
+                            ErrorKind::Usage("a worker thread panicked".into()),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        for part in results {
+            for (g, t) in part? {
+                sink(g, t)?;
+            }
+        }
+        progress(b_len);
+        first += count;
+    }
+    Ok(())
 }

@@ -299,6 +299,45 @@ impl Disk {
         })
     }
 
+    /// Opens a raw image as a disk: one flat extent over the whole file, whose length must be
+    /// a whole number of sectors.
+    pub fn open_raw(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let backing = options
+            .files
+            .open(path, &path.to_string_lossy(), &folder_of(path), true)?;
+        let len = backing.len();
+        if len % SECTOR_SIZE != 0 {
+            return Err(Error::file(path, ErrorKind::Usage(format!("a raw image must be a whole number of 512-byte sectors; this one is {len} bytes"))));
+        }
+        let create_type = CreateType::Other("raw".into());
+        let line = ExtentLine {
+            access: Access::ReadWrite,
+            sectors: len / SECTOR_SIZE,
+            kind: ExtentKind::Flat,
+            file_name: Some(
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            ),
+            offset: 0,
+        };
+        let mut descriptor = Descriptor::new(&create_type, crate::descriptor::CID_NO_PARENT - 1);
+        descriptor.push_extent(line.clone());
+        Ok(Self {
+            path: path.to_path_buf(),
+            descriptor,
+            create_type,
+            capacity: len,
+            extents: vec![Extent {
+                line,
+                start: 0,
+                len,
+                data: ExtentData::Flat { backing, offset: 0 },
+            }],
+            parent: None,
+        })
+    }
+
     /// The path this link was opened from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod copy;
+pub mod ddb;
 pub mod descriptor;
 pub mod disk;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod flat;
 pub mod format;
 pub mod io;
 pub mod sparse;
+pub mod stream;
 
 pub use descriptor::{CreateType, Descriptor};
 pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};

@@ -15,6 +15,8 @@
 //! Only the grain directory is held in memory (4 bytes per 32 MiB of capacity with the default
 //! geometry, and never more than the file holds); grain tables are read when needed.
 
+pub mod write;
+
 use flate2::{Decompress, FlushDecompress, Status};
 use zerocopy::little_endian::U32;
 use zerocopy::FromBytes;
