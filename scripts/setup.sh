@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Installs what the tool's tests and demo need on a fresh Debian machine: qemu-utils (qemu-img,
-# qemu-io), the reference reader the tests compare against. Safe to run again.
+# Installs what the tool's tests and demo need on a fresh Debian machine, and is safe to run
+# again: qemu-utils (qemu-img, qemu-io), the reference the tests compare against, and a Python
+# virtual environment in .venv with the independent VMDK readers from PyPI (libvmdk-python,
+# dissect.hypervisor) that read back what we write.
 set -euo pipefail
-need=()
-command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
-command -v qemu-io >/dev/null 2>&1 || need+=(qemu-utils)
-if [ ${#need[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "setup: installing ${need[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq qemu-utils >/dev/null
+cd "$(dirname "$0")/.."
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_updated=""
+apt_install() {
+    [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
+    echo "setup: installing $*" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+command -v qemu-img >/dev/null 2>&1 && command -v qemu-io >/dev/null 2>&1 || apt_install qemu-utils
+command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }
+
+if [ "${SETUP_SKIP_PYTHON:-}" != 1 ]; then
+    if ! .venv/bin/python -c 'import pyvmdk, dissect.hypervisor.disk.vmdk' >/dev/null 2>&1; then
+        echo "setup: creating .venv with libvmdk-python and dissect.hypervisor" >&2
+        python3 -m venv .venv || { apt_install python3-venv && python3 -m venv .venv; }
+        .venv/bin/pip install -q --disable-pip-version-check 'libvmdk-python>=20240303' 'dissect.hypervisor>=3.15'
+    fi
+    .venv/bin/python -c 'import pyvmdk, dissect.hypervisor.disk.vmdk' || { echo "setup: the Python VMDK readers did not install" >&2; exit 1; }
 fi
 command -v qemu-img >/dev/null || { echo "setup: qemu-img still missing" >&2; exit 1; }
-command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }

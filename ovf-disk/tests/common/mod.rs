@@ -210,3 +210,76 @@ pub fn sample_raw(path: &Path, len: u64) {
     let tail = noise(12345, 4096.min(len as usize));
     f.write_all_at(&tail, len - tail.len() as u64).unwrap();
 }
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The Python with libvmdk-python and dissect.hypervisor: `$OVF_DISK_PYTHON` or `.venv`.
+/// Missing is a failure, never a skip.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("OVF_DISK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    assert!(p.is_file(), "{} not found: run scripts/setup.sh, which creates .venv with libvmdk-python and dissect.hypervisor", p.display());
+    p
+}
+
+/// sha256 of `file` as (libvmdk, dissect) read it, each with the size it reports. `limit` hashes
+/// only a prefix (dissect cannot read a last partial grain).
+pub fn peer_shas(dir: &Path, file: &str, limit: Option<u64>) -> Vec<(String, u64, String)> {
+    peer_shas_of(dir, file, limit, None)
+}
+
+/// Like [`peer_shas`], with one reader only (`libvmdk` or `dissect`).
+pub fn peer_shas_of(
+    dir: &Path,
+    file: &str,
+    limit: Option<u64>,
+    reader: Option<&str>,
+) -> Vec<(String, u64, String)> {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("scripts/readers.py")).current_dir(dir);
+    if let Some(r) = reader {
+        cmd.args(["--reader", r]);
+    }
+    if let Some(l) = limit {
+        cmd.args(["--limit", &l.to_string()]);
+    }
+    let out = check(
+        cmd.arg(file).output().unwrap(),
+        &format!("readers.py {file}"),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v.get("error").is_none(), "{file}: {v}");
+            (
+                v["reader"].as_str().unwrap().to_string(),
+                v["size"].as_u64().unwrap(),
+                v["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// sha256 of the first `len` bytes of a file.
+pub fn sha256_prefix(path: &Path, len: u64) -> String {
+    let f = File::open(path).unwrap();
+    let mut h = Sha256::new();
+    let mut r = f.take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    format!("{:x}", h.finalize())
+}
