@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use crate::disk::{Allocation, Disk};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::SECTOR_SIZE as SECTOR;
 
 /// How zero ranges reach the output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -268,9 +269,11 @@ pub struct GrainWalk {
 
 /// Walks the range of `disk` in grains (the last may be short), in order. Grains the
 /// allocation map shows as zero, and data grains whose bytes are all zero, are skipped; each
-/// other grain goes through `work` on one of the walk's threads, and `sink` receives the results
-/// in grain order (grain indexes count from the range's start). Memory is bounded by one batch
-/// of results plus one grain buffer per thread, whatever the disk size.
+/// other grain is read, scanned and put through `work` by one of the walk's worker threads while
+/// the calling thread hands the results to `sink` in grain order (grain indexes count from the
+/// range's start), so compression and writing overlap. At most `batch` grains are in flight
+/// (queued, being worked on, or waiting for their turn), which bounds memory whatever the disk
+/// size.
 pub fn for_each_grain<T: Send>(
     disk: &Disk,
     walk: &GrainWalk,
@@ -278,6 +281,9 @@ pub fn for_each_grain<T: Send>(
     sink: &mut dyn FnMut(u64, T) -> Result<()>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::mpsc;
+
     let GrainWalk {
         start,
         len,
@@ -285,70 +291,120 @@ pub fn for_each_grain<T: Send>(
         threads,
         batch,
     } = *walk;
-    let grains = len.div_ceil(grain_bytes.max(1));
-    let batch = batch.max(1) as u64;
+    let grain_bytes = grain_bytes.max(SECTOR);
     let threads = threads.max(1);
-    let mut first = 0u64;
-    while first < grains {
-        let count = batch.min(grains - first);
-        let b_start = start + first * grain_bytes;
-        let b_len = (count * grain_bytes).min(start + len - b_start);
-        // Grains of this batch that hold data according to the map.
-        let mut wanted: Vec<u64> = Vec::new();
-        for run in disk.map(b_start, b_len)? {
-            if run.kind != Allocation::Data {
-                continue;
-            }
-            let g0 = (run.offset - start) / grain_bytes;
-            let g1 = (run.offset + run.len - start).div_ceil(grain_bytes);
-            for g in g0..g1 {
-                if wanted.last() != Some(&g) {
-                    wanted.push(g);
+    let in_flight = batch.max(threads * 2) as u64;
+    let window = grain_bytes * 256;
+    type Done<T> = (u64, u64, Result<Option<T>>);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, u64)>(in_flight as usize);
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<Done<T>>();
+
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                let mut buf = Vec::new();
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, g)) = job else { return };
+                    let result = (|| -> Result<Option<T>> {
+                        let g_start = start + g * grain_bytes;
+                        let n = grain_bytes.min(start + len - g_start) as usize;
+                        buf.resize(n, 0);
+                        disk.read_exact(g_start, &mut buf)?;
+                        if is_zero(&buf) {
+                            return Ok(None);
+                        }
+                        work(g, &buf).map(Some)
+                    })();
+                    if done_tx.send((seq, g, result)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+
+        let mut sent = 0u64;
+        let mut consumed = 0u64;
+        let mut waiting: BTreeMap<u64, (u64, Result<Option<T>>)> = BTreeMap::new();
+        let mut first_error: Option<Error> = None;
+        // Takes one finished grain and hands every grain whose turn has come to the sink.
+        let mut settle = |waiting: &mut BTreeMap<u64, (u64, Result<Option<T>>)>,
+                          consumed: &mut u64,
+                          first_error: &mut Option<Error>|
+         -> bool {
+            let Ok((seq, g, r)) = done_rx.recv() else {
+                return false;
+            };
+            waiting.insert(seq, (g, r));
+            while let Some((g, r)) = waiting.remove(consumed) {
+                *consumed += 1;
+                if first_error.is_some() {
+                    continue;
+                }
+                match r.and_then(|t| t.map_or(Ok(()), |t| sink(g, t))) {
+                    Ok(()) => {}
+                    Err(e) => *first_error = Some(e),
                 }
             }
-        }
-        let per_thread = wanted.len().div_ceil(threads).max(1);
-        let results: Vec<Result<Vec<(u64, T)>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = wanted
-                .chunks(per_thread)
-                .map(|mine| {
-                    scope.spawn(move || -> Result<Vec<(u64, T)>> {
-                        let mut buf = Vec::new();
-                        let mut out = Vec::with_capacity(mine.len());
-                        for &g in mine {
-                            let g_start = start + g * grain_bytes;
-                            let n = grain_bytes.min(start + len - g_start) as usize;
-                            buf.resize(n, 0);
-                            disk.read_exact(g_start, &mut buf)?;
-                            if !is_zero(&buf) {
-                                out.push((g, work(g, &buf)?));
-                            }
+            true
+        };
+        let mut offset = start;
+        'walk: while offset < start + len && first_error.is_none() {
+            let w_len = window.min(start + len - offset);
+            let runs = match disk.map(offset, w_len) {
+                Ok(r) => r,
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            };
+            let mut last = None;
+            for run in runs.iter().filter(|r| r.kind == Allocation::Data) {
+                let g0 = (run.offset - start) / grain_bytes;
+                let g1 = (run.offset + run.len - start).div_ceil(grain_bytes);
+                for g in g0..g1 {
+                    if last.is_some_and(|l| l >= g) {
+                        continue;
+                    }
+                    last = Some(g);
+                    while sent - consumed >= in_flight {
+                        if !settle(&mut waiting, &mut consumed, &mut first_error)
+                            || first_error.is_some()
+                        {
+                            break 'walk;
                         }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::new(
-                            None,
-                            "copy",
-                            None,
-                            ErrorKind::Usage("a worker thread panicked".into()),
-                        ))
-                    })
-                })
-                .collect()
-        });
-        for part in results {
-            for (g, t) in part? {
-                sink(g, t)?;
+                    }
+                    if job_tx.send((sent, g)).is_err() {
+                        break 'walk;
+                    }
+                    sent += 1;
+                }
+            }
+            progress(w_len);
+            offset += w_len;
+        }
+        drop(job_tx);
+        while consumed < sent {
+            if !settle(&mut waiting, &mut consumed, &mut first_error) {
+                break;
             }
         }
-        progress(b_len);
-        first += count;
-    }
-    Ok(())
+        match first_error {
+            Some(e) => Err(e),
+            None if consumed < sent => Err(Error::new(
+                None,
+                "copy",
+                None,
+                ErrorKind::Usage("a worker thread stopped early".into()),
+            )),
+            None => Ok(()),
+        }
+    })
 }

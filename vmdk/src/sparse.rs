@@ -566,7 +566,12 @@ impl SparseExtent {
             )
         };
         let input = self.backing.read_vec("compressed grain", data_at, size)?;
-        let n = inflate(&input, out).map_err(|e| {
+        let n = if self.has_markers() {
+            inflate(&input, out)
+        } else {
+            inflate_stream(&input, out)
+        }
+        .map_err(|e| {
             Error::new(
                 Some(path),
                 "compressed grain",
@@ -597,9 +602,46 @@ fn is_zlib(data: &[u8]) -> bool {
     }
 }
 
-/// Inflates one compressed grain into `out`, which bounds the output: a stream that would
-/// produce more than `out.len()` bytes is an error. Returns the bytes produced.
+// Deflate backend, measured on our own test-disk grains (64 KiB, half random, half text-like
+// `seq` output, 256 MiB, one thread, this 2-core machine): inflate with libdeflate 0.131 s,
+// flate2 on zlib-rs 0.254 s; compress at level 1 libdeflate 1.67 s -> 164 MiB, zlib-rs 1.64 s ->
+// 199 MiB; at levels 2-4 libdeflate 1.55 s -> 162 MiB, zlib-rs at level 6 (qemu-img's zlib level)
+// 2.77 s -> 164 MiB. libdeflate (the `libdeflater` crate) wins both ways and is used for grains
+// with markers, whose compressed size is known; flate2 remains for marker-less compressed
+// grains, whose stream end must be found while reading.
+thread_local! {
+    static INFLATER: std::cell::RefCell<libdeflater::Decompressor> = std::cell::RefCell::new(libdeflater::Decompressor::new());
+}
+
+/// Inflates one compressed grain (exactly `input`, zlib-wrapped or raw deflate) into `out`,
+/// which bounds the output: a stream that would produce more than `out.len()` bytes is an
+/// error. Returns the bytes produced.
 pub fn inflate(input: &[u8], out: &mut [u8]) -> std::result::Result<usize, String> {
+    let zlib = is_zlib(input);
+    let result = INFLATER.with(|d| {
+        let mut d = d.borrow_mut();
+        if zlib {
+            d.zlib_decompress(input, out)
+        } else {
+            d.deflate_decompress(input, out)
+        }
+    });
+    match result {
+        Ok(n) => Ok(n),
+        Err(libdeflater::DecompressionError::InsufficientSpace) => {
+            Err(format!("inflates to more than {} bytes", out.len()))
+        }
+        Err(libdeflater::DecompressionError::BadData) => Err(if zlib {
+            "not a valid zlib stream (damaged data or checksum)".into()
+        } else {
+            "not a valid deflate stream".into()
+        }),
+    }
+}
+
+/// Inflates a compressed grain that is followed by other bytes (no marker gives its size),
+/// stopping at the end of its stream.
+pub fn inflate_stream(input: &[u8], out: &mut [u8]) -> std::result::Result<usize, String> {
     let mut d = Decompress::new(is_zlib(input));
     let status = d
         .decompress(input, out, FlushDecompress::Finish)
@@ -633,5 +675,10 @@ mod tests {
         assert_eq!(inflate(&packed, &mut big), Ok(8192));
         assert!(inflate(&packed[..packed.len() / 2], &mut out).is_err());
         assert!(inflate(b"\x78\x9cgarbage", &mut out).is_err());
+        // The streaming variant stops at the end of the stream, whatever follows.
+        let mut trailing = packed.clone();
+        trailing.extend_from_slice(b"next grain marker");
+        assert_eq!(inflate_stream(&trailing, &mut out), Ok(8192));
+        assert!(inflate_stream(&packed, &mut small).is_err());
     }
 }
