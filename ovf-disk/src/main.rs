@@ -84,6 +84,9 @@ struct OutputArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Write raw and flat outputs with O_DIRECT, bypassing the page cache.
+    #[arg(long)]
+    direct: bool,
     /// No progress bar and no summary.
     #[arg(long, short)]
     quiet: bool,
@@ -100,6 +103,7 @@ impl OutputArgs {
                 Zero::Falloc => ZeroMode::Falloc,
                 Zero::Sparse => ZeroMode::Sparse,
             },
+            direct: self.direct,
             ..CopyOptions::default()
         };
         if let Some(t) = self.threads {

@@ -41,6 +41,10 @@ pub struct CopyOptions {
     pub threads: usize,
     /// Bytes each worker handles at once (rounded up to a whole number of grains).
     pub window: u64,
+    /// Write with `O_DIRECT` (bypassing the page cache) where offsets and lengths are aligned
+    /// to 4 KiB; unaligned pieces (a capacity that is not a 4 KiB multiple) go through the
+    /// page cache.
+    pub direct: bool,
 }
 
 impl Default for CopyOptions {
@@ -49,6 +53,7 @@ impl Default for CopyOptions {
             zero: ZeroMode::Write,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             window: 8 << 20,
+            direct: false,
         }
     }
 }
@@ -87,16 +92,43 @@ pub struct Target<'a> {
     pub len: u64,
 }
 
-struct Targets<'a>(&'a [Target<'a>]);
+/// Alignment of `O_DIRECT` writes.
+pub const DIRECT_ALIGN: usize = 4096;
 
-impl Targets<'_> {
+struct Targets<'a> {
+    targets: &'a [Target<'a>],
+    /// `O_DIRECT` handles of the targets, when writing direct.
+    direct: Vec<File>,
+}
+
+impl<'a> Targets<'a> {
+    fn new(targets: &'a [Target<'a>], direct: bool) -> Result<Self> {
+        let mut handles = Vec::new();
+        if direct {
+            for t in targets {
+                use std::os::unix::fs::OpenOptionsExt;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(t.path)
+                    .map_err(|e| Error::new(Some(t.path), "output", None, ErrorKind::Io(e)))?;
+                handles.push(f);
+            }
+        }
+        Ok(Self {
+            targets,
+            direct: handles,
+        })
+    }
+
     /// Writes `data` at disk offset `offset`, split across the targets it spans.
     fn write_at(&self, mut offset: u64, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            let t = self
-                .0
+            let (i, t) = self
+                .targets
                 .iter()
-                .find(|t| offset >= t.start && offset < t.start + t.len)
+                .enumerate()
+                .find(|(_, t)| offset >= t.start && offset < t.start + t.len)
                 .ok_or_else(|| {
                     Error::new(
                         None,
@@ -107,18 +139,47 @@ impl Targets<'_> {
                 })?;
             let n = (t.start + t.len - offset).min(data.len() as u64) as usize;
             let (now, rest) = data.split_at(n);
-            t.file.write_all_at(now, offset - t.start).map_err(|e| {
-                Error::new(
-                    Some(t.path),
-                    "output",
-                    Some(offset - t.start),
-                    ErrorKind::Io(e),
-                )
-            })?;
+            let at = offset - t.start;
+            let aligned = at % DIRECT_ALIGN as u64 == 0
+                && now.len() % DIRECT_ALIGN == 0
+                && now.as_ptr().align_offset(DIRECT_ALIGN) == 0;
+            let file = match self.direct.get(i) {
+                Some(d) if aligned => d,
+                _ => t.file,
+            };
+            file.write_all_at(now, at)
+                .map_err(|e| Error::new(Some(t.path), "output", Some(at), ErrorKind::Io(e)))?;
             offset += n as u64;
             data = rest;
         }
         Ok(())
+    }
+}
+
+/// A buffer of `len` bytes starting on a [`DIRECT_ALIGN`] boundary, without `unsafe`: a larger
+/// vector and the aligned part of it.
+struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> Self {
+        let raw = vec![0u8; len + DIRECT_ALIGN];
+        let start = raw.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        Self { raw, start, len }
+    }
+
+    fn get(&self, n: usize) -> &[u8] {
+        self.raw
+            .get(self.start..self.start + n.min(self.len))
+            .unwrap_or(&[])
+    }
+
+    fn get_mut(&mut self, n: usize) -> &mut [u8] {
+        let end = self.start + n.min(self.len);
+        self.raw.get_mut(self.start..end).unwrap_or(&mut [])
     }
 }
 
@@ -170,7 +231,7 @@ pub fn copy_to_targets(
             _ => t.file.set_len(t.len).map_err(err)?,
         }
     }
-    let out = Targets(targets);
+    let out = Targets::new(targets, options.direct)?;
     let grain = largest_grain(disk);
     let window = options.window.max(grain).div_ceil(grain) * grain;
     let window_usize = usize::try_from(window).map_err(|_| {
@@ -181,11 +242,11 @@ pub fn copy_to_targets(
             ErrorKind::Usage("window too large".into()),
         )
     })?;
-    let zeros = if options.zero == ZeroMode::Write {
-        vec![0u8; window_usize]
+    let zeros = AlignedBuf::new(if options.zero == ZeroMode::Write {
+        window_usize
     } else {
-        Vec::new()
-    };
+        0
+    });
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
@@ -194,7 +255,7 @@ pub fn copy_to_targets(
     let threads = options.threads.max(1);
 
     let worker = || {
-        let mut buf = vec![0u8; window_usize];
+        let mut buf = AlignedBuf::new(window_usize);
         let result = (|| -> Result<()> {
             loop {
                 if stop.load(Ordering::Relaxed) {
@@ -208,13 +269,13 @@ pub fn copy_to_targets(
                 for run in disk.map(start, len)? {
                     let n = run.len as usize;
                     if run.kind == Allocation::Data {
-                        let part = buf.get_mut(..n).unwrap_or(&mut []);
+                        let part = buf.get_mut(n);
                         disk.read_exact(run.offset, part)?;
                         out.write_at(run.offset, part)?;
                         data_total.fetch_add(run.len, Ordering::Relaxed);
                     } else {
                         if options.zero == ZeroMode::Write {
-                            out.write_at(run.offset, zeros.get(..n).unwrap_or(&[]))?;
+                            out.write_at(run.offset, zeros.get(n))?;
                         }
                         zero_total.fetch_add(run.len, Ordering::Relaxed);
                     }

@@ -29,9 +29,8 @@ impl<T: ReadAt + Send + Sync> Storage for T {}
 #[derive(Clone, Debug)]
 pub struct MemoryStorage(pub Arc<[u8]>);
 
-impl ReadAt for MemoryStorage {
-    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let data: &[u8] = &self.0;
+impl MemoryStorage {
+    fn copy_out(data: &[u8], pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         let start = usize::try_from(pos).unwrap_or(usize::MAX).min(data.len());
         let avail = data.get(start..).unwrap_or(&[]);
         let n = avail.len().min(buf.len());
@@ -42,12 +41,48 @@ impl ReadAt for MemoryStorage {
     }
 }
 
+impl ReadAt for MemoryStorage {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        Self::copy_out(&self.0, pos, buf)
+    }
+}
+
+/// A read-only memory map of a whole file.
+#[derive(Debug)]
+pub struct MappedStorage(memmap2::Mmap);
+
+impl ReadAt for MappedStorage {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        MemoryStorage::copy_out(&self.0, pos, buf)
+    }
+}
+
 /// One file of a disk (a descriptor, an extent, a parent), opened for positioned reads.
 #[derive(Clone)]
 pub struct Backing {
     path: PathBuf,
     storage: Arc<dyn Storage>,
     len: u64,
+    /// The whole file, when it is memory-mapped or held in memory: reads then borrow from it.
+    bytes: Option<Arc<dyn AsBytes>>,
+}
+
+/// Storage whose bytes can be borrowed.
+pub trait AsBytes: Send + Sync {
+    /// All the bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+impl AsBytes for MappedStorage {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsBytes for MemoryStorage {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Backing {
@@ -55,6 +90,7 @@ impl fmt::Debug for Backing {
         f.debug_struct("Backing")
             .field("path", &self.path)
             .field("len", &self.len)
+            .field("mapped", &self.bytes.is_some())
             .finish()
     }
 }
@@ -66,17 +102,38 @@ impl Backing {
             path: path.into(),
             storage,
             len,
+            bytes: None,
         }
     }
 
     /// Wraps an open file; its length is taken now (a file that grows later is read only up to
-    /// this length).
+    /// this length). A regular file is memory-mapped, so reads need no system call and
+    /// compressed grains are inflated straight from the map; where a map is not possible (a
+    /// pipe, a device, an empty file, a failed mmap) reads are positioned reads.
     pub fn from_file(path: impl Into<PathBuf>, file: File) -> Result<Self> {
         let path = path.into();
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| Error::file(&path, ErrorKind::Io(e)))?
-            .len();
+            .map_err(|e| Error::file(&path, ErrorKind::Io(e)))?;
+        let len = meta.len();
+        if meta.is_file() && len > 0 && usize::try_from(len).is_ok() {
+            // SAFETY: the map is read-only and private to this process. Another process that
+            // truncates the file while we read it would make an access fault (SIGBUS), as with
+            // any mmap reader; images are not expected to change while they are read, and the
+            // length checks below keep every access inside the length the file had when mapped.
+            if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+                if map.len() as u64 == len {
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    let mapped = Arc::new(MappedStorage(map));
+                    return Ok(Self {
+                        path,
+                        storage: mapped.clone(),
+                        len,
+                        bytes: Some(mapped),
+                    });
+                }
+            }
+        }
         Ok(Self::new(path, Arc::new(file), len))
     }
 
@@ -84,7 +141,39 @@ impl Backing {
     pub fn from_bytes(path: impl Into<PathBuf>, bytes: impl Into<Arc<[u8]>>) -> Self {
         let bytes: Arc<[u8]> = bytes.into();
         let len = bytes.len() as u64;
-        Self::new(path, Arc::new(MemoryStorage(bytes)), len)
+        let memory = Arc::new(MemoryStorage(bytes));
+        Self {
+            path: path.into(),
+            storage: memory.clone(),
+            len,
+            bytes: Some(memory),
+        }
+    }
+
+    /// Whether reads borrow from a map (or memory) rather than make system calls.
+    pub fn is_mapped(&self) -> bool {
+        self.bytes.is_some()
+    }
+
+    /// `len` bytes at `offset`, borrowed when the file is mapped, read into a new buffer
+    /// otherwise. The range is checked against the file first.
+    pub fn bytes_at(
+        &self,
+        structure: &'static str,
+        offset: u64,
+        len: u64,
+    ) -> Result<std::borrow::Cow<'_, [u8]>> {
+        self.check_range(structure, offset, len)?;
+        if let Some(b) = &self.bytes {
+            let range = usize::try_from(offset)
+                .ok()
+                .zip(usize::try_from(offset + len).ok());
+            if let Some(slice) = range.and_then(|(a, e)| b.bytes().get(a..e)) {
+                return Ok(std::borrow::Cow::Borrowed(slice));
+            }
+        }
+        self.read_vec(structure, offset, len)
+            .map(std::borrow::Cow::Owned)
     }
 
     /// The file's path as opened.
@@ -380,6 +469,26 @@ mod tests {
             .open(&dir.join("link.vmdk"), "link.vmdk", &dir, true)
             .is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_are_mapped_and_borrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let b = Backing::from_file(&p, File::open(&p).unwrap()).unwrap();
+        assert!(b.is_mapped());
+        assert!(matches!(
+            b.bytes_at("x", 2, 3).unwrap(),
+            std::borrow::Cow::Borrowed(b"234")
+        ));
+        assert!(b.bytes_at("x", 8, 3).is_err());
+        let mut buf = [0u8; 4];
+        b.read_exact_at("x", 6, &mut buf).unwrap();
+        assert_eq!(&buf, b"6789");
+        std::fs::write(dir.path().join("empty"), b"").unwrap();
+        let e = Backing::from_file("empty", File::open(dir.path().join("empty")).unwrap()).unwrap();
+        assert!(!e.is_mapped() && e.is_empty());
     }
 
     #[test]

@@ -565,7 +565,7 @@ impl SparseExtent {
                 max_compressed.min(self.backing.len().saturating_sub(at)),
             )
         };
-        let input = self.backing.read_vec("compressed grain", data_at, size)?;
+        let input = self.backing.bytes_at("compressed grain", data_at, size)?;
         let n = if self.has_markers() {
             inflate(&input, out)
         } else {
