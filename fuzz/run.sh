@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS each, one after the other.
+#
+#   fuzz/run.sh SECONDS [extra libFuzzer flags...]     e.g. fuzz/run.sh 60 -timeout=10
+#
+# Seeds fuzz/corpus/<target>/ from testdata/fuzz-seeds/<target>/ when that folder exists (run
+# fuzz/seeds.sh first for qemu-img images). Builds with one job unless CARGO_BUILD_JOBS says
+# otherwise. Crashes land in fuzz/artifacts/<target>/; the script goes on with the next target
+# and exits non-zero if any target failed.
+set -euo pipefail
+
+if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
+    echo "usage: $0 SECONDS [extra libFuzzer flags...]" >&2
+    exit 2
+fi
+seconds=$1
+shift
+
+here=$(cd "$(dirname "$0")" && pwd)
+seeds="$here/../testdata/fuzz-seeds"
+targets=(descriptor sparse_header disk)
+
+export RUSTC_BOOTSTRAP=1
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+
+cd "$here"
+cargo fuzz build
+
+failed=()
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t"
+    if [[ -d "$seeds/$t" ]]; then
+        cp -n "$seeds/$t"/* "corpus/$t/" 2>/dev/null || true
+    fi
+    echo "== $t: ${seconds}s, corpus of $(find "corpus/$t" -type f | wc -l) inputs"
+    if ! cargo fuzz run "$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 "$@"; then
+        failed+=("$t")
+    fi
+done
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "failed: ${failed[*]} (inputs in $here/artifacts/)" >&2
+    exit 1
+fi
+echo "all targets ran ${seconds}s without a failure"

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Writes the small hand-made seed files of testdata/fuzz-seeds/<target>/ (each well under
+64 KiB), which run.sh copies into fuzz/corpus/<target>/. They cover layouts qemu-img does not
+write: tiny grains and grain tables, a VMware-style stream-optimized extent (gdOffset =
+GD_AT_END, directory found through the footer), text descriptors whose extents are the file
+itself or ZERO, and CRLF descriptors.
+
+    python3 fuzz/small_seeds.py
+"""
+import os
+import struct
+import zlib
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testdata", "fuzz-seeds")
+SECTOR = 512
+
+
+def header(version, flags, capacity, grain, desc_off, desc_size, gtes, rgd, gd, overhead, algo=0):
+    h = struct.pack("<4sIIQQQQIQQQB4sH", b"KDMV", version, flags, capacity, grain, desc_off,
+                    desc_size, gtes, rgd, gd, overhead, 0, b"\n \r\n", algo)
+    return h.ljust(SECTOR, b"\0")
+
+
+def pad(b):
+    return b + b"\0" * (-len(b) % SECTOR)
+
+
+def descriptor(create_type, lines, newline="\n", extra=()):
+    text = ["# Disk DescriptorFile", "version=1", "CID=2a2a2a2a", "parentCID=ffffffff",
+            f'createType="{create_type}"', "", "# Extent description", *lines, "",
+            "# The Disk Data Base", "#DDB", "", 'ddb.adapterType = "lsilogic"',
+            'ddb.geometry.cylinders = "1"', 'ddb.geometry.heads = "16"',
+            'ddb.geometry.sectors = "63"', *extra]
+    return (newline.join(text) + newline).encode()
+
+
+def sparse(capacity=64, grain=8, gtes=4, data_grains=(0, 3, 5), zeroed=(2,), name="disk.vmdk"):
+    """A monolithicSparse extent: header, descriptor, redundant GD+GTs, GD+GTs, grains."""
+    desc = descriptor("monolithicSparse", [f'RW {capacity} SPARSE "{name}"'])
+    desc_sectors = len(pad(desc)) // SECTOR
+    grains = -(-capacity // grain)
+    tables = -(-grains // gtes)
+    gd_sectors = -(-tables * 4 // SECTOR)
+    gt_sectors = -(-gtes * 4 // SECTOR)
+    meta = gd_sectors + tables * gt_sectors
+    rgd = 1 + desc_sectors
+    gd = rgd + meta
+    overhead = gd + meta
+    gte = [0] * (tables * gtes)
+    next_sector = overhead
+    for g in range(grains):
+        if g in data_grains:
+            gte[g] = next_sector
+            next_sector += grain
+        elif g in zeroed:
+            gte[g] = 1
+    out = bytearray(header(2 if zeroed else 1, 0x3 | (0x4 if zeroed else 0), capacity, grain, 1,
+                           desc_sectors, gtes, rgd, gd, overhead))
+    out += pad(desc)
+    for base in (rgd, gd):
+        first_gt = base + gd_sectors
+        out += pad(struct.pack(f"<{tables}I", *[first_gt + t * gt_sectors for t in range(tables)]))
+        for t in range(tables):
+            out += pad(struct.pack(f"<{gtes}I", *gte[t * gtes:(t + 1) * gtes]))
+    for g in range(grains):
+        if g in data_grains:
+            out += bytes([0xab ^ g]) * (grain * SECTOR)
+    return bytes(out)
+
+
+def marker(num_sectors, kind):
+    return struct.pack("<QII", num_sectors, 0, kind).ljust(SECTOR, b"\0")
+
+
+def stream(capacity=64, grain=8, gtes=4, data_grains=(0, 5), raw_deflate=False):
+    """A stream-optimized extent as VMware writes it: gdOffset = GD_AT_END in the header, grain
+    markers, GT and GD markers, footer marker, footer, end-of-stream marker."""
+    desc = descriptor("streamOptimized", [f'RW {capacity} SPARSE "disk.vmdk"'])
+    desc_sectors = len(pad(desc)) // SECTOR
+    grains = -(-capacity // grain)
+    tables = -(-grains // gtes)
+
+    def hdr(gd):
+        return header(3, 0x30001, capacity, grain, 1, desc_sectors, gtes, 0, gd, 1 + desc_sectors, 1)
+
+    out = bytearray(hdr(0xFFFF_FFFF_FFFF_FFFF)) + pad(desc)
+    gd = []
+    for t in range(tables):
+        gt = [0] * gtes
+        for g in range(t * gtes, min((t + 1) * gtes, grains)):
+            if g in data_grains:
+                gt[g - t * gtes] = len(out) // SECTOR
+                data = bytes([0xcd ^ g]) * 100 + bytes(grain * SECTOR - 100)
+                if raw_deflate:
+                    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+                    packed = c.compress(data) + c.flush()
+                else:
+                    packed = zlib.compress(data)
+                out += pad(struct.pack("<QI", g * grain, len(packed)) + packed)
+        gt_bytes = pad(struct.pack(f"<{gtes}I", *gt))
+        out += marker(len(gt_bytes) // SECTOR, 1)
+        gd.append(len(out) // SECTOR)
+        out += gt_bytes
+    gd_bytes = pad(struct.pack(f"<{tables}I", *gd))
+    out += marker(len(gd_bytes) // SECTOR, 2)
+    gd_sector = len(out) // SECTOR
+    out += gd_bytes
+    out += marker(1, 3) + hdr(gd_sector) + marker(0, 0)
+    return bytes(out)
+
+
+def self_flat(sectors=4, crlf=False):
+    """A text descriptor that names itself as a FLAT extent (padded so the extent fits)."""
+    d = descriptor("monolithicFlat", [f'RW {sectors} FLAT "disk.vmdk" 0'],
+                   "\r\n" if crlf else "\n")
+    return d + b"#" * (sectors * SECTOR - len(d))
+
+
+def write(target, name, data):
+    folder = os.path.join(ROOT, target)
+    os.makedirs(folder, exist_ok=True)
+    assert len(data) < 64 << 10, (name, len(data))
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    small = sparse()
+    odd = sparse(capacity=61, grain=16, gtes=1, data_grains=(1, 3), zeroed=())
+    vmware_stream = stream()
+    raw_stream = stream(capacity=40, gtes=2, data_grains=(1, 4), raw_deflate=True)
+    for target in ("sparse_header", "disk"):
+        write(target, "sparse-tiny.vmdk", small)
+        write(target, "sparse-odd-capacity.vmdk", odd)
+        write(target, "stream-vmware.vmdk", vmware_stream)
+        write(target, "stream-raw-deflate.vmdk", raw_stream)
+    write("disk", "self-flat.vmdk", self_flat())
+    write("disk", "self-flat-crlf.vmdk", self_flat(crlf=True))
+    write("disk", "zero.vmdk", descriptor("custom", ["RW 2048 ZERO", "RDONLY 8 ZERO"]))
+    write("disk", "mixed.vmdk", descriptor(
+        "custom", ['RW 2 FLAT "disk.vmdk" 1', "RW 100 ZERO", 'NOACCESS 1 FLAT "disk.vmdk" 0']
+    ) + b"#" * 2048)
+    write("descriptor", "crlf.txt", descriptor(
+        "twoGbMaxExtentSparse", [f'RW 4192256 SPARSE "d-s{i:03}.vmdk"' for i in range(1, 4)],
+        "\r\n", ['ddb.uuid = "60 00 C2 9b 69 2f c9 76-74 c4 07 9e 10 87 3b f9"']))
+    write("descriptor", "delta.txt", descriptor(
+        "monolithicSparse", ['RW 2048 SPARSE "child.vmdk"'],
+        extra=['parentFileNameHint="base.vmdk"']).replace(b"parentCID=ffffffff", b"parentCID=12345678"))
+    write("descriptor", "all-kinds.txt", descriptor("custom", [
+        'RW 10 FLAT "a b.vmdk" 7', "RDONLY 20 ZERO", 'NOACCESS 30 VMFS "c.vmdk"',
+        'RW 40 VMFSSPARSE "d.vmdk"', 'RW 50 VMFSRDM "e.vmdk"', 'RW 60 SESPARSE "f.vmdk"',
+        "RW 70 SPARSE unquoted.vmdk"]))
+
+
+if __name__ == "__main__":
+    main()
