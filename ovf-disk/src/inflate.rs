@@ -11,7 +11,8 @@ use vmdk::copy::CopyOptions;
 use vmdk::descriptor::CreateType;
 use vmdk::Disk;
 
-use crate::convert::{convert, ConvertError, ConvertOptions, OutputType};
+use crate::convert::{convert, sibling, ConvertError, ConvertOptions, OutputType};
+use crate::output::{check_target, PendingFile};
 
 /// What `inflate` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,4 +89,116 @@ pub fn inflate(
         capacity: r.capacity,
         data: r.data,
     })
+}
+
+/// Inflates a stream-optimized disk read from `input` (standard input, a pipe, a tar member)
+/// in one forward pass into `out`, with no temporary copy: raw, or a thick VMDK whose database
+/// comes from the stream's embedded descriptor. Outputs appear only when complete.
+pub fn inflate_stream<R: std::io::Read>(
+    input: &mut R,
+    name: &str,
+    out: &Path,
+    format: OutputFormat,
+    options: &InflateOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<InflateReport, InflateError> {
+    use std::io::Read as _;
+    use vmdk::copy::{Target, TargetSink};
+    use vmdk::ddb::DiskSettings;
+    use vmdk::flat::flat_descriptor;
+    use vmdk::stream::read::{read_stream_optimized, stream_capacity};
+
+    let mut head = [0u8; 512];
+    input.read_exact(&mut head).map_err(|e| {
+        vmdk::Error::new(
+            Some(Path::new(name)),
+            "sparse header",
+            Some(0),
+            vmdk::ErrorKind::Io(e),
+        )
+    })?;
+    let capacity = stream_capacity(&head, name)?;
+    check_target(out, &[], options.force)?;
+    let data_path = match format {
+        OutputFormat::Raw => out.to_path_buf(),
+        OutputFormat::ThickVmdk | OutputFormat::EsxVmdk => {
+            let flat = sibling(out, "flat");
+            check_target(&flat, &[], options.force)?;
+            flat
+        }
+    };
+    let data = PendingFile::create(&data_path)?;
+    let targets = [Target {
+        file: data.file(),
+        path: data.temp_path(),
+        start: 0,
+        len: capacity,
+    }];
+    let sink = ProgressSink {
+        inner: TargetSink::new(&targets, &options.copy)?,
+        progress,
+    };
+    let mut chained = std::io::Cursor::new(head).chain(input);
+    let stats = read_stream_optimized(&mut chained, name, &sink, options.copy.threads)?;
+    let mut files = vec![data_path.clone()];
+    let descriptor = match format {
+        OutputFormat::Raw => None,
+        OutputFormat::ThickVmdk | OutputFormat::EsxVmdk => {
+            let settings = stats.descriptor.as_ref().map_or_else(
+                || DiskSettings::new(capacity),
+                |d| DiskSettings::from_descriptor(d, capacity),
+            );
+            let t = if format == OutputFormat::EsxVmdk {
+                CreateType::Vmfs
+            } else {
+                CreateType::MonolithicFlat
+            };
+            let name = data_path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let d = flat_descriptor(&t, &[(name, capacity)], &settings);
+            let p = PendingFile::create(out)?;
+            std::io::Write::write_all(&mut p.file(), d.print().as_bytes()).map_err(|source| {
+                crate::output::OutputError::Io {
+                    path: p.temp_path().to_path_buf(),
+                    source,
+                }
+            })?;
+            files.insert(0, out.to_path_buf());
+            Some(p)
+        }
+    };
+    data.commit()?;
+    if let Some(d) = descriptor {
+        d.commit()?;
+    }
+    Ok(InflateReport {
+        files,
+        capacity,
+        data: (stats.grains * vmdk::stream::GRAIN_SECTORS * 512).min(capacity),
+    })
+}
+
+/// Passes a streaming read to its sink and reports progress as bytes are placed.
+struct ProgressSink<'a> {
+    inner: vmdk::copy::TargetSink<'a>,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl vmdk::stream::read::StreamSink for ProgressSink<'_> {
+    fn begin(&self, capacity: u64) -> vmdk::Result<()> {
+        self.inner.begin(capacity)
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> vmdk::Result<()> {
+        self.inner.write(offset, data)?;
+        (self.progress)(data.len() as u64);
+        Ok(())
+    }
+
+    fn zero(&self, offset: u64, len: u64) -> vmdk::Result<()> {
+        self.inner.zero(offset, len)?;
+        (self.progress)(len);
+        Ok(())
+    }
 }

@@ -18,7 +18,7 @@ use std::io::Write;
 use ovf_disk::convert::{
     convert, convert_to_stream, open_input, ConvertOptions, OutputType, Report,
 };
-use ovf_disk::inflate::{inflate, InflateOptions, OutputFormat};
+use ovf_disk::inflate::{inflate, inflate_stream, InflateOptions, OutputFormat};
 use vmdk::copy::{CopyOptions, ZeroMode};
 use vmdk::ddb::ADAPTER_TYPES;
 use vmdk::descriptor::CreateType;
@@ -57,6 +57,9 @@ struct InputArgs {
     /// Accept a parent whose CID does not match the child's parentCID.
     #[arg(long)]
     ignore_parent_cid: bool,
+    /// Memory-map input files instead of reading them with positioned reads.
+    #[arg(long)]
+    mmap: bool,
 }
 
 impl InputArgs {
@@ -64,6 +67,7 @@ impl InputArgs {
         OpenOptions {
             allow_outside_paths: self.allow_outside_paths,
             ignore_parent_cid: self.ignore_parent_cid,
+            files: std::sync::Arc::new(vmdk::io::HostFiles { map: self.mmap }),
             ..OpenOptions::default()
         }
     }
@@ -84,9 +88,10 @@ struct OutputArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Write raw and flat outputs with O_DIRECT, bypassing the page cache.
+    /// Write raw and flat outputs through the page cache instead of with O_DIRECT (the
+    /// default where the file system supports it).
     #[arg(long)]
-    direct: bool,
+    buffered: bool,
     /// No progress bar and no summary.
     #[arg(long, short)]
     quiet: bool,
@@ -103,7 +108,7 @@ impl OutputArgs {
                 Zero::Falloc => ZeroMode::Falloc,
                 Zero::Sparse => ZeroMode::Sparse,
             },
-            direct: self.direct,
+            direct: !self.buffered,
             ..CopyOptions::default()
         };
         if let Some(t) = self.threads {
@@ -129,7 +134,8 @@ enum Command {
     /// Write an eager-zeroed thick image of a disk: every byte of the capacity written.
     /// OUT ending in .vmdk gives a thick VMDK (descriptor + OUT-flat.vmdk), anything else raw.
     Inflate {
-        /// The disk to read (descriptor, sparse or stream-optimized file).
+        /// The disk to read (descriptor, sparse or stream-optimized file), or `-` for a
+        /// stream-optimized disk on standard input (read in one pass, e.g. from `tar xO`).
         input: PathBuf,
         /// The image to write.
         output: PathBuf,
@@ -247,6 +253,53 @@ fn print_report(
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Inflate {
+            input,
+            output,
+            esx,
+            out,
+            ..
+        } if input.as_os_str() == "-" => {
+            // A stream-optimized disk on standard input, read in one forward pass.
+            let options = InflateOptions {
+                copy: out.copy_options()?,
+                force: out.force,
+            };
+            let bar = progress_bar(0, out.quiet || out.json);
+            let started = Instant::now();
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            let r = inflate_stream(
+                &mut lock,
+                "<stdin>",
+                &output,
+                OutputFormat::for_path(&output, esx),
+                &options,
+                &|n| bar.inc(n),
+            )
+            .with_context(|| format!("inflating standard input to {}", output.display()))?;
+            bar.finish_and_clear();
+            let written = r
+                .files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum();
+            let report = Report {
+                files: r.files,
+                capacity: r.capacity,
+                data: r.data,
+                written,
+            };
+            print_report(
+                &input,
+                "inflated",
+                &report,
+                started.elapsed().as_secs_f64(),
+                out.json,
+                out.quiet,
+            )
+        }
         Command::Inflate {
             input,
             output,

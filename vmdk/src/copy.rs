@@ -43,7 +43,10 @@ pub struct CopyOptions {
     pub window: u64,
     /// Write with `O_DIRECT` (bypassing the page cache) where offsets and lengths are aligned
     /// to 4 KiB; unaligned pieces (a capacity that is not a 4 KiB multiple) go through the
-    /// page cache.
+    /// page cache, and so does everything on a file system that refuses `O_DIRECT` (tmpfs).
+    /// On by default: measured on a 2 GiB sparse disk on this machine's ext4, inflating to raw
+    /// took 1.09-1.40 s direct against 2.4-6.1 s through the page cache (whose writeback
+    /// stalls vary from run to run), to a thick VMDK 1.06 s against about 6 s.
     pub direct: bool,
 }
 
@@ -53,7 +56,7 @@ impl Default for CopyOptions {
             zero: ZeroMode::Write,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             window: 8 << 20,
-            direct: false,
+            direct: true,
         }
     }
 }
@@ -417,8 +420,10 @@ pub fn for_each_grain<T: Send>(
             true
         };
         let mut offset = start;
+        // Windows grow while they find no data, so a huge empty range costs a few map calls.
+        let mut w_size = window;
         'walk: while offset < start + len && first_error.is_none() {
-            let w_len = window.min(start + len - offset);
+            let w_len = w_size.min(start + len - offset);
             let runs = match disk.map(offset, w_len) {
                 Ok(r) => r,
                 Err(e) => {
@@ -427,6 +432,11 @@ pub fn for_each_grain<T: Send>(
                 }
             };
             let mut last = None;
+            w_size = if runs.iter().any(|r| r.kind == Allocation::Data) {
+                window
+            } else {
+                w_size.saturating_mul(2).min(window << 12)
+            };
             for run in runs.iter().filter(|r| r.kind == Allocation::Data) {
                 let g0 = (run.offset - start) / grain_bytes;
                 let g1 = (run.offset + run.len - start).div_ceil(grain_bytes);
@@ -468,4 +478,83 @@ pub fn for_each_grain<T: Send>(
             None => Ok(()),
         }
     })
+}
+
+/// A [`crate::stream::read::StreamSink`] that writes into target files, zero ranges per
+/// [`ZeroMode`]: what a streaming inflate (from a pipe or a tar member) writes into.
+pub struct TargetSink<'a> {
+    targets: &'a [Target<'a>],
+    out: Targets<'a>,
+    zero: ZeroMode,
+    zeros: AlignedBuf,
+}
+
+impl std::fmt::Debug for TargetSink<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetSink")
+            .field("targets", &self.targets)
+            .field("zero", &self.zero)
+            .finish()
+    }
+}
+
+impl<'a> TargetSink<'a> {
+    /// A sink over `targets` (which must together hold the disk the stream describes).
+    pub fn new(targets: &'a [Target<'a>], options: &CopyOptions) -> Result<Self> {
+        Ok(Self {
+            targets,
+            out: Targets::new(targets, options.direct)?,
+            zero: options.zero,
+            zeros: AlignedBuf::new(if options.zero == ZeroMode::Write {
+                8 << 20
+            } else {
+                0
+            }),
+        })
+    }
+}
+
+impl crate::stream::read::StreamSink for TargetSink<'_> {
+    fn begin(&self, capacity: u64) -> Result<()> {
+        let held: u64 = self.targets.iter().map(|t| t.len).sum();
+        if held != capacity {
+            return Err(Error::new(
+                None,
+                "output",
+                None,
+                ErrorKind::Inconsistent(format!(
+                    "the stream holds a disk of {capacity} bytes, the outputs were made for {held}"
+                )),
+            ));
+        }
+        for t in self.targets {
+            let err =
+                |e: std::io::Error| Error::new(Some(t.path), "output", Some(0), ErrorKind::Io(e));
+            match self.zero {
+                ZeroMode::Falloc if t.len > 0 => {
+                    rustix::fs::fallocate(t.file, rustix::fs::FallocateFlags::empty(), 0, t.len)
+                        .map_err(|e| err(e.into()))?
+                }
+                _ => t.file.set_len(t.len).map_err(err)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.out.write_at(offset, data)
+    }
+
+    fn zero(&self, mut offset: u64, mut len: u64) -> Result<()> {
+        if self.zero != ZeroMode::Write {
+            return Ok(());
+        }
+        while len > 0 {
+            let n = len.min(8 << 20);
+            self.out.write_at(offset, self.zeros.get(n as usize))?;
+            offset += n;
+            len -= n;
+        }
+        Ok(())
+    }
 }

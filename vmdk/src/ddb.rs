@@ -124,6 +124,28 @@ impl DiskSettings {
         s
     }
 
+    /// The settings a descriptor gives (a stream's embedded descriptor), defaults elsewhere.
+    pub fn from_descriptor(d: &Descriptor, capacity: u64) -> Self {
+        let mut s = Self::new(capacity);
+        if let Some(a) = d.get("ddb.adapterType") {
+            s.adapter_type = a.to_string();
+        }
+        s.geometry = geometry(capacity, &s.adapter_type);
+        let num = |k: &str| d.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        if let (Some(c), Some(h), Some(p)) = (
+            num("ddb.geometry.cylinders"),
+            num("ddb.geometry.heads"),
+            num("ddb.geometry.sectors"),
+        ) {
+            s.geometry = (c, h, p);
+        }
+        if let Some(v) = d.get("ddb.virtualHWVersion") {
+            s.hw_version = v.to_string();
+        }
+        s.tools_version = d.get("ddb.toolsVersion").map(str::to_string);
+        s
+    }
+
     /// Changes the adapter type; the geometry follows it.
     pub fn set_adapter_type(&mut self, adapter: &str) {
         if !self.adapter_type.eq_ignore_ascii_case(adapter) {

@@ -49,7 +49,7 @@ impl Default for OpenOptions {
             allow_outside_paths: false,
             ignore_parent_cid: false,
             max_chain_length: 64,
-            files: Arc::new(HostFiles),
+            files: Arc::new(HostFiles::default()),
         }
     }
 }
@@ -438,9 +438,9 @@ impl Disk {
                     let gb = s.grain_bytes();
                     let first = (from - e.start) / gb;
                     let last = (to - e.start).div_ceil(gb);
-                    s.for_each_grain(first, last - first, |g, entry| {
+                    s.for_each_run(first, last - first, |g, n, entry| {
                         let g_from = (e.start + g * gb).max(from);
-                        let g_to = (e.start + (g + 1) * gb).min(to);
+                        let g_to = (e.start + (g + n) * gb).min(to);
                         match entry {
                             GrainEntry::Data(_) => {
                                 push_run(runs, g_from, g_to - g_from, Allocation::Data)
@@ -479,21 +479,32 @@ impl Disk {
             .take_while(move |e| e.start < to)
     }
 
-    /// Bytes of data, zeroed and unallocated space over the whole disk.
+    /// Bytes of data, zeroed and unallocated space over the whole disk. Flat and zero extents
+    /// count whole; sparse extents are mapped in windows, so the work follows the grain tables
+    /// present, not the capacity a descriptor claims.
     pub fn allocation_summary(&self) -> Result<AllocationSummary> {
         let mut sum = AllocationSummary::default();
-        let window = 1u64 << 30;
-        let mut offset = 0;
-        while offset < self.capacity {
-            let len = window.min(self.capacity - offset);
-            for run in self.map(offset, len)? {
-                match run.kind {
-                    Allocation::Data => sum.data += run.len,
-                    Allocation::Zero => sum.zero += run.len,
-                    Allocation::Unallocated => sum.unallocated += run.len,
+        let mut add = |kind: Allocation, len: u64| match kind {
+            Allocation::Data => sum.data += len,
+            Allocation::Zero => sum.zero += len,
+            Allocation::Unallocated => sum.unallocated += len,
+        };
+        for e in &self.extents {
+            match &e.data {
+                ExtentData::Flat { .. } => add(Allocation::Data, e.len),
+                ExtentData::Zero => add(Allocation::Zero, e.len),
+                ExtentData::Sparse(_) => {
+                    let window = 4u64 << 30;
+                    let mut offset = e.start;
+                    while offset < e.start + e.len {
+                        let len = window.min(e.start + e.len - offset);
+                        for run in self.map(offset, len)? {
+                            add(run.kind, run.len);
+                        }
+                        offset += len;
+                    }
                 }
             }
-            offset += len;
         }
         Ok(sum)
     }

@@ -106,17 +106,23 @@ impl Backing {
         }
     }
 
-    /// Wraps an open file; its length is taken now (a file that grows later is read only up to
-    /// this length). A regular file is memory-mapped, so reads need no system call and
-    /// compressed grains are inflated straight from the map; where a map is not possible (a
-    /// pipe, a device, an empty file, a failed mmap) reads are positioned reads.
+    /// Wraps an open file for positioned reads; its length is taken now (a file that grows
+    /// later is read only up to this length).
     pub fn from_file(path: impl Into<PathBuf>, file: File) -> Result<Self> {
+        Self::from_file_with(path, file, false)
+    }
+
+    /// Like [`Backing::from_file`]; with `map`, a regular file is memory-mapped, so reads need
+    /// no system call and compressed grains are inflated straight from the map. Where a map is
+    /// not possible (a pipe, a device, an empty file, a failed mmap) reads are positioned reads.
+    /// Mapped pages count in the process's resident size, which then grows with the input.
+    pub fn from_file_with(path: impl Into<PathBuf>, file: File, map: bool) -> Result<Self> {
         let path = path.into();
         let meta = file
             .metadata()
             .map_err(|e| Error::file(&path, ErrorKind::Io(e)))?;
         let len = meta.len();
-        if meta.is_file() && len > 0 && usize::try_from(len).is_ok() {
+        if map && meta.is_file() && len > 0 && usize::try_from(len).is_ok() {
             // SAFETY: the map is read-only and private to this process. Another process that
             // truncates the file while we read it would make an access fault (SIGBUS), as with
             // any mmap reader; images are not expected to change while they are read, and the
@@ -255,7 +261,10 @@ pub trait Files: Send + Sync + fmt::Debug {
 
 /// Real files of the host.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct HostFiles;
+pub struct HostFiles {
+    /// Memory-map regular files instead of reading them with positioned reads.
+    pub map: bool,
+}
 
 impl Files for HostFiles {
     fn open(
@@ -282,7 +291,7 @@ impl Files for HostFiles {
             }
         }
         let file = File::open(path).map_err(io_err)?;
-        Backing::from_file(path, file)
+        Backing::from_file_with(path, file, self.map)
     }
 
     fn identity(&self, path: &Path) -> PathBuf {
@@ -323,6 +332,10 @@ impl MemoryFiles {
 impl Files for MemoryFiles {
     fn open(&self, path: &Path, _: &str, _: &Path, _: bool) -> Result<Backing> {
         self.backing(path)
+    }
+
+    fn identity(&self, path: &Path) -> PathBuf {
+        normalize(path)
     }
 }
 
@@ -456,7 +469,7 @@ mod tests {
         std::fs::write(dir.join("in.vmdk"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.join("link.vmdk")).unwrap();
         std::os::unix::fs::symlink("in.vmdk", dir.join("inner-link.vmdk")).unwrap();
-        let f = HostFiles;
+        let f = HostFiles::default();
         assert!(f.open(&dir.join("in.vmdk"), "in.vmdk", &dir, false).is_ok());
         assert!(f
             .open(&dir.join("inner-link.vmdk"), "l", &dir, false)
@@ -476,7 +489,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"0123456789").unwrap();
-        let b = Backing::from_file(&p, File::open(&p).unwrap()).unwrap();
+        assert!(!Backing::from_file(&p, File::open(&p).unwrap())
+            .unwrap()
+            .is_mapped());
+        let b = Backing::from_file_with(&p, File::open(&p).unwrap(), true).unwrap();
         assert!(b.is_mapped());
         assert!(matches!(
             b.bytes_at("x", 2, 3).unwrap(),
@@ -487,7 +503,9 @@ mod tests {
         b.read_exact_at("x", 6, &mut buf).unwrap();
         assert_eq!(&buf, b"6789");
         std::fs::write(dir.path().join("empty"), b"").unwrap();
-        let e = Backing::from_file("empty", File::open(dir.path().join("empty")).unwrap()).unwrap();
+        let e =
+            Backing::from_file_with("empty", File::open(dir.path().join("empty")).unwrap(), true)
+                .unwrap();
         assert!(!e.is_mapped() && e.is_empty());
     }
 

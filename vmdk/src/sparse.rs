@@ -461,6 +461,55 @@ impl SparseExtent {
         Ok(())
     }
 
+    /// Calls `f(first_grain, count, kind)` for the runs of grains from `first` (`count` of them)
+    /// whose entries are of one kind, in order, with `kind` `Data(0)` for any data grain. A
+    /// grain table that is absent (directory entry 0) is one call whatever its size, so walking
+    /// a range costs the grain tables present in it, not its capacity.
+    pub fn for_each_run(
+        &self,
+        first: u64,
+        count: u64,
+        mut f: impl FnMut(u64, u64, GrainEntry) -> Result<()>,
+    ) -> Result<()> {
+        let end = first.saturating_add(count).min(self.grain_count());
+        let mut grain = first;
+        while grain < end {
+            let gt_index = grain / self.gtes_per_gt;
+            let gt_end = (gt_index.saturating_add(1))
+                .saturating_mul(self.gtes_per_gt)
+                .min(end);
+            let table = usize::try_from(gt_index)
+                .ok()
+                .map(|i| self.grain_table(i))
+                .transpose()?
+                .flatten();
+            let Some(table) = table else {
+                f(grain, gt_end - grain, GrainEntry::Unallocated)?;
+                grain = gt_end;
+                continue;
+            };
+            let kind = |g: u64| match table
+                .get(usize::try_from(g % self.gtes_per_gt).unwrap_or(usize::MAX))
+                .copied()
+                .unwrap_or(GTE_UNALLOCATED)
+            {
+                GTE_UNALLOCATED => GrainEntry::Unallocated,
+                GTE_ZEROED => GrainEntry::Zeroed,
+                _ => GrainEntry::Data(0),
+            };
+            while grain < gt_end {
+                let k = kind(grain);
+                let mut n = 1;
+                while grain + n < gt_end && kind(grain + n) == k {
+                    n += 1;
+                }
+                f(grain, n, k)?;
+                grain += n;
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of grain `grain` that lie inside the capacity (less than a grain for the last one
     /// of a capacity that is not a grain multiple).
     pub fn grain_len(&self, grain: u64) -> u64 {

@@ -14,6 +14,8 @@
 //! grains are left out; grain tables with no grain are left out too (their directory entry is
 //! 0). Reading these files is [`crate::sparse`]'s job.
 
+pub mod read;
+
 use std::cell::RefCell;
 use std::io::Write;
 
@@ -65,6 +67,25 @@ pub struct StreamStats {
     pub grains: u64,
     /// Bytes of output.
     pub bytes: u64,
+}
+
+/// Largest disk the writers accept: 64 TiB (VMware's own limit is 62 TB). Bounds the grain
+/// directory they hold in memory (8 MiB at this size).
+pub const MAX_WRITE_CAPACITY: u64 = 64 << 40;
+
+/// Refuses to write a disk larger than [`MAX_WRITE_CAPACITY`].
+pub fn check_write_capacity(capacity: u64) -> Result<()> {
+    if capacity > MAX_WRITE_CAPACITY {
+        return Err(Error::new(
+            None,
+            "output",
+            None,
+            ErrorKind::Unsupported(format!(
+                "writing a disk of {capacity} bytes: VMDK writers here stop at 64 TiB"
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// Grain size of disks we write: 64 KiB, as every VMware product.
@@ -170,6 +191,7 @@ pub fn write_stream_optimized<W: Write>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<StreamStats> {
     let capacity_bytes = disk.capacity();
+    check_write_capacity(capacity_bytes)?;
     let capacity = capacity_bytes.div_ceil(SECTOR_SIZE);
     let settings = options
         .settings

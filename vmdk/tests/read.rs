@@ -625,6 +625,36 @@ fn damaged_descriptors() {
     );
 }
 
+/// Found by fuzzing: a 46-byte descriptor claiming a ~2^64-byte ZERO extent once made the
+/// summary walk 2^34 windows. Summaries and maps follow the extents and grain tables present.
+#[test]
+fn huge_claimed_capacities_are_summarized_without_walking_them() {
+    let text = format!("{HEAD}createType=\"custom\"\nRW 36028797018963967 ZERO\n");
+    let disk = descriptor_disk(&text, &[]).unwrap();
+    let sum = disk.allocation_summary().unwrap();
+    assert_eq!(
+        (sum.zero, sum.data, sum.unallocated),
+        (disk.capacity(), 0, 0)
+    );
+    assert_eq!(disk.map(0, disk.capacity()).unwrap().len(), 1);
+    // A sparse extent whose grain tables are absent: one run per missing table, not per grain.
+    let mut b = SparseBuilder::new(1 << 24);
+    b.grains.insert(5, vec![1; 65536]);
+    let (mut bytes, layout) = b.build("d.vmdk");
+    for t in 1..layout.grain_tables.len() {
+        let at = layout.grain_directory + 4 * t;
+        bytes[at..at + 4].copy_from_slice(&[0; 4]);
+    }
+    let disk = open_one("d.vmdk", bytes).unwrap();
+    let runs = disk.map(0, disk.capacity()).unwrap();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let sum = disk.allocation_summary().unwrap();
+    assert_eq!(
+        (sum.data, sum.unallocated),
+        (65536, disk.capacity() - 65536)
+    );
+}
+
 #[test]
 fn reads_outside_the_capacity_are_refused() {
     let (bytes, _) = SparseBuilder::new(256).build("d.vmdk");

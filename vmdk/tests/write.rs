@@ -164,6 +164,38 @@ proptest! {
 }
 
 #[test]
+fn writers_refuse_disks_over_64_tib() {
+    let mut files = MemoryFiles::new();
+    files.insert(
+        "d.vmdk",
+        b"createType=\"custom\"\nRW 36028797018963967 ZERO\n".to_vec(),
+    );
+    let options = OpenOptions {
+        files: Arc::new(files),
+        ..OpenOptions::default()
+    };
+    let disk = Disk::open_with("d.vmdk", &options).unwrap();
+    let e = write_stream_optimized(
+        &disk,
+        &mut Vec::new(),
+        &StreamOptions::default(),
+        &no_progress,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("64 TiB"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.vmdk");
+    let f = std::fs::File::create(&p).unwrap();
+    let t = Target {
+        file: &f,
+        path: &p,
+        start: 0,
+        len: disk.capacity(),
+    };
+    assert!(write_sparse_extent(&disk, &t, None, 1, &no_progress).is_err());
+}
+
+#[test]
 fn memory_disk_helper_works() {
     let d = memory_disk("x.raw", vec![5u8; 1024], true);
     assert_eq!(read_all(&d), vec![5u8; 1024]);

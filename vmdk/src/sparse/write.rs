@@ -56,6 +56,7 @@ pub fn write_sparse_extent(
     let err = |offset: u64, e: std::io::Error| {
         Error::new(Some(path), "output", Some(offset), ErrorKind::Io(e))
     };
+    crate::stream::check_write_capacity(len)?;
     let capacity = len.div_ceil(SECTOR_SIZE);
     let grains = capacity.div_ceil(GRAIN_SECTORS);
     let tables = grains.div_ceil(GTES_PER_GT);
