@@ -243,8 +243,7 @@ pub fn read_stream_optimized<R: Read>(
     let (d_at, d_len) = (header.descriptor_offset.get(), header.descriptor_size.get());
     let mut pos = SECTOR_SIZE;
     if d_at >= 1
-        && d_len >= 1
-        && d_len <= crate::descriptor::MAX_DESCRIPTOR_SIZE / SECTOR_SIZE
+        && (1..=crate::descriptor::MAX_DESCRIPTOR_SIZE / SECTOR_SIZE).contains(&d_len)
         && (d_at + d_len) * SECTOR_SIZE <= first
     {
         inp.skip("embedded descriptor", d_at * SECTOR_SIZE - pos)?;
