@@ -177,6 +177,17 @@ enum Command {
         #[command(flatten)]
         input_args: InputArgs,
     },
+    /// Check every structure of a disk, like qemu-img check. Exit 0 clean, 2 problems found,
+    /// 1 could not run.
+    Check {
+        /// The disk to check.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        input_args: InputArgs,
+    },
     /// Describe a disk: type, capacity, extents, grains, allocation, parent chain.
     Info {
         /// The disk to describe.
@@ -191,6 +202,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Check {
+        file,
+        json,
+        input_args,
+    } = &cli.command
+    {
+        return check(file, *json, input_args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -249,6 +268,60 @@ fn print_report(
         );
     }
     Ok(())
+}
+
+/// `ovf-disk check`: 0 clean, 2 problems found, 1 could not run.
+fn check(file: &std::path::Path, json: bool, input_args: &InputArgs) -> ExitCode {
+    let report = match vmdk::check::check(file, &input_args.options()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ovf-disk: error: cannot check {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        let problems: Vec<Value> = report
+            .problems
+            .iter()
+            .map(|p| json!({ "file": p.path, "structure": p.structure, "offset": p.offset, "message": p.message }))
+            .collect();
+        let v = json!({
+            "file": file, "clean": report.is_clean(), "problems": problems, "files": report.files,
+            "allocated_grains": report.allocated_grains, "allocated_bytes": report.allocated_bytes,
+            "zeroed_bytes": report.zeroed_bytes, "leaked_bytes": report.leaked_bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for p in &report.problems {
+            let at = p
+                .offset
+                .map_or_else(String::new, |o| format!(" at offset {o:#x}"));
+            println!(
+                "ERROR {}: {}{at}: {}",
+                p.path.display(),
+                p.structure,
+                p.message
+            );
+        }
+        println!(
+            "{} allocated grains ({}), {} zeroed, {} leaked, {} files",
+            report.allocated_grains,
+            human(report.allocated_bytes),
+            human(report.zeroed_bytes),
+            human(report.leaked_bytes),
+            report.files.len()
+        );
+        if report.is_clean() {
+            println!("No errors were found on the image.");
+        } else {
+            println!("{} errors were found on the image.", report.problems.len());
+        }
+    }
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -410,6 +483,7 @@ fn run(cli: Cli) -> Result<()> {
                 out.quiet,
             )
         }
+        Command::Check { .. } => Ok(()),
         Command::Info {
             file,
             json,

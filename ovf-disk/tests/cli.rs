@@ -2,8 +2,6 @@
 //! input, nothing left behind by a failure), zero modes, the extent path policy, and messages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "../../vmdk/tests/support/builders.rs"]
-mod builders;
 mod common;
 
 use std::path::Path;
@@ -88,7 +86,7 @@ fn existing_outputs_need_force_and_inputs_are_never_overwritten() {
 #[test]
 fn a_failure_leaves_no_output_behind() {
     let d = tempfile::tempdir().unwrap();
-    let mut b = builders::StreamBuilder::new(64 * 128);
+    let mut b = common::builders::StreamBuilder::new(64 * 128);
     for g in 0..64 {
         b.grains.insert(g, noise(g + 1, 65536));
     }

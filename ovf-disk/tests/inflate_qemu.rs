@@ -5,8 +5,6 @@
 //! qemu-img cannot write.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "../../vmdk/tests/support/builders.rs"]
-mod builders;
 mod common;
 
 use common::*;
@@ -264,7 +262,7 @@ fn vmware_layout_stream_optimized_gd_at_end() {
     let d = dir();
     for (i, zlib) in [true, false].into_iter().enumerate() {
         // 1100 grains and 3 sectors: three grain tables, a partial last grain.
-        let mut b = builders::StreamBuilder::new(1100 * 128 + 3);
+        let mut b = common::builders::StreamBuilder::new(1100 * 128 + 3);
         b.zlib = zlib;
         b.grains.insert(0, noise(1, 65536));
         b.grains
@@ -323,7 +321,7 @@ fn streaming_inflate_from_standard_input() {
             "ide",
         ],
     );
-    let mut b = builders::StreamBuilder::new(700 * 128 + 3);
+    let mut b = common::builders::StreamBuilder::new(700 * 128 + 3);
     b.grains.insert(3, noise(9, 65536));
     b.grains.insert(699, noise(8, 65536));
     b.grains.insert(700, noise(7, 1536));

@@ -14,6 +14,7 @@
 //!   io (Backing, Files) ──┘
 //! ```
 
+pub mod check;
 pub mod copy;
 pub mod ddb;
 pub mod descriptor;

@@ -16,6 +16,11 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+/// The byte-by-byte image builders shared with the library's tests.
+#[path = "../../../vmdk/tests/support/builders.rs"]
+pub mod builders;
+pub use builders::noise;
+
 pub fn tool(name: &str) -> PathBuf {
     let found = std::env::var_os("PATH")
         .into_iter()
@@ -170,19 +175,6 @@ pub fn assert_inflates_like_qemu(dir: &Path, input: &str) -> String {
         std::fs::remove_file(dir.join(&flat)).unwrap();
     }
     expected
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A raw image of `len` bytes: random data, text-like data, zeros and partial grains, at

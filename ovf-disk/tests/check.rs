@@ -1,0 +1,227 @@
+//! `ovf-disk check`: clean images (every qemu-img subformat, zeroed grains, delta disks, our own
+//! writers, VMware's stream layout) exit 0; images damaged in code exit 2 naming the problem and
+//! its offset; inputs that cannot be checked exit 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+
+use common::builders::*;
+use common::*;
+
+fn check(dir: &Path, file: &str) -> (i32, serde_json::Value) {
+    let out = ovf_disk(dir, &["check", "--json", file]);
+    let code = out.status.code().unwrap();
+    let v = if code == 1 {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    (code, v)
+}
+
+fn problems(v: &serde_json::Value) -> String {
+    v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} @{}: {}\n", p["structure"], p["offset"], p["message"]))
+        .collect()
+}
+
+#[test]
+fn clean_images_pass() {
+    let d = tempfile::tempdir().unwrap();
+    sample_raw(&d.path().join("src.raw"), 8 << 20);
+    for sub in [
+        "monolithicSparse",
+        "monolithicFlat",
+        "twoGbMaxExtentSparse",
+        "twoGbMaxExtentFlat",
+        "streamOptimized",
+    ] {
+        let q = format!("q-{sub}.vmdk");
+        qemu_img(
+            d.path(),
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vmdk",
+                "-o",
+                &format!("subformat={sub}"),
+                "src.raw",
+                &q,
+            ],
+        );
+        let o = format!("o-{sub}.vmdk");
+        ovf_disk_ok(d.path(), &["convert", "-q", "src.raw", &o, "--to", sub]);
+        for f in [&q, &o] {
+            let (code, v) = check(d.path(), f);
+            assert_eq!(code, 0, "{f}: {}", problems(&v));
+            assert_eq!(v["leaked_bytes"], 0, "{f}");
+        }
+    }
+    qemu_img(
+        d.path(),
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "zeroed_grain=on",
+            "src.raw",
+            "z.vmdk",
+        ],
+    );
+    qemu_io(d.path(), "z.vmdk", &["write -z 0 1M"]);
+    qemu_img(
+        d.path(),
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            "z.vmdk",
+            "-F",
+            "vmdk",
+            "child.vmdk",
+        ],
+    );
+    qemu_io(d.path(), "child.vmdk", &["write -P 1 2M 64k"]);
+    let (code, v) = check(d.path(), "child.vmdk");
+    assert_eq!(code, 0, "{}", problems(&v));
+    assert!(v["zeroed_bytes"].as_u64().unwrap() >= 1 << 20);
+    let mut b = StreamBuilder::new(1100 * 128);
+    b.grains.insert(3, noise(1, 65536));
+    b.grains.insert(900, noise(2, 65536));
+    std::fs::write(d.path().join("vmware.vmdk"), b.build().0).unwrap();
+    let (code, v) = check(d.path(), "vmware.vmdk");
+    assert_eq!(code, 0, "{}", problems(&v));
+    assert_eq!(v["allocated_grains"], 2);
+    let out = ovf_disk(d.path(), &["check", "child.vmdk"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No errors were found on the image."));
+}
+
+fn damaged(dir: &Path, name: &str, bytes: Vec<u8>, want: &str) {
+    std::fs::write(dir.join(name), bytes).unwrap();
+    let (code, v) = check(dir, name);
+    assert_eq!(code, 2, "{name}: expected problems");
+    let text = problems(&v);
+    assert!(text.contains(want), "{name}: wanted {want:?} in\n{text}");
+    // Every problem names its file: the disk's own, or the extent or parent it concerns.
+    assert!(
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["file"].as_str().is_some_and(|f| !f.is_empty())),
+        "{name}: {v}"
+    );
+}
+
+#[test]
+fn damaged_images_are_reported_by_offset() {
+    let d = tempfile::tempdir().unwrap();
+    let mut b = SparseBuilder::new(4096);
+    for g in 0..8 {
+        b.grains.insert(g, noise(g + 1, 65536));
+    }
+    let (good, layout) = b.build("s.vmdk");
+    let gt = layout.grain_tables[0];
+    let put = |bytes: &mut Vec<u8>, at: usize, v: u32| {
+        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes())
+    };
+    // A grain past the end of the file.
+    let mut x = good.clone();
+    put(&mut x, gt + 4, 0x00ff_ffff);
+    damaged(d.path(), "past-end.vmdk", x, "past the end of the file");
+    // Two grains in one place.
+    let mut x = good.clone();
+    let first = u32::from_le_bytes(x[gt..gt + 4].try_into().unwrap());
+    put(&mut x, gt + 4, first);
+    damaged(d.path(), "shared.vmdk", x, "overlaps grain 0");
+    // A grain on top of the grain directory.
+    let mut x = good.clone();
+    put(&mut x, gt + 8, (layout.grain_directory / 512) as u32);
+    damaged(d.path(), "on-metadata.vmdk", x, "overlaps");
+    // Primary and redundant tables disagree (change the primary only).
+    let mut x = good.clone();
+    put(&mut x, gt + 20, 0);
+    damaged(
+        d.path(),
+        "disagree.vmdk",
+        x,
+        "disagrees with grain table 0 at entry 5",
+    );
+    // A grain table past the end of the file.
+    let mut x = good.clone();
+    put(&mut x, layout.grain_directory, 0x00ff_ffff);
+    damaged(d.path(), "gt-past-end.vmdk", x, "needs bytes up to");
+
+    let mut st = StreamBuilder::new(64 * 128);
+    for g in 0..8 {
+        st.grains.insert(g * 2, noise(g + 1, 65536));
+    }
+    let (good, layout) = st.build();
+    // A damaged compressed grain.
+    let mut x = good.clone();
+    let g2 = layout.grain_markers[&2];
+    x[g2 + 30..g2 + 40].copy_from_slice(b"0123456789");
+    damaged(d.path(), "bad-grain.vmdk", x, "compressed grain");
+    // Grain markers out of order (the table still maps each grain to its marker).
+    let mut x = good.clone();
+    let (a, b2) = (layout.grain_markers[&2], layout.grain_markers[&4]);
+    x[a..a + 8].copy_from_slice(&(4u64 * 128).to_le_bytes());
+    x[b2..b2 + 8].copy_from_slice(&(2u64 * 128).to_le_bytes());
+    damaged(d.path(), "order.vmdk", x, "LBA");
+
+    // A delta link whose parentCID does not match.
+    let mut parent = SparseBuilder::new(256);
+    parent.cid = 0x1111_1111;
+    let mut child = SparseBuilder::new(256);
+    child.parent = Some((0x2222_2222, "base.vmdk".into()));
+    std::fs::write(d.path().join("base.vmdk"), parent.build("base.vmdk").0).unwrap();
+    damaged(
+        d.path(),
+        "child.vmdk",
+        child.build("child.vmdk").0,
+        "parentCID 22222222 does not match the parent's CID 11111111",
+    );
+    // A flat extent shorter than its descriptor says, and a missing one.
+    std::fs::write(d.path().join("f.bin"), vec![0u8; 1024]).unwrap();
+    let desc = |n: &str| {
+        format!("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"{n}\" 0\n").into_bytes()
+    };
+    damaged(
+        d.path(),
+        "short.vmdk",
+        desc("f.bin"),
+        "shorter than its descriptor says",
+    );
+    damaged(
+        d.path(),
+        "missing.vmdk",
+        desc("nothere.bin"),
+        "No such file",
+    );
+}
+
+#[test]
+fn inputs_that_cannot_be_checked_exit_1() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("junk.bin"), vec![0x41u8; 5000]).unwrap();
+    for f in ["junk.bin", "absent.vmdk"] {
+        let out = ovf_disk(d.path(), &["check", f]);
+        assert_eq!(out.status.code(), Some(1), "{f}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot check"),
+            "{f}"
+        );
+    }
+}
