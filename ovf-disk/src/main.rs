@@ -219,6 +219,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The report of an inflate, with the bytes its files hold.
+fn inflate_report(r: ovf_disk::inflate::InflateReport) -> Report {
+    let written = r
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    Report {
+        files: r.files,
+        capacity: r.capacity,
+        data: r.data,
+        written,
+    }
+}
+
 fn parse_cid(s: &str) -> Result<u32, String> {
     match u32::from_str_radix(s, 16) {
         Ok(c) if c < 0xffff_fffe => Ok(c),
@@ -352,22 +368,10 @@ fn run(cli: Cli) -> Result<()> {
             )
             .with_context(|| format!("inflating standard input to {}", output.display()))?;
             bar.finish_and_clear();
-            let written = r
-                .files
-                .iter()
-                .filter_map(|f| std::fs::metadata(f).ok())
-                .map(|m| m.len())
-                .sum();
-            let report = Report {
-                files: r.files,
-                capacity: r.capacity,
-                data: r.data,
-                written,
-            };
             print_report(
                 &input,
                 "inflated",
-                &report,
+                &inflate_report(r),
                 started.elapsed().as_secs_f64(),
                 out.json,
                 out.quiet,
@@ -396,22 +400,10 @@ fn run(cli: Cli) -> Result<()> {
             )
             .with_context(|| format!("inflating {} to {}", input.display(), output.display()))?;
             bar.finish_and_clear();
-            let written = r
-                .files
-                .iter()
-                .filter_map(|f| std::fs::metadata(f).ok())
-                .map(|m| m.len())
-                .sum();
-            let report = Report {
-                files: r.files,
-                capacity: r.capacity,
-                data: r.data,
-                written,
-            };
             print_report(
                 &input,
                 "inflated",
-                &report,
+                &inflate_report(r),
                 started.elapsed().as_secs_f64(),
                 out.json,
                 out.quiet,

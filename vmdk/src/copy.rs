@@ -186,6 +186,21 @@ impl AlignedBuf {
     }
 }
 
+/// Sets each target to its length, or preallocates it with `fallocate` for [`ZeroMode::Falloc`].
+fn prepare_targets(targets: &[Target<'_>], zero: ZeroMode) -> Result<()> {
+    for t in targets {
+        let err = |e: std::io::Error| Error::new(Some(t.path), "output", Some(0), ErrorKind::Io(e));
+        match zero {
+            ZeroMode::Falloc if t.len > 0 => {
+                rustix::fs::fallocate(t.file, rustix::fs::FallocateFlags::empty(), 0, t.len)
+                    .map_err(|e| err(e.into()))?
+            }
+            _ => t.file.set_len(t.len).map_err(err)?,
+        }
+    }
+    Ok(())
+}
+
 /// Copies the whole disk into `out` (at offset 0), which is set to the disk's capacity.
 /// `progress` is called with the number of bytes just finished, from any worker thread.
 pub fn copy_to_file(
@@ -224,16 +239,7 @@ pub fn copy_to_targets(
             )),
         ));
     }
-    for t in targets {
-        let err = |e: std::io::Error| Error::new(Some(t.path), "output", Some(0), ErrorKind::Io(e));
-        match options.zero {
-            ZeroMode::Falloc if t.len > 0 => {
-                rustix::fs::fallocate(t.file, rustix::fs::FallocateFlags::empty(), 0, t.len)
-                    .map_err(|e| err(e.into()))?
-            }
-            _ => t.file.set_len(t.len).map_err(err)?,
-        }
-    }
+    prepare_targets(targets, options.zero)?;
     let out = Targets::new(targets, options.direct)?;
     let grain = largest_grain(disk);
     let window = options.window.max(grain).div_ceil(grain) * grain;
@@ -527,18 +533,7 @@ impl crate::stream::read::StreamSink for TargetSink<'_> {
                 )),
             ));
         }
-        for t in self.targets {
-            let err =
-                |e: std::io::Error| Error::new(Some(t.path), "output", Some(0), ErrorKind::Io(e));
-            match self.zero {
-                ZeroMode::Falloc if t.len > 0 => {
-                    rustix::fs::fallocate(t.file, rustix::fs::FallocateFlags::empty(), 0, t.len)
-                        .map_err(|e| err(e.into()))?
-                }
-                _ => t.file.set_len(t.len).map_err(err)?,
-            }
-        }
-        Ok(())
+        prepare_targets(self.targets, self.zero)
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {

@@ -104,34 +104,22 @@ impl DiskSettings {
 
     /// The source disk's settings, defaults where it has none.
     pub fn from_disk(disk: &Disk) -> Self {
-        let mut s = Self::new(disk.capacity());
-        if let Some(a) = disk.ddb("ddb.adapterType") {
-            s.adapter_type = a.to_string();
-        }
-        s.geometry = geometry(disk.capacity(), &s.adapter_type);
-        let num = |k: &str| disk.ddb(k).and_then(|v| v.trim().parse::<u64>().ok());
-        if let (Some(c), Some(h), Some(p)) = (
-            num("ddb.geometry.cylinders"),
-            num("ddb.geometry.heads"),
-            num("ddb.geometry.sectors"),
-        ) {
-            s.geometry = (c, h, p);
-        }
-        if let Some(v) = disk.ddb("ddb.virtualHWVersion") {
-            s.hw_version = v.to_string();
-        }
-        s.tools_version = disk.ddb("ddb.toolsVersion").map(str::to_string);
-        s
+        Self::from_lookup(disk.capacity(), |k| disk.ddb(k))
     }
 
     /// The settings a descriptor gives (a stream's embedded descriptor), defaults elsewhere.
     pub fn from_descriptor(d: &Descriptor, capacity: u64) -> Self {
+        Self::from_lookup(capacity, |k| d.get(k))
+    }
+
+    /// The settings `lookup` gives for a disk of `capacity` bytes, defaults where it gives none.
+    fn from_lookup<'a>(capacity: u64, lookup: impl Fn(&str) -> Option<&'a str>) -> Self {
         let mut s = Self::new(capacity);
-        if let Some(a) = d.get("ddb.adapterType") {
+        if let Some(a) = lookup("ddb.adapterType") {
             s.adapter_type = a.to_string();
         }
         s.geometry = geometry(capacity, &s.adapter_type);
-        let num = |k: &str| d.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        let num = |k: &str| lookup(k).and_then(|v| v.trim().parse::<u64>().ok());
         if let (Some(c), Some(h), Some(p)) = (
             num("ddb.geometry.cylinders"),
             num("ddb.geometry.heads"),
@@ -139,10 +127,10 @@ impl DiskSettings {
         ) {
             s.geometry = (c, h, p);
         }
-        if let Some(v) = d.get("ddb.virtualHWVersion") {
+        if let Some(v) = lookup("ddb.virtualHWVersion") {
             s.hw_version = v.to_string();
         }
-        s.tools_version = d.get("ddb.toolsVersion").map(str::to_string);
+        s.tools_version = lookup("ddb.toolsVersion").map(str::to_string);
         s
     }
 
