@@ -161,7 +161,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
     if d_at > 0 {
         used.push(Used {
             start: d_at,
-            end: d_at + h.descriptor_size.get().saturating_mul(SECTOR_SIZE),
+            end: d_at.saturating_add(h.descriptor_size.get().saturating_mul(SECTOR_SIZE)),
             what: "embedded descriptor".into(),
         });
     }
@@ -169,7 +169,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
     let gd_len = s.grain_directory().len() as u64 * 4;
     used.push(Used {
         start: gd_at,
-        end: gd_at + gd_len,
+        end: gd_at.saturating_add(gd_len),
         what: "grain directory".into(),
     });
     if s.has_markers() && marker_before(s, gd_at, MARKER_GD) {
@@ -185,7 +185,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
         let at = h.rgd_offset.get().saturating_mul(SECTOR_SIZE);
         used.push(Used {
             start: at,
-            end: at + gd_len,
+            end: at.saturating_add(gd_len),
             what: "redundant grain directory".into(),
         });
         match s
@@ -209,7 +209,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
         let at = u64::from(gde) * SECTOR_SIZE;
         used.push(Used {
             start: at,
-            end: at + gt_bytes,
+            end: at.saturating_add(gt_bytes),
             what: format!("grain table {t}"),
         });
         if s.has_markers() && marker_before(s, at, MARKER_GT) {
@@ -231,7 +231,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
             let r_at = u64::from(r) * SECTOR_SIZE;
             used.push(Used {
                 start: r_at,
-                end: r_at + gt_bytes,
+                end: r_at.saturating_add(gt_bytes),
                 what: format!("redundant grain table {t}"),
             });
             match s
@@ -244,7 +244,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
                         problem(
                             report,
                             "redundant grain table",
-                            Some(r_at + i as u64 * 4),
+                            Some(r_at.saturating_add(i as u64 * 4)),
                             format!(
                                 "disagrees with grain table {t} at entry {i}: {:#x} against {:#x}",
                                 other.get(i).copied().unwrap_or(0),

@@ -242,15 +242,20 @@ pub fn read_stream_optimized<R: Read>(
     let mut descriptor = None;
     let (d_at, d_len) = (header.descriptor_offset.get(), header.descriptor_size.get());
     let mut pos = SECTOR_SIZE;
-    if d_at >= 1
-        && (1..=crate::descriptor::MAX_DESCRIPTOR_SIZE / SECTOR_SIZE).contains(&d_len)
-        && (d_at + d_len) * SECTOR_SIZE <= first
-    {
+    // Every product here is bounded by `first` (64 MiB at most) before it is used.
+    let end = d_at
+        .checked_add(d_len)
+        .and_then(|e| e.checked_mul(SECTOR_SIZE));
+    if let Some(end) = end.filter(|&e| {
+        d_at >= 1
+            && (1..=crate::descriptor::MAX_DESCRIPTOR_SIZE / SECTOR_SIZE).contains(&d_len)
+            && e <= first
+    }) {
         inp.skip("embedded descriptor", d_at * SECTOR_SIZE - pos)?;
         let mut text = vec![0u8; (d_len * SECTOR_SIZE) as usize];
         inp.fill("embedded descriptor", &mut text)?;
         descriptor = crate::descriptor::Descriptor::parse_bytes(&text).ok();
-        pos = (d_at + d_len) * SECTOR_SIZE;
+        pos = end;
     }
     inp.skip("embedded descriptor", first - pos)?;
 
