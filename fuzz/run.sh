@@ -18,7 +18,7 @@ shift
 
 here=$(cd "$(dirname "$0")" && pwd)
 seeds="$here/../testdata/fuzz-seeds"
-targets=(descriptor sparse_header disk)
+targets=(descriptor sparse_header disk stream)
 
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
