@@ -160,8 +160,8 @@ enum Command {
         /// What the input is.
         #[arg(long, value_enum, default_value = "auto")]
         from: InputFormat,
-        /// Compression level of stream-optimized output, 0 (store) to 12 (default 3).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=12))]
+        /// Compression level of stream-optimized output, 0 (store) to 9 (default 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
         compress_level: Option<u32>,
         /// ddb.adapterType of the output (ide, buslogic, lsilogic, legacyESX, lsisas1068, pvscsi).
         #[arg(long)]

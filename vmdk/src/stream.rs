@@ -9,8 +9,8 @@
 //! | ... | GD marker + grain directory | footer marker + footer (header with gdOffset) | EOS
 //! ```
 //!
-//! Grains are compressed with zlib (RFC 1950 wrapping around deflate, which VMware, qemu and
-//! libvmdk read) on several threads, a bounded batch at a time, and written in order. All-zero
+//! Grains are compressed as zlib streams (RFC 1950 wrapping around deflate, which VMware, qemu
+//! and libvmdk read) by flate2's miniz_oxide backend on several threads, a bounded batch at a time, and written in order. All-zero
 //! grains are left out; grain tables with no grain are left out too (their directory entry is
 //! 0). Reading these files is [`crate::sparse`]'s job.
 
@@ -32,7 +32,7 @@ use crate::format::*;
 /// Options of [`write_stream_optimized`].
 #[derive(Clone, Debug)]
 pub struct StreamOptions {
-    /// Compression level, 0 (store) to 12 (libdeflate's levels; 1-9 match zlib's in spirit).
+    /// Compression level, 0 (store) to 9, as zlib's.
     pub level: u32,
     /// Compression threads.
     pub threads: usize,
@@ -44,9 +44,10 @@ pub struct StreamOptions {
     pub extent_name: String,
 }
 
-/// Default compression level: libdeflate level 3 compresses our test disks faster than zlib
-/// level 1 and smaller than zlib level 6, which qemu-img uses.
-pub const DEFAULT_LEVEL: u32 = 3;
+/// Default compression level: 1. With flate2's miniz_oxide backend it compresses our 2 GiB
+/// test disk in 3.65 s to 908 MB, against 4.9 s and 917 MB for libdeflate level 3 and 921 MB
+/// for qemu-img (zlib level 6). Backend figures are in [`crate::sparse::inflate`].
+pub const DEFAULT_LEVEL: u32 = 1;
 
 impl Default for StreamOptions {
     fn default() -> Self {
@@ -156,29 +157,33 @@ pub fn stream_header(capacity: u64, gd_offset: u64) -> SparseExtentHeader {
 }
 
 thread_local! {
-    static DEFLATE: RefCell<Option<(i32, libdeflater::Compressor)>> = const { RefCell::new(None) };
+    static DEFLATE: RefCell<Option<(u32, flate2::Compress)>> = const { RefCell::new(None) };
 }
 
-/// Compresses one grain into a zlib stream with libdeflate at `level` (0 to 12), reusing this
-/// thread's compressor. (Figures behind the choice of libdeflate: [`crate::sparse::inflate`].)
+/// Compresses one grain into a zlib stream at `level` (0 to 9), reusing this thread's compressor.
 pub fn compress_grain(level: u32, data: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let level = i32::try_from(level.min(12)).unwrap_or(12);
+    use flate2::{Compress, Compression, FlushCompress, Status};
     DEFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !matches!(&*slot, Some((l, _)) if *l == level) {
-            let lvl = libdeflater::CompressionLvl::new(level)
-                .map_err(|e| format!("compression level {level}: {e:?}"))?;
-            *slot = Some((level, libdeflater::Compressor::new(lvl)));
+            *slot = Some((level, Compress::new(Compression::new(level.min(9)), true)));
         }
         let Some((_, c)) = slot.as_mut() else {
             return Err("no compressor".to_string());
         };
-        let mut out = vec![0u8; c.zlib_compress_bound(data.len())];
-        let n = c
-            .zlib_compress(data, &mut out)
-            .map_err(|e| format!("{e:?}"))?;
-        out.truncate(n);
-        Ok(out)
+        c.reset();
+        let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 64);
+        loop {
+            let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
+            let input = data.get(consumed..).unwrap_or(&[]);
+            match c
+                .compress_vec(input, &mut out, FlushCompress::Finish)
+                .map_err(|e| e.to_string())?
+            {
+                Status::StreamEnd => return Ok(out),
+                _ => out.reserve(out.capacity().max(4096)),
+            }
+        }
     })
 }
 
@@ -323,7 +328,7 @@ mod tests {
     #[test]
     fn compressed_grains_inflate_back() {
         let data: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
-        for level in [0, 1, 3, 6, 9, 12] {
+        for level in [0, 1, 3, 6, 9] {
             let packed = compress_grain(level, &data).unwrap();
             let mut out = vec![0u8; 65536];
             assert_eq!(inflate(&packed, &mut out), Ok(65536));
