@@ -76,16 +76,17 @@ pub fn has_sparse_magic(head: &[u8]) -> bool {
     head.get(..4) == Some(&SPARSE_MAGIC.to_le_bytes()[..])
 }
 
-fn read_header(
-    backing: &Backing,
+/// Parses the 512 bytes of a sparse extent header (or footer) found at `offset` of `path`,
+/// checking its magic.
+pub fn parse_header(
+    buf: &[u8; 512],
+    path: &std::path::Path,
     structure: &'static str,
     offset: u64,
 ) -> Result<SparseExtentHeader> {
-    let mut buf = [0u8; 512];
-    backing.read_exact_at(structure, offset, &mut buf)?;
     let header = SparseExtentHeader::read_from_bytes(&buf[..]).map_err(|_| {
         Error::new(
-            Some(backing.path()),
+            Some(path),
             structure,
             Some(offset),
             ErrorKind::Inconsistent("short header".into()),
@@ -93,7 +94,7 @@ fn read_header(
     })?;
     if header.magic_number.get() != SPARSE_MAGIC {
         return Err(Error::field(
-            backing.path(),
+            path,
             structure,
             offset,
             "magicNumber",
@@ -102,6 +103,22 @@ fn read_header(
         ));
     }
     Ok(header)
+}
+
+/// Largest compressed size a grain of `grain_bytes` may have: deflate expands incompressible
+/// data by a few bytes per 16 KiB block, so anything much larger than a grain is damage.
+pub fn max_compressed_grain(grain_bytes: u64) -> u64 {
+    grain_bytes + grain_bytes / 8 + 4096
+}
+
+fn read_header(
+    backing: &Backing,
+    structure: &'static str,
+    offset: u64,
+) -> Result<SparseExtentHeader> {
+    let mut buf = [0u8; 512];
+    backing.read_exact_at(structure, offset, &mut buf)?;
+    parse_header(&buf, backing.path(), structure, offset)
 }
 
 fn read_metadata_marker(backing: &Backing, offset: u64) -> Result<MetadataMarker> {
@@ -576,9 +593,7 @@ impl SparseExtent {
     fn inflate_grain(&self, grain: u64, at: u64, out: &mut [u8]) -> Result<()> {
         let path = self.backing.path();
         let grain_bytes = self.grain_bytes();
-        // Deflate expands incompressible data by a few bytes per 16 KiB block; anything much
-        // larger than a grain is damage, not data.
-        let max_compressed = grain_bytes + grain_bytes / 8 + 4096;
+        let max_compressed = max_compressed_grain(grain_bytes);
         let (data_at, size) = if self.has_markers() {
             let mut m = [0u8; GRAIN_MARKER_SIZE as usize];
             self.backing.read_exact_at("grain marker", at, &mut m)?;

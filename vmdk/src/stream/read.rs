@@ -107,24 +107,7 @@ impl<R: Read> Input<'_, R> {
 /// rest of the stream (`Cursor::new(head).chain(rest)`).
 pub fn stream_capacity(head: &[u8; 512], name: &str) -> Result<u64> {
     let path = Path::new(name);
-    let header = SparseExtentHeader::read_from_bytes(&head[..]).map_err(|_| {
-        Error::new(
-            Some(path),
-            "sparse header",
-            Some(0),
-            ErrorKind::Inconsistent("short header".into()),
-        )
-    })?;
-    if header.magic_number.get() != SPARSE_MAGIC {
-        return Err(Error::field(
-            path,
-            "sparse header",
-            0,
-            "magicNumber",
-            header.magic_number.get().into(),
-            "not the sparse extent magic KDMV",
-        ));
-    }
+    let header = crate::sparse::parse_header(head, path, "sparse header", 0)?;
     let capacity = header.capacity.get();
     if capacity > crate::sparse::MAX_CAPACITY_SECTORS {
         return Err(Error::field(
@@ -163,22 +146,7 @@ pub fn read_stream_optimized<R: Read>(
             },
         ));
     }
-    let header = SparseExtentHeader::read_from_bytes(&head[..]).map_err(|_| {
-        inp.err(
-            "sparse header",
-            ErrorKind::Inconsistent("short header".into()),
-        )
-    })?;
-    if header.magic_number.get() != SPARSE_MAGIC {
-        return Err(Error::field(
-            path,
-            "sparse header",
-            0,
-            "magicNumber",
-            header.magic_number.get().into(),
-            "not the sparse extent magic KDMV",
-        ));
-    }
+    let header = crate::sparse::parse_header(&head, path, "sparse header", 0)?;
     let flags = header.flags.get();
     if flags & (FLAG_COMPRESSED | FLAG_MARKERS) != FLAG_COMPRESSED | FLAG_MARKERS
         || header.compress_algorithm.get() != COMPRESSION_DEFLATE
@@ -220,7 +188,7 @@ pub fn read_stream_optimized<R: Read>(
     }
     let capacity = capacity_sectors * SECTOR_SIZE;
     let grain_bytes = grain_sectors * SECTOR_SIZE;
-    let max_compressed = grain_bytes + grain_bytes / 8 + 4096;
+    let max_compressed = crate::sparse::max_compressed_grain(grain_bytes);
     // Grains start at overHead (VMware and qemu); everything before it is header, descriptor
     // and (qemu) the grain directory and tables, which a streaming reader does not need.
     let over_head = header.over_head.get();
