@@ -5,3 +5,4 @@
 pub mod convert;
 pub mod inflate;
 pub mod output;
+pub mod package;

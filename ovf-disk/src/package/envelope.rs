@@ -1,0 +1,413 @@
+//! The OVF envelope (`.ovf`): references, disks, virtual systems and a summary of their
+//! hardware, for DMTF DSP0243 1.x and 2.x and VMware's pre-standard 0.9 (§7-§9).
+//!
+//! Parsed with roxmltree, which refuses a DTD (so no entity is ever expanded), from at most
+//! 16 MiB. Elements and attributes are matched by local name, so the 0.9, 1.x and 2.x namespaces
+//! read alike. Sections this summary does not know are kept by name, not dropped.
+
+use std::path::Path;
+
+use super::PackageError;
+
+/// Largest envelope read.
+pub const MAX_ENVELOPE_SIZE: usize = 16 << 20;
+
+/// A `References/File`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileRef {
+    /// `ovf:id`.
+    pub id: String,
+    /// `ovf:href`, a plain file name in the package.
+    pub href: String,
+    /// `ovf:size` in bytes.
+    pub size: Option<u64>,
+    /// `ovf:compression` (`gzip`).
+    pub compression: Option<String>,
+    /// `ovf:chunkSize`: the file is split into `href.000000000`, `.000000001`, ...
+    pub chunk_size: Option<u64>,
+}
+
+/// A `DiskSection/Disk`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Disk {
+    /// `ovf:diskId`.
+    pub disk_id: String,
+    /// `ovf:fileRef`: the `File` holding the disk (none for a blank disk).
+    pub file_ref: Option<String>,
+    /// `ovf:capacity` as written.
+    pub capacity: String,
+    /// `ovf:capacityAllocationUnits` as written (`byte * 2^30`).
+    pub capacity_units: Option<String>,
+    /// The capacity in bytes, when it can be computed.
+    pub capacity_bytes: Option<u64>,
+    /// `ovf:populatedSize` in bytes.
+    pub populated_size: Option<u64>,
+    /// `ovf:format` URI (stream-optimized VMDK is
+    /// `http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized`).
+    pub format: Option<String>,
+    /// `ovf:parentRef`.
+    pub parent_ref: Option<String>,
+}
+
+/// A summary of one `VirtualSystem`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct System {
+    /// `ovf:id`.
+    pub id: String,
+    /// `Name`, if any.
+    pub name: Option<String>,
+    /// `OperatingSystemSection`: `ovf:id` and `Description`.
+    pub os: Option<(String, Option<String>)>,
+    /// Virtual CPUs (ResourceType 3).
+    pub cpus: Option<u64>,
+    /// Memory in bytes (ResourceType 4).
+    pub memory_bytes: Option<u64>,
+    /// Disk drives (ResourceType 17): their `HostResource` (`ovf:/disk/ID`).
+    pub disks: Vec<String>,
+    /// Controllers: ResourceType 5 (IDE), 6 (SCSI, with ResourceSubType), 20 (SATA)...
+    pub controllers: Vec<String>,
+    /// Network cards (ResourceType 10): their `Connection`.
+    pub nics: Vec<String>,
+}
+
+/// A parsed envelope.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// `1.x`, `2.x` or `0.9`, from the envelope's namespace.
+    pub version: String,
+    /// `References`.
+    pub files: Vec<FileRef>,
+    /// `DiskSection`.
+    pub disks: Vec<Disk>,
+    /// Virtual systems, also those inside collections.
+    pub systems: Vec<System>,
+    /// Names of the sections this summary does not read (kept, not dropped).
+    pub other_sections: Vec<String>,
+}
+
+fn attr<'a>(n: roxmltree::Node<'a, '_>, local: &str) -> Option<&'a str> {
+    n.attributes()
+        .find(|a| a.name() == local)
+        .map(|a| a.value())
+}
+
+fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, local: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children()
+        .find(|c| c.is_element() && c.tag_name().name() == local)
+}
+
+fn child_text(n: roxmltree::Node<'_, '_>, local: &str) -> Option<String> {
+    child(n, local)
+        .and_then(|c| c.text())
+        .map(|t| t.trim().to_string())
+}
+
+/// Bytes in one unit of `units` (`byte`, `byte * 2^20`, `MegaBytes`...), if understood.
+pub fn unit_bytes(units: &str) -> Option<u64> {
+    let u = units.replace(' ', "").to_ascii_lowercase();
+    match u.as_str() {
+        "byte" | "bytes" => Some(1),
+        "kilobytes" | "kb" => Some(1 << 10),
+        "megabytes" | "mb" => Some(1 << 20),
+        "gigabytes" | "gb" => Some(1 << 30),
+        _ => {
+            let exp = u.strip_prefix("byte*2^")?.parse::<u32>().ok()?;
+            1u64.checked_shl(exp).filter(|_| exp < 64)
+        }
+    }
+}
+
+impl Envelope {
+    /// Parses envelope text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, PackageError> {
+        let err = |line: Option<u32>, reason: String| PackageError::Envelope {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
+        if text.len() > MAX_ENVELOPE_SIZE {
+            return Err(err(None, "larger than 16 MiB".into()));
+        }
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: false,
+            ..roxmltree::ParsingOptions::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(text, options)
+            .map_err(|e| err(Some(e.pos().row), e.to_string()))?;
+        let root = doc.root_element();
+        if root.tag_name().name() != "Envelope" {
+            return Err(err(
+                Some(1),
+                format!(
+                    "the root element is {}, not Envelope",
+                    root.tag_name().name()
+                ),
+            ));
+        }
+        let ns = root.tag_name().namespace().unwrap_or("");
+        let version = if ns.contains("dmtf.org/ovf/envelope/2") {
+            "2.x"
+        } else if ns.contains("dmtf.org/ovf/envelope/1") {
+            "1.x"
+        } else if ns.contains("vmware.com/schema/ovf/1/envelope") {
+            "0.9"
+        } else {
+            return Err(err(Some(1), format!("unknown envelope namespace {ns:?}")));
+        };
+        let line = |n: roxmltree::Node<'_, '_>| Some(doc.text_pos_at(n.range().start).row);
+        let mut env = Envelope {
+            version: version.to_string(),
+            ..Envelope::default()
+        };
+        for n in root.children().filter(|c| c.is_element()) {
+            match n.tag_name().name() {
+                "References" => {
+                    for f in n
+                        .children()
+                        .filter(|c| c.is_element() && c.tag_name().name() == "File")
+                    {
+                        let href = attr(f, "href")
+                            .ok_or_else(|| err(line(f), "a File without ovf:href".into()))?;
+                        if !super::is_plain_name(href) {
+                            return Err(err(
+                                line(f),
+                                format!(
+                                    "ovf:href {href:?} is not a plain file name in the package"
+                                ),
+                            ));
+                        }
+                        let num = |name: &str| -> Result<Option<u64>, PackageError> {
+                            attr(f, name)
+                                .map(|v| {
+                                    v.trim().parse::<u64>().map_err(|_| {
+                                        err(line(f), format!("ovf:{name} {v:?} is not a number"))
+                                    })
+                                })
+                                .transpose()
+                        };
+                        env.files.push(FileRef {
+                            id: attr(f, "id").unwrap_or_default().to_string(),
+                            href: href.to_string(),
+                            size: num("size")?,
+                            compression: attr(f, "compression").map(str::to_string),
+                            chunk_size: num("chunkSize")?,
+                        });
+                    }
+                }
+                "DiskSection" | "Section"
+                    if n.tag_name().name() == "DiskSection"
+                        || attr(n, "type").is_some_and(|t| t.ends_with("DiskSection_Type")) =>
+                {
+                    for d in n
+                        .children()
+                        .filter(|c| c.is_element() && c.tag_name().name() == "Disk")
+                    {
+                        let capacity = attr(d, "capacity").unwrap_or_default().to_string();
+                        let units = attr(d, "capacityAllocationUnits").map(str::to_string);
+                        let capacity_bytes = capacity.trim().parse::<u64>().ok().and_then(|c| {
+                            c.checked_mul(units.as_deref().map_or(Some(1), unit_bytes)?)
+                        });
+                        env.disks.push(Disk {
+                            disk_id: attr(d, "diskId").unwrap_or_default().to_string(),
+                            file_ref: attr(d, "fileRef").map(str::to_string),
+                            capacity,
+                            capacity_units: units,
+                            capacity_bytes,
+                            populated_size: attr(d, "populatedSize")
+                                .and_then(|v| v.trim().parse().ok()),
+                            format: attr(d, "format").map(str::to_string),
+                            parent_ref: attr(d, "parentRef").map(str::to_string),
+                        });
+                    }
+                }
+                "VirtualSystem" | "VirtualSystemCollection" | "Content" => {
+                    collect_systems(n, &mut env)
+                }
+                other => env.other_sections.push(other.to_string()),
+            }
+        }
+        Ok(env)
+    }
+
+    /// The `File` a disk lives in.
+    pub fn file_of(&self, disk: &Disk) -> Option<&FileRef> {
+        disk.file_ref
+            .as_deref()
+            .and_then(|r| self.files.iter().find(|f| f.id == r))
+    }
+}
+
+fn collect_systems(n: roxmltree::Node<'_, '_>, env: &mut Envelope) {
+    let is_system = n.tag_name().name() == "VirtualSystem"
+        || attr(n, "type").is_some_and(|t| t.ends_with("VirtualSystem_Type"));
+    if !is_system {
+        for c in n.children().filter(|c| c.is_element()) {
+            if matches!(
+                c.tag_name().name(),
+                "VirtualSystem" | "VirtualSystemCollection" | "Content"
+            ) {
+                collect_systems(c, env);
+            } else if !env.other_sections.iter().any(|s| s == c.tag_name().name()) {
+                env.other_sections.push(c.tag_name().name().to_string());
+            }
+        }
+        return;
+    }
+    let mut s = System {
+        id: attr(n, "id").unwrap_or_default().to_string(),
+        name: child_text(n, "Name"),
+        ..System::default()
+    };
+    for sec in n.children().filter(|c| c.is_element()) {
+        match sec.tag_name().name() {
+            "OperatingSystemSection" => {
+                s.os = Some((
+                    attr(sec, "id").unwrap_or_default().to_string(),
+                    child_text(sec, "Description"),
+                ))
+            }
+            "VirtualHardwareSection" => {
+                for item in sec.children().filter(|c| {
+                    c.is_element()
+                        && matches!(
+                            c.tag_name().name(),
+                            "Item" | "StorageItem" | "EthernetPortItem"
+                        )
+                }) {
+                    let rt = child_text(item, "ResourceType")
+                        .and_then(|t| t.parse::<u32>().ok())
+                        .unwrap_or(0);
+                    let quantity =
+                        child_text(item, "VirtualQuantity").and_then(|t| t.parse::<u64>().ok());
+                    match rt {
+                        3 => s.cpus = quantity,
+                        4 => {
+                            let unit = child_text(item, "AllocationUnits")
+                                .and_then(|u| unit_bytes(&u))
+                                .unwrap_or(1 << 20);
+                            s.memory_bytes = quantity.and_then(|q| q.checked_mul(unit));
+                        }
+                        17 => s
+                            .disks
+                            .push(child_text(item, "HostResource").unwrap_or_default()),
+                        10 => s
+                            .nics
+                            .push(child_text(item, "Connection").unwrap_or_default()),
+                        5 | 6 | 20 => {
+                            let kind = match rt {
+                                5 => "IDE",
+                                6 => "SCSI",
+                                _ => "SATA",
+                            };
+                            let sub = child_text(item, "ResourceSubType")
+                                .map_or_else(String::new, |t| format!(" ({t})"));
+                            s.controllers.push(format!("{kind}{sub}"));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    env.systems.push(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf">
+  <References><File ovf:href="vm-disk1.vmdk" ovf:id="file1" ovf:size="68608"/></References>
+  <DiskSection><Info>Virtual disk information</Info>
+    <Disk ovf:capacity="16" ovf:capacityAllocationUnits="byte * 2^30" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" ovf:populatedSize="0"/>
+  </DiskSection>
+  <NetworkSection><Info>nets</Info><Network ovf:name="VM Network"/></NetworkSection>
+  <VirtualSystem ovf:id="vm"><Info>A VM</Info><Name>vm</Name>
+    <OperatingSystemSection ovf:id="101" vmw:osType="otherLinux64Guest"><Info>os</Info><Description>Other Linux (64-bit)</Description></OperatingSystemSection>
+    <VirtualHardwareSection><Info>hw</Info>
+      <Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>4096</rasd:VirtualQuantity></Item>
+      <Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+      <Item><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <Item><rasd:Connection>VM Network</rasd:Connection><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceType>10</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>"#;
+
+    #[test]
+    fn reads_a_vsphere_style_envelope() {
+        let e = Envelope::parse(V1, Path::new("vm.ovf")).unwrap();
+        assert_eq!(e.version, "1.x");
+        assert_eq!(
+            e.files,
+            vec![FileRef {
+                id: "file1".into(),
+                href: "vm-disk1.vmdk".into(),
+                size: Some(68608),
+                compression: None,
+                chunk_size: None
+            }]
+        );
+        assert_eq!(e.disks[0].capacity_bytes, Some(16 << 30));
+        assert_eq!(e.file_of(&e.disks[0]).unwrap().href, "vm-disk1.vmdk");
+        let s = &e.systems[0];
+        assert_eq!((s.cpus, s.memory_bytes), (Some(2), Some(4 << 30)));
+        assert_eq!(s.disks, vec!["ovf:/disk/vmdisk1"]);
+        assert_eq!(s.controllers, vec!["SCSI (lsilogic)"]);
+        assert_eq!(s.nics, vec!["VM Network"]);
+        assert_eq!(s.os.as_ref().unwrap().0, "101");
+        assert_eq!(e.other_sections, vec!["NetworkSection"]);
+        let v2 = V1.replace("ovf/envelope/1", "ovf/envelope/2");
+        assert_eq!(
+            Envelope::parse(&v2, Path::new("vm.ovf")).unwrap().version,
+            "2.x"
+        );
+        let v09 = V1.replace(
+            "http://schemas.dmtf.org/ovf/envelope/1",
+            "http://www.vmware.com/schema/ovf/1/envelope",
+        );
+        assert_eq!(
+            Envelope::parse(&v09, Path::new("vm.ovf"))
+                .unwrap()
+                .disks
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn refuses_dtds_unsafe_names_and_garbage() {
+        let p = Path::new("x.ovf");
+        let dtd = format!(
+            "<!DOCTYPE Envelope [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]>{}",
+            V1.trim_start_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#)
+                .trim_start()
+        );
+        assert!(matches!(
+            Envelope::parse(&dtd, p),
+            Err(PackageError::Envelope { .. })
+        ));
+        let escape = V1.replace(
+            "ovf:href=\"vm-disk1.vmdk\"",
+            "ovf:href=\"../../etc/passwd\"",
+        );
+        assert!(Envelope::parse(&escape, p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a plain file name"));
+        assert!(Envelope::parse("<Envelope xmlns=\"urn:other\"/>", p).is_err());
+        assert!(Envelope::parse("<Envelope", p).is_err());
+        assert!(Envelope::parse(&V1.replace("ovf:size=\"68608\"", "ovf:size=\"big\""), p).is_err());
+        assert_eq!(unit_bytes("byte * 2^64"), None);
+        let huge = V1.replace(
+            "ovf:capacity=\"16\"",
+            "ovf:capacity=\"18446744073709551615\"",
+        );
+        assert_eq!(
+            Envelope::parse(&huge, p).unwrap().disks[0].capacity_bytes,
+            None
+        );
+    }
+}

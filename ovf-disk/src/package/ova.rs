@@ -1,0 +1,283 @@
+//! OVA archives: a tar of the OVF package, read in place without unpacking (DSP0243 §5.3).
+//!
+//! [`OvaIndex`] walks the tar headers once and records each member's name, data offset and
+//! size; a member is then read with positioned reads straight from the archive, so a disk in
+//! an OVA opens as a [`vmdk::Disk`] through [`OvaFiles`] with no temporary copy. Refused, with
+//! the member's name and header offset: names that are absolute, contain `..` or a path,
+//! links, and anything that is not a regular file. The descriptor must be the first member.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use positioned_io::ReadAt;
+
+use super::{is_plain_name, PackageError};
+
+/// One member of the archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its name (a plain file name).
+    pub name: String,
+    /// Byte offset of its header in the archive.
+    pub header_offset: u64,
+    /// Byte offset of its data.
+    pub offset: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The members of an OVA, in archive order.
+#[derive(Clone, Debug)]
+pub struct OvaIndex {
+    path: PathBuf,
+    file: Arc<File>,
+    members: Vec<Member>,
+}
+
+/// Most members an OVA may have (a package has a handful of files).
+pub const MAX_MEMBERS: usize = 10_000;
+
+impl OvaIndex {
+    /// Reads the tar headers of `path`.
+    pub fn open(path: &Path) -> Result<Self, PackageError> {
+        let io = |source| PackageError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let mut archive = tar::Archive::new(File::open(path).map_err(io)?);
+        let mut members = Vec::new();
+        for entry in archive.entries_with_seek().map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let header_offset = entry.raw_header_position();
+            let bad = |reason: String| PackageError::Archive {
+                path: path.to_path_buf(),
+                what: format!(
+                    "tar member {:?}",
+                    String::from_utf8_lossy(&entry.path_bytes())
+                ),
+                offset: header_offset,
+                reason,
+            };
+            let raw = String::from_utf8(entry.path_bytes().into_owned())
+                .map_err(|_| bad("its name is not UTF-8".into()))?;
+            let name = raw.strip_prefix("./").unwrap_or(&raw).to_string();
+            if !is_plain_name(&name) {
+                return Err(bad("its name is absolute, has a path or '..'".into()));
+            }
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {}
+                t if t.is_symlink() || t.is_hard_link() => return Err(bad("it is a link".into())),
+                t => return Err(bad(format!("it is not a regular file ({t:?})"))),
+            }
+            if members.len() >= MAX_MEMBERS {
+                return Err(bad(format!("more than {MAX_MEMBERS} members")));
+            }
+            if members.iter().any(|m: &Member| m.name == name) {
+                return Err(bad("a second member with this name".into()));
+            }
+            members.push(Member {
+                name,
+                header_offset,
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            });
+        }
+        match members.first() {
+            Some(m) if m.name.to_ascii_lowercase().ends_with(".ovf") => {}
+            Some(m) => {
+                return Err(PackageError::Archive {
+                    path: path.to_path_buf(),
+                    what: format!("tar member {:?}", m.name),
+                    offset: m.header_offset,
+                    reason: "the OVF descriptor must be the first member".into(),
+                })
+            }
+            None => {
+                return Err(PackageError::Missing {
+                    path: path.to_path_buf(),
+                    name: "an OVF descriptor".into(),
+                })
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            members,
+        })
+    }
+
+    /// The archive's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Members in archive order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The member called `name`.
+    pub fn get(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    /// Reads a member's data.
+    pub fn reader(&self, m: &Member) -> MemberReader {
+        MemberReader {
+            file: self.file.clone(),
+            offset: m.offset,
+            end: m.offset + m.size,
+        }
+    }
+
+    /// Reads a small member (a descriptor or manifest) whole, at most `max` bytes.
+    pub fn read_small(&self, m: &Member, max: u64) -> Result<Vec<u8>, PackageError> {
+        if m.size > max {
+            return Err(PackageError::Archive {
+                path: self.path.clone(),
+                what: format!("tar member {:?}", m.name),
+                offset: m.header_offset,
+                reason: format!("larger than {max} bytes"),
+            });
+        }
+        let mut out = Vec::new();
+        self.reader(m)
+            .read_to_end(&mut out)
+            .map_err(|source| PackageError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(out)
+    }
+}
+
+/// Sequential reads of one member's data.
+#[derive(Debug)]
+pub struct MemberReader {
+    file: Arc<File>,
+    offset: u64,
+    end: u64,
+}
+
+impl Read for MemberReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.end.saturating_sub(self.offset)).min(buf.len() as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self
+            .file
+            .read_at(self.offset, buf.get_mut(..n).unwrap_or(&mut []))?;
+        if got == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the archive ends inside a member",
+            ));
+        }
+        self.offset += got as u64;
+        Ok(got)
+    }
+}
+
+/// Positioned reads of one member, for [`vmdk::io::Backing`].
+struct MemberStorage {
+    file: Arc<File>,
+    offset: u64,
+    len: u64,
+}
+
+impl ReadAt for MemberStorage {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.len.saturating_sub(pos).min(buf.len() as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file
+            .read_at(self.offset + pos, buf.get_mut(..n).unwrap_or(&mut []))
+    }
+}
+
+/// The members of an OVA as the files a disk descriptor names: `vmdk::Disk` opens a disk
+/// inside the archive in place.
+#[derive(Clone, Debug)]
+pub struct OvaFiles(pub Arc<OvaIndex>);
+
+impl vmdk::io::Files for OvaFiles {
+    fn open(
+        &self,
+        path: &Path,
+        named: &str,
+        _folder: &Path,
+        _allow_outside: bool,
+    ) -> vmdk::Result<vmdk::io::Backing> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let in_root = path
+            .parent()
+            .is_none_or(|p| p.as_os_str().is_empty() || p == Path::new("."));
+        let m = self.0.get(&name).filter(|_| in_root).ok_or_else(|| {
+            vmdk::Error::file(
+                path,
+                vmdk::ErrorKind::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{named} is not a member of {}", self.0.path.display()),
+                )),
+            )
+        })?;
+        let storage = MemberStorage {
+            file: self.0.file.clone(),
+            offset: m.offset,
+            len: m.size,
+        };
+        Ok(vmdk::io::Backing::new(path, Arc::new(storage), m.size))
+    }
+}
+
+/// Writes an OVA: `members` (name, size, data) in the order given, which should be the
+/// descriptor, the manifest, the certificate, then the disks. Sizes are checked against the data.
+pub fn write_ova<W: std::io::Write>(
+    out: W,
+    members: Vec<(String, u64, Box<dyn Read + '_>)>,
+) -> std::io::Result<W> {
+    let mut b = tar::Builder::new(out);
+    b.mode(tar::HeaderMode::Deterministic);
+    for (name, size, data) in members {
+        if !is_plain_name(&name) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a plain file name"),
+            ));
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        let mut counted = Counted { inner: data, n: 0 };
+        b.append_data(&mut h, &name, &mut counted)?;
+        if counted.n != size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{name}: {} bytes where {size} were announced", counted.n),
+            ));
+        }
+    }
+    b.into_inner()
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
