@@ -19,6 +19,8 @@ use ovf_disk::convert::{
     convert, convert_to_stream, open_input, ConvertOptions, OutputType, Report,
 };
 use ovf_disk::inflate::{inflate, inflate_stream, InflateOptions, OutputFormat};
+use ovf_disk::package::manifest::Outcome;
+use ovf_disk::package::ops::{import, Package, VerifyReport};
 use vmdk::copy::{CopyOptions, ZeroMode};
 use vmdk::ddb::ADAPTER_TYPES;
 use vmdk::descriptor::CreateType;
@@ -129,6 +131,14 @@ enum InputFormat {
     Raw,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ImportFormat {
+    /// Thick VMDKs (monolithicFlat descriptor + flat extent).
+    Vmdk,
+    /// Raw images.
+    Raw,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Write an eager-zeroed thick image of a disk: every byte of the capacity written.
@@ -188,7 +198,30 @@ enum Command {
         #[command(flatten)]
         input_args: InputArgs,
     },
-    /// Describe a disk: type, capacity, extents, grains, allocation, parent chain.
+    /// Verify an OVF package (.ovf or .ova) against its manifest. Exit 0 only when every digest
+    /// matches and the manifest covers every file.
+    Verify {
+        /// The package.
+        package: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an OVF package, then inflate every disk to an eager-zeroed thick VMDK (or raw) in
+    /// OUTDIR and write an OVF that references them. Nothing is left in OUTDIR on failure.
+    Import {
+        /// The package (.ovf or .ova).
+        package: PathBuf,
+        /// The folder to write into (created if missing).
+        outdir: PathBuf,
+        /// Write raw disks instead of thick VMDKs.
+        #[arg(long, value_enum, default_value = "vmdk")]
+        format: ImportFormat,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Describe a disk (type, capacity, extents, grains, allocation, parent chain) or an OVF
+    /// package (systems, hardware, disks, files, manifest).
     Info {
         /// The disk to describe.
         file: PathBuf,
@@ -200,8 +233,155 @@ enum Command {
     },
 }
 
+fn is_package(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ovf") || e.eq_ignore_ascii_case("ova"))
+}
+
+fn describe_package(pkg: &Package) -> Value {
+    let e = &pkg.envelope;
+    let files: Vec<Value> = e.files.iter().map(|f| json!({ "id": f.id, "href": f.href, "size": f.size, "present_size": pkg.size(&f.href), "compression": f.compression, "chunk_size": f.chunk_size })).collect();
+    let disks: Vec<Value> = e.disks.iter().map(|d| json!({ "disk_id": d.disk_id, "file": e.file_of(d).map(|f| f.href.clone()), "capacity": d.capacity_bytes, "capacity_as_written": format!("{} {}", d.capacity, d.capacity_units.as_deref().unwrap_or("byte")), "populated_size": d.populated_size, "format": d.format, "parent_ref": d.parent_ref })).collect();
+    let systems: Vec<Value> = e.systems.iter().map(|s| json!({ "id": s.id, "name": s.name, "os": s.os.as_ref().map(|(id, d)| json!({"id": id, "description": d})), "cpus": s.cpus, "memory": s.memory_bytes, "disks": s.disks, "controllers": s.controllers, "nics": s.nics })).collect();
+    json!({
+        "package": pkg.path, "descriptor": pkg.descriptor, "ovf_version": e.version, "systems": systems, "disks": disks, "files": files,
+        "manifest": pkg.manifest.as_ref().map(|(n, m)| json!({ "file": n, "entries": m.entries.len() })),
+        "signed": pkg.certificate.is_some(), "certificate": pkg.certificate, "other_sections": e.other_sections,
+    })
+}
+
+fn print_package(v: &Value) {
+    let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    println!(
+        "package:      {} (OVF {})",
+        s(&v["package"]),
+        s(&v["ovf_version"])
+    );
+    for sys in v["systems"].as_array().into_iter().flatten() {
+        println!(
+            "system {}:  {} CPUs, {} memory, OS {}",
+            s(&sys["id"]),
+            s(&sys["cpus"]),
+            sys["memory"].as_u64().map_or_else(|| "?".into(), human),
+            sys.pointer("/os/description")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        );
+        println!(
+            "  controllers: {}; disks: {}; networks: {}",
+            s(&sys["controllers"]),
+            s(&sys["disks"]),
+            s(&sys["nics"])
+        );
+    }
+    for d in v["disks"].as_array().into_iter().flatten() {
+        println!(
+            "disk {}:  {} in {} ({})",
+            s(&d["disk_id"]),
+            d["capacity"]
+                .as_u64()
+                .map_or_else(|| s(&d["capacity_as_written"]), human),
+            s(&d["file"]),
+            s(&d["format"])
+        );
+    }
+    for f in v["files"].as_array().into_iter().flatten() {
+        println!(
+            "file {}:  {} bytes declared, {} present",
+            s(&f["href"]),
+            s(&f["size"]),
+            s(&f["present_size"])
+        );
+    }
+    match v.pointer("/manifest/file").and_then(Value::as_str) {
+        Some(m) => println!(
+            "manifest:     {m} ({} entries)",
+            v.pointer("/manifest/entries").map_or_else(String::new, s)
+        ),
+        None => println!("manifest:     none"),
+    }
+    println!(
+        "signed:       {}",
+        if v["signed"].as_bool() == Some(true) {
+            "yes (signature not verified yet)"
+        } else {
+            "no"
+        }
+    );
+}
+
+/// `ovf-disk verify`: 0 when every digest matches and the manifest covers every file, else 1.
+fn verify(package: &std::path::Path, json: bool) -> ExitCode {
+    let run = || -> Result<(VerifyReport, Package)> {
+        let pkg = Package::open(package)?;
+        let report = pkg.verify(&|_| {})?;
+        Ok((report, pkg))
+    };
+    let (report, pkg) = match run() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ovf-disk: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = |o: &Outcome| match o {
+        Outcome::Ok => "ok".to_string(),
+        Outcome::Missing => "missing".to_string(),
+        Outcome::Mismatch { expected, found } => {
+            format!("mismatch (manifest {expected}, file {found})")
+        }
+    };
+    if json {
+        let files: Vec<Value> = report
+            .files
+            .iter()
+            .map(|(n, a, o)| json!({ "file": n, "algorithm": a.as_str(), "result": outcome(o) }))
+            .collect();
+        let v = json!({ "package": package, "ok": report.is_ok(), "manifest": report.manifest, "files": files, "unlisted": report.unlisted, "signed": report.certificate.is_some() });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        match &report.manifest {
+            None => println!(
+                "{}: no manifest: nothing can be verified",
+                pkg.path.display()
+            ),
+            Some(m) => println!("{}: manifest {m}", pkg.path.display()),
+        }
+        for (n, a, o) in &report.files {
+            println!("  {n}: {} {}", a.as_str(), outcome(o));
+        }
+        for n in &report.unlisted {
+            println!("  {n}: not listed in the manifest");
+        }
+        println!(
+            "  signed: {}",
+            if report.certificate.is_some() {
+                "yes (signature not verified yet)"
+            } else {
+                "no"
+            }
+        );
+        println!(
+            "{}",
+            if report.is_ok() {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        );
+    }
+    if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Verify { package, json } = &cli.command {
+        return verify(package, *json);
+    }
     if let Command::Check {
         file,
         json,
@@ -476,6 +656,78 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Check { .. } => Ok(()),
+        Command::Verify { .. } => Ok(()),
+        Command::Import {
+            package,
+            outdir,
+            format,
+            out,
+        } => {
+            let pkg = Package::open(&package)?;
+            let options = InflateOptions {
+                copy: out.copy_options()?,
+                force: out.force,
+            };
+            let total: u64 = pkg
+                .envelope
+                .disks
+                .iter()
+                .filter_map(|d| d.capacity_bytes)
+                .sum();
+            let bar = progress_bar(total, out.quiet || out.json);
+            let started = Instant::now();
+            let r = import(
+                &pkg,
+                &outdir,
+                matches!(format, ImportFormat::Raw),
+                &options,
+                &|_, n| bar.inc(n),
+            )
+            .with_context(|| format!("importing {}", package.display()))?;
+            bar.finish_and_clear();
+            if out.json {
+                let disks: Vec<Value> = r
+                    .disks
+                    .iter()
+                    .map(|(id, from, files)| json!({ "disk": id, "from": from, "files": files }))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({ "package": package, "descriptor": r.descriptor, "disks": disks, "verified": r.verify.is_ok(), "seconds": started.elapsed().as_secs_f64() })
+                    )?
+                );
+            } else if !out.quiet {
+                if r.verify.manifest.is_none() {
+                    eprintln!(
+                        "warning: {} has no manifest: nothing was verified",
+                        package.display()
+                    );
+                }
+                for (id, from, files) in &r.disks {
+                    let names: Vec<String> =
+                        files.iter().map(|f| f.display().to_string()).collect();
+                    eprintln!("disk {id}: {from} -> {}", names.join(" + "));
+                }
+                eprintln!(
+                    "imported {} to {} in {:.2} s",
+                    package.display(),
+                    r.descriptor.display(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Info { file, json, .. } if is_package(&file) => {
+            let pkg = Package::open(&file)?;
+            let v = describe_package(&pkg);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_package(&v);
+            }
+            Ok(())
+        }
         Command::Info {
             file,
             json,

@@ -9,6 +9,7 @@
 
 pub mod envelope;
 pub mod manifest;
+pub mod ops;
 pub mod ova;
 
 use std::path::PathBuf;

@@ -1,0 +1,366 @@
+//! OVF packages end to end: packages laid out the way vSphere and VirtualBox ship them (an
+//! envelope with a hardware section, a manifest with SHA1 or SHA256, stream-optimized disks),
+//! as a folder and as an OVA; `info`, `verify` (a tampered disk fails, naming it), and `import`
+//! (thick disks whose sha256 equals qemu-img's raw reading of the source disks; nothing left in
+//! OUTDIR after a failure); unsafe OVA members and DTDs refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use ovf_disk::package::manifest::{digest, Algorithm};
+
+fn envelope(ns: &str, disks: &[(&str, u64, u64)]) -> String {
+    let mut refs = String::new();
+    let mut section = String::new();
+    let mut items = String::new();
+    for (i, (href, size, capacity)) in disks.iter().enumerate() {
+        refs.push_str(&format!(
+            "    <File ovf:href=\"{href}\" ovf:id=\"file{i}\" ovf:size=\"{size}\"/>\n"
+        ));
+        section.push_str(&format!("    <Disk ovf:capacity=\"{}\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"vmdisk{i}\" ovf:fileRef=\"file{i}\" ovf:format=\"http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized\"/>\n", capacity >> 20));
+        items.push_str(&format!("      <Item><rasd:AddressOnParent>{i}</rasd:AddressOnParent><rasd:ElementName>Hard disk {i}</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk{i}</rasd:HostResource><rasd:InstanceID>{}</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>\n", 10 + i));
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope vmw:buildId="build-1" xmlns="{ns}" xmlns:ovf="{ns}" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <References>
+{refs}  </References>
+  <DiskSection>
+    <Info>Virtual disk information</Info>
+{section}  </DiskSection>
+  <NetworkSection><Info>The list of logical networks</Info><Network ovf:name="VM Network"><Description>The VM Network network</Description></Network></NetworkSection>
+  <VirtualSystem ovf:id="appliance">
+    <Info>A virtual machine</Info>
+    <Name>appliance</Name>
+    <OperatingSystemSection ovf:id="101" vmw:osType="otherLinux64Guest"><Info>The kind of installed guest operating system</Info><Description>Other Linux (64-bit)</Description></OperatingSystemSection>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware requirements</Info>
+      <System><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemType>vmx-14</vssd:VirtualSystemType></System>
+      <Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:ElementName>2 virtual CPU(s)</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>2048MB of memory</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>2048</rasd:VirtualQuantity></Item>
+      <Item><rasd:Address>0</rasd:Address><rasd:ElementName>SCSI controller 0</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+{items}      <Item><rasd:AutomaticAllocation>true</rasd:AutomaticAllocation><rasd:Connection>VM Network</rasd:Connection><rasd:ElementName>Network adapter 1</rasd:ElementName><rasd:InstanceID>20</rasd:InstanceID><rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType><rasd:ResourceType>10</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"#
+    )
+}
+
+/// Builds a package in `dir`: two stream-optimized disks (one from qemu-img's raw source, one
+/// written by us), an envelope and a manifest with `alg`. Returns the raw sources' sha256.
+fn build_package(dir: &Path, ns: &str, alg: Algorithm) -> Vec<String> {
+    sample_raw(&dir.join("src1.raw"), 6 << 20);
+    sample_raw(&dir.join("src2.raw"), 3 << 20);
+    ovf_disk_ok(
+        dir,
+        &[
+            "convert",
+            "-q",
+            "src1.raw",
+            "appliance-disk1.vmdk",
+            "--to",
+            "streamOptimized",
+        ],
+    );
+    qemu_img(
+        dir,
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            "src2.raw",
+            "appliance-disk2.vmdk",
+        ],
+    );
+    let size = |n: &str| std::fs::metadata(dir.join(n)).unwrap().len();
+    let ovf = envelope(
+        ns,
+        &[
+            (
+                "appliance-disk1.vmdk",
+                size("appliance-disk1.vmdk"),
+                6 << 20,
+            ),
+            (
+                "appliance-disk2.vmdk",
+                size("appliance-disk2.vmdk"),
+                3 << 20,
+            ),
+        ],
+    );
+    std::fs::write(dir.join("appliance.ovf"), ovf).unwrap();
+    let mut mf = String::new();
+    for n in [
+        "appliance.ovf",
+        "appliance-disk1.vmdk",
+        "appliance-disk2.vmdk",
+    ] {
+        let d = digest(alg, &mut std::fs::File::open(dir.join(n)).unwrap()).unwrap();
+        mf.push_str(&format!("{}({n})= {d}\n", alg.as_str()));
+    }
+    std::fs::write(dir.join("appliance.mf"), mf).unwrap();
+    vec![sha256(&dir.join("src1.raw")), sha256(&dir.join("src2.raw"))]
+}
+
+fn make_ova(dir: &Path, name: &str, members: &[&str]) {
+    let out = std::fs::File::create(dir.join(name)).unwrap();
+    let entries: Vec<(String, u64, Box<dyn std::io::Read>)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.to_string(),
+                std::fs::metadata(dir.join(m)).unwrap().len(),
+                Box::new(std::fs::File::open(dir.join(m)).unwrap()) as Box<dyn std::io::Read>,
+            )
+        })
+        .collect();
+    ovf_disk::package::ova::write_ova(out, entries).unwrap();
+}
+
+#[test]
+fn folder_and_ova_packages_verify_and_import() {
+    for (ns, alg) in [
+        ("http://schemas.dmtf.org/ovf/envelope/1", Algorithm::Sha256),
+        ("http://schemas.dmtf.org/ovf/envelope/1", Algorithm::Sha1),
+        ("http://schemas.dmtf.org/ovf/envelope/2", Algorithm::Sha512),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let shas = build_package(d.path(), ns, alg);
+        make_ova(
+            d.path(),
+            "appliance.ova",
+            &[
+                "appliance.ovf",
+                "appliance.mf",
+                "appliance-disk1.vmdk",
+                "appliance-disk2.vmdk",
+            ],
+        );
+        // `tar` reads our OVA (a peer's check of the archive), members in order.
+        let list = std::process::Command::new("tar")
+            .args(["tf", "appliance.ova"])
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&list.stdout),
+            "appliance.ovf\nappliance.mf\nappliance-disk1.vmdk\nappliance-disk2.vmdk\n"
+        );
+        for pkg in ["appliance.ovf", "appliance.ova"] {
+            let v = ovf_disk_ok(d.path(), &["verify", "--json", pkg]);
+            let v: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+            assert_eq!(v["ok"], true, "{pkg}: {v}");
+            let info: serde_json::Value =
+                serde_json::from_slice(&ovf_disk_ok(d.path(), &["info", "--json", pkg]).stdout)
+                    .unwrap();
+            assert_eq!(info["systems"][0]["cpus"], 2);
+            assert_eq!(info["systems"][0]["memory"], 2u64 << 30);
+            assert_eq!(info["disks"][1]["capacity"], 3u64 << 20);
+            assert_eq!(info["systems"][0]["controllers"][0], "SCSI (lsilogic)");
+            for raw in [false, true] {
+                let out = format!("out-{pkg}-{raw}");
+                let mut args = vec!["import", "-q", pkg, &out];
+                if raw {
+                    args.extend(["--format", "raw"]);
+                }
+                ovf_disk_ok(d.path(), &args);
+                let od = d.path().join(&out);
+                for (i, sha) in shas.iter().enumerate() {
+                    let disk = if raw {
+                        format!("appliance-disk{}.raw", i + 1)
+                    } else {
+                        format!("appliance-disk{}-thick.vmdk", i + 1)
+                    };
+                    let got = if raw {
+                        sha256(&od.join(&disk))
+                    } else {
+                        qemu_raw_sha(&od, &disk)
+                    };
+                    assert_eq!(&got, sha, "{pkg} disk {} raw={raw}", i + 1);
+                    if raw {
+                        assert_no_holes(&od.join(&disk));
+                    } else {
+                        assert_no_holes(
+                            &od.join(format!("appliance-disk{}-thick-flat.vmdk", i + 1)),
+                        );
+                    }
+                }
+                // The new envelope references the thick disks and parses.
+                let text = std::fs::read_to_string(od.join("appliance.ovf")).unwrap();
+                let want = if raw {
+                    "appliance-disk1.raw"
+                } else {
+                    "appliance-disk1-thick.vmdk"
+                };
+                assert!(text.contains(&format!("href=\"{want}\"")), "{text}");
+                let again: serde_json::Value = serde_json::from_slice(
+                    &ovf_disk_ok(&od, &["info", "--json", "appliance.ovf"]).stdout,
+                )
+                .unwrap();
+                assert_eq!(again["files"][0]["present_size"], again["files"][0]["size"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn tampered_packages_fail_and_import_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    // Flip one byte inside a compressed grain of disk 2.
+    let p = d.path().join("appliance-disk2.vmdk");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&p, bytes).unwrap();
+    make_ova(
+        d.path(),
+        "bad.ova",
+        &[
+            "appliance.ovf",
+            "appliance.mf",
+            "appliance-disk1.vmdk",
+            "appliance-disk2.vmdk",
+        ],
+    );
+    for pkg in ["appliance.ovf", "bad.ova"] {
+        let out = ovf_disk(d.path(), &["verify", pkg]);
+        assert_eq!(out.status.code(), Some(1), "{pkg}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("appliance-disk2.vmdk: SHA256 mismatch")
+                && text.contains("appliance-disk1.vmdk: SHA256 ok"),
+            "{text}"
+        );
+        let out = ovf_disk(d.path(), &["import", "-q", pkg, "outdir"]);
+        assert_eq!(out.status.code(), Some(1), "{pkg}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("verification failed"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !d.path().join("outdir").exists()
+                || std::fs::read_dir(d.path().join("outdir")).unwrap().count() == 0
+        );
+    }
+    // A missing file and an unlisted one.
+    std::fs::write(d.path().join("appliance.mf"), "SHA256(appliance.ovf)= 0000000000000000000000000000000000000000000000000000000000000000\nSHA256(gone.vmdk)= 0000000000000000000000000000000000000000000000000000000000000000\n").unwrap();
+    let text = String::from_utf8_lossy(&ovf_disk(d.path(), &["verify", "appliance.ovf"]).stdout)
+        .into_owned();
+    assert!(
+        text.contains("gone.vmdk: SHA256 missing")
+            && text.contains("appliance-disk1.vmdk: not listed in the manifest"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_disk_that_fails_midway_leaves_no_output() {
+    let d = tempfile::tempdir().unwrap();
+    build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    // Damage disk 2 and drop the manifest, so verification cannot catch it: the import fails
+    // while inflating disk 2, after disk 1 was written, and disk 1 is removed.
+    let p = d.path().join("appliance-disk2.vmdk");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let len = bytes.len();
+    bytes[len / 2..len / 2 + 64].fill(0x55);
+    std::fs::write(&p, bytes).unwrap();
+    std::fs::remove_file(d.path().join("appliance.mf")).unwrap();
+    let out = ovf_disk(d.path(), &["import", "-q", "appliance.ovf", "outdir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("disk vmdisk1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(d.path().join("outdir")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn unsafe_archives_and_envelopes_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("a.ovf"),
+        envelope("http://schemas.dmtf.org/ovf/envelope/1", &[]),
+    )
+    .unwrap();
+    // Raw tar headers for names the tar crate's builder would refuse to write.
+    let tar_with = |name: &str, kind: u8, link: &str| {
+        let mut out = Vec::new();
+        let ovf = std::fs::read(d.path().join("a.ovf")).unwrap();
+        for (n, k, l, data) in [
+            ("a.ovf", b'0', "", ovf.as_slice()),
+            (name, kind, link, b"x".as_slice()),
+        ] {
+            let mut h = [0u8; 512];
+            h[..n.len()].copy_from_slice(n.as_bytes());
+            h[100..107].copy_from_slice(b"0000644");
+            h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+            h[136..147].copy_from_slice(b"00000000000");
+            h[156] = k;
+            h[157..157 + l.len()].copy_from_slice(l.as_bytes());
+            h[257..263].copy_from_slice(b"ustar\0");
+            h[263..265].copy_from_slice(b"00");
+            h[148..156].copy_from_slice(b"        ");
+            let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+            h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+            out.extend_from_slice(&h);
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    };
+    for (name, kind, link, why) in [
+        ("../evil.vmdk", b'0', "", "'..'"),
+        ("/etc/evil.vmdk", b'0', "", "absolute"),
+        ("link.vmdk", b'2', "/etc/passwd", "a link"),
+        ("hard.vmdk", b'1', "a.ovf", "a link"),
+        ("dev.vmdk", b'3', "", "not a regular file"),
+    ] {
+        std::fs::write(d.path().join("x.ova"), tar_with(name, kind, link)).unwrap();
+        let out = ovf_disk(d.path(), &["verify", "x.ova"]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("x.ova: tar member") && err.contains(why),
+            "{name}: {err}"
+        );
+    }
+    // The descriptor must come first.
+    make_ova(d.path(), "late.ova", &["a.ovf"]);
+    std::fs::write(d.path().join("z.txt"), b"z").unwrap();
+    make_ova(d.path(), "late.ova", &["z.txt", "a.ovf"]);
+    let err =
+        String::from_utf8_lossy(&ovf_disk(d.path(), &["info", "late.ova"]).stderr).into_owned();
+    assert!(err.contains("must be the first member"), "{err}");
+    // A DTD with entities: refused, not expanded.
+    std::fs::write(d.path().join("dtd.ovf"), "<?xml version=\"1.0\"?>\n<!DOCTYPE Envelope [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\"><References/></Envelope>\n").unwrap();
+    let out = ovf_disk(d.path(), &["info", "dtd.ovf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dtd.ovf"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
