@@ -19,6 +19,7 @@ use ovf_disk::convert::{
     convert, convert_to_stream, open_input, ConvertOptions, OutputType, Report,
 };
 use ovf_disk::inflate::{inflate, inflate_stream, InflateOptions, OutputFormat};
+use ovf_disk::package::export::export;
 use ovf_disk::package::manifest::Outcome;
 use ovf_disk::package::ops::{import, Package, VerifyReport};
 use vmdk::copy::{CopyOptions, ZeroMode};
@@ -217,6 +218,18 @@ enum Command {
         /// Write raw disks instead of thick VMDKs.
         #[arg(long, value_enum, default_value = "vmdk")]
         format: ImportFormat,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Build an OVA from an OVF and its disks, or from disks (VMDK or raw) with an envelope made
+    /// for them: disks converted to stream-optimized, a SHA256 manifest, descriptor first.
+    Export {
+        /// An .ovf, or one or more disks, then the .ova to write.
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<PathBuf>,
+        /// Compression level of the disks, 0 (store) to 9 (default 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+        compress_level: Option<u32>,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -657,6 +670,54 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check { .. } => Ok(()),
         Command::Verify { .. } => Ok(()),
+        Command::Export {
+            mut paths,
+            compress_level,
+            out,
+        } => {
+            let target = paths.pop().context("export needs an output .ova")?;
+            anyhow::ensure!(
+                target
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("ova")),
+                "the last path, {}, must end in .ova",
+                target.display()
+            );
+            let options = ConvertOptions {
+                copy: out.copy_options()?,
+                level: compress_level,
+                force: out.force,
+                ..ConvertOptions::default()
+            };
+            let bar = progress_bar(0, out.quiet || out.json);
+            let started = Instant::now();
+            let r = export(&paths, &target, &options, &|n| bar.inc(n))
+                .with_context(|| format!("exporting to {}", target.display()))?;
+            bar.finish_and_clear();
+            if out.json {
+                let members: Vec<Value> = r
+                    .members
+                    .iter()
+                    .map(|(n, s)| json!({ "name": n, "size": s }))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({ "ova": r.ova, "members": members, "seconds": started.elapsed().as_secs_f64() })
+                    )?
+                );
+            } else if !out.quiet {
+                for (n, size) in &r.members {
+                    eprintln!("  {n}: {}", human(*size));
+                }
+                eprintln!(
+                    "exported {} in {:.2} s",
+                    r.ova.display(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
         Command::Import {
             package,
             outdir,

@@ -364,3 +364,124 @@ fn unsafe_archives_and_envelopes_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An OVA exported by us is read by tar, qemu-img (its disks) and `sha256sum -c` (its
+/// manifest), and imports back to the same disks; bare disks get an envelope of their own.
+#[test]
+fn export_then_import_round_trips() {
+    let d = tempfile::tempdir().unwrap();
+    let shas = build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha1,
+    );
+    // Make disk 1 a thick VMDK first, so export has a conversion to do.
+    ovf_disk_ok(d.path(), &["import", "-q", "appliance.ovf", "thick"]);
+    let thick = d.path().join("thick");
+    ovf_disk_ok(
+        &thick,
+        &["export", "-q", "appliance.ovf", "../exported.ova"],
+    );
+    let list = std::process::Command::new("tar")
+        .args(["tf", "exported.ova"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "appliance.ovf\nappliance.mf\nappliance-disk1-thick.vmdk\nappliance-disk2-thick.vmdk\n"
+    );
+    let x = d.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    assert!(std::process::Command::new("tar")
+        .args(["xf", "../exported.ova"])
+        .current_dir(&x)
+        .status()
+        .unwrap()
+        .success());
+    // The manifest, checked the way sha256sum checks.
+    let mf = std::fs::read_to_string(x.join("appliance.mf")).unwrap();
+    let sums: String = mf
+        .lines()
+        .map(|l| {
+            let (name, hex) = l
+                .strip_prefix("SHA256(")
+                .unwrap()
+                .split_once(")= ")
+                .unwrap();
+            format!("{hex}  {name}\n")
+        })
+        .collect();
+    std::fs::write(x.join("SHA256SUMS"), sums).unwrap();
+    assert!(std::process::Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(&x)
+        .status()
+        .unwrap()
+        .success());
+    for (i, sha) in shas.iter().enumerate() {
+        let disk = format!("appliance-disk{}-thick.vmdk", i + 1);
+        assert_eq!(
+            &qemu_raw_sha(&x, &disk),
+            sha,
+            "qemu-img reads exported disk {}",
+            i + 1
+        );
+        let info: serde_json::Value =
+            serde_json::from_slice(&ovf_disk_ok(&x, &["info", "--json", &disk]).stdout).unwrap();
+        assert_eq!(info["create_type"], "streamOptimized");
+        assert_eq!(info["extents"][0]["sparse"]["metadata_from"], "footer");
+    }
+    assert!(std::fs::read_to_string(x.join("appliance.ovf"))
+        .unwrap()
+        .contains("vmdk.html#streamOptimized"));
+    // Imported back: the same disks.
+    ovf_disk_ok(d.path(), &["verify", "exported.ova"]);
+    ovf_disk_ok(
+        d.path(),
+        &["import", "-q", "exported.ova", "back", "--format", "raw"],
+    );
+    for (i, sha) in shas.iter().enumerate() {
+        assert_eq!(
+            &sha256(
+                &d.path()
+                    .join(format!("back/appliance-disk{}-thick.raw", i + 1))
+            ),
+            sha
+        );
+    }
+    // Bare disks (a raw image and a VMDK) get an envelope made for them.
+    ovf_disk_ok(
+        d.path(),
+        &[
+            "export",
+            "-q",
+            "src1.raw",
+            "appliance-disk2.vmdk",
+            "bare.ova",
+        ],
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(d.path(), &["info", "--json", "bare.ova"]).stdout)
+            .unwrap();
+    assert_eq!(info["disks"].as_array().unwrap().len(), 2);
+    assert_eq!(info["disks"][0]["capacity"], 6u64 << 20);
+    ovf_disk_ok(
+        d.path(),
+        &["import", "-q", "bare.ova", "bare", "--format", "raw"],
+    );
+    assert_eq!(sha256(&d.path().join("bare/bare-disk1.raw")), shas[0]);
+    assert_eq!(sha256(&d.path().join("bare/bare-disk2.raw")), shas[1]);
+    // No staged files left behind, and an existing OVA is not replaced without --force.
+    assert!(std::fs::read_dir(d.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".export-")));
+    assert_eq!(
+        ovf_disk(d.path(), &["export", "src1.raw", "bare.ova"])
+            .status
+            .code(),
+        Some(1)
+    );
+}

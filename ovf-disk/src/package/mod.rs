@@ -8,6 +8,7 @@
 //! separator, tar members that are links or not regular files.
 
 pub mod envelope;
+pub mod export;
 pub mod manifest;
 pub mod ops;
 pub mod ova;

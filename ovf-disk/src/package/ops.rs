@@ -403,7 +403,7 @@ fn read_all(pkg: &Package, name: &str) -> Result<Vec<u8>, PackageError> {
 }
 
 /// Points a `File` element's `href` at `new` and its `size` at `new_size`.
-fn rewrite_file_reference(
+pub(crate) fn rewrite_file_reference(
     text: &str,
     old: &str,
     new: &str,
