@@ -54,6 +54,9 @@ pub struct InflateOptions {
     pub copy: CopyOptions,
     /// Replace existing outputs.
     pub force: bool,
+    /// For [`inflate_stream`]: the largest capacity a stream may announce (an OVF's declared
+    /// capacity); a larger one is refused before any output is made.
+    pub max_capacity: Option<u64>,
 }
 
 /// Why inflating failed.
@@ -118,6 +121,17 @@ pub fn inflate_stream<R: std::io::Read>(
         )
     })?;
     let capacity = stream_capacity(&head, name)?;
+    if let Some(max) = options.max_capacity.filter(|&m| capacity > m) {
+        return Err(vmdk::Error::new(
+            Some(Path::new(name)),
+            "sparse header",
+            Some(12),
+            vmdk::ErrorKind::Inconsistent(format!(
+                "the disk announces {capacity} bytes, more than the {max} its package declares"
+            )),
+        )
+        .into());
+    }
     check_target(out, &[], options.force)?;
     let data_path = match format {
         OutputFormat::Raw => out.to_path_buf(),

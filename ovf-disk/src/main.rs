@@ -21,7 +21,7 @@ use ovf_disk::convert::{
 use ovf_disk::inflate::{inflate, inflate_stream, InflateOptions, OutputFormat};
 use ovf_disk::package::export::export;
 use ovf_disk::package::manifest::Outcome;
-use ovf_disk::package::ops::{import, Package, VerifyReport};
+use ovf_disk::package::ops::{import, import_stream, ImportReport, Package, VerifyReport};
 use vmdk::copy::{CopyOptions, ZeroMode};
 use vmdk::ddb::ADAPTER_TYPES;
 use vmdk::descriptor::CreateType;
@@ -211,7 +211,8 @@ enum Command {
     /// Verify an OVF package, then inflate every disk to an eager-zeroed thick VMDK (or raw) in
     /// OUTDIR and write an OVF that references them. Nothing is left in OUTDIR on failure.
     Import {
-        /// The package (.ovf or .ova).
+        /// The package (.ovf or .ova), or `-` for an OVA on standard input (read in one pass,
+        /// each disk digested while it is inflated).
         package: PathBuf,
         /// The folder to write into (created if missing).
         outdir: PathBuf,
@@ -244,6 +245,46 @@ enum Command {
         #[command(flatten)]
         input_args: InputArgs,
     },
+}
+
+fn report_import(
+    package: &std::path::Path,
+    r: &ImportReport,
+    started: Instant,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    if json {
+        let disks: Vec<Value> = r
+            .disks
+            .iter()
+            .map(|(id, from, files)| json!({ "disk": id, "from": from, "files": files }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "package": package, "descriptor": r.descriptor, "disks": disks, "verified": r.verify.manifest.is_some(), "seconds": started.elapsed().as_secs_f64() })
+            )?
+        );
+    } else if !quiet {
+        if r.verify.manifest.is_none() {
+            eprintln!(
+                "warning: {} has no manifest: nothing was verified",
+                package.display()
+            );
+        }
+        for (id, from, files) in &r.disks {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            eprintln!("disk {id}: {from} -> {}", names.join(" + "));
+        }
+        eprintln!(
+            "imported {} to {} in {:.2} s",
+            package.display(),
+            r.descriptor.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn is_package(path: &std::path::Path) -> bool {
@@ -546,6 +587,7 @@ fn run(cli: Cli) -> Result<()> {
             let options = InflateOptions {
                 copy: out.copy_options()?,
                 force: out.force,
+                ..InflateOptions::default()
             };
             let bar = progress_bar(0, out.quiet || out.json);
             let started = Instant::now();
@@ -581,6 +623,7 @@ fn run(cli: Cli) -> Result<()> {
             let options = InflateOptions {
                 copy: out.copy_options()?,
                 force: out.force,
+                ..InflateOptions::default()
             };
             let bar = progress_bar(disk.capacity(), out.quiet || out.json);
             let started = Instant::now();
@@ -723,11 +766,38 @@ fn run(cli: Cli) -> Result<()> {
             outdir,
             format,
             out,
+        } if package.as_os_str() == "-" => {
+            let options = InflateOptions {
+                copy: out.copy_options()?,
+                force: out.force,
+                ..InflateOptions::default()
+            };
+            let bar = progress_bar(0, out.quiet || out.json);
+            let started = Instant::now();
+            let stdin = std::io::stdin();
+            let r = import_stream(
+                stdin.lock(),
+                "<stdin>",
+                &outdir,
+                matches!(format, ImportFormat::Raw),
+                &options,
+                &|_, n| bar.inc(n),
+            )
+            .context("importing the OVA on standard input")?;
+            bar.finish_and_clear();
+            report_import(&package, &r, started, out.json, out.quiet)
+        }
+        Command::Import {
+            package,
+            outdir,
+            format,
+            out,
         } => {
             let pkg = Package::open(&package)?;
             let options = InflateOptions {
                 copy: out.copy_options()?,
                 force: out.force,
+                ..InflateOptions::default()
             };
             let total: u64 = pkg
                 .envelope
@@ -746,38 +816,7 @@ fn run(cli: Cli) -> Result<()> {
             )
             .with_context(|| format!("importing {}", package.display()))?;
             bar.finish_and_clear();
-            if out.json {
-                let disks: Vec<Value> = r
-                    .disks
-                    .iter()
-                    .map(|(id, from, files)| json!({ "disk": id, "from": from, "files": files }))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &json!({ "package": package, "descriptor": r.descriptor, "disks": disks, "verified": r.verify.is_ok(), "seconds": started.elapsed().as_secs_f64() })
-                    )?
-                );
-            } else if !out.quiet {
-                if r.verify.manifest.is_none() {
-                    eprintln!(
-                        "warning: {} has no manifest: nothing was verified",
-                        package.display()
-                    );
-                }
-                for (id, from, files) in &r.disks {
-                    let names: Vec<String> =
-                        files.iter().map(|f| f.display().to_string()).collect();
-                    eprintln!("disk {id}: {from} -> {}", names.join(" + "));
-                }
-                eprintln!(
-                    "imported {} to {} in {:.2} s",
-                    package.display(),
-                    r.descriptor.display(),
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Ok(())
+            report_import(&package, &r, started, out.json, out.quiet)
         }
         Command::Info { file, json, .. } if is_package(&file) => {
             let pkg = Package::open(&file)?;

@@ -485,3 +485,158 @@ fn export_then_import_round_trips() {
         Some(1)
     );
 }
+
+fn import_from_pipe(dir: &Path, ova: &str, outdir: &str) -> std::process::Output {
+    let input = std::fs::File::open(dir.join(ova)).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args(["import", "-q", "-", outdir])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::from(input))
+        .output()
+        .unwrap()
+}
+
+/// `import -`: the OVA read once from a pipe, each disk digested while inflated.
+#[test]
+fn streaming_import_from_a_pipe() {
+    let d = tempfile::tempdir().unwrap();
+    let shas = build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    make_ova(
+        d.path(),
+        "a.ova",
+        &[
+            "appliance.ovf",
+            "appliance.mf",
+            "appliance-disk1.vmdk",
+            "appliance-disk2.vmdk",
+        ],
+    );
+    let out = import_from_pipe(d.path(), "a.ova", "piped");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (i, sha) in shas.iter().enumerate() {
+        assert_eq!(
+            &qemu_raw_sha(
+                &d.path().join("piped"),
+                &format!("appliance-disk{}-thick.vmdk", i + 1)
+            ),
+            sha
+        );
+    }
+    // A damaged disk: the digest fails after inflating it, and nothing is left.
+    let p = d.path().join("appliance-disk2.vmdk");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes[n - 2000] ^= 1; // in the grain directory / footer area: still inflates, digest differs
+    std::fs::write(&p, bytes).unwrap();
+    make_ova(
+        d.path(),
+        "bad.ova",
+        &[
+            "appliance.ovf",
+            "appliance.mf",
+            "appliance-disk1.vmdk",
+            "appliance-disk2.vmdk",
+        ],
+    );
+    let out = import_from_pipe(d.path(), "bad.ova", "bad");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verification failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(d.path().join("bad")).unwrap().count(), 0);
+    // The manifest after the disks (not ovftool's order) cannot be checked in one pass.
+    make_ova(
+        d.path(),
+        "late.ova",
+        &["appliance.ovf", "appliance-disk1.vmdk", "appliance.mf"],
+    );
+    let out = import_from_pipe(d.path(), "late.ova", "late");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Disk files stored gzip-compressed and in chunks (DSP0243 §5.3), imported from a folder, an
+/// OVA in place and (gzip) from a pipe, bounded by the declared capacity.
+#[test]
+fn gzip_and_chunked_disk_files() {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let shas = build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    // disk1 gzip-compressed under its own name; disk2 in 256 KiB chunks.
+    let disk1 = std::fs::read(d.path().join("appliance-disk1.vmdk")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&disk1).unwrap();
+    let gz = gz.finish().unwrap();
+    let disk2 = std::fs::read(d.path().join("appliance-disk2.vmdk")).unwrap();
+    let g = d.path().join("g");
+    std::fs::create_dir(&g).unwrap();
+    std::fs::write(g.join("appliance-disk1.vmdk"), &gz).unwrap();
+    let mut chunks = Vec::new();
+    for (i, c) in disk2.chunks(256 << 10).enumerate() {
+        let name = format!("appliance-disk2.vmdk.{i:09}");
+        std::fs::write(g.join(&name), c).unwrap();
+        chunks.push(name);
+    }
+    assert!(chunks.len() >= 2);
+    let ovf = std::fs::read_to_string(d.path().join("appliance.ovf")).unwrap()
+        .replace(&format!("ovf:href=\"appliance-disk1.vmdk\" ovf:id=\"file0\" ovf:size=\"{}\"", disk1.len()), &format!("ovf:compression=\"gzip\" ovf:href=\"appliance-disk1.vmdk\" ovf:id=\"file0\" ovf:size=\"{}\"", gz.len()))
+        .replace("ovf:href=\"appliance-disk2.vmdk\"", "ovf:chunkSize=\"262144\" ovf:href=\"appliance-disk2.vmdk\"");
+    assert!(ovf.contains("gzip") && ovf.contains("chunkSize"));
+    std::fs::write(g.join("appliance.ovf"), &ovf).unwrap();
+    let mut mf = String::new();
+    for n in std::iter::once("appliance.ovf".to_string())
+        .chain(std::iter::once("appliance-disk1.vmdk".to_string()))
+        .chain(chunks.iter().cloned())
+    {
+        mf.push_str(&format!("SHA256({n})= {}\n", sha256(&g.join(&n))));
+    }
+    std::fs::write(g.join("appliance.mf"), mf).unwrap();
+    let mut members = vec!["appliance.ovf", "appliance.mf", "appliance-disk1.vmdk"];
+    members.extend(chunks.iter().map(String::as_str));
+    make_ova(&g, "gc.ova", &members);
+    for pkg in ["appliance.ovf", "gc.ova"] {
+        let out = format!("out-{pkg}");
+        ovf_disk_ok(&g, &["import", "-q", pkg, &out, "--format", "raw"]);
+        assert_eq!(
+            sha256(&g.join(&out).join("appliance-disk1.raw")),
+            shas[0],
+            "{pkg} gzip"
+        );
+        assert_eq!(
+            sha256(&g.join(&out).join("appliance-disk2.raw")),
+            shas[1],
+            "{pkg} chunked"
+        );
+    }
+    // A declared capacity smaller than the disk's: refused before anything is written.
+    let small = ovf.replace("ovf:capacity=\"6\"", "ovf:capacity=\"1\"");
+    assert_ne!(small, ovf);
+    std::fs::write(g.join("appliance.ovf"), &small).unwrap();
+    std::fs::remove_file(g.join("appliance.mf")).unwrap();
+    let out = ovf_disk(&g, &["import", "-q", "appliance.ovf", "small"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("more than the 1048576 its package declares"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(g.join("small")).unwrap().count(), 0);
+}

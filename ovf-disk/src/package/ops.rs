@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::envelope::Envelope;
+use super::envelope::FileRef;
 use super::manifest::{digest, Algorithm, Manifest, Outcome};
 use super::ova::{OvaFiles, OvaIndex};
 use super::{is_plain_name, PackageError};
-use crate::inflate::{inflate, InflateError, InflateOptions, OutputFormat};
+use crate::inflate::{inflate, inflate_stream, InflateError, InflateOptions, OutputFormat};
 
 /// Where a package's files are.
 #[derive(Clone, Debug)]
@@ -312,25 +313,6 @@ pub fn import(
             let Some(file) = pkg.envelope.file_of(disk) else {
                 continue;
             };
-            if file.compression.is_some() {
-                return Err(ImportError::Unsupported(
-                    disk.disk_id.clone(),
-                    format!(
-                        "a {}-compressed disk file",
-                        file.compression.as_deref().unwrap_or("")
-                    ),
-                ));
-            }
-            if file.chunk_size.is_some() {
-                return Err(ImportError::Unsupported(
-                    disk.disk_id.clone(),
-                    "a chunked disk file".into(),
-                ));
-            }
-            let vdisk = pkg.open_disk(&file.href).map_err(|e| ImportError::Disk {
-                disk: disk.disk_id.clone(),
-                source: Box::new(e.into()),
-            })?;
             let stem = file
                 .href
                 .rsplit_once('.')
@@ -346,12 +328,26 @@ pub fn import(
                 OutputFormat::ThickVmdk
             };
             let id = disk.disk_id.clone();
-            let r = inflate(&vdisk, &out, format, options, &|n| progress(&id, n)).map_err(
-                |source| ImportError::Disk {
-                    disk: disk.disk_id.clone(),
-                    source: Box::new(source),
-                },
-            )?;
+            let to_err = |source: InflateError| ImportError::Disk {
+                disk: disk.disk_id.clone(),
+                source: Box::new(source),
+            };
+            let r = if file.compression.is_some() || file.chunk_size.is_some() {
+                // Stored compressed or in chunks: read as a stream, the output bounded by the
+                // capacity the envelope declares.
+                let mut reader = disk_stream(pkg, file, &disk.disk_id)?;
+                let opts = InflateOptions {
+                    max_capacity: Some(disk.capacity_bytes.unwrap_or(0)),
+                    ..options.clone()
+                };
+                inflate_stream(&mut reader, &file.href, &out, format, &opts, &|n| {
+                    progress(&id, n)
+                })
+                .map_err(to_err)?
+            } else {
+                let vdisk = pkg.open_disk(&file.href).map_err(|e| to_err(e.into()))?;
+                inflate(&vdisk, &out, format, options, &|n| progress(&id, n)).map_err(to_err)?
+            };
             written.extend(r.files.iter().cloned());
             let new_name = out
                 .file_name()
@@ -393,6 +389,43 @@ pub fn import(
     result
 }
 
+/// A package file as a stream of the disk it holds: its chunks (`href.000000000`, ...) in
+/// order, gunzipped when `ovf:compression="gzip"` (DSP0243 §5.3).
+fn disk_stream(pkg: &Package, file: &FileRef, disk: &str) -> Result<Box<dyn Read>, ImportError> {
+    let base: Box<dyn Read> = if file.chunk_size.is_some() {
+        let mut parts: Vec<Box<dyn Read>> = Vec::new();
+        for i in 0u32..1_000_000 {
+            let name = format!("{}.{i:09}", file.href);
+            if pkg.size(&name).is_none() {
+                break;
+            }
+            parts.push(pkg.reader(&name)?);
+        }
+        if parts.is_empty() {
+            return Err(PackageError::Missing {
+                path: pkg.path.clone(),
+                name: format!("{}.000000000", file.href),
+            }
+            .into());
+        }
+        parts
+            .into_iter()
+            .fold(Box::new(std::io::empty()) as Box<dyn Read>, |acc, p| {
+                Box::new(acc.chain(p))
+            })
+    } else {
+        pkg.reader(&file.href)?
+    };
+    match file.compression.as_deref() {
+        None | Some("") | Some("identity") => Ok(base),
+        Some("gzip") => Ok(Box::new(flate2::read::MultiGzDecoder::new(base))),
+        Some(other) => Err(ImportError::Unsupported(
+            disk.to_string(),
+            format!("ovf:compression=\"{other}\""),
+        )),
+    }
+}
+
 fn read_all(pkg: &Package, name: &str) -> Result<Vec<u8>, PackageError> {
     let mut out = Vec::new();
     pkg.reader(name)?
@@ -429,4 +462,326 @@ pub(crate) fn rewrite_file_reference(
         elem = elem.replace(&format!("size=\"{size}\""), &format!("size=\"{new_size}\""));
     }
     format!("{head}{elem}{tail}")
+}
+
+/// A reader that digests what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Option<super::manifest::Hasher>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(buf.get(..n).unwrap_or(&[]));
+        }
+        Ok(n)
+    }
+}
+
+/// Imports an OVA read as a stream (a pipe, standard input) in one pass, with no temporary copy:
+/// the descriptor must come first and the manifest before the disks (as ovftool writes them);
+/// each disk is digested while it is inflated straight out of the archive, and a mismatch, a
+/// file the manifest does not list, or any error removes everything written. Disks must be
+/// stream-optimized (possibly gzip-compressed); chunked files need the seekable import.
+pub fn import_stream<R: Read>(
+    input: R,
+    name: &str,
+    outdir: &Path,
+    raw: bool,
+    options: &InflateOptions,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<ImportReport, ImportError> {
+    let path = PathBuf::from(name);
+    let io = |source| PackageError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(outdir).map_err(|e| PackageError::Io {
+        path: outdir.to_path_buf(),
+        source: e,
+    })?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    let result = (|| -> Result<ImportReport, ImportError> {
+        let mut archive = tar::Archive::new(input);
+        let mut report = ImportReport::default();
+        let mut envelope: Option<(String, String, Envelope)> = None;
+        let mut manifest: Option<Manifest> = None;
+        let mut seen: Vec<String> = Vec::new();
+        for entry in archive.entries().map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let offset = entry.raw_header_position();
+            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let member = raw_name.strip_prefix("./").unwrap_or(&raw_name).to_string();
+            let bad = |reason: &str| PackageError::Archive {
+                path: path.clone(),
+                what: format!("tar member {raw_name:?}"),
+                offset,
+                reason: reason.to_string(),
+            };
+            if !is_plain_name(&member) {
+                return Err(bad("its name is absolute, has a path or '..'").into());
+            }
+            if !matches!(
+                entry.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous
+            ) {
+                return Err(bad("it is a link or not a regular file").into());
+            }
+            let expected = manifest.as_ref().and_then(|m| m.get(&member)).cloned();
+            let mut reader = Hashing {
+                inner: entry,
+                hasher: expected
+                    .as_ref()
+                    .map(|e| super::manifest::Hasher::new(e.algorithm)),
+            };
+            if envelope.is_none() {
+                if !member.to_ascii_lowercase().ends_with(".ovf") {
+                    return Err(bad("the OVF descriptor must be the first member").into());
+                }
+                let mut text = String::new();
+                (&mut reader)
+                    .take(MAX_SMALL + 1)
+                    .read_to_string(&mut text)
+                    .map_err(io)?;
+                if text.len() as u64 > MAX_SMALL {
+                    return Err(bad("the descriptor is larger than 16 MiB").into());
+                }
+                let env = Envelope::parse(&text, &path.join(&member))?;
+                envelope = Some((member.clone(), text, env));
+                continue;
+            }
+            let Some((descriptor, text, env)) = envelope.as_mut() else {
+                continue;
+            };
+            if member.to_ascii_lowercase().ends_with(".mf") && manifest.is_none() {
+                let mut mtext = String::new();
+                (&mut reader)
+                    .take(MAX_SMALL)
+                    .read_to_string(&mut mtext)
+                    .map_err(io)?;
+                let m = Manifest::parse(&mtext, &path.join(&member))?;
+                // The descriptor came before the manifest: check it now.
+                if let Some(e) = m.get(descriptor) {
+                    let d = digest(e.algorithm, &mut text.as_bytes()).map_err(io)?;
+                    let outcome = if d == e.digest {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Mismatch {
+                            expected: e.digest.clone(),
+                            found: d,
+                        }
+                    };
+                    if outcome != Outcome::Ok {
+                        return Err(ImportError::Verification(path.clone()));
+                    }
+                    report
+                        .verify
+                        .files
+                        .push((descriptor.clone(), e.algorithm, outcome));
+                }
+                report.verify.manifest = Some(member.clone());
+                manifest = Some(m);
+                continue;
+            }
+            let Some(file) = env.files.iter().find(|f| f.href == member).cloned() else {
+                // Certificates and other members: digested if listed, not used.
+                std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
+                if member.to_ascii_lowercase().ends_with(".cert") {
+                    report.verify.certificate = Some(member.clone());
+                }
+                check_digest(
+                    &member,
+                    expected.as_ref(),
+                    reader.hasher.take(),
+                    &path,
+                    &mut report,
+                )?;
+                seen.push(member);
+                continue;
+            };
+            let Some(disk) = env
+                .disks
+                .iter()
+                .find(|d| d.file_ref.as_deref() == Some(file.id.as_str()))
+                .cloned()
+            else {
+                std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
+                check_digest(
+                    &member,
+                    expected.as_ref(),
+                    reader.hasher.take(),
+                    &path,
+                    &mut report,
+                )?;
+                seen.push(member);
+                continue;
+            };
+            if file.chunk_size.is_some() {
+                return Err(ImportError::Unsupported(
+                    disk.disk_id.clone(),
+                    "a chunked disk file read from a stream (import the .ova from a file)".into(),
+                ));
+            }
+            let stem = file
+                .href
+                .rsplit_once('.')
+                .map_or(file.href.as_str(), |(s, _)| s);
+            let out = outdir.join(if raw {
+                format!("{stem}.raw")
+            } else {
+                format!("{stem}-thick.vmdk")
+            });
+            let format = if raw {
+                OutputFormat::Raw
+            } else {
+                OutputFormat::ThickVmdk
+            };
+            let opts = InflateOptions {
+                max_capacity: Some(disk.capacity_bytes.unwrap_or(0)),
+                ..options.clone()
+            };
+            let id = disk.disk_id.clone();
+            let to_err = |source: InflateError| ImportError::Disk {
+                disk: disk.disk_id.clone(),
+                source: Box::new(source),
+            };
+            let r = match file.compression.as_deref() {
+                None | Some("") | Some("identity") => {
+                    inflate_stream(&mut reader, &member, &out, format, &opts, &|n| {
+                        progress(&id, n)
+                    })
+                }
+                Some("gzip") => inflate_stream(
+                    &mut flate2::read::MultiGzDecoder::new(&mut reader),
+                    &member,
+                    &out,
+                    format,
+                    &opts,
+                    &|n| progress(&id, n),
+                ),
+                Some(other) => {
+                    return Err(ImportError::Unsupported(
+                        disk.disk_id.clone(),
+                        format!("ovf:compression=\"{other}\""),
+                    ))
+                }
+            }
+            .map_err(to_err)?;
+            written.extend(r.files.iter().cloned());
+            // The digest covers the whole member, including bytes after the end-of-stream marker.
+            std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
+            check_digest(
+                &member,
+                expected.as_ref(),
+                reader.hasher.take(),
+                &path,
+                &mut report,
+            )?;
+            let new_name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let new_size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            *text = rewrite_file_reference(text, &file.href, &new_name, file.size, new_size);
+            report
+                .disks
+                .push((disk.disk_id.clone(), file.href.clone(), r.files));
+            seen.push(member);
+        }
+        let Some((descriptor, mut text, env)) = envelope else {
+            return Err(PackageError::Missing {
+                path: path.clone(),
+                name: "an OVF descriptor".into(),
+            }
+            .into());
+        };
+        // Every listed file must have passed, every referenced disk must have been found.
+        if let Some(m) = &manifest {
+            for e in &m.entries {
+                if e.name != descriptor
+                    && !seen.contains(&e.name)
+                    && report.verify.manifest.as_deref() != Some(e.name.as_str())
+                {
+                    report
+                        .verify
+                        .files
+                        .push((e.name.clone(), e.algorithm, Outcome::Missing));
+                    return Err(ImportError::Verification(path.clone()));
+                }
+            }
+            for f in &env.files {
+                if m.get(&f.href).is_none() {
+                    report.verify.unlisted.push(f.href.clone());
+                }
+            }
+        }
+        for d in &env.disks {
+            if let Some(f) = env.file_of(d) {
+                if !report.disks.iter().any(|(_, from, _)| *from == f.href) {
+                    return Err(PackageError::Missing {
+                        path: path.clone(),
+                        name: f.href.clone(),
+                    }
+                    .into());
+                }
+            }
+        }
+        if !raw {
+            text = text.replace("vmdk.html#streamOptimized", "vmdk.html#monolithicFlat");
+        }
+        let out = outdir.join(&descriptor);
+        let pending = crate::output::PendingFile::create(&out).map_err(|e| PackageError::Io {
+            path: out.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(|e| {
+            PackageError::Io {
+                path: out.clone(),
+                source: e,
+            }
+        })?;
+        pending.commit().map_err(|e| PackageError::Io {
+            path: out.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        report.descriptor = out;
+        Ok(report)
+    })();
+    if result.is_err() {
+        for f in &written {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    result
+}
+
+fn check_digest(
+    member: &str,
+    expected: Option<&super::manifest::Entry>,
+    hasher: Option<super::manifest::Hasher>,
+    path: &Path,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    if let (Some(e), Some(h)) = (expected, hasher) {
+        let found = h.finish();
+        let outcome = if found == e.digest {
+            Outcome::Ok
+        } else {
+            Outcome::Mismatch {
+                expected: e.digest.clone(),
+                found,
+            }
+        };
+        let ok = outcome == Outcome::Ok;
+        report
+            .verify
+            .files
+            .push((member.to_string(), e.algorithm, outcome));
+        if !ok {
+            return Err(ImportError::Verification(path.to_path_buf()));
+        }
+    }
+    Ok(())
 }
