@@ -313,20 +313,7 @@ pub fn import(
             let Some(file) = pkg.envelope.file_of(disk) else {
                 continue;
             };
-            let stem = file
-                .href
-                .rsplit_once('.')
-                .map_or(file.href.as_str(), |(s, _)| s);
-            let out = outdir.join(if raw {
-                format!("{stem}.raw")
-            } else {
-                format!("{stem}-thick.vmdk")
-            });
-            let format = if raw {
-                OutputFormat::Raw
-            } else {
-                OutputFormat::ThickVmdk
-            };
+            let (out, format) = output_for(outdir, &file.href, raw);
             let id = disk.disk_id.clone();
             let to_err = |source: InflateError| ImportError::Disk {
                 disk: disk.disk_id.clone(),
@@ -359,26 +346,7 @@ pub fn import(
                 .disks
                 .push((disk.disk_id.clone(), file.href.clone(), r.files));
         }
-        if !raw {
-            text = text.replace("vmdk.html#streamOptimized", "vmdk.html#monolithicFlat");
-        }
-        let descriptor = outdir.join(&pkg.descriptor);
-        let pending =
-            crate::output::PendingFile::create(&descriptor).map_err(|e| PackageError::Io {
-                path: descriptor.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(|e| {
-            PackageError::Io {
-                path: descriptor.clone(),
-                source: e,
-            }
-        })?;
-        pending.commit().map_err(|e| PackageError::Io {
-            path: descriptor.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        report.descriptor = descriptor;
+        report.descriptor = write_descriptor(outdir, &pkg.descriptor, text, raw)?;
         Ok(report)
     })();
     if result.is_err() {
@@ -424,6 +392,41 @@ fn disk_stream(pkg: &Package, file: &FileRef, disk: &str) -> Result<Box<dyn Read
             format!("ovf:compression=\"{other}\""),
         )),
     }
+}
+
+/// The thick output for a disk file of the package: `STEM-thick.vmdk` or `STEM.raw`.
+fn output_for(outdir: &Path, href: &str, raw: bool) -> (PathBuf, OutputFormat) {
+    let stem = href.rsplit_once('.').map_or(href, |(s, _)| s);
+    if raw {
+        (outdir.join(format!("{stem}.raw")), OutputFormat::Raw)
+    } else {
+        (
+            outdir.join(format!("{stem}-thick.vmdk")),
+            OutputFormat::ThickVmdk,
+        )
+    }
+}
+
+/// Writes the imported package's descriptor (references already pointing at the thick disks)
+/// into `outdir`, renamed into place when complete.
+fn write_descriptor(
+    outdir: &Path,
+    name: &str,
+    mut text: String,
+    raw: bool,
+) -> Result<PathBuf, ImportError> {
+    if !raw {
+        text = text.replace("vmdk.html#streamOptimized", "vmdk.html#monolithicFlat");
+    }
+    let out = outdir.join(name);
+    let err = |e: &dyn std::fmt::Display| PackageError::Io {
+        path: out.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let pending = crate::output::PendingFile::create(&out).map_err(|e| err(&e))?;
+    std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(|e| err(&e))?;
+    pending.commit().map_err(|e| err(&e))?;
+    Ok(out)
 }
 
 fn read_all(pkg: &Package, name: &str) -> Result<Vec<u8>, PackageError> {
@@ -624,20 +627,7 @@ pub fn import_stream<R: Read>(
                     "a chunked disk file read from a stream (import the .ova from a file)".into(),
                 ));
             }
-            let stem = file
-                .href
-                .rsplit_once('.')
-                .map_or(file.href.as_str(), |(s, _)| s);
-            let out = outdir.join(if raw {
-                format!("{stem}.raw")
-            } else {
-                format!("{stem}-thick.vmdk")
-            });
-            let format = if raw {
-                OutputFormat::Raw
-            } else {
-                OutputFormat::ThickVmdk
-            };
+            let (out, format) = output_for(outdir, &file.href, raw);
             let opts = InflateOptions {
                 max_capacity: Some(disk.capacity_bytes.unwrap_or(0)),
                 ..options.clone()
@@ -690,7 +680,7 @@ pub fn import_stream<R: Read>(
                 .push((disk.disk_id.clone(), file.href.clone(), r.files));
             seen.push(member);
         }
-        let Some((descriptor, mut text, env)) = envelope else {
+        let Some((descriptor, text, env)) = envelope else {
             return Err(PackageError::Missing {
                 path: path.clone(),
                 name: "an OVF descriptor".into(),
@@ -728,25 +718,7 @@ pub fn import_stream<R: Read>(
                 }
             }
         }
-        if !raw {
-            text = text.replace("vmdk.html#streamOptimized", "vmdk.html#monolithicFlat");
-        }
-        let out = outdir.join(&descriptor);
-        let pending = crate::output::PendingFile::create(&out).map_err(|e| PackageError::Io {
-            path: out.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(|e| {
-            PackageError::Io {
-                path: out.clone(),
-                source: e,
-            }
-        })?;
-        pending.commit().map_err(|e| PackageError::Io {
-            path: out.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        report.descriptor = out;
+        report.descriptor = write_descriptor(outdir, &descriptor, text, raw)?;
         Ok(report)
     })();
     if result.is_err() {
