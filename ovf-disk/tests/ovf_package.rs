@@ -640,3 +640,131 @@ fn gzip_and_chunked_disk_files() {
     );
     assert_eq!(std::fs::read_dir(g.join("small")).unwrap().count(), 0);
 }
+
+/// A package the way VirtualBox exports it: OVF 1.0 with its `vbox:` extensions (a
+/// `vbox:Machine` section kept, not dropped), a SATA controller, a SHA1 manifest, and the OVA
+/// members in VirtualBox's order (descriptor, disk, manifest last), imported in place and in one
+/// pass from a pipe, where the disk's digests are kept until the manifest arrives.
+#[test]
+fn virtualbox_style_package() {
+    let d = tempfile::tempdir().unwrap();
+    sample_raw(&d.path().join("src.raw"), 5 << 20);
+    ovf_disk_ok(
+        d.path(),
+        &[
+            "convert",
+            "-q",
+            "src.raw",
+            "vbox-disk001.vmdk",
+            "--to",
+            "streamOptimized",
+        ],
+    );
+    let size = std::fs::metadata(d.path().join("vbox-disk001.vmdk"))
+        .unwrap()
+        .len();
+    let ovf = format!(
+        r#"<?xml version="1.0"?>
+<Envelope ovf:version="1.0" xml:lang="en-US" xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:vbox="http://www.virtualbox.org/ovf/machine">
+  <References>
+    <File ovf:id="file1" ovf:href="vbox-disk001.vmdk" ovf:size="{size}"/>
+  </References>
+  <DiskSection>
+    <Info>List of the virtual disks used in the package</Info>
+    <Disk ovf:capacity="5242880" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" vbox:uuid="0d2a7f6a-5c1e-4a7e-9d0e-2f1f3c4b5a69"/>
+  </DiskSection>
+  <NetworkSection>
+    <Info>Logical networks used in the package</Info>
+    <Network ovf:name="NAT"><Description>Logical network used by this appliance.</Description></Network>
+  </NetworkSection>
+  <VirtualSystem ovf:id="vbox">
+    <Info>A virtual machine</Info>
+    <ProductSection><Info>Meta-information about the installed software</Info><Product>test</Product></ProductSection>
+    <OperatingSystemSection ovf:id="96"><Info>The kind of installed guest operating system</Info><Description>Debian_64</Description><vbox:OSType ovf:required="false">Debian_64</vbox:OSType></OperatingSystemSection>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware requirements for a virtual machine</Info>
+      <System><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemIdentifier>vbox</vssd:VirtualSystemIdentifier><vssd:VirtualSystemType>virtualbox-2.2</vssd:VirtualSystemType></System>
+      <Item><rasd:Caption>1 virtual CPU</rasd:Caption><rasd:Description>Number of virtual CPUs</rasd:Description><rasd:ElementName>1 virtual CPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits><rasd:Caption>1024 MB of memory</rasd:Caption><rasd:ElementName>1024 MB of memory</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>1024</rasd:VirtualQuantity></Item>
+      <Item><rasd:Address>0</rasd:Address><rasd:Caption>ideController0</rasd:Caption><rasd:ElementName>ideController0</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>PIIX4</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>
+      <Item><rasd:Address>0</rasd:Address><rasd:Caption>sataController0</rasd:Caption><rasd:ElementName>sataController0</rasd:ElementName><rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceSubType>AHCI</rasd:ResourceSubType><rasd:ResourceType>20</rasd:ResourceType></Item>
+      <Item><rasd:AutomaticAllocation>true</rasd:AutomaticAllocation><rasd:Caption>Ethernet adapter on 'NAT'</rasd:Caption><rasd:Connection>NAT</rasd:Connection><rasd:ElementName>Ethernet adapter on 'NAT'</rasd:ElementName><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceSubType>E1000</rasd:ResourceSubType><rasd:ResourceType>10</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:Caption>disk1</rasd:Caption><rasd:ElementName>disk1</rasd:ElementName><rasd:HostResource>/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>6</rasd:InstanceID><rasd:Parent>4</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+    <vbox:Machine ovf:required="false" version="1.16-linux" uuid="{{b4a0f1f2-6a5c-4d9e-8f0a-1c2d3e4f5a6b}}" name="vbox"><ovf:Info>Complete VirtualBox machine configuration in VirtualBox format</ovf:Info></vbox:Machine>
+  </VirtualSystem>
+</Envelope>
+"#
+    );
+    std::fs::write(d.path().join("vbox.ovf"), &ovf).unwrap();
+    let mut mf = String::new();
+    for n in ["vbox.ovf", "vbox-disk001.vmdk"] {
+        mf.push_str(&format!(
+            "SHA1 ({n}) = {}\n",
+            digest(
+                Algorithm::Sha1,
+                &mut std::fs::File::open(d.path().join(n)).unwrap()
+            )
+            .unwrap()
+        ));
+    }
+    std::fs::write(d.path().join("vbox.mf"), mf).unwrap();
+    make_ova(
+        d.path(),
+        "vbox.ova",
+        &["vbox.ovf", "vbox-disk001.vmdk", "vbox.mf"],
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(d.path(), &["info", "--json", "vbox.ova"]).stdout)
+            .unwrap();
+    let sys = &info["systems"][0];
+    assert_eq!(
+        (sys["cpus"].as_u64(), sys["memory"].as_u64()),
+        (Some(1), Some(1 << 30))
+    );
+    assert_eq!(
+        sys["controllers"],
+        serde_json::json!(["IDE (PIIX4)", "SATA (AHCI)"])
+    );
+    assert_eq!(info["disks"][0]["capacity"], 5u64 << 20);
+    ovf_disk_ok(d.path(), &["verify", "vbox.ova"]);
+    let want = sha256(&d.path().join("src.raw"));
+    ovf_disk_ok(
+        d.path(),
+        &["import", "-q", "vbox.ova", "inplace", "--format", "raw"],
+    );
+    assert_eq!(sha256(&d.path().join("inplace/vbox-disk001.raw")), want);
+    let out = import_from_pipe(d.path(), "vbox.ova", "piped");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        qemu_raw_sha(&d.path().join("piped"), "vbox-disk001-thick.vmdk"),
+        want
+    );
+    // The imported descriptor keeps VirtualBox's own section.
+    assert!(std::fs::read_to_string(d.path().join("piped/vbox.ovf"))
+        .unwrap()
+        .contains("<vbox:Machine"));
+    // Tampered, with the manifest last: the kept digest fails when the manifest arrives.
+    let p = d.path().join("vbox-disk001.vmdk");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes[n - 1500] ^= 2;
+    std::fs::write(&p, bytes).unwrap();
+    make_ova(
+        d.path(),
+        "bad.ova",
+        &["vbox.ovf", "vbox-disk001.vmdk", "vbox.mf"],
+    );
+    let out = import_from_pipe(d.path(), "bad.ova", "bad");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verification failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(d.path().join("bad")).unwrap().count(), 0);
+}

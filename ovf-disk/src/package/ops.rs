@@ -470,13 +470,15 @@ pub(crate) fn rewrite_file_reference(
 /// A reader that digests what passes through it.
 struct Hashing<R> {
     inner: R,
-    hasher: Option<super::manifest::Hasher>,
+    /// One digest when the manifest is known (its algorithm for this member), all three while
+    /// it has not arrived yet (VirtualBox writes it after the disks).
+    hashers: Vec<super::manifest::Hasher>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
+        for h in &mut self.hashers {
             h.update(buf.get(..n).unwrap_or(&[]));
         }
         Ok(n)
@@ -510,8 +512,11 @@ pub fn import_stream<R: Read>(
         let mut archive = tar::Archive::new(input);
         let mut report = ImportReport::default();
         let mut envelope: Option<(String, String, Envelope)> = None;
+        // The descriptor as read: its text is rewritten as disks are imported, its digest is not.
+        let mut original = String::new();
         let mut manifest: Option<Manifest> = None;
         let mut seen: Vec<String> = Vec::new();
+        let mut early: Vec<(String, Vec<(Algorithm, String)>)> = Vec::new();
         for entry in archive.entries().map_err(io)? {
             let entry = entry.map_err(io)?;
             let offset = entry.raw_header_position();
@@ -533,11 +538,17 @@ pub fn import_stream<R: Read>(
                 return Err(bad("it is a link or not a regular file").into());
             }
             let expected = manifest.as_ref().and_then(|m| m.get(&member)).cloned();
+            let algorithms = match (&manifest, &expected) {
+                (_, Some(e)) => vec![e.algorithm],
+                (None, None) => vec![Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512],
+                (Some(_), None) => Vec::new(),
+            };
             let mut reader = Hashing {
                 inner: entry,
-                hasher: expected
-                    .as_ref()
-                    .map(|e| super::manifest::Hasher::new(e.algorithm)),
+                hashers: algorithms
+                    .into_iter()
+                    .map(super::manifest::Hasher::new)
+                    .collect(),
             };
             if envelope.is_none() {
                 if !member.to_ascii_lowercase().ends_with(".ovf") {
@@ -552,6 +563,7 @@ pub fn import_stream<R: Read>(
                     return Err(bad("the descriptor is larger than 16 MiB").into());
                 }
                 let env = Envelope::parse(&text, &path.join(&member))?;
+                original = text.clone();
                 envelope = Some((member.clone(), text, env));
                 continue;
             }
@@ -567,7 +579,7 @@ pub fn import_stream<R: Read>(
                 let m = Manifest::parse(&mtext, &path.join(&member))?;
                 // The descriptor came before the manifest: check it now.
                 if let Some(e) = m.get(descriptor) {
-                    let d = digest(e.algorithm, &mut text.as_bytes()).map_err(io)?;
+                    let d = digest(e.algorithm, &mut original.as_bytes()).map_err(io)?;
                     let outcome = if d == e.digest {
                         Outcome::Ok
                     } else {
@@ -584,6 +596,29 @@ pub fn import_stream<R: Read>(
                         .files
                         .push((descriptor.clone(), e.algorithm, outcome));
                 }
+                // Members read before the manifest: their digests were kept.
+                for (name, digests) in early.drain(..) {
+                    if let Some(e) = m.get(&name) {
+                        let found = digests
+                            .iter()
+                            .find(|(a, _)| *a == e.algorithm)
+                            .map(|(_, d)| d.clone())
+                            .unwrap_or_default();
+                        let outcome = if found == e.digest {
+                            Outcome::Ok
+                        } else {
+                            Outcome::Mismatch {
+                                expected: e.digest.clone(),
+                                found,
+                            }
+                        };
+                        let ok = outcome == Outcome::Ok;
+                        report.verify.files.push((name, e.algorithm, outcome));
+                        if !ok {
+                            return Err(ImportError::Verification(path.clone()));
+                        }
+                    }
+                }
                 report.verify.manifest = Some(member.clone());
                 manifest = Some(m);
                 continue;
@@ -597,7 +632,8 @@ pub fn import_stream<R: Read>(
                 check_digest(
                     &member,
                     expected.as_ref(),
-                    reader.hasher.take(),
+                    std::mem::take(&mut reader.hashers),
+                    &mut early,
                     &path,
                     &mut report,
                 )?;
@@ -614,7 +650,8 @@ pub fn import_stream<R: Read>(
                 check_digest(
                     &member,
                     expected.as_ref(),
-                    reader.hasher.take(),
+                    std::mem::take(&mut reader.hashers),
+                    &mut early,
                     &path,
                     &mut report,
                 )?;
@@ -665,7 +702,8 @@ pub fn import_stream<R: Read>(
             check_digest(
                 &member,
                 expected.as_ref(),
-                reader.hasher.take(),
+                std::mem::take(&mut reader.hashers),
+                &mut early,
                 &path,
                 &mut report,
             )?;
@@ -729,31 +767,51 @@ pub fn import_stream<R: Read>(
     result
 }
 
+/// Checks a member's digest against its manifest entry, or keeps its digests for when the
+/// manifest arrives (`expected` is `None` and several hashers ran).
 fn check_digest(
     member: &str,
     expected: Option<&super::manifest::Entry>,
-    hasher: Option<super::manifest::Hasher>,
+    hashers: Vec<super::manifest::Hasher>,
+    early: &mut Vec<(String, Vec<(Algorithm, String)>)>,
     path: &Path,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    if let (Some(e), Some(h)) = (expected, hasher) {
-        let found = h.finish();
-        let outcome = if found == e.digest {
-            Outcome::Ok
-        } else {
-            Outcome::Mismatch {
-                expected: e.digest.clone(),
-                found,
+    match (expected, hashers.len()) {
+        (Some(e), 1) => {
+            let found = hashers
+                .into_iter()
+                .next()
+                .map(super::manifest::Hasher::finish)
+                .unwrap_or_default();
+            let outcome = if found == e.digest {
+                Outcome::Ok
+            } else {
+                Outcome::Mismatch {
+                    expected: e.digest.clone(),
+                    found,
+                }
+            };
+            let ok = outcome == Outcome::Ok;
+            report
+                .verify
+                .files
+                .push((member.to_string(), e.algorithm, outcome));
+            if !ok {
+                return Err(ImportError::Verification(path.to_path_buf()));
             }
-        };
-        let ok = outcome == Outcome::Ok;
-        report
-            .verify
-            .files
-            .push((member.to_string(), e.algorithm, outcome));
-        if !ok {
-            return Err(ImportError::Verification(path.to_path_buf()));
         }
+        (None, n) if n > 1 => {
+            let algorithms = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512];
+            early.push((
+                member.to_string(),
+                algorithms
+                    .into_iter()
+                    .zip(hashers.into_iter().map(super::manifest::Hasher::finish))
+                    .collect(),
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }
