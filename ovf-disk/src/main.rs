@@ -357,7 +357,7 @@ fn print_package(v: &Value) {
     println!(
         "signed:       {}",
         if v["signed"].as_bool() == Some(true) {
-            "yes (signature not verified yet)"
+            "yes (ovf-disk verify checks the signature)"
         } else {
             "no"
         }
@@ -391,7 +391,7 @@ fn verify(package: &std::path::Path, json: bool) -> ExitCode {
             .iter()
             .map(|(n, a, o)| json!({ "file": n, "algorithm": a.as_str(), "result": outcome(o) }))
             .collect();
-        let v = json!({ "package": package, "ok": report.is_ok(), "manifest": report.manifest, "files": files, "unlisted": report.unlisted, "signed": report.certificate.is_some() });
+        let v = json!({ "package": package, "ok": report.is_ok(), "manifest": report.manifest, "files": files, "unlisted": report.unlisted, "signed": report.certificate.is_some(), "signature": report.signature.as_ref().map(|r| match r { Ok(s) => json!({ "valid": true, "signer": s }), Err(e) => json!({ "valid": false, "reason": e }) }) });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         match &report.manifest {
@@ -407,14 +407,11 @@ fn verify(package: &std::path::Path, json: bool) -> ExitCode {
         for n in &report.unlisted {
             println!("  {n}: not listed in the manifest");
         }
-        println!(
-            "  signed: {}",
-            if report.certificate.is_some() {
-                "yes (signature not verified yet)"
-            } else {
-                "no"
-            }
-        );
+        match &report.signature {
+            None => println!("  signed: no"),
+            Some(Ok(signer)) => println!("  signed: by {signer}: the signature covers the manifest (the certificate is not checked against a trust store)"),
+            Some(Err(reason)) => println!("  signed: signature INVALID: {reason}"),
+        }
         println!(
             "{}",
             if report.is_ok() {

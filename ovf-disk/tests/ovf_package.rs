@@ -768,3 +768,120 @@ fn virtualbox_style_package() {
     );
     assert_eq!(std::fs::read_dir(d.path().join("bad")).unwrap().count(), 0);
 }
+
+/// A signed package: `openssl` makes a key, a self-signed certificate and the manifest's
+/// signature as ovftool lays them out in the `.cert`; `verify` checks the signature covers the
+/// manifest, and fails when either is changed.
+#[test]
+fn signed_packages() {
+    let d = tempfile::tempdir().unwrap();
+    build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new(tool("openssl"))
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ovf-disk test signer",
+    ]);
+    let sign = |alg: &str| {
+        openssl(&[
+            "dgst",
+            &format!("-{alg}"),
+            "-sign",
+            "key.pem",
+            "-out",
+            "sig.bin",
+            "appliance.mf",
+        ]);
+        let sig: String = std::fs::read(d.path().join("sig.bin"))
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let cert = std::fs::read_to_string(d.path().join("cert.pem")).unwrap();
+        std::fs::write(
+            d.path().join("appliance.cert"),
+            format!("{}(appliance.mf)= {sig}\n{cert}", alg.to_uppercase()),
+        )
+        .unwrap();
+    };
+    for alg in ["sha256", "sha1", "sha512"] {
+        sign(alg);
+        let out = ovf_disk(d.path(), &["verify", "appliance.ovf"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{alg}: {text}");
+        assert!(
+            text.contains("signed: by CN=ovf-disk test signer: the signature covers the manifest"),
+            "{alg}: {text}"
+        );
+    }
+    // Another signature (over other bytes): refused.
+    sign("sha256");
+    let cert = std::fs::read_to_string(d.path().join("appliance.cert")).unwrap();
+    let (head, tail) = cert.split_once('\n').unwrap();
+    // Flip the last hex digit of the signature.
+    let last = if head.ends_with('0') { '1' } else { '0' };
+    std::fs::write(
+        d.path().join("appliance.cert"),
+        format!("{}{last}\n{tail}", &head[..head.len() - 1]),
+    )
+    .unwrap();
+    let out = ovf_disk(d.path(), &["verify", "--json", "appliance.ovf"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["signature"]["valid"], false, "{v}");
+    // A valid signature over a manifest changed afterwards: refused.
+    sign("sha256");
+    let mf = std::fs::read_to_string(d.path().join("appliance.mf")).unwrap();
+    std::fs::write(
+        d.path().join("appliance.mf"),
+        mf.replace("SHA256(", "SHA256 ("),
+    )
+    .unwrap();
+    let out = ovf_disk(d.path(), &["verify", "appliance.ovf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("signature INVALID: the signature does not match the manifest"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // ... and import refuses it before writing anything.
+    std::fs::write(d.path().join("appliance.mf"), mf).unwrap();
+    sign("sha256");
+    let cert = std::fs::read_to_string(d.path().join("appliance.cert")).unwrap();
+    std::fs::write(
+        d.path().join("appliance.cert"),
+        cert.replacen("(appliance.mf)= ", "(appliance.mf)= 0", 1)
+            .replacen('\n', "0\n", 1),
+    )
+    .unwrap();
+    let out = ovf_disk(d.path(), &["import", "-q", "appliance.ovf", "signed-out"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!d.path().join("signed-out").exists());
+}

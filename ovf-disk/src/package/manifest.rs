@@ -136,6 +136,54 @@ impl Manifest {
         Ok(Self { entries })
     }
 
+    /// Parses one `ALG(name)= hex` line whose hex may be of any even length (a certificate's
+    /// signature line): (algorithm, name, hex).
+    pub fn parse_lenient_digest(
+        line: &str,
+        path: &Path,
+        line_no: usize,
+    ) -> Result<(Algorithm, String, String), PackageError> {
+        let err = |reason: String| PackageError::Manifest {
+            path: path.to_path_buf(),
+            line: line_no,
+            reason,
+        };
+        let open = line.find('(').ok_or_else(|| {
+            err(format!(
+                "expected ALGORITHM(name)= signature, found {line:?}"
+            ))
+        })?;
+        let close = line
+            .rfind(")=")
+            .or_else(|| line.rfind(") ="))
+            .ok_or_else(|| err("no \")=\" after the file name".into()))?;
+        let algorithm = match line.get(..open).unwrap_or("").trim() {
+            "SHA1" => Algorithm::Sha1,
+            "SHA256" => Algorithm::Sha256,
+            "SHA512" => Algorithm::Sha512,
+            other => {
+                return Err(err(format!(
+                    "signature algorithm {other:?} is not SHA1, SHA256 or SHA512"
+                )))
+            }
+        };
+        let name = line.get(open + 1..close).unwrap_or("").trim().to_string();
+        let hex = line
+            .get(close + 1..)
+            .unwrap_or("")
+            .trim_start_matches([' ', '='])
+            .trim()
+            .to_ascii_lowercase();
+        if !is_plain_name(&name)
+            || hex.is_empty()
+            || hex.len() % 2 != 0
+            || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(err(format!("not a signature line: {line:?}")));
+        }
+        Ok((algorithm, name, hex))
+    }
+
     /// The manifest as text, one `ALG(name)= hex` line per entry (the form ovftool writes).
     pub fn print(&self) -> String {
         self.entries

@@ -7,6 +7,7 @@
 //! expansion ever), file names in a package that are absolute, contain `..` or a path
 //! separator, tar members that are links or not regular files.
 
+pub mod cert;
 pub mod envelope;
 pub mod export;
 pub mod manifest;

@@ -55,16 +55,21 @@ pub struct VerifyReport {
     pub files: Vec<(String, Algorithm, Outcome)>,
     /// Files the envelope references that the manifest does not list.
     pub unlisted: Vec<String>,
-    /// The certificate's name, when the package is signed (the signature is not checked yet).
+    /// The certificate's name, when the package is signed.
     pub certificate: Option<String>,
+    /// The signature check: `Ok(signer)` when the certificate's signature covers the manifest
+    /// (the certificate is not checked against a trust store), `Err(reason)` otherwise.
+    pub signature: Option<Result<String, String>>,
 }
 
 impl VerifyReport {
-    /// Whether there is a manifest, every listed file matches, and it covers every reference.
+    /// Whether there is a manifest, every listed file matches, it covers every reference, and
+    /// the signature, if the package is signed, covers the manifest.
     pub fn is_ok(&self) -> bool {
         self.manifest.is_some()
             && self.files.iter().all(|(_, _, o)| *o == Outcome::Ok)
             && self.unlisted.is_empty()
+            && !matches!(self.signature, Some(Err(_)))
     }
 }
 
@@ -222,6 +227,19 @@ impl Package {
             return Ok(report);
         };
         report.manifest = Some(name.clone());
+        if let Some(cert) = &self.certificate {
+            let text = String::from_utf8(read_all(self, cert)?).unwrap_or_default();
+            report.signature = Some(
+                match super::cert::CertificateFile::parse(&text, &self.path.join(cert)) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(c) if c.signed_file != *name => Err(format!(
+                        "the certificate signs {}, not the manifest {name}",
+                        c.signed_file
+                    )),
+                    Ok(c) => c.verify(&read_all(self, name)?).map(|()| c.subject()),
+                },
+            );
+        }
         for e in &manifest.entries {
             progress(&e.name);
             let outcome = match self.reader(&e.name) {
@@ -288,7 +306,8 @@ pub fn import(
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<ImportReport, ImportError> {
     let verify = pkg.verify(&|name| progress(name, 0))?;
-    let failed = verify.files.iter().any(|(_, _, o)| *o != Outcome::Ok);
+    let failed = verify.files.iter().any(|(_, _, o)| *o != Outcome::Ok)
+        || matches!(verify.signature, Some(Err(_)));
     if failed {
         return Err(ImportError::Verification(pkg.path.clone()));
     }
