@@ -296,7 +296,7 @@ fn describe_package(pkg: &Package) -> Value {
     let e = &pkg.envelope;
     let files: Vec<Value> = e.files.iter().map(|f| json!({ "id": f.id, "href": f.href, "size": f.size, "present_size": pkg.size(&f.href), "compression": f.compression, "chunk_size": f.chunk_size })).collect();
     let disks: Vec<Value> = e.disks.iter().map(|d| json!({ "disk_id": d.disk_id, "file": e.file_of(d).map(|f| f.href.clone()), "capacity": d.capacity_bytes, "capacity_as_written": format!("{} {}", d.capacity, d.capacity_units.as_deref().unwrap_or("byte")), "populated_size": d.populated_size, "format": d.format, "parent_ref": d.parent_ref })).collect();
-    let systems: Vec<Value> = e.systems.iter().map(|s| json!({ "id": s.id, "name": s.name, "os": s.os.as_ref().map(|(id, d)| json!({"id": id, "description": d})), "cpus": s.cpus, "memory": s.memory_bytes, "disks": s.disks, "controllers": s.controllers, "nics": s.nics })).collect();
+    let systems: Vec<Value> = e.systems.iter().map(|s| json!({ "id": s.id, "name": s.name, "os": s.os.as_ref().map(|(id, d)| json!({"id": id, "description": d})), "cpus": s.cpus, "memory": s.memory_bytes, "disks": s.disks.iter().zip(&s.disk_controllers).map(|(d, c)| json!({ "host_resource": d, "controller": c })).collect::<Vec<_>>(), "controllers": s.controllers, "nics": s.nics })).collect();
     json!({
         "package": pkg.path, "descriptor": pkg.descriptor, "ovf_version": e.version, "systems": systems, "disks": disks, "files": files,
         "manifest": pkg.manifest.as_ref().map(|(n, m)| json!({ "file": n, "entries": m.entries.len() })),
@@ -322,11 +322,17 @@ fn print_package(v: &Value) {
                 .unwrap_or("?")
         );
         println!(
-            "  controllers: {}; disks: {}; networks: {}",
+            "  controllers: {}; networks: {}",
             s(&sys["controllers"]),
-            s(&sys["disks"]),
             s(&sys["nics"])
         );
+        for d in sys["disks"].as_array().into_iter().flatten() {
+            println!(
+                "  disk drive {} on {}",
+                s(&d["host_resource"]),
+                d["controller"].as_str().unwrap_or("an unnamed controller")
+            );
+        }
     }
     for d in v["disks"].as_array().into_iter().flatten() {
         println!(
@@ -778,7 +784,10 @@ fn run(cli: Cli) -> Result<()> {
                 &outdir,
                 matches!(format, ImportFormat::Raw),
                 &options,
-                &|_, n| bar.inc(n),
+                &|id, n| {
+                    bar.set_message(format!("disk {id}"));
+                    bar.inc(n)
+                },
             )
             .context("importing the OVA on standard input")?;
             bar.finish_and_clear();
@@ -809,7 +818,10 @@ fn run(cli: Cli) -> Result<()> {
                 &outdir,
                 matches!(format, ImportFormat::Raw),
                 &options,
-                &|_, n| bar.inc(n),
+                &|id, n| {
+                    bar.set_message(format!("disk {id}"));
+                    bar.inc(n)
+                },
             )
             .with_context(|| format!("importing {}", package.display()))?;
             bar.finish_and_clear();
@@ -848,7 +860,7 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     ) {
         bar.set_style(style);
     }

@@ -64,6 +64,8 @@ pub struct System {
     pub memory_bytes: Option<u64>,
     /// Disk drives (ResourceType 17): their `HostResource` (`ovf:/disk/ID`).
     pub disks: Vec<String>,
+    /// For each disk drive, the controller it hangs on (via `Parent`), when the envelope says.
+    pub disk_controllers: Vec<Option<String>>,
     /// Controllers: ResourceType 5 (IDE), 6 (SCSI, with ResourceSubType), 20 (SATA)...
     pub controllers: Vec<String>,
     /// Network cards (ResourceType 10): their `Connection`.
@@ -267,13 +269,30 @@ fn collect_systems(n: roxmltree::Node<'_, '_>, env: &mut Envelope) {
                 ))
             }
             "VirtualHardwareSection" => {
-                for item in sec.children().filter(|c| {
-                    c.is_element()
-                        && matches!(
-                            c.tag_name().name(),
-                            "Item" | "StorageItem" | "EthernetPortItem"
-                        )
-                }) {
+                let items: Vec<_> = sec
+                    .children()
+                    .filter(|c| {
+                        c.is_element()
+                            && matches!(
+                                c.tag_name().name(),
+                                "Item" | "StorageItem" | "EthernetPortItem"
+                            )
+                    })
+                    .collect();
+                let controller = |item: roxmltree::Node<'_, '_>| -> Option<String> {
+                    let rt =
+                        child_text(item, "ResourceType").and_then(|t| t.parse::<u32>().ok())?;
+                    let kind = match rt {
+                        5 => "IDE",
+                        6 => "SCSI",
+                        20 => "SATA",
+                        _ => return None,
+                    };
+                    let sub = child_text(item, "ResourceSubType")
+                        .map_or_else(String::new, |t| format!(" ({t})"));
+                    Some(format!("{kind}{sub}"))
+                };
+                for &item in &items {
                     let rt = child_text(item, "ResourceType")
                         .and_then(|t| t.parse::<u32>().ok())
                         .unwrap_or(0);
@@ -287,23 +306,28 @@ fn collect_systems(n: roxmltree::Node<'_, '_>, env: &mut Envelope) {
                                 .unwrap_or(1 << 20);
                             s.memory_bytes = quantity.and_then(|q| q.checked_mul(unit));
                         }
-                        17 => s
-                            .disks
-                            .push(child_text(item, "HostResource").unwrap_or_default()),
+                        17 => {
+                            s.disks
+                                .push(child_text(item, "HostResource").unwrap_or_default());
+                            let parent = child_text(item, "Parent");
+                            let on = parent.and_then(|p| {
+                                items
+                                    .iter()
+                                    .find(|i| {
+                                        child_text(**i, "InstanceID").as_deref() == Some(p.as_str())
+                                    })
+                                    .and_then(|i| controller(*i))
+                            });
+                            s.disk_controllers.push(on);
+                        }
                         10 => s
                             .nics
                             .push(child_text(item, "Connection").unwrap_or_default()),
-                        5 | 6 | 20 => {
-                            let kind = match rt {
-                                5 => "IDE",
-                                6 => "SCSI",
-                                _ => "SATA",
-                            };
-                            let sub = child_text(item, "ResourceSubType")
-                                .map_or_else(String::new, |t| format!(" ({t})"));
-                            s.controllers.push(format!("{kind}{sub}"));
+                        _ => {
+                            if let Some(c) = controller(item) {
+                                s.controllers.push(c);
+                            }
                         }
-                        _ => {}
                     }
                 }
             }
@@ -355,6 +379,10 @@ mod tests {
         let s = &e.systems[0];
         assert_eq!((s.cpus, s.memory_bytes), (Some(2), Some(4 << 30)));
         assert_eq!(s.disks, vec!["ovf:/disk/vmdisk1"]);
+        assert_eq!(
+            s.disk_controllers,
+            vec![Some("SCSI (lsilogic)".to_string())]
+        );
         assert_eq!(s.controllers, vec!["SCSI (lsilogic)"]);
         assert_eq!(s.nics, vec!["VM Network"]);
         assert_eq!(s.os.as_ref().unwrap().0, "101");
