@@ -8,7 +8,11 @@ use ovf_disk::inflate::InflateOptions;
 use ovf_disk::package::ops::{import_stream, Package};
 
 fuzz_target!(|data: &[u8]| {
-    let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
     let dir = std::path::PathBuf::from(format!("{base}/ovf-disk-fuzz-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
@@ -18,10 +22,25 @@ fuzz_target!(|data: &[u8]| {
         let _ = pkg.verify(&|_| {});
     }
     // Holes, not zeros: a hostile envelope may declare a large capacity.
-    let copy = vmdk::copy::CopyOptions { zero: vmdk::copy::ZeroMode::Sparse, threads: 1, ..vmdk::copy::CopyOptions::default() };
-    let options = InflateOptions { copy, force: true, max_capacity: None };
+    let copy = vmdk::copy::CopyOptions {
+        zero: vmdk::copy::ZeroMode::Sparse,
+        threads: 1,
+        ..vmdk::copy::CopyOptions::default()
+    };
+    let options = InflateOptions {
+        copy,
+        force: true,
+        max_capacity: None,
+    };
     let out = dir.join("out");
-    let _ = import_stream(std::io::Cursor::new(data), "fuzz.ova", &out, true, &options, &|_, _| {});
+    let _ = import_stream(
+        std::io::Cursor::new(data),
+        "fuzz.ova",
+        &out,
+        true,
+        &options,
+        &|_, _| {},
+    );
     // Nothing may be written outside the scratch folder: only fuzz.ova and out/ are there.
     for e in std::fs::read_dir(&dir).expect("scratch folder").flatten() {
         let n = e.file_name();

@@ -22,20 +22,33 @@ impl StreamSink for Bounded {
         Ok(())
     }
     fn write(&self, offset: u64, data: &[u8]) -> vmdk::Result<()> {
-        assert!(offset + data.len() as u64 <= self.capacity.load(Ordering::Relaxed), "write past the capacity");
+        assert!(
+            offset + data.len() as u64 <= self.capacity.load(Ordering::Relaxed),
+            "write past the capacity"
+        );
         Ok(())
     }
     fn zero(&self, offset: u64, len: u64) -> vmdk::Result<()> {
-        assert!(offset.checked_add(len).is_some_and(|e| e <= self.capacity.load(Ordering::Relaxed)), "zero past the capacity");
+        assert!(
+            offset
+                .checked_add(len)
+                .is_some_and(|e| e <= self.capacity.load(Ordering::Relaxed)),
+            "zero past the capacity"
+        );
         Ok(())
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let sink = Bounded { capacity: AtomicU64::new(0) };
+    let sink = Bounded {
+        capacity: AtomicU64::new(0),
+    };
     let _ = read_stream_optimized(&mut Cursor::new(data), "fuzz.vmdk", &sink, 2);
     let mut files = MemoryFiles::new();
     files.insert("disk.vmdk", data.to_vec());
-    let options = vmdk::OpenOptions { files: Arc::new(files), ..vmdk::OpenOptions::default() };
+    let options = vmdk::OpenOptions {
+        files: Arc::new(files),
+        ..vmdk::OpenOptions::default()
+    };
     let _ = vmdk::check::check(std::path::Path::new("disk.vmdk"), &options);
 });
