@@ -270,6 +270,20 @@ pub enum Outcome {
     Missing,
 }
 
+impl Outcome {
+    /// The outcome of a digest `found` for a file the manifest lists with `expected`.
+    pub fn of(expected: &str, found: String) -> Self {
+        if found == expected {
+            Self::Ok
+        } else {
+            Self::Mismatch {
+                expected: expected.to_string(),
+                found,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

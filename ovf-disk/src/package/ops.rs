@@ -246,14 +246,7 @@ impl Package {
                 Err(_) => Outcome::Missing,
                 Ok(mut r) => {
                     let found = digest(e.algorithm, &mut r).map_err(io(&self.path))?;
-                    if found == e.digest {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Mismatch {
-                            expected: e.digest.clone(),
-                            found,
-                        }
-                    }
+                    Outcome::of(&e.digest, found)
                 }
             };
             report.files.push((e.name.clone(), e.algorithm, outcome));
@@ -598,22 +591,8 @@ pub fn import_stream<R: Read>(
                 let m = Manifest::parse(&mtext, &path.join(&member))?;
                 // The descriptor came before the manifest: check it now.
                 if let Some(e) = m.get(descriptor) {
-                    let d = digest(e.algorithm, &mut original.as_bytes()).map_err(io)?;
-                    let outcome = if d == e.digest {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Mismatch {
-                            expected: e.digest.clone(),
-                            found: d,
-                        }
-                    };
-                    if outcome != Outcome::Ok {
-                        return Err(ImportError::Verification(path.clone()));
-                    }
-                    report
-                        .verify
-                        .files
-                        .push((descriptor.clone(), e.algorithm, outcome));
+                    let found = digest(e.algorithm, &mut original.as_bytes()).map_err(io)?;
+                    record(&mut report, descriptor, e, found, &path)?;
                 }
                 // Members read before the manifest: their digests were kept.
                 for (name, digests) in early.drain(..) {
@@ -623,19 +602,7 @@ pub fn import_stream<R: Read>(
                             .find(|(a, _)| *a == e.algorithm)
                             .map(|(_, d)| d.clone())
                             .unwrap_or_default();
-                        let outcome = if found == e.digest {
-                            Outcome::Ok
-                        } else {
-                            Outcome::Mismatch {
-                                expected: e.digest.clone(),
-                                found,
-                            }
-                        };
-                        let ok = outcome == Outcome::Ok;
-                        report.verify.files.push((name, e.algorithm, outcome));
-                        if !ok {
-                            return Err(ImportError::Verification(path.clone()));
-                        }
+                        record(&mut report, &name, e, found, &path)?;
                     }
                 }
                 report.verify.manifest = Some(member.clone());
@@ -786,6 +753,27 @@ pub fn import_stream<R: Read>(
     result
 }
 
+/// Records the digest `found` for `name` against its manifest entry; a mismatch stops the import.
+fn record(
+    report: &mut ImportReport,
+    name: &str,
+    e: &super::manifest::Entry,
+    found: String,
+    path: &Path,
+) -> Result<(), ImportError> {
+    let outcome = Outcome::of(&e.digest, found);
+    let ok = outcome == Outcome::Ok;
+    report
+        .verify
+        .files
+        .push((name.to_string(), e.algorithm, outcome));
+    if ok {
+        Ok(())
+    } else {
+        Err(ImportError::Verification(path.to_path_buf()))
+    }
+}
+
 /// Checks a member's digest against its manifest entry, or keeps its digests for when the
 /// manifest arrives (`expected` is `None` and several hashers ran).
 fn check_digest(
@@ -803,22 +791,7 @@ fn check_digest(
                 .next()
                 .map(super::manifest::Hasher::finish)
                 .unwrap_or_default();
-            let outcome = if found == e.digest {
-                Outcome::Ok
-            } else {
-                Outcome::Mismatch {
-                    expected: e.digest.clone(),
-                    found,
-                }
-            };
-            let ok = outcome == Outcome::Ok;
-            report
-                .verify
-                .files
-                .push((member.to_string(), e.algorithm, outcome));
-            if !ok {
-                return Err(ImportError::Verification(path.to_path_buf()));
-            }
+            record(report, member, e, found, path)?;
         }
         (None, n) if n > 1 => {
             let algorithms = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512];
