@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tool's tests and demo need on a fresh Debian machine, and is safe to run
-# again: qemu-utils (qemu-img, qemu-io), the reference the tests compare against, and a Python
+# again: qemu-utils (qemu-img, qemu-io), the reference the tests compare against, openssl, and a Python
 # virtual environment in .venv with the independent VMDK readers from PyPI (libvmdk-python,
 # dissect.hypervisor) that read back what we write.
 set -euo pipefail
@@ -15,6 +15,10 @@ apt_install() {
 }
 command -v qemu-img >/dev/null 2>&1 && command -v qemu-io >/dev/null 2>&1 || apt_install qemu-utils
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+# openssl makes the keys and certificates of the signed-package tests; tar and sha256sum read
+# our OVAs back.
+command -v openssl >/dev/null 2>&1 || apt_install openssl
+command -v tar >/dev/null 2>&1 || apt_install tar
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }
 
 if [ "${SETUP_SKIP_PYTHON:-}" != 1 ]; then
