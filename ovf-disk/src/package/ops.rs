@@ -609,30 +609,19 @@ pub fn import_stream<R: Read>(
                 manifest = Some(m);
                 continue;
             }
-            let Some(file) = env.files.iter().find(|f| f.href == member).cloned() else {
+            // The disk this member holds, if it holds one.
+            let target = env.files.iter().find(|f| f.href == member).and_then(|f| {
+                env.disks
+                    .iter()
+                    .find(|d| d.file_ref.as_deref() == Some(f.id.as_str()))
+                    .map(|d| (f.clone(), d.clone()))
+            });
+            let Some((file, disk)) = target else {
                 // Certificates and other members: digested if listed, not used.
                 std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
                 if member.to_ascii_lowercase().ends_with(".cert") {
                     report.verify.certificate = Some(member.clone());
                 }
-                check_digest(
-                    &member,
-                    expected.as_ref(),
-                    std::mem::take(&mut reader.hashers),
-                    &mut early,
-                    &path,
-                    &mut report,
-                )?;
-                seen.push(member);
-                continue;
-            };
-            let Some(disk) = env
-                .disks
-                .iter()
-                .find(|d| d.file_ref.as_deref() == Some(file.id.as_str()))
-                .cloned()
-            else {
-                std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
                 check_digest(
                     &member,
                     expected.as_ref(),
