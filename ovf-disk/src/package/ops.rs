@@ -396,7 +396,16 @@ fn disk_stream(pkg: &Package, file: &FileRef, disk: &str) -> Result<Box<dyn Read
     } else {
         pkg.reader(&file.href)?
     };
-    match file.compression.as_deref() {
+    decompressed(base, file.compression.as_deref(), disk)
+}
+
+/// A stored disk file as the disk's bytes: as is, or gunzipped for `ovf:compression="gzip"`.
+fn decompressed<'a>(
+    base: Box<dyn Read + 'a>,
+    compression: Option<&str>,
+    disk: &str,
+) -> Result<Box<dyn Read + 'a>, ImportError> {
+    match compression {
         None | Some("") | Some("identity") => Ok(base),
         Some("gzip") => Ok(Box::new(flate2::read::MultiGzDecoder::new(base))),
         Some(other) => Err(ImportError::Unsupported(
@@ -649,28 +658,17 @@ pub fn import_stream<R: Read>(
                 disk: disk.disk_id.clone(),
                 source: Box::new(source),
             };
-            let r = match file.compression.as_deref() {
-                None | Some("") | Some("identity") => {
-                    inflate_stream(&mut reader, &member, &out, format, &opts, &|n| {
-                        progress(&id, n)
-                    })
-                }
-                Some("gzip") => inflate_stream(
-                    &mut flate2::read::MultiGzDecoder::new(&mut reader),
-                    &member,
-                    &out,
-                    format,
-                    &opts,
-                    &|n| progress(&id, n),
-                ),
-                Some(other) => {
-                    return Err(ImportError::Unsupported(
-                        disk.disk_id.clone(),
-                        format!("ovf:compression=\"{other}\""),
-                    ))
-                }
-            }
-            .map_err(to_err)?;
+            let r = {
+                let mut disk_bytes = decompressed(
+                    Box::new(&mut reader),
+                    file.compression.as_deref(),
+                    &disk.disk_id,
+                )?;
+                inflate_stream(&mut disk_bytes, &member, &out, format, &opts, &|n| {
+                    progress(&id, n)
+                })
+                .map_err(to_err)?
+            };
             written.extend(r.files.iter().cloned());
             // The digest covers the whole member, including bytes after the end-of-stream marker.
             std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
