@@ -584,6 +584,7 @@ impl Disk {
                                 )),
                             )
                         })?;
+                    s.refuse_metadata("grain", at - within, gb)?;
                     match &mut pending {
                         Some((p_at, _, p_len)) if *p_at + *p_len == at => *p_len += n,
                         _ => {

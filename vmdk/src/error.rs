@@ -66,7 +66,7 @@ pub enum ErrorKind {
     #[error("not a VMDK: {0}")]
     NotVmdk(String),
     /// A compressed grain is damaged.
-    #[error("compressed grain: {0}")]
+    #[error("{0}")]
     Decompress(String),
     /// Two structures disagree (a marker in the wrong place, sizes that do not add up).
     #[error("{0}")]

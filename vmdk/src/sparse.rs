@@ -66,6 +66,9 @@ pub struct SparseExtent {
     gtes_per_gt: u64,
     grain_directory: Vec<u32>,
     descriptor: Option<Descriptor>,
+    /// Byte ranges that hold metadata no grain table or grain may overlap: the header, the
+    /// embedded descriptor, the grain directory and its redundant copy.
+    reserved: Vec<(u64, u64, &'static str)>,
 }
 
 const HEADER: &str = "sparse header";
@@ -272,6 +275,7 @@ impl SparseExtent {
         let gd_entries = capacity.div_ceil(coverage);
 
         // Embedded descriptor (always taken from the header at sector 0).
+        let mut reserved = vec![(0, SECTOR_SIZE, HEADER)];
         let descriptor = match primary.descriptor_offset.get() {
             0 => None,
             sector => {
@@ -297,6 +301,7 @@ impl SparseExtent {
                     )
                 })?;
                 let bytes = backing.read_vec("embedded descriptor", at, size * SECTOR_SIZE)?;
+                reserved.push((at, at + size * SECTOR_SIZE, "embedded descriptor"));
                 let d = Descriptor::parse_bytes(&bytes).map_err(|kind| {
                     Error::new(Some(&path), "embedded descriptor", Some(at), kind)
                 })?;
@@ -320,6 +325,19 @@ impl SparseExtent {
         }
         // Bounded by the file length before anything is allocated.
         let gd_bytes = backing.read_vec("grain directory", gd_at, gd_entries * 4)?;
+        let gd_end = gd_at + gd_entries * 4;
+        if let Some(&(_, end, what)) = reserved
+            .iter()
+            .find(|&&(start, end, _)| gd_at < end && start < gd_end)
+        {
+            return Err(Error::new(
+                Some(&path),
+                "grain directory",
+                Some(gd_at),
+                ErrorKind::Inconsistent(format!("overlaps the {what}, which ends at {end:#x}")),
+            ));
+        }
+        reserved.push((gd_at, gd_end, "grain directory"));
         let grain_directory = <[U32]>::ref_from_bytes(&gd_bytes[..])
             .map_err(|_| {
                 Error::new(
@@ -338,6 +356,7 @@ impl SparseExtent {
                 .checked_mul(SECTOR_SIZE)
                 .ok_or_else(|| bad("rgdOffset", rgd, "past any file"))?;
             backing.check_range("redundant grain directory", rgd_at, gd_entries * 4)?;
+            reserved.push((rgd_at, rgd_at + gd_entries * 4, "redundant grain directory"));
         }
         Ok(Self {
             backing,
@@ -348,6 +367,7 @@ impl SparseExtent {
             gtes_per_gt,
             grain_directory,
             descriptor,
+            reserved,
         })
     }
 
@@ -428,6 +448,7 @@ impl SparseExtent {
             Some(&s) => u64::from(s),
         };
         let at = sector * SECTOR_SIZE;
+        self.refuse_metadata("grain table", at, self.gtes_per_gt * 4)?;
         let bytes = self
             .backing
             .read_vec("grain table", at, self.gtes_per_gt * 4)?;
@@ -440,6 +461,26 @@ impl SparseExtent {
             )
         })?;
         Ok(Some(table.iter().map(|e| e.get()).collect()))
+    }
+
+    /// Refuses a grain table or grain at `at..at + len` that overlaps the header, the embedded
+    /// descriptor or a grain directory: such an entry points into metadata (spec section
+    /// "Hosted Sparse Extent": grain tables and grains lie apart from these structures).
+    pub fn refuse_metadata(&self, structure: &'static str, at: u64, len: u64) -> Result<()> {
+        let end = at.saturating_add(len);
+        match self
+            .reserved
+            .iter()
+            .find(|&&(start, r_end, _)| at < r_end && start < end)
+        {
+            None => Ok(()),
+            Some(&(start, r_end, what)) => Err(Error::new(
+                Some(self.backing.path()),
+                structure,
+                Some(at),
+                ErrorKind::Inconsistent(format!("lies inside the {what} ({start:#x}..{r_end:#x})")),
+            )),
+        }
     }
 
     /// Calls `f(grain_index, entry)` for `count` grains from `first`, reading each grain table once.
@@ -563,8 +604,10 @@ impl SparseExtent {
             )
         })?;
         if !self.is_compressed() {
+            self.refuse_metadata("grain", at, self.grain_bytes())?;
             return self.backing.read_exact_at("grain", at + within, out);
         }
+        self.refuse_metadata("grain", at, SECTOR_SIZE)?;
         if within == 0 && out.len() as u64 == self.grain_bytes() {
             return self.inflate_grain(grain, at, out);
         }

@@ -228,7 +228,7 @@ pub fn read_stream_optimized<R: Read>(
     inp.skip("embedded descriptor", first - pos)?;
 
     let threads = threads.max(1);
-    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 8);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, u64, Vec<u8>)>(threads * 8);
     let job_rx = Mutex::new(job_rx);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let mut grains = 0u64;
@@ -245,13 +245,13 @@ pub fn read_stream_optimized<R: Read>(
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok((offset, packed)) = job else { return };
+                    let Ok((offset, data_at, packed)) = job else { return };
                     let len = grain_bytes.min(capacity - offset) as usize;
                     let r = inflate(&packed, &mut out)
-                        .map_err(|e| Error::new(Some(path), "compressed grain", None, ErrorKind::Decompress(format!("grain at disk offset {offset:#x}: {e}"))))
+                        .map_err(|e| Error::new(Some(path), "compressed grain", Some(data_at), ErrorKind::Decompress(format!("grain at disk offset {offset:#x}: {e}"))))
                         .and_then(|n| {
                             if n < len {
-                                return Err(Error::new(Some(path), "compressed grain", None, ErrorKind::Decompress(format!("grain at disk offset {offset:#x} inflates to {n} bytes, expected {len}"))));
+                                return Err(Error::new(Some(path), "compressed grain", Some(data_at), ErrorKind::Decompress(format!("grain at disk offset {offset:#x} inflates to {n} bytes, expected {len}"))));
                             }
                             sink.write(offset, out.get(..len).unwrap_or(&[]))
                         });
@@ -356,7 +356,10 @@ pub fn read_stream_optimized<R: Read>(
                 }
                 covered = offset + grain_bytes.min(capacity - offset);
                 grains += 1;
-                if job_tx.send((offset, packed)).is_err() {
+                if job_tx
+                    .send((offset, at + GRAIN_MARKER_SIZE, packed))
+                    .is_err()
+                {
                     return Ok(());
                 }
             }

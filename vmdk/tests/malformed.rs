@@ -1,0 +1,1005 @@
+//! The malformed-input catalogue of the `vmdk` library (issue 7): valid images built in code
+//! (`support/builders.rs`), each damaged one way, opened, read, or streamed. Every case asserts
+//! the specific error (kind, the structure it names, its offset where it has one, the file), no
+//! panic, and a heap budget of 16 MiB, far below what the damaged sizes claim (directories of
+//! terabytes, descriptors of gigabytes, grains that inflate without end).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "support/builders.rs"]
+mod builders;
+#[path = "support/catalogue.rs"]
+mod catalogue;
+
+use std::alloc::System;
+use std::io::{Cursor, Write};
+use std::sync::Arc;
+
+use builders::*;
+use cap::Cap;
+use catalogue::{run_catalogue, Case};
+use vmdk::io::MemoryFiles;
+use vmdk::stream::read::{read_stream_optimized, StreamSink};
+use vmdk::{Disk, Error, ErrorKind, OpenOptions};
+
+#[global_allocator]
+static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
+
+const BUDGET: usize = 16 << 20;
+
+fn options(files: MemoryFiles) -> OpenOptions {
+    OpenOptions {
+        files: Arc::new(files),
+        ..OpenOptions::default()
+    }
+}
+
+fn one(name: &str, bytes: Vec<u8>) -> OpenOptions {
+    let mut files = MemoryFiles::new();
+    files.insert(name, bytes);
+    options(files)
+}
+
+fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
+    bytes[at..at + value.len()].copy_from_slice(value);
+}
+
+fn damaged(good: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut bytes = good.to_vec();
+    f(&mut bytes);
+    bytes
+}
+
+/// The error names `structure`, at `offset` (when given), in a named file, with a kind `kind`
+/// accepts.
+fn is(
+    structure: &'static str,
+    offset: Option<u64>,
+    kind: fn(&ErrorKind) -> bool,
+) -> impl Fn(&Error) -> bool {
+    move |e| {
+        e.structure == structure
+            && (offset.is_none() || e.offset == offset)
+            && e.path.is_some()
+            && kind(&e.kind)
+    }
+}
+
+/// Opening fails.
+fn open(name: &'static str, options: OpenOptions) -> impl Fn() -> Result<(), Error> {
+    move || Disk::open_with(name, &options).map(drop)
+}
+
+/// Opening works; reading the first `len` bytes fails.
+fn read(name: &'static str, options: OpenOptions, len: usize) -> impl Fn() -> Result<(), Error> {
+    move || {
+        let disk = Disk::open_with(name, &options)?;
+        disk.read_exact(0, &mut vec![0u8; len])
+    }
+}
+
+struct Discard;
+impl StreamSink for Discard {
+    fn begin(&self, _: u64) -> vmdk::Result<()> {
+        Ok(())
+    }
+    fn write(&self, _: u64, _: &[u8]) -> vmdk::Result<()> {
+        Ok(())
+    }
+    fn zero(&self, _: u64, _: u64) -> vmdk::Result<()> {
+        Ok(())
+    }
+}
+
+/// The one-pass streaming reader (what `inflate -` and `import -` use) fails.
+fn stream(bytes: Vec<u8>) -> impl Fn() -> Result<(), Error> {
+    move || read_stream_optimized(&mut Cursor::new(&bytes), "s.vmdk", &Discard, 2).map(drop)
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(data).unwrap();
+    z.finish().unwrap()
+}
+
+fn sparse_cases(cases: &mut Vec<Case<Error>>) {
+    let mut b = SparseBuilder::new(4096);
+    b.grains.insert(0, vec![1; 65536]);
+    let (good, layout) = b.build("d.vmdk");
+    let h = |category: &'static str,
+             name: &str,
+             f: &dyn Fn(&mut Vec<u8>),
+             structure: &'static str,
+             offset: Option<u64>,
+             kind: fn(&ErrorKind) -> bool| {
+        let bytes = damaged(&good, f);
+        Case::new(
+            category,
+            name,
+            open("d.vmdk", one("d.vmdk", bytes)),
+            is(structure, offset, kind),
+        )
+    };
+    cases.extend([
+        h(
+            "headers",
+            "version 4",
+            &|b| put(b, 4, &4u32.to_le_bytes()),
+            "sparse header",
+            Some(4),
+            |k| matches!(k, ErrorKind::Unsupported(_)),
+        ),
+        h(
+            "headers",
+            "an unknown incompatible flag",
+            &|b| put(b, 8, &(3u32 | 1 << 20).to_le_bytes()),
+            "sparse header",
+            Some(8),
+            |k| matches!(k, ErrorKind::Unsupported(_)),
+        ),
+        h(
+            "headers",
+            "grainSize 100 (not a power of two)",
+            &|b| put(b, 20, &100u64.to_le_bytes()),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "grainSize",
+                        value: 100,
+                        ..
+                    }
+                )
+            },
+        ),
+        h(
+            "headers",
+            "grainSize 2^20 sectors",
+            &|b| put(b, 20, &(1u64 << 20).to_le_bytes()),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "grainSize",
+                        ..
+                    }
+                )
+            },
+        ),
+        h(
+            "headers",
+            "numGTEsPerGT 0",
+            &|b| put(b, 44, &0u32.to_le_bytes()),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "numGTEsPerGT",
+                        ..
+                    }
+                )
+            },
+        ),
+        h(
+            "headers",
+            "numGTEsPerGT 2^31 (a 8 GiB grain table)",
+            &|b| put(b, 44, &(1u32 << 31).to_le_bytes()),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "numGTEsPerGT",
+                        ..
+                    }
+                )
+            },
+        ),
+        h(
+            "headers",
+            "capacity 2^64-1 sectors",
+            &|b| put(b, 12, &u64::MAX.to_le_bytes()),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "capacity",
+                        ..
+                    }
+                )
+            },
+        ),
+        // A directory of 2^50 / 2^16 * 4 bytes = 64 GiB: refused before anything is allocated.
+        h(
+            "headers",
+            "capacity 2^50 sectors (a 64 GiB grain directory)",
+            &|b| put(b, 12, &(1u64 << 50).to_le_bytes()),
+            "grain directory",
+            None,
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        h(
+            "headers",
+            "gdOffset past the end",
+            &|b| put(b, 56, &0x00ff_ffff_u64.to_le_bytes()),
+            "grain directory",
+            Some(0x00ff_ffff * 512),
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        h(
+            "headers",
+            "gdOffset 2^60 (overflows as bytes)",
+            &|b| put(b, 56, &(1u64 << 60).to_le_bytes()),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "gdOffset",
+                        ..
+                    }
+                )
+            },
+        ),
+        h(
+            "headers",
+            "gdOffset 0",
+            &|b| put(b, 56, &0u64.to_le_bytes()),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "gdOffset",
+                        ..
+                    }
+                )
+            },
+        ),
+        h(
+            "headers",
+            "gdOffset inside the embedded descriptor",
+            &|b| put(b, 56, &2u64.to_le_bytes()),
+            "grain directory",
+            Some(1024),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("embedded descriptor")),
+        ),
+        h(
+            "headers",
+            "rgdOffset past the end",
+            &|b| put(b, 48, &0x00ff_ffff_u64.to_le_bytes()),
+            "redundant grain directory",
+            None,
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        h(
+            "headers",
+            "descriptorSize 100000 sectors (50 MiB)",
+            &|b| put(b, 36, &100_000u64.to_le_bytes()),
+            "sparse header",
+            Some(36),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "descriptorSize",
+                        ..
+                    }
+                )
+            },
+        ),
+        h(
+            "headers",
+            "descriptorOffset past the end",
+            &|b| put(b, 28, &0x0fff_ffff_u64.to_le_bytes()),
+            "embedded descriptor",
+            None,
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        h(
+            "headers",
+            "newline detector damaged (text-mode transfer)",
+            &|b| b[75] = b'\n',
+            "sparse header",
+            Some(73),
+            |k| matches!(k, ErrorKind::Inconsistent(_)),
+        ),
+        h(
+            "headers",
+            "cut inside the header",
+            &|b| b.truncate(300),
+            "sparse header",
+            Some(0),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::Truncated {
+                        end: 512,
+                        file_len: 300
+                    }
+                )
+            },
+        ),
+        h(
+            "descriptors",
+            "embedded descriptor capacity larger than the header's",
+            &|b| {
+                let text = b"RW 4096 SPARSE";
+                let at = b.windows(text.len()).position(|w| w == text).unwrap();
+                put(b, at, b"RW 9999 SPARSE");
+            },
+            "sparse header",
+            Some(12),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("less than")),
+        ),
+    ]);
+    // Descriptors inside the sparse file.
+    cases.extend([
+        h(
+            "descriptors",
+            "embedded descriptor that is not text",
+            &|b| put(b, 512, b"\xff\xfe"),
+            "embedded descriptor",
+            Some(512),
+            |k| matches!(k, ErrorKind::Descriptor { line: 1, .. }),
+        ),
+        h(
+            "descriptors",
+            "embedded descriptor of an ESXi type",
+            &|b| put(b, 512, b"createType=\"vmfsSparse\"\n#"),
+            "descriptor",
+            None,
+            |k| matches!(k, ErrorKind::Unsupported(_)),
+        ),
+    ]);
+
+    // Grain directories and tables.
+    let gd = layout.grain_directory;
+    let gt = layout.grain_tables[0];
+    let t = |name: &str,
+             f: &dyn Fn(&mut Vec<u8>),
+             structure: &'static str,
+             offset: Option<u64>,
+             kind: fn(&ErrorKind) -> bool| {
+        Case::new(
+            "tables",
+            name,
+            read("d.vmdk", one("d.vmdk", damaged(&good, f)), 512),
+            is(structure, offset, kind),
+        )
+    };
+    cases.extend([
+        t(
+            "grain table past the end",
+            &|b| put(b, gd, &0x00ff_ffffu32.to_le_bytes()),
+            "grain table",
+            Some(0x00ff_ffff * 512),
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        t(
+            "grain table in the embedded descriptor",
+            &|b| put(b, gd, &1u32.to_le_bytes()),
+            "grain table",
+            Some(512),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("embedded descriptor")),
+        ),
+        t(
+            "grain table on the grain directory",
+            &|b| put(b, gd, &((gd / 512) as u32).to_le_bytes()),
+            "grain table",
+            Some(gd as u64),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("grain directory")),
+        ),
+        t(
+            "grain past the end",
+            &|b| put(b, gt, &0x00ff_ffffu32.to_le_bytes()),
+            "grain",
+            Some(0x00ff_ffff * 512),
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        t(
+            "grain at sector 2^32-1",
+            &|b| put(b, gt, &u32::MAX.to_le_bytes()),
+            "grain",
+            Some(u64::from(u32::MAX) * 512),
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        t(
+            "grain in the embedded descriptor",
+            &|b| put(b, gt, &3u32.to_le_bytes()),
+            "grain",
+            Some(3 * 512),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("embedded descriptor")),
+        ),
+        t(
+            "grain on the grain directory",
+            &|b| put(b, gt, &((gd / 512) as u32).to_le_bytes()),
+            "grain",
+            Some(gd as u64),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("grain directory")),
+        ),
+        t(
+            "grain on the redundant grain directory",
+            &|b| {
+                put(
+                    b,
+                    gt,
+                    &((layout.redundant_directory / 512) as u32).to_le_bytes(),
+                )
+            },
+            "grain",
+            Some(layout.redundant_directory as u64),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("grain directory")),
+        ),
+    ]);
+}
+
+fn stream_sample() -> StreamBuilder {
+    // 3 grain tables' worth and a partial last grain: 1100 grains of 64 KiB plus 3 sectors.
+    let mut b = StreamBuilder::new(1100 * 128 + 3);
+    b.grains.insert(0, noise(1, 65536));
+    b.grains.insert(1, vec![0x5a; 1000]);
+    b.grains.insert(511, noise(2, 65536));
+    b.grains
+        .insert(512, b"text-like data ".repeat(5000)[..65536].to_vec());
+    b.grains.insert(1100, noise(3, 3 * 512));
+    b
+}
+
+fn stream_cases(cases: &mut Vec<Case<Error>>) {
+    let (good, layout) = stream_sample().build();
+    let g0 = layout.grain_markers[&0];
+    let g1 = layout.grain_markers[&1];
+    let footer = layout.footer;
+    let open_case = |category,
+                     name: &str,
+                     f: &dyn Fn(&mut Vec<u8>),
+                     structure,
+                     offset,
+                     kind: fn(&ErrorKind) -> bool| {
+        Case::new(
+            category,
+            name,
+            open("s.vmdk", one("s.vmdk", damaged(&good, f))),
+            is(structure, offset, kind),
+        )
+    };
+    let read_case = |category,
+                     name: &str,
+                     f: &dyn Fn(&mut Vec<u8>),
+                     structure,
+                     offset,
+                     kind: fn(&ErrorKind) -> bool| {
+        Case::new(
+            category,
+            name,
+            read("s.vmdk", one("s.vmdk", damaged(&good, f)), 65536),
+            is(structure, offset, kind),
+        )
+    };
+    let stream_case = |category,
+                       name: &str,
+                       f: &dyn Fn(&mut Vec<u8>),
+                       structure,
+                       offset,
+                       kind: fn(&ErrorKind) -> bool| {
+        Case::new(
+            category,
+            format!("{name} (one pass)"),
+            stream(damaged(&good, f)),
+            is(structure, offset, kind),
+        )
+    };
+    // A grain that inflates to 16 MiB, and one that inflates to less than a grain, in place of
+    // grain 0 (whose stored size leaves room for either).
+    let bomb = zlib(&vec![0u8; 16 << 20]);
+    let short = zlib(&[7u8; 1000]);
+    let replace_grain0 = move |b: &mut Vec<u8>, packed: &[u8]| {
+        put(b, g0 + 8, &(packed.len() as u32).to_le_bytes());
+        put(b, g0 + 12, packed);
+    };
+    let (bomb2, short2) = (bomb.clone(), short.clone());
+    cases.extend([
+        read_case(
+            "markers",
+            "grain marker with another grain's LBA",
+            &|b| put(b, g0, &128u64.to_le_bytes()),
+            "grain marker",
+            Some(g0 as u64),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("LBA")),
+        ),
+        read_case(
+            "markers",
+            "grain marker size 0",
+            &|b| put(b, g0 + 8, &0u32.to_le_bytes()),
+            "grain marker",
+            Some(g0 as u64 + 8),
+            |k| matches!(k, ErrorKind::InvalidField { field: "size", .. }),
+        ),
+        read_case(
+            "markers",
+            "grain marker size 4 GiB",
+            &|b| put(b, g0 + 8, &u32::MAX.to_le_bytes()),
+            "grain marker",
+            Some(g0 as u64 + 8),
+            |k| matches!(k, ErrorKind::InvalidField { field: "size", .. }),
+        ),
+        open_case(
+            "markers",
+            "footer gdOffset 2^64-1",
+            &|b| put(b, footer + 56, &u64::MAX.to_le_bytes()),
+            "footer",
+            Some(footer as u64 + 56),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "gdOffset",
+                        ..
+                    }
+                )
+            },
+        ),
+        open_case(
+            "markers",
+            "footer capacity differs from the header's",
+            &|b| put(b, footer + 12, &7u64.to_le_bytes()),
+            "footer",
+            Some(footer as u64),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("capacity")),
+        ),
+        open_case(
+            "markers",
+            "footer magic damaged",
+            &|b| put(b, footer, b"XXXX"),
+            "footer",
+            Some(footer as u64),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "magicNumber",
+                        ..
+                    }
+                )
+            },
+        ),
+        open_case(
+            "markers",
+            "footer marker of another type",
+            &|b| put(b, layout.footer_marker + 12, &9u32.to_le_bytes()),
+            "sparse header",
+            Some(56),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("GD_AT_END")),
+        ),
+        open_case(
+            "markers",
+            "end-of-stream marker missing",
+            &|b| b.truncate(b.len() - 512),
+            "sparse header",
+            Some(56),
+            |k| matches!(k, ErrorKind::Inconsistent(_)),
+        ),
+        open_case(
+            "headers",
+            "footer compressAlgorithm 2",
+            &|b| put(b, footer + 77, &2u16.to_le_bytes()),
+            "footer",
+            Some(footer as u64 + 77),
+            |k| matches!(k, ErrorKind::Unsupported(_)),
+        ),
+        read_case(
+            "compressed data",
+            "garbage in a grain's deflate stream",
+            &|b| put(b, g0 + 14, b"garbage!"),
+            "compressed grain",
+            Some(g0 as u64 + 12),
+            |k| matches!(k, ErrorKind::Decompress(_)),
+        ),
+        read_case(
+            "compressed data",
+            "a grain that inflates to 16 MiB",
+            &move |b| replace_grain0(b, &bomb),
+            "compressed grain",
+            Some(g0 as u64 + 12),
+            |k| matches!(k, ErrorKind::Decompress(_)),
+        ),
+        read_case(
+            "compressed data",
+            "a grain that inflates to 1000 bytes",
+            &move |b| replace_grain0(b, &short),
+            "compressed grain",
+            Some(g0 as u64 + 12),
+            |k| matches!(k, ErrorKind::Decompress(m) if m.contains("1000")),
+        ),
+        stream_case(
+            "compressed data",
+            "garbage in a grain's deflate stream",
+            &|b| put(b, g0 + 14, b"garbage!"),
+            "compressed grain",
+            Some(g0 as u64 + 12),
+            |k| matches!(k, ErrorKind::Decompress(_)),
+        ),
+        stream_case(
+            "compressed data",
+            "a grain that inflates to 16 MiB",
+            &move |b| replace_grain0(b, &bomb2),
+            "compressed grain",
+            Some(g0 as u64 + 12),
+            |k| matches!(k, ErrorKind::Decompress(_)),
+        ),
+        stream_case(
+            "compressed data",
+            "a grain that inflates to 1000 bytes",
+            &move |b| replace_grain0(b, &short2),
+            "compressed grain",
+            Some(g0 as u64 + 12),
+            |k| matches!(k, ErrorKind::Decompress(m) if m.contains("1000")),
+        ),
+        stream_case(
+            "markers",
+            "grains out of order",
+            &|b| put(b, g1, &0u64.to_le_bytes()),
+            "grain marker",
+            Some(g1 as u64),
+            |k| matches!(k, ErrorKind::Unsupported(_)),
+        ),
+        stream_case(
+            "markers",
+            "grain LBA past the capacity",
+            &|b| put(b, g1, &(1u64 << 40).to_le_bytes()),
+            "grain marker",
+            Some(g1 as u64),
+            |k| matches!(k, ErrorKind::InvalidField { field: "lba", .. }),
+        ),
+        stream_case(
+            "markers",
+            "grain marker size 4 GiB",
+            &|b| put(b, g1 + 8, &u32::MAX.to_le_bytes()),
+            "grain marker",
+            Some(g1 as u64 + 8),
+            |k| matches!(k, ErrorKind::InvalidField { field: "size", .. }),
+        ),
+        stream_case(
+            "markers",
+            "grain table marker of 2^40 sectors",
+            &|b| put(b, layout.grain_tables[0] - 512, &(1u64 << 40).to_le_bytes()),
+            "metadata marker",
+            Some(layout.grain_tables[0] as u64 - 512),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "numSectors",
+                        ..
+                    }
+                )
+            },
+        ),
+        stream_case(
+            "markers",
+            "unknown metadata marker type",
+            &|b| put(b, layout.grain_tables[0] - 500, &9u32.to_le_bytes()),
+            "metadata marker",
+            Some(layout.grain_tables[0] as u64 - 500),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "type",
+                        value: 9,
+                        ..
+                    }
+                )
+            },
+        ),
+        stream_case(
+            "markers",
+            "cut inside a grain",
+            &|b| b.truncate(g1 + 100),
+            "compressed grain",
+            None,
+            |k| matches!(k, ErrorKind::Truncated { .. }),
+        ),
+        stream_case(
+            "headers",
+            "overHead 2^40 sectors",
+            &|b| put(b, 64, &(1u64 << 40).to_le_bytes()),
+            "sparse header",
+            Some(64),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "overHead",
+                        ..
+                    }
+                )
+            },
+        ),
+        stream_case(
+            "headers",
+            "capacity 2^64-1 sectors",
+            &|b| put(b, 12, &u64::MAX.to_le_bytes()),
+            "sparse header",
+            Some(12),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "capacity",
+                        ..
+                    }
+                )
+            },
+        ),
+    ]);
+    let (sparse, _) = SparseBuilder::new(256).build("x.vmdk");
+    cases.push(Case::new(
+        "headers",
+        "a hosted sparse extent given to the streaming reader",
+        stream(sparse),
+        is("sparse header", Some(8), |k| {
+            matches!(k, ErrorKind::Unsupported(_))
+        }),
+    ));
+}
+
+const HEAD: &str = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n";
+
+fn descriptor_cases(cases: &mut Vec<Case<Error>>) {
+    let flat = vec![7u8; 4096];
+    let d = |name: &str, body: String, kind: fn(&ErrorKind) -> bool| {
+        let mut files = MemoryFiles::new();
+        files.insert("d.vmdk", format!("{HEAD}{body}").into_bytes());
+        files.insert("f.bin", flat.clone());
+        Case::new(
+            "descriptors",
+            name,
+            open("d.vmdk", options(files)),
+            move |e: &Error| e.path.is_some() && kind(&e.kind),
+        )
+    };
+    let many_extents: String = "RW 1 ZERO\n".repeat(70_000);
+    cases.extend([
+        d(
+            "flat extent longer than its file",
+            "createType=\"monolithicFlat\"\nRW 9 FLAT \"f.bin\" 0\n".into(),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("shorter")),
+        ),
+        d(
+            "flat extent offset 2^56 sectors",
+            "createType=\"monolithicFlat\"\nRW 8 FLAT \"f.bin\" 99999999999999999\n".into(),
+            |k| matches!(k, ErrorKind::Inconsistent(_)),
+        ),
+        d(
+            "extent file missing",
+            "createType=\"monolithicFlat\"\nRW 8 FLAT \"missing.bin\" 0\n".into(),
+            |k| matches!(k, ErrorKind::Io(_)),
+        ),
+        d(
+            "vmfsSparse (ESXi) extent",
+            "createType=\"vmfsSparse\"\nRW 8 VMFSSPARSE \"f.bin\"\n".into(),
+            |k| matches!(k, ErrorKind::Unsupported(m) if m.contains("vmfsSparse")),
+        ),
+        d(
+            "raw device mapping",
+            "createType=\"custom\"\nRW 8 VMFSRDM \"f.bin\"\n".into(),
+            |k| matches!(k, ErrorKind::Unsupported(m) if m.contains("VMFSRDM")),
+        ),
+        d(
+            "unknown createType",
+            "createType=\"fancyNewType\"\nRW 8 FLAT \"f.bin\" 0\n".into(),
+            |k| matches!(k, ErrorKind::Unsupported(_)),
+        ),
+        d(
+            "no extent line",
+            "createType=\"custom\"\n".into(),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("no extent")),
+        ),
+        d(
+            "no createType",
+            "RW 8 FLAT \"f.bin\" 0\n".into(),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("createType")),
+        ),
+        d(
+            "extent path with ..",
+            "createType=\"custom\"\nRW 8 FLAT \"../f.bin\" 0\n".into(),
+            |k| matches!(k, ErrorKind::PathOutside { name, .. } if name == "../f.bin"),
+        ),
+        d(
+            "absolute extent path (CVE-2022-47951)",
+            "createType=\"custom\"\nRW 8 FLAT \"/etc/shadow\" 0\n".into(),
+            |k| matches!(k, ErrorKind::PathOutside { name, .. } if name == "/etc/shadow"),
+        ),
+        d(
+            "extents summing past 2^64 bytes",
+            "createType=\"custom\"\nRW 36028797018963967 ZERO\nRW 36028797018963967 ZERO\n".into(),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("2^64")),
+        ),
+        d(
+            "a line that is not a descriptor line",
+            "createType=\"custom\"\nRW 8 FLAT \"f.bin\" 0\nthis is not a line\n".into(),
+            |k| matches!(k, ErrorKind::Descriptor { line: 7, .. }),
+        ),
+        d(
+            "sparse extent that is a flat file",
+            "createType=\"custom\"\nRW 8 SPARSE \"f.bin\"\n".into(),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "magicNumber",
+                        ..
+                    }
+                )
+            },
+        ),
+        d(
+            "extent size that is not a number",
+            "createType=\"custom\"\nRW eight FLAT \"f.bin\" 0\n".into(),
+            |k| matches!(k, ErrorKind::Descriptor { line: 6, .. }),
+        ),
+        d(
+            "70000 extent lines",
+            format!("createType=\"custom\"\n{many_extents}"),
+            |k| matches!(k, ErrorKind::Descriptor { .. }),
+        ),
+    ]);
+    let raw = |name: &str, bytes: Vec<u8>, structure, offset, kind: fn(&ErrorKind) -> bool| {
+        Case::new(
+            "descriptors",
+            name,
+            open("x", one("x", bytes)),
+            is(structure, offset, kind),
+        )
+    };
+    let mut cowd = b"COWD".to_vec();
+    cowd.resize(2048, 0);
+    let mut huge = HEAD.as_bytes().to_vec();
+    huge.resize(5 << 20, b'#');
+    cases.extend([
+        raw(
+            "an ELF binary",
+            b"\x7fELF binary".to_vec(),
+            "file",
+            None,
+            |k| matches!(k, ErrorKind::NotVmdk(_)),
+        ),
+        raw("8 MiB of zeros", vec![0u8; 8 << 20], "file", None, |k| {
+            matches!(k, ErrorKind::NotVmdk(_))
+        }),
+        raw("a 5 MiB text descriptor", huge, "file", None, |k| {
+            matches!(k, ErrorKind::NotVmdk(_))
+        }),
+        raw(
+            "ESXi COWD extent",
+            cowd,
+            "sparse header",
+            Some(0),
+            |k| matches!(k, ErrorKind::Unsupported(m) if m.contains("COWD")),
+        ),
+    ]);
+}
+
+/// A parent (`base.vmdk`, CID 1111_1111) and a child (CID 2222_2222) naming it by `hint`.
+fn chain(parent_cid_in_child: u32, hint: &str, parent_hint: Option<&str>) -> MemoryFiles {
+    let mut parent = SparseBuilder::new(256);
+    parent.cid = 0x1111_1111;
+    if let Some(h) = parent_hint {
+        parent.parent = Some((0x2222_2222, h.into()));
+    }
+    let mut child = SparseBuilder::new(256);
+    child.cid = 0x2222_2222;
+    child.parent = Some((parent_cid_in_child, hint.into()));
+    let mut files = MemoryFiles::new();
+    files.insert("base.vmdk", parent.build("base.vmdk").0);
+    files.insert("child.vmdk", child.build("child.vmdk").0);
+    files
+}
+
+fn chain_cases(cases: &mut Vec<Case<Error>>) {
+    let c = |name: &str, files: MemoryFiles, max: usize, kind: fn(&ErrorKind) -> bool| {
+        let options = OpenOptions {
+            max_chain_length: max,
+            ..options(files)
+        };
+        Case::new(
+            "parent chains",
+            name,
+            open("child.vmdk", options),
+            move |e: &Error| e.path.is_some() && kind(&e.kind),
+        )
+    };
+    let mut own = MemoryFiles::new();
+    let mut me = SparseBuilder::new(256);
+    me.parent = Some((me.cid, "child.vmdk".into()));
+    own.insert("child.vmdk", me.build("child.vmdk").0);
+    let mut not_vmdk = chain(0x1111_1111, "base.vmdk", None);
+    not_vmdk.insert("base.vmdk", b"\x7fELF".repeat(300));
+    cases.extend([
+        c(
+            "parentCID differs from the parent's CID",
+            chain(0x1234_5678, "base.vmdk", None),
+            64,
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::ParentCidMismatch {
+                        expected: 0x1234_5678,
+                        found: 0x1111_1111
+                    }
+                )
+            },
+        ),
+        c(
+            "parent names the child (a loop)",
+            chain(0x1111_1111, "base.vmdk", Some("child.vmdk")),
+            64,
+            |k| matches!(k, ErrorKind::Chain(_)),
+        ),
+        c("a disk that is its own parent", own, 64, |k| {
+            matches!(k, ErrorKind::Chain(_))
+        }),
+        c(
+            "parent behind ..",
+            chain(0x1111_1111, "../base.vmdk", None),
+            64,
+            |k| matches!(k, ErrorKind::PathOutside { name, .. } if name == "../base.vmdk"),
+        ),
+        c(
+            "absolute parent path",
+            chain(0x1111_1111, "/etc/base.vmdk", None),
+            64,
+            |k| matches!(k, ErrorKind::PathOutside { name, .. } if name == "/etc/base.vmdk"),
+        ),
+        c(
+            "parent file missing",
+            chain(0x1111_1111, "gone.vmdk", None),
+            64,
+            |k| matches!(k, ErrorKind::Io(_)),
+        ),
+        c("parent that is not a VMDK", not_vmdk, 64, |k| {
+            matches!(k, ErrorKind::NotVmdk(_))
+        }),
+        c(
+            "a chain longer than allowed",
+            chain(0x1111_1111, "base.vmdk", None),
+            1,
+            |k| matches!(k, ErrorKind::Chain(m) if m.contains("longer")),
+        ),
+    ]);
+}
+
+#[test]
+fn malformed_inputs_fail_precisely_within_a_heap_budget() {
+    let mut cases = Vec::new();
+    sparse_cases(&mut cases);
+    stream_cases(&mut cases);
+    descriptor_cases(&mut cases);
+    chain_cases(&mut cases);
+    run_catalogue(
+        &ALLOC,
+        cases,
+        &[
+            "headers",
+            "tables",
+            "markers",
+            "compressed data",
+            "descriptors",
+            "parent chains",
+        ],
+        40,
+        BUDGET,
+    );
+}
