@@ -59,6 +59,29 @@ pub struct InflateOptions {
     pub max_capacity: Option<u64>,
 }
 
+/// Refuses a disk (`name`, its capacity read from `structure` at `offset`) whose capacity is
+/// larger than `max`, the capacity its package declares: an envelope's `ovf:capacity` bounds
+/// what an import writes (DSP0243 section 9.1, DiskSection).
+pub fn within_declared(
+    name: &str,
+    structure: &'static str,
+    offset: Option<u64>,
+    capacity: u64,
+    max: Option<u64>,
+) -> Result<(), vmdk::Error> {
+    match max {
+        Some(max) if capacity > max => Err(vmdk::Error::new(
+            Some(Path::new(name)),
+            structure,
+            offset,
+            vmdk::ErrorKind::Inconsistent(format!(
+                "the disk announces {capacity} bytes, more than the {max} its package declares"
+            )),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Why inflating failed.
 pub type InflateError = ConvertError;
 
@@ -121,17 +144,13 @@ pub fn inflate_stream<R: std::io::Read>(
         )
     })?;
     let capacity = stream_capacity(&head, name)?;
-    if let Some(max) = options.max_capacity.filter(|&m| capacity > m) {
-        return Err(vmdk::Error::new(
-            Some(Path::new(name)),
-            "sparse header",
-            Some(12),
-            vmdk::ErrorKind::Inconsistent(format!(
-                "the disk announces {capacity} bytes, more than the {max} its package declares"
-            )),
-        )
-        .into());
-    }
+    within_declared(
+        name,
+        "sparse header",
+        Some(12),
+        capacity,
+        options.max_capacity,
+    )?;
     check_target(out, &[], options.force)?;
     let data_path = match format {
         OutputFormat::Raw => out.to_path_buf(),

@@ -306,28 +306,9 @@ fn unsafe_archives_and_envelopes_are_refused() {
     .unwrap();
     // Raw tar headers for names the tar crate's builder would refuse to write.
     let tar_with = |name: &str, kind: u8, link: &str| {
-        let mut out = Vec::new();
         let ovf = std::fs::read(d.path().join("a.ovf")).unwrap();
-        for (n, k, l, data) in [
-            ("a.ovf", b'0', "", ovf.as_slice()),
-            (name, kind, link, b"x".as_slice()),
-        ] {
-            let mut h = [0u8; 512];
-            h[..n.len()].copy_from_slice(n.as_bytes());
-            h[100..107].copy_from_slice(b"0000644");
-            h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-            h[136..147].copy_from_slice(b"00000000000");
-            h[156] = k;
-            h[157..157 + l.len()].copy_from_slice(l.as_bytes());
-            h[257..263].copy_from_slice(b"ustar\0");
-            h[263..265].copy_from_slice(b"00");
-            h[148..156].copy_from_slice(b"        ");
-            let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-            h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-            out.extend_from_slice(&h);
-            out.extend_from_slice(data);
-            out.resize(out.len().div_ceil(512) * 512, 0);
-        }
+        let mut out = tar_member(b"a.ovf", b'0', "", &ovf, None);
+        out.extend(tar_member(name.as_bytes(), kind, link, b"x", None));
         out.extend_from_slice(&[0u8; 1024]);
         out
     };

@@ -12,6 +12,51 @@ use super::PackageError;
 /// Largest envelope read.
 pub const MAX_ENVELOPE_SIZE: usize = 16 << 20;
 
+/// Most `<` and most `=` characters in an envelope. The XML parser reserves room for one node
+/// per `<` and one attribute per `=` before it parses (70 and 50 bytes each), so these bound its
+/// memory (about 12 MiB) whatever the text; a vSphere envelope of one machine has a few hundred
+/// of each, a package of a hundred machines tens of thousands.
+pub const MAX_ENVELOPE_MARKUP: usize = 100_000;
+
+/// Deepest element nesting parsed. The XML parser recurses per level and overflows a 2 MiB
+/// thread stack at a few thousand levels; an OVF envelope nests about ten deep.
+pub const MAX_ELEMENT_DEPTH: usize = 256;
+
+/// The deepest element nesting in `text`, counted from its tags (`<x>` opens, `</x>` and `/>`
+/// close; declarations, comments and processing instructions do not count). An estimate on
+/// text that is not XML, exact on XML without `<` in comments or CDATA.
+fn element_depth(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut i = 0;
+    while let Some(off) = bytes
+        .get(i..)
+        .and_then(|b| b.iter().position(|&c| c == b'<'))
+    {
+        let at = i + off;
+        match bytes.get(at + 1) {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(b'!' | b'?') | None => {}
+            Some(_) => {
+                let end = bytes
+                    .get(at..)
+                    .and_then(|b| b.iter().position(|&c| c == b'>'))
+                    .map_or(bytes.len(), |e| at + e);
+                if end == 0 || bytes.get(end - 1) != Some(&b'/') {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+            }
+        }
+        i = at + 1;
+    }
+    deepest
+}
+
+/// Deepest nesting of `VirtualSystemCollection`s followed (DSP0243 allows nesting; real
+/// packages use one or two levels). Deeper nesting is refused rather than recursed into.
+pub const MAX_COLLECTION_DEPTH: usize = 32;
+
 /// A `References/File`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileRef {
@@ -130,9 +175,24 @@ impl Envelope {
         if text.len() > MAX_ENVELOPE_SIZE {
             return Err(err(None, "larger than 16 MiB".into()));
         }
+        let tags = text.bytes().filter(|&c| c == b'<').count();
+        let attributes = text.bytes().filter(|&c| c == b'=').count();
+        if tags > MAX_ENVELOPE_MARKUP || attributes > MAX_ENVELOPE_MARKUP {
+            return Err(err(
+                None,
+                format!("{tags} '<' and {attributes} '=': more markup than an envelope has (at most {MAX_ENVELOPE_MARKUP} of each)"),
+            ));
+        }
+        let depth = element_depth(text);
+        if depth > MAX_ELEMENT_DEPTH {
+            return Err(err(
+                None,
+                format!("elements nested {depth} deep, more than {MAX_ELEMENT_DEPTH}"),
+            ));
+        }
         let options = roxmltree::ParsingOptions {
             allow_dtd: false,
-            ..roxmltree::ParsingOptions::default()
+            nodes_limit: u32::try_from(MAX_ENVELOPE_MARKUP).unwrap_or(u32::MAX),
         };
         let doc = roxmltree::Document::parse_with_options(text, options)
             .map_err(|e| err(Some(e.pos().row), e.to_string()))?;
@@ -222,9 +282,17 @@ impl Envelope {
                         });
                     }
                 }
-                "VirtualSystem" | "VirtualSystemCollection" | "Content" => {
-                    collect_systems(n, &mut env)
-                }
+                "VirtualSystem" | "VirtualSystemCollection" | "Content" => collect_systems(
+                    n, &mut env, 0,
+                )
+                .map_err(|at| {
+                    err(
+                        line(at),
+                        format!(
+                            "VirtualSystemCollections nested more than {MAX_COLLECTION_DEPTH} deep"
+                        ),
+                    )
+                })?,
                 other => env.other_sections.push(other.to_string()),
             }
         }
@@ -239,7 +307,16 @@ impl Envelope {
     }
 }
 
-fn collect_systems(n: roxmltree::Node<'_, '_>, env: &mut Envelope) {
+/// Collects the virtual systems in `n`, at `depth` collections deep; `Err` names the node
+/// nested too deep.
+fn collect_systems<'a, 'i>(
+    n: roxmltree::Node<'a, 'i>,
+    env: &mut Envelope,
+    depth: usize,
+) -> Result<(), roxmltree::Node<'a, 'i>> {
+    if depth > MAX_COLLECTION_DEPTH {
+        return Err(n);
+    }
     let is_system = n.tag_name().name() == "VirtualSystem"
         || attr(n, "type").is_some_and(|t| t.ends_with("VirtualSystem_Type"));
     if !is_system {
@@ -248,12 +325,12 @@ fn collect_systems(n: roxmltree::Node<'_, '_>, env: &mut Envelope) {
                 c.tag_name().name(),
                 "VirtualSystem" | "VirtualSystemCollection" | "Content"
             ) {
-                collect_systems(c, env);
+                collect_systems(c, env, depth + 1)?;
             } else if !env.other_sections.iter().any(|s| s == c.tag_name().name()) {
                 env.other_sections.push(c.tag_name().name().to_string());
             }
         }
-        return;
+        return Ok(());
     }
     let mut s = System {
         id: attr(n, "id").unwrap_or_default().to_string(),
@@ -335,6 +412,7 @@ fn collect_systems(n: roxmltree::Node<'_, '_>, env: &mut Envelope) {
         }
     }
     env.systems.push(s);
+    Ok(())
 }
 
 #[cfg(test)]

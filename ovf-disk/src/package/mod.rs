@@ -38,8 +38,8 @@ pub enum PackageError {
         /// What is wrong.
         reason: String,
     },
-    /// A manifest line could not be understood.
-    #[error("{path}: manifest line {line}: {reason}")]
+    /// A manifest or certificate line could not be understood (line 0: the whole file).
+    #[error("{path}: line {line}: {reason}")]
     Manifest {
         /// The manifest.
         path: PathBuf,

@@ -18,7 +18,9 @@ use super::envelope::FileRef;
 use super::manifest::{digest, Algorithm, Manifest, Outcome};
 use super::ova::{OvaFiles, OvaIndex};
 use super::{is_plain_name, PackageError};
-use crate::inflate::{inflate, inflate_stream, InflateError, InflateOptions, OutputFormat};
+use crate::inflate::{
+    inflate, inflate_stream, within_declared, InflateError, InflateOptions, OutputFormat,
+};
 
 /// Where a package's files are.
 #[derive(Clone, Debug)]
@@ -345,6 +347,14 @@ pub fn import(
                 .map_err(to_err)?
             } else {
                 let vdisk = pkg.open_disk(&file.href).map_err(|e| to_err(e.into()))?;
+                within_declared(
+                    &file.href,
+                    "disk",
+                    None,
+                    vdisk.capacity(),
+                    Some(disk.capacity_bytes.unwrap_or(0)),
+                )
+                .map_err(|e| to_err(e.into()))?;
                 inflate(&vdisk, &out, format, options, &|n| progress(&id, n)).map_err(to_err)?
             };
             written.extend(r.files.iter().cloned());
@@ -538,9 +548,21 @@ pub fn import_stream<R: Read>(
         let mut manifest: Option<Manifest> = None;
         let mut seen: Vec<String> = Vec::new();
         let mut early: Vec<(String, Vec<(Algorithm, String)>)> = Vec::new();
+        // Where the next header should be, for errors the tar reader reports without one.
+        let mut next_header = 0u64;
         for entry in archive.entries().map_err(io)? {
-            let entry = entry.map_err(io)?;
+            let entry = entry.map_err(|e| PackageError::Archive {
+                path: path.clone(),
+                what: "tar header".into(),
+                offset: next_header,
+                reason: e.to_string(),
+            })?;
             let offset = entry.raw_header_position();
+            next_header = entry
+                .raw_file_position()
+                .saturating_add(entry.size())
+                .div_ceil(512)
+                .saturating_mul(512);
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let member = raw_name.strip_prefix("./").unwrap_or(&raw_name).to_string();
             let bad = |reason: &str| PackageError::Archive {
@@ -557,6 +579,12 @@ pub fn import_stream<R: Read>(
                 tar::EntryType::Regular | tar::EntryType::Continuous
             ) {
                 return Err(bad("it is a link or not a regular file").into());
+            }
+            if seen.contains(&member)
+                || report.verify.manifest.as_ref() == Some(&member)
+                || envelope.as_ref().is_some_and(|(d, _, _)| *d == member)
+            {
+                return Err(bad("a second member with this name").into());
             }
             let expected = manifest.as_ref().and_then(|m| m.get(&member)).cloned();
             let algorithms = match (&manifest, &expected) {

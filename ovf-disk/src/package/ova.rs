@@ -47,10 +47,18 @@ impl OvaIndex {
             source,
         };
         let file = File::open(path).map_err(io)?;
+        let archive_len = file.metadata().map_err(io)?.len();
         let mut archive = tar::Archive::new(File::open(path).map_err(io)?);
         let mut members = Vec::new();
+        // Where the next header should be, for errors the tar reader reports without one.
+        let mut next_header = 0u64;
         for entry in archive.entries_with_seek().map_err(io)? {
-            let entry = entry.map_err(io)?;
+            let entry = entry.map_err(|e| PackageError::Archive {
+                path: path.to_path_buf(),
+                what: "tar header".into(),
+                offset: next_header,
+                reason: e.to_string(),
+            })?;
             let header_offset = entry.raw_header_position();
             let bad = |reason: String| PackageError::Archive {
                 path: path.to_path_buf(),
@@ -78,11 +86,18 @@ impl OvaIndex {
             if members.iter().any(|m: &Member| m.name == name) {
                 return Err(bad("a second member with this name".into()));
             }
+            let (offset, size) = (entry.raw_file_position(), entry.size());
+            if offset.checked_add(size).is_none_or(|end| end > archive_len) {
+                return Err(bad(format!(
+                    "its {size} bytes of data run past the end of the archive ({archive_len} bytes)"
+                )));
+            }
+            next_header = (offset + size).div_ceil(512) * 512;
             members.push(Member {
                 name,
                 header_offset,
-                offset: entry.raw_file_position(),
-                size: entry.size(),
+                offset,
+                size,
             });
         }
         match members.first() {

@@ -28,6 +28,8 @@ pub struct Case<E> {
     pub run: Box<dyn Fn() -> Result<(), E>>,
     /// Whether the error is the specific one this damage must give.
     pub expect: Box<dyn Fn(&E) -> bool>,
+    /// Heap budget of this case, when not the catalogue's.
+    pub budget: Option<usize>,
 }
 
 impl<E> Case<E> {
@@ -42,11 +44,20 @@ impl<E> Case<E> {
             name: name.into(),
             run: Box::new(run),
             expect: Box::new(expect),
+            budget: None,
         }
+    }
+
+    /// Runs this case under `budget` bytes instead (for work with fixed buffers of its own,
+    /// such as the copy engine's windows).
+    pub fn with_budget(mut self, budget: usize) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
-/// Runs every case under `budget` bytes of heap beyond what is allocated when it starts, and
+/// Runs every case under `budget` bytes of heap (or its own) beyond what is allocated when it
+/// starts, and
 /// asserts each fails as expected, that every one of `categories` has cases, and that there are
 /// at least `min_cases`.
 pub fn run_catalogue<E: Debug + std::fmt::Display>(
@@ -71,7 +82,9 @@ pub fn run_catalogue<E: Debug + std::fmt::Display>(
         // Straight to stderr (not captured by the test harness), so an abort shows the case.
         let _ = writeln!(std::io::stderr(), "[{}] {}", case.category, case.name);
         *per_category.entry(case.category).or_default() += 1;
-        alloc.set_limit(alloc.allocated() + budget).unwrap();
+        alloc
+            .set_limit(alloc.allocated() + case.budget.unwrap_or(budget))
+            .unwrap();
         let outcome = catch_unwind(AssertUnwindSafe(|| (case.run)()));
         alloc.set_limit(usize::MAX).unwrap();
         match outcome {
