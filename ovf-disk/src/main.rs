@@ -188,10 +188,10 @@ enum Command {
         #[command(flatten)]
         input_args: InputArgs,
     },
-    /// Check every structure of a disk, like qemu-img check. Exit 0 clean, 2 problems found,
-    /// 1 could not run.
+    /// Check every structure of a disk, like qemu-img check, or of each disk of an .ovf/.ova
+    /// package after its manifest digests. Exit 0 clean, 2 problems found, 1 could not run.
     Check {
-        /// The disk to check.
+        /// The disk or package to check.
         file: PathBuf,
         /// Print JSON.
         #[arg(long)]
@@ -371,6 +371,48 @@ fn print_package(v: &Value) {
 }
 
 /// `ovf-disk verify`: 0 when every digest matches and the manifest covers every file, else 1.
+/// A digest outcome in words.
+fn outcome(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok => "ok".to_string(),
+        Outcome::Missing => "missing".to_string(),
+        Outcome::Mismatch { expected, found } => {
+            format!("mismatch (manifest {expected}, file {found})")
+        }
+    }
+}
+
+fn verify_json(report: &VerifyReport) -> Value {
+    let files: Vec<Value> = report
+        .files
+        .iter()
+        .map(|(n, a, o)| json!({ "file": n, "algorithm": a.as_str(), "result": outcome(o) }))
+        .collect();
+    json!({ "ok": report.is_ok(), "manifest": report.manifest, "files": files, "unlisted": report.unlisted, "signed": report.certificate.is_some(), "signature": report.signature.as_ref().map(|r| match r { Ok(s) => json!({ "valid": true, "signer": s }), Err(e) => json!({ "valid": false, "reason": e }) }) })
+}
+
+/// Prints each digest's outcome, the unlisted files and the signature.
+fn print_verify(package: &std::path::Path, report: &VerifyReport) {
+    match &report.manifest {
+        None => println!(
+            "{}: no manifest: nothing can be verified",
+            package.display()
+        ),
+        Some(m) => println!("{}: manifest {m}", package.display()),
+    }
+    for (n, a, o) in &report.files {
+        println!("  {n}: {} {}", a.as_str(), outcome(o));
+    }
+    for n in &report.unlisted {
+        println!("  {n}: not listed in the manifest");
+    }
+    match &report.signature {
+        None => println!("  signed: no"),
+        Some(Ok(signer)) => println!("  signed: by {signer}: the signature covers the manifest (the certificate is not checked against a trust store)"),
+        Some(Err(reason)) => println!("  signed: signature INVALID: {reason}"),
+    }
+}
+
 fn verify(package: &std::path::Path, json: bool) -> ExitCode {
     let run = || -> Result<(VerifyReport, Package)> {
         let pkg = Package::open(package)?;
@@ -380,44 +422,18 @@ fn verify(package: &std::path::Path, json: bool) -> ExitCode {
     let (report, pkg) = match run() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("ovf-disk: error: {e:#}");
+            eprintln!("ovf-disk: error: {}", error_text(&e));
             return ExitCode::FAILURE;
         }
     };
-    let outcome = |o: &Outcome| match o {
-        Outcome::Ok => "ok".to_string(),
-        Outcome::Missing => "missing".to_string(),
-        Outcome::Mismatch { expected, found } => {
-            format!("mismatch (manifest {expected}, file {found})")
-        }
-    };
     if json {
-        let files: Vec<Value> = report
-            .files
-            .iter()
-            .map(|(n, a, o)| json!({ "file": n, "algorithm": a.as_str(), "result": outcome(o) }))
-            .collect();
-        let v = json!({ "package": package, "ok": report.is_ok(), "manifest": report.manifest, "files": files, "unlisted": report.unlisted, "signed": report.certificate.is_some(), "signature": report.signature.as_ref().map(|r| match r { Ok(s) => json!({ "valid": true, "signer": s }), Err(e) => json!({ "valid": false, "reason": e }) }) });
+        let mut v = verify_json(&report);
+        if let Value::Object(m) = &mut v {
+            m.insert("package".into(), json!(package));
+        }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        match &report.manifest {
-            None => println!(
-                "{}: no manifest: nothing can be verified",
-                pkg.path.display()
-            ),
-            Some(m) => println!("{}: manifest {m}", pkg.path.display()),
-        }
-        for (n, a, o) in &report.files {
-            println!("  {n}: {} {}", a.as_str(), outcome(o));
-        }
-        for n in &report.unlisted {
-            println!("  {n}: not listed in the manifest");
-        }
-        match &report.signature {
-            None => println!("  signed: no"),
-            Some(Ok(signer)) => println!("  signed: by {signer}: the signature covers the manifest (the certificate is not checked against a trust store)"),
-            Some(Err(reason)) => println!("  signed: signature INVALID: {reason}"),
-        }
+        print_verify(&pkg.path, &report);
         println!(
             "{}",
             if report.is_ok() {
@@ -432,6 +448,25 @@ fn verify(package: &std::path::Path, json: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// An error and its causes, "a: b: c", leaving out a cause whose text a layer above already
+/// includes (the libraries' errors print their source themselves).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut said = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if said.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+        said = msg;
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -450,7 +485,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ovf-disk: error: {e:#}");
+            eprintln!("ovf-disk: error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -524,7 +559,41 @@ fn print_report(
 }
 
 /// `ovf-disk check`: 0 clean, 2 problems found, 1 could not run.
+fn problems_json(problems: &[vmdk::check::Problem]) -> Vec<Value> {
+    problems
+        .iter()
+        .map(|p| json!({ "file": p.path, "structure": p.structure, "offset": p.offset, "message": p.message }))
+        .collect()
+}
+
+/// Prints a check's problems, one line each, and its space counts.
+fn print_check(report: &vmdk::check::CheckReport) {
+    for p in &report.problems {
+        let at = p
+            .offset
+            .map_or_else(String::new, |o| format!(" at offset {o:#x}"));
+        println!(
+            "ERROR {}: {}{at}: {}",
+            p.path.display(),
+            p.structure,
+            p.message
+        );
+    }
+    println!(
+        "{} allocated grains ({}), {} zeroed, {} leaked, {} files",
+        report.allocated_grains,
+        human(report.allocated_bytes),
+        human(report.zeroed_bytes),
+        human(report.leaked_bytes),
+        report.files.len()
+    );
+}
+
+/// `ovf-disk check`: 0 clean, 2 problems found, 1 could not run.
 fn check(file: &std::path::Path, json: bool, input_args: &InputArgs) -> ExitCode {
+    if is_package(file) {
+        return check_package(file, json, input_args);
+    }
     let report = match vmdk::check::check(file, &input_args.options()) {
         Ok(r) => r,
         Err(e) => {
@@ -533,37 +602,14 @@ fn check(file: &std::path::Path, json: bool, input_args: &InputArgs) -> ExitCode
         }
     };
     if json {
-        let problems: Vec<Value> = report
-            .problems
-            .iter()
-            .map(|p| json!({ "file": p.path, "structure": p.structure, "offset": p.offset, "message": p.message }))
-            .collect();
         let v = json!({
-            "file": file, "clean": report.is_clean(), "problems": problems, "files": report.files,
+            "file": file, "clean": report.is_clean(), "problems": problems_json(&report.problems), "files": report.files,
             "allocated_grains": report.allocated_grains, "allocated_bytes": report.allocated_bytes,
             "zeroed_bytes": report.zeroed_bytes, "leaked_bytes": report.leaked_bytes,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        for p in &report.problems {
-            let at = p
-                .offset
-                .map_or_else(String::new, |o| format!(" at offset {o:#x}"));
-            println!(
-                "ERROR {}: {}{at}: {}",
-                p.path.display(),
-                p.structure,
-                p.message
-            );
-        }
-        println!(
-            "{} allocated grains ({}), {} zeroed, {} leaked, {} files",
-            report.allocated_grains,
-            human(report.allocated_bytes),
-            human(report.zeroed_bytes),
-            human(report.leaked_bytes),
-            report.files.len()
-        );
+        print_check(&report);
         if report.is_clean() {
             println!("No errors were found on the image.");
         } else {
@@ -571,6 +617,75 @@ fn check(file: &std::path::Path, json: bool, input_args: &InputArgs) -> ExitCode
         }
     }
     if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// `ovf-disk check PKG`: the manifest's digests and every disk (exit codes as for a disk).
+fn check_package(file: &std::path::Path, json: bool, input_args: &InputArgs) -> ExitCode {
+    let threads = CopyOptions::default().threads;
+    let result = Package::open(file).and_then(|pkg| {
+        ovf_disk::package::check::check_package(&pkg, &input_args.options(), threads, &|_| {})
+    });
+    let c = match result {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ovf-disk: error: cannot check {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let digests = c
+        .verify
+        .files
+        .iter()
+        .filter(|(_, _, o)| *o != Outcome::Ok)
+        .count();
+    if json {
+        let disks: Vec<Value> = c
+            .disks
+            .iter()
+            .map(|d| {
+                json!({
+                    "disk": d.disk_id, "file": d.href, "method": d.method.as_str(),
+                    "declared_capacity": d.declared, "clean": d.report.is_clean(),
+                    "problems": problems_json(&d.report.problems),
+                    "allocated_grains": d.report.allocated_grains, "allocated_bytes": d.report.allocated_bytes,
+                    "zeroed_bytes": d.report.zeroed_bytes, "leaked_bytes": d.report.leaked_bytes,
+                })
+            })
+            .collect();
+        let v = json!({
+            "package": file, "clean": c.is_clean(),
+            "verify": verify_json(&c.verify), "disks": disks,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print_verify(file, &c.verify);
+        for d in &c.disks {
+            println!(
+                "disk {} ({}, checked {}):",
+                d.disk_id,
+                d.href,
+                d.method.as_str()
+            );
+            print_check(&d.report);
+        }
+        let problems: usize = c
+            .disks
+            .iter()
+            .map(|d| d.report.problems.len())
+            .sum::<usize>()
+            + digests
+            + usize::from(matches!(c.verify.signature, Some(Err(_))));
+        if c.is_clean() {
+            println!("No errors were found in the package.");
+        } else {
+            println!("{problems} errors were found in the package.");
+        }
+    }
+    if c.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

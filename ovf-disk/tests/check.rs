@@ -1,6 +1,6 @@
 //! `ovf-disk check`: clean images (every qemu-img subformat, zeroed grains, delta disks, our own
 //! writers, VMware's stream layout) exit 0; images damaged in code exit 2 naming the problem and
-//! its offset; inputs that cannot be checked exit 1.
+//! its offset; inputs that cannot be checked exit 1; OVF packages are checked disk by disk.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -224,4 +224,117 @@ fn inputs_that_cannot_be_checked_exit_1() {
             "{f}"
         );
     }
+}
+
+/// Packages: the manifest's digests, then each disk walked in place (inside the OVA) or read
+/// through (gzip-compressed files); damage is reported by member and offset, a disk larger than
+/// its declared capacity too.
+#[test]
+fn packages_are_checked_disk_by_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let mut b = StreamBuilder::new(4096);
+    for g in [0u64, 5, 20] {
+        b.grains.insert(g, noise(g + 1, 65536));
+    }
+    let (disk, layout) = b.build();
+    let ovf = envelope(&file_ref("disk1.vmdk", disk.len(), ""), &disk_entry(2), "");
+    let manifest = |ovf: &str, disk: &[u8]| {
+        format!(
+            "SHA256(p.ovf)= {}\nSHA256(disk1.vmdk)= {}\n",
+            sha256_bytes(ovf.as_bytes()),
+            sha256_bytes(disk)
+        )
+    };
+    let mf = manifest(&ovf, &disk);
+    let ova = |name: &str, ovf: &str, mf: &str, disk: &[u8]| {
+        std::fs::write(
+            d.path().join(name),
+            tar_of(&[
+                ("p.ovf", ovf.as_bytes()),
+                ("p.mf", mf.as_bytes()),
+                ("disk1.vmdk", disk),
+            ]),
+        )
+        .unwrap();
+    };
+    ova("good.ova", &ovf, &mf, &disk);
+    let (code, v) = check(d.path(), "good.ova");
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["clean"], true);
+    assert_eq!(v["verify"]["ok"], true);
+    assert_eq!(v["disks"][0]["method"], "in place");
+    assert_eq!(v["disks"][0]["allocated_grains"], 3);
+    assert_eq!(v["disks"][0]["leaked_bytes"], 0);
+
+    // Grain 5's deflate data damaged inside the member: the digest and the grain both fail.
+    let g5 = layout.grain_markers[&5];
+    let mut bad = disk.clone();
+    bad[g5 + 30..g5 + 40].copy_from_slice(b"0123456789");
+    ova("bad.ova", &ovf, &mf, &bad);
+    let (code, v) = check(d.path(), "bad.ova");
+    assert_eq!(code, 2, "{v}");
+    assert!(
+        v["verify"]["files"][1]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("mismatch"),
+        "{v}"
+    );
+    let text = problems(&v["disks"][0]);
+    assert!(
+        text.contains(&format!("\"compressed grain\" @{}:", g5 + 12)),
+        "{text}"
+    );
+    let out = ovf_disk(d.path(), &["check", "bad.ova"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("disk1.vmdk: SHA256 mismatch")
+            && stdout.contains("errors were found in the package"),
+        "{stdout}"
+    );
+
+    // The same disk stored gzip-compressed in a folder package, without a manifest: streamed.
+    let gzip = |data: &[u8]| {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, data).unwrap();
+        z.finish().unwrap()
+    };
+    let gz_ovf = |size: usize| {
+        envelope(
+            &file_ref("disk1.vmdk.gz", size, " ovf:compression=\"gzip\""),
+            &disk_entry(2),
+            "",
+        )
+    };
+    std::fs::write(d.path().join("disk1.vmdk.gz"), gzip(&disk)).unwrap();
+    std::fs::write(d.path().join("gz.ovf"), gz_ovf(disk.len())).unwrap();
+    let (code, v) = check(d.path(), "gz.ovf");
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["disks"][0]["method"], "streamed");
+    assert_eq!(v["disks"][0]["allocated_grains"], 3);
+    assert_eq!(v["verify"]["manifest"], serde_json::Value::Null);
+    std::fs::write(d.path().join("disk1.vmdk.gz"), gzip(&bad)).unwrap();
+    let (code, v) = check(d.path(), "gz.ovf");
+    assert_eq!(code, 2, "{v}");
+    assert!(
+        problems(&v["disks"][0]).contains(&format!("\"compressed grain\" @{}:", g5 + 12)),
+        "{v}"
+    );
+
+    // A disk larger than the capacity its envelope declares.
+    let small = envelope(&file_ref("disk1.vmdk", disk.len(), ""), &disk_entry(1), "");
+    ova("small.ova", &small, &manifest(&small, &disk), &disk);
+    let (code, v) = check(d.path(), "small.ova");
+    assert_eq!(code, 2, "{v}");
+    assert!(
+        problems(&v["disks"][0]).contains("more than the 1048576 its package declares"),
+        "{v}"
+    );
+
+    // Not a package at all: the check cannot run.
+    std::fs::write(d.path().join("junk.ova"), vec![0x55u8; 4096]).unwrap();
+    assert_eq!(
+        ovf_disk(d.path(), &["check", "junk.ova"]).status.code(),
+        Some(1)
+    );
 }

@@ -17,14 +17,13 @@ use std::path::{Path, PathBuf};
 use cap::Cap;
 use catalogue::{run_catalogue, Case};
 use common::builders::*;
-use common::{tar_member, tar_of};
+use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_member, tar_of, NS};
 use ovf_disk::inflate::InflateOptions;
 use ovf_disk::package::cert::CertificateFile;
 use ovf_disk::package::envelope::Envelope;
 use ovf_disk::package::manifest::Manifest;
 use ovf_disk::package::ops::{import, import_stream, ImportError, Package};
 use ovf_disk::package::PackageError;
-use sha2::{Digest, Sha256};
 
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
@@ -32,31 +31,6 @@ static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 const BUDGET: usize = 16 << 20;
 /// Seekable imports copy through (threads + 1) windows of 8 MiB whatever the disk size.
 const COPY_BUDGET: usize = 64 << 20;
-const NS: &str = "http://schemas.dmtf.org/ovf/envelope/1";
-const STREAM_FORMAT: &str =
-    "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
-
-fn envelope(refs: &str, disks: &str, rest: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Envelope xmlns=\"{NS}\" xmlns:ovf=\"{NS}\">\n  <References>{refs}</References>\n  <DiskSection><Info>Disks</Info>{disks}</DiskSection>\n{rest}</Envelope>\n"
-    )
-}
-
-fn file_ref(href: &str, size: usize, extra: &str) -> String {
-    format!("<File ovf:href=\"{href}\" ovf:id=\"file1\" ovf:size=\"{size}\"{extra}/>")
-}
-
-fn disk_entry(mib: u64) -> String {
-    format!("<Disk ovf:capacity=\"{mib}\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"vmdisk1\" ovf:fileRef=\"file1\" ovf:format=\"{STREAM_FORMAT}\"/>")
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A valid package: its envelope, manifest and one 1 MiB stream-optimized disk.
 struct Sample {
     ovf: String,
@@ -73,8 +47,8 @@ impl Sample {
         let ovf = envelope(&file_ref("disk1.vmdk", disk.len(), ""), &disk_entry(1), "");
         let mf = format!(
             "SHA256(pkg.ovf)= {}\nSHA256(disk1.vmdk)= {}\n",
-            sha256_hex(ovf.as_bytes()),
-            sha256_hex(&disk)
+            sha256_bytes(ovf.as_bytes()),
+            sha256_bytes(&disk)
         );
         Self { ovf, mf, disk }
     }
@@ -714,8 +688,10 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         std::fs::write(dir.join("x.ovf"), ovf).unwrap();
         std::fs::write(
             dir.join("x.mf"),
-            mf.replace("pkg.ovf", "x.ovf")
-                .replace(&sha256_hex(s.ovf.as_bytes()), &sha256_hex(ovf.as_bytes())),
+            mf.replace("pkg.ovf", "x.ovf").replace(
+                &sha256_bytes(s.ovf.as_bytes()),
+                &sha256_bytes(ovf.as_bytes()),
+            ),
         )
         .unwrap();
         if let Some(d) = disk {
@@ -779,8 +755,8 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
     );
     let mf = format!(
         "SHA256(x.ovf)= {}\nSHA256(disk1.vmdk)= {}\n",
-        sha256_hex(ovf.as_bytes()),
-        sha256_hex(&larger)
+        sha256_bytes(ovf.as_bytes()),
+        sha256_bytes(&larger)
     );
     let dir = dirs.fresh();
     std::fs::write(dir.join("x.ovf"), &ovf).unwrap();

@@ -32,7 +32,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn from_error(e: &Error) -> Self {
+    /// The problem an error stands for, where it happened.
+    pub fn from_error(e: &Error) -> Self {
         Self {
             path: e.path.clone().unwrap_or_default(),
             structure: e.structure.to_string(),

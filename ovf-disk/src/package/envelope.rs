@@ -282,17 +282,16 @@ impl Envelope {
                         });
                     }
                 }
-                "VirtualSystem" | "VirtualSystemCollection" | "Content" => collect_systems(
-                    n, &mut env, 0,
-                )
-                .map_err(|at| {
-                    err(
-                        line(at),
-                        format!(
+                "VirtualSystem" | "VirtualSystemCollection" | "Content" => {
+                    collect_systems(n, &mut env, 0).map_err(|at| {
+                        err(
+                            line(at),
+                            format!(
                             "VirtualSystemCollections nested more than {MAX_COLLECTION_DEPTH} deep"
                         ),
-                    )
-                })?,
+                        )
+                    })?
+                }
                 other => env.other_sections.push(other.to_string()),
             }
         }

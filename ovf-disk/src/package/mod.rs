@@ -8,6 +8,7 @@
 //! separator, tar members that are links or not regular files.
 
 pub mod cert;
+pub mod check;
 pub mod envelope;
 pub mod export;
 pub mod manifest;

@@ -379,34 +379,63 @@ pub fn import(
     result
 }
 
+/// Most chunks a chunked disk file may have (`href.000000000` onwards).
+pub const MAX_CHUNKS: u32 = 100_000;
+
 /// A package file as a stream of the disk it holds: its chunks (`href.000000000`, ...) in
 /// order, gunzipped when `ovf:compression="gzip"` (DSP0243 §5.3).
-fn disk_stream(pkg: &Package, file: &FileRef, disk: &str) -> Result<Box<dyn Read>, ImportError> {
+pub(crate) fn disk_stream(
+    pkg: &Package,
+    file: &FileRef,
+    disk: &str,
+) -> Result<Box<dyn Read>, ImportError> {
     let base: Box<dyn Read> = if file.chunk_size.is_some() {
-        let mut parts: Vec<Box<dyn Read>> = Vec::new();
-        for i in 0u32..1_000_000 {
-            let name = format!("{}.{i:09}", file.href);
-            if pkg.size(&name).is_none() {
-                break;
-            }
-            parts.push(pkg.reader(&name)?);
-        }
-        if parts.is_empty() {
+        let names: Vec<String> = (0..MAX_CHUNKS)
+            .map(|i| format!("{}.{i:09}", file.href))
+            .take_while(|name| pkg.size(name).is_some())
+            .collect();
+        if names.is_empty() {
             return Err(PackageError::Missing {
                 path: pkg.path.clone(),
                 name: format!("{}.000000000", file.href),
             }
             .into());
         }
-        parts
-            .into_iter()
-            .fold(Box::new(std::io::empty()) as Box<dyn Read>, |acc, p| {
-                Box::new(acc.chain(p))
-            })
+        Box::new(Chunks {
+            pkg: pkg.clone(),
+            names: names.into_iter(),
+            current: None,
+        })
     } else {
         pkg.reader(&file.href)?
     };
     decompressed(base, file.compression.as_deref(), disk)
+}
+
+/// The chunks of a file read one after the other, each opened when the previous one ends.
+struct Chunks {
+    pkg: Package,
+    names: std::vec::IntoIter<String>,
+    current: Option<Box<dyn Read>>,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(r) = &mut self.current {
+                let n = r.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+            }
+            match self.names.next() {
+                None => return Ok(0),
+                Some(name) => {
+                    self.current = Some(self.pkg.reader(&name).map_err(std::io::Error::other)?)
+                }
+            }
+        }
+    }
 }
 
 /// A stored disk file as the disk's bytes: as is, or gunzipped for `ovf:compression="gzip"`.

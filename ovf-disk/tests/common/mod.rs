@@ -309,3 +309,24 @@ pub fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
     out.extend_from_slice(&[0u8; 1024]);
     out
 }
+
+pub const NS: &str = "http://schemas.dmtf.org/ovf/envelope/1";
+pub const STREAM_FORMAT: &str =
+    "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
+
+/// A minimal OVF 1.x envelope: `refs` in References, `disks` in the DiskSection, then `rest`.
+pub fn envelope(refs: &str, disks: &str, rest: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Envelope xmlns=\"{NS}\" xmlns:ovf=\"{NS}\">\n  <References>{refs}</References>\n  <DiskSection><Info>Disks</Info>{disks}</DiskSection>\n{rest}</Envelope>\n"
+    )
+}
+
+/// A `File` reference with id `file1`.
+pub fn file_ref(href: &str, size: usize, extra: &str) -> String {
+    format!("<File ovf:href=\"{href}\" ovf:id=\"file1\" ovf:size=\"{size}\"{extra}/>")
+}
+
+/// A stream-optimized `Disk` of `mib` MiB in `file1`.
+pub fn disk_entry(mib: u64) -> String {
+    format!("<Disk ovf:capacity=\"{mib}\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"vmdisk1\" ovf:fileRef=\"file1\" ovf:format=\"{STREAM_FORMAT}\"/>")
+}
