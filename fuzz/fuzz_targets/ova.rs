@@ -1,10 +1,12 @@
-//! OVA archives on arbitrary bytes: the seekable index (from a file on tmpfs) and the streaming
+//! OVA archives on arbitrary bytes: the seekable index (from a file on tmpfs) and the package
+//! check over it (digests, disks walked in place or streamed), and the streaming
 //! import (into a scratch folder) either work or fail, never panic, and never write outside the
 //! scratch folder.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ovf_disk::inflate::InflateOptions;
+use ovf_disk::package::check::check_package;
 use ovf_disk::package::ops::{import_stream, Package};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let ova = dir.join("fuzz.ova");
     std::fs::write(&ova, data).expect("scratch file");
     if let Ok(pkg) = Package::open(&ova) {
-        let _ = pkg.verify(&|_| {});
+        // Digests, then every disk walked in place or streamed (what `ovf-disk check` does).
+        let _ = check_package(&pkg, &vmdk::OpenOptions::default(), 1, &|_| {});
     }
     // Holes, not zeros: a hostile envelope may declare a large capacity.
     let copy = vmdk::copy::CopyOptions {
