@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Coverage each fuzz target's corpus reaches, in the sources that target is about.
+#
+#   fuzz/coverage.sh [TARGET...]        (default: every target)
+#
+# Builds the targets with coverage instrumentation (`cargo fuzz coverage`), replays
+# fuzz/corpus/<target>/ and prints llvm-cov's region, function and line coverage for the
+# target's files and their total. Needs rustup's llvm-tools (`rustup component add
+# llvm-tools`); run fuzz/run.sh first so the corpora hold what the fuzzer found.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+export RUSTC_BOOTSTRAP=1
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+llvm_cov=$(find "$(rustc --print sysroot)/lib/rustlib" -name llvm-cov -type f | head -1)
+if [[ -z $llvm_cov ]]; then
+    echo "llvm-cov not found: rustup component add llvm-tools" >&2
+    exit 1
+fi
+
+declare -A files=(
+    [descriptor]="vmdk/src/descriptor.rs"
+    [sparse_header]="vmdk/src/sparse.rs"
+    [disk]="vmdk/src/disk.rs vmdk/src/sparse.rs vmdk/src/descriptor.rs vmdk/src/flat.rs vmdk/src/io.rs vmdk/src/check.rs"
+    [stream]="vmdk/src/stream/read.rs vmdk/src/sparse.rs vmdk/src/check.rs"
+    [envelope]="ovf-disk/src/package/envelope.rs"
+    [manifest]="ovf-disk/src/package/manifest.rs"
+    [ova]="ovf-disk/src/package/ova.rs ovf-disk/src/package/ops.rs ovf-disk/src/package/check.rs"
+)
+targets=("$@")
+[[ ${#targets[@]} -eq 0 ]] && targets=(descriptor sparse_header disk stream envelope manifest ova)
+
+for t in "${targets[@]}"; do
+    log=$(mktemp)
+    if ! cargo fuzz coverage "$t" "corpus/$t" -- -rss_limit_mb=4096 >"$log" 2>&1; then
+        tail -20 "$log" >&2
+        echo "coverage of $t failed" >&2
+        exit 1
+    fi
+    rm -f "$log"
+    bin=$(find target -path "*coverage*release/$t" -type f | head -1)
+    srcs=()
+    for f in ${files[$t]}; do srcs+=("$here/../$f"); done
+    echo "== $t ($(find "corpus/$t" -type f | wc -l) corpus inputs)"
+    "$llvm_cov" report "$bin" -instr-profile="coverage/$t/coverage.profdata" "${srcs[@]}" \
+        | sed -e "s|$here/../||" | cut -c1-150
+done
