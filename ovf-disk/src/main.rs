@@ -104,6 +104,15 @@ struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// Options for inflating and importing: the copy options and `--force`.
+    fn inflate_options(&self) -> Result<InflateOptions> {
+        Ok(InflateOptions {
+            copy: self.copy_options()?,
+            force: self.force,
+            ..InflateOptions::default()
+        })
+    }
+
     fn copy_options(&self) -> Result<CopyOptions> {
         let mut copy = CopyOptions {
             zero: match self.zero {
@@ -702,11 +711,7 @@ fn run(cli: Cli) -> Result<()> {
             ..
         } if input.as_os_str() == "-" => {
             // A stream-optimized disk on standard input, read in one forward pass.
-            let options = InflateOptions {
-                copy: out.copy_options()?,
-                force: out.force,
-                ..InflateOptions::default()
-            };
+            let options = out.inflate_options()?;
             let bar = progress_bar(0, out.quiet || out.json);
             let started = Instant::now();
             let stdin = std::io::stdin();
@@ -738,11 +743,7 @@ fn run(cli: Cli) -> Result<()> {
             input_args,
         } => {
             let disk = input_args.open(&input)?;
-            let options = InflateOptions {
-                copy: out.copy_options()?,
-                force: out.force,
-                ..InflateOptions::default()
-            };
+            let options = out.inflate_options()?;
             let bar = progress_bar(disk.capacity(), out.quiet || out.json);
             let started = Instant::now();
             let r = inflate(
@@ -885,11 +886,7 @@ fn run(cli: Cli) -> Result<()> {
             format,
             out,
         } if package.as_os_str() == "-" => {
-            let options = InflateOptions {
-                copy: out.copy_options()?,
-                force: out.force,
-                ..InflateOptions::default()
-            };
+            let options = out.inflate_options()?;
             let bar = progress_bar(0, out.quiet || out.json);
             let started = Instant::now();
             let stdin = std::io::stdin();
@@ -915,11 +912,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
         } => {
             let pkg = Package::open(&package)?;
-            let options = InflateOptions {
-                copy: out.copy_options()?,
-                force: out.force,
-                ..InflateOptions::default()
-            };
+            let options = out.inflate_options()?;
             let total: u64 = pkg
                 .envelope
                 .disks

@@ -787,6 +787,31 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         run,
         expect,
     ));
+    // Capacities in units that do not give a number of bytes.
+    for units in ["byte * 2^70", "furlongs"] {
+        let odd = envelope(
+            &file_ref("disk1.vmdk", s.disk.len(), ""),
+            &disk_entry(1).replace("byte * 2^20", units),
+            "",
+        );
+        let want = |e: &ImportError| matches!(package(e), Some(PackageError::Envelope { reason, .. }) if reason.contains("is not a number of bytes"));
+        let (ovf_path, out) = folder(&odd, "", Some(&s.disk));
+        std::fs::remove_file(ovf_path.with_extension("mf")).unwrap();
+        imports(
+            cases,
+            &format!("capacity in units {units:?}"),
+            (ovf_path, out),
+            Box::new(want),
+        );
+        let ova = tar_of(&[("pkg.ovf", odd.as_bytes()), ("disk1.vmdk", &s.disk)]);
+        let (run, expect) = stream_import(dirs, ova, want);
+        cases.push(Case::new(
+            "packages",
+            format!("capacity in units {units:?} (from a pipe)"),
+            run,
+            expect,
+        ));
+    }
     let gz_ovf = envelope(
         &file_ref("disk1.vmdk", s.disk.len(), " ovf:compression=\"gzip\""),
         &disk_entry(1),

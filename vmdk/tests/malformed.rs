@@ -892,19 +892,12 @@ fn descriptor_cases(cases: &mut Vec<Case<Error>>) {
     ]);
 }
 
-/// A parent (`base.vmdk`, CID 1111_1111) and a child (CID 2222_2222) naming it by `hint`.
+/// The parent chain of `builders::parent_chain` as files.
 fn chain(parent_cid_in_child: u32, hint: &str, parent_hint: Option<&str>) -> MemoryFiles {
-    let mut parent = SparseBuilder::new(256);
-    parent.cid = 0x1111_1111;
-    if let Some(h) = parent_hint {
-        parent.parent = Some((0x2222_2222, h.into()));
-    }
-    let mut child = SparseBuilder::new(256);
-    child.cid = 0x2222_2222;
-    child.parent = Some((parent_cid_in_child, hint.into()));
     let mut files = MemoryFiles::new();
-    files.insert("base.vmdk", parent.build("base.vmdk").0);
-    files.insert("child.vmdk", child.build("child.vmdk").0);
+    for (name, bytes) in parent_chain(parent_cid_in_child, hint, parent_hint) {
+        files.insert(name, bytes);
+    }
     files
 }
 

@@ -176,8 +176,10 @@ pub fn check_package(
                 &file.href,
                 "envelope",
                 format!(
-                    "disk {}: ovf:capacity {:?} with units {:?} is not a capacity in bytes",
-                    disk.disk_id, disk.capacity, disk.capacity_units
+                    "disk {}: ovf:capacity {:?} in units {:?} is not a number of bytes",
+                    disk.disk_id,
+                    disk.capacity,
+                    disk.capacity_units.as_deref().unwrap_or("byte")
                 ),
             )),
             _ => {}

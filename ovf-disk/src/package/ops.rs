@@ -279,6 +279,21 @@ impl Package {
     }
 }
 
+/// The capacity `disk` declares in bytes, which bounds what an import writes; an envelope
+/// whose `ovf:capacity` and units do not give one is refused.
+fn declared(disk: &super::envelope::Disk, path: &Path) -> Result<u64, PackageError> {
+    disk.capacity_bytes.ok_or_else(|| PackageError::Envelope {
+        path: path.to_path_buf(),
+        line: None,
+        reason: format!(
+            "disk {}: ovf:capacity {:?} in units {:?} is not a number of bytes",
+            disk.disk_id,
+            disk.capacity,
+            disk.capacity_units.as_deref().unwrap_or("byte")
+        ),
+    })
+}
+
 /// What [`import`] wrote.
 #[derive(Clone, Debug, Default)]
 pub struct ImportReport {
@@ -338,7 +353,7 @@ pub fn import(
                 // capacity the envelope declares.
                 let mut reader = disk_stream(pkg, file, &disk.disk_id)?;
                 let opts = InflateOptions {
-                    max_capacity: Some(disk.capacity_bytes.unwrap_or(0)),
+                    max_capacity: Some(declared(disk, &pkg.path)?),
                     ..options.clone()
                 };
                 inflate_stream(&mut reader, &file.href, &out, format, &opts, &|n| {
@@ -352,7 +367,7 @@ pub fn import(
                     "disk",
                     None,
                     vdisk.capacity(),
-                    Some(disk.capacity_bytes.unwrap_or(0)),
+                    Some(declared(disk, &pkg.path)?),
                 )
                 .map_err(|e| to_err(e.into()))?;
                 inflate(&vdisk, &out, format, options, &|n| progress(&id, n)).map_err(to_err)?
@@ -707,7 +722,7 @@ pub fn import_stream<R: Read>(
             }
             let (out, format) = output_for(outdir, &file.href, raw);
             let opts = InflateOptions {
-                max_capacity: Some(disk.capacity_bytes.unwrap_or(0)),
+                max_capacity: Some(declared(&disk, &path)?),
                 ..options.clone()
             };
             let id = disk.disk_id.clone();

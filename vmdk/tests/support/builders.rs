@@ -356,6 +356,28 @@ impl SparseBuilder {
     }
 }
 
+/// A parent (`base.vmdk`, CID 1111_1111, itself naming `parent_hint` as its parent if given)
+/// and a child (`child.vmdk`, CID 2222_2222) naming it by `hint` with `parent_cid_in_child`:
+/// the files' names and bytes.
+pub fn parent_chain(
+    parent_cid_in_child: u32,
+    hint: &str,
+    parent_hint: Option<&str>,
+) -> [(&'static str, Vec<u8>); 2] {
+    let mut parent = SparseBuilder::new(256);
+    parent.cid = 0x1111_1111;
+    if let Some(h) = parent_hint {
+        parent.parent = Some((0x2222_2222, h.into()));
+    }
+    let mut child = SparseBuilder::new(256);
+    child.cid = 0x2222_2222;
+    child.parent = Some((parent_cid_in_child, hint.into()));
+    [
+        ("base.vmdk", parent.build("base.vmdk").0),
+        ("child.vmdk", child.build("child.vmdk").0),
+    ]
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
