@@ -321,6 +321,21 @@ fn packages_are_checked_disk_by_disk() {
         "{v}"
     );
 
+    // ovf:compression="identity" is no compression: walked in place.
+    std::fs::write(d.path().join("disk1.vmdk"), &disk).unwrap();
+    let identity = envelope(
+        &file_ref("disk1.vmdk", disk.len(), " ovf:compression=\"identity\""),
+        &disk_entry(2),
+        "",
+    );
+    std::fs::write(d.path().join("id.ovf"), identity).unwrap();
+    let (code, v) = check(d.path(), "id.ovf");
+    assert_eq!(
+        (code, &v["disks"][0]["method"]),
+        (0, &"in place".into()),
+        "{v}"
+    );
+
     // A disk larger than the capacity its envelope declares.
     let small = envelope(&file_ref("disk1.vmdk", disk.len(), ""), &disk_entry(1), "");
     ova("small.ova", &small, &manifest(&small, &disk), &disk);
@@ -337,4 +352,29 @@ fn packages_are_checked_disk_by_disk() {
         ovf_disk(d.path(), &["check", "junk.ova"]).status.code(),
         Some(1)
     );
+}
+
+/// A grain table that cannot be used is reported once, and the grains of the other tables are
+/// still walked and counted.
+#[test]
+fn one_bad_grain_table_does_not_hide_the_others() {
+    let d = tempfile::tempdir().unwrap();
+    let mut b = SparseBuilder::new(3 * 512 * 128);
+    for g in [3u64, 600, 1100] {
+        b.grains.insert(g, noise(g, 65536));
+    }
+    let (mut bytes, layout) = b.build("t.vmdk");
+    let gd = layout.grain_directory;
+    bytes[gd..gd + 4].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(d.path().join("t.vmdk"), bytes).unwrap();
+    let (code, v) = check(d.path(), "t.vmdk");
+    assert_eq!(code, 2, "{v}");
+    let text = problems(&v);
+    assert_eq!(
+        text.matches("\"grain table\" @512: \"lies inside the embedded descriptor")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(v["allocated_grains"], 2, "{v}");
 }

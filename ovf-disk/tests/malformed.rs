@@ -328,14 +328,9 @@ fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         many.extend(tar_member(format!("f{i}").as_bytes(), b'0', "", b"", None));
     }
     many.extend_from_slice(&[0u8; 1024]);
-    t(
-        cases,
-        "10003 members",
-        many,
-        Box::new(
-            |e| matches!(package(e), Some(PackageError::Archive { reason, .. }) if reason.contains("more than 10000 members")),
-        ),
-    );
+    let too_many = |e: &ImportError| matches!(package(e), Some(PackageError::Archive { reason, .. }) if reason.contains("more than 10000 members"));
+    t(cases, "10003 members", many.clone(), Box::new(too_many));
+    st(cases, "10003 members", many, Box::new(too_many));
     let cut = ova_with(s, &[])[..second as usize + 512 + 100].to_vec();
     t(
         cases,
@@ -524,6 +519,31 @@ fn xml_cases(cases: &mut Vec<Case<ImportError>>, s: &Sample) {
         "{}{}",
         "<VirtualSystemCollection>".repeat(40_000),
         "</VirtualSystemCollection>".repeat(40_000)
+    );
+    // Tags a naive scan would miss: '/>' inside a quoted value, '</a>' inside a comment.
+    let quoted = format!("{}{}", "<a x=\"/>\">".repeat(49_000), "</a>".repeat(49_000));
+    x(
+        cases,
+        "49000 levels hidden behind quoted '/>'",
+        envelope(&good_ref, &disk_entry(1), &quoted),
+        Box::new(envelope_err(
+            None,
+            "elements nested 49001 deep, more than 256",
+        )),
+    );
+    let commented = format!(
+        "{}{}",
+        "<a><!--</a>-->".repeat(24_000),
+        "</a>".repeat(24_000)
+    );
+    x(
+        cases,
+        "24000 levels hidden behind comments",
+        envelope(&good_ref, &disk_entry(1), &commented),
+        Box::new(envelope_err(
+            None,
+            "elements nested 24001 deep, more than 256",
+        )),
     );
     x(
         cases,

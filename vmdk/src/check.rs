@@ -260,7 +260,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
     }
     // Every grain: inside the file, and for compressed grains, inflating to a whole grain.
     let grains = s.grain_count();
-    let walk = s.for_each_grain(0, grains, |g, entry| {
+    let mut visit = |g: u64, entry: GrainEntry| -> Result<()> {
         match entry {
             GrainEntry::Data(sector) => {
                 report.allocated_grains += 1;
@@ -292,9 +292,22 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
             GrainEntry::Unallocated => {}
         }
         Ok(())
-    });
-    if let Err(e) = walk {
-        report.problems.push(Problem::from_error(&e));
+    };
+    // Table by table, so one table that cannot be read does not hide the grains of the others.
+    let mut walk_errors = Vec::new();
+    let mut first = 0u64;
+    while first < grains {
+        let n = gtes.max(1).min(grains - first);
+        if let Err(e) = s.for_each_grain(first, n, &mut visit) {
+            walk_errors.push(Problem::from_error(&e));
+        }
+        first += n;
+    }
+    for p in walk_errors {
+        // A table already reported above is not reported twice.
+        if !report.problems.contains(&p) {
+            report.problems.push(p);
+        }
     }
     if s.has_markers() && s.metadata_source() == crate::sparse::MetadataSource::Footer {
         let end = file_len;

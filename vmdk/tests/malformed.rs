@@ -428,18 +428,20 @@ fn sparse_cases(cases: &mut Vec<Case<Error>>) {
             Some(gd as u64),
             |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("grain directory")),
         ),
+        // A grain table is 4 sectors here, the redundant directory 1 sector before 4 more of
+        // redundant tables: a table at the redundant directory overlaps nothing else.
         t(
-            "grain on the redundant grain directory",
+            "grain table on the redundant grain directory",
             &|b| {
                 put(
                     b,
-                    gt,
+                    gd,
                     &((layout.redundant_directory / 512) as u32).to_le_bytes(),
                 )
             },
-            "grain",
+            "grain table",
             Some(layout.redundant_directory as u64),
-            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("grain directory")),
+            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("inside the redundant grain directory")),
         ),
     ]);
 }

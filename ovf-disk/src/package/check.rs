@@ -123,7 +123,7 @@ pub fn check_package(
             declared,
             report: CheckReport::default(),
         };
-        let capacity = if file.compression.is_some() || file.chunk_size.is_some() {
+        let capacity = if file.is_compressed() || file.chunk_size.is_some() {
             check.method = Method::Streamed;
             let count = Count::default();
             let read = disk_stream(pkg, file, &disk.disk_id)

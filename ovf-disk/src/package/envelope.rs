@@ -22,33 +22,68 @@ pub const MAX_ENVELOPE_MARKUP: usize = 100_000;
 /// thread stack at a few thousand levels; an OVF envelope nests about ten deep.
 pub const MAX_ELEMENT_DEPTH: usize = 256;
 
-/// The deepest element nesting in `text`, counted from its tags (`<x>` opens, `</x>` and `/>`
-/// close; declarations, comments and processing instructions do not count). An estimate on
-/// text that is not XML, exact on XML without `<` in comments or CDATA.
+/// A capacity and its `capacityAllocationUnits` in bytes, when both are numbers that fit.
+fn in_bytes(capacity: &str, units: Option<&str>) -> Option<u64> {
+    let c = capacity.trim().parse::<u64>().ok()?;
+    c.checked_mul(units.map_or(Some(1), unit_bytes)?)
+}
+
+/// The property a `${key}` value names.
+fn property_key(value: &str) -> Option<&str> {
+    value.trim().strip_prefix("${")?.strip_suffix('}')
+}
+
+/// Where `pattern` ends in `bytes` at or after `from` (the end of `bytes` if it never does).
+fn end_of(bytes: &[u8], from: usize, pattern: &[u8]) -> usize {
+    bytes
+        .get(from..)
+        .and_then(|b| b.windows(pattern.len()).position(|w| w == pattern))
+        .map_or(bytes.len(), |at| from + at + pattern.len())
+}
+
+/// The deepest element nesting in `text`, in one pass: start tags open (their quoted attribute
+/// values may hold `>` and `/`), end tags and `/>` close; comments, CDATA sections, processing
+/// instructions and declarations are skipped whole. Exact on well-formed XML, whose character
+/// data holds no `<`, and linear in the text whatever it holds.
 fn element_depth(text: &str) -> usize {
-    let bytes = text.as_bytes();
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let mut i = 0;
-    while let Some(off) = bytes
-        .get(i..)
-        .and_then(|b| b.iter().position(|&c| c == b'<'))
-    {
-        let at = i + off;
-        match bytes.get(at + 1) {
-            Some(b'/') => depth = depth.saturating_sub(1),
-            Some(b'!' | b'?') | None => {}
-            Some(_) => {
-                let end = bytes
-                    .get(at..)
-                    .and_then(|b| b.iter().position(|&c| c == b'>'))
-                    .map_or(bytes.len(), |e| at + e);
-                if end == 0 || bytes.get(end - 1) != Some(&b'/') {
-                    depth += 1;
-                    deepest = deepest.max(depth);
+    let b = text.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        let Some(rest) = b.get(i..).filter(|r| r.first() == Some(&b'<')) else {
+            i += 1;
+            continue;
+        };
+        i = if rest.starts_with(b"<!--") {
+            end_of(b, i + 4, b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            end_of(b, i + 9, b"]]>")
+        } else if rest.starts_with(b"<?") {
+            end_of(b, i + 2, b"?>")
+        } else if rest.starts_with(b"<!") {
+            end_of(b, i + 2, b">")
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            end_of(b, i + 2, b">")
+        } else {
+            // A start tag: up to the first '>' outside a quoted attribute value.
+            let mut j = i + 1;
+            let mut quote = None;
+            while let Some(&c) = b.get(j) {
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None if c == b'"' || c == b'\'' => quote = Some(c),
+                    None if c == b'>' => break,
+                    None => {}
                 }
+                j += 1;
             }
-        }
-        i = at + 1;
+            if j == 0 || b.get(j - 1) != Some(&b'/') {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            j + 1
+        };
     }
     deepest
 }
@@ -70,6 +105,15 @@ pub struct FileRef {
     pub compression: Option<String>,
     /// `ovf:chunkSize`: the file is split into `href.000000000`, `.000000001`, ...
     pub chunk_size: Option<u64>,
+}
+
+impl FileRef {
+    /// Whether the file is stored compressed (`ovf:compression` other than `identity` or empty).
+    pub fn is_compressed(&self) -> bool {
+        self.compression
+            .as_deref()
+            .is_some_and(|c| !c.is_empty() && c != "identity")
+    }
 }
 
 /// A `DiskSection/Disk`.
@@ -266,9 +310,7 @@ impl Envelope {
                     {
                         let capacity = attr(d, "capacity").unwrap_or_default().to_string();
                         let units = attr(d, "capacityAllocationUnits").map(str::to_string);
-                        let capacity_bytes = capacity.trim().parse::<u64>().ok().and_then(|c| {
-                            c.checked_mul(units.as_deref().map_or(Some(1), unit_bytes)?)
-                        });
+                        let capacity_bytes = in_bytes(&capacity, units.as_deref());
                         env.disks.push(Disk {
                             disk_id: attr(d, "diskId").unwrap_or_default().to_string(),
                             file_ref: attr(d, "fileRef").map(str::to_string),
@@ -293,6 +335,24 @@ impl Envelope {
                     })?
                 }
                 other => env.other_sections.push(other.to_string()),
+            }
+        }
+        // `ovf:capacity="${key}"` names a ProductSection property (DSP0243 section 9.1): its
+        // default value is the capacity.
+        if env
+            .disks
+            .iter()
+            .any(|d| property_key(&d.capacity).is_some())
+        {
+            let properties: std::collections::HashMap<&str, &str> = root
+                .descendants()
+                .filter(|n| n.is_element() && n.tag_name().name() == "Property")
+                .filter_map(|n| Some((attr(n, "key")?, attr(n, "value")?)))
+                .collect();
+            for d in &mut env.disks {
+                if let Some(value) = property_key(&d.capacity).and_then(|k| properties.get(k)) {
+                    d.capacity_bytes = in_bytes(value, d.capacity_units.as_deref());
+                }
             }
         }
         Ok(env)
@@ -514,5 +574,43 @@ mod tests {
             Envelope::parse(&huge, p).unwrap().disks[0].capacity_bytes,
             None
         );
+    }
+
+    #[test]
+    fn element_depth_reads_tags_not_text() {
+        assert_eq!(element_depth("<a><b/><c></c></a>"), 2);
+        // '>' and '/' in attribute values, comments, CDATA and processing instructions.
+        let siblings = "<X v=\"1>0\" w='/>'/>".repeat(300);
+        assert_eq!(element_depth(&format!("<E>{siblings}</E>")), 1);
+        assert_eq!(
+            element_depth("<a><!-- <b><c> --><![CDATA[<d><e>]]><?pi <f>?></a>"),
+            1
+        );
+        // The ways around a naive scan are counted.
+        let quoted = format!(
+            "<E>{}{}</E>",
+            "<a x=\"/>\">".repeat(500),
+            "</a>".repeat(500)
+        );
+        assert_eq!(element_depth(&quoted), 501);
+        let commented = format!("<E>{}</E>", "<a><!--</a>-->".repeat(500));
+        assert_eq!(element_depth(&commented), 501);
+        // Linear: a megabyte of '<a' with no '>' is one pass.
+        assert_eq!(element_depth(&"<a".repeat(500_000)), 1);
+    }
+
+    #[test]
+    fn a_capacity_may_name_a_property() {
+        let text = V1
+            .replace("ovf:capacity=\"16\"", "ovf:capacity=\"${disk.size}\"")
+            .replace(
+                "<VirtualSystem ovf:id=\"vm\">",
+                "<VirtualSystem ovf:id=\"vm\"><ProductSection><Info>p</Info><Property ovf:key=\"disk.size\" ovf:type=\"int\" ovf:value=\"2\"/></ProductSection>",
+            );
+        let env = Envelope::parse(&text, Path::new("p.ovf")).unwrap();
+        assert_eq!(env.disks[0].capacity_bytes, Some(2 << 30));
+        let unknown = text.replace("${disk.size}", "${other}");
+        let env = Envelope::parse(&unknown, Path::new("p.ovf")).unwrap();
+        assert_eq!(env.disks[0].capacity_bytes, None);
     }
 }

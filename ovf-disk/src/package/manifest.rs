@@ -55,8 +55,10 @@ pub struct Entry {
 /// A parsed manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
-    /// Entries in order.
+    /// Entries in order (a file listed twice keeps both lines; both are checked).
     pub entries: Vec<Entry>,
+    /// Index of each name's first entry, so lookups cost the same whatever the manifest's size.
+    first: std::collections::HashMap<String, usize>,
 }
 
 /// Largest manifest read (a package lists a handful of files).
@@ -133,7 +135,11 @@ impl Manifest {
                 digest,
             });
         }
-        Ok(Self { entries })
+        let mut first = std::collections::HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            first.entry(e.name.clone()).or_insert(i);
+        }
+        Ok(Self { entries, first })
     }
 
     /// Parses one `ALG(name)= hex` line whose hex may be of any even length (a certificate's
@@ -194,7 +200,7 @@ impl Manifest {
 
     /// The entry for `name`, if listed.
     pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.name == name)
+        self.first.get(name).and_then(|&i| self.entries.get(i))
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::envelope::Envelope;
 use super::envelope::FileRef;
 use super::manifest::{digest, Algorithm, Manifest, Outcome};
-use super::ova::{OvaFiles, OvaIndex};
+use super::ova::{OvaFiles, OvaIndex, MAX_MEMBERS};
 use super::{is_plain_name, PackageError};
 use crate::inflate::{
     inflate, inflate_stream, within_declared, InflateError, InflateOptions, OutputFormat,
@@ -348,7 +348,7 @@ pub fn import(
                 disk: disk.disk_id.clone(),
                 source: Box::new(source),
             };
-            let r = if file.compression.is_some() || file.chunk_size.is_some() {
+            let r = if file.is_compressed() || file.chunk_size.is_some() {
                 // Stored compressed or in chunks: read as a stream, the output bounded by the
                 // capacity the envelope declares.
                 let mut reader = disk_stream(pkg, file, &disk.disk_id)?;
@@ -415,6 +415,15 @@ pub(crate) fn disk_stream(
                 name: format!("{}.000000000", file.href),
             }
             .into());
+        }
+        if pkg
+            .size(&format!("{}.{MAX_CHUNKS:09}", file.href))
+            .is_some()
+        {
+            return Err(ImportError::Unsupported(
+                disk.to_string(),
+                format!("a file in more than {MAX_CHUNKS} chunks"),
+            ));
         }
         Box::new(Chunks {
             pkg: pkg.clone(),
@@ -590,7 +599,9 @@ pub fn import_stream<R: Read>(
         // The descriptor as read: its text is rewritten as disks are imported, its digest is not.
         let mut original = String::new();
         let mut manifest: Option<Manifest> = None;
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        // Every member name so far (the descriptor's and the manifest's too).
+        let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut early: Vec<(String, Vec<(Algorithm, String)>)> = Vec::new();
         // Where the next header should be, for errors the tar reader reports without one.
         let mut next_header = 0u64;
@@ -624,11 +635,11 @@ pub fn import_stream<R: Read>(
             ) {
                 return Err(bad("it is a link or not a regular file").into());
             }
-            if seen.contains(&member)
-                || report.verify.manifest.as_ref() == Some(&member)
-                || envelope.as_ref().is_some_and(|(d, _, _)| *d == member)
-            {
+            if !names.insert(member.clone()) {
                 return Err(bad("a second member with this name").into());
+            }
+            if names.len() > MAX_MEMBERS {
+                return Err(bad(&format!("more than {MAX_MEMBERS} members")).into());
             }
             let expected = manifest.as_ref().and_then(|m| m.get(&member)).cloned();
             let algorithms = match (&manifest, &expected) {
@@ -711,7 +722,7 @@ pub fn import_stream<R: Read>(
                     &path,
                     &mut report,
                 )?;
-                seen.push(member);
+                seen.insert(member);
                 continue;
             };
             if file.chunk_size.is_some() {
@@ -761,7 +772,7 @@ pub fn import_stream<R: Read>(
             report
                 .disks
                 .push((disk.disk_id.clone(), file.href.clone(), r.files));
-            seen.push(member);
+            seen.insert(member);
         }
         let Some((descriptor, text, env)) = envelope else {
             return Err(PackageError::Missing {
