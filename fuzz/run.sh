@@ -18,7 +18,8 @@ shift
 
 here=$(cd "$(dirname "$0")" && pwd)
 seeds="$here/../testdata/fuzz-seeds"
-targets=(descriptor sparse_header disk stream envelope manifest ova)
+# FUZZ_TARGETS="disk stream" fuzz/run.sh 600 runs only those.
+read -r -a targets <<<"${FUZZ_TARGETS:-descriptor sparse_header disk stream envelope manifest ova}"
 
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
