@@ -10,6 +10,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
 cd "$here"
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
@@ -41,8 +42,11 @@ for t in "${targets[@]}"; do
     rm -f "$log"
     bin=$(find target -path "*coverage*release/$t" -type f | head -1)
     srcs=()
-    for f in ${files[$t]}; do srcs+=("$here/../$f"); done
+    for f in ${files[$t]}; do srcs+=("$root/$f"); done
     echo "== $t ($(find "corpus/$t" -type f | wc -l) corpus inputs)"
     "$llvm_cov" report "$bin" -instr-profile="coverage/$t/coverage.profdata" "${srcs[@]}" \
-        | sed -e "s|$here/../||" | cut -c1-150
+        | awk -v root="$root/" '$1 == "TOTAL" || index($1, root) == 1 {
+            sub(root, "", $1)
+            printf "  %-36s regions %7s   functions %7s   lines %7s\n", $1, $4, $7, $10
+        }'
 done
