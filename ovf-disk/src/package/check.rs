@@ -7,15 +7,14 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use vmdk::check::{CheckReport, Problem};
 use vmdk::stream::read::{read_stream_optimized, StreamSink};
 
 use super::manifest::Outcome;
-use super::ops::{disk_stream, ImportError, Package, Source, VerifyReport};
-use super::ova::OvaFiles;
+use super::ops::{declared, disk_stream, ImportError, Package, VerifyReport};
 use super::PackageError;
+use crate::inflate::within_declared;
 
 /// How a disk was checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,12 +114,11 @@ pub fn check_package(
             continue;
         };
         progress(&file.href);
-        let declared = disk.capacity_bytes;
         let mut check = DiskCheck {
             disk_id: disk.disk_id.clone(),
             href: file.href.clone(),
             method: Method::InPlace,
-            declared,
+            declared: disk.capacity_bytes,
             report: CheckReport::default(),
         };
         let capacity = if file.is_compressed() || file.chunk_size.is_some() {
@@ -148,16 +146,7 @@ pub fn check_package(
                 }
             }
         } else {
-            let (path, options) = match &pkg.source {
-                Source::Folder(dir) => (dir.join(&file.href), base.clone()),
-                Source::Ova(index) => (
-                    PathBuf::from(&file.href),
-                    vmdk::OpenOptions {
-                        files: Arc::new(OvaFiles(index.clone())),
-                        ..base.clone()
-                    },
-                ),
-            };
+            let (path, options) = pkg.disk_location(&file.href, base);
             match vmdk::check::check(&path, &options) {
                 Ok(r) => check.report = r,
                 Err(e) => check.report.problems.push(Problem::from_error(&e)),
@@ -166,23 +155,14 @@ pub fn check_package(
                 .ok()
                 .map(|d| d.capacity())
         };
-        match (capacity, declared) {
-            (Some(c), Some(d)) if c > d => check.report.problems.push(problem(
-                &file.href,
-                "disk",
-                format!("the disk announces {c} bytes, more than the {d} its package declares"),
-            )),
-            (_, None) => check.report.problems.push(problem(
-                &file.href,
-                "envelope",
-                format!(
-                    "disk {}: ovf:capacity {:?} in units {:?} is not a number of bytes",
-                    disk.disk_id,
-                    disk.capacity,
-                    disk.capacity_units.as_deref().unwrap_or("byte")
-                ),
-            )),
-            _ => {}
+        let bound = declared(disk, &pkg.path)
+            .map_err(|e| problem(&file.href, "envelope", e.to_string()))
+            .and_then(|d| {
+                within_declared(&file.href, "disk", None, capacity.unwrap_or(0), Some(d))
+                    .map_err(|e| Problem::from_error(&e))
+            });
+        if let Err(p) = bound {
+            check.report.problems.push(p);
         }
         disks.push(check);
     }

@@ -264,24 +264,35 @@ impl Package {
         Ok(report)
     }
 
-    /// Opens the disk of the envelope's `disk_id` in place.
-    pub fn open_disk(&self, href: &str) -> Result<vmdk::Disk, vmdk::Error> {
+    /// Where the disk file `href` is for the `vmdk` readers: its path and `base` with the files
+    /// it names taken from the package (the folder, or the OVA's members in place).
+    pub fn disk_location(
+        &self,
+        href: &str,
+        base: &vmdk::OpenOptions,
+    ) -> (PathBuf, vmdk::OpenOptions) {
         match &self.source {
-            Source::Folder(dir) => vmdk::Disk::open(dir.join(href)),
-            Source::Ova(index) => {
-                let options = vmdk::OpenOptions {
+            Source::Folder(dir) => (dir.join(href), base.clone()),
+            Source::Ova(index) => (
+                PathBuf::from(href),
+                vmdk::OpenOptions {
                     files: Arc::new(OvaFiles(index.clone())),
-                    ..vmdk::OpenOptions::default()
-                };
-                vmdk::Disk::open_with(href, &options)
-            }
+                    ..base.clone()
+                },
+            ),
         }
+    }
+
+    /// Opens the disk file `href` in place.
+    pub fn open_disk(&self, href: &str) -> Result<vmdk::Disk, vmdk::Error> {
+        let (path, options) = self.disk_location(href, &vmdk::OpenOptions::default());
+        vmdk::Disk::open_with(path, &options)
     }
 }
 
 /// The capacity `disk` declares in bytes, which bounds what an import writes; an envelope
 /// whose `ovf:capacity` and units do not give one is refused.
-fn declared(disk: &super::envelope::Disk, path: &Path) -> Result<u64, PackageError> {
+pub(crate) fn declared(disk: &super::envelope::Disk, path: &Path) -> Result<u64, PackageError> {
     disk.capacity_bytes.ok_or_else(|| PackageError::Envelope {
         path: path.to_path_buf(),
         line: None,
