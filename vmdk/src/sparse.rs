@@ -74,6 +74,15 @@ pub struct SparseExtent {
 const HEADER: &str = "sparse header";
 const FOOTER: &str = "footer";
 
+/// The first of the `reserved` ranges that `start..end` overlaps.
+fn overlapping<'r>(
+    reserved: &'r [(u64, u64, &'static str)],
+    start: u64,
+    end: u64,
+) -> Option<&'r (u64, u64, &'static str)> {
+    reserved.iter().find(|&&(s, e, _)| start < e && s < end)
+}
+
 /// Whether a buffer starts with the sparse extent magic `KDMV`.
 pub fn has_sparse_magic(head: &[u8]) -> bool {
     head.get(..4) == Some(&SPARSE_MAGIC.to_le_bytes()[..])
@@ -326,10 +335,7 @@ impl SparseExtent {
         // Bounded by the file length before anything is allocated.
         let gd_bytes = backing.read_vec("grain directory", gd_at, gd_entries * 4)?;
         let gd_end = gd_at + gd_entries * 4;
-        if let Some(&(_, end, what)) = reserved
-            .iter()
-            .find(|&&(start, end, _)| gd_at < end && start < gd_end)
-        {
+        if let Some(&(_, end, what)) = overlapping(&reserved, gd_at, gd_end) {
             return Err(Error::new(
                 Some(&path),
                 "grain directory",
@@ -467,12 +473,7 @@ impl SparseExtent {
     /// descriptor or a grain directory: such an entry points into metadata (spec section
     /// "Hosted Sparse Extent": grain tables and grains lie apart from these structures).
     pub fn refuse_metadata(&self, structure: &'static str, at: u64, len: u64) -> Result<()> {
-        let end = at.saturating_add(len);
-        match self
-            .reserved
-            .iter()
-            .find(|&&(start, r_end, _)| at < r_end && start < end)
-        {
+        match overlapping(&self.reserved, at, at.saturating_add(len)) {
             None => Ok(()),
             Some(&(start, r_end, what)) => Err(Error::new(
                 Some(self.backing.path()),
