@@ -568,11 +568,37 @@ fn print_report(
 }
 
 /// `ovf-disk check`: 0 clean, 2 problems found, 1 could not run.
-fn problems_json(problems: &[vmdk::check::Problem]) -> Vec<Value> {
-    problems
+/// A check's findings as JSON, with `extra` fields first (what was checked).
+fn check_json(extra: Value, report: &vmdk::check::CheckReport) -> Value {
+    let problems: Vec<Value> = report
+        .problems
         .iter()
         .map(|p| json!({ "file": p.path, "structure": p.structure, "offset": p.offset, "message": p.message }))
-        .collect()
+        .collect();
+    let mut v = extra;
+    if let Value::Object(m) = &mut v {
+        for (k, x) in [
+            ("clean", json!(report.is_clean())),
+            ("problems", json!(problems)),
+            ("files", json!(report.files)),
+            ("allocated_grains", json!(report.allocated_grains)),
+            ("allocated_bytes", json!(report.allocated_bytes)),
+            ("zeroed_bytes", json!(report.zeroed_bytes)),
+            ("leaked_bytes", json!(report.leaked_bytes)),
+        ] {
+            m.insert(k.into(), x);
+        }
+    }
+    v
+}
+
+/// 0 when clean, 2 when problems were found.
+fn check_exit(clean: bool) -> ExitCode {
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 /// Prints a check's problems, one line each, and its space counts.
@@ -611,11 +637,7 @@ fn check(file: &std::path::Path, json: bool, input_args: &InputArgs) -> ExitCode
         }
     };
     if json {
-        let v = json!({
-            "file": file, "clean": report.is_clean(), "problems": problems_json(&report.problems), "files": report.files,
-            "allocated_grains": report.allocated_grains, "allocated_bytes": report.allocated_bytes,
-            "zeroed_bytes": report.zeroed_bytes, "leaked_bytes": report.leaked_bytes,
-        });
+        let v = check_json(json!({ "file": file }), &report);
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_check(&report);
@@ -625,11 +647,7 @@ fn check(file: &std::path::Path, json: bool, input_args: &InputArgs) -> ExitCode
             println!("{} errors were found on the image.", report.problems.len());
         }
     }
-    if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    }
+    check_exit(report.is_clean())
 }
 
 /// `ovf-disk check PKG`: the manifest's digests and every disk (exit codes as for a disk).
@@ -656,13 +674,10 @@ fn check_package(file: &std::path::Path, json: bool, input_args: &InputArgs) -> 
             .disks
             .iter()
             .map(|d| {
-                json!({
-                    "disk": d.disk_id, "file": d.href, "method": d.method.as_str(),
-                    "declared_capacity": d.declared, "clean": d.report.is_clean(),
-                    "problems": problems_json(&d.report.problems),
-                    "allocated_grains": d.report.allocated_grains, "allocated_bytes": d.report.allocated_bytes,
-                    "zeroed_bytes": d.report.zeroed_bytes, "leaked_bytes": d.report.leaked_bytes,
-                })
+                check_json(
+                    json!({ "disk": d.disk_id, "file": d.href, "method": d.method.as_str(), "declared_capacity": d.declared }),
+                    &d.report,
+                )
             })
             .collect();
         let v = json!({
@@ -694,11 +709,7 @@ fn check_package(file: &std::path::Path, json: bool, input_args: &InputArgs) -> 
             println!("{problems} errors were found in the package.");
         }
     }
-    if c.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    }
+    check_exit(c.is_clean())
 }
 
 fn run(cli: Cli) -> Result<()> {
