@@ -214,6 +214,16 @@ fn info_and_clear_errors() {
     );
     let out = ovf_disk(d.path(), &["inflate", "a.vmdk", "x.raw", "--threads", "0"]);
     assert_eq!(out.status.code(), Some(1));
+    // Each cause once: the file, the structure, the reason.
+    std::fs::write(d.path().join("odd.raw"), vec![1u8; 1000]).unwrap();
+    let out = ovf_disk(d.path(), &["export", "odd.raw", "odd.ova"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).matches("odd.raw").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
     // JSON output of inflate.
     let out = ovf_disk_ok(d.path(), &["inflate", "--json", "a.vmdk", "j.raw"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -26,7 +26,7 @@ pub enum ExportError {
     #[error(transparent)]
     Package(#[from] PackageError),
     /// A disk could not be converted.
-    #[error("{path}: {source}")]
+    #[error("{}", with_path(path, source))]
     Disk {
         /// The disk.
         path: PathBuf,
@@ -37,6 +37,16 @@ pub enum ExportError {
     /// The archive could not be written.
     #[error(transparent)]
     Output(#[from] OutputError),
+}
+
+/// `path: source`, or just `source` when it already starts with the path.
+fn with_path(path: &std::path::Path, source: &ConvertError) -> String {
+    let (p, s) = (path.display().to_string(), source.to_string());
+    if s.starts_with(&p) {
+        s
+    } else {
+        format!("{p}: {s}")
+    }
 }
 
 /// What [`export`] wrote.
