@@ -721,14 +721,13 @@ pub fn import_stream<R: Read>(
             });
             let Some((file, disk)) = target else {
                 // Certificates and other members: digested if listed, not used.
-                std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
                 if member.to_ascii_lowercase().ends_with(".cert") {
                     report.verify.certificate = Some(member.clone());
                 }
                 check_digest(
                     &member,
                     expected.as_ref(),
-                    std::mem::take(&mut reader.hashers),
+                    &mut reader,
                     &mut early,
                     &path,
                     &mut report,
@@ -765,11 +764,10 @@ pub fn import_stream<R: Read>(
             };
             written.extend(r.files.iter().cloned());
             // The digest covers the whole member, including bytes after the end-of-stream marker.
-            std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
             check_digest(
                 &member,
                 expected.as_ref(),
-                std::mem::take(&mut reader.hashers),
+                &mut reader,
                 &mut early,
                 &path,
                 &mut report,
@@ -855,16 +853,22 @@ fn record(
     }
 }
 
-/// Checks a member's digest against its manifest entry, or keeps its digests for when the
-/// manifest arrives (`expected` is `None` and several hashers ran).
-fn check_digest(
+/// Reads the rest of a member (its digest covers every byte), then checks the digest against
+/// its manifest entry, or keeps its digests for when the manifest arrives (`expected` is
+/// `None` and several hashers ran).
+fn check_digest<R: Read>(
     member: &str,
     expected: Option<&super::manifest::Entry>,
-    hashers: Vec<super::manifest::Hasher>,
+    reader: &mut Hashing<R>,
     early: &mut Vec<(String, Vec<(Algorithm, String)>)>,
     path: &Path,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
+    std::io::copy(reader, &mut std::io::sink()).map_err(|source| PackageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let hashers = std::mem::take(&mut reader.hashers);
     match (expected, hashers.len()) {
         (Some(e), 1) => {
             let found = hashers
