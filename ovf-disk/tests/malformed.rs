@@ -77,10 +77,6 @@ fn ova_with(sample: &Sample, extra: &[u8]) -> Vec<u8> {
     out
 }
 
-fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
-    bytes[at..at + value.len()].copy_from_slice(value);
-}
-
 fn package(e: &ImportError) -> Option<&PackageError> {
     match e {
         ImportError::Package(p) => Some(p),

@@ -39,10 +39,6 @@ fn one(name: &str, bytes: Vec<u8>) -> OpenOptions {
     options(files)
 }
 
-fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
-    bytes[at..at + value.len()].copy_from_slice(value);
-}
-
 fn damaged(good: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut bytes = good.to_vec();
     f(&mut bytes);

@@ -378,6 +378,11 @@ pub fn parent_chain(
     ]
 }
 
+/// Overwrites `bytes` at `at` with `value` (to damage an image on purpose).
+pub fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
+    bytes[at..at + value.len()].copy_from_slice(value);
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
