@@ -8,16 +8,12 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vmdk::copy::{copy_to_file, is_zero, CopyOptions, Target};
-use vmdk::ddb::DiskSettings;
-use vmdk::descriptor::{Access, CreateType, ExtentKind, ExtentLine};
-use vmdk::io::MemoryFiles;
-use vmdk::sparse::write::write_sparse_extent;
-use vmdk::stream::{compress_grain, write_stream_optimized, StreamOptions};
-use vmdk::{Disk, OpenOptions};
+use vmdk::internals::{compress_grain, is_zero};
+use vmdk::{
+    write_stream_optimized, Disk, Format, MemoryFiles, OpenOptions, Plan, Target, WriteOptions,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -63,7 +59,7 @@ fn grain(c: &mut Criterion) {
     let mut group = c.benchmark_group("grain");
     group.throughput(Throughput::Bytes(65536));
     group.bench_function("inflate 64 KiB text grain", |b| {
-        b.iter(|| vmdk::sparse::inflate(black_box(&packed), &mut out).unwrap())
+        b.iter(|| vmdk::internals::inflate(black_box(&packed), &mut out).unwrap())
     });
     group.bench_function("compress 64 KiB text grain, level 3", |b| {
         b.iter(|| compress_grain(3, black_box(&g)).unwrap())
@@ -79,38 +75,22 @@ fn inflate(c: &mut Criterion) {
     let raw = sample();
     let mut files = MemoryFiles::new();
     files.insert("src.raw", raw.clone());
-    let src = Disk::open_raw(
-        "src.raw",
-        &OpenOptions {
-            files: Arc::new(files),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let src = OpenOptions::new().files(files).open_raw("src.raw").unwrap();
     let mut stream = Vec::new();
-    write_stream_optimized(&src, &mut stream, &StreamOptions::default(), &no_progress).unwrap();
+    write_stream_optimized(&src, &mut stream, &WriteOptions::new(), &no_progress).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sparse_path = dir.path().join("sparse.vmdk");
+    let plan = Plan::new(
+        "monolithicSparse".parse::<Format>().unwrap(),
+        src.capacity(),
+        &sparse_path,
+    )
+    .unwrap();
     let f = std::fs::File::create(&sparse_path).unwrap();
-    let line = ExtentLine {
-        access: Access::ReadWrite,
-        sectors: raw.len() as u64 / 512,
-        kind: ExtentKind::Sparse,
-        file_name: Some("sparse.vmdk".into()),
-        offset: 0,
-    };
-    let d =
-        DiskSettings::new(raw.len() as u64).descriptor(&CreateType::MonolithicSparse, vec![line]);
-    write_sparse_extent(
+    plan.write(
         &src,
-        &Target {
-            file: &f,
-            path: &sparse_path,
-            start: 0,
-            len: raw.len() as u64,
-        },
-        Some(&d),
-        2,
+        &[(&f, sparse_path.as_path())],
+        &WriteOptions::new().threads(2),
         &no_progress,
     )
     .unwrap();
@@ -137,14 +117,14 @@ fn inflate(c: &mut Criterion) {
             group.bench_function(format!("{name} -> raw in {place}"), |b| {
                 b.iter(|| {
                     let out = std::fs::File::create(&out_path).unwrap();
-                    copy_to_file(
-                        &disk,
-                        &out,
-                        &out_path,
-                        &CopyOptions::default(),
-                        &no_progress,
-                    )
-                    .unwrap()
+                    let target = Target {
+                        file: &out,
+                        path: &out_path,
+                        start: 0,
+                        len: disk.capacity(),
+                    };
+                    disk.copy_to(&[target], &WriteOptions::new(), &no_progress)
+                        .unwrap()
                 })
             });
             let mut back = vec![0u8; raw.len()];

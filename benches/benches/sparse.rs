@@ -7,10 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vmdk::{Allocation, Disk, OpenOptions};
+use vmdk::{Allocation, OpenOptions};
 use vmdk_benches::{OneFile, SparseImage};
 
 const GIB: u64 = 1 << 30;
@@ -23,11 +22,8 @@ fn sparse(c: &mut Criterion) {
         gtes_per_gt: 512,
         allocate_every: 4,
     };
-    let options = OpenOptions {
-        files: Arc::new(OneFile::new(image.build())),
-        ..Default::default()
-    };
-    let disk = Disk::open_with("bench.vmdk", &options).unwrap();
+    let options = OpenOptions::new().files(OneFile::new(image.build()));
+    let disk = options.open("bench.vmdk").unwrap();
     assert_eq!(disk.capacity(), 4 * GIB);
     let sum = disk.allocation_summary().unwrap();
     assert_eq!(sum.data, GIB);
@@ -49,8 +45,8 @@ fn sparse(c: &mut Criterion) {
     // 64 MiB from the start: 256 allocated grains of 64 KiB, the rest zero-filled.
     let mut buf = vec![0u8; (64 * MIB) as usize];
     group.throughput(Throughput::Bytes(buf.len() as u64));
-    group.bench_function("read_exact 64 MiB", |b| {
-        b.iter(|| disk.read_exact(black_box(0), &mut buf).unwrap())
+    group.bench_function("read_exact_at 64 MiB", |b| {
+        b.iter(|| disk.read_exact_at(black_box(0), &mut buf).unwrap())
     });
     assert_eq!(buf[..8], SparseImage::grain_tag(0));
     assert_eq!(buf[4 * 64 * 1024..][..8], SparseImage::grain_tag(4));

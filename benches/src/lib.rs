@@ -5,10 +5,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vmdk::format::{
-    SparseExtentHeader, FLAG_USE_REDUNDANT, FLAG_VALID_NEWLINE_DETECTOR, SECTOR_SIZE, SPARSE_MAGIC,
-};
-use vmdk::io::{Backing, Files, Storage};
+use vmdk::format::{SparseExtentHeader as H, SECTOR_SIZE};
+use vmdk::{Backing, Files};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
 
@@ -105,10 +103,10 @@ impl SparseImage {
         let file_sectors = over_head + self.allocated_grains() * self.grain_sectors;
         let mut file = vec![0u8; usize::try_from(file_sectors * SECTOR_SIZE).unwrap_or(0)];
 
-        let header = SparseExtentHeader {
-            magic_number: U32::new(SPARSE_MAGIC),
+        let header = H {
+            magic_number: U32::new(H::MAGIC),
             version: U32::new(1),
-            flags: U32::new(FLAG_VALID_NEWLINE_DETECTOR | FLAG_USE_REDUNDANT),
+            flags: U32::new(H::FLAG_VALID_NEWLINE_DETECTOR | H::FLAG_USE_REDUNDANT),
             capacity: U64::new(self.capacity_sectors),
             grain_size: U64::new(self.grain_sectors),
             descriptor_offset: U64::new(1),
@@ -172,7 +170,7 @@ fn put(file: &mut [u8], at: usize, bytes: &[u8]) {
 }
 
 /// One in-memory file served under any path, without copying it (unlike
-/// [`vmdk::io::MemoryFiles`], which takes an `Arc<[u8]>`): a multi-GiB image built zeroed stays
+/// [`vmdk::MemoryFiles`], which takes an `Arc<[u8]>`): a multi-GiB image built zeroed stays
 /// mostly unbacked by memory.
 #[derive(Clone)]
 pub struct OneFile {
@@ -196,13 +194,22 @@ impl OneFile {
     }
 }
 
+/// The shared bytes, read in place.
+struct Shared(Arc<Vec<u8>>);
+
+impl vmdk::ReadAt for Shared {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read_at(pos, buf)
+    }
+}
+
 impl Files for OneFile {
-    fn open(&self, path: &Path, _: &str, _: &Path, _: bool) -> vmdk::Result<Backing> {
-        let storage: Arc<dyn Storage> = self.bytes.clone();
+    fn open(&self, path: &Path) -> vmdk::Result<Backing> {
+        let len = self.bytes.len() as u64;
         Ok(Backing::new(
             PathBuf::from(path),
-            storage,
-            self.bytes.len() as u64,
+            Shared(self.bytes.clone()),
+            len,
         ))
     }
 }
@@ -210,7 +217,7 @@ impl Files for OneFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmdk::{Allocation, Descriptor, Disk, OpenOptions};
+    use vmdk::{Allocation, Descriptor, OpenOptions};
 
     #[test]
     fn descriptor_parses_with_every_extent() {
@@ -229,11 +236,8 @@ mod tests {
             gtes_per_gt: 512,
             allocate_every: 4,
         };
-        let options = OpenOptions {
-            files: Arc::new(OneFile::new(image.build())),
-            ..Default::default()
-        };
-        let disk = Disk::open_with("bench.vmdk", &options).unwrap();
+        let options = OpenOptions::new().files(OneFile::new(image.build()));
+        let disk = options.open("bench.vmdk").unwrap();
         assert_eq!(disk.capacity(), image.capacity_sectors * SECTOR_SIZE);
         let gb = image.grain_bytes();
         let runs = disk.map(0, 8 * gb).unwrap();
@@ -247,7 +251,7 @@ mod tests {
         assert_eq!(sum.data, image.allocated_grains() * gb);
         assert_eq!(sum.data + sum.unallocated, disk.capacity());
         let mut buf = vec![0xffu8; disk.capacity() as usize];
-        disk.read_exact(0, &mut buf).unwrap();
+        disk.read_exact_at(0, &mut buf).unwrap();
         for g in 0..image.grains() {
             let grain = &buf[(g * gb) as usize..((g + 1) * gb) as usize];
             if g % 4 == 0 {

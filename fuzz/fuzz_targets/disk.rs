@@ -4,12 +4,9 @@
 //! Opening, mapping and reading may fail, never panic.
 #![no_main]
 
-use std::sync::Arc;
-
 use libfuzzer_sys::fuzz_target;
-use vmdk::disk::ExtentData;
-use vmdk::io::MemoryFiles;
-use vmdk::{Disk, OpenOptions};
+use vmdk::internals::extent_layout;
+use vmdk::{Disk, MemoryFiles, OpenOptions};
 
 /// Bytes read at each end of the disk.
 const READ_LEN: u64 = 64 << 10;
@@ -24,23 +21,18 @@ const WINDOW: u64 = 1 << 30;
 /// every sparse extent.
 fn map_cost(disk: &Disk) -> u64 {
     let windows = disk.capacity().div_ceil(WINDOW);
-    disk.extents().iter().fold(windows, |cost, e| {
-        let steps = match &e.data {
-            ExtentData::Sparse(s) => e.len.div_ceil(s.grain_bytes()),
-            _ => 1,
-        };
-        cost.saturating_add(steps)
-    })
+    extent_layout(disk)
+        .into_iter()
+        .fold(windows, |cost, (len, grain)| {
+            cost.saturating_add(grain.map_or(1, |g| len.div_ceil(g)))
+        })
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut files = MemoryFiles::new();
     files.insert("disk.vmdk", data.to_vec());
-    let options = OpenOptions {
-        files: Arc::new(files),
-        ..Default::default()
-    };
-    let Ok(disk) = Disk::open_with("disk.vmdk", &options) else {
+    let options = OpenOptions::new().files(files);
+    let Ok(disk) = options.open("disk.vmdk") else {
         return;
     };
     let capacity = disk.capacity();
@@ -72,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = vec![0u8; n as usize];
     for offset in [0, capacity - n] {
         buf.fill(0xee);
-        if disk.read_exact(offset, &mut buf).is_err() {
+        if disk.read_exact_at(offset, &mut buf).is_err() {
             continue;
         }
         let Ok(runs) = disk.map(offset, n) else {
@@ -91,5 +83,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // One byte past the end must be refused, not read.
-    assert!(disk.read_exact(capacity, &mut [0u8; 1]).is_err());
+    assert!(disk.read_exact_at(capacity, &mut [0u8; 1]).is_err());
 });

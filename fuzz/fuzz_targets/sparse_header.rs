@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vmdk::io::Backing;
-use vmdk::sparse::{GrainEntry, SparseExtent};
+use vmdk::internals::{GrainEntry, SparseExtent};
+use vmdk::Backing;
 
 /// Grains visited per input. The grain directory is bounded by the file, but one directory
 /// entry can stand for 4096 grains, so a small input can describe billions of grains: walking

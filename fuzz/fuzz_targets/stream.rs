@@ -6,17 +6,16 @@
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use vmdk::io::MemoryFiles;
-use vmdk::stream::read::{read_stream_optimized, StreamSink};
+use vmdk::internals::{read_stream_into, Sink};
+use vmdk::{MemoryFiles, OpenOptions, StreamReader};
 
 struct Bounded {
     capacity: AtomicU64,
 }
 
-impl StreamSink for Bounded {
+impl Sink for Bounded {
     fn begin(&self, capacity: u64) -> vmdk::Result<()> {
         self.capacity.store(capacity, Ordering::Relaxed);
         Ok(())
@@ -43,12 +42,10 @@ fuzz_target!(|data: &[u8]| {
     let sink = Bounded {
         capacity: AtomicU64::new(0),
     };
-    let _ = read_stream_optimized(&mut Cursor::new(data), "fuzz.vmdk", &sink, 2);
+    if let Ok(reader) = StreamReader::new(Cursor::new(data), "fuzz.vmdk") {
+        let _ = read_stream_into(reader, &sink, 2);
+    }
     let mut files = MemoryFiles::new();
     files.insert("disk.vmdk", data.to_vec());
-    let options = vmdk::OpenOptions {
-        files: Arc::new(files),
-        ..vmdk::OpenOptions::default()
-    };
-    let _ = vmdk::check::check(std::path::Path::new("disk.vmdk"), &options);
+    let _ = vmdk::check("disk.vmdk", &OpenOptions::new().files(files));
 });

@@ -1,8 +1,54 @@
-//! OVF packages and the operations of the `ovf-disk` tool that are more than argument parsing:
-//! inflating a disk into an eager-zeroed thick image with output that is never left looking
-//! complete when it is not. (Envelopes, manifests and OVA archives come with the OVF work.)
+//! OVF packages and the disks inside them: open an `.ovf` or `.ova` (read in place, never
+//! unpacked), verify it against its manifest and certificate, check every disk, import it to
+//! eager-zeroed thick disks (from a file or from a pipe, in one pass), and export disks or a
+//! package to an OVA; plus writing any disk to files that never look complete when they are
+//! not ([`convert`]). The disks themselves are read and written by the [`vmdk`] crate.
+//!
+//! Spec: DMTF DSP0243 "Open Virtualization Format Specification" 1.x and 2.x (and VMware's 0.9
+//! envelope). Every byte read is untrusted: envelopes, manifests and archives are bounded before
+//! they are parsed, file names must stay inside the package, and errors ([`Error`]) name the
+//! file and the line, member or offset.
+//!
+//! # Quick start
+//!
+//! An importer: open a package, verify it, look at its hardware, import each disk thick.
+//!
+//! ```no_run
+//! # fn main() -> ovf_disk::Result<()> {
+//! use ovf_disk::{import, ImportOptions, Package};
+//!
+//! let pkg = Package::open("appliance.ova".as_ref())?;
+//! let verified = pkg.verify(&|_| {})?;
+//! assert!(verified.is_ok(), "{:?}", verified.files);
+//! for system in &pkg.envelope().systems {
+//!     println!("{}: {:?} CPUs, {:?} bytes", system.id, system.cpus, system.memory_bytes);
+//! }
+//! let report = import(&pkg, "imported".as_ref(), &ImportOptions::new(), &|_, _| {})?;
+//! println!("{}", report.descriptor.display());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! - `serde`: `Serialize` for the reports and the envelope summary.
+//! - `cli` (default): the `ovf-disk` command-line tool (clap, indicatif, JSON output).
 
-pub mod convert;
-pub mod inflate;
-pub mod output;
-pub mod package;
+#![deny(missing_docs)]
+
+mod disk;
+mod error;
+mod output;
+mod package;
+
+pub use disk::{convert, convert_stream, ConvertOptions};
+pub use error::{Error, Result};
+pub use package::cert::CertificateFile;
+pub use package::check::{check_package, CheckMethod, DiskCheck, PackageCheck};
+pub use package::envelope::{DiskDrive, Envelope, FileRef, OperatingSystem, System, VirtualDisk};
+pub use package::export::{export, ExportReport, ExportedMember};
+pub use package::import::{import, import_stream, ImportOptions, ImportReport, ImportedDisk};
+pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
+pub use package::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
+pub use package::verify::{FileDigest, SignatureCheck, VerifyReport};
+pub use package::Package;

@@ -11,63 +11,38 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::error::{Error, Result};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A file being written under a temporary name.
 #[derive(Debug)]
-pub struct PendingFile {
+pub(crate) struct PendingFile {
     target: PathBuf,
     temp: PathBuf,
     file: File,
     committed: bool,
 }
 
-/// Why an output could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum OutputError {
-    /// The target exists and `--force` was not given.
-    #[error("{0} exists (use --force to replace it)")]
-    Exists(PathBuf),
-    /// The target is one of the input's files.
-    #[error("{0} is a file of the input disk: refusing to write over it")]
-    IsInput(PathBuf),
-    /// The operating system refused.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file concerned.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
-    move |source| OutputError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Refuses `target` if it exists (unless `force`) or is one of `inputs` (always).
-pub fn check_target(target: &Path, inputs: &[PathBuf], force: bool) -> Result<(), OutputError> {
+pub(crate) fn check_target(target: &Path, inputs: &[PathBuf], force: bool) -> Result<()> {
     let Ok(meta) = std::fs::metadata(target) else {
         return Ok(());
     };
     for input in inputs {
         if let Ok(m) = std::fs::metadata(input) {
             if m.dev() == meta.dev() && m.ino() == meta.ino() {
-                return Err(OutputError::IsInput(target.to_path_buf()));
+                return Err(Error::IsInput(target.to_path_buf()));
             }
         }
     }
     if !force {
-        return Err(OutputError::Exists(target.to_path_buf()));
+        return Err(Error::Exists(target.to_path_buf()));
     }
     if meta.is_dir() {
-        return Err(OutputError::Io {
+        return Err(Error::Io {
             path: target.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::IsADirectory, "is a folder"),
+            error: io::Error::new(io::ErrorKind::IsADirectory, "is a folder"),
         });
     }
     Ok(())
@@ -75,10 +50,10 @@ pub fn check_target(target: &Path, inputs: &[PathBuf], force: bool) -> Result<()
 
 impl PendingFile {
     /// Creates the temporary file beside `target`.
-    pub fn create(target: &Path) -> Result<Self, OutputError> {
-        let name = target.file_name().ok_or_else(|| OutputError::Io {
+    pub fn create(target: &Path) -> Result<Self> {
+        let name = target.file_name().ok_or_else(|| Error::Io {
             path: target.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+            error: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
         })?;
         let folder = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -95,7 +70,7 @@ impl PendingFile {
             .write(true)
             .create_new(true)
             .open(&temp)
-            .map_err(io_err(&temp))?;
+            .map_err(Error::io(&temp))?;
         Ok(Self {
             target: target.to_path_buf(),
             temp,
@@ -114,15 +89,10 @@ impl PendingFile {
         &self.temp
     }
 
-    /// The final path.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Flushes the data to the device, renames the file into place and syncs the folder.
-    pub fn commit(mut self) -> Result<(), OutputError> {
-        self.file.sync_all().map_err(io_err(&self.temp))?;
-        std::fs::rename(&self.temp, &self.target).map_err(io_err(&self.target))?;
+    pub fn commit(mut self) -> Result<()> {
+        self.file.sync_all().map_err(Error::io(&self.temp))?;
+        std::fs::rename(&self.temp, &self.target).map_err(Error::io(&self.target))?;
         self.committed = true;
         if let Some(folder) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
             if let Ok(dir) = File::open(folder) {
@@ -170,14 +140,14 @@ mod tests {
         std::fs::write(&a, b"x").unwrap();
         assert!(matches!(
             check_target(&a, &[], false),
-            Err(OutputError::Exists(_))
+            Err(Error::Exists(_))
         ));
         assert!(check_target(&a, &[], true).is_ok());
         let link = dir.path().join("b");
         std::fs::hard_link(&a, &link).unwrap();
         assert!(matches!(
             check_target(&link, std::slice::from_ref(&a), true),
-            Err(OutputError::IsInput(_))
+            Err(Error::IsInput(_))
         ));
         assert!(check_target(&dir.path().join("new"), &[a], false).is_ok());
     }

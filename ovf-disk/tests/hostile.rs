@@ -11,12 +11,10 @@ use std::path::Path;
 
 use common::builders::*;
 use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_of};
-use ovf_disk::inflate::InflateOptions;
-use ovf_disk::package::cert::CertificateFile;
-use ovf_disk::package::check::check_package;
-use ovf_disk::package::envelope::Envelope;
-use ovf_disk::package::manifest::Manifest;
-use ovf_disk::package::ops::{import_stream, Package};
+use ovf_disk::{
+    check_package, import_stream, CertificateFile, ConvertOptions, Envelope, ImportOptions,
+    Manifest, Package,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -87,22 +85,14 @@ fn open_archive(bytes: &[u8]) {
         let _ = check_package(&pkg, &vmdk::OpenOptions::default(), 1, &|_| {});
     }
     let out = dir.path().join("out");
-    let options = InflateOptions {
-        copy: vmdk::copy::CopyOptions {
-            zero: vmdk::copy::ZeroMode::Sparse,
-            threads: 1,
-            ..vmdk::copy::CopyOptions::default()
-        },
-        ..InflateOptions::default()
-    };
-    let _ = import_stream(
-        Cursor::new(bytes),
-        "x.ova",
-        &out,
-        true,
-        &options,
-        &|_, _| {},
-    );
+    let write = vmdk::WriteOptions::new()
+        .zero(vmdk::ZeroMode::Sparse)
+        .threads(1);
+    let options = ImportOptions::new()
+        .output_format(vmdk::Format::Raw)
+        .unwrap()
+        .convert_options(ConvertOptions::new().write_options(write));
+    let _ = import_stream(Cursor::new(bytes), "x.ova", &out, &options, &|_, _| {});
 }
 
 proptest! {

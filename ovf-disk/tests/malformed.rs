@@ -18,12 +18,9 @@ use cap::Cap;
 use catalogue::{run_catalogue, Case};
 use common::builders::*;
 use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_member, tar_of, NS};
-use ovf_disk::inflate::InflateOptions;
-use ovf_disk::package::cert::CertificateFile;
-use ovf_disk::package::envelope::Envelope;
-use ovf_disk::package::manifest::Manifest;
-use ovf_disk::package::ops::{import, import_stream, ImportError, Package};
-use ovf_disk::package::PackageError;
+use ovf_disk::{
+    import, import_stream, CertificateFile, Envelope, Error, ImportOptions, Manifest, Package,
+};
 
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
@@ -77,52 +74,46 @@ fn ova_with(sample: &Sample, extra: &[u8]) -> Vec<u8> {
     out
 }
 
-fn package(e: &ImportError) -> Option<&PackageError> {
-    match e {
-        ImportError::Package(p) => Some(p),
-        _ => None,
-    }
+/// Raw outputs, as `import --format raw`.
+fn raw() -> ImportOptions {
+    ImportOptions::new()
+        .output_format(vmdk::Format::Raw)
+        .unwrap()
 }
 
 /// A tar member error naming `member`, at `offset`, for `reason`.
-fn archive(
-    member: &'static str,
-    offset: u64,
-    reason: &'static str,
-) -> impl Fn(&ImportError) -> bool {
+fn archive(member: &'static str, offset: u64, reason: &'static str) -> impl Fn(&Error) -> bool {
     move |e| {
-        matches!(package(e), Some(PackageError::Archive { path, what, offset: o, reason: r })
+        matches!(Some(e), Some(Error::Archive { path, what, offset: o, reason: r })
             if path.ends_with("x.ova") && what.contains(member) && *o == offset && r.contains(reason))
     }
 }
 
-fn envelope_err(line: Option<u32>, reason: &'static str) -> impl Fn(&ImportError) -> bool {
+fn envelope_err(line: Option<u32>, reason: &'static str) -> impl Fn(&Error) -> bool {
     move |e| {
-        matches!(package(e), Some(PackageError::Envelope { path, line: l, reason: r })
+        matches!(Some(e), Some(Error::Envelope { path, line: l, reason: r })
             if path.ends_with("x.ovf") && (line.is_none() || *l == line) && r.contains(reason))
     }
 }
 
-fn manifest_err(
-    file: &'static str,
-    line: usize,
-    reason: &'static str,
-) -> impl Fn(&ImportError) -> bool {
+fn manifest_err(file: &'static str, line: usize, reason: &'static str) -> impl Fn(&Error) -> bool {
     move |e| {
-        matches!(package(e), Some(PackageError::Manifest { path, line: l, reason: r })
+        matches!(Some(e), Some(Error::Manifest { path, line: l, reason: r })
             if path.ends_with(file) && *l == line && r.contains(reason))
     }
 }
 
 /// A disk error from the `vmdk` library, in the member or file `file`.
-fn disk_err(kind: fn(&vmdk::ErrorKind) -> bool) -> impl Fn(&ImportError) -> bool {
+fn disk_err(kind: fn(&vmdk::ErrorKind) -> bool) -> impl Fn(&Error) -> bool {
     move |e| match e {
-        ImportError::Disk { source, .. } => match source.as_ref() {
-            ovf_disk::convert::ConvertError::Disk(d) => d.path.is_some() && kind(&d.kind),
-            _ => false,
-        },
+        Error::Disk { error, .. } => error.path().is_some() && kind(error.kind()),
         _ => false,
     }
+}
+
+/// A disk larger than the 1 MiB its envelope declares.
+fn larger_than_declared(e: &Error) -> bool {
+    matches!(e, Error::LargerThanDeclared { capacity, declared: 1048576, .. } if *capacity > 1048576)
 }
 
 /// Scratch folders that outlive the catalogue's construction.
@@ -141,10 +132,10 @@ impl Dirs {
 }
 
 /// `Package::open` on `bytes` written as `x.ova`.
-fn open_ova(dirs: &Dirs, bytes: &[u8]) -> impl Fn() -> Result<(), ImportError> {
+fn open_ova(dirs: &Dirs, bytes: &[u8]) -> impl Fn() -> Result<(), Error> {
     let path = dirs.fresh().join("x.ova");
     std::fs::write(&path, bytes).unwrap();
-    move || Package::open(&path).map(drop).map_err(ImportError::from)
+    move || Package::open(&path).map(drop)
 }
 
 fn is_empty(dir: &Path) -> bool {
@@ -155,30 +146,17 @@ fn is_empty(dir: &Path) -> bool {
 fn stream_import(
     dirs: &Dirs,
     bytes: Vec<u8>,
-    expect: impl Fn(&ImportError) -> bool + 'static,
-) -> (
-    impl Fn() -> Result<(), ImportError>,
-    impl Fn(&ImportError) -> bool,
-) {
+    expect: impl Fn(&Error) -> bool + 'static,
+) -> (impl Fn() -> Result<(), Error>, impl Fn(&Error) -> bool) {
     let out = dirs.fresh();
     let out2 = out.clone();
     (
-        move || {
-            import_stream(
-                Cursor::new(&bytes),
-                "x.ova",
-                &out,
-                true,
-                &InflateOptions::default(),
-                &|_, _| {},
-            )
-            .map(drop)
-        },
-        move |e: &ImportError| expect(e) && is_empty(&out2),
+        move || import_stream(Cursor::new(&bytes), "x.ova", &out, &raw(), &|_, _| {}).map(drop),
+        move |e: &Error| expect(e) && is_empty(&out2),
     )
 }
 
-fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
+fn tar_cases(cases: &mut Vec<Case<Error>>, dirs: &Dirs, s: &Sample) {
     let ovf_len = s.ovf.len().div_ceil(512) * 512;
     let mf_len = s.mf.len().div_ceil(512) * 512;
     let disk_len = s.disk.len().div_ceil(512) * 512;
@@ -186,10 +164,10 @@ fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
     let fourth = (3 * 512 + ovf_len + mf_len + disk_len) as u64;
     let second = (512 + ovf_len) as u64;
     let extra = |name: &[u8], kind: u8, link: &str| tar_member(name, kind, link, b"x", None);
-    let t = |cases: &mut Vec<Case<ImportError>>,
+    let t = |cases: &mut Vec<Case<Error>>,
              name: &str,
              bytes: Vec<u8>,
-             expect: Box<dyn Fn(&ImportError) -> bool>| {
+             expect: Box<dyn Fn(&Error) -> bool>| {
         cases.push(Case::new(
             "tar members",
             name,
@@ -198,10 +176,10 @@ fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         ));
     };
     // Imports of the archive read from a pipe.
-    let st = |cases: &mut Vec<Case<ImportError>>,
+    let st = |cases: &mut Vec<Case<Error>>,
               name: &str,
               bytes: Vec<u8>,
-              expect: Box<dyn Fn(&ImportError) -> bool>| {
+              expect: Box<dyn Fn(&Error) -> bool>| {
         let (run, expect) = stream_import(dirs, bytes, expect);
         cases.push(Case::new(
             "tar members",
@@ -315,7 +293,7 @@ fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         "empty archive",
         vec![0u8; 1024],
         Box::new(
-            |e| matches!(package(e), Some(PackageError::Missing { name, .. }) if name.contains("OVF descriptor")),
+            |e| matches!(Some(e), Some(Error::Missing { name, .. }) if name.contains("OVF descriptor")),
         ),
     );
     let mut many = ova_with(s, &[]);
@@ -324,7 +302,7 @@ fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         many.extend(tar_member(format!("f{i}").as_bytes(), b'0', "", b"", None));
     }
     many.extend_from_slice(&[0u8; 1024]);
-    let too_many = |e: &ImportError| matches!(package(e), Some(PackageError::Archive { reason, .. }) if reason.contains("more than 10000 members"));
+    let too_many = |e: &Error| matches!(Some(e), Some(Error::Archive { reason, .. }) if reason.contains("more than 10000 members"));
     t(cases, "10003 members", many.clone(), Box::new(too_many));
     st(cases, "10003 members", many, Box::new(too_many));
     let cut = ova_with(s, &[])[..second as usize + 512 + 100].to_vec();
@@ -351,7 +329,7 @@ fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
     cases.push(Case::new(
         "tar members",
         "a 17 MiB descriptor",
-        move || Package::open(&path).map(drop).map_err(ImportError::from),
+        move || Package::open(&path).map(drop),
         archive("pkg.ovf", 0, "larger than"),
     ));
 
@@ -391,19 +369,15 @@ fn tar_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
     );
 }
 
-fn xml_cases(cases: &mut Vec<Case<ImportError>>, s: &Sample) {
-    let x = |cases: &mut Vec<Case<ImportError>>,
+fn xml_cases(cases: &mut Vec<Case<Error>>, s: &Sample) {
+    let x = |cases: &mut Vec<Case<Error>>,
              name: &str,
              text: String,
-             expect: Box<dyn Fn(&ImportError) -> bool>| {
+             expect: Box<dyn Fn(&Error) -> bool>| {
         cases.push(Case::new(
             "XML",
             name,
-            move || {
-                Envelope::parse(&text, Path::new("x.ovf"))
-                    .map(drop)
-                    .map_err(ImportError::from)
-            },
+            move || Envelope::parse(&text, Path::new("x.ovf")).map(drop),
             expect,
         ));
     };
@@ -571,8 +545,8 @@ fn xml_cases(cases: &mut Vec<Case<ImportError>>, s: &Sample) {
     );
 }
 
-fn manifest_cases(cases: &mut Vec<Case<ImportError>>) {
-    let m = |cases: &mut Vec<Case<ImportError>>,
+fn manifest_cases(cases: &mut Vec<Case<Error>>) {
+    let m = |cases: &mut Vec<Case<Error>>,
              name: &str,
              text: String,
              line: usize,
@@ -580,11 +554,7 @@ fn manifest_cases(cases: &mut Vec<Case<ImportError>>) {
         cases.push(Case::new(
             "manifests",
             name,
-            move || {
-                Manifest::parse(&text, Path::new("x.mf"))
-                    .map(drop)
-                    .map_err(ImportError::from)
-            },
+            move || Manifest::parse(&text, Path::new("x.mf")).map(drop),
             manifest_err("x.mf", line, reason),
         ));
     };
@@ -647,8 +617,8 @@ fn manifest_cases(cases: &mut Vec<Case<ImportError>>) {
     );
 }
 
-fn certificate_cases(cases: &mut Vec<Case<ImportError>>) {
-    let c = |cases: &mut Vec<Case<ImportError>>,
+fn certificate_cases(cases: &mut Vec<Case<Error>>) {
+    let c = |cases: &mut Vec<Case<Error>>,
              name: &str,
              text: String,
              line: usize,
@@ -656,11 +626,7 @@ fn certificate_cases(cases: &mut Vec<Case<ImportError>>) {
         cases.push(Case::new(
             "certificates",
             name,
-            move || {
-                CertificateFile::parse(&text, Path::new("x.cert"))
-                    .map(drop)
-                    .map_err(ImportError::from)
-            },
+            move || CertificateFile::parse(&text, Path::new("x.cert")).map(drop),
             manifest_err("x.cert", line, reason),
         ));
     };
@@ -697,7 +663,7 @@ fn certificate_cases(cases: &mut Vec<Case<ImportError>>) {
     );
 }
 
-fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
+fn package_cases(cases: &mut Vec<Case<Error>>, dirs: &Dirs, s: &Sample) {
     // A folder package: import verifies first and writes nothing when a digest differs.
     let folder = |ovf: &str, mf: &str, disk: Option<&[u8]>| {
         let dir = dirs.fresh();
@@ -717,10 +683,10 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         std::fs::create_dir(&out).unwrap();
         (dir.join("x.ovf"), out)
     };
-    let imports = |cases: &mut Vec<Case<ImportError>>,
+    let imports = |cases: &mut Vec<Case<Error>>,
                    name: &str,
                    (ovf, out): (PathBuf, PathBuf),
-                   expect: Box<dyn Fn(&ImportError) -> bool>| {
+                   expect: Box<dyn Fn(&Error) -> bool>| {
         let out2 = out.clone();
         cases.push(
             Case::new(
@@ -728,7 +694,7 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
                 name,
                 move || {
                     let pkg = Package::open(&ovf)?;
-                    import(&pkg, &out, true, &InflateOptions::default(), &|_, _| {}).map(drop)
+                    import(&pkg, &out, &raw(), &|_, _| {}).map(drop)
                 },
                 move |e| expect(e) && is_empty(&out2),
             )
@@ -742,13 +708,13 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         cases,
         "a disk whose digest differs",
         folder(&s.ovf, &s.mf, Some(&tampered)),
-        Box::new(|e| matches!(e, ImportError::Verification(p) if p.ends_with("x.ovf"))),
+        Box::new(|e| matches!(e, Error::Verification(p) if p.ends_with("x.ovf"))),
     );
     imports(
         cases,
         "a listed disk that is missing",
         folder(&s.ovf, &s.mf, None),
-        Box::new(|e| matches!(e, ImportError::Verification(p) if p.ends_with("x.ovf"))),
+        Box::new(|e| matches!(e, Error::Verification(p) if p.ends_with("x.ovf"))),
     );
     let (ovf, out) = folder(&s.ovf, &s.mf, None);
     std::fs::remove_file(ovf.with_extension("mf")).unwrap();
@@ -784,19 +750,11 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
         cases,
         "a disk larger than the envelope's capacity",
         (dir.join("x.ovf"), out),
-        Box::new(disk_err(
-            |k| matches!(k, vmdk::ErrorKind::Inconsistent(m) if m.contains("more than the 1048576 its package declares")),
-        )),
+        Box::new(larger_than_declared),
     );
     // The same through a pipe, with a gzip member whose data is not gzip.
     let ova = tar_of(&[("pkg.ovf", ovf.as_bytes()), ("disk1.vmdk", &larger)]);
-    let (run, expect) = stream_import(
-        dirs,
-        ova,
-        disk_err(
-            |k| matches!(k, vmdk::ErrorKind::Inconsistent(m) if m.contains("more than the 1048576 its package declares")),
-        ),
-    );
+    let (run, expect) = stream_import(dirs, ova, larger_than_declared);
     cases.push(Case::new(
         "packages",
         "a disk larger than the envelope's capacity (from a pipe)",
@@ -810,7 +768,7 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
             &disk_entry(1).replace("byte * 2^20", units),
             "",
         );
-        let want = |e: &ImportError| matches!(package(e), Some(PackageError::Envelope { reason, .. }) if reason.contains("is not a number of bytes"));
+        let want = |e: &Error| matches!(Some(e), Some(Error::Envelope { reason, .. }) if reason.contains("is not a number of bytes"));
         let (ovf_path, out) = folder(&odd, "", Some(&s.disk));
         std::fs::remove_file(ovf_path.with_extension("mf")).unwrap();
         imports(
@@ -835,10 +793,7 @@ fn package_cases(cases: &mut Vec<Case<ImportError>>, dirs: &Dirs, s: &Sample) {
     );
     let ova = tar_of(&[("pkg.ovf", gz_ovf.as_bytes()), ("disk1.vmdk", &s.disk)]);
     let (run, expect) = stream_import(dirs, ova, |e| {
-        matches!(
-            e,
-            ImportError::Disk { .. } | ImportError::Package(PackageError::Io { .. })
-        )
+        matches!(e, Error::Disk { .. } | Error::Io { .. })
     });
     cases.push(Case::new(
         "packages",

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use ovf_disk::package::manifest::{digest, Algorithm};
+use ovf_disk::Algorithm;
 
 fn envelope(ns: &str, disks: &[(&str, u64, u64)]) -> String {
     let mut refs = String::new();
@@ -103,7 +103,9 @@ fn build_package(dir: &Path, ns: &str, alg: Algorithm) -> Vec<String> {
         "appliance-disk1.vmdk",
         "appliance-disk2.vmdk",
     ] {
-        let d = digest(alg, &mut std::fs::File::open(dir.join(n)).unwrap()).unwrap();
+        let d = alg
+            .digest(&mut std::fs::File::open(dir.join(n)).unwrap())
+            .unwrap();
         mf.push_str(&format!("{}({n})= {d}\n", alg.as_str()));
     }
     std::fs::write(dir.join("appliance.mf"), mf).unwrap();
@@ -111,18 +113,15 @@ fn build_package(dir: &Path, ns: &str, alg: Algorithm) -> Vec<String> {
 }
 
 fn make_ova(dir: &Path, name: &str, members: &[&str]) {
-    let out = std::fs::File::create(dir.join(name)).unwrap();
-    let entries: Vec<(String, u64, Box<dyn std::io::Read>)> = members
+    let data: Vec<(String, Vec<u8>)> = members
         .iter()
-        .map(|m| {
-            (
-                m.to_string(),
-                std::fs::metadata(dir.join(m)).unwrap().len(),
-                Box::new(std::fs::File::open(dir.join(m)).unwrap()) as Box<dyn std::io::Read>,
-            )
-        })
+        .map(|m| (m.to_string(), std::fs::read(dir.join(m)).unwrap()))
         .collect();
-    ovf_disk::package::ova::write_ova(out, entries).unwrap();
+    let entries: Vec<(&str, &[u8])> = data
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    std::fs::write(dir.join(name), tar_of(&entries)).unwrap();
 }
 
 #[test]
@@ -682,11 +681,9 @@ fn virtualbox_style_package() {
     for n in ["vbox.ovf", "vbox-disk001.vmdk"] {
         mf.push_str(&format!(
             "SHA1 ({n}) = {}\n",
-            digest(
-                Algorithm::Sha1,
-                &mut std::fs::File::open(d.path().join(n)).unwrap()
-            )
-            .unwrap()
+            Algorithm::Sha1
+                .digest(&mut std::fs::File::open(d.path().join(n)).unwrap())
+                .unwrap()
         ));
     }
     std::fs::write(d.path().join("vbox.mf"), mf).unwrap();

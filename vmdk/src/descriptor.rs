@@ -18,13 +18,13 @@ use crate::error::ErrorKind;
 
 /// Largest descriptor this library reads. Real ones are a few KiB (a 2 TiB twoGbMaxExtent disk
 /// lists about 1000 extents, some 50 KiB).
-pub const MAX_DESCRIPTOR_SIZE: u64 = 4 << 20;
+pub(crate) const MAX_DESCRIPTOR_SIZE: u64 = 4 << 20;
 
 /// Most extents a descriptor may list (bounds memory and time for hostile input).
-pub const MAX_EXTENTS: usize = 65_536;
+pub(crate) const MAX_EXTENTS: usize = 65_536;
 
 /// `parentCID` of a disk that has no parent.
-pub const CID_NO_PARENT: u32 = 0xffff_ffff;
+pub(crate) const CID_NO_PARENT: u32 = 0xffff_ffff;
 
 /// The `createType` of a disk (spec p. 3-4).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -278,15 +278,28 @@ struct Line {
 }
 
 /// A parsed descriptor that prints back exactly as it was read.
+///
+/// ```
+/// use vmdk::{CreateType, Descriptor};
+///
+/// let text = "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\nRW 2048 FLAT \"d-flat.vmdk\" 0\n\nddb.adapterType = \"lsilogic\"\n";
+/// let mut d = Descriptor::parse(text)?;
+/// assert_eq!(d.create_type(), Some(CreateType::MonolithicFlat));
+/// assert_eq!(d.extents().next().unwrap().file_name.as_deref(), Some("d-flat.vmdk"));
+/// assert_eq!(d.print(), text);
+/// d.set("ddb.adapterType", "pvscsi");
+/// assert_eq!(Descriptor::parse(&d.print())?.get("DDB.ADAPTERTYPE"), Some("pvscsi"));
+/// # Ok::<(), vmdk::ErrorKind>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Descriptor {
     lines: Vec<Line>,
     newline: &'static str,
 }
 
-/// A descriptor parse error: the line and what is wrong with it. [`crate::Error`] adds the file
-/// and the offset.
-pub type ParseError = ErrorKind;
+/// A descriptor parse error: [`ErrorKind::Descriptor`], the line and what is wrong with it.
+/// [`crate::Error`] adds the file and the offset where a file is read.
+type ParseError = ErrorKind;
 
 fn err(line: usize, reason: impl Into<String>) -> ParseError {
     ErrorKind::Descriptor {
@@ -368,8 +381,9 @@ fn is_extent_line(t: &str) -> bool {
 }
 
 impl Descriptor {
-    /// Parses descriptor text. Embedded descriptors end at the first NUL; pass the text before it.
-    pub fn parse(text: &str) -> Result<Self, ParseError> {
+    /// Parses descriptor text. Embedded descriptors end at the first NUL; pass the text before
+    /// it. Errors are [`ErrorKind::Descriptor`], with the line.
+    pub fn parse(text: &str) -> Result<Self, ErrorKind> {
         let mut lines = Vec::new();
         let mut newline = "\n";
         let mut extents = 0usize;
@@ -412,7 +426,7 @@ impl Descriptor {
 
     /// Parses raw bytes: stops at the first NUL (embedded descriptors are padded with NULs) and
     /// requires UTF-8.
-    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, ParseError> {
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, ErrorKind> {
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         let bytes = bytes.get(..end).unwrap_or(bytes);
         let text = std::str::from_utf8(bytes).map_err(|e| {

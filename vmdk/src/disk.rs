@@ -7,13 +7,13 @@
 //! sparse extent. Delta links are followed through `parentFileNameHint`, their `parentCID`
 //! checked against the parent's `CID`, and loops refused.
 //!
-//! A [`Disk`] gives its capacity, positioned reads of any byte range through
-//! `positioned_io::ReadAt` (usable from many threads at once) and an allocation map
-//! ([`Disk::map`]) that tells data, zeroed and unallocated ranges apart from metadata alone.
+//! A [`Disk`] gives its capacity, positioned reads of any byte range ([`Disk::read_exact_at`],
+//! and [`ReadAt`] from many threads at once) and an allocation map ([`Disk::map`]) that tells
+//! data, zeroed and unallocated ranges apart from metadata alone.
 //!
-//! Not read yet (clear "not supported yet" errors): vmfsSparse (`COWD`), seSparse and raw
-//! device maps. Files named by a descriptor must stay in its folder unless
-//! [`OpenOptions::allow_outside_paths`] is set (see [`crate::io`]).
+//! Not read yet ([`ErrorKind::Unsupported`]): vmfsSparse (`COWD`), seSparse and raw device
+//! maps. Files named by a descriptor must stay in its folder unless
+//! [`OpenOptions::allow_outside_paths`] is set.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,25 +22,32 @@ use std::sync::Arc;
 use positioned_io::ReadAt;
 
 use crate::descriptor::{
-    Access, CreateType, Descriptor, ExtentKind, ExtentLine, MAX_DESCRIPTOR_SIZE,
+    Access, CreateType, Descriptor, ExtentKind, ExtentLine, CID_NO_PARENT, MAX_DESCRIPTOR_SIZE,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Feature, Result};
 use crate::format::{COWD_MAGIC, SECTOR_SIZE};
 use crate::io::{folder_of, resolve_name, Backing, Files, HostFiles};
-use crate::sparse::{has_sparse_magic, GrainEntry, SparseExtent};
+use crate::read::header::has_sparse_magic;
+use crate::read::sparse::{GrainEntry, SparseExtent};
 
-/// How a disk is opened.
+/// How a disk is opened: where its files come from and how far to trust what they name.
+///
+/// ```
+/// let mut files = vmdk::MemoryFiles::new();
+/// files.insert("d.vmdk", b"createType=\"custom\"\nRW 8 ZERO\n".to_vec());
+/// let disk = vmdk::OpenOptions::new()
+///     .files(files)
+///     .ignore_parent_cid(true)
+///     .open("d.vmdk")?;
+/// assert_eq!(disk.capacity(), 8 * 512);
+/// # Ok::<(), vmdk::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
-    /// Follow extent and parent names that lead outside the descriptor's folder (absolute paths,
-    /// `..`, links, device files). Off by default: importers must not read host files.
-    pub allow_outside_paths: bool,
-    /// Accept a parent whose `CID` differs from the child's `parentCID`.
-    pub ignore_parent_cid: bool,
-    /// Longest parent chain followed (links, the disk itself included).
-    pub max_chain_length: usize,
-    /// Where files come from.
-    pub files: Arc<dyn Files>,
+    allow_outside_paths: bool,
+    ignore_parent_cid: bool,
+    max_chain_length: usize,
+    files: Arc<dyn Files>,
 }
 
 impl Default for OpenOptions {
@@ -54,9 +61,87 @@ impl Default for OpenOptions {
     }
 }
 
+impl OpenOptions {
+    /// The defaults: the host's files, read with positioned reads; names outside the
+    /// descriptor's folder refused; `parentCID` checked; chains of at most 64 links.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Follow extent and parent names that lead outside the descriptor's folder (absolute
+    /// paths, `..`, links, device files). Off by default: importers must not read host files.
+    pub fn allow_outside_paths(mut self, allow: bool) -> Self {
+        self.allow_outside_paths = allow;
+        self
+    }
+
+    /// Accept a parent whose `CID` differs from the child's `parentCID`.
+    pub fn ignore_parent_cid(mut self, ignore: bool) -> Self {
+        self.ignore_parent_cid = ignore;
+        self
+    }
+
+    /// The longest parent chain followed, in links, the disk itself included (default 64).
+    pub fn max_chain_length(mut self, links: usize) -> Self {
+        self.max_chain_length = links;
+        self
+    }
+
+    /// Memory-map the host's files instead of reading them with positioned reads: reads need
+    /// no system call, but mapped pages count in the resident size, which then grows with the
+    /// input. Replaces files given with [`OpenOptions::files`].
+    pub fn mmap(mut self, map: bool) -> Self {
+        self.files = Arc::new(HostFiles { map });
+        self
+    }
+
+    /// Where files come from: [`crate::MemoryFiles`], or an importer's own [`Files`].
+    pub fn files(mut self, files: impl Files + 'static) -> Self {
+        self.files = Arc::new(files);
+        self
+    }
+
+    /// Opens the disk `path` names (see [`Disk::open`]). The file itself is the caller's choice
+    /// and may be anywhere; the files it names are held to these options.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Disk> {
+        let path = path.as_ref();
+        let backing = self.files.open(path)?;
+        let mut seen = Vec::new();
+        Disk::open_link(backing, self, &mut seen)
+    }
+
+    /// Opens a raw image as a disk: one flat extent over the whole file, whose length must be
+    /// a whole number of sectors.
+    pub fn open_raw(&self, path: impl AsRef<Path>) -> Result<Disk> {
+        Disk::open_raw(path.as_ref(), self)
+    }
+
+    /// Opens `path` as a VMDK, or as a raw image when it is not one (neither the sparse magic
+    /// nor a descriptor): what a converter does with a file of unknown kind.
+    pub fn open_vmdk_or_raw(&self, path: impl AsRef<Path>) -> Result<Disk> {
+        match self.open(&path) {
+            Err(e) if matches!(e.kind(), ErrorKind::NotVmdk) => self.open_raw(path),
+            other => other,
+        }
+    }
+
+    /// Opens a file a descriptor at `descriptor` names (`name`, as written there), held to the
+    /// folder policy.
+    fn open_named(&self, descriptor: &Path, name: &str) -> Result<Backing> {
+        let path = resolve_name(descriptor, name, self.allow_outside_paths)?;
+        if !self.allow_outside_paths {
+            if let Some(why) = self.files.leads_outside(&path, &folder_of(descriptor))? {
+                let name = name.to_string();
+                return Err(Error::file(&path, ErrorKind::PathOutside { name, why }));
+            }
+        }
+        self.files.open(&path)
+    }
+}
+
 /// Where an extent's data comes from.
 #[derive(Debug)]
-pub enum ExtentData {
+pub(crate) enum ExtentData {
     /// Bytes of a file from an offset (FLAT, VMFS).
     Flat {
         /// The file.
@@ -72,7 +157,7 @@ pub enum ExtentData {
 
 /// One extent of a link, placed in the disk.
 #[derive(Debug)]
-pub struct Extent {
+pub(crate) struct Extent {
     /// The descriptor's line.
     pub line: ExtentLine,
     /// Byte offset of the extent in the disk.
@@ -83,8 +168,21 @@ pub struct Extent {
     pub data: ExtentData,
 }
 
+impl Extent {
+    /// The file holding the extent's data, none for a ZERO extent.
+    pub(crate) fn backing(&self) -> Option<&Backing> {
+        match &self.data {
+            ExtentData::Flat { backing, .. } => Some(backing),
+            ExtentData::Sparse(s) => Some(s.backing()),
+            ExtentData::Zero => None,
+        }
+    }
+}
+
 /// What a range of the disk holds, known from metadata alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Allocation {
     /// Stored data (flat extents, allocated grains) in this link or a parent.
     Data,
@@ -101,8 +199,9 @@ impl Allocation {
     }
 }
 
-/// A run of the allocation map.
+/// A run of the allocation map: `len` bytes from `offset` that hold one [`Allocation`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Run {
     /// Byte offset in the disk.
     pub offset: u64,
@@ -114,6 +213,7 @@ pub struct Run {
 
 /// Bytes of each allocation kind over a whole disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AllocationSummary {
     /// Bytes of stored data.
     pub data: u64,
@@ -124,6 +224,20 @@ pub struct AllocationSummary {
 }
 
 /// An open virtual disk: one link, its extents, and its parent links.
+///
+/// ```
+/// # fn main() -> vmdk::Result<()> {
+/// let disk = vmdk::Disk::open("../testdata/fuzz-seeds/disk/stream-vmware.vmdk")?;
+/// let mut first = vec![0u8; 512];
+/// disk.read_exact_at(0, &mut first)?;
+/// let summary = disk.allocation_summary()?;
+/// assert_eq!(summary.data + summary.zero + summary.unallocated, disk.capacity());
+/// for run in disk.map(0, disk.capacity())? {
+///     println!("{:#x}+{:#x}: {:?}", run.offset, run.len, run.kind);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Disk {
     path: PathBuf,
@@ -147,97 +261,127 @@ fn push_run(runs: &mut Vec<Run>, offset: u64, len: u64, kind: Allocation) {
     runs.push(Run { offset, len, kind });
 }
 
-impl Disk {
-    /// Opens the disk `path` names, with default options.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(path, &OpenOptions::default())
+/// The descriptor of a link and, for a sparse file, the extent it opened.
+fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<SparseExtent>)> {
+    let mut head = [0u8; 4];
+    let head_len = backing.len().min(4) as usize;
+    backing.read_exact_at("file", 0, head.get_mut(..head_len).unwrap_or(&mut []))?;
+    if has_sparse_magic(&head) {
+        let sparse = SparseExtent::open(backing.clone())?;
+        let descriptor = match sparse.descriptor() {
+            Some(d) => d.clone(),
+            None => lone_sparse_descriptor(&sparse),
+        };
+        return Ok((descriptor, Some(sparse)));
     }
+    if head == COWD_MAGIC.to_le_bytes() {
+        return Err(Error::at(
+            backing.path(),
+            "sparse header",
+            0,
+            ErrorKind::Unsupported(Feature::VmfsSparse),
+        ));
+    }
+    Ok((read_text_descriptor(backing)?, None))
+}
 
-    /// Opens the disk `path` names. The file itself is the user's choice and may be anywhere;
-    /// the files it names are held to `options`.
-    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
-        let path = path.as_ref();
-        let backing = options
-            .files
-            .open(path, &path.to_string_lossy(), &folder_of(path), true)?;
-        let mut seen = Vec::new();
-        Self::open_link(backing, options, &mut seen)
+/// The `createType` of `descriptor` at `path`, refused unless this library reads it.
+fn supported_create_type(path: &Path, descriptor: &Descriptor) -> Result<CreateType> {
+    let inconsistent = |what: &str| {
+        Error::new(
+            Some(path),
+            "descriptor",
+            None,
+            ErrorKind::Inconsistent(what.into()),
+        )
+    };
+    let create_type = descriptor
+        .create_type()
+        .ok_or_else(|| inconsistent("no createType"))?;
+    let unsupported = match &create_type {
+        t if t.is_supported() => None,
+        CreateType::VmfsSparse => Some(Feature::VmfsSparse),
+        CreateType::VmfsSeSparse => Some(Feature::SeSparse),
+        CreateType::VmfsRdm | CreateType::VmfsRdmp => Some(Feature::RawDeviceMap),
+        CreateType::VmfsRaw | CreateType::FullDevice | CreateType::PartitionedDevice => {
+            Some(Feature::HostDevice)
+        }
+        other => Some(Feature::CreateType(other.as_str().to_string())),
+    };
+    if let Some(feature) = unsupported {
+        return Err(Error::new(
+            Some(path),
+            "descriptor",
+            None,
+            ErrorKind::Unsupported(feature),
+        ));
+    }
+    if descriptor.extents().next().is_none() {
+        return Err(inconsistent("no extent lines"));
+    }
+    Ok(create_type)
+}
+
+impl Disk {
+    /// Opens the disk `path` names with the default [`OpenOptions`]: a text descriptor, a
+    /// sparse or stream-optimized file, or a lone sparse extent; its parents are followed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        OpenOptions::default().open(path)
     }
 
     fn open_link(backing: Backing, options: &OpenOptions, seen: &mut Vec<PathBuf>) -> Result<Self> {
         let path = backing.path().to_path_buf();
         let identity = options.files.identity(&path);
         if seen.contains(&identity) {
-            return Err(Error::file(
-                &path,
-                ErrorKind::Chain(format!("{} is its own ancestor", path.display())),
-            ));
+            return Err(Error::file(&path, ErrorKind::ParentLoop));
         }
         seen.push(identity);
         if seen.len() > options.max_chain_length {
-            return Err(Error::file(
+            let max = options.max_chain_length;
+            return Err(Error::file(&path, ErrorKind::ChainTooLong { max }));
+        }
+        let (descriptor, first) = descriptor_of(&backing)?;
+        let create_type = supported_create_type(&path, &descriptor)?;
+        let extents = Self::open_extents(&path, &descriptor, first, options)?;
+        let capacity = extents.last().map_or(0, |e| e.start + e.len);
+        let parent = if descriptor.has_parent() {
+            Some(Box::new(Self::open_parent(
                 &path,
-                ErrorKind::Chain(format!("longer than {} links", options.max_chain_length)),
-            ));
-        }
-
-        let mut head = [0u8; 4];
-        let head_len = backing.len().min(4) as usize;
-        backing.read_exact_at("file", 0, head.get_mut(..head_len).unwrap_or(&mut []))?;
-        let (descriptor, first) = if has_sparse_magic(&head) {
-            let sparse = SparseExtent::open(backing.clone())?;
-            let descriptor = match sparse.descriptor() {
-                Some(d) => d.clone(),
-                None => lone_sparse_descriptor(&sparse),
-            };
-            (descriptor, Some(sparse))
-        } else if head == COWD_MAGIC.to_le_bytes() {
-            return Err(Error::new(
-                Some(&path),
-                "sparse header",
-                Some(0),
-                ErrorKind::Unsupported("ESXi sparse extents (COWD, vmfsSparse)".into()),
-            ));
+                &descriptor,
+                options,
+                seen,
+            )?))
         } else {
-            (read_text_descriptor(&backing)?, None)
+            None
         };
+        Ok(Self {
+            path,
+            descriptor,
+            create_type,
+            capacity,
+            extents,
+            parent,
+        })
+    }
 
-        let create_type = descriptor.create_type().ok_or_else(|| {
-            Error::new(
-                Some(&path),
-                "descriptor",
-                None,
-                ErrorKind::Inconsistent("no createType".into()),
-            )
-        })?;
-        if !create_type.is_supported() {
-            return Err(Error::new(
-                Some(&path),
-                "descriptor",
-                None,
-                ErrorKind::Unsupported(format!("createType {create_type}")),
-            ));
-        }
-        let lines: Vec<ExtentLine> = descriptor.extents().cloned().collect();
-        if lines.is_empty() {
-            return Err(Error::new(
-                Some(&path),
-                "descriptor",
-                None,
-                ErrorKind::Inconsistent("no extent lines".into()),
-            ));
-        }
-        let mut first = first;
-        let mut extents = Vec::with_capacity(lines.len());
+    /// Opens the extents `descriptor` lists, placed end to end; `first` is the sparse extent
+    /// already open when the descriptor was embedded in it.
+    fn open_extents(
+        path: &Path,
+        descriptor: &Descriptor,
+        mut first: Option<SparseExtent>,
+        options: &OpenOptions,
+    ) -> Result<Vec<Extent>> {
+        let mut extents = Vec::new();
         let mut start = 0u64;
-        for (index, line) in lines.into_iter().enumerate() {
+        for (index, line) in descriptor.extents().cloned().enumerate() {
             let len = line
                 .sectors
                 .checked_mul(SECTOR_SIZE)
                 .filter(|l| start.checked_add(*l).is_some())
                 .ok_or_else(|| {
                     Error::new(
-                        Some(&path),
+                        Some(path),
                         "descriptor",
                         None,
                         ErrorKind::Inconsistent(format!(
@@ -249,11 +393,20 @@ impl Disk {
             // The first extent of a sparse file with an embedded descriptor is that file.
             let data = match first.take() {
                 Some(sparse) if index == 0 => ExtentData::Sparse(Box::new(sparse)),
-                _ => open_extent(&path, &line, options)?,
+                _ => open_extent(path, &line, options)?,
             };
             if let ExtentData::Sparse(s) = &data {
                 if s.capacity_sectors() < line.sectors {
-                    return Err(Error::new(Some(s.backing().path()), "sparse header", Some(12), ErrorKind::Inconsistent(format!("capacity {} sectors is less than the {} sectors the descriptor gives the extent", s.capacity_sectors(), line.sectors))));
+                    return Err(Error::at(
+                        s.backing().path(),
+                        "sparse header",
+                        crate::format::SparseExtentHeader::AT_CAPACITY,
+                        ErrorKind::Inconsistent(format!(
+                            "capacity {} sectors is less than the {} sectors the descriptor gives the extent",
+                            s.capacity_sectors(),
+                            line.sectors
+                        )),
+                    ));
                 }
             }
             extents.push(Extent {
@@ -264,64 +417,52 @@ impl Disk {
             });
             start += len;
         }
-
-        let parent = if descriptor.has_parent() {
-            let hint = descriptor.parent_file_name_hint().unwrap_or_default();
-            let parent_path = resolve_name(&path, hint, options.allow_outside_paths)?;
-            let parent_backing = options.files.open(
-                &parent_path,
-                hint,
-                &folder_of(&path),
-                options.allow_outside_paths,
-            )?;
-            let parent = Self::open_link(parent_backing, options, seen)?;
-            let expected = descriptor.parent_cid().unwrap_or_default();
-            let found = parent.descriptor.cid().unwrap_or_default();
-            if !options.ignore_parent_cid && expected != found {
-                return Err(Error::new(
-                    Some(&path),
-                    "descriptor",
-                    None,
-                    ErrorKind::ParentCidMismatch { expected, found },
-                ));
-            }
-            Some(Box::new(parent))
-        } else {
-            None
-        };
-        Ok(Self {
-            path,
-            descriptor,
-            create_type,
-            capacity: start,
-            extents,
-            parent,
-        })
+        Ok(extents)
     }
 
-    /// Opens a raw image as a disk: one flat extent over the whole file, whose length must be
-    /// a whole number of sectors.
-    pub fn open_raw(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
-        let path = path.as_ref();
-        let backing = options
-            .files
-            .open(path, &path.to_string_lossy(), &folder_of(path), true)?;
+    /// Opens the parent link `descriptor` (at `path`) names, checking its `CID`.
+    fn open_parent(
+        path: &Path,
+        descriptor: &Descriptor,
+        options: &OpenOptions,
+        seen: &mut Vec<PathBuf>,
+    ) -> Result<Self> {
+        let hint = descriptor.parent_file_name_hint().unwrap_or_default();
+        let backing = options.open_named(path, hint)?;
+        let parent = Self::open_link(backing, options, seen)?;
+        let expected = descriptor.parent_cid().unwrap_or_default();
+        let found = parent.descriptor.cid().unwrap_or_default();
+        if !options.ignore_parent_cid && expected != found {
+            return Err(Error::new(
+                Some(path),
+                "descriptor",
+                None,
+                ErrorKind::ParentCidMismatch { expected, found },
+            ));
+        }
+        Ok(parent)
+    }
+
+    fn open_raw(path: &Path, options: &OpenOptions) -> Result<Self> {
+        let backing = options.files.open(path)?;
         let len = backing.len();
         if len % SECTOR_SIZE != 0 {
-            return Err(Error::file(path, ErrorKind::Usage(format!("a raw image must be a whole number of 512-byte sectors; this one is {len} bytes"))));
+            return Err(Error::file(
+                path,
+                ErrorKind::InvalidInput(format!(
+                    "a raw image must be a whole number of 512-byte sectors; this one is {len} bytes"
+                )),
+            ));
         }
         let create_type = CreateType::Other("raw".into());
         let line = ExtentLine {
             access: Access::ReadWrite,
             sectors: len / SECTOR_SIZE,
             kind: ExtentKind::Flat,
-            file_name: Some(
-                path.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            ),
+            file_name: Some(file_name_of(path)),
             offset: 0,
         };
-        let mut descriptor = Descriptor::new(&create_type, crate::descriptor::CID_NO_PARENT - 1);
+        let mut descriptor = Descriptor::new(&create_type, CID_NO_PARENT - 1);
         descriptor.push_extent(line.clone());
         Ok(Self {
             path: path.to_path_buf(),
@@ -348,7 +489,8 @@ impl Disk {
         &self.descriptor
     }
 
-    /// This link's `createType`.
+    /// This link's `createType` (`raw` for a raw image opened with
+    /// [`OpenOptions::open_raw`]).
     pub fn create_type(&self) -> &CreateType {
         &self.create_type
     }
@@ -359,7 +501,7 @@ impl Disk {
     }
 
     /// This link's extents in disk order.
-    pub fn extents(&self) -> &[Extent] {
+    pub(crate) fn extents(&self) -> &[Extent] {
         &self.extents
     }
 
@@ -383,12 +525,11 @@ impl Disk {
         let mut out = Vec::new();
         for link in self.chain() {
             out.push(link.path.clone());
-            for e in &link.extents {
-                let p = match &e.data {
-                    ExtentData::Flat { backing, .. } => backing.path(),
-                    ExtentData::Sparse(s) => s.backing().path(),
-                    ExtentData::Zero => continue,
-                };
+            for p in link
+                .extents
+                .iter()
+                .filter_map(|e| e.backing().map(Backing::path))
+            {
                 if !out.iter().any(|o| o == p) {
                     out.push(p.to_path_buf());
                 }
@@ -397,22 +538,31 @@ impl Disk {
         out
     }
 
-    fn range_error(&self, offset: u64, len: u64) -> Error {
-        Error::new(
-            Some(&self.path),
-            "disk",
-            Some(offset),
-            ErrorKind::Usage(format!(
-                "range of {len:#x} bytes ends past the capacity {:#x}",
-                self.capacity
-            )),
-        )
+    /// The largest grain of any sparse extent in the chain, in bytes (512 when there is none).
+    #[cfg(feature = "write")]
+    pub(crate) fn largest_grain(&self) -> u64 {
+        self.chain()
+            .flat_map(|d| d.extents())
+            .filter_map(|e| match &e.data {
+                ExtentData::Sparse(s) => Some(s.grain_bytes()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(SECTOR_SIZE)
     }
 
-    fn check(&self, offset: u64, len: u64) -> Result<()> {
+    fn check_range(&self, offset: u64, len: u64) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.capacity => Ok(()),
-            _ => Err(self.range_error(offset, len)),
+            _ => Err(Error::at(
+                &self.path,
+                "disk",
+                offset,
+                ErrorKind::InvalidInput(format!(
+                    "range of {len:#x} bytes ends past the capacity {:#x}",
+                    self.capacity
+                )),
+            )),
         }
     }
 
@@ -420,7 +570,7 @@ impl Disk {
     /// parent links. Callers walk large disks in windows: the result has at most one run per
     /// grain of the window.
     pub fn map(&self, offset: u64, len: u64) -> Result<Vec<Run>> {
-        self.check(offset, len)?;
+        self.check_range(offset, len)?;
         let mut runs = Vec::new();
         self.map_into(offset, len, &mut runs)?;
         Ok(runs)
@@ -509,9 +659,10 @@ impl Disk {
         Ok(sum)
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset`, which must lie inside the capacity.
-    pub fn read_exact(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.check(offset, buf.len() as u64)?;
+    /// Reads exactly `buf.len()` bytes at byte `offset` of the disk, which must lie inside the
+    /// capacity. Safe to call from many threads at once.
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
         self.read_link(offset, buf, &mut Vec::new())
     }
 
@@ -522,10 +673,10 @@ impl Disk {
             let to = end.min(e.start + e.len);
             let dst = slice_mut(buf, from - offset, to - from);
             if e.line.access == Access::NoAccess {
-                return Err(Error::new(
-                    Some(&self.path),
+                return Err(Error::at(
+                    &self.path,
                     "extent",
-                    Some(from),
+                    from,
                     ErrorKind::Inconsistent("the extent covering this range is NOACCESS".into()),
                 ));
             }
@@ -541,6 +692,8 @@ impl Disk {
         Ok(())
     }
 
+    /// Reads `dst.len()` bytes at disk offset `from` from the sparse extent `s` placed at
+    /// `base`; unallocated grains read through to the parent.
     fn read_sparse(
         &self,
         s: &SparseExtent,
@@ -555,70 +708,83 @@ impl Disk {
         let first = rel / gb;
         let last = rel_end.div_ceil(gb);
         // Uncompressed grains that follow each other in the file are read in one call.
-        let mut pending: Option<(u64, u64, u64)> = None; // (file offset, dst start, len)
-        let flush = |p: &mut Option<(u64, u64, u64)>, dst: &mut [u8]| -> Result<()> {
-            if let Some((at, start, len)) = p.take() {
-                s.backing()
-                    .read_exact_at("grain", at, slice_mut(dst, start, len))?;
-            }
-            Ok(())
-        };
+        let mut pending = Pending::default();
         s.for_each_grain(first, last - first, |g, entry| {
             let g_from = (g * gb).max(rel);
             let g_to = ((g + 1) * gb).min(rel_end);
             let within = g_from - g * gb;
             let d_start = g_from - rel;
             let n = g_to - g_from;
+            if !matches!(entry, GrainEntry::Data(_)) || s.is_compressed() {
+                pending.flush(s, dst)?;
+            }
             match entry {
                 GrainEntry::Data(sector) if !s.is_compressed() => {
-                    let at = sector
-                        .checked_mul(SECTOR_SIZE)
-                        .and_then(|a| a.checked_add(within))
-                        .ok_or_else(|| {
-                            Error::new(
-                                Some(s.backing().path()),
-                                "grain table",
-                                None,
-                                ErrorKind::Inconsistent(format!(
-                                    "grain {g} at sector {sector:#x} is past any file"
-                                )),
-                            )
-                        })?;
-                    s.refuse_metadata("grain", at - within, gb)?;
-                    match &mut pending {
-                        Some((p_at, _, p_len)) if *p_at + *p_len == at => *p_len += n,
-                        _ => {
-                            flush(&mut pending, dst)?;
-                            pending = Some((at, d_start, n));
-                        }
-                    }
+                    let at = s.grain_offset(g, sector)?;
+                    s.refuse_metadata("grain", at, gb)?;
+                    pending.add(s, dst, at + within, d_start, n)?;
                 }
                 GrainEntry::Data(sector) => {
-                    flush(&mut pending, dst)?;
                     s.read_grain_part(g, sector, within, slice_mut(dst, d_start, n), scratch)?;
                 }
-                GrainEntry::Zeroed => {
-                    flush(&mut pending, dst)?;
-                    slice_mut(dst, d_start, n).fill(0);
-                }
+                GrainEntry::Zeroed => slice_mut(dst, d_start, n).fill(0),
                 GrainEntry::Unallocated => {
-                    flush(&mut pending, dst)?;
-                    let abs = base + g_from;
-                    let part = slice_mut(dst, d_start, n);
-                    match &self.parent {
-                        Some(p) if abs < p.capacity => {
-                            let in_parent = (p.capacity - abs).min(n);
-                            let (a, b) = part.split_at_mut(in_parent as usize);
-                            p.read_link(abs, a, scratch)?;
-                            b.fill(0);
-                        }
-                        _ => part.fill(0),
-                    }
+                    self.read_parent(base + g_from, slice_mut(dst, d_start, n), scratch)?
                 }
             }
             Ok(())
         })?;
-        flush(&mut pending, dst)
+        pending.flush(s, dst)
+    }
+
+    /// Reads `part` at disk offset `abs` from the parent (zeros past its capacity, or with no
+    /// parent).
+    fn read_parent(&self, abs: u64, part: &mut [u8], scratch: &mut Vec<u8>) -> Result<()> {
+        match &self.parent {
+            Some(p) if abs < p.capacity => {
+                let in_parent = (p.capacity - abs).min(part.len() as u64);
+                let (a, b) = part.split_at_mut(in_parent as usize);
+                p.read_link(abs, a, scratch)?;
+                b.fill(0);
+            }
+            _ => part.fill(0),
+        }
+        Ok(())
+    }
+}
+
+/// A read of consecutive uncompressed grains not yet made: (file offset, start in the
+/// destination, length).
+#[derive(Default)]
+struct Pending(Option<(u64, u64, u64)>);
+
+impl Pending {
+    /// Adds `n` bytes at file offset `at` for destination offset `d_start`: joined to the
+    /// pending read when they follow it in the file, else the pending read is made first.
+    fn add(
+        &mut self,
+        s: &SparseExtent,
+        dst: &mut [u8],
+        at: u64,
+        d_start: u64,
+        n: u64,
+    ) -> Result<()> {
+        match &mut self.0 {
+            Some((p_at, _, p_len)) if *p_at + *p_len == at => *p_len += n,
+            _ => {
+                self.flush(s, dst)?;
+                self.0 = Some((at, d_start, n));
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, s: &SparseExtent, dst: &mut [u8]) -> Result<()> {
+        if let Some((at, start, len)) = self.0.take() {
+            s.backing()
+                .read_exact_at("grain", at, slice_mut(dst, start, len))?;
+        }
+        Ok(())
     }
 }
 
@@ -633,23 +799,21 @@ fn slice_mut(buf: &mut [u8], start: u64, len: u64) -> &mut [u8] {
         .unwrap_or(&mut [])
 }
 
+/// The last component of `path`, as text.
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
 /// A descriptor for a sparse extent opened on its own (no embedded descriptor): one extent, the
 /// file itself.
 fn lone_sparse_descriptor(s: &SparseExtent) -> Descriptor {
-    let mut d = Descriptor::new(
-        &CreateType::MonolithicSparse,
-        crate::descriptor::CID_NO_PARENT - 1,
-    );
+    let mut d = Descriptor::new(&CreateType::MonolithicSparse, CID_NO_PARENT - 1);
     d.push_extent(ExtentLine {
         access: Access::ReadWrite,
         sectors: s.capacity_sectors(),
         kind: ExtentKind::Sparse,
-        file_name: Some(
-            s.backing()
-                .path()
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        ),
+        file_name: Some(file_name_of(s.backing().path())),
         offset: 0,
     });
     d
@@ -657,12 +821,7 @@ fn lone_sparse_descriptor(s: &SparseExtent) -> Descriptor {
 
 fn read_text_descriptor(backing: &Backing) -> Result<Descriptor> {
     let path = backing.path();
-    let not_vmdk = || {
-        Error::file(
-            path,
-            ErrorKind::NotVmdk("no sparse extent magic (KDMV) and not a text descriptor".into()),
-        )
-    };
+    let not_vmdk = || Error::file(path, ErrorKind::NotVmdk);
     if backing.len() > MAX_DESCRIPTOR_SIZE {
         return Err(not_vmdk());
     }
@@ -681,27 +840,27 @@ fn read_text_descriptor(backing: &Backing) -> Result<Descriptor> {
 }
 
 fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> Result<ExtentData> {
-    let structure = "extent";
-    match line.kind {
+    match &line.kind {
         ExtentKind::Zero => return Ok(ExtentData::Zero),
         ExtentKind::Flat | ExtentKind::Vmfs | ExtentKind::Sparse => {}
-        ref other => {
+        other => {
+            let feature = match other {
+                ExtentKind::VmfsSparse => Feature::VmfsSparse,
+                ExtentKind::SeSparse => Feature::SeSparse,
+                ExtentKind::VmfsRdm => Feature::RawDeviceMap,
+                ExtentKind::VmfsRaw => Feature::HostDevice,
+                k => Feature::ExtentKind(k.as_str().to_string()),
+            };
             return Err(Error::new(
                 Some(descriptor),
                 "descriptor",
                 None,
-                ErrorKind::Unsupported(format!("{} extents", other.as_str())),
+                ErrorKind::Unsupported(feature),
             ));
         }
     }
     let name = line.file_name.as_deref().unwrap_or_default();
-    let path = resolve_name(descriptor, name, options.allow_outside_paths)?;
-    let backing = options.files.open(
-        &path,
-        name,
-        &folder_of(descriptor),
-        options.allow_outside_paths,
-    )?;
+    let backing = options.open_named(descriptor, name)?;
     if line.kind == ExtentKind::Sparse {
         return Ok(ExtentData::Sparse(Box::new(SparseExtent::open(backing)?)));
     }
@@ -714,15 +873,13 @@ fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> R
         )
     })?;
     let len = line.sectors * SECTOR_SIZE;
-    backing
-        .check_range(structure, offset, len)
-        .map_err(|e| Error {
-            kind: ErrorKind::Inconsistent(format!(
-                "the flat extent is shorter than its descriptor says: {}",
-                e.kind
-            )),
-            ..e
-        })?;
+    backing.check_range("extent", offset, len).map_err(|e| {
+        let kind = ErrorKind::Inconsistent(format!(
+            "the flat extent is shorter than its descriptor says: {}",
+            e.kind()
+        ));
+        e.with_kind(kind)
+    })?;
     Ok(ExtentData::Flat { backing, offset })
 }
 

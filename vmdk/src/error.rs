@@ -4,6 +4,10 @@
 //! words of the format, [`Error`] adds where: the file, the structure being read and its byte
 //! offset (printed in hex). Every error raised while reading untrusted input carries all three
 //! where they are known, so a user can open the file in a hex editor and look.
+//!
+//! One convention: `Display` carries everything, the inner error included, and
+//! [`std::error::Error::source`] returns nothing, so printing an error once prints it whole. A
+//! caller that needs the operating system's error matches [`ErrorKind::Io`].
 
 use std::fmt;
 use std::io;
@@ -13,17 +17,86 @@ use std::path::{Path, PathBuf};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error with its location: file, structure and byte offset.
+///
+/// ```
+/// let e = vmdk::Disk::open("/no/such/disk.vmdk").unwrap_err();
+/// assert!(matches!(e.kind(), vmdk::ErrorKind::Io(_)));
+/// assert_eq!(e.path(), Some(std::path::Path::new("/no/such/disk.vmdk")));
+/// ```
 #[derive(Debug)]
 pub struct Error {
-    /// The file being read, when known.
-    pub path: Option<PathBuf>,
-    /// The on-disk structure being read, in the format's own words ("sparse header",
-    /// "grain table", "grain marker", "descriptor", ...).
-    pub structure: &'static str,
-    /// Byte offset of the structure (or of the faulty field) in `path`.
-    pub offset: Option<u64>,
-    /// What went wrong.
-    pub kind: ErrorKind,
+    path: Option<PathBuf>,
+    structure: &'static str,
+    offset: Option<u64>,
+    kind: ErrorKind,
+}
+
+/// A feature of the format (or a size) this library does not read or write, as opposed to
+/// damage: a caller can fall back to another tool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Feature {
+    /// ESXi sparse extents (`COWD`, createType `vmfsSparse`).
+    VmfsSparse,
+    /// Space-efficient sparse extents (createType `seSparse`).
+    SeSparse,
+    /// Raw device maps (createTypes `vmfsRDM`, `vmfsRDMP`).
+    RawDeviceMap,
+    /// Disks backed by host devices (`fullDevice`, `partitionedDevice`, `vmfsRaw`).
+    HostDevice,
+    /// Another createType, as written.
+    CreateType(String),
+    /// An extent type, as written.
+    ExtentKind(String),
+    /// A sparse extent header version other than 1 to 3.
+    Version(u32),
+    /// Incompatible header flags this library does not know (the unknown bits).
+    IncompatibleFlags(u32),
+    /// A `compressAlgorithm` other than deflate.
+    CompressAlgorithm(u16),
+    /// A streaming (one-pass) read of an extent that is not stream-optimized.
+    NotStreamOptimized,
+    /// A stream whose grains are not in increasing LBA order: a seekable reader reads it.
+    GrainsOutOfOrder,
+    /// Writing a disk of this many bytes (the writers stop at 64 TiB).
+    WriteCapacity(u64),
+    /// Writing a file whose grains lie past 2 TiB (grain table entries are 32-bit sectors).
+    SectorsBeyond2TiB,
+    /// Writing a disk of this createType.
+    WriteCreateType(String),
+    /// Reading a stream into a disk of this createType (only raw and flat types can be).
+    StreamInto(String),
+}
+
+impl fmt::Display for Feature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::VmfsSparse => f.write_str("ESXi sparse extents (COWD, vmfsSparse)"),
+            Self::SeSparse => f.write_str("seSparse extents"),
+            Self::RawDeviceMap => f.write_str("raw device maps"),
+            Self::HostDevice => f.write_str("disks backed by host devices"),
+            Self::CreateType(t) => write!(f, "createType {t}"),
+            Self::ExtentKind(k) => write!(f, "{k} extents"),
+            Self::Version(v) => write!(f, "sparse extent version {v} (versions 1 to 3 are read)"),
+            Self::IncompatibleFlags(bits) => write!(f, "incompatible flags {bits:#x}"),
+            Self::CompressAlgorithm(a) => write!(f, "compressAlgorithm {a}"),
+            Self::NotStreamOptimized => f.write_str(
+                "streaming reads need a stream-optimized extent (compressed grains with markers)",
+            ),
+            Self::GrainsOutOfOrder => f.write_str(
+                "grains out of LBA order in a one-pass read: this file must be read with a seekable reader",
+            ),
+            Self::WriteCapacity(bytes) => write!(
+                f,
+                "writing a disk of {bytes} bytes: VMDK writers here stop at 64 TiB"
+            ),
+            Self::SectorsBeyond2TiB => f.write_str(
+                "an extent file larger than 2 TiB: grain table entries are 32-bit sectors",
+            ),
+            Self::WriteCreateType(t) => write!(f, "writing createType {t}"),
+            Self::StreamInto(t) => write!(f, "reading a stream into a {t} disk"),
+        }
+    }
 }
 
 /// What went wrong, independent of where.
@@ -31,8 +104,8 @@ pub struct Error {
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The operating system reported an error.
-    #[error("I/O error: {0}")]
-    Io(#[source] io::Error),
+    #[error("{0}")]
+    Io(io::Error),
     /// A structure (or the data it points to) lies partly or wholly past the end of its file.
     #[error("needs bytes up to {end:#x} but the file is only {file_len:#x} bytes long")]
     Truncated {
@@ -59,12 +132,12 @@ pub enum ErrorKind {
         /// What is wrong with it.
         reason: String,
     },
-    /// The input is valid but uses a feature this library does not read yet.
+    /// The input is valid but uses a feature this library does not read (or write) yet.
     #[error("not supported yet: {0}")]
-    Unsupported(String),
-    /// The file is not a VMDK at all.
-    #[error("not a VMDK: {0}")]
-    NotVmdk(String),
+    Unsupported(Feature),
+    /// The file is not a VMDK at all: no sparse extent magic and not a text descriptor.
+    #[error("not a VMDK: no sparse extent magic (KDMV) and not a text descriptor")]
+    NotVmdk,
     /// A compressed grain is damaged.
     #[error("{0}")]
     Decompress(String),
@@ -79,25 +152,32 @@ pub enum ErrorKind {
         /// The parent's `CID`.
         found: u32,
     },
-    /// A parent chain comes back to a link already in it, or is too long.
-    #[error("parent chain: {0}")]
-    Chain(String),
+    /// A parent chain comes back to a link already in it.
+    #[error("parent chain: this file is its own ancestor")]
+    ParentLoop,
+    /// A parent chain is longer than [`crate::OpenOptions::max_chain_length`].
+    #[error("parent chain: longer than {max} links")]
+    ChainTooLong {
+        /// The limit.
+        max: usize,
+    },
     /// An extent or parent file name leads outside the descriptor's folder.
-    #[error("file name {name:?} leads outside the folder of the descriptor ({why}); pass allow_outside_paths to follow it")]
+    #[error("file name {name:?} leads outside the folder of the descriptor ({why})")]
     PathOutside {
         /// The name as written in the descriptor.
         name: String,
         /// Why it is considered outside.
         why: &'static str,
     },
-    /// The caller asked for something impossible (a read outside the disk, a bad option).
+    /// The caller asked for something impossible (a read outside the disk, outputs that do not
+    /// hold the disk, a bad option).
     #[error("{0}")]
-    Usage(String),
+    InvalidInput(String),
 }
 
 impl Error {
     /// Builds an error at `structure`, `offset` of `path`.
-    pub fn new(
+    pub(crate) fn new(
         path: Option<&Path>,
         structure: &'static str,
         offset: Option<u64>,
@@ -111,13 +191,24 @@ impl Error {
         }
     }
 
+    /// An I/O error on the file `path` as a whole: what a [`crate::Files`] implementation
+    /// returns when a file cannot be opened or read.
+    pub fn io(path: impl AsRef<Path>, error: io::Error) -> Self {
+        Self::file(path.as_ref(), ErrorKind::Io(error))
+    }
+
     /// An error about the file as a whole, not one structure in it.
-    pub fn file(path: &Path, kind: ErrorKind) -> Self {
+    pub(crate) fn file(path: &Path, kind: ErrorKind) -> Self {
         Self::new(Some(path), "file", None, kind)
     }
 
+    /// An error at `offset` of `structure` in `path`.
+    pub(crate) fn at(path: &Path, structure: &'static str, offset: u64, kind: ErrorKind) -> Self {
+        Self::new(Some(path), structure, Some(offset), kind)
+    }
+
     /// An invalid field at `offset` of `structure` in `path`.
-    pub fn field(
+    pub(crate) fn field(
         path: &Path,
         structure: &'static str,
         offset: u64,
@@ -125,16 +216,63 @@ impl Error {
         value: u64,
         reason: &'static str,
     ) -> Self {
-        Self::new(
-            Some(path),
+        Self::at(
+            path,
             structure,
-            Some(offset),
+            offset,
             ErrorKind::InvalidField {
                 field,
                 value,
                 reason,
             },
         )
+    }
+
+    /// What went wrong, taken out of the error.
+    #[cfg(feature = "write")]
+    pub(crate) fn into_kind(self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The same error with its kind replaced.
+    pub(crate) fn with_kind(self, kind: ErrorKind) -> Self {
+        Self { kind, ..self }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The file being read (or written), when known.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The on-disk structure being read, in the format's own words ("sparse header", "grain
+    /// table", "grain marker", "descriptor", ...), or "file" for the file as a whole.
+    pub fn structure(&self) -> &'static str {
+        self.structure
+    }
+
+    /// Byte offset of the structure (or of the faulty field) in [`Error::path`].
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+
+    /// Whether the error is about what the file is, not damage in it: not found or unreadable,
+    /// not a VMDK, a feature not read, a name leading outside the folder, a bad argument.
+    pub(crate) fn is_about_the_input(&self) -> bool {
+        match &self.kind {
+            ErrorKind::NotVmdk
+            | ErrorKind::Unsupported(_)
+            | ErrorKind::InvalidInput(_)
+            | ErrorKind::PathOutside { .. } => true,
+            ErrorKind::Io(io) => {
+                self.structure == "file" && io.kind() != io::ErrorKind::UnexpectedEof
+            }
+            _ => false,
+        }
     }
 }
 
@@ -151,14 +289,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            ErrorKind::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for Error {}
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
@@ -166,5 +297,33 @@ impl From<Error> for io::Error {
             ErrorKind::Io(ref inner) if e.path.is_none() => io::Error::new(inner.kind(), e),
             _ => io::Error::new(io::ErrorKind::InvalidData, e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_carries_the_inner_error_and_source_is_empty() {
+        let e = Error::at(
+            Path::new("d.vmdk"),
+            "grain table",
+            0x200,
+            ErrorKind::Io(io::Error::other("disk on fire")),
+        );
+        assert_eq!(
+            e.to_string(),
+            "d.vmdk: grain table at offset 0x200: disk on fire"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        let u = Error::file(
+            Path::new("x"),
+            ErrorKind::Unsupported(Feature::CompressAlgorithm(2)),
+        );
+        assert_eq!(
+            u.to_string(),
+            "x: file: not supported yet: compressAlgorithm 2"
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! Positioned I/O over the files of a disk, and the policy that decides which files a
 //! descriptor may name.
 //!
-//! A [`Backing`] is one file (or byte buffer) read through `positioned_io::ReadAt`, so one image
-//! can be read from many threads at once. Every read is checked against the backing's length
-//! first and fails with the file, the structure and the offset: nothing reads outside an image.
+//! A [`Backing`] is one file (or byte buffer) read through [`ReadAt`], so one image can be read
+//! from many threads at once. Every read is checked against the backing's length first and fails
+//! with the file, the structure and the offset: nothing reads outside an image.
 //!
-//! A [`Files`] opens the files a descriptor names. [`HostFiles`] opens real files and, unless
-//! told otherwise, refuses names that lead outside the descriptor's folder (absolute paths, `..`,
-//! symlinks that resolve elsewhere, device files): importers have been hit by descriptors naming
-//! host files (CVE-2022-47951). [`MemoryFiles`] serves tests and fuzz targets from memory.
+//! A [`Files`] opens the files a descriptor names. The host's files (the default) are opened
+//! with a policy that, unless told otherwise, refuses names that lead outside the descriptor's
+//! folder (absolute paths, `..`, symlinks that resolve elsewhere, device files): importers have
+//! been hit by descriptors naming host files (CVE-2022-47951). [`MemoryFiles`] serves disks from
+//! memory (tests, fuzz targets, images an importer already holds), and an importer can serve
+//! them from anywhere else (the members of an archive) with its own [`Files`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,12 +24,12 @@ use positioned_io::ReadAt;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Anything a disk can be read from: positioned reads from any thread.
-pub trait Storage: ReadAt + Send + Sync {}
+trait Storage: ReadAt + Send + Sync {}
 impl<T: ReadAt + Send + Sync> Storage for T {}
 
 /// Bytes held in memory, shared.
 #[derive(Clone, Debug)]
-pub struct MemoryStorage(pub Arc<[u8]>);
+struct MemoryStorage(Arc<[u8]>);
 
 impl MemoryStorage {
     fn copy_out(data: &[u8], pos: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -49,7 +51,7 @@ impl ReadAt for MemoryStorage {
 
 /// A read-only memory map of a whole file.
 #[derive(Debug)]
-pub struct MappedStorage(memmap2::Mmap);
+struct MappedStorage(memmap2::Mmap);
 
 impl ReadAt for MappedStorage {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -57,7 +59,8 @@ impl ReadAt for MappedStorage {
     }
 }
 
-/// One file of a disk (a descriptor, an extent, a parent), opened for positioned reads.
+/// One file of a disk (a descriptor, an extent, a parent), opened for positioned reads: what a
+/// [`Files`] gives back.
 #[derive(Clone)]
 pub struct Backing {
     path: PathBuf,
@@ -68,7 +71,7 @@ pub struct Backing {
 }
 
 /// Storage whose bytes can be borrowed.
-pub trait AsBytes: Send + Sync {
+trait AsBytes: Send + Sync {
     /// All the bytes.
     fn bytes(&self) -> &[u8];
 }
@@ -96,11 +99,16 @@ impl fmt::Debug for Backing {
 }
 
 impl Backing {
-    /// Wraps any storage of known length.
-    pub fn new(path: impl Into<PathBuf>, storage: Arc<dyn Storage>, len: u64) -> Self {
+    /// Wraps any storage of `len` bytes read with positioned reads (a member of an archive, a
+    /// block device, a network object), named `path` in errors.
+    pub fn new(
+        path: impl Into<PathBuf>,
+        storage: impl ReadAt + Send + Sync + 'static,
+        len: u64,
+    ) -> Self {
         Self {
             path: path.into(),
-            storage,
+            storage: Arc::new(storage),
             len,
             bytes: None,
         }
@@ -116,7 +124,7 @@ impl Backing {
     /// no system call and compressed grains are inflated straight from the map. Where a map is
     /// not possible (a pipe, a device, an empty file, a failed mmap) reads are positioned reads.
     /// Mapped pages count in the process's resident size, which then grows with the input.
-    pub fn from_file_with(path: impl Into<PathBuf>, file: File, map: bool) -> Result<Self> {
+    pub(crate) fn from_file_with(path: impl Into<PathBuf>, file: File, map: bool) -> Result<Self> {
         let path = path.into();
         let meta = file
             .metadata()
@@ -140,7 +148,7 @@ impl Backing {
                 }
             }
         }
-        Ok(Self::new(path, Arc::new(file), len))
+        Ok(Self::new(path, file, len))
     }
 
     /// Wraps bytes held in memory under a made-up name.
@@ -157,13 +165,14 @@ impl Backing {
     }
 
     /// Whether reads borrow from a map (or memory) rather than make system calls.
-    pub fn is_mapped(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_mapped(&self) -> bool {
         self.bytes.is_some()
     }
 
     /// `len` bytes at `offset`, borrowed when the file is mapped, read into a new buffer
     /// otherwise. The range is checked against the file first.
-    pub fn bytes_at(
+    pub(crate) fn bytes_at(
         &self,
         structure: &'static str,
         offset: u64,
@@ -198,7 +207,7 @@ impl Backing {
     }
 
     /// Checks that `len` bytes at `offset` lie inside the file.
-    pub fn check_range(&self, structure: &'static str, offset: u64, len: u64) -> Result<()> {
+    pub(crate) fn check_range(&self, structure: &'static str, offset: u64, len: u64) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
             end => Err(Error::new(
@@ -213,8 +222,9 @@ impl Backing {
         }
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset`, which must lie inside the file.
-    pub fn read_exact_at(
+    /// Reads exactly `buf.len()` bytes at `offset`, which must lie inside the file; errors name
+    /// `structure`.
+    pub(crate) fn read_exact_at(
         &self,
         structure: &'static str,
         offset: u64,
@@ -228,14 +238,19 @@ impl Backing {
 
     /// Reads `len` bytes at `offset` into a new buffer. The caller bounds `len` (it is checked
     /// against the file's length before anything is allocated).
-    pub fn read_vec(&self, structure: &'static str, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_vec(
+        &self,
+        structure: &'static str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
         self.check_range(structure, offset, len)?;
         let len = usize::try_from(len).map_err(|_| {
-            Error::new(
-                Some(&self.path),
+            Error::at(
+                &self.path,
                 structure,
-                Some(offset),
-                ErrorKind::Usage("too large for this machine".into()),
+                offset,
+                ErrorKind::InvalidInput("too large for this machine".into()),
             )
         })?;
         let mut buf = vec![0u8; len];
@@ -244,13 +259,38 @@ impl Backing {
     }
 }
 
-/// Opens the files a descriptor names.
+/// Opens the files a disk is made of: its descriptor, extents and parents.
+///
+/// [`crate::OpenOptions`] opens the host's files unless given another `Files`. Implement it to
+/// read disks from somewhere else: the members of an archive, an object store.
+///
+/// ```
+/// use std::path::{Path, PathBuf};
+/// use vmdk::{Backing, Files};
+///
+/// /// Every file is a disk of zeros, 1 MiB long.
+/// #[derive(Debug)]
+/// struct Zeros;
+///
+/// impl Files for Zeros {
+///     fn open(&self, path: &Path) -> vmdk::Result<Backing> {
+///         Ok(Backing::from_bytes(path, vec![0u8; 1 << 20]))
+///     }
+/// }
+/// # let _ = Zeros.open(Path::new("x"));
+/// ```
 pub trait Files: Send + Sync + fmt::Debug {
-    /// Opens `path` (already joined to the descriptor's folder) for reading. `named` is the name
-    /// as the descriptor wrote it, for messages; `folder` the descriptor's folder, which the file
-    /// must not leave unless `allow_outside` is set.
-    fn open(&self, path: &Path, named: &str, folder: &Path, allow_outside: bool)
-        -> Result<Backing>;
+    /// Opens `path` (already joined to the folder of the descriptor that names it) for reading.
+    fn open(&self, path: &Path) -> Result<Backing>;
+
+    /// Why `path` leads outside `folder` (a link resolving elsewhere, a device), or `None` when
+    /// it stays inside. Called before [`Files::open`] for every file a descriptor names, unless
+    /// [`crate::OpenOptions::allow_outside_paths`] is set. The default says `None`: files that
+    /// do not come from a file system cannot lead anywhere else.
+    fn leads_outside(&self, path: &Path, folder: &Path) -> Result<Option<&'static str>> {
+        let _ = (path, folder);
+        Ok(None)
+    }
 
     /// A stable identity for `path` (its canonical path), used to detect parent loops and to
     /// refuse writing an output over an input.
@@ -261,37 +301,29 @@ pub trait Files: Send + Sync + fmt::Debug {
 
 /// Real files of the host.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct HostFiles {
+pub(crate) struct HostFiles {
     /// Memory-map regular files instead of reading them with positioned reads.
     pub map: bool,
 }
 
 impl Files for HostFiles {
-    fn open(
-        &self,
-        path: &Path,
-        named: &str,
-        folder: &Path,
-        allow_outside: bool,
-    ) -> Result<Backing> {
-        let io_err = |e: io::Error| Error::file(path, ErrorKind::Io(e));
-        if !allow_outside {
-            let outside = |why| ErrorKind::PathOutside {
-                name: named.to_string(),
-                why,
-            };
-            let real = path.canonicalize().map_err(io_err)?;
-            let real_folder = folder.canonicalize().map_err(io_err)?;
-            if !real.starts_with(&real_folder) {
-                return Err(Error::file(path, outside("a link resolves outside it")));
-            }
-            let meta = std::fs::metadata(&real).map_err(io_err)?;
-            if !meta.is_file() {
-                return Err(Error::file(path, outside("not a regular file")));
-            }
-        }
-        let file = File::open(path).map_err(io_err)?;
+    fn open(&self, path: &Path) -> Result<Backing> {
+        let file = File::open(path).map_err(|e| Error::file(path, ErrorKind::Io(e)))?;
         Backing::from_file_with(path, file, self.map)
+    }
+
+    fn leads_outside(&self, path: &Path, folder: &Path) -> Result<Option<&'static str>> {
+        let io_err = |e: io::Error| Error::file(path, ErrorKind::Io(e));
+        let real = path.canonicalize().map_err(io_err)?;
+        let real_folder = folder.canonicalize().map_err(io_err)?;
+        if !real.starts_with(&real_folder) {
+            return Ok(Some("a link resolves outside it"));
+        }
+        let meta = std::fs::metadata(&real).map_err(io_err)?;
+        if !meta.is_file() {
+            return Ok(Some("not a regular file"));
+        }
+        Ok(None)
     }
 
     fn identity(&self, path: &Path) -> PathBuf {
@@ -299,8 +331,16 @@ impl Files for HostFiles {
     }
 }
 
-/// Files held in memory, by path: for tests and fuzz targets, which then go through the same
-/// code as real files.
+/// Files held in memory, by path: disks an importer already holds, tests and fuzz targets,
+/// which then go through the same code as real files.
+///
+/// ```
+/// let mut files = vmdk::MemoryFiles::new();
+/// files.insert("disk.raw", vec![0u8; 4096]);
+/// let disk = vmdk::OpenOptions::new().files(files).open_raw("disk.raw")?;
+/// assert_eq!(disk.capacity(), 4096);
+/// # Ok::<(), vmdk::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct MemoryFiles {
     files: HashMap<PathBuf, Arc<[u8]>>,
@@ -317,8 +357,8 @@ impl MemoryFiles {
         self.files.insert(normalize(&path.into()), bytes.into());
     }
 
-    /// Opens a file by path, as the first file of a disk.
-    pub fn backing(&self, path: &Path) -> Result<Backing> {
+    /// Opens a file by path.
+    fn backing(&self, path: &Path) -> Result<Backing> {
         let bytes = self.files.get(&normalize(path)).ok_or_else(|| {
             Error::file(
                 path,
@@ -330,7 +370,7 @@ impl MemoryFiles {
 }
 
 impl Files for MemoryFiles {
-    fn open(&self, path: &Path, _: &str, _: &Path, _: bool) -> Result<Backing> {
+    fn open(&self, path: &Path) -> Result<Backing> {
         self.backing(path)
     }
 
@@ -359,7 +399,7 @@ fn normalize(path: &Path) -> PathBuf {
 /// Resolves a file name written in a descriptor at `descriptor` (an extent's or a parent's) to
 /// a path. Unless `allow_outside`, the name must be relative and free of `..`: the file then
 /// lies in the descriptor's folder or below it (links are checked by [`Files::open`]).
-pub fn resolve_name(descriptor: &Path, name: &str, allow_outside: bool) -> Result<PathBuf> {
+pub(crate) fn resolve_name(descriptor: &Path, name: &str, allow_outside: bool) -> Result<PathBuf> {
     let outside = |why| {
         Error::new(
             Some(descriptor),
@@ -400,7 +440,7 @@ pub fn resolve_name(descriptor: &Path, name: &str, allow_outside: bool) -> Resul
 }
 
 /// The folder a file lives in (`.` for a bare file name).
-pub fn folder_of(path: &Path) -> PathBuf {
+pub(crate) fn folder_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -419,13 +459,13 @@ mod tests {
         assert_eq!(buf, [3, 4]);
         let e = b.read_exact_at("grain table", 3, &mut buf).unwrap_err();
         assert!(matches!(
-            e.kind,
+            e.kind(),
             ErrorKind::Truncated {
                 end: 5,
                 file_len: 4
             }
         ));
-        assert_eq!(e.offset, Some(3));
+        assert_eq!(e.offset(), Some(3));
         assert!(b.check_range("x", u64::MAX, 2).is_err());
         assert!(b.read_vec("x", 0, u64::MAX).is_err());
     }
@@ -462,26 +502,24 @@ mod tests {
     }
 
     #[test]
-    fn host_files_refuse_links_and_devices_outside() {
-        let dir = std::env::temp_dir().join(format!("vmdk-io-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    fn host_files_say_which_links_lead_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         std::fs::write(dir.join("in.vmdk"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.join("link.vmdk")).unwrap();
         std::os::unix::fs::symlink("in.vmdk", dir.join("inner-link.vmdk")).unwrap();
         let f = HostFiles::default();
-        assert!(f.open(&dir.join("in.vmdk"), "in.vmdk", &dir, false).is_ok());
-        assert!(f
-            .open(&dir.join("inner-link.vmdk"), "l", &dir, false)
-            .is_ok());
-        let e = f
-            .open(&dir.join("link.vmdk"), "link.vmdk", &dir, false)
-            .unwrap_err();
-        assert!(matches!(e.kind, ErrorKind::PathOutside { .. }), "{e}");
-        assert!(f
-            .open(&dir.join("link.vmdk"), "link.vmdk", &dir, true)
-            .is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(f.leads_outside(&dir.join("in.vmdk"), dir).unwrap(), None);
+        assert_eq!(
+            f.leads_outside(&dir.join("inner-link.vmdk"), dir).unwrap(),
+            None
+        );
+        assert_eq!(
+            f.leads_outside(&dir.join("link.vmdk"), dir).unwrap(),
+            Some("a link resolves outside it")
+        );
+        assert!(f.open(&dir.join("link.vmdk")).is_ok());
+        assert!(f.leads_outside(&dir.join("missing.vmdk"), dir).is_err());
     }
 
     #[test]

@@ -1,31 +1,126 @@
-//! Read VMware virtual disks (VMDK): descriptors, hosted sparse and stream-optimized extents,
-//! flat and zero extents, and parent chains, joined into one [`Disk`] with positioned reads and
-//! an allocation map; plus the [`copy`] engine that inflates a disk into a thick image.
+//! Read and write VMware virtual disks (VMDK): descriptors, hosted sparse and stream-optimized
+//! extents, flat and zero extents, and parent chains, joined into one [`Disk`] with positioned
+//! reads and an allocation map; `check` like `qemu-img check`; the copy to eager-zeroed thick
+//! images; writers for every hosted createType.
 //!
 //! The format's reference is VMware's "Virtual Disk Format 5.0" technote; each module cites the
 //! section it implements. Every byte read from a file is treated as untrusted: sizes and offsets
 //! are checked against the file before use, and errors name the file, the structure and the
-//! offset ([`Error`]).
+//! offset ([`Error`]), with a [`ErrorKind`] a caller can branch on ([`ErrorKind::Unsupported`]
+//! tells a feature not read yet from damage).
+//!
+//! # Quick start
+//!
+//! Open a disk (any file a user would name: a descriptor, a sparse or stream-optimized file),
+//! look at it, read it, and inflate it to an eager-zeroed thick VMDK:
+//!
+//! ```no_run
+//! # #[cfg(feature = "write")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::fs::File;
+//! use vmdk::{Disk, Plan, WriteOptions};
+//!
+//! let disk = Disk::open("appliance-disk1.vmdk")?;
+//! println!("{} ({} bytes)", disk.create_type(), disk.capacity());
+//! for run in disk.map(0, disk.capacity())? {
+//!     println!("{:#x}+{:#x} {:?}", run.offset, run.len, run.kind);
+//! }
+//! let mut sector = [0u8; 512];
+//! disk.read_exact_at(0, &mut sector)?;
+//!
+//! // A monolithicFlat descriptor and its -flat.vmdk, every byte written.
+//! let plan = Plan::new("monolithicFlat".parse()?, disk.capacity(), "thick.vmdk")?;
+//! let files: Vec<File> = plan.files().iter().map(|f| File::create(f.path())).collect::<Result<_, _>>()?;
+//! let outputs: Vec<_> = files.iter().zip(plan.files()).map(|(f, p)| (f, p.path())).collect();
+//! plan.write(&disk, &outputs, &WriteOptions::new(), &|_done| {})?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "write"))]
+//! # fn main() {}
+//! ```
+//!
+//! (A real importer writes each planned file under a temporary name and renames it when the
+//! write succeeded, as `ovf-disk` does.)
+//!
+//! # Layout
 //!
 //! ```text
-//!   descriptor ──┐
-//!   sparse ──────┼──> disk (Disk: extents + parent chain, ReadAt, map) ──> copy (inflate)
-//!   format ──────┘        ▲
-//!   io (Backing, Files) ──┘
+//!   format (raw structs) ─┬─> read::header ─┬─> read::sparse ──> disk (Disk, map, reads) ──> check
+//!   descriptor ───────────┘                 └─> read::stream (one pass) ────┐         │
+//!   io (Backing, Files) ──> disk                                            v         v
+//!   codec (deflate) ──> read::*, write::stream       write::copy (copy engine, knows no format)
+//!                                                    write::{sparse, stream, flat} <── write (Plan)
 //! ```
+//!
+//! # Features
+//!
+//! - `write` (default): the copy engine, [`Plan`] and the writers.
+//! - `direct-io` (default): `O_DIRECT` outputs and `fallocate` preallocation on Linux.
+//! - `serde`: `Serialize` for the reports ([`DiskInfo`], [`CheckReport`], ...).
+//! - `unstable-internals`: the grain codec and the raw sparse extent reader, for this
+//!   repository's benchmarks and fuzz targets; not covered by semver.
 
-pub mod check;
-pub mod copy;
-pub mod ddb;
-pub mod descriptor;
-pub mod disk;
-pub mod error;
-pub mod flat;
+#![deny(missing_docs)]
+
+mod check;
+mod codec;
+mod descriptor;
+mod disk;
+mod error;
 pub mod format;
-pub mod io;
-pub mod sparse;
-pub mod stream;
+mod info;
+mod io;
+mod read;
+mod sink;
+#[cfg(feature = "write")]
+mod write;
 
-pub use descriptor::{CreateType, Descriptor};
+pub use check::{check, CheckReport, Problem};
+pub use descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
 pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Feature, Result};
+pub use info::{DiskInfo, ExtentInfo, LinkInfo, SparseInfo};
+pub use io::{Backing, Files, MemoryFiles};
+pub use positioned_io::ReadAt;
+pub use read::sparse::MetadataSource;
+pub use read::stream::{StreamReader, StreamStats};
+#[cfg(feature = "write")]
+pub use write::{
+    copy::{CopyStats, Target},
+    options::{WriteOptions, ZeroMode},
+    write_stream_optimized, Format, Plan, PlannedFile, WriteReport,
+};
+
+/// Plumbing exposed for this repository's benchmarks and fuzz targets only: not covered by
+/// semver, not for importers.
+#[cfg(feature = "unstable-internals")]
+#[doc(hidden)]
+pub mod internals {
+    #[cfg(feature = "write")]
+    pub use crate::codec::{compress_grain, is_zero};
+    pub use crate::codec::{inflate, inflate_until_end};
+    pub use crate::read::sparse::{GrainEntry, SparseExtent};
+    pub use crate::sink::Sink;
+
+    use crate::{Disk, Result, StreamReader, StreamStats};
+
+    /// Reads the rest of a stream into any sink (the fuzz target checks every offset).
+    pub fn read_stream_into<R: std::io::Read>(
+        reader: StreamReader<R>,
+        sink: &dyn Sink,
+        threads: usize,
+    ) -> Result<StreamStats> {
+        reader.read_into(sink, threads)
+    }
+
+    /// Each extent of the disk's first link: its length, and its grain size when sparse.
+    pub fn extent_layout(disk: &Disk) -> Vec<(u64, Option<u64>)> {
+        disk.extents()
+            .iter()
+            .map(|e| match &e.data {
+                crate::disk::ExtentData::Sparse(s) => (e.len, Some(s.grain_bytes())),
+                _ => (e.len, None),
+            })
+            .collect()
+    }
+}

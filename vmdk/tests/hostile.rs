@@ -8,26 +8,10 @@
 mod builders;
 
 use std::io::Cursor;
-use std::sync::Arc;
 
 use builders::*;
 use proptest::prelude::*;
-use vmdk::io::MemoryFiles;
-use vmdk::stream::read::{read_stream_optimized, StreamSink};
-use vmdk::{Disk, OpenOptions};
-
-struct Discard;
-impl StreamSink for Discard {
-    fn begin(&self, _: u64) -> vmdk::Result<()> {
-        Ok(())
-    }
-    fn write(&self, _: u64, _: &[u8]) -> vmdk::Result<()> {
-        Ok(())
-    }
-    fn zero(&self, _: u64, _: u64) -> vmdk::Result<()> {
-        Ok(())
-    }
-}
+use vmdk::{MemoryFiles, OpenOptions, StreamReader};
 
 fn bases() -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut sparse = SparseBuilder::new(2048);
@@ -52,11 +36,8 @@ fn exercise(bytes: Vec<u8>, extra: Vec<u8>) {
     files.insert("disk.vmdk", bytes.clone());
     files.insert("sparse.vmdk", extra);
     files.insert("flat.bin", vec![7u8; 4096]);
-    let options = OpenOptions {
-        files: Arc::new(files),
-        ..OpenOptions::default()
-    };
-    if let Ok(disk) = Disk::open_with("disk.vmdk", &options) {
+    let options = OpenOptions::new().files(files);
+    if let Ok(disk) = options.open("disk.vmdk") {
         let cap = disk.capacity();
         let _ = disk.map(0, cap.min(1 << 30));
         if cap < 1 << 40 {
@@ -64,11 +45,11 @@ fn exercise(bytes: Vec<u8>, extra: Vec<u8>) {
         }
         let n = cap.min(1 << 20) as usize;
         let mut buf = vec![0u8; n];
-        let _ = disk.read_exact(0, &mut buf);
-        let _ = disk.read_exact(cap - n as u64, &mut buf);
-        let _ = vmdk::check::check(std::path::Path::new("disk.vmdk"), &options);
+        let _ = disk.read_exact_at(0, &mut buf);
+        let _ = disk.read_exact_at(cap - n as u64, &mut buf);
+        let _ = vmdk::check("disk.vmdk", &options);
     }
-    let _ = read_stream_optimized(&mut Cursor::new(&bytes), "disk.vmdk", &Discard, 2);
+    let _ = StreamReader::new(Cursor::new(&bytes), "disk.vmdk").and_then(|r| r.check(2));
 }
 
 proptest! {

@@ -6,20 +6,12 @@
 #[path = "support/builders.rs"]
 mod builders;
 
-use std::sync::Arc;
-
 use builders::*;
 use proptest::prelude::*;
-use vmdk::io::MemoryFiles;
-use vmdk::sparse::MetadataSource;
-use vmdk::{Allocation, Disk, Error, OpenOptions};
+use vmdk::{Allocation, Disk, Error, MemoryFiles, MetadataSource, OpenOptions};
 
 fn open(files: MemoryFiles, name: &str) -> Result<Disk, Error> {
-    let options = OpenOptions {
-        files: Arc::new(files),
-        ..OpenOptions::default()
-    };
-    Disk::open_with(name, &options)
+    OpenOptions::new().files(files).open(name)
 }
 
 fn open_one(name: &str, bytes: Vec<u8>) -> Result<Disk, Error> {
@@ -30,7 +22,7 @@ fn open_one(name: &str, bytes: Vec<u8>) -> Result<Disk, Error> {
 
 fn read_all(disk: &Disk) -> Vec<u8> {
     let mut buf = vec![0u8; disk.capacity() as usize];
-    disk.read_exact(0, &mut buf).unwrap();
+    disk.read_exact_at(0, &mut buf).unwrap();
     buf
 }
 
@@ -62,10 +54,9 @@ fn stream_gd_at_end_reads_every_byte() {
                 expected,
                 "zlib={zlib} all_tables={all_tables}"
             );
-            let vmdk::disk::ExtentData::Sparse(s) = &disk.extents()[0].data else {
-                panic!()
-            };
-            assert_eq!(s.metadata_source(), MetadataSource::Footer);
+            let info = disk.info().unwrap();
+            let sparse = info.link.extents[0].sparse.as_ref().unwrap();
+            assert_eq!(sparse.metadata_from, MetadataSource::Footer);
             // Unaligned reads across grain boundaries.
             for (off, len) in [
                 (65530u64, 20usize),
@@ -74,7 +65,7 @@ fn stream_gd_at_end_reads_every_byte() {
                 (1100 * 65536, 1536),
             ] {
                 let mut buf = vec![0u8; len];
-                disk.read_exact(off, &mut buf).unwrap();
+                disk.read_exact_at(off, &mut buf).unwrap();
                 assert_eq!(buf, expected[off as usize..off as usize + len]);
             }
         }
@@ -171,12 +162,8 @@ fn parent_cid_mismatch_can_be_ignored() {
     for (name, bytes) in parent_chain(0x1234_5678, "base.vmdk", None) {
         files.insert(name, bytes);
     }
-    let options = OpenOptions {
-        files: Arc::new(files),
-        ignore_parent_cid: true,
-        ..OpenOptions::default()
-    };
-    let disk = Disk::open_with("child.vmdk", &options).unwrap();
+    let options = OpenOptions::new().files(files).ignore_parent_cid(true);
+    let disk = options.open("child.vmdk").unwrap();
     assert!(disk.parent().is_some());
 }
 
@@ -263,8 +250,8 @@ fn huge_claimed_capacities_are_summarized_without_walking_them() {
 fn reads_outside_the_capacity_are_refused() {
     let (bytes, _) = SparseBuilder::new(256).build("d.vmdk");
     let disk = open_one("d.vmdk", bytes).unwrap();
-    assert!(disk.read_exact(256 * 512 - 1, &mut [0u8; 2]).is_err());
-    assert!(disk.read_exact(u64::MAX, &mut [0u8; 2]).is_err());
+    assert!(disk.read_exact_at(256 * 512 - 1, &mut [0u8; 2]).is_err());
+    assert!(disk.read_exact_at(u64::MAX, &mut [0u8; 2]).is_err());
     assert!(disk.map(u64::MAX - 1, 4).is_err());
     let mut buf = [9u8; 4];
     assert_eq!(

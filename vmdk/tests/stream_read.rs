@@ -7,14 +7,11 @@
 mod builders;
 
 use std::io::Cursor;
-use std::sync::Arc;
 
 use builders::*;
-use vmdk::copy::{CopyOptions, Target, TargetSink, ZeroMode};
-use vmdk::io::MemoryFiles;
-use vmdk::stream::read::read_stream_optimized;
-use vmdk::stream::{write_stream_optimized, StreamOptions};
-use vmdk::{Disk, OpenOptions};
+use vmdk::{
+    write_stream_optimized, MemoryFiles, OpenOptions, StreamReader, Target, WriteOptions, ZeroMode,
+};
 
 fn read_into_file(
     bytes: &[u8],
@@ -31,14 +28,9 @@ fn read_into_file(
         start: 0,
         len: capacity,
     }];
-    let sink = TargetSink::new(
-        &targets,
-        &CopyOptions {
-            zero,
-            ..CopyOptions::default()
-        },
-    )?;
-    let stats = read_stream_optimized(&mut Cursor::new(bytes), "s.vmdk", &sink, threads)?;
+    let reader = StreamReader::new(Cursor::new(bytes), "s.vmdk")?;
+    let options = WriteOptions::new().zero(zero).threads(threads);
+    let stats = reader.copy_to(&targets, &options, &|_| {})?;
     assert_eq!(stats.capacity, capacity);
     assert_eq!(stats.bytes_read, bytes.len() as u64);
     Ok(std::fs::read(&p).unwrap())
@@ -70,16 +62,9 @@ fn our_writer_streams_back() {
     raw[1 << 20..2 << 20].fill(0);
     let mut files = MemoryFiles::new();
     files.insert("src.raw", raw.clone());
-    let src = Disk::open_raw(
-        "src.raw",
-        &OpenOptions {
-            files: Arc::new(files),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let src = OpenOptions::new().files(files).open_raw("src.raw").unwrap();
     let mut out = Vec::new();
-    write_stream_optimized(&src, &mut out, &StreamOptions::default(), &|_| {}).unwrap();
+    write_stream_optimized(&src, &mut out, &WriteOptions::new(), &|_| {}).unwrap();
     assert_eq!(
         read_into_file(&out, raw.len() as u64, ZeroMode::Write, 2).unwrap(),
         raw

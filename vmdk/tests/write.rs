@@ -3,37 +3,48 @@
 //! back equal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::Path;
-use std::sync::Arc;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use vmdk::copy::{copy_to_targets, CopyOptions, Target};
-use vmdk::ddb::DiskSettings;
-use vmdk::descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
-use vmdk::flat::flat_descriptor;
-use vmdk::io::MemoryFiles;
-use vmdk::sparse::write::write_sparse_extent;
-use vmdk::stream::{write_stream_optimized, StreamOptions};
-use vmdk::{Disk, OpenOptions};
+use vmdk::{
+    write_stream_optimized, Access, CreateType, Descriptor, Disk, ExtentKind, ExtentLine, Format,
+    MemoryFiles, OpenOptions, Plan, WriteOptions,
+};
 
 fn memory_disk(name: &str, bytes: Vec<u8>, raw: bool) -> Disk {
     let mut files = MemoryFiles::new();
     files.insert(name, bytes);
-    let options = OpenOptions {
-        files: Arc::new(files),
-        ..OpenOptions::default()
-    };
+    let options = OpenOptions::new().files(files);
     if raw {
-        Disk::open_raw(name, &options).unwrap()
+        options.open_raw(name).unwrap()
     } else {
-        Disk::open_with(name, &options).unwrap()
+        options.open(name).unwrap()
     }
 }
 
 fn read_all(disk: &Disk) -> Vec<u8> {
     let mut buf = vec![0u8; disk.capacity() as usize];
-    disk.read_exact(0, &mut buf).unwrap();
+    disk.read_exact_at(0, &mut buf).unwrap();
     buf
+}
+
+/// Writes `disk` as `format` at `out` through a plan (every planned file created fresh), and
+/// returns the file to open.
+fn write_plan(disk: &Disk, format: Format, out: &Path, options: &WriteOptions) -> PathBuf {
+    let plan = Plan::new(format, disk.capacity(), out).unwrap();
+    let files: Vec<File> = plan
+        .files()
+        .iter()
+        .map(|f| File::create_new(f.path()).unwrap())
+        .collect();
+    let outputs: Vec<(&File, &Path)> = files
+        .iter()
+        .zip(plan.files())
+        .map(|(f, p)| (f, p.path()))
+        .collect();
+    let report = plan.write(disk, &outputs, options, &no_progress).unwrap();
+    report.files[0].clone()
 }
 
 /// Raw contents: `sectors` sectors with runs of patterned, random and zero data.
@@ -72,7 +83,7 @@ proptest! {
     fn stream_optimized_round_trip(raw in contents(), threads in 1usize..4, level in 0u32..10, batch in 1usize..8) {
         let src = memory_disk("src.raw", raw.clone(), true);
         let mut out = Vec::new();
-        let options = StreamOptions { level, threads, batch, ..StreamOptions::default() };
+        let options = WriteOptions::new().compression_level(level).threads(threads).batch(batch);
         write_stream_optimized(&src, &mut out, &options, &no_progress).unwrap();
         let back = memory_disk("out.vmdk", out, false);
         prop_assert_eq!(back.create_type(), &CreateType::StreamOptimized);
@@ -80,47 +91,26 @@ proptest! {
     }
 
     #[test]
-    fn sparse_round_trip(raw in contents(), threads in 1usize..4, split_at in 0u64..2500) {
+    fn sparse_round_trip(raw in contents(), threads in 1usize..4, split in any::<bool>()) {
+        // One monolithic extent with an embedded descriptor, or extents named by a descriptor
+        // (extents cut at other places than 2047 MiB: the unit tests of the sparse writer).
         let src = memory_disk("src.raw", raw.clone(), true);
         let dir = tempfile::tempdir().unwrap();
-        // One monolithic extent with an embedded descriptor.
-        let path = dir.path().join("m.vmdk");
-        let file = std::fs::File::create_new(&path).unwrap();
-        let line = ExtentLine { access: Access::ReadWrite, sectors: raw.len() as u64 / 512, kind: ExtentKind::Sparse, file_name: Some("m.vmdk".into()), offset: 0 };
-        let d = DiskSettings::new(raw.len() as u64).descriptor(&CreateType::MonolithicSparse, vec![line]);
-        write_sparse_extent(&src, &Target { file: &file, path: &path, start: 0, len: raw.len() as u64 }, Some(&d), threads, &no_progress).unwrap();
-        drop(file);
-        prop_assert_eq!(read_all(&Disk::open(&path).unwrap()), raw.clone());
-        // Two extents without descriptors, and a descriptor naming them.
-        let cut = (split_at % (raw.len() as u64 / 512)) * 512;
-        let mut lines = Vec::new();
-        for (i, (start, len)) in [(0, cut), (cut, raw.len() as u64 - cut)].into_iter().enumerate() {
-            if len == 0 {
-                continue;
-            }
-            let name = format!("s{i}.vmdk");
-            let p = dir.path().join(&name);
-            let f = std::fs::File::create_new(&p).unwrap();
-            write_sparse_extent(&src, &Target { file: &f, path: &p, start, len }, None, threads, &no_progress).unwrap();
-            lines.push(ExtentLine { access: Access::ReadWrite, sectors: len / 512, kind: ExtentKind::Sparse, file_name: Some(name), offset: 0 });
-        }
-        let desc = DiskSettings::new(raw.len() as u64).descriptor(&CreateType::TwoGbMaxExtentSparse, lines);
-        std::fs::write(dir.path().join("split.vmdk"), desc.print()).unwrap();
-        prop_assert_eq!(read_all(&Disk::open(dir.path().join("split.vmdk")).unwrap()), raw);
+        let t = if split { CreateType::TwoGbMaxExtentSparse } else { CreateType::MonolithicSparse };
+        let out = write_plan(&src, Format::Vmdk(t.clone()), &dir.path().join("m.vmdk"), &WriteOptions::new().threads(threads));
+        let back = Disk::open(&out).unwrap();
+        prop_assert_eq!(back.create_type(), &t);
+        prop_assert_eq!(read_all(&back), raw);
     }
 
     #[test]
     fn flat_round_trip(raw in contents(), esx in any::<bool>(), threads in 1usize..4) {
         let src = memory_disk("src.raw", raw.clone(), true);
         let dir = tempfile::tempdir().unwrap();
-        let flat = dir.path().join("t-flat.vmdk");
-        let file = std::fs::File::create_new(&flat).unwrap();
-        let options = CopyOptions { threads, window: 4096, ..CopyOptions::default() };
-        copy_to_targets(&src, &[Target { file: &file, path: &flat, start: 0, len: raw.len() as u64 }], &options, &no_progress).unwrap();
         let t = if esx { CreateType::Vmfs } else { CreateType::MonolithicFlat };
-        let d = flat_descriptor(&t, &[("t-flat.vmdk".into(), raw.len() as u64)], &DiskSettings::new(raw.len() as u64));
-        std::fs::write(dir.path().join("t.vmdk"), d.print()).unwrap();
-        let back = Disk::open(dir.path().join("t.vmdk")).unwrap();
+        let options = WriteOptions::new().threads(threads).window(4096);
+        let out = write_plan(&src, Format::Vmdk(t.clone()), &dir.path().join("t.vmdk"), &options);
+        let back = Disk::open(out).unwrap();
         prop_assert_eq!(back.create_type(), &t);
         prop_assert_eq!(read_all(&back), raw);
     }
@@ -170,29 +160,20 @@ fn writers_refuse_disks_over_64_tib() {
         "d.vmdk",
         b"createType=\"custom\"\nRW 36028797018963967 ZERO\n".to_vec(),
     );
-    let options = OpenOptions {
-        files: Arc::new(files),
-        ..OpenOptions::default()
-    };
-    let disk = Disk::open_with("d.vmdk", &options).unwrap();
-    let e = write_stream_optimized(
-        &disk,
-        &mut Vec::new(),
-        &StreamOptions::default(),
-        &no_progress,
-    )
-    .unwrap_err();
+    let disk = OpenOptions::new().files(files).open("d.vmdk").unwrap();
+    let e = write_stream_optimized(&disk, &mut Vec::new(), &WriteOptions::new(), &no_progress)
+        .unwrap_err();
     assert!(e.to_string().contains("64 TiB"), "{e}");
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("x.vmdk");
-    let f = std::fs::File::create(&p).unwrap();
-    let t = Target {
-        file: &f,
-        path: &p,
-        start: 0,
-        len: disk.capacity(),
-    };
-    assert!(write_sparse_extent(&disk, &t, None, 1, &no_progress).is_err());
+    for format in Format::all() {
+        let e = Plan::new(format, disk.capacity(), "x.vmdk").unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                vmdk::ErrorKind::Unsupported(vmdk::Feature::WriteCapacity(_))
+            ),
+            "{e}"
+        );
+    }
 }
 
 #[test]

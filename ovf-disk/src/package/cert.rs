@@ -13,7 +13,7 @@ use rsa::signature::Verifier;
 use rsa::RsaPublicKey;
 
 use super::manifest::Algorithm;
-use super::PackageError;
+use crate::error::{Error, Result};
 
 /// A parsed `.cert` file.
 #[derive(Clone, Debug)]
@@ -30,8 +30,8 @@ pub struct CertificateFile {
 
 impl CertificateFile {
     /// Parses a `.cert`; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, PackageError> {
-        let err = |line: usize, reason: String| PackageError::Manifest {
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let err = |line: usize, reason: String| Error::Manifest {
             path: path.to_path_buf(),
             line,
             reason,
@@ -70,7 +70,7 @@ impl CertificateFile {
     }
 
     /// Checks the signature over `signed` (the manifest's bytes): `Ok(())` when it matches.
-    pub fn verify(&self, signed: &[u8]) -> Result<(), String> {
+    pub fn verify(&self, signed: &[u8]) -> std::result::Result<(), String> {
         let spki = self
             .certificate
             .tbs_certificate

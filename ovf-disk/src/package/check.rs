@@ -1,31 +1,33 @@
 //! Checking a package (`ovf-disk check PKG.ova|PKG.ovf`): the manifest's digests (and the
 //! signature, when signed) as `verify` does them, then every disk the envelope references,
-//! walked as `vmdk::check` walks a lone disk (in place, inside an OVA too), or, for files stored
-//! gzip-compressed or in chunks (DSP0243 §5.3), read through in one pass by the streaming reader,
-//! which checks every marker and grain on the way. A disk larger than the capacity its
-//! envelope declares is a problem too.
+//! walked as [`vmdk::check`] walks a lone disk (in place, inside an OVA too), or, for files
+//! stored gzip-compressed or in chunks (DSP0243 §5.3), read through in one pass by the
+//! streaming reader, which checks every marker and grain on the way. A disk larger than the
+//! capacity its envelope declares is a problem too.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
 
-use vmdk::check::{CheckReport, Problem};
-use vmdk::stream::read::{read_stream_optimized, StreamSink};
+use vmdk::{CheckReport, Problem, StreamReader};
 
-use super::manifest::Outcome;
-use super::ops::{declared, disk_stream, ImportError, Package, VerifyReport};
-use super::PackageError;
-use crate::inflate::within_declared;
+use super::stream::disk_stream;
+use super::verify::VerifyReport;
+use super::Package;
+use crate::error::Result;
 
 /// How a disk was checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub enum CheckMethod {
     /// Every structure walked in place.
+    #[cfg_attr(feature = "serde", serde(rename = "in place"))]
     InPlace,
     /// Read through once (gzip-compressed or chunked files): markers and grains checked.
+    #[cfg_attr(feature = "serde", serde(rename = "streamed"))]
     Streamed,
 }
 
-impl Method {
+impl CheckMethod {
     /// The method's name in reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,23 +39,35 @@ impl Method {
 
 /// One disk's check.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DiskCheck {
     /// The envelope's `ovf:diskId`.
+    #[cfg_attr(feature = "serde", serde(rename = "disk"))]
     pub disk_id: String,
     /// The package file holding it.
+    #[cfg_attr(feature = "serde", serde(rename = "file"))]
     pub href: String,
     /// How it was checked.
-    pub method: Method,
+    pub method: CheckMethod,
     /// The capacity the envelope declares, in bytes, when it can be computed.
+    #[cfg_attr(feature = "serde", serde(rename = "declared_capacity"))]
     pub declared: Option<u64>,
     /// What was found: problems by file, structure and offset (offsets inside the member for an
     /// OVA, inside the decompressed stream for a gzip-compressed file), and space counts.
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub report: CheckReport,
 }
 
 /// What [`check_package`] found.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PackageCheck {
+    /// The package, as opened.
+    pub package: PathBuf,
+    /// Whether nothing is damaged ([`PackageCheck::is_clean`]).
+    pub clean: bool,
     /// The digests and the signature.
     pub verify: VerifyReport,
     /// Each disk of the envelope that names a file.
@@ -65,106 +79,119 @@ impl PackageCheck {
     /// the manifest, and every disk is clean. A package without a manifest, or with files the
     /// manifest does not list, can still be clean (there is nothing to compare).
     pub fn is_clean(&self) -> bool {
-        self.verify.files.iter().all(|(_, _, o)| *o == Outcome::Ok)
-            && !matches!(self.verify.signature, Some(Err(_)))
-            && self.disks.iter().all(|d| d.report.is_clean())
+        self.verify.nothing_damaged() && self.disks.iter().all(|d| d.report.is_clean())
+    }
+
+    /// Problems found: damaged digests, an invalid signature, and every disk's problems.
+    pub fn problem_count(&self) -> usize {
+        let digests = self
+            .verify
+            .files
+            .iter()
+            .filter(|f| f.outcome != super::manifest::Outcome::Ok)
+            .count();
+        let signature = self.verify.signature.as_ref().is_some_and(|s| !s.valid);
+        self.disks
+            .iter()
+            .map(|d| d.report.problems.len())
+            .sum::<usize>()
+            + digests
+            + usize::from(signature)
     }
 }
 
-/// Counts what a streaming read writes.
-#[derive(Default)]
-struct Count {
-    data: AtomicU64,
-}
-
-impl StreamSink for Count {
-    fn begin(&self, _: u64) -> vmdk::Result<()> {
-        Ok(())
-    }
-    fn write(&self, _: u64, data: &[u8]) -> vmdk::Result<()> {
-        self.data.fetch_add(data.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-    fn zero(&self, _: u64, _: u64) -> vmdk::Result<()> {
-        Ok(())
-    }
-}
-
-fn problem(path: &str, structure: &str, message: String) -> Problem {
-    Problem {
-        path: PathBuf::from(path),
-        structure: structure.to_string(),
-        offset: None,
-        message,
+/// Reads a gzip-compressed or chunked disk file through once; its capacity when it reads.
+fn check_streamed(
+    pkg: &Package,
+    file: &super::envelope::FileRef,
+    disk: &str,
+    threads: usize,
+    report: &mut CheckReport,
+) -> Option<u64> {
+    let stats = disk_stream(pkg, file, disk)
+        .map_err(|e| Problem::new(&file.href, "file", None, e.to_string()))
+        .and_then(|r| {
+            StreamReader::new(r, &file.href)
+                .and_then(|s| s.check(threads))
+                .map_err(|e| Problem::from_error(&e))
+        });
+    match stats {
+        Ok(stats) => {
+            report.allocated_grains = stats.grains;
+            report.allocated_bytes = stats.data;
+            report.files.push(PathBuf::from(&file.href));
+            Some(stats.capacity)
+        }
+        Err(p) => {
+            report.problems.push(p);
+            None
+        }
     }
 }
 
 /// Checks `pkg`: its digests, then each disk with `base` options (outside paths, parent CIDs;
-/// files come from the package). `Err` only when the package cannot be read at all.
+/// files come from the package), streamed disks on `threads` workers. `Err` only when the
+/// package cannot be read at all. `progress` is called with each file's name.
 pub fn check_package(
     pkg: &Package,
     base: &vmdk::OpenOptions,
     threads: usize,
     progress: &dyn Fn(&str),
-) -> Result<PackageCheck, PackageError> {
+) -> Result<PackageCheck> {
     let verify = pkg.verify(progress)?;
     let mut disks = Vec::new();
-    for disk in &pkg.envelope.disks {
-        let Some(file) = pkg.envelope.file_of(disk) else {
+    for disk in &pkg.envelope().disks {
+        let Some(file) = pkg.envelope().file_of(disk) else {
             continue;
         };
         progress(&file.href);
         let mut check = DiskCheck {
             disk_id: disk.disk_id.clone(),
             href: file.href.clone(),
-            method: Method::InPlace,
+            method: CheckMethod::InPlace,
             declared: disk.capacity_bytes,
             report: CheckReport::default(),
         };
         let capacity = if file.is_compressed() || file.chunk_size.is_some() {
-            check.method = Method::Streamed;
-            let count = Count::default();
-            let read = disk_stream(pkg, file, &disk.disk_id)
-                .map_err(|e| match e {
-                    ImportError::Package(p) => problem(&file.href, "file", p.to_string()),
-                    other => problem(&file.href, "file", other.to_string()),
-                })
-                .and_then(|mut r| {
-                    read_stream_optimized(&mut r, &file.href, &count, threads)
-                        .map_err(|e| Problem::from_error(&e))
-                });
-            match read {
-                Ok(stats) => {
-                    check.report.allocated_grains = stats.grains;
-                    check.report.allocated_bytes = count.data.load(Ordering::Relaxed);
-                    check.report.files.push(PathBuf::from(&file.href));
-                    Some(stats.capacity)
-                }
-                Err(p) => {
-                    check.report.problems.push(p);
-                    None
-                }
-            }
+            check.method = CheckMethod::Streamed;
+            check_streamed(pkg, file, &disk.disk_id, threads, &mut check.report)
         } else {
             let (path, options) = pkg.disk_location(&file.href, base);
-            match vmdk::check::check(&path, &options) {
+            match vmdk::check(&path, &options) {
                 Ok(r) => check.report = r,
                 Err(e) => check.report.problems.push(Problem::from_error(&e)),
             }
-            vmdk::Disk::open_with(&path, &options)
-                .ok()
-                .map(|d| d.capacity())
+            options.open(&path).ok().map(|d| d.capacity())
         };
-        let bound = declared(disk, &pkg.path)
-            .map_err(|e| problem(&file.href, "envelope", e.to_string()))
-            .and_then(|d| {
-                within_declared(&file.href, "disk", None, capacity.unwrap_or(0), Some(d))
-                    .map_err(|e| Problem::from_error(&e))
-            });
-        if let Err(p) = bound {
-            check.report.problems.push(p);
+        let href = Path::new(&file.href);
+        match pkg.declared(disk) {
+            Err(e) => {
+                check
+                    .report
+                    .problems
+                    .push(Problem::new(href, "envelope", None, e.to_string()))
+            }
+            Ok(declared) if capacity.unwrap_or(0) > declared => {
+                check.report.problems.push(Problem::new(
+                    href,
+                    "disk",
+                    None,
+                    format!(
+                    "the disk announces {} bytes, more than the {declared} its package declares",
+                    capacity.unwrap_or(0)
+                ),
+                ))
+            }
+            Ok(_) => {}
         }
         disks.push(check);
     }
-    Ok(PackageCheck { verify, disks })
+    let mut c = PackageCheck {
+        package: pkg.path().to_path_buf(),
+        clean: false,
+        verify,
+        disks,
+    };
+    c.clean = c.is_clean();
+    Ok(c)
 }

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::PackageError;
+use crate::error::{Error, Result};
 
 /// Largest envelope read.
 pub const MAX_ENVELOPE_SIZE: usize = 16 << 20;
@@ -94,6 +94,8 @@ pub const MAX_COLLECTION_DEPTH: usize = 32;
 
 /// A `References/File`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct FileRef {
     /// `ovf:id`.
     pub id: String,
@@ -116,9 +118,11 @@ impl FileRef {
     }
 }
 
-/// A `DiskSection/Disk`.
+/// A `DiskSection/Disk`: a virtual disk of the package.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Disk {
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct VirtualDisk {
     /// `ovf:diskId`.
     pub disk_id: String,
     /// `ovf:fileRef`: the `File` holding the disk (none for a blank disk).
@@ -138,23 +142,48 @@ pub struct Disk {
     pub parent_ref: Option<String>,
 }
 
+/// An `OperatingSystemSection`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct OperatingSystem {
+    /// `ovf:id`: the CIM operating system number (DSP0243 §9.7).
+    pub id: String,
+    /// `Description`, if any.
+    pub description: Option<String>,
+}
+
+/// A disk drive of a virtual system (ResourceType 17).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct DiskDrive {
+    /// Its `HostResource` (`ovf:/disk/ID`).
+    pub host_resource: String,
+    /// The controller it hangs on (via `Parent`), when the envelope says: `SCSI (lsilogic)`,
+    /// `IDE`, `SATA`.
+    pub controller: Option<String>,
+}
+
 /// A summary of one `VirtualSystem`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct System {
     /// `ovf:id`.
     pub id: String,
     /// `Name`, if any.
     pub name: Option<String>,
-    /// `OperatingSystemSection`: `ovf:id` and `Description`.
-    pub os: Option<(String, Option<String>)>,
+    /// `OperatingSystemSection`.
+    pub os: Option<OperatingSystem>,
     /// Virtual CPUs (ResourceType 3).
     pub cpus: Option<u64>,
     /// Memory in bytes (ResourceType 4).
+    #[cfg_attr(feature = "serde", serde(rename = "memory"))]
     pub memory_bytes: Option<u64>,
-    /// Disk drives (ResourceType 17): their `HostResource` (`ovf:/disk/ID`).
-    pub disks: Vec<String>,
-    /// For each disk drive, the controller it hangs on (via `Parent`), when the envelope says.
-    pub disk_controllers: Vec<Option<String>>,
+    /// Disk drives (ResourceType 17).
+    #[cfg_attr(feature = "serde", serde(rename = "disks"))]
+    pub drives: Vec<DiskDrive>,
     /// Controllers: ResourceType 5 (IDE), 6 (SCSI, with ResourceSubType), 20 (SATA)...
     pub controllers: Vec<String>,
     /// Network cards (ResourceType 10): their `Connection`.
@@ -163,13 +192,14 @@ pub struct System {
 
 /// A parsed envelope.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Envelope {
     /// `1.x`, `2.x` or `0.9`, from the envelope's namespace.
     pub version: String,
     /// `References`.
     pub files: Vec<FileRef>,
     /// `DiskSection`.
-    pub disks: Vec<Disk>,
+    pub disks: Vec<VirtualDisk>,
     /// Virtual systems, also those inside collections.
     pub systems: Vec<System>,
     /// Names of the sections this summary does not read (kept, not dropped).
@@ -210,8 +240,8 @@ pub fn unit_bytes(units: &str) -> Option<u64> {
 
 impl Envelope {
     /// Parses envelope text; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, PackageError> {
-        let err = |line: Option<u32>, reason: String| PackageError::Envelope {
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let err = |line: Option<u32>, reason: String| Error::Envelope {
             path: path.to_path_buf(),
             line,
             reason,
@@ -282,7 +312,7 @@ impl Envelope {
                                 ),
                             ));
                         }
-                        let num = |name: &str| -> Result<Option<u64>, PackageError> {
+                        let num = |name: &str| -> Result<Option<u64>> {
                             attr(f, name)
                                 .map(|v| {
                                     v.trim().parse::<u64>().map_err(|_| {
@@ -311,7 +341,7 @@ impl Envelope {
                         let capacity = attr(d, "capacity").unwrap_or_default().to_string();
                         let units = attr(d, "capacityAllocationUnits").map(str::to_string);
                         let capacity_bytes = in_bytes(&capacity, units.as_deref());
-                        env.disks.push(Disk {
+                        env.disks.push(VirtualDisk {
                             disk_id: attr(d, "diskId").unwrap_or_default().to_string(),
                             file_ref: attr(d, "fileRef").map(str::to_string),
                             capacity,
@@ -359,7 +389,7 @@ impl Envelope {
     }
 
     /// The `File` a disk lives in.
-    pub fn file_of(&self, disk: &Disk) -> Option<&FileRef> {
+    pub fn file_of(&self, disk: &VirtualDisk) -> Option<&FileRef> {
         disk.file_ref
             .as_deref()
             .and_then(|r| self.files.iter().find(|f| f.id == r))
@@ -399,10 +429,10 @@ fn collect_systems<'a, 'i>(
     for sec in n.children().filter(|c| c.is_element()) {
         match sec.tag_name().name() {
             "OperatingSystemSection" => {
-                s.os = Some((
-                    attr(sec, "id").unwrap_or_default().to_string(),
-                    child_text(sec, "Description"),
-                ))
+                s.os = Some(OperatingSystem {
+                    id: attr(sec, "id").unwrap_or_default().to_string(),
+                    description: child_text(sec, "Description"),
+                })
             }
             "VirtualHardwareSection" => {
                 let items: Vec<_> = sec
@@ -443,8 +473,6 @@ fn collect_systems<'a, 'i>(
                             s.memory_bytes = quantity.and_then(|q| q.checked_mul(unit));
                         }
                         17 => {
-                            s.disks
-                                .push(child_text(item, "HostResource").unwrap_or_default());
                             let parent = child_text(item, "Parent");
                             let on = parent.and_then(|p| {
                                 items
@@ -454,7 +482,10 @@ fn collect_systems<'a, 'i>(
                                     })
                                     .and_then(|i| controller(*i))
                             });
-                            s.disk_controllers.push(on);
+                            s.drives.push(DiskDrive {
+                                host_resource: child_text(item, "HostResource").unwrap_or_default(),
+                                controller: on,
+                            });
                         }
                         10 => s
                             .nics
@@ -515,14 +546,16 @@ mod tests {
         assert_eq!(e.file_of(&e.disks[0]).unwrap().href, "vm-disk1.vmdk");
         let s = &e.systems[0];
         assert_eq!((s.cpus, s.memory_bytes), (Some(2), Some(4 << 30)));
-        assert_eq!(s.disks, vec!["ovf:/disk/vmdisk1"]);
         assert_eq!(
-            s.disk_controllers,
-            vec![Some("SCSI (lsilogic)".to_string())]
+            s.drives,
+            vec![DiskDrive {
+                host_resource: "ovf:/disk/vmdisk1".into(),
+                controller: Some("SCSI (lsilogic)".to_string())
+            }]
         );
         assert_eq!(s.controllers, vec!["SCSI (lsilogic)"]);
         assert_eq!(s.nics, vec!["VM Network"]);
-        assert_eq!(s.os.as_ref().unwrap().0, "101");
+        assert_eq!(s.os.as_ref().unwrap().id, "101");
         assert_eq!(e.other_sections, vec!["NetworkSection"]);
         let v2 = V1.replace("ovf/envelope/1", "ovf/envelope/2");
         assert_eq!(
@@ -552,7 +585,7 @@ mod tests {
         );
         assert!(matches!(
             Envelope::parse(&dtd, p),
-            Err(PackageError::Envelope { .. })
+            Err(Error::Envelope { .. })
         ));
         let escape = V1.replace(
             "ovf:href=\"vm-disk1.vmdk\"",

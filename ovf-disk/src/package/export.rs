@@ -8,60 +8,48 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::edit::{rewrite_envelope, ReferenceEdit};
 use super::manifest::{digest, Algorithm, Entry, Manifest};
-use super::ops::Package;
 use super::ova::write_ova;
-use super::PackageError;
-use crate::convert::{convert, ConvertError, ConvertOptions, OutputType};
-use crate::output::{check_target, OutputError, PendingFile};
+use super::Package;
+use crate::disk::{convert, ConvertOptions};
+use crate::error::{Error, Result};
+use crate::output::{check_target, PendingFile};
 
 /// The `ovf:format` of a stream-optimized VMDK.
-pub const STREAM_OPTIMIZED_FORMAT: &str =
+pub(crate) const STREAM_OPTIMIZED_FORMAT: &str =
     "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
 
-/// Why an export failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// The package could not be read.
-    #[error(transparent)]
-    Package(#[from] PackageError),
-    /// A disk could not be converted.
-    #[error("{}", with_path(path, source))]
-    Disk {
-        /// The disk.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: Box<ConvertError>,
-    },
-    /// The archive could not be written.
-    #[error(transparent)]
-    Output(#[from] OutputError),
-}
-
-/// `path: source`, or just `source` when it already starts with the path.
-fn with_path(path: &std::path::Path, source: &ConvertError) -> String {
-    let (p, s) = (path.display().to_string(), source.to_string());
-    if s.starts_with(&p) {
-        s
-    } else {
-        format!("{p}: {s}")
-    }
+/// One member of an exported archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ExportedMember {
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// What [`export`] wrote.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ExportReport {
     /// The archive.
     pub ova: PathBuf,
-    /// Its members in order, with their sizes.
-    pub members: Vec<(String, u64)>,
+    /// Its members in order.
+    pub members: Vec<ExportedMember>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + '_ {
-    move |source| PackageError::Io {
-        path: path.to_path_buf(),
-        source,
+/// `e`, labelled with the input disk it is about unless it already names that file.
+fn about(e: Error, input: &Path) -> Error {
+    match e {
+        Error::Disk { disk: None, error } if error.path() != Some(input) => Error::Disk {
+            disk: Some(input.display().to_string()),
+            error,
+        },
+        other => other,
     }
 }
 
@@ -75,7 +63,7 @@ impl Drop for Staged {
 }
 
 /// An envelope for bare disks: one virtual system with the disks on a SCSI controller.
-pub fn envelope_for_disks(name: &str, disks: &[(String, u64, u64)]) -> String {
+pub(crate) fn envelope_for_disks(name: &str, disks: &[(String, u64, u64)]) -> String {
     let mut refs = String::new();
     let mut section = String::new();
     let mut items = String::new();
@@ -114,101 +102,133 @@ pub fn envelope_for_disks(name: &str, disks: &[(String, u64, u64)]) -> String {
 }
 
 /// Exports `inputs` to `out` (an `.ova`): either one `.ovf` (its disks converted), or disks
-/// (any VMDK or raw image), for which an envelope is made.
+/// (any VMDK or raw image), for which an envelope is made. `options` say how disks are written
+/// (compression level, threads) and whether an existing `out` is replaced. `progress` is called
+/// with bytes of the disks as they are converted.
+///
+/// ```no_run
+/// # fn main() -> ovf_disk::Result<()> {
+/// let inputs = [std::path::PathBuf::from("disk.raw")];
+/// let report = ovf_disk::export(&inputs, "appliance.ova".as_ref(), &ovf_disk::ConvertOptions::new(), &|_| {})?;
+/// for m in &report.members {
+///     println!("{} ({} bytes)", m.name, m.size);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub fn export(
     inputs: &[PathBuf],
     out: &Path,
     options: &ConvertOptions,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<ExportReport, ExportError> {
+) -> Result<ExportReport> {
     let folder = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let base = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".into());
-    check_target(out, inputs, options.force)?;
-    let mut staged: Vec<(String, Staged)> = Vec::new();
-    let stage = |disk: &vmdk::Disk, name: &str, src: &Path| -> Result<(Staged, u64), ExportError> {
+    check_target(out, inputs, options.replace)?;
+    let stage = |disk: &vmdk::Disk, name: &str, src: &Path| -> Result<(Staged, u64)> {
         let tmp = folder.join(format!(".{name}.export-{}.vmdk", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let staged = Staged(tmp.clone());
-        let opts = ConvertOptions {
-            force: true,
-            ..options.clone()
-        };
-        convert(
-            disk,
-            &tmp,
-            &OutputType::Vmdk(vmdk::CreateType::StreamOptimized),
-            &opts,
-            progress,
-        )
-        .map_err(|e| ExportError::Disk {
-            path: src.to_path_buf(),
-            source: Box::new(e),
-        })?;
-        let size = std::fs::metadata(&tmp).map_err(io(&tmp))?.len();
+        let opts = options.clone().replace_existing(true);
+        let stream = vmdk::Format::Vmdk(vmdk::CreateType::StreamOptimized);
+        convert(disk, &tmp, &stream, &opts, progress).map_err(|e| about(e, src))?;
+        let size = std::fs::metadata(&tmp).map_err(Error::io(&tmp))?.len();
         Ok((staged, size))
     };
     let is_ovf = inputs.len() == 1
         && inputs
             .first()
             .is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ovf")));
-    let (descriptor_name, text) = if is_ovf {
+    let (descriptor_name, text, staged) = if is_ovf {
         let ovf = inputs.first().cloned().unwrap_or_default();
-        let pkg = Package::open(&ovf)?;
-        let mut text = std::fs::read_to_string(&ovf).map_err(io(&ovf))?;
-        for disk in &pkg.envelope.disks {
-            let Some(file) = pkg.envelope.file_of(disk) else {
-                continue;
-            };
-            let vdisk = pkg.open_disk(&file.href).map_err(|e| ExportError::Disk {
-                path: ovf.clone(),
-                source: Box::new(e.into()),
-            })?;
-            let (s, size) = stage(&vdisk, &file.href, &ovf)?;
-            text =
-                super::ops::rewrite_file_reference(&text, &file.href, &file.href, file.size, size);
-            staged.push((file.href.clone(), s));
-        }
-        // Every disk is stream-optimized now, whatever the source said.
-        for fmt in [
-            "vmdk.html#monolithicFlat",
-            "vmdk.html#monolithicSparse",
-            "vmdk.html#sparse",
-            "vmdk.html#compressed",
-        ] {
-            text = text.replace(fmt, "vmdk.html#streamOptimized");
-        }
-        (pkg.descriptor.clone(), text)
+        stage_package(&ovf, &stage)?
     } else {
-        let mut disks = Vec::new();
-        for (i, input) in inputs.iter().enumerate() {
-            let vdisk = crate::convert::open_input(input, None, &vmdk::OpenOptions::default())
-                .map_err(|e| ExportError::Disk {
-                    path: input.clone(),
-                    source: Box::new(e.into()),
-                })?;
-            let name = format!("{base}-disk{}.vmdk", i + 1);
-            let (s, size) = stage(&vdisk, &name, input)?;
-            disks.push((name.clone(), size, vdisk.capacity()));
-            staged.push((name, s));
-        }
-        (format!("{base}.ovf"), envelope_for_disks(&base, &disks))
+        stage_disks(inputs, out, &stage)?
     };
-    // The manifest covers the descriptor and every disk, with SHA256.
+    write_archive(out, &descriptor_name, text, &staged)
+}
+
+/// The disks of the `.ovf` at `ovf` staged as stream-optimized files, and its envelope
+/// pointing at them.
+#[allow(clippy::type_complexity)]
+fn stage_package(
+    ovf: &Path,
+    stage: &dyn Fn(&vmdk::Disk, &str, &Path) -> Result<(Staged, u64)>,
+) -> Result<(String, String, Vec<(String, Staged)>)> {
+    let pkg = Package::open(ovf)?;
+    let text = std::fs::read_to_string(ovf).map_err(Error::io(ovf))?;
+    let mut staged = Vec::new();
+    let mut edits = Vec::new();
+    for disk in &pkg.envelope().disks {
+        let Some(file) = pkg.envelope().file_of(disk) else {
+            continue;
+        };
+        let vdisk = pkg.open_disk(&file.href).map_err(|e| about(e, ovf))?;
+        let (s, size) = stage(&vdisk, &file.href, ovf)?;
+        edits.push(ReferenceEdit {
+            href: file.href.clone(),
+            new_href: file.href.clone(),
+            new_size: size,
+            old_size: file.size,
+        });
+        staged.push((file.href.clone(), s));
+    }
+    // Every disk is stream-optimized now, whatever the source said.
+    let to_stream = |old: &str| {
+        old.contains("vmdk.html#")
+            .then(|| STREAM_OPTIMIZED_FORMAT.to_string())
+    };
+    let text = rewrite_envelope(&text, &edits, &to_stream, ovf)?;
+    Ok((pkg.descriptor().to_string(), text, staged))
+}
+
+/// Bare disks staged as stream-optimized files named after `out`, and an envelope for them.
+#[allow(clippy::type_complexity)]
+fn stage_disks(
+    inputs: &[PathBuf],
+    out: &Path,
+    stage: &dyn Fn(&vmdk::Disk, &str, &Path) -> Result<(Staged, u64)>,
+) -> Result<(String, String, Vec<(String, Staged)>)> {
+    let base = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let mut disks = Vec::new();
+    let mut staged = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let vdisk = vmdk::OpenOptions::new()
+            .open_vmdk_or_raw(input)
+            .map_err(|e| about(e.into(), input))?;
+        let name = format!("{base}-disk{}.vmdk", i + 1);
+        let (s, size) = stage(&vdisk, &name, input)?;
+        disks.push((name.clone(), size, vdisk.capacity()));
+        staged.push((name, s));
+    }
+    Ok((
+        format!("{base}.ovf"),
+        envelope_for_disks(&base, &disks),
+        staged,
+    ))
+}
+
+/// Writes the archive: the descriptor, a SHA256 manifest of it and every disk, the disks.
+fn write_archive(
+    out: &Path,
+    descriptor_name: &str,
+    text: String,
+    staged: &[(String, Staged)],
+) -> Result<ExportReport> {
     let mut manifest = Manifest::default();
     manifest.entries.push(Entry {
         algorithm: Algorithm::Sha256,
-        name: descriptor_name.clone(),
-        digest: digest(Algorithm::Sha256, &mut text.as_bytes()).map_err(io(out))?,
+        name: descriptor_name.to_string(),
+        digest: digest(Algorithm::Sha256, &mut text.as_bytes()).map_err(Error::io(out))?,
     });
-    for (name, s) in &staged {
-        let d = digest(Algorithm::Sha256, &mut File::open(&s.0).map_err(io(&s.0))?)
-            .map_err(io(&s.0))?;
+    for (name, s) in staged {
+        let mut f = File::open(&s.0).map_err(Error::io(&s.0))?;
+        let d = digest(Algorithm::Sha256, &mut f).map_err(Error::io(&s.0))?;
         manifest.entries.push(Entry {
             algorithm: Algorithm::Sha256,
             name: name.clone(),
@@ -219,38 +239,47 @@ pub fn export(
         "{}.mf",
         descriptor_name
             .rsplit_once('.')
-            .map_or(descriptor_name.as_str(), |(s, _)| s)
+            .map_or(descriptor_name, |(s, _)| s)
     );
     let mf = manifest.print();
+    let mut listed = vec![
+        ExportedMember {
+            name: descriptor_name.to_string(),
+            size: text.len() as u64,
+        },
+        ExportedMember {
+            name: mf_name.clone(),
+            size: mf.len() as u64,
+        },
+    ];
     let mut members: Vec<(String, u64, Box<dyn std::io::Read>)> = vec![
         (
-            descriptor_name.clone(),
+            descriptor_name.to_string(),
             text.len() as u64,
             Box::new(std::io::Cursor::new(text.into_bytes())),
         ),
         (
-            mf_name.clone(),
+            mf_name,
             mf.len() as u64,
             Box::new(std::io::Cursor::new(mf.into_bytes())),
         ),
     ];
-    let mut listed = vec![
-        (descriptor_name, members.first().map_or(0, |m| m.1)),
-        (mf_name, members.get(1).map_or(0, |m| m.1)),
-    ];
-    for (name, s) in &staged {
-        let size = std::fs::metadata(&s.0).map_err(io(&s.0))?.len();
+    for (name, s) in staged {
+        let size = std::fs::metadata(&s.0).map_err(Error::io(&s.0))?.len();
         members.push((
             name.clone(),
             size,
-            Box::new(File::open(&s.0).map_err(io(&s.0))?),
+            Box::new(File::open(&s.0).map_err(Error::io(&s.0))?),
         ));
-        listed.push((name.clone(), size));
+        listed.push(ExportedMember {
+            name: name.clone(),
+            size,
+        });
     }
     let pending = PendingFile::create(out)?;
     let w = BufWriter::with_capacity(1 << 20, pending.file());
-    let mut w = write_ova(w, members).map_err(io(out))?;
-    w.flush().map_err(io(out))?;
+    let mut w = write_ova(w, members).map_err(Error::io(out))?;
+    w.flush().map_err(Error::io(out))?;
     drop(w);
     pending.commit()?;
     Ok(ExportReport {

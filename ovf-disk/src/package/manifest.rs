@@ -9,10 +9,12 @@ use std::path::Path;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::{is_plain_name, PackageError};
+use super::is_plain_name;
+use crate::error::{Error, Result};
 
 /// A digest algorithm of a manifest line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Algorithm {
     /// SHA-1 (OVF 1.x, VMware's default before 6.5).
     Sha1,
@@ -32,6 +34,11 @@ impl Algorithm {
         }
     }
 
+    /// Digests everything `reader` gives, as lower-case hex, through a fixed 1 MiB buffer.
+    pub fn digest(self, reader: &mut impl Read) -> std::io::Result<String> {
+        digest(self, reader)
+    }
+
     fn hex_len(self) -> usize {
         match self {
             Self::Sha1 => 40,
@@ -43,6 +50,7 @@ impl Algorithm {
 
 /// One manifest entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Entry {
     /// Algorithm.
     pub algorithm: Algorithm,
@@ -66,8 +74,8 @@ pub const MAX_MANIFEST_SIZE: usize = 1 << 20;
 
 impl Manifest {
     /// Parses manifest text; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, PackageError> {
-        let err = |line: usize, reason: String| PackageError::Manifest {
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let err = |line: usize, reason: String| Error::Manifest {
             path: path.to_path_buf(),
             line,
             reason,
@@ -144,12 +152,12 @@ impl Manifest {
 
     /// Parses one `ALG(name)= hex` line whose hex may be of any even length (a certificate's
     /// signature line): (algorithm, name, hex).
-    pub fn parse_lenient_digest(
+    pub(crate) fn parse_lenient_digest(
         line: &str,
         path: &Path,
         line_no: usize,
-    ) -> Result<(Algorithm, String, String), PackageError> {
-        let err = |reason: String| PackageError::Manifest {
+    ) -> Result<(Algorithm, String, String)> {
+        let err = |reason: String| Error::Manifest {
             path: path.to_path_buf(),
             line: line_no,
             reason,
@@ -206,7 +214,7 @@ impl Manifest {
 
 /// A streaming digest of one algorithm.
 #[derive(Clone, Debug)]
-pub enum Hasher {
+pub(crate) enum Hasher {
     /// SHA-1.
     Sha1(Sha1),
     /// SHA-256.
@@ -246,7 +254,7 @@ impl Hasher {
 }
 
 /// Digests everything `reader` gives with `algorithm`, through a fixed 1 MiB buffer.
-pub fn digest<R: Read>(algorithm: Algorithm, reader: &mut R) -> std::io::Result<String> {
+pub(crate) fn digest<R: Read>(algorithm: Algorithm, reader: &mut R) -> std::io::Result<String> {
     let mut h = Hasher::new(algorithm);
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -262,6 +270,7 @@ pub fn digest<R: Read>(algorithm: Algorithm, reader: &mut R) -> std::io::Result<
 
 /// How one listed file fared.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The digest matches.
     Ok,
@@ -274,6 +283,35 @@ pub enum Outcome {
     },
     /// The file is not in the package.
     Missing,
+}
+
+impl std::fmt::Display for Outcome {
+    /// `ok`, `missing`, or `mismatch (manifest HEX, file HEX)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ok => f.write_str("ok"),
+            Self::Missing => f.write_str("missing"),
+            Self::Mismatch { expected, found } => {
+                write!(f, "mismatch (manifest {expected}, file {found})")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Outcome {
+    /// As its `Display` text.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Algorithm {
+    /// As written in a manifest: `SHA1`, `SHA256`, `SHA512`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl Outcome {
@@ -320,7 +358,7 @@ mod tests {
             ),
         ] {
             match Manifest::parse(bad, p) {
-                Err(PackageError::Manifest { line: l, .. }) => assert_eq!(l, line, "{bad:?}"),
+                Err(Error::Manifest { line: l, .. }) => assert_eq!(l, line, "{bad:?}"),
                 other => panic!("{bad:?}: {other:?}"),
             }
         }

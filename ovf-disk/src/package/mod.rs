@@ -1,5 +1,5 @@
-//! OVF packages: the envelope (`.ovf`), the manifest (`.mf`) and OVA archives, read without
-//! unpacking, verified, and imported to thick disks.
+//! OVF packages: the envelope (`.ovf`), the manifest (`.mf`), the certificate (`.cert`) and OVA
+//! archives, read without unpacking, verified, checked, imported to thick disks and exported.
 //!
 //! Spec: DMTF DSP0243 "Open Virtualization Format Specification" 1.x and 2.x, and VMware's
 //! pre-standard 0.9 envelope (namespace `http://www.vmware.com/schema/ovf/1/envelope`); elements
@@ -7,78 +7,280 @@
 //! expansion ever), file names in a package that are absolute, contain `..` or a path
 //! separator, tar members that are links or not regular files.
 
-pub mod cert;
-pub mod check;
-pub mod envelope;
-pub mod export;
-pub mod manifest;
-pub mod ops;
-pub mod ova;
+pub(crate) mod cert;
+pub(crate) mod check;
+pub(crate) mod edit;
+pub(crate) mod envelope;
+pub(crate) mod export;
+pub(crate) mod import;
+pub(crate) mod info;
+pub(crate) mod manifest;
+pub(crate) mod ova;
+pub(crate) mod stream;
+pub(crate) mod verify;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Why a package could not be read or verified.
-#[derive(Debug, thiserror::Error)]
-pub enum PackageError {
-    /// The operating system refused.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The envelope is not well-formed XML, has a DTD, or misses what it must have.
-    #[error("{path}: OVF envelope{}: {reason}", line.map_or_else(String::new, |l| format!(" line {l}")))]
-    Envelope {
-        /// The descriptor.
-        path: PathBuf,
-        /// Line of the problem, when known.
-        line: Option<u32>,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A manifest or certificate line could not be understood (line 0: the whole file).
-    #[error("{path}: line {line}: {reason}")]
-    Manifest {
-        /// The manifest.
-        path: PathBuf,
-        /// One-based line.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A tar member or a referenced file name is unsafe or unusable.
-    #[error("{path}: {what} at offset {offset:#x}: {reason}")]
-    Archive {
-        /// The archive.
-        path: PathBuf,
-        /// The member or structure.
-        what: String,
-        /// Byte offset of its header in the archive.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A file the package needs is not there.
-    #[error("{path}: {name} is not in the package")]
-    Missing {
-        /// The package.
-        path: PathBuf,
-        /// The file name.
-        name: String,
-    },
-}
+use self::envelope::{Envelope, VirtualDisk};
+use self::manifest::Manifest;
+use self::ova::{OvaFiles, OvaIndex};
+use crate::error::{Error, Result};
+
+/// Largest descriptor, manifest or certificate read.
+pub(crate) const MAX_SMALL: u64 = 16 << 20;
 
 /// Whether `name` is a plain file name a package may use: not empty, no path separator, no
 /// `..`, not absolute, no NUL.
-pub fn is_plain_name(name: &str) -> bool {
+pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
         && !name.contains(['/', '\\', '\0'])
         && !(name.len() >= 2 && name.as_bytes().get(1) == Some(&b':'))
+}
+
+/// Where a package's files are.
+#[derive(Clone, Debug)]
+enum Source {
+    /// An `.ovf` and the files in its folder.
+    Folder(PathBuf),
+    /// An `.ova` archive.
+    Ova(Arc<OvaIndex>),
+}
+
+/// An open package: an `.ovf` with the files beside it, or an `.ova` read in place.
+///
+/// ```no_run
+/// # fn main() -> ovf_disk::Result<()> {
+/// let pkg = ovf_disk::Package::open("appliance.ova".as_ref())?;
+/// for disk in &pkg.envelope().disks {
+///     println!("{}: {:?} bytes", disk.disk_id, disk.capacity_bytes);
+/// }
+/// let report = pkg.verify(&|_| {})?;
+/// assert!(report.is_ok());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Package {
+    path: PathBuf,
+    source: Source,
+    descriptor: String,
+    envelope: Envelope,
+    manifest: Option<(String, Manifest)>,
+    certificate: Option<String>,
+}
+
+/// Reads the envelope of a folder package: the `.ovf` itself, at most [`MAX_SMALL`].
+fn read_folder_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = std::fs::metadata(path).map_err(Error::io(path))?;
+    if meta.len() > MAX_SMALL {
+        return Err(Error::Envelope {
+            path: path.to_path_buf(),
+            line: None,
+            reason: "larger than 16 MiB".into(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    Ok((Source::Folder(folder), name, bytes))
+}
+
+/// Reads the envelope of an OVA: its first member.
+fn read_ova_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
+    let index = Arc::new(OvaIndex::open(path)?);
+    let first = index
+        .members()
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::Missing {
+            path: path.to_path_buf(),
+            name: "an OVF descriptor".into(),
+        })?;
+    let bytes = index.read_small(&first, MAX_SMALL)?;
+    Ok((Source::Ova(index), first.name, bytes))
+}
+
+impl Package {
+    /// Opens an `.ovf` (its files beside it) or an `.ova` (by extension), reading its envelope,
+    /// its manifest (`STEM.mf`) when there is one, and noting its certificate (`STEM.cert`).
+    pub fn open(path: &Path) -> Result<Self> {
+        let is_ova = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("ova"));
+        let (source, descriptor, text) = if is_ova {
+            read_ova_descriptor(path)?
+        } else {
+            read_folder_descriptor(path)?
+        };
+        let text = String::from_utf8(text).map_err(|_| Error::Envelope {
+            path: path.to_path_buf(),
+            line: None,
+            reason: "not UTF-8".into(),
+        })?;
+        let envelope = Envelope::parse(&text, &path.join(&descriptor))?;
+        let mut pkg = Self {
+            path: path.to_path_buf(),
+            source,
+            descriptor: descriptor.clone(),
+            envelope,
+            manifest: None,
+            certificate: None,
+        };
+        let stem = descriptor
+            .rsplit_once('.')
+            .map_or(descriptor.as_str(), |(s, _)| s)
+            .to_string();
+        let mf = format!("{stem}.mf");
+        if pkg.size(&mf).is_some() {
+            let text = String::from_utf8(pkg.read_small(&mf)?).map_err(|_| Error::Manifest {
+                path: path.join(&mf),
+                line: 0,
+                reason: "not UTF-8".into(),
+            })?;
+            pkg.manifest = Some((mf.clone(), Manifest::parse(&text, &path.join(&mf))?));
+        }
+        let cert = format!("{stem}.cert");
+        if pkg.size(&cert).is_some() {
+            pkg.certificate = Some(cert);
+        }
+        Ok(pkg)
+    }
+
+    /// The path the package was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The descriptor's file name.
+    pub fn descriptor(&self) -> &str {
+        &self.descriptor
+    }
+
+    /// The parsed envelope.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The manifest's file name and contents, if the package has one.
+    pub fn manifest(&self) -> Option<(&str, &Manifest)> {
+        self.manifest.as_ref().map(|(n, m)| (n.as_str(), m))
+    }
+
+    /// The certificate's file name, if the package is signed.
+    pub fn certificate(&self) -> Option<&str> {
+        self.certificate.as_deref()
+    }
+
+    /// The size of a file of the package, if it is there.
+    pub fn size(&self, name: &str) -> Option<u64> {
+        if !is_plain_name(name) {
+            return None;
+        }
+        match &self.source {
+            Source::Folder(dir) => std::fs::metadata(dir.join(name))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            Source::Ova(index) => index.get(name).map(|m| m.size),
+        }
+    }
+
+    /// Reads a file of the package.
+    pub fn reader(&self, name: &str) -> Result<Box<dyn Read>> {
+        let missing = || Error::Missing {
+            path: self.path.clone(),
+            name: name.to_string(),
+        };
+        if !is_plain_name(name) {
+            return Err(missing());
+        }
+        match &self.source {
+            Source::Folder(dir) => {
+                let p = dir.join(name);
+                Ok(Box::new(File::open(&p).map_err(|_| missing())?))
+            }
+            Source::Ova(index) => Ok(Box::new(index.reader(index.get(name).ok_or_else(missing)?))),
+        }
+    }
+
+    /// Reads a small file of the package (a descriptor, manifest or certificate) whole, at most
+    /// 16 MiB of it.
+    pub(crate) fn read_small(&self, name: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.reader(name)?
+            .take(MAX_SMALL)
+            .read_to_end(&mut out)
+            .map_err(Error::io(&self.path))?;
+        Ok(out)
+    }
+
+    /// Where the disk file `href` is for the `vmdk` readers: its path and `base` with the files
+    /// it names taken from the package (the folder, or the OVA's members in place).
+    pub fn disk_location(
+        &self,
+        href: &str,
+        base: &vmdk::OpenOptions,
+    ) -> (PathBuf, vmdk::OpenOptions) {
+        match &self.source {
+            Source::Folder(dir) => (dir.join(href), base.clone()),
+            Source::Ova(index) => (
+                PathBuf::from(href),
+                base.clone().files(OvaFiles(index.clone())),
+            ),
+        }
+    }
+
+    /// Opens the disk file `href` in place (inside the OVA, for an archive).
+    pub fn open_disk(&self, href: &str) -> Result<vmdk::Disk> {
+        let (path, options) = self.disk_location(href, &vmdk::OpenOptions::default());
+        Ok(options.open(path)?)
+    }
+
+    /// The capacity `disk` declares in bytes, which bounds what an import writes; an envelope
+    /// whose `ovf:capacity` and units do not give one is refused.
+    pub(crate) fn declared(&self, disk: &VirtualDisk) -> Result<u64> {
+        declared(disk, &self.path)
+    }
+}
+
+/// The capacity `disk` of the envelope of `path` declares in bytes (see
+/// [`Package::declared`]).
+pub(crate) fn declared(disk: &VirtualDisk, path: &Path) -> Result<u64> {
+    disk.capacity_bytes.ok_or_else(|| Error::Envelope {
+        path: path.to_path_buf(),
+        line: None,
+        reason: format!(
+            "disk {}: ovf:capacity {:?} in units {:?} is not a number of bytes",
+            disk.disk_id,
+            disk.capacity,
+            disk.capacity_units.as_deref().unwrap_or("byte")
+        ),
+    })
+}
+
+/// Refuses a disk (`file`, of `capacity` bytes) larger than `declared`, the capacity its
+/// package declares: an envelope's `ovf:capacity` bounds what an import writes (DSP0243
+/// section 9.1, DiskSection).
+pub(crate) fn within_declared(file: &Path, capacity: u64, declared: u64) -> Result<()> {
+    if capacity > declared {
+        return Err(Error::LargerThanDeclared {
+            file: file.to_path_buf(),
+            capacity,
+            declared,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

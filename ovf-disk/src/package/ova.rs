@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use positioned_io::ReadAt;
 
-use super::{is_plain_name, PackageError};
+use super::is_plain_name;
+use crate::error::{Error, Result};
 
 /// One member of the archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     /// Its name (a plain file name).
     pub name: String,
     /// Byte offset of its header in the archive.
@@ -30,37 +31,33 @@ pub struct Member {
 
 /// The members of an OVA, in archive order.
 #[derive(Clone, Debug)]
-pub struct OvaIndex {
+pub(crate) struct OvaIndex {
     path: PathBuf,
     file: Arc<File>,
     members: Vec<Member>,
 }
 
 /// Most members an OVA may have (a package has a handful of files).
-pub const MAX_MEMBERS: usize = 10_000;
+pub(crate) const MAX_MEMBERS: usize = 10_000;
 
 impl OvaIndex {
     /// Reads the tar headers of `path`.
-    pub fn open(path: &Path) -> Result<Self, PackageError> {
-        let io = |source| PackageError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        let archive_len = file.metadata().map_err(io)?.len();
-        let mut archive = tar::Archive::new(File::open(path).map_err(io)?);
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(Error::io(path))?;
+        let archive_len = file.metadata().map_err(Error::io(path))?.len();
+        let mut archive = tar::Archive::new(File::open(path).map_err(Error::io(path))?);
         let mut members = Vec::new();
         // Where the next header should be, for errors the tar reader reports without one.
         let mut next_header = 0u64;
-        for entry in archive.entries_with_seek().map_err(io)? {
-            let entry = entry.map_err(|e| PackageError::Archive {
+        for entry in archive.entries_with_seek().map_err(Error::io(path))? {
+            let entry = entry.map_err(|e| Error::Archive {
                 path: path.to_path_buf(),
                 what: "tar header".into(),
                 offset: next_header,
                 reason: e.to_string(),
             })?;
             let header_offset = entry.raw_header_position();
-            let bad = |reason: String| PackageError::Archive {
+            let bad = |reason: String| Error::Archive {
                 path: path.to_path_buf(),
                 what: format!(
                     "tar member {:?}",
@@ -103,7 +100,7 @@ impl OvaIndex {
         match members.first() {
             Some(m) if m.name.to_ascii_lowercase().ends_with(".ovf") => {}
             Some(m) => {
-                return Err(PackageError::Archive {
+                return Err(Error::Archive {
                     path: path.to_path_buf(),
                     what: format!("tar member {:?}", m.name),
                     offset: m.header_offset,
@@ -111,7 +108,7 @@ impl OvaIndex {
                 })
             }
             None => {
-                return Err(PackageError::Missing {
+                return Err(Error::Missing {
                     path: path.to_path_buf(),
                     name: "an OVF descriptor".into(),
                 })
@@ -122,11 +119,6 @@ impl OvaIndex {
             file: Arc::new(file),
             members,
         })
-    }
-
-    /// The archive's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Members in archive order.
@@ -149,9 +141,9 @@ impl OvaIndex {
     }
 
     /// Reads a small member (a descriptor or manifest) whole, at most `max` bytes.
-    pub fn read_small(&self, m: &Member, max: u64) -> Result<Vec<u8>, PackageError> {
+    pub fn read_small(&self, m: &Member, max: u64) -> Result<Vec<u8>> {
         if m.size > max {
-            return Err(PackageError::Archive {
+            return Err(Error::Archive {
                 path: self.path.clone(),
                 what: format!("tar member {:?}", m.name),
                 offset: m.header_offset,
@@ -161,17 +153,14 @@ impl OvaIndex {
         let mut out = Vec::new();
         self.reader(m)
             .read_to_end(&mut out)
-            .map_err(|source| PackageError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(Error::io(&self.path))?;
         Ok(out)
     }
 }
 
 /// Sequential reads of one member's data.
 #[derive(Debug)]
-pub struct MemberReader {
+pub(crate) struct MemberReader {
     file: Arc<File>,
     offset: u64,
     end: u64,
@@ -197,7 +186,7 @@ impl Read for MemberReader {
     }
 }
 
-/// Positioned reads of one member, for [`vmdk::io::Backing`].
+/// Positioned reads of one member, for [`vmdk::Backing`].
 struct MemberStorage {
     file: Arc<File>,
     offset: u64,
@@ -218,16 +207,10 @@ impl ReadAt for MemberStorage {
 /// The members of an OVA as the files a disk descriptor names: `vmdk::Disk` opens a disk
 /// inside the archive in place.
 #[derive(Clone, Debug)]
-pub struct OvaFiles(pub Arc<OvaIndex>);
+pub(crate) struct OvaFiles(pub Arc<OvaIndex>);
 
-impl vmdk::io::Files for OvaFiles {
-    fn open(
-        &self,
-        path: &Path,
-        named: &str,
-        _folder: &Path,
-        _allow_outside: bool,
-    ) -> vmdk::Result<vmdk::io::Backing> {
+impl vmdk::Files for OvaFiles {
+    fn open(&self, path: &Path) -> vmdk::Result<vmdk::Backing> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -236,12 +219,16 @@ impl vmdk::io::Files for OvaFiles {
             .parent()
             .is_none_or(|p| p.as_os_str().is_empty() || p == Path::new("."));
         let m = self.0.get(&name).filter(|_| in_root).ok_or_else(|| {
-            vmdk::Error::file(
+            vmdk::Error::io(
                 path,
-                vmdk::ErrorKind::Io(std::io::Error::new(
+                std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("{named} is not a member of {}", self.0.path.display()),
-                )),
+                    format!(
+                        "{} is not a member of {}",
+                        path.display(),
+                        self.0.path.display()
+                    ),
+                ),
             )
         })?;
         let storage = MemberStorage {
@@ -249,13 +236,13 @@ impl vmdk::io::Files for OvaFiles {
             offset: m.offset,
             len: m.size,
         };
-        Ok(vmdk::io::Backing::new(path, Arc::new(storage), m.size))
+        Ok(vmdk::Backing::new(path, storage, m.size))
     }
 }
 
 /// Writes an OVA: `members` (name, size, data) in the order given, which should be the
 /// descriptor, the manifest, the certificate, then the disks. Sizes are checked against the data.
-pub fn write_ova<W: std::io::Write>(
+pub(crate) fn write_ova<W: std::io::Write>(
     out: W,
     members: Vec<(String, u64, Box<dyn Read + '_>)>,
 ) -> std::io::Result<W> {

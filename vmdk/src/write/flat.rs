@@ -1,21 +1,21 @@
 //! Flat (thick) disks: descriptors of monolithicFlat, twoGbMaxExtentFlat and vmfs disks whose
-//! data lies in flat extent files, written by the copy engine ([`crate::copy`]).
+//! data lies in flat extent files, written by the copy engine, and how a disk is cut into the
+//! pieces of the twoGbMaxExtent types.
 //!
 //! Spec: "Simple Extents" (p. 5). Flat extent lines carry their offset (0); VMFS lines are
 //! written without one, as ESXi writes them.
 
-use crate::ddb::DiskSettings;
+use super::ddb::DiskSettings;
 use crate::descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
-use crate::disk::Disk;
 use crate::format::SECTOR_SIZE;
 
 /// Largest extent of the twoGbMaxExtent types, in sectors (2047 MiB, as VMware splits them;
 /// a multiple of the 64 KiB grain).
-pub const TWO_GB_EXTENT_SECTORS: u64 = 4_192_256;
+pub(crate) const TWO_GB_EXTENT_SECTORS: u64 = 4_192_256;
 
 /// How a disk of `capacity` bytes is cut into extents of at most `max_sectors` sectors:
 /// (first byte, length) of each.
-pub fn split(capacity: u64, max_sectors: u64) -> Vec<(u64, u64)> {
+pub(crate) fn split(capacity: u64, max_sectors: u64) -> Vec<(u64, u64)> {
     let step = max_sectors.max(1) * SECTOR_SIZE;
     let mut out = Vec::new();
     let mut start = 0;
@@ -32,7 +32,7 @@ pub fn split(capacity: u64, max_sectors: u64) -> Vec<(u64, u64)> {
 
 /// The descriptor of a flat disk whose extents are `files` (name, length in bytes), in order:
 /// FLAT extents for monolithicFlat and twoGbMaxExtentFlat, VMFS for vmfs.
-pub fn flat_descriptor(
+pub(crate) fn flat_descriptor(
     create_type: &CreateType,
     files: &[(String, u64)],
     settings: &DiskSettings,
@@ -59,22 +59,6 @@ pub fn flat_descriptor(
         })
         .collect();
     settings.descriptor(create_type, extents)
-}
-
-/// The descriptor of a thick copy of `source` whose data is in `flat_name`: `monolithicFlat`
-/// with a FLAT extent, or (`esx`) `vmfs` with a VMFS extent; the source's adapter type, geometry
-/// and hardware version are kept.
-pub fn thick_descriptor(source: &Disk, flat_name: &str, esx: bool) -> Descriptor {
-    let create_type = if esx {
-        CreateType::Vmfs
-    } else {
-        CreateType::MonolithicFlat
-    };
-    flat_descriptor(
-        &create_type,
-        &[(flat_name.to_string(), source.capacity())],
-        &DiskSettings::from_disk(source),
-    )
 }
 
 #[cfg(test)]

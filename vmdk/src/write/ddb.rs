@@ -8,19 +8,10 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
+use super::options::WriteOptions;
 use crate::descriptor::{CreateType, Descriptor, ExtentLine, CID_NO_PARENT};
 use crate::disk::Disk;
 use crate::format::SECTOR_SIZE;
-
-/// Adapter types VMware products accept in `ddb.adapterType`.
-pub const ADAPTER_TYPES: &[&str] = &[
-    "ide",
-    "buslogic",
-    "lsilogic",
-    "legacyESX",
-    "lsisas1068",
-    "pvscsi",
-];
 
 /// A random 32-bit value, different at each call.
 fn random_u32() -> u32 {
@@ -35,7 +26,7 @@ fn random_u32() -> u32 {
 }
 
 /// A fresh content ID: random, never `ffffffff` or `fffffffe` (which VMware reserves).
-pub fn new_cid() -> u32 {
+pub(crate) fn new_cid() -> u32 {
     loop {
         let cid = random_u32();
         if cid < CID_NO_PARENT - 1 {
@@ -45,7 +36,7 @@ pub fn new_cid() -> u32 {
 }
 
 /// A fresh `ddb.longContentID`: 32 hex digits, its last 8 the `CID` (as VMware writes it).
-pub fn long_content_id(cid: u32) -> String {
+pub(crate) fn long_content_id(cid: u32) -> String {
     format!(
         "{:08x}{:08x}{:08x}{cid:08x}",
         random_u32(),
@@ -56,7 +47,7 @@ pub fn long_content_id(cid: u32) -> String {
 
 /// Cylinders, heads and sectors per track for a disk of `capacity` bytes on `adapter`, as
 /// VMware computes them: IDE 16 heads × 63 sectors; SCSI 64 × 32 up to 1 GiB, else 255 × 63.
-pub fn geometry(capacity: u64, adapter: &str) -> (u64, u64, u64) {
+pub(crate) fn geometry(capacity: u64, adapter: &str) -> (u64, u64, u64) {
     let sectors = capacity / SECTOR_SIZE;
     let ide = adapter.eq_ignore_ascii_case("ide");
     let (heads, per_track) = if ide {
@@ -73,7 +64,7 @@ pub fn geometry(capacity: u64, adapter: &str) -> (u64, u64, u64) {
 
 /// What goes in the disk database of a disk we write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskSettings {
+pub(crate) struct DiskSettings {
     /// `ddb.adapterType`.
     pub adapter_type: String,
     /// `ddb.virtualHWVersion`.
@@ -112,6 +103,20 @@ impl DiskSettings {
         Self::from_lookup(capacity, |k| d.get(k))
     }
 
+    /// These settings with the overrides `options` gives (adapter type, hardware version, CID).
+    pub fn with(mut self, options: &WriteOptions) -> Self {
+        if let Some(a) = &options.adapter_type {
+            self.set_adapter_type(a);
+        }
+        if let Some(h) = &options.hw_version {
+            self.hw_version = h.clone();
+        }
+        if options.cid.is_some() {
+            self.cid = options.cid;
+        }
+        self
+    }
+
     /// The settings `lookup` gives for a disk of `capacity` bytes, defaults where it gives none.
     fn from_lookup<'a>(capacity: u64, lookup: impl Fn(&str) -> Option<&'a str>) -> Self {
         let mut s = Self::new(capacity);
@@ -143,7 +148,7 @@ impl DiskSettings {
     }
 
     /// Writes the settings into a descriptor's database.
-    pub fn apply(&self, d: &mut Descriptor) {
+    fn apply(&self, d: &mut Descriptor) {
         d.set("ddb.adapterType", &self.adapter_type);
         d.set("ddb.geometry.cylinders", &self.geometry.0.to_string());
         d.set("ddb.geometry.heads", &self.geometry.1.to_string());

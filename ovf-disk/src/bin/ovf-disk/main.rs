@@ -1,0 +1,727 @@
+//! `ovf-disk`: read, check, convert and inflate VMware virtual disks; verify, check, import and
+//! export OVF packages.
+//!
+//! A thin shell over the `vmdk` and `ovf-disk` libraries: it parses arguments, draws progress,
+//! and prints what the libraries return (text for people, or JSON with `--json`, both from the
+//! same typed reports). One function per subcommand. Exit status: 0 success, 1 failure; `check`
+//! 2 when it finds problems. A closed standard output (`ovf-disk info x | head -3`) ends the
+//! command quietly.
+
+mod text;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use ovf_disk::{ConvertOptions, ImportOptions, Package};
+use serde::Serialize;
+use vmdk::{CreateType, Format, OpenOptions, StreamReader, WriteOptions, WriteReport, ZeroMode};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ovf-disk",
+    version,
+    about = "Read, check and inflate VMware virtual disks (VMDK) and OVF packages"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Zero {
+    /// Write every zero: eager-zeroed thick, no holes.
+    Write,
+    /// Preallocate with fallocate; zeros are not written.
+    Falloc,
+    /// Leave zero ranges as holes.
+    Sparse,
+}
+
+#[derive(clap::Args, Debug)]
+struct InputArgs {
+    /// Follow extent and parent file names that lead outside the descriptor's folder
+    /// (absolute paths, '..', links, devices). Off by default: a disk from a stranger must not
+    /// make us read host files.
+    #[arg(long)]
+    allow_outside_paths: bool,
+    /// Accept a parent whose CID does not match the child's parentCID.
+    #[arg(long)]
+    ignore_parent_cid: bool,
+    /// Memory-map input files instead of reading them with positioned reads.
+    #[arg(long)]
+    mmap: bool,
+}
+
+impl InputArgs {
+    fn options(&self) -> OpenOptions {
+        OpenOptions::new()
+            .mmap(self.mmap)
+            .allow_outside_paths(self.allow_outside_paths)
+            .ignore_parent_cid(self.ignore_parent_cid)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct OutputArgs {
+    /// How zero ranges of raw and flat outputs are written.
+    #[arg(long, value_enum, default_value = "write")]
+    zero: Zero,
+    /// Replace existing outputs.
+    #[arg(long)]
+    force: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Write raw and flat outputs through the page cache instead of with O_DIRECT (the
+    /// default where the file system supports it).
+    #[arg(long)]
+    buffered: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl OutputArgs {
+    fn write_options(&self) -> Result<WriteOptions> {
+        let zero = match self.zero {
+            Zero::Write => ZeroMode::Write,
+            Zero::Falloc => ZeroMode::Falloc,
+            Zero::Sparse => ZeroMode::Sparse,
+        };
+        let mut w = WriteOptions::new().zero(zero).direct(!self.buffered);
+        if let Some(t) = self.threads {
+            anyhow::ensure!(t > 0, "--threads must be at least 1");
+            w = w.threads(t);
+        }
+        Ok(w)
+    }
+
+    fn convert_options(&self, write: WriteOptions) -> ConvertOptions {
+        ConvertOptions::new()
+            .write_options(write)
+            .replace_existing(self.force)
+    }
+
+    /// A progress bar of `len` bytes on standard error, hidden when quiet, printing JSON, or
+    /// not on a terminal.
+    fn progress(&self, len: u64) -> ProgressBar {
+        progress_bar(len, self.quiet || self.json)
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum InputFormat {
+    /// VMDK if the file has the sparse magic or a descriptor, raw otherwise.
+    Auto,
+    /// A VMDK (descriptor, sparse or stream-optimized file).
+    Vmdk,
+    /// A raw image.
+    Raw,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ImportFormat {
+    /// Thick VMDKs (monolithicFlat descriptor + flat extent).
+    Vmdk,
+    /// Raw images.
+    Raw,
+}
+
+/// `inflate`.
+#[derive(clap::Args, Debug)]
+struct InflateArgs {
+    /// The disk to read (descriptor, sparse or stream-optimized file), or `-` for a
+    /// stream-optimized disk on standard input (read in one pass, e.g. from `tar xO`).
+    input: PathBuf,
+    /// The image to write.
+    output: PathBuf,
+    /// With a .vmdk output, write ESXi's thick type (createType "vmfs", VMFS extent).
+    #[arg(long)]
+    esx: bool,
+    #[command(flatten)]
+    out: OutputArgs,
+    #[command(flatten)]
+    input_args: InputArgs,
+}
+
+/// `convert`.
+#[derive(clap::Args, Debug)]
+struct ConvertArgs {
+    /// The disk to read: any VMDK, or a raw image.
+    input: PathBuf,
+    /// The file to write; `-` writes a stream-optimized VMDK to standard output.
+    output: PathBuf,
+    /// raw, monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat,
+    /// streamOptimized or vmfs.
+    #[arg(long = "to")]
+    to: String,
+    /// What the input is.
+    #[arg(long, value_enum, default_value = "auto")]
+    from: InputFormat,
+    /// Compression level of stream-optimized output, 0 (store) to 9 (default 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    compress_level: Option<u32>,
+    /// ddb.adapterType of the output (ide, buslogic, lsilogic, legacyESX, lsisas1068, pvscsi).
+    #[arg(long)]
+    adapter_type: Option<String>,
+    /// ddb.virtualHWVersion of the output.
+    #[arg(long)]
+    hw_version: Option<u32>,
+    /// CID of the output, in hex (default: random), for reproducible output.
+    #[arg(long, value_parser = parse_cid)]
+    cid: Option<u32>,
+    #[command(flatten)]
+    out: OutputArgs,
+    #[command(flatten)]
+    input_args: InputArgs,
+}
+
+impl ConvertArgs {
+    fn write_options(&self) -> Result<WriteOptions> {
+        let mut write = self.out.write_options()?;
+        if let Some(level) = self.compress_level {
+            write = write.compression_level(level);
+        }
+        if let Some(a) = &self.adapter_type {
+            write = write
+                .adapter_type(a)
+                .map_err(|_| anyhow::anyhow!("--adapter-type {a}: expected one of ide, buslogic, lsilogic, legacyESX, lsisas1068, pvscsi"))?;
+        }
+        if let Some(h) = self.hw_version {
+            write = write.hw_version(h);
+        }
+        if let Some(c) = self.cid {
+            write = write.cid(c)?;
+        }
+        Ok(write)
+    }
+}
+
+/// `check`.
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// The disk or package to check.
+    file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    input_args: InputArgs,
+}
+
+/// `verify`.
+#[derive(clap::Args, Debug)]
+struct VerifyArgs {
+    /// The package.
+    package: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `import`.
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The package (.ovf or .ova), or `-` for an OVA on standard input (read in one pass,
+    /// each disk digested while it is inflated).
+    package: PathBuf,
+    /// The folder to write into (created if missing).
+    outdir: PathBuf,
+    /// Write raw disks instead of thick VMDKs.
+    #[arg(long, value_enum, default_value = "vmdk")]
+    format: ImportFormat,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// `export`.
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// An .ovf, or one or more disks, then the .ova to write.
+    #[arg(required = true, num_args = 2..)]
+    paths: Vec<PathBuf>,
+    /// Compression level of the disks, 0 (store) to 9 (default 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    compress_level: Option<u32>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// `info`.
+#[derive(clap::Args, Debug)]
+struct InfoArgs {
+    /// The disk or package to describe.
+    file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    input_args: InputArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write an eager-zeroed thick image of a disk: every byte of the capacity written.
+    /// OUT ending in .vmdk gives a thick VMDK (descriptor + OUT-flat.vmdk), anything else raw.
+    Inflate(InflateArgs),
+    /// Convert a disk (VMDK or raw) to raw or another VMDK type.
+    Convert(ConvertArgs),
+    /// Check every structure of a disk, like qemu-img check, or of each disk of an .ovf/.ova
+    /// package after its manifest digests. Exit 0 clean, 2 problems found, 1 could not run.
+    Check(CheckArgs),
+    /// Verify an OVF package (.ovf or .ova) against its manifest. Exit 0 only when every digest
+    /// matches and the manifest covers every file.
+    Verify(VerifyArgs),
+    /// Verify an OVF package, then inflate every disk to an eager-zeroed thick VMDK (or raw) in
+    /// OUTDIR and write an OVF that references them. Nothing is left in OUTDIR on failure.
+    Import(ImportArgs),
+    /// Build an OVA from an OVF and its disks, or from disks (VMDK or raw) with an envelope made
+    /// for them: disks converted to stream-optimized, a SHA256 manifest, descriptor first.
+    Export(ExportArgs),
+    /// Describe a disk (type, capacity, extents, grains, allocation, parent chain) or an OVF
+    /// package (systems, hardware, disks, files, manifest).
+    Info(InfoArgs),
+}
+
+fn parse_cid(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 16) {
+        Ok(c) if c < 0xffff_fffe => Ok(c),
+        _ => Err("a CID is 1 to 8 hex digits, not ffffffff or fffffffe".into()),
+    }
+}
+
+fn is_package(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ovf") || e.eq_ignore_ascii_case("ova"))
+}
+
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Writes `value` as pretty JSON and a newline.
+fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The JSON of `inflate` and `convert`: what was written, with the input and the time.
+#[derive(Serialize)]
+struct CopyJson<'a> {
+    input: &'a Path,
+    files: &'a [PathBuf],
+    capacity: u64,
+    data_bytes: u64,
+    zero_bytes: u64,
+    written_bytes: u64,
+    seconds: f64,
+}
+
+/// Prints the result of an inflate or a convert (`verb`): JSON on standard output, or a line
+/// on standard error.
+fn print_write(
+    out: &mut dyn Write,
+    args: &OutputArgs,
+    input: &Path,
+    verb: &str,
+    report: &WriteReport,
+    started: Instant,
+) -> Result<()> {
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        return print_json(
+            out,
+            &CopyJson {
+                input,
+                files: &report.files,
+                capacity: report.capacity,
+                data_bytes: report.data,
+                zero_bytes: report.capacity.saturating_sub(report.data),
+                written_bytes: report.written,
+                seconds,
+            },
+        );
+    }
+    if !args.quiet {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            text::write_summary(verb, input, report, seconds)
+        );
+    }
+    Ok(())
+}
+
+fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
+    let (input, output, args) = (a.input.as_path(), a.output.as_path(), &a.out);
+    let is_vmdk = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("vmdk"));
+    let format = match (is_vmdk, a.esx) {
+        (false, _) => Format::Raw,
+        (true, false) => Format::Vmdk(CreateType::MonolithicFlat),
+        (true, true) => Format::Vmdk(CreateType::Vmfs),
+    };
+    let options = args.convert_options(args.write_options()?);
+    let started = Instant::now();
+    let report = if input.as_os_str() == "-" {
+        // A stream-optimized disk on standard input, read in one forward pass.
+        let bar = args.progress(0);
+        let stdin = std::io::stdin();
+        let r = StreamReader::new(stdin.lock(), "<stdin>")
+            .map_err(ovf_disk::Error::from)
+            .and_then(|s| {
+                bar.set_length(s.capacity());
+                ovf_disk::convert_stream(s, output, &format, &options, &|n| bar.inc(n))
+            })
+            .with_context(|| format!("inflating standard input to {}", output.display()))?;
+        bar.finish_and_clear();
+        r
+    } else {
+        let disk = a.input_args.options().open(input)?;
+        let bar = args.progress(disk.capacity());
+        let r = ovf_disk::convert(&disk, output, &format, &options, &|n| bar.inc(n))
+            .with_context(|| format!("inflating {} to {}", input.display(), output.display()))?;
+        bar.finish_and_clear();
+        r
+    };
+    print_write(out, args, input, "inflated", &report, started)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
+    let (input, output, args, to) = (a.input.as_path(), a.output.as_path(), &a.out, &a.to);
+    let write = a.write_options()?;
+    let format: Format = to.parse().map_err(|_| {
+        anyhow::anyhow!("--to {to}: expected raw, monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs")
+    })?;
+    let open = a.input_args.options();
+    let disk = match a.from {
+        InputFormat::Auto => open.open_vmdk_or_raw(input)?,
+        InputFormat::Vmdk => open.open(input)?,
+        InputFormat::Raw => open.open_raw(input)?,
+    };
+    let to_stdout = output.as_os_str() == "-";
+    let bar = progress_bar(disk.capacity(), args.quiet || (args.json && !to_stdout));
+    let started = Instant::now();
+    let report = if to_stdout {
+        anyhow::ensure!(
+            format == Format::Vmdk(CreateType::StreamOptimized),
+            "only --to streamOptimized can be written to standard output"
+        );
+        anyhow::ensure!(
+            !std::io::stdout().is_terminal(),
+            "refusing to write a disk image to a terminal"
+        );
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let r = vmdk::write_stream_optimized(&disk, &mut w, &write, &|n| bar.inc(n))?;
+        w.flush().context("writing standard output")?;
+        r
+    } else {
+        let options = args.convert_options(write);
+        ovf_disk::convert(&disk, output, &format, &options, &|n| bar.inc(n))
+            .with_context(|| format!("converting {} to {}", input.display(), output.display()))?
+    };
+    bar.finish_and_clear();
+    // With the disk on standard output, the report goes to standard error only.
+    let json = args.json && !to_stdout;
+    let shown = OutputArgs {
+        json,
+        quiet: args.quiet,
+        ..*args
+    };
+    print_write(out, &shown, input, "converted", &report, started)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 0 when clean, 2 when problems were found.
+fn check_exit(clean: bool) -> ExitCode {
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// The JSON of `check` on a disk: the file, then the report.
+#[derive(Serialize)]
+struct DiskCheckJson<'a> {
+    file: &'a Path,
+    #[serde(flatten)]
+    report: &'a vmdk::CheckReport,
+}
+
+fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
+    let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
+    if is_package(file) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pkg =
+            Package::open(file).with_context(|| format!("cannot check {}", file.display()))?;
+        let c = ovf_disk::check_package(&pkg, &input_args.options(), threads, &|_| {})
+            .with_context(|| format!("cannot check {}", file.display()))?;
+        if json {
+            print_json(out, &c)?;
+        } else {
+            text::package_check(out, &c)?;
+        }
+        return Ok(check_exit(c.is_clean()));
+    }
+    let report = vmdk::check(file, &input_args.options())
+        .with_context(|| format!("cannot check {}", file.display()))?;
+    if json {
+        print_json(
+            out,
+            &DiskCheckJson {
+                file,
+                report: &report,
+            },
+        )?;
+    } else {
+        text::disk_check(out, &report)?;
+    }
+    Ok(check_exit(report.is_clean()))
+}
+
+fn verify(out: &mut dyn Write, a: &VerifyArgs) -> Result<ExitCode> {
+    let (package, json) = (a.package.as_path(), a.json);
+    let pkg = Package::open(package)?;
+    let report = pkg.verify(&|_| {})?;
+    if json {
+        print_json(out, &report)?;
+    } else {
+        text::verify(out, &report)?;
+        writeln!(
+            out,
+            "{}",
+            if report.is_ok() {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        )?;
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The JSON of `import`: the package, the report, whether a manifest was checked, the time.
+#[derive(Serialize)]
+struct ImportJson<'a> {
+    package: &'a Path,
+    descriptor: &'a Path,
+    disks: &'a [ovf_disk::ImportedDisk],
+    verified: bool,
+    verify: &'a ovf_disk::VerifyReport,
+    seconds: f64,
+}
+
+fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
+    let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
+    let format = match a.format {
+        ImportFormat::Raw => Format::Raw,
+        ImportFormat::Vmdk => Format::Vmdk(CreateType::MonolithicFlat),
+    };
+    let options = ImportOptions::new()
+        .output_format(format)?
+        .convert_options(args.convert_options(args.write_options()?));
+    let started = Instant::now();
+    let (bar, report) = if package.as_os_str() == "-" {
+        let bar = args.progress(0);
+        let progress = |id: &str, n| {
+            bar.set_message(format!("disk {id}"));
+            bar.inc(n)
+        };
+        let stdin = std::io::stdin();
+        let r = ovf_disk::import_stream(stdin.lock(), "<stdin>", outdir, &options, &progress)
+            .context("importing the OVA on standard input")?;
+        (bar, r)
+    } else {
+        let pkg = Package::open(package)?;
+        let total = pkg
+            .envelope()
+            .disks
+            .iter()
+            .filter_map(|d| d.capacity_bytes)
+            .sum();
+        let bar = args.progress(total);
+        let progress = |id: &str, n| {
+            bar.set_message(format!("disk {id}"));
+            bar.inc(n)
+        };
+        let r = ovf_disk::import(&pkg, outdir, &options, &progress)
+            .with_context(|| format!("importing {}", package.display()))?;
+        (bar, r)
+    };
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        print_json(
+            out,
+            &ImportJson {
+                package,
+                descriptor: &report.descriptor,
+                disks: &report.disks,
+                verified: report.verify.manifest.is_some(),
+                verify: &report.verify,
+                seconds,
+            },
+        )?;
+    } else if !args.quiet {
+        let _ = text::import(&mut std::io::stderr(), package, &report, seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON of `export`: the report and the time.
+#[derive(Serialize)]
+struct ExportJson<'a> {
+    #[serde(flatten)]
+    report: &'a ovf_disk::ExportReport,
+    seconds: f64,
+}
+
+fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
+    let args = &a.out;
+    let mut write = args.write_options()?;
+    if let Some(level) = a.compress_level {
+        write = write.compression_level(level);
+    }
+    let (target, inputs) = a
+        .paths
+        .split_last()
+        .context("export needs an output .ova")?;
+    anyhow::ensure!(
+        target
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("ova")),
+        "the last path, {}, must end in .ova",
+        target.display()
+    );
+    let options = args.convert_options(write);
+    let bar = args.progress(0);
+    let started = Instant::now();
+    let report = ovf_disk::export(inputs, target, &options, &|n| bar.inc(n))
+        .with_context(|| format!("exporting to {}", target.display()))?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        print_json(
+            out,
+            &ExportJson {
+                report: &report,
+                seconds,
+            },
+        )?;
+    } else if !args.quiet {
+        let _ = text::export(&mut std::io::stderr(), &report, seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
+    let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
+    if is_package(file) {
+        let info = Package::open(file)?.info();
+        if json {
+            print_json(out, &info)?;
+        } else {
+            text::package_info(out, &info)?;
+        }
+    } else {
+        let info = input_args.options().open(file)?.info()?;
+        if json {
+            print_json(out, &info)?;
+        } else {
+            text::disk_info(out, &info)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Inflate(a) => inflate(out, a),
+        Command::Convert(a) => convert(out, a),
+        Command::Check(a) => check(out, a),
+        Command::Verify(a) => verify(out, a),
+        Command::Import(a) => import(out, a),
+        Command::Export(a) => export(out, a),
+        Command::Info(a) => info(out, a),
+    }
+}
+
+/// Whether the error is a write to a closed standard output.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
+}
+
+/// The error for people: its context and the library's message, with the flag that changes
+/// the outcome where there is one.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = format!("{e:#}");
+    for cause in e.chain() {
+        let hint = match cause.downcast_ref::<ovf_disk::Error>() {
+            Some(ovf_disk::Error::Exists(_)) => Some(" (use --force to replace it)"),
+            Some(ovf_disk::Error::Disk { error, .. }) => vmdk_hint(error),
+            _ => cause.downcast_ref::<vmdk::Error>().and_then(vmdk_hint),
+        };
+        if let Some(hint) = hint {
+            text.push_str(hint);
+            break;
+        }
+    }
+    text
+}
+
+fn vmdk_hint(e: &vmdk::Error) -> Option<&'static str> {
+    match e.kind() {
+        vmdk::ErrorKind::PathOutside { .. } => Some("; --allow-outside-paths follows it"),
+        vmdk::ErrorKind::ParentCidMismatch { .. } => Some("; --ignore-parent-cid accepts it"),
+        _ => None,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = run(cli, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "ovf-disk: error: {}", message(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

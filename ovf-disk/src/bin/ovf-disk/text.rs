@@ -1,0 +1,331 @@
+//! The text views of the libraries' reports: words for people, `not stated` where a package says
+//! nothing, sizes in binary units. The `--json` views serialise the same reports.
+
+use std::io::{Result, Write};
+use std::path::Path;
+
+use ovf_disk::{ExportReport, ImportReport, PackageCheck, PackageInfo, VerifyReport};
+use vmdk::{CheckReport, DiskInfo, LinkInfo, WriteReport};
+
+/// `bytes` in binary units: `512 B`, `4.00 MiB`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS.get(unit).copied().unwrap_or("B"))
+    }
+}
+
+/// A value the package may not state.
+fn stated<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "not stated".to_string(), f)
+}
+
+/// A list in words, `none` when empty.
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The one-line summary of an inflate or a convert.
+pub fn write_summary(verb: &str, input: &Path, report: &WriteReport, seconds: f64) -> String {
+    let files: Vec<String> = report
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    let target = if files.is_empty() {
+        "standard output".to_string()
+    } else {
+        files.join(" + ")
+    };
+    format!(
+        "{verb} {} ({}) to {target}: {} data, {} written, {seconds:.2} s ({:.0} MiB/s)",
+        input.display(),
+        human(report.capacity),
+        human(report.data),
+        human(report.written),
+        report.capacity as f64 / (1u64 << 20) as f64 / seconds.max(1e-9)
+    )
+}
+
+/// A check's problems, one line each, and its space counts.
+fn check_lines(out: &mut dyn Write, report: &CheckReport) -> Result<()> {
+    for p in &report.problems {
+        let at = p
+            .offset
+            .map_or_else(String::new, |o| format!(" at offset {o:#x}"));
+        writeln!(
+            out,
+            "ERROR {}: {}{at}: {}",
+            p.path.display(),
+            p.structure,
+            p.message
+        )?;
+    }
+    writeln!(
+        out,
+        "{} allocated grains ({}), {} zeroed, {} leaked, {} files",
+        report.allocated_grains,
+        human(report.allocated_bytes),
+        human(report.zeroed_bytes),
+        human(report.leaked_bytes),
+        report.files.len()
+    )
+}
+
+/// `check` on a disk.
+pub fn disk_check(out: &mut dyn Write, report: &CheckReport) -> Result<()> {
+    check_lines(out, report)?;
+    if report.is_clean() {
+        writeln!(out, "No errors were found on the image.")
+    } else {
+        writeln!(
+            out,
+            "{} errors were found on the image.",
+            report.problems.len()
+        )
+    }
+}
+
+/// `check` on a package: the digests, then each disk.
+pub fn package_check(out: &mut dyn Write, c: &PackageCheck) -> Result<()> {
+    verify(out, &c.verify)?;
+    for d in &c.disks {
+        writeln!(
+            out,
+            "disk {} ({}, checked {}):",
+            d.disk_id,
+            d.href,
+            d.method.as_str()
+        )?;
+        check_lines(out, &d.report)?;
+    }
+    if c.is_clean() {
+        writeln!(out, "No errors were found in the package.")
+    } else {
+        writeln!(
+            out,
+            "{} errors were found in the package.",
+            c.problem_count()
+        )
+    }
+}
+
+/// Each digest's outcome, the unlisted files and the signature.
+pub fn verify(out: &mut dyn Write, report: &VerifyReport) -> Result<()> {
+    let package = report.package.display();
+    match &report.manifest {
+        None => writeln!(out, "{package}: no manifest: nothing can be verified")?,
+        Some(m) => writeln!(out, "{package}: manifest {m}")?,
+    }
+    for f in &report.files {
+        writeln!(out, "  {}: {} {}", f.name, f.algorithm.as_str(), f.outcome)?;
+    }
+    for n in &report.unlisted {
+        writeln!(out, "  {n}: not listed in the manifest")?;
+    }
+    match &report.signature {
+        None => writeln!(out, "  signed: no"),
+        Some(s) if s.valid => writeln!(
+            out,
+            "  signed: by {}: the signature covers the manifest (the certificate is not checked against a trust store)",
+            s.signer.as_deref().unwrap_or("an unnamed signer")
+        ),
+        Some(s) => writeln!(
+            out,
+            "  signed: signature INVALID: {}",
+            s.reason.as_deref().unwrap_or("no reason given")
+        ),
+    }
+}
+
+/// What an import wrote.
+pub fn import(out: &mut dyn Write, package: &Path, r: &ImportReport, seconds: f64) -> Result<()> {
+    if r.verify.manifest.is_none() {
+        writeln!(
+            out,
+            "warning: {} has no manifest: nothing was verified",
+            package.display()
+        )?;
+    }
+    for d in &r.disks {
+        let names: Vec<String> = d.files.iter().map(|f| f.display().to_string()).collect();
+        writeln!(
+            out,
+            "disk {}: {} -> {}",
+            d.disk_id,
+            d.from,
+            names.join(" + ")
+        )?;
+    }
+    writeln!(
+        out,
+        "imported {} to {} in {seconds:.2} s",
+        package.display(),
+        r.descriptor.display()
+    )
+}
+
+/// What an export wrote.
+pub fn export(out: &mut dyn Write, r: &ExportReport, seconds: f64) -> Result<()> {
+    for m in &r.members {
+        writeln!(out, "  {}: {}", m.name, human(m.size))?;
+    }
+    writeln!(out, "exported {} in {seconds:.2} s", r.ova.display())
+}
+
+/// A package: its systems and hardware, disks, files, manifest and signature.
+pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
+    writeln!(
+        out,
+        "package:      {} (OVF {})",
+        p.package.display(),
+        p.ovf_version
+    )?;
+    for s in &p.systems {
+        let name = s
+            .name
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" \"{n}\""));
+        let os = s.os.as_ref().map(|o| match &o.description {
+            Some(d) => format!("{d} (id {})", o.id),
+            None => format!("id {}", o.id),
+        });
+        writeln!(
+            out,
+            "system {}{name}:  CPUs {}, memory {}, OS {}",
+            s.id,
+            stated(s.cpus, |c| c.to_string()),
+            stated(s.memory_bytes, human),
+            stated(os, |o| o)
+        )?;
+        writeln!(
+            out,
+            "  controllers: {}; networks: {}",
+            list(&s.controllers),
+            list(&s.nics)
+        )?;
+        for d in &s.drives {
+            writeln!(
+                out,
+                "  disk drive {} on {}",
+                d.host_resource,
+                d.controller.as_deref().unwrap_or("an unnamed controller")
+            )?;
+        }
+    }
+    for d in &p.disks {
+        writeln!(
+            out,
+            "disk {}:  {} in {} (format {})",
+            d.disk_id,
+            d.capacity
+                .map_or_else(|| d.capacity_as_written.clone(), human),
+            d.file.as_deref().unwrap_or("no file (a blank disk)"),
+            d.format.as_deref().unwrap_or("not stated")
+        )?;
+    }
+    for f in &p.files {
+        writeln!(
+            out,
+            "file {}:  size {} declared, {}",
+            f.href,
+            stated(f.size, |s| format!("{s} bytes")),
+            f.present_size
+                .map_or_else(|| "missing".to_string(), |s| format!("{s} bytes present"))
+        )?;
+    }
+    match &p.manifest {
+        Some(m) => writeln!(out, "manifest:     {} ({} entries)", m.file, m.entries)?,
+        None => writeln!(out, "manifest:     none")?,
+    }
+    writeln!(
+        out,
+        "signed:       {}",
+        if p.signed {
+            "yes (ovf-disk verify checks the signature)"
+        } else {
+            "no"
+        }
+    )
+}
+
+fn link_header(out: &mut dyn Write, l: &LinkInfo) -> Result<()> {
+    let hex = |c: Option<u32>| stated(c, |c| format!("{c:08x}"));
+    writeln!(out, "file:         {}", l.file.display())?;
+    writeln!(out, "create type:  {}", l.create_type)?;
+    writeln!(
+        out,
+        "capacity:     {} ({} bytes)",
+        human(l.capacity),
+        l.capacity
+    )?;
+    writeln!(
+        out,
+        "CID:          {}  parentCID: {}",
+        hex(l.cid),
+        hex(l.parent_cid)
+    )
+}
+
+/// A disk: its first link with its database and extents, the allocation, the parent chain.
+pub fn disk_info(out: &mut dyn Write, info: &DiskInfo) -> Result<()> {
+    let l = &info.link;
+    link_header(out, l)?;
+    for (k, v) in &l.ddb {
+        writeln!(out, "{:<13} {v}", format!("{k}:"))?;
+    }
+    let a = &info.allocation;
+    writeln!(
+        out,
+        "allocation:   {} data, {} zeroed, {} unallocated",
+        human(a.data),
+        human(a.zero),
+        human(a.unallocated)
+    )?;
+    writeln!(out, "extents:")?;
+    for e in &l.extents {
+        write!(out, "  {} {} {} sectors", e.access, e.kind, e.sectors)?;
+        if let Some(p) = &e.path {
+            write!(out, "  {}", p.display())?;
+        }
+        if let Some(sp) = &e.sparse {
+            write!(
+                out,
+                "  (version {}, flags {:#x}, grain {}, {}{}metadata from {})",
+                sp.version,
+                sp.flags,
+                human(sp.grain_size),
+                if sp.compressed { "compressed, " } else { "" },
+                if sp.markers { "markers, " } else { "" },
+                match sp.metadata_from {
+                    vmdk::MetadataSource::Header => "header",
+                    vmdk::MetadataSource::Footer => "footer",
+                }
+            )?;
+        }
+        writeln!(out)?;
+    }
+    for (i, link) in info.chain.iter().enumerate() {
+        writeln!(
+            out,
+            "parent {}:     {} ({}, CID {})",
+            i + 1,
+            link.file.display(),
+            link.create_type,
+            stated(link.cid, |c| format!("{c:08x}"))
+        )?;
+    }
+    Ok(())
+}

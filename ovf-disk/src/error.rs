@@ -1,0 +1,150 @@
+//! The one error type of `ovf-disk`: package structures (envelope, manifest, certificate, tar
+//! members) with their file and line or offset, output files, and the `vmdk` library's errors
+//! for the disks, with the package's disk id when there is one.
+//!
+//! The convention is `vmdk`'s: `Display` carries everything, the inner error included, and
+//! [`std::error::Error::source`] returns nothing; a caller that needs the inner error matches
+//! the variant.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an operation on a disk or a package failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A disk could not be read or written: the `vmdk` library's error, which names the file,
+    /// structure and offset; `disk` is the package's disk id when the disk is part of one.
+    #[error("{}", DiskMessage(disk.as_deref(), error))]
+    Disk {
+        /// The envelope's `ovf:diskId`, for a disk of a package.
+        disk: Option<String>,
+        /// What went wrong.
+        error: Box<vmdk::Error>,
+    },
+    /// The operating system refused.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The error.
+        error: io::Error,
+    },
+    /// An output exists and replacing outputs was not asked for.
+    #[error("{} exists", .0.display())]
+    Exists(PathBuf),
+    /// An output is one of the input's files: it is never written over.
+    #[error("{} is a file of the input disk: refusing to write over it", .0.display())]
+    IsInput(PathBuf),
+    /// The envelope is not well-formed XML, has a DTD, or misses what it must have.
+    #[error("{}: OVF envelope{}: {reason}", path.display(), line.map_or_else(String::new, |l| format!(" line {l}")))]
+    Envelope {
+        /// The descriptor.
+        path: PathBuf,
+        /// Line of the problem, when known.
+        line: Option<u32>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A manifest or certificate line could not be understood (line 0: the whole file).
+    #[error("{}: line {line}: {reason}", path.display())]
+    Manifest {
+        /// The manifest or certificate.
+        path: PathBuf,
+        /// One-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tar member or a referenced file name is unsafe or unusable.
+    #[error("{}: {what} at offset {offset:#x}: {reason}", path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// The member or structure.
+        what: String,
+        /// Byte offset of its header in the archive.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file the package needs is not there.
+    #[error("{}: {name} is not in the package", path.display())]
+    Missing {
+        /// The package.
+        path: PathBuf,
+        /// The file name.
+        name: String,
+    },
+    /// The manifest does not match, or does not cover a file it must: nothing was written.
+    #[error("{}: verification failed, nothing was imported", .0.display())]
+    Verification(PathBuf),
+    /// A disk file of a package uses a feature not read yet.
+    #[error("disk {disk}: {what} is not supported yet")]
+    Unsupported {
+        /// The envelope's `ovf:diskId`.
+        disk: String,
+        /// What is not supported.
+        what: String,
+    },
+    /// The caller asked for something impossible (an option out of range).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A disk holds more than the capacity its package declares (DSP0243 section 9.1): the
+    /// declared capacity bounds what an import writes.
+    #[error("{}: the disk announces {capacity} bytes, more than the {declared} its package declares", file.display())]
+    LargerThanDeclared {
+        /// The disk file.
+        file: PathBuf,
+        /// Its capacity in bytes.
+        capacity: u64,
+        /// The capacity the envelope declares, in bytes.
+        declared: u64,
+    },
+}
+
+/// `disk ID: error`, or the error alone.
+struct DiskMessage<'a>(Option<&'a str>, &'a vmdk::Error);
+
+impl fmt::Display for DiskMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "disk {id}: {}", self.1),
+            None => write!(f, "{}", self.1),
+        }
+    }
+}
+
+impl From<vmdk::Error> for Error {
+    fn from(error: vmdk::Error) -> Self {
+        Self::Disk {
+            disk: None,
+            error: Box::new(error),
+        }
+    }
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
+        move |error| Self::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+
+    /// This error, about the package's disk `id` (a disk error gets the id; others stay).
+    pub(crate) fn for_disk(self, id: &str) -> Self {
+        match self {
+            Self::Disk { disk: None, error } => Self::Disk {
+                disk: Some(id.to_string()),
+                error,
+            },
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,612 @@
+//! Importing a package: verified first, then every disk inflated to an eager-zeroed thick disk
+//! straight from the package (in place for an OVA, no temporary copy), and an OVF written whose
+//! references name the thick disks.
+//!
+//! [`import`] reads a package from a file; [`import_stream`] reads an OVA from a pipe in one
+//! pass: the descriptor must come first, the manifest before the disks (as ovftool writes
+//! them) or after them (as VirtualBox does: digests are kept until it arrives), and each disk
+//! is digested while it is inflated straight out of the archive. Any failure, a digest
+//! mismatch included, removes every file written.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use vmdk::{CreateType, Format, StreamReader};
+
+use super::edit::{rewrite_envelope, ReferenceEdit};
+use super::envelope::{Envelope, FileRef, VirtualDisk};
+use super::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
+use super::ova::MAX_MEMBERS;
+use super::stream::{decompressed, disk_stream};
+use super::verify::{FileDigest, VerifyReport};
+use super::{declared, is_plain_name, within_declared, Package, MAX_SMALL};
+use crate::disk::{convert, convert_stream, ConvertOptions};
+use crate::error::{Error, Result};
+use crate::output::PendingFile;
+
+/// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
+///
+/// ```
+/// let options = ovf_disk::ImportOptions::new()
+///     .output_format(vmdk::Format::Raw)
+///     .unwrap()
+///     .convert_options(ovf_disk::ConvertOptions::new().replace_existing(true));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    convert: ConvertOptions,
+    format: Format,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            convert: ConvertOptions::default(),
+            format: Format::Vmdk(CreateType::MonolithicFlat),
+        }
+    }
+}
+
+impl ImportOptions {
+    /// The defaults: thick VMDKs (a `monolithicFlat` descriptor and its flat extent), every
+    /// byte written, existing outputs refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How disks are written (threads, zeros, replacing outputs).
+    pub fn convert_options(mut self, convert: ConvertOptions) -> Self {
+        self.convert = convert;
+        self
+    }
+
+    /// What each disk becomes: raw, or a thick VMDK type (`monolithicFlat`, `vmfs`,
+    /// `twoGbMaxExtentFlat`); other formats are refused.
+    pub fn output_format(mut self, format: Format) -> Result<Self> {
+        if !format.is_thick() {
+            return Err(Error::InvalidInput(format!(
+                "imports write raw or thick VMDK disks, not {format}"
+            )));
+        }
+        self.format = format;
+        Ok(self)
+    }
+}
+
+/// One disk an import wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ImportedDisk {
+    /// The envelope's `ovf:diskId`.
+    #[cfg_attr(feature = "serde", serde(rename = "disk"))]
+    pub disk_id: String,
+    /// The package file it came from.
+    pub from: String,
+    /// The files written, the one to open first.
+    pub files: Vec<PathBuf>,
+}
+
+/// What [`import`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// The verification done first (for [`import_stream`], while reading).
+    pub verify: VerifyReport,
+    /// Each disk written.
+    pub disks: Vec<ImportedDisk>,
+    /// The new descriptor, referencing the thick disks.
+    pub descriptor: PathBuf,
+}
+
+/// Files written so far, removed when dropped unless the import succeeded.
+struct Written(Vec<PathBuf>);
+
+impl Written {
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// The thick output for a disk file of the package: `STEM.raw`, or `STEM-thick.vmdk`.
+fn output_for(outdir: &Path, href: &str, format: &Format) -> PathBuf {
+    let stem = href.rsplit_once('.').map_or(href, |(s, _)| s);
+    match format {
+        Format::Raw => outdir.join(format!("{stem}.raw")),
+        _ => outdir.join(format!("{stem}-thick.vmdk")),
+    }
+}
+
+/// The `ovf:format` of an imported disk: what the output format is, for VMDK outputs.
+fn imported_format(format: &Format) -> impl Fn(&str) -> Option<String> + '_ {
+    move |old: &str| match format {
+        Format::Vmdk(t) if old.contains("vmdk.html#") => {
+            let base = old.split_once('#').map_or(old, |(b, _)| b);
+            Some(format!("{base}#{t}"))
+        }
+        _ => None,
+    }
+}
+
+/// Writes the imported package's descriptor into `outdir`, its references pointing at the
+/// thick disks, renamed into place when complete.
+fn write_descriptor(
+    outdir: &Path,
+    name: &str,
+    text: &str,
+    edits: &[ReferenceEdit],
+    format: &Format,
+) -> Result<PathBuf> {
+    let out = outdir.join(name);
+    let text = rewrite_envelope(text, edits, &imported_format(format), &out)?;
+    let pending = PendingFile::create(&out)?;
+    std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(Error::io(&out))?;
+    pending.commit()?;
+    Ok(out)
+}
+
+/// The edit of the reference to `file` once its disk is written at `out`.
+fn edit_for(file: &FileRef, out: &Path) -> ReferenceEdit {
+    ReferenceEdit {
+        href: file.href.clone(),
+        new_href: out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        new_size: std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
+        old_size: file.size,
+    }
+}
+
+/// Imports `pkg` into `outdir` (created if missing): verifies it (a mismatch stops the import
+/// before anything is written), inflates every disk to an eager-zeroed thick VMDK (or raw), and
+/// writes an OVF whose references name the thick disks. On any failure, what was written is
+/// removed. `progress` is called with a disk id (or a file name while verifying) and bytes done.
+///
+/// ```no_run
+/// # fn main() -> ovf_disk::Result<()> {
+/// let pkg = ovf_disk::Package::open("appliance.ova".as_ref())?;
+/// let report = ovf_disk::import(&pkg, "imported".as_ref(), &ovf_disk::ImportOptions::new(), &|_, _| {})?;
+/// for d in &report.disks {
+///     println!("{} -> {:?}", d.from, d.files);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub fn import(
+    pkg: &Package,
+    outdir: &Path,
+    options: &ImportOptions,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<ImportReport> {
+    let verify = pkg.verify(&|name| progress(name, 0))?;
+    if !verify.nothing_damaged() {
+        return Err(Error::Verification(pkg.path().to_path_buf()));
+    }
+    std::fs::create_dir_all(outdir).map_err(Error::io(outdir))?;
+    let mut written = Written(Vec::new());
+    let mut report = ImportReport {
+        verify,
+        ..ImportReport::default()
+    };
+    let text =
+        String::from_utf8(pkg.read_small(pkg.descriptor())?).map_err(|_| Error::Envelope {
+            path: pkg.path().to_path_buf(),
+            line: None,
+            reason: "not UTF-8".into(),
+        })?;
+    let mut edits = Vec::new();
+    for disk in &pkg.envelope().disks {
+        let Some(file) = pkg.envelope().file_of(disk) else {
+            continue;
+        };
+        let out = output_for(outdir, &file.href, &options.format);
+        let id = disk.disk_id.as_str();
+        let files = import_disk(pkg, disk, file, &out, options, &|n| progress(id, n))
+            .map_err(|e| e.for_disk(id))?;
+        written.0.extend(files.iter().cloned());
+        edits.push(edit_for(file, &out));
+        report.disks.push(ImportedDisk {
+            disk_id: disk.disk_id.clone(),
+            from: file.href.clone(),
+            files,
+        });
+    }
+    report.descriptor = write_descriptor(outdir, pkg.descriptor(), &text, &edits, &options.format)?;
+    written.keep();
+    Ok(report)
+}
+
+/// Writes one disk of a package at `out`: read in place, or as a stream when it is stored
+/// compressed or in chunks, and no larger than the capacity the envelope declares.
+fn import_disk(
+    pkg: &Package,
+    disk: &VirtualDisk,
+    file: &FileRef,
+    out: &Path,
+    options: &ImportOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<PathBuf>> {
+    let declared = pkg.declared(disk)?;
+    let href = Path::new(&file.href);
+    let report = if file.is_compressed() || file.chunk_size.is_some() {
+        let stream = StreamReader::new(disk_stream(pkg, file, &disk.disk_id)?, href)?;
+        within_declared(href, stream.capacity(), declared)?;
+        convert_stream(stream, out, &options.format, &options.convert, progress)?
+    } else {
+        let vdisk = pkg.open_disk(&file.href)?;
+        within_declared(href, vdisk.capacity(), declared)?;
+        convert(&vdisk, out, &options.format, &options.convert, progress)?
+    };
+    Ok(report.files)
+}
+
+/// A reader that digests what passes through it.
+struct Hashing<R> {
+    inner: R,
+    /// One digest when the manifest is known (its algorithm for this member), all three while
+    /// it has not arrived yet (VirtualBox writes it after the disks).
+    hashers: Vec<Hasher>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for h in &mut self.hashers {
+            h.update(buf.get(..n).unwrap_or(&[]));
+        }
+        Ok(n)
+    }
+}
+
+/// The state of a streaming import between tar members.
+struct StreamImport<'a> {
+    path: PathBuf,
+    outdir: &'a Path,
+    options: &'a ImportOptions,
+    report: ImportReport,
+    /// The descriptor's name, its text as read, and the envelope.
+    envelope: Option<(String, String, Envelope)>,
+    edits: Vec<ReferenceEdit>,
+    manifest: Option<Manifest>,
+    /// Members whose digest was checked, or that were imported.
+    seen: HashSet<String>,
+    /// Every member name so far (the descriptor's and the manifest's too).
+    names: HashSet<String>,
+    /// Digests of members read before the manifest, in all three algorithms.
+    early: Vec<(String, Vec<(Algorithm, String)>)>,
+    written: Written,
+}
+
+/// Imports an OVA read as a stream (a pipe, standard input) named `name` in errors, into
+/// `outdir`, in one pass with no temporary copy: see the module's description. Disks must be
+/// stream-optimized (possibly gzip-compressed); chunked files need [`import`].
+pub fn import_stream<R: Read>(
+    input: R,
+    name: &str,
+    outdir: &Path,
+    options: &ImportOptions,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<ImportReport> {
+    let path = PathBuf::from(name);
+    std::fs::create_dir_all(outdir).map_err(Error::io(outdir))?;
+    let mut state = StreamImport {
+        path: path.clone(),
+        outdir,
+        options,
+        report: ImportReport::default(),
+        envelope: None,
+        edits: Vec::new(),
+        manifest: None,
+        seen: HashSet::new(),
+        names: HashSet::new(),
+        early: Vec::new(),
+        written: Written(Vec::new()),
+    };
+    let mut archive = tar::Archive::new(input);
+    // Where the next header should be, for errors the tar reader reports without one.
+    let mut next_header = 0u64;
+    for entry in archive.entries().map_err(Error::io(&path))? {
+        let entry = entry.map_err(|e| Error::Archive {
+            path: path.clone(),
+            what: "tar header".into(),
+            offset: next_header,
+            reason: e.to_string(),
+        })?;
+        next_header = entry
+            .raw_file_position()
+            .saturating_add(entry.size())
+            .div_ceil(512)
+            .saturating_mul(512);
+        state.member(entry, progress)?;
+    }
+    state.finish()
+}
+
+impl StreamImport<'_> {
+    /// Takes one tar member: the descriptor, the manifest, a disk, or another file.
+    fn member<R: Read>(
+        &mut self,
+        entry: tar::Entry<'_, R>,
+        progress: &(dyn Fn(&str, u64) + Sync),
+    ) -> Result<()> {
+        let offset = entry.raw_header_position();
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let member = raw_name.strip_prefix("./").unwrap_or(&raw_name).to_string();
+        let path = self.path.clone();
+        let bad = |reason: &str| Error::Archive {
+            path: path.clone(),
+            what: format!("tar member {raw_name:?}"),
+            offset,
+            reason: reason.to_string(),
+        };
+        if !is_plain_name(&member) {
+            return Err(bad("its name is absolute, has a path or '..'"));
+        }
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            return Err(bad("it is a link or not a regular file"));
+        }
+        if !self.names.insert(member.clone()) {
+            return Err(bad("a second member with this name"));
+        }
+        if self.names.len() > MAX_MEMBERS {
+            return Err(bad(&format!("more than {MAX_MEMBERS} members")));
+        }
+        let expected = self.manifest.as_ref().and_then(|m| m.get(&member)).cloned();
+        let algorithms = match (&self.manifest, &expected) {
+            (_, Some(e)) => vec![e.algorithm],
+            (None, None) => vec![Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512],
+            (Some(_), None) => Vec::new(),
+        };
+        let mut reader = Hashing {
+            inner: entry,
+            hashers: algorithms.into_iter().map(Hasher::new).collect(),
+        };
+        if self.envelope.is_none() {
+            if !member.to_ascii_lowercase().ends_with(".ovf") {
+                return Err(bad("the OVF descriptor must be the first member"));
+            }
+            return self.descriptor_member(&member, &mut reader, bad);
+        }
+        if member.to_ascii_lowercase().ends_with(".mf") && self.manifest.is_none() {
+            return self.manifest_member(&member, &mut reader);
+        }
+        // The disk this member holds, if it holds one.
+        let target = self.envelope.as_ref().and_then(|(_, _, env)| {
+            let f = env.files.iter().find(|f| f.href == member)?;
+            let d = env
+                .disks
+                .iter()
+                .find(|d| d.file_ref.as_deref() == Some(f.id.as_str()))?;
+            Some((f.clone(), d.clone()))
+        });
+        match target {
+            Some((file, disk)) => {
+                let id = disk.disk_id.clone();
+                self.disk_member(&member, &file, &disk, &mut reader, &|n| progress(&id, n))
+                    .map_err(|e| e.for_disk(&id))?;
+            }
+            None => {
+                // Certificates and other members: digested if listed, not used.
+                if member.to_ascii_lowercase().ends_with(".cert") {
+                    self.report.verify.certificate = Some(member.clone());
+                }
+            }
+        }
+        self.check_digest(&member, expected.as_ref(), &mut reader)?;
+        self.seen.insert(member);
+        Ok(())
+    }
+
+    /// The first member: the envelope.
+    fn descriptor_member<R: Read>(
+        &mut self,
+        member: &str,
+        reader: &mut Hashing<R>,
+        bad: impl Fn(&str) -> Error,
+    ) -> Result<()> {
+        let mut text = String::new();
+        reader
+            .take(MAX_SMALL + 1)
+            .read_to_string(&mut text)
+            .map_err(Error::io(&self.path))?;
+        if text.len() as u64 > MAX_SMALL {
+            return Err(bad("the descriptor is larger than 16 MiB"));
+        }
+        let env = Envelope::parse(&text, &self.path.join(member))?;
+        self.envelope = Some((member.to_string(), text, env));
+        Ok(())
+    }
+
+    /// The manifest: the descriptor and the members read before it are checked now.
+    fn manifest_member<R: Read>(&mut self, member: &str, reader: &mut Hashing<R>) -> Result<()> {
+        let mut text = String::new();
+        reader
+            .take(MAX_SMALL)
+            .read_to_string(&mut text)
+            .map_err(Error::io(&self.path))?;
+        let m = Manifest::parse(&text, &self.path.join(member))?;
+        if let Some((descriptor, original, _)) = &self.envelope {
+            if let Some(e) = m.get(descriptor) {
+                let found =
+                    digest(e.algorithm, &mut original.as_bytes()).map_err(Error::io(&self.path))?;
+                let descriptor = descriptor.clone();
+                self.record(&descriptor, e, found)?;
+            }
+        }
+        for (name, digests) in std::mem::take(&mut self.early) {
+            if let Some(e) = m.get(&name) {
+                let found = digests
+                    .iter()
+                    .find(|(a, _)| *a == e.algorithm)
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_default();
+                self.record(&name, e, found)?;
+            }
+        }
+        self.report.verify.manifest = Some(member.to_string());
+        self.manifest = Some(m);
+        Ok(())
+    }
+
+    /// A disk: inflated straight out of the archive, no larger than its declared capacity.
+    fn disk_member<R: Read>(
+        &mut self,
+        member: &str,
+        file: &FileRef,
+        disk: &VirtualDisk,
+        reader: &mut Hashing<R>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        if file.chunk_size.is_some() {
+            return Err(Error::Unsupported {
+                disk: disk.disk_id.clone(),
+                what: "a chunked disk file read from a stream (import the .ova from a file)".into(),
+            });
+        }
+        let out = output_for(self.outdir, &file.href, &self.options.format);
+        let declared = declared(disk, &self.path)?;
+        let report = {
+            let bytes = decompressed(
+                Box::new(&mut *reader),
+                file.compression.as_deref(),
+                &disk.disk_id,
+            )?;
+            let stream = StreamReader::new(bytes, member)?;
+            within_declared(Path::new(member), stream.capacity(), declared)?;
+            convert_stream(
+                stream,
+                &out,
+                &self.options.format,
+                &self.options.convert,
+                progress,
+            )?
+        };
+        self.written.0.extend(report.files.iter().cloned());
+        self.edits.push(edit_for(file, &out));
+        self.report.disks.push(ImportedDisk {
+            disk_id: disk.disk_id.clone(),
+            from: file.href.clone(),
+            files: report.files,
+        });
+        Ok(())
+    }
+
+    /// Records the digest `found` for `name` against its manifest entry; a mismatch stops the
+    /// import.
+    fn record(&mut self, name: &str, e: &Entry, found: String) -> Result<()> {
+        let outcome = Outcome::of(&e.digest, found);
+        let ok = outcome == Outcome::Ok;
+        self.report
+            .verify
+            .files
+            .push(FileDigest::new(name, e.algorithm, outcome));
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Verification(self.path.clone()))
+        }
+    }
+
+    /// Reads the rest of a member (its digest covers every byte), then checks the digest
+    /// against its manifest entry, or keeps its digests for when the manifest arrives
+    /// (`expected` is `None` and several hashers ran).
+    fn check_digest<R: Read>(
+        &mut self,
+        member: &str,
+        expected: Option<&Entry>,
+        reader: &mut Hashing<R>,
+    ) -> Result<()> {
+        std::io::copy(reader, &mut std::io::sink()).map_err(Error::io(&self.path))?;
+        let hashers = std::mem::take(&mut reader.hashers);
+        match (expected, hashers.len()) {
+            (Some(e), 1) => {
+                let found = hashers
+                    .into_iter()
+                    .next()
+                    .map(Hasher::finish)
+                    .unwrap_or_default();
+                self.record(member, e, found)?;
+            }
+            (None, n) if n > 1 => {
+                let algorithms = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512];
+                self.early.push((
+                    member.to_string(),
+                    algorithms
+                        .into_iter()
+                        .zip(hashers.into_iter().map(Hasher::finish))
+                        .collect(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// After the last member: every listed file passed, every referenced disk was found; the
+    /// descriptor is written.
+    fn finish(mut self) -> Result<ImportReport> {
+        let Some((descriptor, text, env)) = self.envelope.take() else {
+            return Err(Error::Missing {
+                path: self.path.clone(),
+                name: "an OVF descriptor".into(),
+            });
+        };
+        if let Some(m) = &self.manifest {
+            for e in &m.entries {
+                if e.name != descriptor
+                    && !self.seen.contains(&e.name)
+                    && self.report.verify.manifest.as_deref() != Some(e.name.as_str())
+                {
+                    self.report.verify.files.push(FileDigest::new(
+                        &e.name,
+                        e.algorithm,
+                        Outcome::Missing,
+                    ));
+                    return Err(Error::Verification(self.path.clone()));
+                }
+            }
+            for f in &env.files {
+                if m.get(&f.href).is_none() {
+                    self.report.verify.unlisted.push(f.href.clone());
+                }
+            }
+        }
+        for d in &env.disks {
+            if let Some(f) = env.file_of(d) {
+                if !self.report.disks.iter().any(|r| r.from == f.href) {
+                    return Err(Error::Missing {
+                        path: self.path.clone(),
+                        name: f.href.clone(),
+                    });
+                }
+            }
+        }
+        self.report.descriptor = write_descriptor(
+            self.outdir,
+            &descriptor,
+            &text,
+            &self.edits,
+            &self.options.format,
+        )?;
+        self.report.verify.package = self.path.clone();
+        let mut report = std::mem::take(&mut self.report);
+        report.verify = report.verify.settle();
+        std::mem::replace(&mut self.written, Written(Vec::new())).keep();
+        Ok(report)
+    }
+}

@@ -1,0 +1,165 @@
+//! Verifying a package against its manifest (DSP0243 §5.1) and certificate (§5.2): every file
+//! the manifest lists digested with its algorithm, the references it does not cover listed, and
+//! the certificate's RSA signature checked over the manifest's bytes (the certificate itself is
+//! shown, not checked against a trust store).
+
+use std::path::PathBuf;
+
+use super::cert::CertificateFile;
+use super::manifest::{digest, Algorithm, Outcome};
+use super::Package;
+use crate::error::{Error, Result};
+
+/// How one file the manifest lists fared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct FileDigest {
+    /// The file's name in the package.
+    #[cfg_attr(feature = "serde", serde(rename = "file"))]
+    pub name: String,
+    /// The manifest's algorithm for it.
+    pub algorithm: Algorithm,
+    /// Whether its digest matches.
+    #[cfg_attr(feature = "serde", serde(rename = "result"))]
+    pub outcome: Outcome,
+}
+
+impl FileDigest {
+    pub(crate) fn new(name: &str, algorithm: Algorithm, outcome: Outcome) -> Self {
+        Self {
+            name: name.to_string(),
+            algorithm,
+            outcome,
+        }
+    }
+}
+
+/// The check of a signed package's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct SignatureCheck {
+    /// Whether the certificate's signature covers the manifest.
+    pub valid: bool,
+    /// The signer's subject, when the signature is valid.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub signer: Option<String>,
+    /// Why the signature is not valid.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub reason: Option<String>,
+}
+
+impl SignatureCheck {
+    fn of(result: std::result::Result<String, String>) -> Self {
+        match result {
+            Ok(signer) => Self {
+                valid: true,
+                signer: Some(signer),
+                reason: None,
+            },
+            Err(reason) => Self {
+                valid: false,
+                signer: None,
+                reason: Some(reason),
+            },
+        }
+    }
+}
+
+/// What [`Package::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// The package, as opened.
+    pub package: PathBuf,
+    /// Whether everything checks ([`VerifyReport::is_ok`]).
+    pub ok: bool,
+    /// The manifest's name, if any.
+    pub manifest: Option<String>,
+    /// Each listed file with its outcome.
+    pub files: Vec<FileDigest>,
+    /// Files the envelope references (and the descriptor) that the manifest does not list.
+    pub unlisted: Vec<String>,
+    /// Whether the package has a certificate.
+    pub signed: bool,
+    /// The certificate's name, when the package is signed.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub certificate: Option<String>,
+    /// The signature check, when the package is signed.
+    pub signature: Option<SignatureCheck>,
+}
+
+impl VerifyReport {
+    /// Whether there is a manifest, every listed file matches, it covers every reference, and
+    /// the signature, if the package is signed, covers the manifest.
+    pub fn is_ok(&self) -> bool {
+        self.manifest.is_some() && self.unlisted.is_empty() && self.nothing_damaged()
+    }
+
+    /// Whether every listed digest matches and the signature (if any) is valid: nothing is
+    /// damaged, though a package without a manifest or with unlisted files is not verified.
+    pub fn nothing_damaged(&self) -> bool {
+        self.files.iter().all(|f| f.outcome == Outcome::Ok)
+            && self.signature.as_ref().is_none_or(|s| s.valid)
+    }
+
+    /// Records `ok` and `signed` from the rest.
+    pub(crate) fn settle(mut self) -> Self {
+        self.ok = self.is_ok();
+        self.signed = self.certificate.is_some();
+        self
+    }
+}
+
+impl Package {
+    /// Checks every file the manifest lists, the signature when the package is signed, and
+    /// which references the manifest does not cover. `progress` is called with each file's
+    /// name before it is digested.
+    pub fn verify(&self, progress: &dyn Fn(&str)) -> Result<VerifyReport> {
+        let mut report = VerifyReport {
+            package: self.path.clone(),
+            certificate: self.certificate.clone(),
+            ..VerifyReport::default()
+        };
+        let Some((name, manifest)) = &self.manifest else {
+            return Ok(report.settle());
+        };
+        report.manifest = Some(name.clone());
+        if let Some(cert) = &self.certificate {
+            let text = String::from_utf8(self.read_small(cert)?).unwrap_or_default();
+            let result = match CertificateFile::parse(&text, &self.path.join(cert)) {
+                Err(e) => Err(e.to_string()),
+                Ok(c) if c.signed_file != *name => Err(format!(
+                    "the certificate signs {}, not the manifest {name}",
+                    c.signed_file
+                )),
+                Ok(c) => c.verify(&self.read_small(name)?).map(|()| c.subject()),
+            };
+            report.signature = Some(SignatureCheck::of(result));
+        }
+        for e in &manifest.entries {
+            progress(&e.name);
+            let outcome = match self.reader(&e.name) {
+                Err(_) => Outcome::Missing,
+                Ok(mut r) => {
+                    let found = digest(e.algorithm, &mut r).map_err(Error::io(&self.path))?;
+                    Outcome::of(&e.digest, found)
+                }
+            };
+            report
+                .files
+                .push(FileDigest::new(&e.name, e.algorithm, outcome));
+        }
+        for f in &self.envelope.files {
+            if manifest.get(&f.href).is_none() {
+                report.unlisted.push(f.href.clone());
+            }
+        }
+        if manifest.get(&self.descriptor).is_none() {
+            report.unlisted.push(self.descriptor.clone());
+        }
+        Ok(report.settle())
+    }
+}

@@ -1,0 +1,30 @@
+//! Where a one-pass read puts a disk's bytes: the seam between the streaming reader
+//! ([`crate::read::stream`]), which knows the format, and the copy engine's outputs
+//! ([`crate::copy`]), which know none.
+
+use crate::error::Result;
+
+/// Receives the bytes of a disk read in one pass.
+pub trait Sink: Sync {
+    /// Called once with the capacity in bytes, before anything is written.
+    fn begin(&self, capacity: u64) -> Result<()>;
+    /// Writes data at `offset` (from any worker thread).
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Zero-fills `len` bytes at `offset` (called in order, from the reading thread).
+    fn zero(&self, offset: u64, len: u64) -> Result<()>;
+}
+
+/// A sink that keeps nothing: for reads that only check.
+pub(crate) struct Discard;
+
+impl Sink for Discard {
+    fn begin(&self, _: u64) -> Result<()> {
+        Ok(())
+    }
+    fn write(&self, _: u64, _: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    fn zero(&self, _: u64, _: u64) -> Result<()> {
+        Ok(())
+    }
+}
