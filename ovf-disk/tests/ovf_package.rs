@@ -452,6 +452,19 @@ fn export_then_import_round_trips() {
     );
     assert_eq!(sha256(&d.path().join("bare/bare-disk1.raw")), shas[0]);
     assert_eq!(sha256(&d.path().join("bare/bare-disk2.raw")), shas[1]);
+    // Each shipped disk's embedded descriptor names it as the archive does (not the name it
+    // was staged under), so the member read on its own opens as itself.
+    let listing = std::process::Command::new("tar")
+        .args(["xf", "bare.ova", "-C", "bare", "bare-disk1.vmdk"])
+        .current_dir(d.path())
+        .status()
+        .unwrap();
+    assert!(listing.success());
+    let member: serde_json::Value = serde_json::from_slice(
+        &ovf_disk_ok(d.path(), &["info", "--json", "bare/bare-disk1.vmdk"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(member["extents"][0]["file"], "bare-disk1.vmdk", "{member}");
     // No staged files left behind, and an existing OVA is not replaced without --force.
     assert!(std::fs::read_dir(d.path()).unwrap().all(|e| !e
         .unwrap()
@@ -595,6 +608,31 @@ fn gzip_and_chunked_disk_files() {
     for pkg in ["appliance.ovf", "gc.ova"] {
         let out = format!("out-{pkg}");
         ovf_disk_ok(&g, &["import", "-q", pkg, &out, "--format", "raw"]);
+        // The imported files are whole and uncompressed, and the written envelope says so:
+        // importing the (thick VMDK) import again works.
+        let thick = format!("thick-{pkg}");
+        ovf_disk_ok(&g, &["import", "-q", pkg, &thick]);
+        let written = std::fs::read_to_string(g.join(&thick).join("appliance.ovf")).unwrap();
+        assert!(
+            !written.contains("compression") && !written.contains("chunkSize"),
+            "{written}"
+        );
+        let again = format!("again-{pkg}");
+        ovf_disk_ok(
+            &g,
+            &[
+                "import",
+                "-q",
+                &format!("{thick}/appliance.ovf"),
+                &again,
+                "--format",
+                "raw",
+            ],
+        );
+        assert_eq!(
+            sha256(&g.join(&again).join("appliance-disk1-thick.raw")),
+            shas[0]
+        );
         assert_eq!(
             sha256(&g.join(&out).join("appliance-disk1.raw")),
             shas[0],
@@ -862,4 +900,144 @@ fn signed_packages() {
     let out = ovf_disk(d.path(), &["import", "-q", "appliance.ovf", "signed-out"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(!d.path().join("signed-out").exists());
+}
+
+/// Names XML must escape, wherever they go: raw disks whose file names hold `&`, `<`, `"`,
+/// spaces and non-ASCII exported into an OVA whose name holds `&` and a space (its name flows
+/// into the members, the hrefs and the virtual system), and a package whose hrefs hold them
+/// (entity-escaped, one in single quotes) exported again. Each OVA passes `verify` and imports,
+/// from the file and through a pipe, to the sources' bytes; the imported envelopes parse.
+#[test]
+fn names_that_need_escaping_export_verify_and_import() {
+    let d = tempfile::tempdir().unwrap();
+    let sources = ["a&b disk.raw", "x<y \"quoted\".raw", "disk-é€ ü.raw"];
+    let mut shas = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        sample_raw(&d.path().join(source), (2 + i as u64) << 20);
+        shas.push(sha256(&d.path().join(source)));
+    }
+    let ova = "R&D export é.ova";
+    let mut args = vec!["export", "-q"];
+    args.extend(sources);
+    args.push(ova);
+    ovf_disk_ok(d.path(), &args);
+    let list = std::process::Command::new("tar")
+        .args(["tf", ova])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "R&D export é.ovf\nR&D export é.mf\nR&D export é-disk1.vmdk\nR&D export é-disk2.vmdk\nR&D export é-disk3.vmdk\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(d.path(), &["verify", "--json", ova]).stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(d.path(), &["info", "--json", ova]).stdout).unwrap();
+    assert_eq!(info["systems"][0]["name"], "R&D export é");
+    assert_eq!(info["systems"][0]["id"], "R&D export é");
+    assert_eq!(info["files"][2]["href"], "R&D export é-disk3.vmdk");
+    assert_eq!(info["files"][2]["present_size"], info["files"][2]["size"]);
+    ovf_disk_ok(d.path(), &["import", "-q", ova, "back", "--format", "raw"]);
+    let back = d.path().join("back");
+    for (i, sha) in shas.iter().enumerate() {
+        let disk = back.join(format!("R&D export é-disk{}.raw", i + 1));
+        assert_eq!(&sha256(&disk), sha, "{}", disk.display());
+    }
+    let text = std::fs::read_to_string(back.join("R&D export é.ovf")).unwrap();
+    assert!(
+        text.contains("ovf:href=\"R&amp;D export é-disk1.raw\""),
+        "{text}"
+    );
+    let again: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(&back, &["info", "--json", "R&D export é.ovf"]).stdout)
+            .unwrap();
+    assert_eq!(again["files"][0]["href"], "R&D export é-disk1.raw");
+    assert_eq!(again["files"][0]["present_size"], again["files"][0]["size"]);
+    // Thick VMDKs, the OVA read once through a pipe.
+    let out = import_from_pipe(d.path(), ova, "piped");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let piped = d.path().join("piped");
+    for (i, sha) in shas.iter().enumerate() {
+        let disk = format!("R&D export é-disk{}-thick.vmdk", i + 1);
+        assert_eq!(&qemu_raw_sha(&piped, &disk), sha, "{disk}");
+    }
+    let text = std::fs::read_to_string(piped.join("R&D export é.ovf")).unwrap();
+    assert!(text.contains("vmdk.html#monolithicFlat"), "{text}");
+    assert!(!text.contains("vmdk.html#streamOptimized"), "{text}");
+
+    // A package whose hrefs need escaping, exported again (sizes and formats rewritten). No
+    // `"` here: a VMDK's own descriptor cannot quote it in an extent name.
+    let pkg = d.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    let hrefs = ["a&b disk.vmdk", "x<y 'quoted'.vmdk", "disk-é€ ü.vmdk"];
+    let mut disks = Vec::new();
+    for (source, href) in sources.iter().zip(hrefs) {
+        let from = d.path().join(source);
+        let to = pkg.join(href);
+        ovf_disk_ok(
+            d.path(),
+            &[
+                "convert",
+                "-q",
+                from.to_str().unwrap(),
+                to.to_str().unwrap(),
+                "--to",
+                "monolithicSparse",
+            ],
+        );
+        let escaped = href
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('\'', "&apos;");
+        let size = std::fs::metadata(&to).unwrap().len();
+        disks.push((escaped, size, std::fs::metadata(&from).unwrap().len()));
+    }
+    let refs: Vec<(&str, u64, u64)> = disks.iter().map(|(h, s, c)| (h.as_str(), *s, *c)).collect();
+    let ovf = envelope("http://schemas.dmtf.org/ovf/envelope/1", &refs)
+        .replace("vmdk.html#streamOptimized", "vmdk.html#monolithicSparse")
+        // One href in single quotes, with a character reference.
+        .replace(
+            "ovf:href=\"disk-é€ ü.vmdk\"",
+            "ovf:href='disk-&#233;€ ü.vmdk'",
+        );
+    assert!(ovf.contains("a&amp;b") && ovf.contains("&lt;y &apos;") && ovf.contains("&#233;"));
+    std::fs::write(pkg.join("odd.ovf"), &ovf).unwrap();
+    let mut mf = String::new();
+    for n in std::iter::once("odd.ovf").chain(hrefs) {
+        mf.push_str(&format!("SHA256({n})= {}\n", sha256(&pkg.join(n))));
+    }
+    std::fs::write(pkg.join("odd.mf"), mf).unwrap();
+    ovf_disk_ok(&pkg, &["verify", "odd.ovf"]);
+    ovf_disk_ok(&pkg, &["export", "-q", "odd.ovf", "../odd & co.ova"]);
+    let odd = "odd & co.ova";
+    ovf_disk_ok(d.path(), &["verify", odd]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(d.path(), &["info", "--json", odd]).stdout).unwrap();
+    for (i, href) in hrefs.iter().enumerate() {
+        assert_eq!(info["files"][i]["href"], *href);
+        assert_eq!(info["files"][i]["present_size"], info["files"][i]["size"]);
+        assert_eq!(
+            info["disks"][i]["format"],
+            "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+        );
+    }
+    ovf_disk_ok(d.path(), &["import", "-q", odd, "odd", "--format", "raw"]);
+    for (href, sha) in hrefs.iter().zip(&shas) {
+        let raw = format!("{}.raw", href.trim_end_matches(".vmdk"));
+        assert_eq!(&sha256(&d.path().join("odd").join(&raw)), sha, "{raw}");
+    }
+    let out = import_from_pipe(d.path(), odd, "odd-piped");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(d.path().join("odd-piped/odd.ovf")).unwrap();
+    assert!(text.contains("ovf:href='disk-é€ ü-thick.vmdk'"), "{text}");
 }

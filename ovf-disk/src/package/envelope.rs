@@ -9,6 +9,10 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// The `ovf:format` of a stream-optimized VMDK.
+pub(crate) const STREAM_OPTIMIZED_FORMAT: &str =
+    "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
+
 /// Largest envelope read.
 pub const MAX_ENVELOPE_SIZE: usize = 16 << 20;
 
@@ -506,10 +510,11 @@ fn collect_systems<'a, 'i>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const V1: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+    /// An envelope the way vSphere writes one (also the editor's round-trip sample).
+    pub(crate) const V1: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf">
   <References><File ovf:href="vm-disk1.vmdk" ovf:id="file1" ovf:size="68608"/></References>
   <DiskSection><Info>Virtual disk information</Info>

@@ -8,17 +8,13 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::edit::{rewrite_envelope, ReferenceEdit};
 use super::manifest::{digest, Algorithm, Entry, Manifest};
 use super::ova::write_ova;
+use super::xml::{edit_envelope, envelope_for_disks, vmdk_format, EnvelopeEdits};
 use super::Package;
-use crate::disk::{convert, ConvertOptions};
+use crate::disk::ConvertOptions;
 use crate::error::{Error, Result};
 use crate::output::{check_target, PendingFile};
-
-/// The `ovf:format` of a stream-optimized VMDK.
-pub(crate) const STREAM_OPTIMIZED_FORMAT: &str =
-    "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
 
 /// One member of an exported archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,45 +58,6 @@ impl Drop for Staged {
     }
 }
 
-/// An envelope for bare disks: one virtual system with the disks on a SCSI controller.
-pub(crate) fn envelope_for_disks(name: &str, disks: &[(String, u64, u64)]) -> String {
-    let mut refs = String::new();
-    let mut section = String::new();
-    let mut items = String::new();
-    for (i, (href, size, capacity)) in disks.iter().enumerate() {
-        refs.push_str(&format!(
-            "    <File ovf:href=\"{href}\" ovf:id=\"file{i}\" ovf:size=\"{size}\"/>\n"
-        ));
-        section.push_str(&format!("    <Disk ovf:capacity=\"{capacity}\" ovf:capacityAllocationUnits=\"byte\" ovf:diskId=\"vmdisk{i}\" ovf:fileRef=\"file{i}\" ovf:format=\"{STREAM_OPTIMIZED_FORMAT}\"/>\n"));
-        items.push_str(&format!("      <Item>\n        <rasd:AddressOnParent>{i}</rasd:AddressOnParent>\n        <rasd:ElementName>Hard disk {}</rasd:ElementName>\n        <rasd:HostResource>ovf:/disk/vmdisk{i}</rasd:HostResource>\n        <rasd:InstanceID>{}</rasd:InstanceID>\n        <rasd:Parent>1</rasd:Parent>\n        <rasd:ResourceType>17</rasd:ResourceType>\n      </Item>\n", i + 1, i + 2));
-    }
-    let name = name.replace(['<', '>', '&', '"'], "_");
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">
-  <References>
-{refs}  </References>
-  <DiskSection>
-    <Info>Virtual disk information</Info>
-{section}  </DiskSection>
-  <VirtualSystem ovf:id="{name}">
-    <Info>A virtual machine made of the exported disks</Info>
-    <Name>{name}</Name>
-    <VirtualHardwareSection>
-      <Info>Virtual hardware requirements</Info>
-      <Item>
-        <rasd:ElementName>SCSI controller 0</rasd:ElementName>
-        <rasd:InstanceID>1</rasd:InstanceID>
-        <rasd:ResourceSubType>lsilogic</rasd:ResourceSubType>
-        <rasd:ResourceType>6</rasd:ResourceType>
-      </Item>
-{items}    </VirtualHardwareSection>
-  </VirtualSystem>
-</Envelope>
-"#
-    )
-}
-
 /// Exports `inputs` to `out` (an `.ova`): either one `.ovf` (its disks converted), or disks
 /// (any VMDK or raw image), for which an envelope is made. `options` say how disks are written
 /// (compression level, threads) and whether an existing `out` is replaced. `progress` is called
@@ -127,14 +84,20 @@ pub fn export(
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     check_target(out, inputs, options.replace)?;
+    // Each disk becomes a stream-optimized file beside the archive, its embedded descriptor
+    // naming it as the archive's member does, and is removed once the archive is written.
     let stage = |disk: &vmdk::Disk, name: &str, src: &Path| -> Result<(Staged, u64)> {
         let tmp = folder.join(format!(".{name}.export-{}.vmdk", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
+        let file = File::create_new(&tmp).map_err(Error::io(&tmp))?;
         let staged = Staged(tmp.clone());
-        let opts = options.clone().replace_existing(true);
-        let stream = vmdk::Format::Vmdk(vmdk::CreateType::StreamOptimized);
-        convert(disk, &tmp, &stream, &opts, progress).map_err(|e| about(e, src))?;
-        let size = std::fs::metadata(&tmp).map_err(Error::io(&tmp))?.len();
+        let write = options.write.clone().extent_name(name);
+        let mut w = BufWriter::with_capacity(1 << 20, &file);
+        vmdk::write_stream_optimized(disk, &mut w, &write, progress)
+            .map_err(|e| about(e.into(), src))?;
+        w.flush().map_err(Error::io(&tmp))?;
+        drop(w);
+        let size = file.metadata().map_err(Error::io(&tmp))?.len();
         Ok((staged, size))
     };
     let is_ovf = inputs.len() == 1
@@ -160,27 +123,19 @@ fn stage_package(
     let pkg = Package::open(ovf)?;
     let text = std::fs::read_to_string(ovf).map_err(Error::io(ovf))?;
     let mut staged = Vec::new();
-    let mut edits = Vec::new();
+    let mut edits = EnvelopeEdits::new();
     for disk in &pkg.envelope().disks {
         let Some(file) = pkg.envelope().file_of(disk) else {
             continue;
         };
         let vdisk = pkg.open_disk(&file.href).map_err(|e| about(e, ovf))?;
         let (s, size) = stage(&vdisk, &file.href, ovf)?;
-        edits.push(ReferenceEdit {
-            href: file.href.clone(),
-            new_href: file.href.clone(),
-            new_size: size,
-            old_size: file.size,
-        });
+        edits.file(&file.href, &file.href, size);
         staged.push((file.href.clone(), s));
     }
     // Every disk is stream-optimized now, whatever the source said.
-    let to_stream = |old: &str| {
-        old.contains("vmdk.html#")
-            .then(|| STREAM_OPTIMIZED_FORMAT.to_string())
-    };
-    let text = rewrite_envelope(&text, &edits, &to_stream, ovf)?;
+    edits.format(vmdk_format("streamOptimized"));
+    let text = edit_envelope(&text, &edits).map_err(|e| e.in_envelope(ovf, &text))?;
     Ok((pkg.descriptor().to_string(), text, staged))
 }
 
@@ -206,11 +161,12 @@ fn stage_disks(
         disks.push((name.clone(), size, vdisk.capacity()));
         staged.push((name, s));
     }
-    Ok((
-        format!("{base}.ovf"),
-        envelope_for_disks(&base, &disks),
-        staged,
-    ))
+    let envelope = envelope_for_disks(&base, &disks).map_err(|e| Error::Envelope {
+        path: out.with_extension("ovf"),
+        line: None,
+        reason: e.reason,
+    })?;
+    Ok((format!("{base}.ovf"), envelope, staged))
 }
 
 /// Writes the archive: the descriptor, a SHA256 manifest of it and every disk, the disks.

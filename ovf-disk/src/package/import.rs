@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 
 use vmdk::{CreateType, Format, StreamReader};
 
-use super::edit::{rewrite_envelope, ReferenceEdit};
 use super::envelope::{Envelope, FileRef, VirtualDisk};
 use super::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
 use super::ova::MAX_MEMBERS;
 use super::stream::{decompressed, disk_stream};
 use super::verify::{FileDigest, VerifyReport};
+use super::xml::{edit_envelope, vmdk_format, EnvelopeEdits};
 use super::{declared, is_plain_name, within_declared, Package, MAX_SMALL};
 use crate::disk::{convert, convert_stream, ConvertOptions};
 use crate::error::{Error, Result};
@@ -128,19 +128,19 @@ fn output_for(outdir: &Path, href: &str, format: &Format) -> PathBuf {
     }
 }
 
-/// The `ovf:format` of an imported disk: what the output format is, for VMDK outputs.
-fn imported_format(format: &Format) -> impl Fn(&str) -> Option<String> + '_ {
-    move |old: &str| match format {
-        Format::Vmdk(t) if old.contains("vmdk.html#") => {
-            let base = old.split_once('#').map_or(old, |(b, _)| b);
-            Some(format!("{base}#{t}"))
-        }
-        _ => None,
-    }
+/// The reference to a disk file once its disk is written: a new name and size, stored whole
+/// and uncompressed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ReferenceEdit {
+    href: String,
+    new_href: String,
+    new_size: u64,
 }
 
 /// Writes the imported package's descriptor into `outdir`, its references pointing at the
-/// thick disks, renamed into place when complete.
+/// thick disks (whole and uncompressed: their `ovf:compression` and `ovf:chunkSize` go) and
+/// their `ovf:format` the output's VMDK type (kept for raw outputs), renamed into place when
+/// complete.
 fn write_descriptor(
     outdir: &Path,
     name: &str,
@@ -149,7 +149,14 @@ fn write_descriptor(
     format: &Format,
 ) -> Result<PathBuf> {
     let out = outdir.join(name);
-    let text = rewrite_envelope(text, edits, &imported_format(format), &out)?;
+    let mut e = EnvelopeEdits::new();
+    for r in edits {
+        e.plain_file(&r.href, &r.new_href, r.new_size);
+    }
+    if let Format::Vmdk(t) = format {
+        e.format(vmdk_format(t.as_str()));
+    }
+    let text = edit_envelope(text, &e).map_err(|x| x.in_envelope(&out, text))?;
     let pending = PendingFile::create(&out)?;
     std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(Error::io(&out))?;
     pending.commit()?;
@@ -165,7 +172,6 @@ fn edit_for(file: &FileRef, out: &Path) -> ReferenceEdit {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         new_size: std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
-        old_size: file.size,
     }
 }
 

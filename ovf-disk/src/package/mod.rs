@@ -9,7 +9,6 @@
 
 pub(crate) mod cert;
 pub(crate) mod check;
-pub(crate) mod edit;
 pub(crate) mod envelope;
 pub(crate) mod export;
 pub(crate) mod import;
@@ -18,6 +17,7 @@ pub(crate) mod manifest;
 pub(crate) mod ova;
 pub(crate) mod stream;
 pub(crate) mod verify;
+pub(crate) mod xml;
 
 use std::fs::File;
 use std::io::Read;

@@ -203,6 +203,22 @@ fn name_of(path: &Path) -> String {
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
+/// Refuses a file name a descriptor's extent line cannot hold: the spec's extent lines quote
+/// the name with `"` and have no escape (spec p. 4), and a line ends at a line break.
+fn check_extent_name(name: &str, path: &Path) -> Result<()> {
+    if name.is_empty() || name.contains(['"', '\n', '\r', '\0']) {
+        return Err(Error::new(
+            Some(path),
+            "output",
+            None,
+            ErrorKind::InvalidInput(format!(
+                "a VMDK descriptor cannot name the file {name:?}: extent names may not be empty or hold '\"' or a line break"
+            )),
+        ));
+    }
+    Ok(())
+}
+
 impl Plan {
     /// Plans a disk of `capacity` bytes (a whole number of sectors, at most 64 TiB) written as
     /// `format` at `out`.
@@ -526,6 +542,7 @@ pub fn write_stream_optimized<W: Write>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<WriteReport> {
     let capacity = disk.capacity();
+    check_extent_name(&options.extent_name, Path::new(&options.extent_name))?;
     let settings = DiskSettings::from_disk(disk).with(options);
     let extent = ExtentLine {
         access: Access::ReadWrite,
@@ -574,6 +591,12 @@ mod tests {
         );
         assert!("vmfsSparse".parse::<Format>().is_err());
         assert!(Plan::new(Format::Raw, 100, "x").is_err());
+        // A descriptor cannot name a file with a double quote; a raw image has no descriptor.
+        for t in ["monolithicFlat", "streamOptimized", "twoGbMaxExtentSparse"] {
+            let e = Plan::new(t.parse().unwrap(), 512, "q\"x.vmdk").unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::InvalidInput(_)), "{t}: {e}");
+        }
+        assert!(Plan::new(Format::Raw, 512, "q\"x.raw").is_ok());
         assert!(Plan::new(Format::Raw, 65 << 40, "x").is_err());
     }
 }
