@@ -233,3 +233,44 @@ fn info_and_clear_errors() {
         4 << 20
     );
 }
+
+/// A closed standard output (`ovf-disk info disk.vmdk | head -3`) ends the command quietly,
+/// as `ls | head` does: no panic, no message, exit 0. The reading end is closed before the
+/// command writes (it still has to start and open the disk), and again through a shell
+/// pipeline into `head`.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    sparse_disk(d.path());
+    ovf_disk_ok(d.path(), &["export", "-q", "a.vmdk", "p.ova"]);
+    for args in [
+        &["info", "a.vmdk"][..],
+        &["info", "--json", "a.vmdk"],
+        &["info", "p.ova"],
+        &["verify", "p.ova"],
+        &["verify", "--json", "p.ova"],
+        &["check", "a.vmdk"],
+        &["check", "--json", "p.ova"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+            .args(args)
+            .current_dir(d.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+    }
+    let bin = env!("CARGO_BIN_EXE_ovf-disk");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{bin}' info a.vmdk | head -3 >/dev/null"))
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}

@@ -1,0 +1,63 @@
+//! The examples run as a user runs them: `examples/import.rs` on an OVA made by `ovf-disk
+//! export`, its thick disk read back by qemu-img to the source's sha256. (`cargo test` builds
+//! the examples before it runs the tests.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+/// The built example `name`, beside this test's own executable.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} was not built: run `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn import_example_imports_an_ova() {
+    let d = tempfile::tempdir().unwrap();
+    sample_raw(&d.path().join("src.raw"), 3 << 20);
+    ovf_disk_ok(d.path(), &["export", "-q", "src.raw", "app.ova"]);
+    let out = Command::new(example("import"))
+        .args(["app.ova", "imported"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("app-disk1.vmdk: SHA256 ok"), "{stdout}");
+    assert!(
+        stdout.contains("ovf:/disk/vmdisk0 on SCSI (lsilogic)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        qemu_raw_sha(d.path(), "imported/app-disk1-thick.vmdk"),
+        sha256(&d.path().join("src.raw"))
+    );
+    // Refused when a digest does not match: nothing imported.
+    let mut ova = std::fs::read(d.path().join("app.ova")).unwrap();
+    let at = ova.len() - 4096;
+    ova[at] ^= 0xff;
+    std::fs::write(d.path().join("bad.ova"), &ova).unwrap();
+    let out = Command::new(example("import"))
+        .args(["bad.ova", "bad"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!d.path().join("bad").exists());
+}
