@@ -54,7 +54,7 @@
 //!
 //! # Features
 //!
-//! - `write` (default): the copy engine, [`Plan`] and the writers.
+//! - `write` (default): the copy engine, `Plan` and the writers.
 //! - `direct-io` (default): `O_DIRECT` outputs and `fallocate` preallocation on Linux.
 //! - `serde`: `Serialize` for the reports ([`DiskInfo`], [`CheckReport`], ...).
 //! - `unstable-internals`: the grain codec and the raw sparse extent reader, for this
