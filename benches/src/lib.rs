@@ -16,9 +16,11 @@ pub const TWO_GB_EXTENT_SECTORS: u64 = 4_192_256;
 /// A `twoGbMaxExtentSparse` descriptor as VMware Workstation writes one: header, `extents`
 /// extent lines (file names with spaces, the last extent shorter) and a full disk database.
 pub fn two_gb_max_extent_sparse_descriptor(extents: usize) -> String {
-    let mut s = String::from(
-        "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=5b3f7a2c\nparentCID=ffffffff\nisNativeSnapshot=\"no\"\ncreateType=\"twoGbMaxExtentSparse\"\n\n# Extent description\n",
-    );
+    let mut s = String::from(concat!(
+        "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=5b3f7a2c\n",
+        "parentCID=ffffffff\nisNativeSnapshot=\"no\"\ncreateType=\"twoGbMaxExtentSparse\"\n\n",
+        "# Extent description\n",
+    ));
     let mut total = 0u64;
     for i in 1..=extents {
         let sectors = if i == extents {
@@ -125,7 +127,12 @@ impl SparseImage {
         };
         put(&mut file, 0, header.as_bytes());
         let descriptor = format!(
-            "# Disk DescriptorFile\nversion=1\nCID=7e57da7a\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\n\n# Extent description\nRW {} SPARSE \"bench.vmdk\"\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\nddb.virtualHWVersion = \"19\"\n",
+            concat!(
+                "# Disk DescriptorFile\nversion=1\nCID=7e57da7a\nparentCID=ffffffff\n",
+                "createType=\"monolithicSparse\"\n\n# Extent description\n",
+                "RW {} SPARSE \"bench.vmdk\"\n\n# The Disk Data Base\n#DDB\n\n",
+                "ddb.adapterType = \"lsilogic\"\nddb.virtualHWVersion = \"19\"\n",
+            ),
             self.capacity_sectors
         );
         put(&mut file, sector, descriptor.as_bytes());

@@ -442,7 +442,12 @@ impl Descriptor {
     /// A new descriptor as VMware writes one: header, empty extent section, empty database.
     pub fn new(create_type: &CreateType, cid: u32) -> Self {
         let text = format!(
-            "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID={cid:08x}\nparentCID=ffffffff\ncreateType=\"{}\"\n\n# Extent description\n\n# The Disk Data Base\n#DDB\n\n",
+            concat!(
+                "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\n",
+                "CID={:08x}\nparentCID=ffffffff\ncreateType=\"{}\"\n\n",
+                "# Extent description\n\n# The Disk Data Base\n#DDB\n\n",
+            ),
+            cid,
             create_type.as_str()
         );
         // The text above is well formed by construction; parsing it cannot fail.

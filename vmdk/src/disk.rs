@@ -402,7 +402,8 @@ impl Disk {
                         "sparse header",
                         crate::format::SparseExtentHeader::AT_CAPACITY,
                         ErrorKind::Inconsistent(format!(
-                            "capacity {} sectors is less than the {} sectors the descriptor gives the extent",
+                            "capacity {} sectors is less than the {} sectors the descriptor gives \
+                                the extent",
                             s.capacity_sectors(),
                             line.sectors
                         )),
@@ -450,7 +451,8 @@ impl Disk {
             return Err(Error::file(
                 path,
                 ErrorKind::InvalidInput(format!(
-                    "a raw image must be a whole number of 512-byte sectors; this one is {len} bytes"
+                    "a raw image must be a whole number of 512-byte sectors; this one is {len} \
+                        bytes"
                 )),
             ));
         }

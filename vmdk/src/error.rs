@@ -84,7 +84,8 @@ impl fmt::Display for Feature {
                 "streaming reads need a stream-optimized extent (compressed grains with markers)",
             ),
             Self::GrainsOutOfOrder => f.write_str(
-                "grains out of LBA order in a one-pass read: this file must be read with a seekable reader",
+                "grains out of LBA order in a one-pass read: this file must be read with a \
+                    seekable reader",
             ),
             Self::WriteCapacity(bytes) => write!(
                 f,

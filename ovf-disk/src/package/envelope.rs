@@ -258,7 +258,10 @@ impl Envelope {
         if tags > MAX_ENVELOPE_MARKUP || attributes > MAX_ENVELOPE_MARKUP {
             return Err(err(
                 None,
-                format!("{tags} '<' and {attributes} '=': more markup than an envelope has (at most {MAX_ENVELOPE_MARKUP} of each)"),
+                format!(
+                    "{tags} '<' and {attributes} '=': more markup than an envelope has (at \
+                    most {MAX_ENVELOPE_MARKUP} of each)"
+                ),
             ));
         }
         let depth = element_depth(text);

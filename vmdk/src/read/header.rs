@@ -155,7 +155,8 @@ impl H {
                 structure,
                 at + Self::AT_NEWLINE_CHARS,
                 ErrorKind::Inconsistent(
-                    "the newline detection characters are damaged (was the file transferred in text mode?)"
+                    "the newline detection characters are damaged (was the file transferred in \
+                        text mode?)"
                         .into(),
                 ),
             ));

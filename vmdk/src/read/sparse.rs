@@ -261,7 +261,8 @@ impl SparseExtent {
                 HEADER,
                 SparseExtentHeader::AT_GD_OFFSET,
                 ErrorKind::Inconsistent(
-                    "gdOffset is GD_AT_END but there is no footer marker and footer before the end-of-stream marker at the end of the file"
+                    "gdOffset is GD_AT_END but there is no footer marker and footer before the \
+                        end-of-stream marker at the end of the file"
                         .into(),
                 ),
             ));
@@ -572,7 +573,8 @@ impl SparseExtent {
                 "grain marker",
                 at,
                 ErrorKind::Inconsistent(format!(
-                    "marker LBA {lba:#x} but the grain table maps grain {grain} (LBA {expected:#x}) here"
+                    "marker LBA {lba:#x} but the grain table maps grain {grain} (LBA \
+                        {expected:#x}) here"
                 )),
             ));
         }

@@ -212,7 +212,8 @@ fn check_extent_name(name: &str, path: &Path) -> Result<()> {
             "output",
             None,
             ErrorKind::InvalidInput(format!(
-                "a VMDK descriptor cannot name the file {name:?}: extent names may not be empty or hold '\"' or a line break"
+                "a VMDK descriptor cannot name the file {name:?}: extent names may not be empty \
+                    or hold '\"' or a line break"
             )),
         ));
     }
@@ -292,6 +293,11 @@ impl Plan {
             Format::Raw | Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
         ) {
             files.push(file(out.to_path_buf(), Part::Descriptor));
+        }
+        if format != Format::Raw {
+            for f in files.iter().filter(|f| f.part != Part::Descriptor) {
+                check_extent_name(&name_of(&f.path), &f.path)?;
+            }
         }
         Ok(Self {
             format,

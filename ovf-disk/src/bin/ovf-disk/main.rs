@@ -191,9 +191,12 @@ impl ConvertArgs {
             write = write.compression_level(level);
         }
         if let Some(a) = &self.adapter_type {
-            write = write
-                .adapter_type(a)
-                .map_err(|_| anyhow::anyhow!("--adapter-type {a}: expected one of ide, buslogic, lsilogic, legacyESX, lsisas1068, pvscsi"))?;
+            write = write.adapter_type(a).map_err(|_| {
+                anyhow::anyhow!(
+                    "--adapter-type {a}: expected one of ide, buslogic, \
+                    lsilogic, legacyESX, lsisas1068, pvscsi"
+                )
+            })?;
         }
         if let Some(h) = self.hw_version {
             write = write.hw_version(h);
@@ -309,7 +312,8 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta \
+            {eta}",
     ) {
         bar.set_style(style);
     }
@@ -411,7 +415,10 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     let (input, output, args, to) = (a.input.as_path(), a.output.as_path(), &a.out, &a.to);
     let write = a.write_options()?;
     let format: Format = to.parse().map_err(|_| {
-        anyhow::anyhow!("--to {to}: expected raw, monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs")
+        anyhow::anyhow!(
+            "--to {to}: expected raw, monolithicSparse, monolithicFlat, \
+            twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs"
+        )
     })?;
     let open = a.input_args.options();
     let disk = match a.from {

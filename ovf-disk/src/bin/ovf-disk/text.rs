@@ -139,7 +139,8 @@ pub fn verify(out: &mut dyn Write, report: &VerifyReport) -> Result<()> {
         None => writeln!(out, "  signed: no"),
         Some(s) if s.valid => writeln!(
             out,
-            "  signed: by {}: the signature covers the manifest (the certificate is not checked against a trust store)",
+            "  signed: by {}: the signature covers the manifest (the certificate is not checked \
+                against a trust store)",
             s.signer.as_deref().unwrap_or("an unnamed signer")
         ),
         Some(s) => writeln!(
