@@ -1,6 +1,9 @@
 //! Descriptor text: parsing must never panic, and a parsed descriptor must survive a
 //! print/parse round trip unchanged. The module also promises that printing gives back the
 //! text as read (up to the first NUL, where embedded descriptors end), byte for byte.
+//!
+//! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/descriptor/), and fuzz/seeds.sh for
+//! the descriptors of qemu-img images of every subformat (fuzz/corpus/descriptor/).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -2,6 +2,9 @@
 //! files (a text descriptor, a sparse extent with or without an embedded descriptor, a
 //! stream-optimized extent). Extents or parents it names are absent, or the file itself.
 //! Opening, mapping and reading may fail, never panic.
+//!
+//! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/disk/), and fuzz/seeds.sh for
+//! qemu-img images and descriptors of every subformat (fuzz/corpus/disk/).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

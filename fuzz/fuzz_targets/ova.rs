@@ -2,12 +2,12 @@
 //! check over it (digests, disks walked in place or streamed), and the streaming
 //! import (into a scratch folder) either work or fail, never panic, and never write outside the
 //! scratch folder.
+//!
+//! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/ova/).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ovf_disk::inflate::InflateOptions;
-use ovf_disk::package::check::check_package;
-use ovf_disk::package::ops::{import_stream, Package};
+use ovf_disk::{check_package, import_stream, ConvertOptions, ImportOptions, Package};
 
 fuzz_target!(|data: &[u8]| {
     let base = if std::path::Path::new("/dev/shm").is_dir() {
@@ -25,22 +25,22 @@ fuzz_target!(|data: &[u8]| {
         let _ = check_package(&pkg, &vmdk::OpenOptions::default(), 1, &|_| {});
     }
     // Holes, not zeros: a hostile envelope may declare a large capacity.
-    let copy = vmdk::copy::CopyOptions {
-        zero: vmdk::copy::ZeroMode::Sparse,
-        threads: 1,
-        ..vmdk::copy::CopyOptions::default()
-    };
-    let options = InflateOptions {
-        copy,
-        force: true,
-        max_capacity: None,
-    };
+    let write = vmdk::WriteOptions::new()
+        .zero(vmdk::ZeroMode::Sparse)
+        .threads(1);
+    let options = ImportOptions::new()
+        .output_format(vmdk::Format::Raw)
+        .expect("raw is a thick format")
+        .convert_options(
+            ConvertOptions::new()
+                .write_options(write)
+                .replace_existing(true),
+        );
     let out = dir.join("out");
     let _ = import_stream(
         std::io::Cursor::new(data),
         "fuzz.ova",
         &out,
-        true,
         &options,
         &|_, _| {},
     );

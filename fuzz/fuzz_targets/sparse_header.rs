@@ -1,6 +1,9 @@
 //! A hosted sparse / stream-optimized extent from untrusted bytes: opening it, walking its
 //! grain tables and reading grains may fail, never panic, and must stay bounded in time and
 //! memory.
+//!
+//! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/sparse_header/), and fuzz/seeds.sh
+//! for qemu-img images of every sparse subformat (fuzz/corpus/sparse_header/).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

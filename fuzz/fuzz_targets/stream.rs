@@ -2,6 +2,9 @@
 //! import feeds it from a tar member) into a sink that checks every write lies inside the
 //! capacity, and `check`, which walks every structure of the same bytes as a seekable file.
 //! Neither may panic, hang or allocate by an untrusted size.
+//!
+//! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/stream/: VMware-layout and raw-deflate
+//! stream-optimized extents).
 #![no_main]
 
 use std::io::Cursor;

@@ -107,8 +107,8 @@ impl WriteOptions {
 
     /// Write raw and flat outputs with `O_DIRECT`, bypassing the page cache, where offsets and
     /// lengths are 4 KiB-aligned and the file system allows it (default on; Linux with the
-    /// `direct-io` feature). Measured on a 2 GiB sparse disk on ext4: inflating to raw took
-    /// 1.09-1.40 s direct against 2.4-6.1 s through the page cache.
+    /// `direct-io` feature); elsewhere, and for unaligned pieces, through the page cache. Why
+    /// it is the default: `benches/README.md`.
     pub fn direct(mut self, direct: bool) -> Self {
         self.direct = direct;
         self
