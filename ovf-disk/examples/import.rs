@@ -52,7 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     eprintln!();
     for d in &report.disks {
-        println!("disk {}: {} -> {}", d.disk_id, d.from, d.files[0].display());
+        let files: Vec<String> = d.files.iter().map(|f| f.display().to_string()).collect();
+        println!("disk {}: {} -> {}", d.disk_id, d.from, files.join(" + "));
     }
     println!("descriptor: {}", report.descriptor.display());
     Ok(())

@@ -42,20 +42,7 @@ fn clean_images_pass() {
         "streamOptimized",
     ] {
         let q = format!("q-{sub}.vmdk");
-        qemu_img(
-            d.path(),
-            &[
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "vmdk",
-                "-o",
-                &format!("subformat={sub}"),
-                "src.raw",
-                &q,
-            ],
-        );
+        qemu_to_vmdk(d.path(), "src.raw", &q, &format!("subformat={sub}"));
         let o = format!("o-{sub}.vmdk");
         ovf_disk_ok(d.path(), &["convert", "-q", "src.raw", &o, "--to", sub]);
         for f in [&q, &o] {
@@ -64,20 +51,7 @@ fn clean_images_pass() {
             assert_eq!(v["leaked_bytes"], 0, "{f}");
         }
     }
-    qemu_img(
-        d.path(),
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "zeroed_grain=on",
-            "src.raw",
-            "z.vmdk",
-        ],
-    );
+    qemu_to_vmdk(d.path(), "src.raw", "z.vmdk", "zeroed_grain=on");
     qemu_io(d.path(), "z.vmdk", &["write -z 0 1M"]);
     qemu_img(
         d.path(),

@@ -23,10 +23,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 fn sparse_disk(dir: &Path) {
     sample_raw(&dir.join("src.raw"), 4 << 20);
-    qemu_img(
-        dir,
-        &["convert", "-f", "raw", "-O", "vmdk", "src.raw", "a.vmdk"],
-    );
+    qemu_to_vmdk(dir, "src.raw", "a.vmdk", "");
     std::fs::remove_file(dir.join("src.raw")).unwrap();
 }
 

@@ -212,10 +212,7 @@ fn convert_to_stdout(dir: &std::path::Path, input: &str, extra: &[&str]) -> Vec<
 fn stream_to_a_pipe_is_byte_identical_to_a_file() {
     let d = tempfile::tempdir().unwrap();
     sample_raw(&d.path().join("s.raw"), 16 << 20);
-    qemu_img(
-        d.path(),
-        &["convert", "-f", "raw", "-O", "vmdk", "s.raw", "s.vmdk"],
-    );
+    qemu_to_vmdk(d.path(), "s.raw", "s.vmdk", "");
     for input in ["s.raw", "s.vmdk"] {
         let piped = convert_to_stdout(d.path(), input, &["--cid", "1234abcd", "--threads", "2"]);
         let file = format!("{input}.stream.vmdk");

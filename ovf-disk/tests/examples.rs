@@ -4,24 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
+#[path = "../../vmdk/tests/support/run.rs"]
+mod run;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-
-/// The built example `name`, beside this test's own executable.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} was not built: run `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
+use run::example;
 
 #[test]
 fn import_example_imports_an_ova() {

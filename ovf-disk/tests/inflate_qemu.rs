@@ -36,20 +36,7 @@ fn every_subformat_with_data_and_a_partial_last_grain() {
     let src_sha = sha256(&d.path().join("src.raw"));
     for sub in SUBFORMATS {
         let name = format!("{sub}.vmdk");
-        qemu_img(
-            d.path(),
-            &[
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "vmdk",
-                "-o",
-                &format!("subformat={sub}"),
-                "src.raw",
-                &name,
-            ],
-        );
+        qemu_to_vmdk(d.path(), "src.raw", &name, &format!("subformat={sub}"));
         let sha = assert_inflates_like_qemu(d.path(), &name);
         assert_eq!(
             sha, src_sha,
@@ -110,12 +97,7 @@ fn compat6_hwversion_and_adapter_types() {
     .enumerate()
     {
         let name = format!("v{i}.vmdk");
-        qemu_img(
-            d.path(),
-            &[
-                "convert", "-f", "raw", "-O", "vmdk", "-o", opts, "src.raw", &name,
-            ],
-        );
+        qemu_to_vmdk(d.path(), "src.raw", &name, opts);
         assert_inflates_like_qemu(d.path(), &name);
         // The thick copy keeps adapter type, geometry and hardware version.
         ovf_disk_ok(d.path(), &["inflate", "-q", &name, "thick.vmdk", "--force"]);
@@ -138,20 +120,7 @@ fn compat6_hwversion_and_adapter_types() {
 fn zeroed_grain_ranges_written_through_qemu_io() {
     let d = dir();
     sample_raw(&d.path().join("src.raw"), 16 << 20);
-    qemu_img(
-        d.path(),
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "zeroed_grain=on",
-            "src.raw",
-            "z.vmdk",
-        ],
-    );
+    qemu_to_vmdk(d.path(), "src.raw", "z.vmdk", "zeroed_grain=on");
     qemu_io(
         d.path(),
         "z.vmdk",
@@ -169,10 +138,7 @@ fn zeroed_grain_ranges_written_through_qemu_io() {
 fn delta_disks_on_parents() {
     let d = dir();
     sample_raw(&d.path().join("src.raw"), 12 << 20);
-    qemu_img(
-        d.path(),
-        &["convert", "-f", "raw", "-O", "vmdk", "src.raw", "base.vmdk"],
-    );
+    qemu_to_vmdk(d.path(), "src.raw", "base.vmdk", "");
     qemu_img(
         d.path(),
         &[

@@ -95,10 +95,7 @@ fn every_json_output_matches_its_documented_shape() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 4 << 20);
-    qemu_img(
-        dir,
-        &["convert", "-f", "raw", "-O", "vmdk", "src.raw", "base.vmdk"],
-    );
+    qemu_to_vmdk(dir, "src.raw", "base.vmdk", "");
     qemu_img(
         dir,
         &[
@@ -112,20 +109,7 @@ fn every_json_output_matches_its_documented_shape() {
             "child.vmdk",
         ],
     );
-    qemu_img(
-        dir,
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            "src.raw",
-            "s.vmdk",
-        ],
-    );
+    qemu_to_vmdk(dir, "src.raw", "s.vmdk", "subformat=streamOptimized");
     let v = matches_doc(dir, "info-disk", &["info", "--json", "child.vmdk"]);
     assert_eq!(v["chain"].as_array().unwrap().len(), 1, "{v}");
     let v = matches_doc(dir, "info-disk", &["info", "--json", "s.vmdk"]);

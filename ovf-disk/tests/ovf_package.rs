@@ -66,19 +66,11 @@ fn build_package(dir: &Path, ns: &str, alg: Algorithm) -> Vec<String> {
             "streamOptimized",
         ],
     );
-    qemu_img(
+    qemu_to_vmdk(
         dir,
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            "src2.raw",
-            "appliance-disk2.vmdk",
-        ],
+        "src2.raw",
+        "appliance-disk2.vmdk",
+        "subformat=streamOptimized",
     );
     let size = |n: &str| std::fs::metadata(dir.join(n)).unwrap().len();
     let ovf = envelope(

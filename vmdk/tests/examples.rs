@@ -3,23 +3,13 @@
 //! examples before it runs the tests.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
+#[path = "support/run.rs"]
+mod run;
+
 use std::process::Command;
 
+use run::example;
 use vmdk::{write_stream_optimized, MemoryFiles, OpenOptions, WriteOptions};
-
-/// The built example `name`, beside this test's own executable.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} was not built: run `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
 
 #[test]
 fn inflate_example_writes_the_disk() {

@@ -26,18 +26,6 @@ fn read_all(disk: &Disk) -> Vec<u8> {
     buf
 }
 
-fn stream_sample() -> StreamBuilder {
-    // 3 grain tables' worth and a partial last grain: 1100 grains of 64 KiB plus 3 sectors.
-    let mut b = StreamBuilder::new(1100 * 128 + 3);
-    b.grains.insert(0, noise(1, 65536));
-    b.grains.insert(1, vec![0x5a; 1000]);
-    b.grains.insert(511, noise(2, 65536));
-    b.grains
-        .insert(512, b"text-like data ".repeat(5000)[..65536].to_vec());
-    b.grains.insert(1100, noise(3, 3 * 512));
-    b
-}
-
 #[test]
 fn stream_gd_at_end_reads_every_byte() {
     for zlib in [true, false] {

@@ -330,3 +330,14 @@ pub fn file_ref(href: &str, size: usize, extra: &str) -> String {
 pub fn disk_entry(mib: u64) -> String {
     format!("<Disk ovf:capacity=\"{mib}\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"vmdisk1\" ovf:fileRef=\"file1\" ovf:format=\"{STREAM_FORMAT}\"/>")
 }
+
+/// qemu-img writes the raw image `src` (in `dir`) as the VMDK `out`, with its `-o` options
+/// (`subformat=streamOptimized`, `zeroed_grain=on`, ...; empty for none).
+pub fn qemu_to_vmdk(dir: &Path, src: &str, out: &str, options: &str) {
+    let mut args = vec!["convert", "-f", "raw", "-O", "vmdk"];
+    if !options.is_empty() {
+        args.extend(["-o", options]);
+    }
+    args.extend([src, out]);
+    qemu_img(dir, &args);
+}

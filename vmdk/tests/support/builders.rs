@@ -395,3 +395,17 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A VMware-layout stream of 3 grain tables' worth and a partial last grain (1100 grains of
+/// 64 KiB plus 3 sectors): noise, a short grain, the last grain of a table and the first of the
+/// next, text-like data, and the partial grain.
+pub fn stream_sample() -> StreamBuilder {
+    let mut b = StreamBuilder::new(1100 * 128 + 3);
+    b.grains.insert(0, noise(1, 65536));
+    b.grains.insert(1, vec![0x5a; 1000]);
+    b.grains.insert(511, noise(2, 65536));
+    b.grains
+        .insert(512, b"text-like data ".repeat(5000)[..65536].to_vec());
+    b.grains.insert(1100, noise(3, 3 * 512));
+    b
+}
