@@ -242,6 +242,123 @@ pub fn unit_bytes(units: &str) -> Option<u64> {
     }
 }
 
+/// Refuses text an envelope never is before the XML parser sees it: larger than 16 MiB, more
+/// markup than [`MAX_ENVELOPE_MARKUP`], nested deeper than [`MAX_ELEMENT_DEPTH`] (the parser
+/// reserves memory by the markup and recurses by the depth).
+fn check_bounds(text: &str) -> std::result::Result<(), String> {
+    if text.len() > MAX_ENVELOPE_SIZE {
+        return Err("larger than 16 MiB".into());
+    }
+    let tags = text.bytes().filter(|&c| c == b'<').count();
+    let attributes = text.bytes().filter(|&c| c == b'=').count();
+    if tags > MAX_ENVELOPE_MARKUP || attributes > MAX_ENVELOPE_MARKUP {
+        return Err(format!(
+            "{tags} '<' and {attributes} '=': more markup than an envelope has (at most \
+            {MAX_ENVELOPE_MARKUP} of each)"
+        ));
+    }
+    let depth = element_depth(text);
+    if depth > MAX_ELEMENT_DEPTH {
+        return Err(format!(
+            "elements nested {depth} deep, more than {MAX_ELEMENT_DEPTH}"
+        ));
+    }
+    Ok(())
+}
+
+/// The OVF version an envelope's namespace `ns` says: `2.x`, `1.x` or `0.9`.
+fn version_of(ns: &str) -> Option<&'static str> {
+    if ns.contains("dmtf.org/ovf/envelope/2") {
+        Some("2.x")
+    } else if ns.contains("dmtf.org/ovf/envelope/1") {
+        Some("1.x")
+    } else if ns.contains("vmware.com/schema/ovf/1/envelope") {
+        Some("0.9")
+    } else {
+        None
+    }
+}
+
+/// An error at a line of the envelope; `Err(line, reason)` from the readers of its sections.
+type SectionError = (Option<u32>, String);
+
+/// The `File`s of a `References` section.
+fn read_references(
+    n: roxmltree::Node<'_, '_>,
+    line: &dyn Fn(roxmltree::Node<'_, '_>) -> Option<u32>,
+    files: &mut Vec<FileRef>,
+) -> std::result::Result<(), SectionError> {
+    for f in n
+        .children()
+        .filter(|c| c.is_element() && c.tag_name().name() == "File")
+    {
+        let href = attr(f, "href").ok_or_else(|| (line(f), "a File without ovf:href".into()))?;
+        if !super::is_plain_name(href) {
+            return Err((
+                line(f),
+                format!("ovf:href {href:?} is not a plain file name in the package"),
+            ));
+        }
+        let num = |name: &str| -> std::result::Result<Option<u64>, SectionError> {
+            attr(f, name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| (line(f), format!("ovf:{name} {v:?} is not a number")))
+                })
+                .transpose()
+        };
+        files.push(FileRef {
+            id: attr(f, "id").unwrap_or_default().to_string(),
+            href: href.to_string(),
+            size: num("size")?,
+            compression: attr(f, "compression").map(str::to_string),
+            chunk_size: num("chunkSize")?,
+        });
+    }
+    Ok(())
+}
+
+/// The `Disk`s of a `DiskSection`.
+fn read_disks(n: roxmltree::Node<'_, '_>, disks: &mut Vec<VirtualDisk>) {
+    for d in n
+        .children()
+        .filter(|c| c.is_element() && c.tag_name().name() == "Disk")
+    {
+        let capacity = attr(d, "capacity").unwrap_or_default().to_string();
+        let units = attr(d, "capacityAllocationUnits").map(str::to_string);
+        let capacity_bytes = in_bytes(&capacity, units.as_deref());
+        disks.push(VirtualDisk {
+            disk_id: attr(d, "diskId").unwrap_or_default().to_string(),
+            file_ref: attr(d, "fileRef").map(str::to_string),
+            capacity,
+            capacity_units: units,
+            capacity_bytes,
+            populated_size: attr(d, "populatedSize").and_then(|v| v.trim().parse().ok()),
+            format: attr(d, "format").map(str::to_string),
+            parent_ref: attr(d, "parentRef").map(str::to_string),
+        });
+    }
+}
+
+/// Resolves `ovf:capacity="${key}"`: it names a ProductSection property (DSP0243 section 9.1)
+/// whose default value is the capacity.
+fn resolve_capacity_properties(root: roxmltree::Node<'_, '_>, disks: &mut [VirtualDisk]) {
+    if !disks.iter().any(|d| property_key(&d.capacity).is_some()) {
+        return;
+    }
+    let properties: std::collections::HashMap<&str, &str> = root
+        .descendants()
+        .filter(|n| n.is_element() && n.tag_name().name() == "Property")
+        .filter_map(|n| Some((attr(n, "key")?, attr(n, "value")?)))
+        .collect();
+    for d in disks {
+        if let Some(value) = property_key(&d.capacity).and_then(|k| properties.get(k)) {
+            d.capacity_bytes = in_bytes(value, d.capacity_units.as_deref());
+        }
+    }
+}
+
 impl Envelope {
     /// Parses envelope text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
@@ -250,27 +367,7 @@ impl Envelope {
             line,
             reason,
         };
-        if text.len() > MAX_ENVELOPE_SIZE {
-            return Err(err(None, "larger than 16 MiB".into()));
-        }
-        let tags = text.bytes().filter(|&c| c == b'<').count();
-        let attributes = text.bytes().filter(|&c| c == b'=').count();
-        if tags > MAX_ENVELOPE_MARKUP || attributes > MAX_ENVELOPE_MARKUP {
-            return Err(err(
-                None,
-                format!(
-                    "{tags} '<' and {attributes} '=': more markup than an envelope has (at \
-                    most {MAX_ENVELOPE_MARKUP} of each)"
-                ),
-            ));
-        }
-        let depth = element_depth(text);
-        if depth > MAX_ELEMENT_DEPTH {
-            return Err(err(
-                None,
-                format!("elements nested {depth} deep, more than {MAX_ELEMENT_DEPTH}"),
-            ));
-        }
+        check_bounds(text).map_err(|reason| err(None, reason))?;
         let options = roxmltree::ParsingOptions {
             allow_dtd: false,
             nodes_limit: u32::try_from(MAX_ENVELOPE_MARKUP).unwrap_or(u32::MAX),
@@ -279,24 +376,15 @@ impl Envelope {
             .map_err(|e| err(Some(e.pos().row), e.to_string()))?;
         let root = doc.root_element();
         if root.tag_name().name() != "Envelope" {
+            let name = root.tag_name().name();
             return Err(err(
                 Some(1),
-                format!(
-                    "the root element is {}, not Envelope",
-                    root.tag_name().name()
-                ),
+                format!("the root element is {name}, not Envelope"),
             ));
         }
         let ns = root.tag_name().namespace().unwrap_or("");
-        let version = if ns.contains("dmtf.org/ovf/envelope/2") {
-            "2.x"
-        } else if ns.contains("dmtf.org/ovf/envelope/1") {
-            "1.x"
-        } else if ns.contains("vmware.com/schema/ovf/1/envelope") {
-            "0.9"
-        } else {
-            return Err(err(Some(1), format!("unknown envelope namespace {ns:?}")));
-        };
+        let version = version_of(ns)
+            .ok_or_else(|| err(Some(1), format!("unknown envelope namespace {ns:?}")))?;
         let line = |n: roxmltree::Node<'_, '_>| Some(doc.text_pos_at(n.range().start).row);
         let mut env = Envelope {
             version: version.to_string(),
@@ -304,94 +392,27 @@ impl Envelope {
         };
         for n in root.children().filter(|c| c.is_element()) {
             match n.tag_name().name() {
-                "References" => {
-                    for f in n
-                        .children()
-                        .filter(|c| c.is_element() && c.tag_name().name() == "File")
-                    {
-                        let href = attr(f, "href")
-                            .ok_or_else(|| err(line(f), "a File without ovf:href".into()))?;
-                        if !super::is_plain_name(href) {
-                            return Err(err(
-                                line(f),
-                                format!(
-                                    "ovf:href {href:?} is not a plain file name in the package"
-                                ),
-                            ));
-                        }
-                        let num = |name: &str| -> Result<Option<u64>> {
-                            attr(f, name)
-                                .map(|v| {
-                                    v.trim().parse::<u64>().map_err(|_| {
-                                        err(line(f), format!("ovf:{name} {v:?} is not a number"))
-                                    })
-                                })
-                                .transpose()
-                        };
-                        env.files.push(FileRef {
-                            id: attr(f, "id").unwrap_or_default().to_string(),
-                            href: href.to_string(),
-                            size: num("size")?,
-                            compression: attr(f, "compression").map(str::to_string),
-                            chunk_size: num("chunkSize")?,
-                        });
-                    }
-                }
+                "References" => read_references(n, &line, &mut env.files)
+                    .map_err(|(at, reason)| err(at, reason))?,
                 "DiskSection" | "Section"
                     if n.tag_name().name() == "DiskSection"
                         || attr(n, "type").is_some_and(|t| t.ends_with("DiskSection_Type")) =>
                 {
-                    for d in n
-                        .children()
-                        .filter(|c| c.is_element() && c.tag_name().name() == "Disk")
-                    {
-                        let capacity = attr(d, "capacity").unwrap_or_default().to_string();
-                        let units = attr(d, "capacityAllocationUnits").map(str::to_string);
-                        let capacity_bytes = in_bytes(&capacity, units.as_deref());
-                        env.disks.push(VirtualDisk {
-                            disk_id: attr(d, "diskId").unwrap_or_default().to_string(),
-                            file_ref: attr(d, "fileRef").map(str::to_string),
-                            capacity,
-                            capacity_units: units,
-                            capacity_bytes,
-                            populated_size: attr(d, "populatedSize")
-                                .and_then(|v| v.trim().parse().ok()),
-                            format: attr(d, "format").map(str::to_string),
-                            parent_ref: attr(d, "parentRef").map(str::to_string),
-                        });
-                    }
+                    read_disks(n, &mut env.disks)
                 }
                 "VirtualSystem" | "VirtualSystemCollection" | "Content" => {
                     collect_systems(n, &mut env, 0).map_err(|at| {
+                        let depth = MAX_COLLECTION_DEPTH;
                         err(
                             line(at),
-                            format!(
-                            "VirtualSystemCollections nested more than {MAX_COLLECTION_DEPTH} deep"
-                        ),
+                            format!("VirtualSystemCollections nested more than {depth} deep"),
                         )
                     })?
                 }
                 other => env.other_sections.push(other.to_string()),
             }
         }
-        // `ovf:capacity="${key}"` names a ProductSection property (DSP0243 section 9.1): its
-        // default value is the capacity.
-        if env
-            .disks
-            .iter()
-            .any(|d| property_key(&d.capacity).is_some())
-        {
-            let properties: std::collections::HashMap<&str, &str> = root
-                .descendants()
-                .filter(|n| n.is_element() && n.tag_name().name() == "Property")
-                .filter_map(|n| Some((attr(n, "key")?, attr(n, "value")?)))
-                .collect();
-            for d in &mut env.disks {
-                if let Some(value) = property_key(&d.capacity).and_then(|k| properties.get(k)) {
-                    d.capacity_bytes = in_bytes(value, d.capacity_units.as_deref());
-                }
-            }
-        }
+        resolve_capacity_properties(root, &mut env.disks);
         Ok(env)
     }
 

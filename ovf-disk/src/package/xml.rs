@@ -515,6 +515,52 @@ fn rewritten(
     Ok(Some(out))
 }
 
+/// The attribute changes `edits` make to the start tag `tag` (whose attributes are `attrs`),
+/// given its parent's kind: (the value's span, its value now, its new value or `None` to
+/// remove it). Marks in `used` the file edits it applies.
+fn tag_changes<'v>(
+    parent: Option<Kind>,
+    tag: &BytesStart<'_>,
+    attrs: &'v [(QName<'_>, String, Span)],
+    edits: &EnvelopeEdits<'_>,
+    used: &mut [bool],
+) -> Vec<(&'v Span, &'v str, Option<String>)> {
+    let mut changes = Vec::new();
+    match (parent, tag.local_name().as_ref()) {
+        (Some(Kind::References), b"File") => {
+            let Some((href, href_span)) = find(attrs, "href") else {
+                return changes;
+            };
+            let Some(edit) = edits.files.iter().find(|e| e.href == href) else {
+                return changes;
+            };
+            for (flag, e) in used.iter_mut().zip(&edits.files) {
+                *flag |= e.href == href;
+            }
+            changes.push((href_span, href, Some(edit.new_href.clone())));
+            if let Some((size, size_span)) = find(attrs, "size") {
+                changes.push((size_span, size, Some(edit.new_size.to_string())));
+            }
+            if edit.stored_plain {
+                for name in ["compression", "chunkSize"] {
+                    if let Some((old, span)) = find(attrs, name) {
+                        changes.push((span, old, None));
+                    }
+                }
+            }
+        }
+        (Some(Kind::DiskSection), b"Disk") => {
+            if let Some((map, (format, span))) = edits.format.as_ref().zip(find(attrs, "format")) {
+                if let Some(new) = map(format) {
+                    changes.push((span, format, Some(new)));
+                }
+            }
+        }
+        _ => {}
+    }
+    changes
+}
+
 /// Applies `edits` to the envelope `text`: the only bytes that change are the values of the
 /// attributes edited, and only where the new value differs from the old one; everything else
 /// is copied as it was. See the module doc for what is refused.
@@ -565,43 +611,18 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
         if !empty {
             open.push(kind);
         }
-        let local = tag.local_name();
-        let attrs;
-        let mut changes = Vec::new();
-        match (parent, local.as_ref()) {
-            (Some(Kind::References), b"File") if !edits.files.is_empty() => {
-                attrs = attributes(&tag, start)?;
-                if let Some((href, href_span)) = find(&attrs, "href") {
-                    if let Some(edit) = edits.files.iter().find(|e| e.href == href) {
-                        for (flag, e) in used.iter_mut().zip(&edits.files) {
-                            *flag |= e.href == href;
-                        }
-                        changes.push((href_span, href, Some(edit.new_href.clone())));
-                        if let Some((size, size_span)) = find(&attrs, "size") {
-                            changes.push((size_span, size, Some(edit.new_size.to_string())));
-                        }
-                        if edit.stored_plain {
-                            for name in ["compression", "chunkSize"] {
-                                if let Some((old, span)) = find(&attrs, name) {
-                                    changes.push((span, old, None));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            (Some(Kind::DiskSection), b"Disk") => {
-                if let Some(map) = &edits.format {
-                    attrs = attributes(&tag, start)?;
-                    if let Some((format, span)) = find(&attrs, "format") {
-                        if let Some(new) = map(format) {
-                            changes.push((span, format, Some(new)));
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
+        // Only the elements an edit may touch have their attributes read.
+        let touched = match (parent, tag.local_name().as_ref()) {
+            (Some(Kind::References), b"File") => !edits.files.is_empty(),
+            (Some(Kind::DiskSection), b"Disk") => edits.format.is_some(),
+            _ => false,
+        };
+        let attrs = if touched {
+            attributes(&tag, start)?
+        } else {
+            Vec::new()
+        };
+        let mut changes = tag_changes(parent, &tag, &attrs, edits, &mut used);
         // A value that stays the same keeps its bytes (its quotes, entities and references).
         changes.retain(|(_, old, new)| new.as_deref() != Some(*old));
         let name_len = tag.name().as_ref().len();
