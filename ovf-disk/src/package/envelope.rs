@@ -293,7 +293,7 @@ fn read_references(
         .filter(|c| c.is_element() && c.tag_name().name() == "File")
     {
         let href = attr(f, "href").ok_or_else(|| (line(f), "a File without ovf:href".into()))?;
-        if !super::is_plain_name(href) {
+        if !super::names::is_plain_name(href) {
             return Err((
                 line(f),
                 format!("ovf:href {href:?} is not a plain file name in the package"),

@@ -16,11 +16,12 @@ use vmdk::{CreateType, Format, StreamReader};
 
 use super::envelope::{Envelope, FileRef, VirtualDisk};
 use super::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
+use super::names::is_plain_name;
 use super::ova::MAX_MEMBERS;
 use super::stream::{decompressed, disk_stream};
 use super::verify::{FileDigest, VerifyReport};
 use super::xml::{edit_envelope, vmdk_format, EnvelopeEdits};
-use super::{declared, is_plain_name, within_declared, Package, MAX_SMALL};
+use super::{declared, within_declared, Package, MAX_SMALL};
 use crate::disk::{convert, convert_stream, ConvertOptions};
 use crate::error::{Error, Result};
 use crate::output::PendingFile;

@@ -9,7 +9,7 @@ use std::path::Path;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::is_plain_name;
+use super::names::is_plain_name;
 use crate::error::{Error, Result};
 
 /// A digest algorithm of a manifest line.

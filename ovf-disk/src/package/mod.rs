@@ -14,6 +14,7 @@ pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod info;
 pub(crate) mod manifest;
+pub(crate) mod names;
 pub(crate) mod ova;
 pub(crate) mod stream;
 pub(crate) mod verify;
@@ -26,21 +27,12 @@ use std::sync::Arc;
 
 use self::envelope::{Envelope, VirtualDisk};
 use self::manifest::Manifest;
+use self::names::is_plain_name;
 use self::ova::{OvaFiles, OvaIndex};
 use crate::error::{Error, Result};
 
 /// Largest descriptor, manifest or certificate read.
 pub(crate) const MAX_SMALL: u64 = 16 << 20;
-
-/// Whether `name` is a plain file name a package may use: not empty, no path separator, no
-/// `..`, not absolute, no NUL.
-pub(crate) fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0'])
-        && !(name.len() >= 2 && name.as_bytes().get(1) == Some(&b':'))
-}
 
 /// Where a package's files are.
 #[derive(Clone, Debug)]
@@ -281,28 +273,4 @@ pub(crate) fn within_declared(file: &Path, capacity: u64, declared: u64) -> Resu
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_names_only() {
-        for ok in ["disk1.vmdk", "a b.ovf", "x..y.mf"] {
-            assert!(is_plain_name(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "..",
-            "../x",
-            "/etc/passwd",
-            "a/b",
-            "a\\b",
-            "C:x",
-            "a\0b",
-        ] {
-            assert!(!is_plain_name(bad), "{bad:?}");
-        }
-    }
 }

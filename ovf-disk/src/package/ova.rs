@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use positioned_io::ReadAt;
 
-use super::is_plain_name;
+use super::names::is_plain_name;
 use crate::error::{Error, Result};
 
 /// One member of the archive.
