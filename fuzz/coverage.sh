@@ -22,12 +22,12 @@ fi
 
 declare -A files=(
     [descriptor]="vmdk/src/descriptor.rs"
-    [sparse_header]="vmdk/src/sparse.rs"
-    [disk]="vmdk/src/disk.rs vmdk/src/sparse.rs vmdk/src/descriptor.rs vmdk/src/io.rs"
-    [stream]="vmdk/src/stream/read.rs vmdk/src/sparse.rs vmdk/src/check.rs"
+    [sparse_header]="vmdk/src/read/sparse.rs vmdk/src/read/header.rs"
+    [disk]="vmdk/src/disk.rs vmdk/src/read/sparse.rs vmdk/src/read/header.rs vmdk/src/descriptor.rs vmdk/src/io.rs"
+    [stream]="vmdk/src/read/stream.rs vmdk/src/read/header.rs vmdk/src/read/sparse.rs vmdk/src/check.rs"
     [envelope]="ovf-disk/src/package/envelope.rs"
     [manifest]="ovf-disk/src/package/manifest.rs"
-    [ova]="ovf-disk/src/package/ova.rs ovf-disk/src/package/ops.rs ovf-disk/src/package/check.rs"
+    [ova]="ovf-disk/src/package/ova.rs ovf-disk/src/package/import.rs ovf-disk/src/package/check.rs"
 )
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(descriptor sparse_header disk stream envelope manifest ova)

@@ -271,3 +271,52 @@ fn a_closed_stdout_ends_quietly() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
 }
+
+/// `info` on real-world envelopes (COT's test suite: CSR 1000V, IOSv, an Ubuntu OVF 2.0 export,
+/// a vSphere export, a 0.9 envelope) describes them in words: no JSON in the text view, `not
+/// stated` where the envelope says nothing, and the JSON view has the numbers.
+#[test]
+fn info_describes_real_world_envelopes_in_words() {
+    let cot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/envelopes/cot");
+    for (ovf, cpus, memory, want) in [
+        (
+            "csr1000v.ovf",
+            Some(4),
+            Some(8u64 << 30),
+            "controllers: SCSI (virtio lsilogic), IDE, IDE",
+        ),
+        (
+            "iosv.ovf",
+            Some(1),
+            Some(3u64 << 30),
+            "disk flash2:  128.00 MiB in no file (a blank disk)",
+        ),
+        ("ubuntu.2.0.ovf", Some(1), Some(512u64 << 20), "(OVF 2.x)"),
+        (
+            "vmware.ovf",
+            Some(2),
+            Some(1536u64 << 20),
+            "OS Red Hat Enterprise Linux 6 (64-bit) (id 80)",
+        ),
+        (
+            "v0.9.ovf",
+            None,
+            None,
+            "CPUs not stated, memory not stated, OS not stated",
+        ),
+    ] {
+        let out = ovf_disk_ok(&cot, &["info", ovf]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(want), "{ovf}: missing {want:?} in\n{text}");
+        for json in ["null", "[\"", "\"]", "{"] {
+            assert!(
+                !text.contains(json),
+                "{ovf}: {json:?} in the text view:\n{text}"
+            );
+        }
+        let out = ovf_disk_ok(&cot, &["info", "--json", ovf]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["systems"][0]["cpus"].as_u64(), cpus, "{ovf}");
+        assert_eq!(v["systems"][0]["memory"].as_u64(), memory, "{ovf}");
+    }
+}

@@ -1,6 +1,6 @@
 //! Where a one-pass read puts a disk's bytes: the seam between the streaming reader
-//! ([`crate::read::stream`]), which knows the format, and the copy engine's outputs
-//! ([`crate::copy`]), which know none.
+//! (`read::stream`), which knows the format, and the copy engine's outputs (`write::copy`),
+//! which know none.
 
 use crate::error::Result;
 

@@ -120,7 +120,11 @@ impl Package {
             line: None,
             reason: "not UTF-8".into(),
         })?;
-        let envelope = Envelope::parse(&text, &path.join(&descriptor))?;
+        let envelope_path = match &source {
+            Source::Folder(_) => path.to_path_buf(),
+            Source::Ova(_) => path.join(&descriptor),
+        };
+        let envelope = Envelope::parse(&text, &envelope_path)?;
         let mut pkg = Self {
             path: path.to_path_buf(),
             source,
@@ -136,11 +140,12 @@ impl Package {
         let mf = format!("{stem}.mf");
         if pkg.size(&mf).is_some() {
             let text = String::from_utf8(pkg.read_small(&mf)?).map_err(|_| Error::Manifest {
-                path: path.join(&mf),
+                path: pkg.member_path(&mf),
                 line: 0,
                 reason: "not UTF-8".into(),
             })?;
-            pkg.manifest = Some((mf.clone(), Manifest::parse(&text, &path.join(&mf))?));
+            let manifest = Manifest::parse(&text, &pkg.member_path(&mf))?;
+            pkg.manifest = Some((mf.clone(), manifest));
         }
         let cert = format!("{stem}.cert");
         if pkg.size(&cert).is_some() {
@@ -172,6 +177,15 @@ impl Package {
     /// The certificate's file name, if the package is signed.
     pub fn certificate(&self) -> Option<&str> {
         self.certificate.as_deref()
+    }
+
+    /// Where a file of the package is, for messages: beside the `.ovf`, or inside the `.ova`
+    /// (`appliance.ova/appliance.mf`).
+    pub(crate) fn member_path(&self, name: &str) -> PathBuf {
+        match &self.source {
+            Source::Folder(dir) => dir.join(name),
+            Source::Ova(_) => self.path.join(name),
+        }
     }
 
     /// The size of a file of the package, if it is there.

@@ -129,7 +129,7 @@ impl Package {
         report.manifest = Some(name.clone());
         if let Some(cert) = &self.certificate {
             let text = String::from_utf8(self.read_small(cert)?).unwrap_or_default();
-            let result = match CertificateFile::parse(&text, &self.path.join(cert)) {
+            let result = match CertificateFile::parse(&text, &self.member_path(cert)) {
                 Err(e) => Err(e.to_string()),
                 Ok(c) if c.signed_file != *name => Err(format!(
                     "the certificate signs {}, not the manifest {name}",

@@ -240,7 +240,7 @@ pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
     for f in &p.files {
         writeln!(
             out,
-            "file {}:  size {} declared, {}",
+            "file {}:  declared {}; {}",
             f.href,
             stated(f.size, |s| format!("{s} bytes")),
             f.present_size
