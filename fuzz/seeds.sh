@@ -7,6 +7,9 @@
 #   sparse_header  every sparse extent file (monolithicSparse, streamOptimized, 2 GiB extents,
 #                  zeroed-grain, delta)
 #   disk           every file a user could open on its own: sparse images and descriptors
+#   stream         the stream-optimized images
+#   ova            an OVA of two of the images, made by ovf-disk export (when the release
+#                  binary is built: cargo build --release -p ovf-disk)
 set -euo pipefail
 
 command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || {
@@ -16,7 +19,7 @@ command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || {
 
 here=$(cd "$(dirname "$0")" && pwd)
 corpus="$here/corpus"
-mkdir -p "$corpus/descriptor" "$corpus/sparse_header" "$corpus/disk"
+mkdir -p "$corpus/descriptor" "$corpus/sparse_header" "$corpus/disk" "$corpus/stream" "$corpus/ova"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -46,6 +49,7 @@ for size in 1M 4M; do
             monolithicSparse | streamOptimized)
                 cp "$img" "$corpus/sparse_header/$name.vmdk"
                 cp "$img" "$corpus/disk/$name.vmdk"
+                [[ $sub == streamOptimized ]] && cp "$img" "$corpus/stream/$name.vmdk"
                 embedded_descriptor "$img" >"$corpus/descriptor/$name.txt"
                 ;;
             twoGbMaxExtentSparse)
@@ -80,3 +84,10 @@ cp "$child" "$corpus/disk/delta-1M.vmdk"
 embedded_descriptor "$child" >"$corpus/descriptor/delta-1M.txt"
 
 echo "seeds: $(ls "$corpus/descriptor" | wc -l) descriptor, $(ls "$corpus/sparse_header" | wc -l) sparse_header, $(ls "$corpus/disk" | wc -l) disk"
+
+# An OVA holding a stream-optimized and a sparse disk, exported by ovf-disk itself.
+bin="$here/../target/release/ovf-disk"
+if [[ -x $bin ]]; then
+    "$bin" export -q "$work/streamOptimized-1M.vmdk" "$work/monolithicSparse-1M.vmdk" "$work/pkg.ova"
+    cp "$work/pkg.ova" "$corpus/ova/export-1M.ova"
+fi

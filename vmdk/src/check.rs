@@ -9,7 +9,16 @@
 //! Flat extents must be as long as their descriptor says, and a delta link's `parentCID` must
 //! match its parent's `CID`. Space is counted: allocated, zeroed, and leaked (bytes of a sparse
 //! file that no structure uses). Spec sections as in the sparse reader and [`crate::Disk`].
+//!
+//! Its time and memory follow the files it reads, whatever their headers claim: grain tables
+//! that are absent cost nothing, a grain table over another one is reported and not walked
+//! (so the entries walked fit in the file), uncompressed grains are range-checked, not read,
+//! and compressed data is inflated once, up to what deflate can make of the file's bytes.
+//! Problems of one kind (one structure of one file) beyond [`LISTED_PER_KIND`] are counted,
+//! not listed.
 
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::descriptor::CID_NO_PARENT;
@@ -62,12 +71,31 @@ impl Problem {
     }
 }
 
+/// Problems listed for one kind (one structure of one file) before the rest are only counted.
+pub const LISTED_PER_KIND: usize = 32;
+
+/// Problems of one kind beyond [`LISTED_PER_KIND`]: counted, not listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Omitted {
+    /// The file.
+    #[cfg_attr(feature = "serde", serde(rename = "file"))]
+    pub path: PathBuf,
+    /// The structure, in the format's words.
+    pub structure: String,
+    /// Problems not listed.
+    pub count: u64,
+}
+
 /// What a check found. Serialised (with the `serde` feature) with a `clean` field first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckReport {
-    /// Every problem, in the order found.
+    /// The problems, in the order found: at most [`LISTED_PER_KIND`] of each kind.
     pub problems: Vec<Problem>,
+    /// The problems of each kind beyond those listed, counted.
+    pub omitted: Vec<Omitted>,
     /// Files examined.
     pub files: Vec<PathBuf>,
     /// Grains allocated (holding data) in all sparse extents.
@@ -78,12 +106,47 @@ pub struct CheckReport {
     pub zeroed_bytes: u64,
     /// Bytes of sparse extent files that no structure uses.
     pub leaked_bytes: u64,
+    /// Problems listed per kind, to cap the list.
+    listed: HashMap<(PathBuf, String), usize>,
 }
 
 impl CheckReport {
     /// Whether nothing is wrong.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.omitted.is_empty()
+    }
+
+    /// Problems found, listed and counted.
+    pub fn problem_count(&self) -> u64 {
+        self.problems.len() as u64 + self.omitted.iter().map(|o| o.count).sum::<u64>()
+    }
+
+    /// Records a problem: listed while its kind (its file and structure) has fewer than
+    /// [`LISTED_PER_KIND`], counted in [`CheckReport::omitted`] after that.
+    pub fn add(&mut self, p: Problem) {
+        let key = (p.path.clone(), p.structure.clone());
+        let listed = self.listed.entry(key).or_insert(0);
+        if *listed < LISTED_PER_KIND {
+            *listed += 1;
+            self.problems.push(p);
+            return;
+        }
+        match self
+            .omitted
+            .iter_mut()
+            .find(|o| o.path == p.path && o.structure == p.structure)
+        {
+            Some(o) => o.count += 1,
+            None => self.omitted.push(Omitted {
+                path: p.path,
+                structure: p.structure,
+                count: 1,
+            }),
+        }
+    }
+
+    fn add_error(&mut self, e: &Error) {
+        self.add(Problem::from_error(e));
     }
 }
 
@@ -91,9 +154,10 @@ impl CheckReport {
 impl serde::Serialize for CheckReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut m = s.serialize_struct("CheckReport", 7)?;
+        let mut m = s.serialize_struct("CheckReport", 8)?;
         m.serialize_field("clean", &self.is_clean())?;
         m.serialize_field("problems", &self.problems)?;
+        m.serialize_field("omitted", &self.omitted)?;
         m.serialize_field("files", &self.files)?;
         m.serialize_field("allocated_grains", &self.allocated_grains)?;
         m.serialize_field("allocated_bytes", &self.allocated_bytes)?;
@@ -121,7 +185,7 @@ pub fn check(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CheckRepor
         Ok(d) => d,
         Err(e) if e.is_about_the_input() && e.path() == Some(path) => return Err(e),
         Err(e) => {
-            report.problems.push(Problem::from_error(&e));
+            report.add_error(&e);
             return Ok(report);
         }
     };
@@ -137,7 +201,7 @@ pub fn check(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CheckRepor
                     None,
                     ErrorKind::ParentCidMismatch { expected, found },
                 );
-                report.problems.push(Problem::from_error(&e));
+                report.add_error(&e);
             }
         }
         for e in link.extents() {
@@ -149,11 +213,64 @@ pub fn check(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CheckRepor
     Ok(report)
 }
 
+/// What a used byte range of a sparse file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum What {
+    Header,
+    MetadataArea,
+    Descriptor,
+    Directory,
+    DirectoryMarker,
+    RedundantDirectory,
+    Footer,
+    Table(usize),
+    TableMarker(usize),
+    RedundantTable(usize),
+    Grain(u64),
+}
+
+impl fmt::Display for What {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header => f.write_str("sparse header"),
+            Self::MetadataArea => f.write_str("metadata area (overHead)"),
+            Self::Descriptor => f.write_str("embedded descriptor"),
+            Self::Directory => f.write_str("grain directory"),
+            Self::DirectoryMarker => f.write_str("grain directory marker"),
+            Self::RedundantDirectory => f.write_str("redundant grain directory"),
+            Self::Footer => f.write_str("footer marker, footer and end-of-stream marker"),
+            Self::Table(t) => write!(f, "grain table {t}"),
+            Self::TableMarker(t) => write!(f, "grain table {t} marker"),
+            Self::RedundantTable(t) => write!(f, "redundant grain table {t}"),
+            Self::Grain(g) => write!(f, "grain {g}"),
+        }
+    }
+}
+
 /// A used byte range of a sparse file, for the overlap and leak checks.
 struct Used {
     start: u64,
     end: u64,
-    what: String,
+    what: What,
+}
+
+/// Byte ranges already taken, to find in `O(log n)` the first that overlaps a new one.
+#[derive(Default)]
+struct Ranges(BTreeMap<u64, (u64, What)>);
+
+impl Ranges {
+    /// The range taken that overlaps `start..end`, if any; else takes it.
+    fn take(&mut self, start: u64, end: u64, what: What) -> Option<What> {
+        let before = self.0.range(..=start).next_back();
+        if let Some((_, &(_, w))) = before.filter(|(_, (e, _))| *e > start) {
+            return Some(w);
+        }
+        if let Some((_, &(_, w))) = self.0.range(start..end).next() {
+            return Some(w);
+        }
+        self.0.insert(start, (end, what));
+        None
+    }
 }
 
 /// The check of one sparse extent: what it found so far, and the byte ranges its structures use.
@@ -161,6 +278,8 @@ struct SparseCheck<'a> {
     s: &'a SparseExtent,
     report: &'a mut CheckReport,
     used: Vec<Used>,
+    /// The grain tables walked (in range, readable, over no other table).
+    walkable: Vec<bool>,
 }
 
 fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
@@ -168,6 +287,7 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
         s,
         report,
         used: Vec::new(),
+        walkable: vec![false; s.grain_directory().len()],
     };
     let rgd = c.metadata();
     c.tables(&rgd);
@@ -176,25 +296,24 @@ fn check_sparse(s: &SparseExtent, report: &mut CheckReport) {
     if s.has_markers() {
         // The streaming walk checks the order of what is there.
         if let Err(e) = walk_markers(s) {
-            c.report.problems.push(Problem::from_error(&e));
+            c.report.add_error(&e);
         }
     }
 }
 
 impl SparseCheck<'_> {
-    fn use_range(&mut self, start: u64, len: u64, what: impl Into<String>) {
+    fn use_range(&mut self, start: u64, len: u64, what: What) {
         self.used.push(Used {
             start,
             end: start.saturating_add(len),
-            what: what.into(),
+            what,
         });
     }
 
     fn problem(&mut self, structure: &str, offset: Option<u64>, message: String) {
         let path = self.s.backing().path();
         self.report
-            .problems
-            .push(Problem::new(path, structure, offset, message));
+            .add(Problem::new(path, structure, offset, message));
     }
 
     /// Records the header, descriptor and directories (and their markers); returns the
@@ -202,158 +321,185 @@ impl SparseCheck<'_> {
     fn metadata(&mut self) -> Vec<u32> {
         let (s, h) = (self.s, self.s.header());
         let file_len = s.backing().len();
-        self.use_range(0, SECTOR_SIZE, "sparse header");
+        self.use_range(0, SECTOR_SIZE, What::Header);
         let over_head = h.over_head.get().saturating_mul(SECTOR_SIZE);
         if !s.has_markers() && over_head > 0 && over_head <= file_len {
             // Everything before overHead is metadata and its padding.
-            self.use_range(0, over_head, "metadata area (overHead)");
+            self.use_range(0, over_head, What::MetadataArea);
         }
         let d_at = h.descriptor_offset.get().saturating_mul(SECTOR_SIZE);
         if d_at > 0 {
             let len = h.descriptor_size.get().saturating_mul(SECTOR_SIZE);
-            self.use_range(d_at, len, "embedded descriptor");
+            self.use_range(d_at, len, What::Descriptor);
         }
         let gd_at = h.gd_offset.get().saturating_mul(SECTOR_SIZE);
         let gd_len = s.grain_directory().len() as u64 * 4;
-        self.use_range(gd_at, gd_len, "grain directory");
+        self.use_range(gd_at, gd_len, What::Directory);
         if s.has_markers() && marker_before(s, gd_at, MetadataMarker::GD) {
-            self.use_range(gd_at - SECTOR_SIZE, SECTOR_SIZE, "grain directory marker");
+            self.use_range(gd_at - SECTOR_SIZE, SECTOR_SIZE, What::DirectoryMarker);
         }
         if s.has_markers() && s.metadata_source() == MetadataSource::Footer {
             let start = file_len.saturating_sub(3 * SECTOR_SIZE);
-            self.use_range(
-                start,
-                file_len - start,
-                "footer marker, footer and end-of-stream marker",
-            );
+            self.use_range(start, file_len - start, What::Footer);
         }
         let redundant = s.flags() & SparseExtentHeader::FLAG_USE_REDUNDANT != 0 && !s.has_markers();
         if !redundant {
             return Vec::new();
         }
         let at = h.rgd_offset.get().saturating_mul(SECTOR_SIZE);
-        self.use_range(at, gd_len, "redundant grain directory");
+        self.use_range(at, gd_len, What::RedundantDirectory);
         match s
             .backing()
             .read_vec("redundant grain directory", at, gd_len)
         {
             Ok(b) => b.chunks_exact(4).map(le_u32).collect(),
             Err(e) => {
-                self.report.problems.push(Problem::from_error(&e));
+                self.report.add_error(&e);
                 Vec::new()
             }
         }
     }
 
-    /// Records every grain table (and its marker, and its redundant copy, which must agree).
+    /// Records every grain table (and its marker, and its redundant copy, which must agree);
+    /// a table that cannot be read, or lies over another, is reported and not walked.
     fn tables(&mut self, rgd: &[u32]) {
         let s = self.s;
         let gt_bytes = u64::from(s.header().num_gtes_per_gt.get()) * 4;
+        let mut taken = Ranges::default();
         for (t, &gde) in s.grain_directory().iter().enumerate() {
             if gde == 0 {
                 continue;
             }
             let at = u64::from(gde) * SECTOR_SIZE;
-            self.use_range(at, gt_bytes, format!("grain table {t}"));
-            if s.has_markers() && marker_before(s, at, MetadataMarker::GT) {
-                self.use_range(
-                    at - SECTOR_SIZE,
-                    SECTOR_SIZE,
-                    format!("grain table {t} marker"),
+            if let Some(other) = taken.take(at, at.saturating_add(gt_bytes), What::Table(t)) {
+                self.problem(
+                    "grain table",
+                    Some(at),
+                    format!("grain table {t} lies over {other}: not walked"),
                 );
+                continue;
+            }
+            self.use_range(at, gt_bytes, What::Table(t));
+            if s.has_markers() && marker_before(s, at, MetadataMarker::GT) {
+                self.use_range(at - SECTOR_SIZE, SECTOR_SIZE, What::TableMarker(t));
             }
             let table = match s.grain_table(t) {
                 Ok(Some(table)) => table,
                 Ok(None) => continue,
                 Err(e) => {
-                    self.report.problems.push(Problem::from_error(&e));
+                    self.report.add_error(&e);
                     continue;
                 }
             };
-            let Some(&r) = rgd.get(t) else { continue };
-            let r_at = u64::from(r) * SECTOR_SIZE;
-            self.use_range(r_at, gt_bytes, format!("redundant grain table {t}"));
-            match s
-                .backing()
-                .read_vec("redundant grain table", r_at, gt_bytes)
-            {
-                Ok(b) => {
-                    let other: Vec<u32> = b.chunks_exact(4).map(le_u32).collect();
-                    if let Some(i) = table.iter().zip(&other).position(|(a, b)| a != b) {
-                        self.problem(
-                            "redundant grain table",
-                            Some(r_at.saturating_add(i as u64 * 4)),
-                            format!(
-                                "disagrees with grain table {t} at entry {i}: {:#x} against {:#x}",
-                                other.get(i).copied().unwrap_or(0),
-                                table.get(i).copied().unwrap_or(0)
-                            ),
-                        );
-                    }
-                }
-                Err(e) => self.report.problems.push(Problem::from_error(&e)),
+            if let Some(w) = self.walkable.get_mut(t) {
+                *w = true;
+            }
+            if let Some(&r) = rgd.get(t) {
+                self.redundant_table(t, &table, u64::from(r) * SECTOR_SIZE, gt_bytes);
             }
         }
     }
 
-    /// Reads every grain: inside the file, and for compressed grains, inflating to a whole
-    /// grain. Table by table, so one table that cannot be read does not hide the grains of the
-    /// others.
+    /// The redundant copy of grain table `t`, at `r_at`: it must agree with `table`.
+    fn redundant_table(&mut self, t: usize, table: &[u32], r_at: u64, gt_bytes: u64) {
+        self.use_range(r_at, gt_bytes, What::RedundantTable(t));
+        let read = self
+            .s
+            .backing()
+            .read_vec("redundant grain table", r_at, gt_bytes);
+        match read {
+            Ok(b) => {
+                let other: Vec<u32> = b.chunks_exact(4).map(le_u32).collect();
+                if let Some(i) = table.iter().zip(&other).position(|(a, b)| a != b) {
+                    self.problem(
+                        "redundant grain table",
+                        Some(r_at.saturating_add(i as u64 * 4)),
+                        format!(
+                            "disagrees with grain table {t} at entry {i}: {:#x} against {:#x}",
+                            other.get(i).copied().unwrap_or(0),
+                            table.get(i).copied().unwrap_or(0)
+                        ),
+                    );
+                }
+            }
+            Err(e) => self.report.add_error(&e),
+        }
+    }
+
+    /// Every grain of the tables walked: inside the file, clear of metadata, and for
+    /// compressed grains, inflating to a whole grain. Uncompressed grains are range-checked;
+    /// compressed data is inflated once (a grain whose bytes another grain already uses is
+    /// left to the overlap check), and at most as much as deflate can make of the file.
     fn grains(&mut self) {
         let s = self.s;
         let grain_bytes = s.grain_bytes();
         let gtes = u64::from(s.header().num_gtes_per_gt.get());
+        let file_len = s.backing().len();
+        // Deflate makes at most 1032 bytes of each byte it reads.
+        let mut budget = file_len.saturating_mul(1032).saturating_add(grain_bytes);
+        let mut inflated = Ranges::default();
         let mut scratch = vec![0u8; usize::try_from(grain_bytes).unwrap_or(0)];
         let (report, used) = (&mut *self.report, &mut self.used);
         let mut visit = |g: u64, entry: GrainEntry| -> Result<()> {
-            match entry {
-                GrainEntry::Data(sector) => {
-                    report.allocated_grains += 1;
-                    report.allocated_bytes += s.grain_len(g);
-                    let at = sector.saturating_mul(SECTOR_SIZE);
-                    let len = if s.is_compressed() {
-                        match s.backing().read_vec("grain marker", at, GrainMarker::SIZE) {
-                            Ok(m) => {
-                                (GrainMarker::SIZE + u64::from(m.get(8..12).map_or(0, le_u32)))
-                                    .div_ceil(SECTOR_SIZE)
-                                    * SECTOR_SIZE
-                            }
-                            Err(_) => SECTOR_SIZE,
-                        }
-                    } else {
-                        grain_bytes
-                    };
-                    used.push(Used {
-                        start: at,
-                        end: at.saturating_add(len),
-                        what: format!("grain {g}"),
-                    });
-                    let n = usize::try_from(s.grain_len(g)).unwrap_or(0);
-                    let out = scratch.get_mut(..n).unwrap_or(&mut []);
-                    if let Err(e) = s.read_grain(g, sector, out) {
-                        report.problems.push(Problem::from_error(&e));
-                    }
+            let sector = match entry {
+                GrainEntry::Data(sector) => sector,
+                GrainEntry::Zeroed => {
+                    report.zeroed_bytes += s.grain_len(g);
+                    return Ok(());
                 }
-                GrainEntry::Zeroed => report.zeroed_bytes += s.grain_len(g),
-                GrainEntry::Unallocated => {}
+                GrainEntry::Unallocated => return Ok(()),
+            };
+            report.allocated_grains += 1;
+            report.allocated_bytes += s.grain_len(g);
+            let at = sector.saturating_mul(SECTOR_SIZE);
+            let len = if s.is_compressed() {
+                compressed_len(s, at)
+            } else {
+                grain_bytes
+            };
+            used.push(Used {
+                start: at,
+                end: at.saturating_add(len),
+                what: What::Grain(g),
+            });
+            let result = if !s.is_compressed() {
+                s.grain_offset(g, sector).and_then(|at| {
+                    s.refuse_metadata("grain", at, grain_bytes)?;
+                    s.backing().check_range("grain", at, s.grain_len(g))
+                })
+            } else if inflated
+                .take(at, at.saturating_add(len), What::Grain(g))
+                .is_some()
+            {
+                Ok(()) // the overlap check reports it
+            } else if budget < grain_bytes {
+                Err(Error::at(
+                    s.backing().path(),
+                    "compressed grain",
+                    at,
+                    ErrorKind::Inconsistent(format!(
+                        "grain {g}: more compressed data than the file holds; grains from here on are not inflated"
+                    )),
+                ))
+            } else {
+                budget -= grain_bytes;
+                let n = usize::try_from(s.grain_len(g)).unwrap_or(0);
+                s.read_grain(g, sector, scratch.get_mut(..n).unwrap_or(&mut []))
+            };
+            if let Err(e) = result {
+                report.add_error(&e);
             }
             Ok(())
         };
-        let mut walk_errors = Vec::new();
-        let grains = s.grain_count();
-        let mut first = 0u64;
-        while first < grains {
-            let n = gtes.max(1).min(grains - first);
-            if let Err(e) = s.for_each_grain(first, n, &mut visit) {
-                walk_errors.push(Problem::from_error(&e));
+        // Table by table, so one table that cannot be read again does not hide the others.
+        let mut failed = Vec::new();
+        for (t, _) in self.walkable.iter().enumerate().filter(|(_, w)| **w) {
+            if let Err(e) = s.for_each_grain(t as u64 * gtes, gtes, &mut visit) {
+                failed.push(e);
             }
-            first += n;
         }
-        for p in walk_errors {
-            // A table already reported above is not reported twice.
-            if !self.report.problems.contains(&p) {
-                self.report.problems.push(p);
-            }
+        for e in &failed {
+            self.report.add_error(e);
         }
     }
 
@@ -378,12 +524,8 @@ impl SparseCheck<'_> {
                 );
             }
             if let Some(l) = last {
-                let nested_in_metadata =
-                    l.what.starts_with("metadata area") || u.what.starts_with("metadata area");
-                if u.start < l.end
-                    && !nested_in_metadata
-                    && !(l.what == "sparse header" && u.what.starts_with("metadata"))
-                {
+                let in_metadata_area = l.what == What::MetadataArea || u.what == What::MetadataArea;
+                if u.start < l.end && !in_metadata_area {
                     self.problem(
                         "file",
                         Some(u.start),
@@ -405,6 +547,21 @@ impl SparseCheck<'_> {
         if !self.s.has_markers() {
             self.report.leaked_bytes += file_len.saturating_sub(covered.min(file_len));
         }
+    }
+}
+
+/// The bytes a compressed grain at `at` takes: its marker and data, padded to a sector (one
+/// sector when its marker cannot be read, or without markers).
+fn compressed_len(s: &SparseExtent, at: u64) -> u64 {
+    if !s.has_markers() {
+        return SECTOR_SIZE;
+    }
+    match s.backing().read_vec("grain marker", at, GrainMarker::SIZE) {
+        Ok(m) => {
+            (GrainMarker::SIZE + u64::from(m.get(8..12).map_or(0, le_u32))).div_ceil(SECTOR_SIZE)
+                * SECTOR_SIZE
+        }
+        Err(_) => SECTOR_SIZE,
     }
 }
 

@@ -91,12 +91,8 @@ impl PackageCheck {
             .filter(|f| f.outcome != super::manifest::Outcome::Ok)
             .count();
         let signature = self.verify.signature.as_ref().is_some_and(|s| !s.valid);
-        self.disks
-            .iter()
-            .map(|d| d.report.problems.len())
-            .sum::<usize>()
-            + digests
-            + usize::from(signature)
+        let disks: u64 = self.disks.iter().map(|d| d.report.problem_count()).sum();
+        disks as usize + digests + usize::from(signature)
     }
 }
 
@@ -123,7 +119,7 @@ fn check_streamed(
             Some(stats.capacity)
         }
         Err(p) => {
-            report.problems.push(p);
+            report.add(p);
             None
         }
     }
@@ -159,29 +155,24 @@ pub fn check_package(
             let (path, options) = pkg.disk_location(&file.href, base);
             match vmdk::check(&path, &options) {
                 Ok(r) => check.report = r,
-                Err(e) => check.report.problems.push(Problem::from_error(&e)),
+                Err(e) => check.report.add(Problem::from_error(&e)),
             }
             options.open(&path).ok().map(|d| d.capacity())
         };
         let href = Path::new(&file.href);
         match pkg.declared(disk) {
-            Err(e) => {
-                check
-                    .report
-                    .problems
-                    .push(Problem::new(href, "envelope", None, e.to_string()))
-            }
-            Ok(declared) if capacity.unwrap_or(0) > declared => {
-                check.report.problems.push(Problem::new(
-                    href,
-                    "disk",
-                    None,
-                    format!(
+            Err(e) => check
+                .report
+                .add(Problem::new(href, "envelope", None, e.to_string())),
+            Ok(declared) if capacity.unwrap_or(0) > declared => check.report.add(Problem::new(
+                href,
+                "disk",
+                None,
+                format!(
                     "the disk announces {} bytes, more than the {declared} its package declares",
                     capacity.unwrap_or(0)
                 ),
-                ))
-            }
+            )),
             Ok(_) => {}
         }
         disks.push(check);

@@ -73,6 +73,15 @@ fn check_lines(out: &mut dyn Write, report: &CheckReport) -> Result<()> {
             p.message
         )?;
     }
+    for o in &report.omitted {
+        writeln!(
+            out,
+            "ERROR {}: {}: and {} more problems of this structure, not listed",
+            o.path.display(),
+            o.structure,
+            o.count
+        )?;
+    }
     writeln!(
         out,
         "{} allocated grains ({}), {} zeroed, {} leaked, {} files",
@@ -93,7 +102,7 @@ pub fn disk_check(out: &mut dyn Write, report: &CheckReport) -> Result<()> {
         writeln!(
             out,
             "{} errors were found on the image.",
-            report.problems.len()
+            report.problem_count()
         )
     }
 }
