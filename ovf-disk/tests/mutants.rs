@@ -1,7 +1,7 @@
 //! Whole images, mutated: from small images of every layout we read (made here by qemu-img and
 //! by ourselves) and an OVA, seeded random mutations (bit flips; 8-byte words set to 0, all
 //! ones or 2^63; truncations; one part of the file spliced over another) run through `info`,
-//! `check`, `inflate` and the package verbs, each under a time limit and an address-space
+//! `check`, `inflate`, `convert` and the package verbs, each under a time limit and an address-space
 //! limit. A panic, a signal (an abort on a failed allocation), a time-out or an exit code other
 //! than 0, 1 or 2 fails the test, and the input is kept in `target/mutants-failed/` to become
 //! a regression case in `testdata/mutants/` (which every run replays first).
@@ -404,6 +404,15 @@ fn commands(f: &Fixture) -> Vec<Vec<&'static str>> {
             "--threads",
             "2",
         ]);
+        v.push(vec![
+            "convert",
+            "-q",
+            "--force",
+            "--to",
+            "streamOptimized",
+            "--threads",
+            "2",
+        ]);
     }
     v
 }
@@ -415,11 +424,13 @@ fn try_mutant(f: &Fixture, work: &Path) -> Result<(), String> {
         args.push(&f.open);
         match cmd[0] {
             "inflate" => args.push("out.raw"),
+            "convert" => args.push("out.vmdk"),
             "import" => args.push("out"),
             _ => {}
         }
         run_limited(work, &args).map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
         let _ = std::fs::remove_file(work.join("out.raw"));
+        let _ = std::fs::remove_file(work.join("out.vmdk"));
         let _ = std::fs::remove_dir_all(work.join("out"));
     }
     Ok(())
