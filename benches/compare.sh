@@ -2,9 +2,11 @@
 # Times ovf-disk against qemu-img on the same image, in one run, and prints the ratio.
 #   benches/compare.sh [SIZE] [ROUNDS]     SIZE like 2G (default), 512M; ROUNDS default 3
 # The test disk: 64 MiB chunks in turn of random data, text-like data (seq output) and zeros
-# (holes), so about a third each. Every output is checked (sha256 against qemu-img's raw reading
-# of the same input) before its time is printed. Both tools' outputs are flushed to the device
-# (ours with fsync at commit, qemu-img's with `sync FILE`), so the times are comparable.
+# (holes), so about a third each. Every timed command must succeed, and every output is checked
+# before its time counts: sha256 against qemu-img's raw reading of the source, and for the
+# eager-zeroed cases no hole in any file written (the dd row: its size, no hole). Both tools'
+# outputs are flushed to the device inside the time (ours with fsync at commit; qemu-img's and
+# dd's with `sync` on every file written, a thick VMDK's -flat.vmdk included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-2G}
@@ -35,13 +37,29 @@ echo "test disk: $SIZE ($bytes bytes): random, text-like and zero chunks of 64 M
 want=$(sha256sum < src.raw | cut -d' ' -f1)
 
 now() { date +%s.%N; }
-# time_cmd OUT CMD...: runs CMD, prints seconds. OUT is removed first.
+# outputs OUT: the files a write to OUT made (a thick VMDK's descriptor and its flat extent).
+outputs() {
+    echo "$1"
+    if [[ $1 == *.vmdk && -e ${1%.vmdk}-flat.vmdk ]]; then echo "${1%.vmdk}-flat.vmdk"; fi
+}
+# time_cmd OUT CMD...: runs CMD, which must succeed, and prints the seconds it took. OUT (and
+# its flat extent) are removed first.
 time_cmd() {
     local out=$1; shift
     rm -f "$out" "${out%.vmdk}-flat.vmdk"
     local t0 t1
-    t0=$(now); "$@" >/dev/null; t1=$(now)
+    t0=$(now)
+    "$@" >/dev/null || { echo "compare: failed: $*" >&2; return 1; }
+    t1=$(now)
     echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
+}
+# qsync OUT CMD...: runs CMD, then flushes every file it wrote to OUT to the device (ours fsync
+# before their rename; qemu-img and dd are flushed here, inside the time).
+qsync() {
+    local out=$1; shift
+    "$@" || return 1
+    # shellcheck disable=SC2046
+    sync $(outputs "$out")
 }
 # verify FILE FORMAT: sha256 of what qemu-img reads equals the source's.
 verify() {
@@ -50,46 +68,65 @@ verify() {
     rm -f verify.raw
     [ "$got" = "$want" ] || { echo "compare: $1 differs from the source (sha256 $got)" >&2; exit 1; }
 }
+# eager FILE...: every block of each file is allocated, as eager-zeroed thick needs.
+eager() {
+    local f alloc size
+    for f; do
+        alloc=$(($(stat -c %b "$f") * $(stat -c %B "$f")))
+        size=$(stat -c %s "$f")
+        [ "$alloc" -ge "$size" ] || { echo "compare: $f has holes ($alloc of $size bytes allocated)" >&2; exit 1; }
+    done
+}
+# check KIND OUT: what a timed output must be. eager: qemu-img reads the source's bytes and no
+# file has holes; stream: qemu-img reads the source's bytes; zeros: $bytes bytes, no holes.
+check_output() {
+    local kind=$1 out=$2
+    case $kind in
+        eager | stream) verify "$out" "$([[ $out == *.vmdk ]] && echo vmdk || echo raw)" ;;&
+        eager) # shellcheck disable=SC2046
+            eager $(outputs "$out") ;;
+        zeros) [ "$(stat -c %s "$out")" -eq "$bytes" ] || { echo "compare: $out is not $bytes bytes" >&2; exit 1; }
+            eager "$out" ;;
+    esac
+}
 stats() { # min and median of the arguments
     printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.2f %.2f", a[1], m}'
 }
-qsync() { "$@" && sync "${@: -1}"; }
 
 declare -A RES
-run_case() { # name ours_out ours_cmd... -- theirs_out theirs_cmd...
-    local name=$1; shift
+# run_case NAME OURS_KIND THEIRS_KIND ours_out ours_cmd... -- theirs_out theirs_cmd...
+run_case() {
+    local name=$1 ours_kind=$2 theirs_kind=$3; shift 3
     local ours_out=$1; shift
     local ours=() theirs=()
     while [ "$1" != "--" ]; do ours+=("$1"); shift; done
     shift
     local theirs_out=$1; shift
     theirs=("$@")
-    local to=() tt=()
+    local to=() tt=() t
     for ((r = 0; r < ROUNDS; r++)); do
-        to+=("$(time_cmd "$ours_out" "${ours[@]}")")
-        verify "$ours_out" "$([[ $ours_out == *.vmdk ]] && echo vmdk || echo raw)"
-        if [ "$theirs_out" != - ]; then
-            tt+=("$(time_cmd "$theirs_out" qsync "${theirs[@]}")")
-            verify "$theirs_out" "$([[ $theirs_out == *.vmdk ]] && echo vmdk || echo raw)"
-        else
-            tt+=("$(time_cmd /dev/null "${theirs[@]}")")
-        fi
+        t=$(time_cmd "$ours_out" "${ours[@]}") || exit 1
+        to+=("$t")
+        check_output "$ours_kind" "$ours_out"
+        t=$(time_cmd "$theirs_out" qsync "$theirs_out" "${theirs[@]}") || exit 1
+        tt+=("$t")
+        check_output "$theirs_kind" "$theirs_out"
     done
     RES[$name]="$(stats "${to[@]}") $(stats "${tt[@]}")"
     echo "done: $name (ours ${to[*]}; theirs ${tt[*]})" >&2
 }
 
-run_case "stream-optimized -> eager-zeroed raw" out.raw "$BIN" inflate -q so.vmdk out.raw -- \
+run_case "stream-optimized -> eager-zeroed raw" eager eager out.raw "$BIN" inflate -q so.vmdk out.raw -- \
     q.raw qemu-img convert -f vmdk -O raw -S 0 so.vmdk q.raw
-run_case "monolithic sparse -> eager-zeroed raw" out.raw "$BIN" inflate -q sp.vmdk out.raw -- \
+run_case "monolithic sparse -> eager-zeroed raw" eager eager out.raw "$BIN" inflate -q sp.vmdk out.raw -- \
     q.raw qemu-img convert -f vmdk -O raw -S 0 sp.vmdk q.raw
-run_case "sparse -> thick VMDK (monolithicFlat)" out.vmdk "$BIN" inflate -q sp.vmdk out.vmdk -- \
+run_case "sparse -> thick VMDK (monolithicFlat)" eager eager out.vmdk "$BIN" inflate -q sp.vmdk out.vmdk -- \
     q.vmdk qemu-img convert -f vmdk -O vmdk -o subformat=monolithicFlat -S 0 sp.vmdk q.vmdk
-run_case "raw -> stream-optimized" out.vmdk "$BIN" convert -q src.raw out.vmdk --to streamOptimized -- \
+run_case "raw -> stream-optimized" stream stream out.vmdk "$BIN" convert -q src.raw out.vmdk --to streamOptimized -- \
     q.vmdk qemu-img convert -f raw -O vmdk -o subformat=streamOptimized src.raw q.vmdk
 ours_size=$(stat -c %s out.vmdk); theirs_size=$(stat -c %s q.vmdk)
-run_case "sparse -> raw vs dd of zeros (device limit)" out.raw "$BIN" inflate -q sp.vmdk out.raw -- \
-    - dd if=/dev/zero of=dd.raw bs=8M count=$((bytes / (8 << 20))) conv=fsync status=none
+run_case "sparse -> raw vs dd of zeros (device limit)" eager zeros out.raw "$BIN" inflate -q sp.vmdk out.raw -- \
+    dd.raw dd if=/dev/zero of=dd.raw bs=8M count=$((bytes / (8 << 20))) status=none
 
 printf '\n%-46s %9s %9s %9s %9s %8s\n' "case ($SIZE, $ROUNDS rounds; seconds)" "ours min" "ours med" "them min" "them med" "ratio"
 for name in "stream-optimized -> eager-zeroed raw" "monolithic sparse -> eager-zeroed raw" "sparse -> thick VMDK (monolithicFlat)" "raw -> stream-optimized" "sparse -> raw vs dd of zeros (device limit)"; do

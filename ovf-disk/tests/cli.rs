@@ -72,6 +72,7 @@ fn existing_outputs_need_force_and_inputs_are_never_overwritten() {
     std::fs::copy(d.path().join("f.vmdk"), d.path().join("h.vmdk")).unwrap();
     // h.vmdk names f-flat.vmdk, which a thick output f.vmdk would write.
     let out = ovf_disk(d.path(), &["inflate", "h.vmdk", "f.vmdk", "--force"]);
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("is a file of the input disk"),
         "{}",
@@ -211,6 +212,11 @@ fn info_and_clear_errors() {
     );
     let out = ovf_disk(d.path(), &["inflate", "a.vmdk", "x.raw", "--threads", "0"]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--threads must be at least 1"),
+        "{}",
+        stderr(&out)
+    );
     // Each cause once: the file, the structure, the reason.
     std::fs::write(d.path().join("odd.raw"), vec![1u8; 1000]).unwrap();
     let out = ovf_disk(d.path(), &["export", "odd.raw", "odd.ova"]);

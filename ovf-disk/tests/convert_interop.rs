@@ -42,7 +42,10 @@ fn check_all_types(dir: &std::path::Path, src: &str, extra: &[&str]) {
             "{t}: qemu-img check: {text}{}",
             String::from_utf8_lossy(&check.stderr)
         );
-        qemu_img(dir, &["compare", "-f", "raw", "-F", "vmdk", src, &out]);
+        qemu_img(
+            dir,
+            &["compare", "-s", "-f", "raw", "-F", "vmdk", src, &out],
+        );
         assert_eq!(
             qemu_raw_sha(dir, &out),
             src_sha,
@@ -63,6 +66,11 @@ fn check_all_types(dir: &std::path::Path, src: &str, extra: &[&str]) {
         assert_eq!((libvmdk.len(), dissect.len()), (1, 1));
         for (reader, reported, sha) in libvmdk.into_iter().chain(dissect) {
             assert_eq!(reported, size, "{t}: {reader} reports another capacity");
+            if reader == "dissect" && aligned == 0 {
+                // A disk smaller than one grain: dissect cannot read its only (partial) grain
+                // (PEERS.md), so only its capacity is compared, not its bytes.
+                continue;
+            }
             let want = if reader == "dissect" {
                 &aligned_sha
             } else {
@@ -155,7 +163,7 @@ fn over_2_gib_mostly_empty() {
         );
         qemu_img(
             d.path(),
-            &["compare", "-f", "raw", "-F", "vmdk", "big.raw", &out],
+            &["compare", "-s", "-f", "raw", "-F", "vmdk", "big.raw", &out],
         );
         for (reader, size, sha) in peer_shas(d.path(), &out, None) {
             assert_eq!(

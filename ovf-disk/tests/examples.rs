@@ -48,5 +48,7 @@ fn import_example_imports_an_ova() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.ova: not verified"), "{err}");
     assert!(!d.path().join("bad").exists());
 }

@@ -320,7 +320,7 @@ fn streaming_inflate_from_standard_input() {
         run(&thick);
         qemu_img(
             d.path(),
-            &["compare", "-f", "vmdk", "-F", "vmdk", name, &thick],
+            &["compare", "-s", "-f", "vmdk", "-F", "vmdk", name, &thick],
         );
         let src = info(d.path(), name);
         let out = info(d.path(), &thick);

@@ -517,7 +517,8 @@ fn streaming_import_from_a_pipe() {
     }
     // A damaged disk: the digest fails after inflating it, and nothing is left.
     let p = d.path().join("appliance-disk2.vmdk");
-    let mut bytes = std::fs::read(&p).unwrap();
+    let intact = std::fs::read(&p).unwrap();
+    let mut bytes = intact.clone();
     let n = bytes.len();
     bytes[n - 2000] ^= 1; // in the grain directory / footer area: still inflates, digest differs
     std::fs::write(&p, bytes).unwrap();
@@ -539,18 +540,35 @@ fn streaming_import_from_a_pipe() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read_dir(d.path().join("bad")).unwrap().count(), 0);
-    // The manifest after the disks (not ovftool's order) cannot be checked in one pass.
-    make_ova(
-        d.path(),
-        "late.ova",
-        &["appliance.ovf", "appliance-disk1.vmdk", "appliance.mf"],
-    );
+    // The manifest after the disks (VirtualBox's order, not ovftool's): the disks' digests
+    // are kept until it arrives, so the damaged disk is still caught, and nothing is left...
+    let late = [
+        "appliance.ovf",
+        "appliance-disk1.vmdk",
+        "appliance-disk2.vmdk",
+        "appliance.mf",
+    ];
+    make_ova(d.path(), "late.ova", &late);
     let out = import_from_pipe(d.path(), "late.ova", "late");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verification failed"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(d.path().join("late")).unwrap().count(), 0);
+    // ... and intact disks import.
+    std::fs::write(&p, &intact).unwrap();
+    make_ova(d.path(), "late-ok.ova", &late);
+    let out = import_from_pipe(d.path(), "late-ok.ova", "late-ok");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        &qemu_raw_sha(&d.path().join("late-ok"), "appliance-disk2-thick.vmdk"),
+        &shas[1]
     );
 }
 
@@ -891,6 +909,20 @@ fn signed_packages() {
     .unwrap();
     let out = ovf_disk(d.path(), &["import", "-q", "appliance.ovf", "signed-out"]);
     assert_eq!(out.status.code(), Some(1));
+    // Refused for the signature, not for anything else.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("verification failed"), "{err}");
+    let verify = ovf_disk(d.path(), &["verify", "--json", "appliance.ovf"]);
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["signature"]["valid"], false, "{v}");
+    assert!(
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["result"] == "ok"),
+        "{v}"
+    );
     assert!(!d.path().join("signed-out").exists());
 }
 

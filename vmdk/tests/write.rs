@@ -177,8 +177,11 @@ fn writers_refuse_disks_over_64_tib() {
 }
 
 #[test]
-fn memory_disk_helper_works() {
-    let d = memory_disk("x.raw", vec![5u8; 1024], true);
-    assert_eq!(read_all(&d), vec![5u8; 1024]);
-    assert!(Path::new("x.raw").file_name().is_some());
+fn a_raw_image_in_memory_reads_back() {
+    let d = memory_disk("x.raw", (0..1024u32).map(|i| i as u8).collect(), true);
+    assert_eq!(d.capacity(), 1024);
+    assert_eq!(
+        read_all(&d),
+        (0..1024u32).map(|i| i as u8).collect::<Vec<_>>()
+    );
 }

@@ -161,7 +161,7 @@ pub fn assert_inflates_like_qemu(dir: &Path, input: &str) -> String {
         let flat = format!("{}-flat.vmdk", out.strip_suffix(".vmdk").unwrap());
         assert_no_holes(&dir.join(&flat));
         let cmp = Command::new(tool("qemu-img"))
-            .args(["compare", "-f", "vmdk", "-F", "vmdk", input, &out])
+            .args(["compare", "-s", "-f", "vmdk", "-F", "vmdk", input, &out])
             .current_dir(dir)
             .output()
             .unwrap();
