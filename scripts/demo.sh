@@ -17,7 +17,8 @@ qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$work/data.bin" "$
 "$bin" info "$work/sample.vmdk"
 "$bin" inflate "$work/sample.vmdk" "$work/sample-thick.vmdk"
 "$bin" inflate "$work/sample.vmdk" "$work/sample.raw"
-qemu-img compare -s -f vmdk -F vmdk "$work/sample.vmdk" "$work/sample-thick.vmdk"
+qemu-img compare -f vmdk -F vmdk "$work/sample.vmdk" "$work/sample-thick.vmdk"
+[ "$(qemu-img info -f vmdk --output=json "$work/sample.vmdk" | grep -m1 virtual-size)" = "$(qemu-img info -f vmdk --output=json "$work/sample-thick.vmdk" | grep -m1 virtual-size)" ] || { echo "demo: sizes differ" >&2; exit 1; }
 ours=$(sha256sum < "$work/sample.raw" | cut -d' ' -f1)
 theirs=$(qemu-img convert -f vmdk -O raw "$work/sample.vmdk" "$work/qemu.raw" && sha256sum < "$work/qemu.raw" | cut -d' ' -f1)
 [ "$ours" = "$theirs" ] || { echo "demo: sha256 differs from qemu-img's reading" >&2; exit 1; }

@@ -352,3 +352,161 @@ fn one_bad_grain_table_does_not_hide_the_others() {
     );
     assert_eq!(v["allocated_grains"], 2, "{v}");
 }
+
+/// The 32-bit little-endian value at `at`.
+fn le32(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// Our `check` against `qemu-img check` on qemu-made images, clean and damaged: where qemu-img
+/// finds damage we find it too; where it finds none, either we find none, or the damage is of a
+/// kind its VMDK check does not look for (it checks only that data clusters lie before the end
+/// of the file: not where grain tables lie, not overlaps with metadata, not the redundant
+/// directory), and each such case says so.
+#[test]
+fn check_agrees_with_qemu_img_check() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 4 << 20);
+    qemu_to_vmdk(dir, "src.raw", "sp.vmdk", "");
+    let good = std::fs::read(dir.join("sp.vmdk")).unwrap();
+    let gd = u64::from_le_bytes(good[56..64].try_into().unwrap()) as usize * 512;
+    let rgd = u64::from_le_bytes(good[48..56].try_into().unwrap()) as usize * 512;
+    let gt0 = le32(&good, gd) * 512;
+    let rgt0 = le32(&good, rgd) * 512;
+    let damaged = |name: &str, at: usize, value: u32| {
+        let mut b = good.clone();
+        b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        std::fs::write(dir.join(name), b).unwrap();
+    };
+    // (file, qemu-img finds damage, why qemu-img sees less when it does not)
+    damaged("eof.vmdk", gt0 + 12, 0x00ff_ffff);
+    damaged("meta.vmdk", gt0 + 12, (gd / 512) as u32);
+    damaged("rgt.vmdk", rgt0 + 12, 12345);
+    damaged("gteof.vmdk", gd, 0x00ff_ffff);
+    for (file, qemu_finds, ours_must_find) in [
+        ("sp.vmdk", false, false),
+        ("eof.vmdk", true, true),
+        // A grain over the grain directory: qemu-img does not check overlaps.
+        ("meta.vmdk", false, true),
+        // A redundant grain table that disagrees: qemu-img does not read the redundant copy.
+        ("rgt.vmdk", false, true),
+        // A grain table past the end of the file: qemu-img reads it as absent.
+        ("gteof.vmdk", false, true),
+    ] {
+        let q = std::process::Command::new(tool("qemu-img"))
+            .args(["check", "-f", "vmdk", file])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let qemu_text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&q.stdout),
+            String::from_utf8_lossy(&q.stderr)
+        );
+        assert_eq!(
+            !q.status.success(),
+            qemu_finds,
+            "{file}: qemu-img check: {qemu_text}"
+        );
+        let (code, v) = check(dir, file);
+        assert_eq!(code == 2, ours_must_find, "{file}: {}", problems(&v));
+        if qemu_finds {
+            assert!(
+                qemu_text.contains("points after EOF")
+                    && problems(&v).contains("past the end of the file"),
+                "{file}: qemu-img: {qemu_text}; ours: {}",
+                problems(&v)
+            );
+        }
+    }
+}
+
+/// Runs of `(start, length, kind)` merged where consecutive runs have one kind.
+fn merged(
+    runs: impl IntoIterator<Item = (u64, u64, &'static str)>,
+) -> Vec<(u64, u64, &'static str)> {
+    let mut out: Vec<(u64, u64, &'static str)> = Vec::new();
+    for (start, len, kind) in runs {
+        match out.last_mut() {
+            Some(last) if last.2 == kind && last.0 + last.1 == start => last.1 += len,
+            _ => out.push((start, len, kind)),
+        }
+    }
+    out
+}
+
+/// Our allocation map against `qemu-img map --output=json` on qemu-made images (holes, zeroed
+/// grains written through qemu-io, a delta over them, stream-optimized, split extents): the same
+/// data, zero and unallocated runs. (qemu-img's `data` is our Data; `zero` and `present` our
+/// Zero; not `present` our Unallocated.)
+#[test]
+fn allocation_map_agrees_with_qemu_img_map() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 8 << 20);
+    qemu_to_vmdk(dir, "src.raw", "sparse.vmdk", "");
+    qemu_to_vmdk(dir, "src.raw", "z.vmdk", "zeroed_grain=on");
+    qemu_io(dir, "z.vmdk", &["write -z 0 256k", "write -z 1M 64k"]);
+    qemu_img(
+        dir,
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            "z.vmdk",
+            "-F",
+            "vmdk",
+            "child.vmdk",
+        ],
+    );
+    qemu_io(
+        dir,
+        "child.vmdk",
+        &["write -P 0x5a 512k 128k", "write -z 4M 64k"],
+    );
+    qemu_to_vmdk(dir, "src.raw", "so.vmdk", "subformat=streamOptimized");
+    qemu_to_vmdk(
+        dir,
+        "src.raw",
+        "split.vmdk",
+        "subformat=twoGbMaxExtentSparse",
+    );
+    for file in [
+        "sparse.vmdk",
+        "z.vmdk",
+        "child.vmdk",
+        "so.vmdk",
+        "split.vmdk",
+    ] {
+        let out = qemu_img(dir, &["map", "-f", "vmdk", "--output=json", file]);
+        let qemu: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let theirs = merged(qemu.iter().map(|r| {
+            let kind = if r["data"] == true {
+                "data"
+            } else if r["present"] == true {
+                "zero"
+            } else {
+                "unallocated"
+            };
+            (
+                r["start"].as_u64().unwrap(),
+                r["length"].as_u64().unwrap(),
+                kind,
+            )
+        }));
+        let disk = vmdk::Disk::open(dir.join(file)).unwrap();
+        let ours = merged(disk.map(0, disk.capacity()).unwrap().into_iter().map(|r| {
+            let kind = match r.kind {
+                vmdk::Allocation::Data => "data",
+                vmdk::Allocation::Zero => "zero",
+                vmdk::Allocation::Unallocated => "unallocated",
+            };
+            (r.offset, r.len, kind)
+        }));
+        assert_eq!(ours, theirs, "{file}");
+        assert!(ours.iter().any(|r| r.2 == "data"), "{file}: {ours:?}");
+    }
+}

@@ -42,10 +42,7 @@ fn check_all_types(dir: &std::path::Path, src: &str, extra: &[&str]) {
             "{t}: qemu-img check: {text}{}",
             String::from_utf8_lossy(&check.stderr)
         );
-        qemu_img(
-            dir,
-            &["compare", "-s", "-f", "raw", "-F", "vmdk", src, &out],
-        );
+        qemu_same(dir, src, "raw", &out, "vmdk");
         assert_eq!(
             qemu_raw_sha(dir, &out),
             src_sha,
@@ -161,10 +158,7 @@ fn over_2_gib_mostly_empty() {
                 "convert", "-q", "big.raw", &out, "--to", t, "--zero", "sparse",
             ],
         );
-        qemu_img(
-            d.path(),
-            &["compare", "-s", "-f", "raw", "-F", "vmdk", "big.raw", &out],
-        );
+        qemu_same(d.path(), "big.raw", "raw", &out, "vmdk");
         for (reader, size, sha) in peer_shas(d.path(), &out, None) {
             assert_eq!(
                 (size, sha.as_str()),

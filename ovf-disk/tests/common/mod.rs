@@ -160,17 +160,7 @@ pub fn assert_inflates_like_qemu(dir: &Path, input: &str) -> String {
         assert!(text.contains(want), "{text}");
         let flat = format!("{}-flat.vmdk", out.strip_suffix(".vmdk").unwrap());
         assert_no_holes(&dir.join(&flat));
-        let cmp = Command::new(tool("qemu-img"))
-            .args(["compare", "-s", "-f", "vmdk", "-F", "vmdk", input, &out])
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            cmp.status.success(),
-            "qemu-img compare {input} {out}: {}{}",
-            String::from_utf8_lossy(&cmp.stdout),
-            String::from_utf8_lossy(&cmp.stderr)
-        );
+        qemu_same(dir, input, "vmdk", &out, "vmdk");
         std::fs::remove_file(dir.join(&out)).unwrap();
         std::fs::remove_file(dir.join(&flat)).unwrap();
     }
@@ -340,4 +330,39 @@ pub fn qemu_to_vmdk(dir: &Path, src: &str, out: &str, options: &str) {
     }
     args.extend([src, out]);
     qemu_img(dir, &args);
+}
+
+/// The virtual size qemu-img reads for `file` (in `dir`) of format `fmt`.
+pub fn qemu_virtual_size(dir: &Path, file: &str, fmt: &str) -> u64 {
+    let out = qemu_img(dir, &["info", "-f", fmt, "--output=json", file]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["virtual-size"].as_u64().unwrap()
+}
+
+/// qemu-img compare finds `a` (format `fa`) and `b` (format `fb`) identical, and of the same
+/// virtual size (`compare` alone accepts a larger image whose tail is zeros; its strict mode
+/// also compares allocation, which differs on purpose between thin and thick images).
+pub fn qemu_same(dir: &Path, a: &str, fa: &str, b: &str, fb: &str) {
+    qemu_img(dir, &["compare", "-f", fa, "-F", fb, a, b]);
+    assert_eq!(
+        qemu_virtual_size(dir, a, fa),
+        qemu_virtual_size(dir, b, fb),
+        "{a} and {b}: sizes differ"
+    );
+}
+
+/// The disk database of the VMDK `file` (in `dir`) as its bytes say, read without our parser:
+/// every `ddb.KEY = "VALUE"` line in the first 64 KiB (a text descriptor, or the descriptor
+/// embedded in a sparse file).
+pub fn raw_ddb(dir: &Path, file: &str) -> std::collections::BTreeMap<String, String> {
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64 << 10)]).into_owned();
+    head.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let k = k.trim();
+            k.starts_with("ddb.")
+                .then(|| (k.to_string(), v.trim().trim_matches('"').to_string()))
+        })
+        .collect()
 }
