@@ -366,3 +366,32 @@ pub fn raw_ddb(dir: &Path, file: &str) -> std::collections::BTreeMap<String, Str
         })
         .collect()
 }
+
+/// What each independent reader (libvmdk, dissect) makes of `file`: its capacity and the sha256
+/// of its bytes, or the reader's error.
+pub fn peer_results(dir: &Path, file: &str) -> Vec<(String, Result<(u64, String), String>)> {
+    let out = check(
+        Command::new(python())
+            .arg(repo().join("scripts/readers.py"))
+            .arg(file)
+            .current_dir(dir)
+            .output()
+            .unwrap(),
+        &format!("readers.py {file}"),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let reader = v["reader"].as_str().unwrap().to_string();
+            let result = match v.get("error") {
+                Some(e) => Err(e.to_string()),
+                None => Ok((
+                    v["size"].as_u64().unwrap(),
+                    v["sha256"].as_str().unwrap().to_string(),
+                )),
+            };
+            (reader, result)
+        })
+        .collect()
+}
