@@ -367,9 +367,11 @@ pub fn raw_ddb(dir: &Path, file: &str) -> std::collections::BTreeMap<String, Str
         .collect()
 }
 
-/// What each independent reader (libvmdk, dissect) makes of `file`: its capacity and the sha256
-/// of its bytes, or the reader's error.
-pub fn peer_results(dir: &Path, file: &str) -> Vec<(String, Result<(u64, String), String>)> {
+/// What one reader made of a disk: its capacity and the sha256 of its bytes, or its error.
+pub type PeerResult = Result<(u64, String), String>;
+
+/// What each independent reader (libvmdk, dissect) makes of `file`, by reader name.
+pub fn peer_results(dir: &Path, file: &str) -> Vec<(String, PeerResult)> {
     let out = check(
         Command::new(python())
             .arg(repo().join("scripts/readers.py"))
