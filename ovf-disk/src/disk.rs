@@ -2,11 +2,13 @@
 //! around `vmdk`'s writers, for `inflate`, `convert`, imports and exports alike.
 //!
 //! `vmdk`'s [`Plan`] says which files a format is written as; here each is written under a
-//! hidden temporary name in its folder (`.NAME.partial-PID-N`), flushed, and renamed into place
-//! only when every file is complete, extent files before the descriptor that names them, so a
-//! descriptor never names an incomplete extent. Existing outputs are refused unless replacing is
-//! asked for, and an output that is one of the input's files always. On any failure every
-//! temporary file is removed.
+//! hidden temporary name in its folder (`.NAME.ovf-disk-partial`, locked while written), flushed,
+//! and renamed into place only when every file is complete, extent files before the descriptor
+//! that names them, so a descriptor never names an incomplete extent. Before an eager-zeroed
+//! output is started, the free space of its file system is compared with what it will take.
+//! Existing outputs are refused unless replacing is asked for, and an output that is one of
+//! the input's files always. On any failure every temporary file is removed; see
+//! [`crate::output`] for killed and interrupted runs.
 
 use std::fs::File;
 use std::io::Read;
@@ -14,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use vmdk::{Disk, Format, Plan, StreamReader, WriteOptions, WriteReport};
 
-use crate::error::Result;
-use crate::output::{check_target, PendingFile};
+use crate::error::{Error, Result};
+use crate::output::{check_target, commit_all, remove_leftovers, PendingFile};
 
 /// Options of [`convert`] and [`convert_stream`]: `vmdk`'s write options, and whether existing
 /// outputs may be replaced.
@@ -26,17 +28,36 @@ use crate::output::{check_target, PendingFile};
 ///     .replace_existing(true);
 /// # let _ = options;
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ConvertOptions {
     pub(crate) write: WriteOptions,
     pub(crate) replace: bool,
+    pub(crate) space_check: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self {
+            write: WriteOptions::default(),
+            replace: false,
+            space_check: true,
+        }
+    }
 }
 
 impl ConvertOptions {
     /// The defaults: `vmdk`'s default write options (all cores, eager-zeroed), existing outputs
-    /// refused.
+    /// refused, free space checked first.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether to compare the free space of the output's file system with what an
+    /// eager-zeroed or preallocated output takes before writing (default: yes; a shortfall is
+    /// [`Error::NoSpace`]). Off, a write that does not fit fails when the file system is full.
+    pub fn space_check(mut self, check: bool) -> Self {
+        self.space_check = check;
+        self
     }
 
     /// How the disk is written: threads, zeros, compression, disk database.
@@ -52,20 +73,81 @@ impl ConvertOptions {
     }
 }
 
-/// The plan's files opened under temporary names, after the target checks.
-fn create_outputs(plan: &Plan, inputs: &[PathBuf], replace: bool) -> Result<Vec<PendingFile>> {
-    plan.files()
-        .iter()
-        .map(|f| {
-            check_target(f.path(), inputs, replace)?;
-            PendingFile::create(f.path())
-        })
-        .collect()
+/// Bytes free for this user on the file system holding `path` (a file or a folder).
+fn free_space(path: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(|e| Error::io(path)(e.into()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Moves every file into place, in the plan's order (extents before their descriptor).
-fn commit_all(pending: Vec<PendingFile>) -> Result<()> {
-    pending.into_iter().try_for_each(PendingFile::commit)
+/// Refuses to start writing `needed` bytes into `folder` when its file system has less free.
+pub(crate) fn check_space(folder: &Path, needed: u64, path: &Path) -> Result<()> {
+    if needed == 0 {
+        return Ok(());
+    }
+    let available = free_space(folder)?;
+    if available < needed {
+        return Err(Error::NoSpace {
+            path: path.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+/// The folder a file is written in.
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A write in progress: the plan's files open under temporary names, to be committed together
+/// (with other writes, for an import) once complete.
+pub(crate) struct PendingWrite {
+    pub report: WriteReport,
+    pub files: Vec<PendingFile>,
+}
+
+impl PendingWrite {
+    /// Moves every file into place.
+    pub fn commit(self) -> Result<WriteReport> {
+        commit_all(self.files)?;
+        Ok(self.report)
+    }
+
+    /// The size of the written file that will be at `path`.
+    pub fn size_of(&self, path: &Path) -> u64 {
+        self.files
+            .iter()
+            .find(|f| f.target() == path)
+            .and_then(|f| f.file().metadata().ok())
+            .map_or(0, |m| m.len())
+    }
+}
+
+/// The plan's files opened under temporary names, after the target and space checks.
+fn create_outputs(
+    plan: &Plan,
+    inputs: &[PathBuf],
+    options: &ConvertOptions,
+) -> Result<Vec<PendingFile>> {
+    for f in plan.files() {
+        check_target(f.path(), inputs, options.replace)?;
+    }
+    if let Some(first) = plan.files().first() {
+        let folder = folder_of(first.path());
+        remove_leftovers(folder)?;
+        if options.space_check {
+            let main = plan.files().last().map_or(first.path(), |f| f.path());
+            check_space(folder, plan.space_needed(&options.write), main)?;
+        }
+    }
+    plan.files()
+        .iter()
+        .map(|f| PendingFile::create(f.path(), options.replace))
+        .collect()
 }
 
 /// The open temporary files as `vmdk` takes them: each file with the path it is open at.
@@ -73,9 +155,56 @@ fn outputs(pending: &[PendingFile]) -> Vec<(&File, &Path)> {
     pending.iter().map(|p| (p.file(), p.temp_path())).collect()
 }
 
+/// `e`, naming the final output where it names a temporary file (the user never sees those
+/// names otherwise).
+fn name_outputs(e: vmdk::Error, pending: &[PendingFile]) -> Error {
+    match pending.iter().find(|p| Some(p.temp_path()) == e.path()) {
+        Some(p) => e.with_path(p.target()).into(),
+        None => e.into(),
+    }
+}
+
+/// [`convert`] up to the commit: a disk written under temporary names, at `capacity` bytes
+/// (its own, or larger to grow it).
+pub(crate) fn write_pending(
+    disk: &Disk,
+    out: &Path,
+    format: &Format,
+    capacity: u64,
+    options: &ConvertOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PendingWrite> {
+    let plan = Plan::new(format.clone(), capacity, out)?;
+    let files = create_outputs(&plan, &disk.files(), options)?;
+    let report = plan
+        .write(disk, &outputs(&files), &options.write, progress)
+        .map_err(|e| name_outputs(e, &files))?;
+    Ok(PendingWrite { report, files })
+}
+
+/// [`convert_stream`] up to the commit, at `capacity` bytes (the stream's own, or larger).
+pub(crate) fn write_stream_pending<R: Read>(
+    stream: StreamReader<R>,
+    out: &Path,
+    format: &Format,
+    capacity: u64,
+    options: &ConvertOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PendingWrite> {
+    let plan = Plan::new(format.clone(), capacity, out)?;
+    let files = create_outputs(&plan, &[], options)?;
+    let report = plan
+        .write_stream(stream, &outputs(&files), &options.write, progress)
+        .map_err(|e| name_outputs(e, &files))?;
+    Ok(PendingWrite { report, files })
+}
+
 /// Writes `disk` as `format` at `out` (and the files its format adds beside it: see
 /// [`vmdk::Plan`]), appearing under their final names only when complete. `progress` is
-/// called with bytes of the disk as they are done.
+/// called with bytes of the disk as they are done. Refused before anything is written when
+/// the output exists ([`Error::Exists`]), another run is writing it ([`Error::Busy`]) or an
+/// eager-zeroed output does not fit ([`Error::NoSpace`]); temporary files that killed runs
+/// left in the output's folder are removed first.
 ///
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
@@ -98,11 +227,7 @@ pub fn convert(
     options: &ConvertOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<WriteReport> {
-    let plan = Plan::new(format.clone(), disk.capacity(), out)?;
-    let pending = create_outputs(&plan, &disk.files(), options.replace)?;
-    let report = plan.write(disk, &outputs(&pending), &options.write, progress)?;
-    commit_all(pending)?;
-    Ok(report)
+    write_pending(disk, out, format, disk.capacity(), options, progress)?.commit()
 }
 
 /// Writes a stream-optimized disk read in one forward pass (standard input, a pipe, a tar
@@ -116,9 +241,6 @@ pub fn convert_stream<R: Read>(
     options: &ConvertOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<WriteReport> {
-    let plan = Plan::new(format.clone(), stream.capacity(), out)?;
-    let pending = create_outputs(&plan, &[], options.replace)?;
-    let report = plan.write_stream(stream, &outputs(&pending), &options.write, progress)?;
-    commit_all(pending)?;
-    Ok(report)
+    let capacity = stream.capacity();
+    write_stream_pending(stream, out, format, capacity, options, progress)?.commit()
 }

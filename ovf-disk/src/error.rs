@@ -37,6 +37,26 @@ pub enum Error {
     /// An output exists and replacing outputs was not asked for.
     #[error("{} exists", .0.display())]
     Exists(PathBuf),
+    /// Another run (this process or another) is writing the output, or importing into the
+    /// folder: its temporary file, or the folder, is locked.
+    #[error("{}: another run is writing it{}", path.display(), temp.as_ref().map_or_else(String::new, |t| format!(" (its temporary file {} is locked)", t.display())))]
+    Busy {
+        /// The output file or folder.
+        path: PathBuf,
+        /// The other run's temporary file, for an output file.
+        temp: Option<PathBuf>,
+    },
+    /// The file system holding an output has less free space than the eager-zeroed output
+    /// needs: refused before anything is written.
+    #[error("{}: {needed} bytes to write, {available} free on its file system", path.display())]
+    NoSpace {
+        /// The output (for an import, its folder).
+        path: PathBuf,
+        /// Bytes the outputs will take.
+        needed: u64,
+        /// Bytes free for this user on the file system.
+        available: u64,
+    },
     /// An output is one of the input's files: it is never written over.
     #[error("{} is a file of the input disk: refusing to write over it", .0.display())]
     IsInput(PathBuf),
@@ -71,6 +91,20 @@ pub enum Error {
         offset: u64,
         /// What is wrong.
         reason: String,
+    },
+    /// An archive ends before what its headers announce: a member's data, the padding after
+    /// it, a header, or the end-of-archive marker (two zero blocks) is missing. Typically an
+    /// incomplete download: fetching the file again is the fix.
+    #[error("{}: {what} at offset {offset:#x}: the archive is cut short, at least {missing} bytes missing (an incomplete download?)", path.display())]
+    Truncated {
+        /// The archive.
+        path: PathBuf,
+        /// The member or structure cut.
+        what: String,
+        /// Byte offset of its header (or of the structure) in the archive.
+        offset: u64,
+        /// Bytes that are missing at least.
+        missing: u64,
     },
     /// A file the package needs is not there.
     #[error("{}: {name} is not in the package", path.display())]

@@ -43,6 +43,7 @@ mod package;
 
 pub use disk::{convert, convert_stream, ConvertOptions};
 pub use error::{Error, Result};
+pub use output::{interrupt, remove_leftovers};
 pub use package::cert::CertificateFile;
 pub use package::check::{check_package, CheckMethod, DiskCheck, PackageCheck};
 pub use package::envelope::{DiskDrive, Envelope, FileRef, OperatingSystem, System, VirtualDisk};
@@ -50,5 +51,5 @@ pub use package::export::{export, ExportReport, ExportedMember};
 pub use package::import::{import, import_stream, ImportOptions, ImportReport, ImportedDisk};
 pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
 pub use package::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
-pub use package::verify::{FileDigest, SignatureCheck, VerifyReport};
+pub use package::verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
 pub use package::Package;

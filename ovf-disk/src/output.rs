@@ -1,27 +1,173 @@
-//! Output files that appear under their final name only when complete.
+//! Output files that appear under their final name only when complete, and what a failed,
+//! interrupted or killed run leaves behind.
 //!
-//! A [`PendingFile`] is written under a hidden temporary name in the target folder
-//! (`.NAME.partial-PID-N`), flushed to the device, then renamed into place, and the folder synced.
-//! Dropped without [`PendingFile::commit`], it removes itself: a failed or interrupted run never
-//! leaves a file under the name the user asked for.
+//! A [`PendingFile`] is written under a hidden temporary name beside its target,
+//! `.NAME.ovf-disk-partial`, which it holds an exclusive lock on (`flock`) while it is open. It is
+//! flushed to the device, then renamed into place (refusing to replace a file that appeared
+//! meanwhile, unless replacing was asked for), and the folder synced. Dropped without a commit,
+//! it removes itself: a failed run never leaves a file under the name the user asked for.
+//!
+//! The lock tells a live run from a dead one. A second run writing the same output finds the
+//! temporary file locked and refuses ([`Error::Busy`]); a run killed with `SIGKILL` leaves its
+//! temporary file unlocked, and the next run into the folder removes it
+//! ([`remove_leftovers`]). A program that handles `SIGINT` or `SIGTERM` calls [`interrupt`],
+//! which removes every temporary file and every folder an import of this process created, and
+//! makes later commits fail.
+//!
+//! An import writes into an [`OutputFolder`]: locked for the import (a second import into it
+//! refuses), and removed on failure when the import created it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, Result};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// What the temporary name of an output ends with: `.NAME.ovf-disk-partial`.
+const SUFFIX: &str = ".ovf-disk-partial";
 
-/// A file being written under a temporary name.
-#[derive(Debug)]
-pub(crate) struct PendingFile {
-    target: PathBuf,
-    temp: PathBuf,
-    file: File,
-    committed: bool,
+/// What this process is writing, for [`interrupt`].
+#[derive(Default)]
+struct Registry {
+    /// Temporary files not committed yet.
+    temps: Vec<PathBuf>,
+    /// Folders an import created, innermost last; removed on interrupt when empty.
+    folders: Vec<PathBuf>,
+    /// Set by [`interrupt`]: no commit happens after it.
+    interrupted: bool,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    temps: Vec::new(),
+    folders: Vec::new(),
+    interrupted: false,
+});
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes every temporary output this process is writing and every output folder an import of
+/// this process created (when nothing else is in it), and makes every later commit fail: what
+/// a program calls when it receives `SIGINT` or `SIGTERM`, before it exits. Returns the paths
+/// removed. Files already under their final names are left (a commit is never half done: the
+/// files of one disk or one import are renamed together).
+pub fn interrupt() -> Vec<PathBuf> {
+    let mut r = registry();
+    r.interrupted = true;
+    let mut removed = Vec::new();
+    for t in std::mem::take(&mut r.temps) {
+        if std::fs::remove_file(&t).is_ok() {
+            removed.push(t);
+        }
+    }
+    for f in std::mem::take(&mut r.folders).into_iter().rev() {
+        if std::fs::remove_dir(&f).is_ok() {
+            removed.push(f);
+        }
+    }
+    removed
+}
+
+/// The folder `path` is in (`.` for a bare name).
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether `name` is the temporary name of an output: `.NAME.ovf-disk-partial`, or the
+/// `.NAME.partial-PID-N` of earlier versions (returned with its PID).
+fn temporary_name(name: &str) -> Option<Option<u32>> {
+    let inner = name.strip_prefix('.')?;
+    if inner.len() > SUFFIX.len() && inner.ends_with(SUFFIX) {
+        return Some(None);
+    }
+    let (_, tail) = inner.rsplit_once(".partial-")?;
+    let (pid, n) = tail.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    Some(Some(pid.parse().ok()?))
+}
+
+/// What was found at a temporary name.
+enum Found {
+    /// Nothing (gone meanwhile).
+    Nothing,
+    /// A file left by a run that is over: removed.
+    Removed,
+    /// A file a live run holds.
+    Busy,
+}
+
+/// Removes the temporary file at `path` if no live run holds it: it takes the file's lock
+/// itself first, so a run starting meanwhile cannot lose a file it just made.
+fn remove_if_stale(path: &Path) -> Result<Found> {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Nothing),
+        Err(e) => return Err(Error::io(path)(e)),
+    };
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(Found::Busy);
+    }
+    if !same_file(&file, path) {
+        return Ok(Found::Nothing);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(Found::Removed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Nothing),
+        Err(e) => Err(Error::io(path)(e)),
+    }
+}
+
+/// Whether `path` still names the open `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Removes the temporary files that runs killed before their end left in `folder` (files
+/// named `.NAME.ovf-disk-partial` that no live run holds, and `.NAME.partial-PID-N` files of
+/// earlier versions whose process is gone), and returns their paths. Runs into the folder call
+/// it; a program calls it first to tell the user what it removed.
+pub fn remove_leftovers(folder: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(folder)(e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(Error::io(folder))?;
+        let name = entry.file_name();
+        let Some(kind) = name.to_str().and_then(temporary_name) else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let gone = match kind {
+            None => matches!(remove_if_stale(&path)?, Found::Removed),
+            Some(pid) => {
+                !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_file(&path).is_ok()
+            }
+        };
+        if gone {
+            removed.push(path);
+        }
+    }
+    Ok(removed)
 }
 
 /// Refuses `target` if it exists (unless `force`) or is one of `inputs` (always).
@@ -48,34 +194,73 @@ pub(crate) fn check_target(target: &Path, inputs: &[PathBuf], force: bool) -> Re
     Ok(())
 }
 
+/// A file being written under a temporary name.
+#[derive(Debug)]
+pub(crate) struct PendingFile {
+    target: PathBuf,
+    temp: PathBuf,
+    file: File,
+    replace: bool,
+    committed: bool,
+}
+
 impl PendingFile {
-    /// Creates the temporary file beside `target`.
-    pub fn create(target: &Path) -> Result<Self> {
+    /// Creates the temporary file beside `target`, locked. A temporary file of the same target
+    /// that a finished run left is removed first; one a live run holds is refused. `replace`:
+    /// the commit may replace a file at `target`.
+    pub fn create(target: &Path, replace: bool) -> Result<Self> {
         let name = target.file_name().ok_or_else(|| Error::Io {
             path: target.to_path_buf(),
             error: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
         })?;
-        let folder = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = folder.join(format!(
-            ".{}.partial-{}-{n}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(Error::io(&temp))?;
-        Ok(Self {
-            target: target.to_path_buf(),
-            temp,
-            file,
-            committed: false,
+        let temp = folder_of(target).join(format!(".{}{SUFFIX}", name.to_string_lossy()));
+        // Three rounds: a leftover removed, then a race with another run's cleanup lost.
+        for _ in 0..3 {
+            let file = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match remove_if_stale(&temp)? {
+                        Found::Busy => {
+                            return Err(Error::Busy {
+                                path: target.to_path_buf(),
+                                temp: Some(temp),
+                            })
+                        }
+                        Found::Removed | Found::Nothing => continue,
+                    }
+                }
+                Err(e) => return Err(Error::io(&temp)(e)),
+            };
+            // Another run's cleanup may have taken the lock between our create and this call,
+            // or removed the name: then ours is not the file at `temp`, and we try again.
+            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err()
+                || !same_file(&file, &temp)
+            {
+                continue;
+            }
+            let mut r = registry();
+            if r.interrupted {
+                drop(r);
+                let _ = std::fs::remove_file(&temp);
+                return Err(interrupted(&temp));
+            }
+            r.temps.push(temp.clone());
+            return Ok(Self {
+                target: target.to_path_buf(),
+                temp,
+                file,
+                replace,
+                committed: false,
+            });
+        }
+        Err(Error::Busy {
+            path: target.to_path_buf(),
+            temp: Some(temp),
         })
     }
 
@@ -84,29 +269,191 @@ impl PendingFile {
         &self.file
     }
 
-    /// The temporary file's path (for error messages).
+    /// The temporary file's path.
     pub fn temp_path(&self) -> &Path {
         &self.temp
     }
 
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// Flushes the data to the device, renames the file into place and syncs the folder.
-    pub fn commit(mut self) -> Result<()> {
-        self.file.sync_all().map_err(Error::io(&self.temp))?;
-        std::fs::rename(&self.temp, &self.target).map_err(Error::io(&self.target))?;
-        self.committed = true;
-        if let Some(folder) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Ok(dir) = File::open(folder) {
-                let _ = dir.sync_all();
-            }
+    pub fn commit(self) -> Result<()> {
+        commit_all(vec![self])
+    }
+
+    /// Renames the file into place; the caller holds the registry.
+    fn rename(&mut self, r: &mut Registry) -> Result<()> {
+        if self.replace {
+            std::fs::rename(&self.temp, &self.target).map_err(Error::io(&self.target))?;
+        } else {
+            rename_new(&self.temp, &self.target)?;
         }
+        self.committed = true;
+        r.temps.retain(|t| t != &self.temp);
         Ok(())
     }
+}
+
+/// The error of a write stopped by [`interrupt`].
+fn interrupted(path: &Path) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        error: io::Error::new(io::ErrorKind::Interrupted, "interrupted"),
+    }
+}
+
+/// Renames `from` to `to`, refusing if `to` exists (atomically where the file system can).
+fn rename_new(from: &Path, to: &Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(Error::Exists(to.to_path_buf())),
+        // File systems without RENAME_NOREPLACE: a check, then a plain rename.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(Error::Exists(to.to_path_buf()));
+            }
+            std::fs::rename(from, to).map_err(Error::io(to))
+        }
+        Err(e) => Err(Error::io(to)(e.into())),
+    }
+}
+
+/// Commits `pending` together: every file flushed, then all renamed in order (extents before
+/// the descriptor naming them, disks before the OVF naming them) with no [`interrupt`] in
+/// between. If one rename fails, the files renamed before it are removed again.
+pub(crate) fn commit_all(mut pending: Vec<PendingFile>) -> Result<()> {
+    for p in &pending {
+        p.file.sync_all().map_err(Error::io(&p.temp))?;
+    }
+    {
+        let mut r = registry();
+        if r.interrupted {
+            return Err(interrupted(
+                pending.first().map_or(Path::new(""), |p| &p.temp),
+            ));
+        }
+        for i in 0..pending.len() {
+            let result = match pending.get_mut(i) {
+                Some(p) => p.rename(&mut r),
+                None => Ok(()),
+            };
+            if let Err(e) = result {
+                for done in pending.iter().take(i) {
+                    let _ = std::fs::remove_file(&done.target);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut folders: Vec<PathBuf> = pending.iter().map(|p| folder_of(&p.target)).collect();
+    folders.dedup();
+    for folder in folders {
+        if let Ok(dir) = File::open(&folder) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 impl Drop for PendingFile {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.temp);
+            registry().temps.retain(|t| t != &self.temp);
+        }
+    }
+}
+
+/// The output folder of an import: locked while the import runs, so a second import into it
+/// refuses; when the import created it (and its missing parents), removed again on failure if
+/// nothing else was put in it.
+#[derive(Debug)]
+pub(crate) struct OutputFolder {
+    /// The folder, open for its lock (released when closed).
+    lock: File,
+    /// The folders created, outermost first.
+    created: Vec<PathBuf>,
+    kept: bool,
+}
+
+impl OutputFolder {
+    /// Opens `path` as an output folder, creating it (and missing parents) if needed, and
+    /// removes the leftovers of killed runs in it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut missing = Vec::new();
+        let mut p = path;
+        while !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err() {
+            missing.push(p.to_path_buf());
+            p = p.parent().unwrap_or(Path::new(""));
+        }
+        let mut created = Vec::new();
+        for m in missing.into_iter().rev() {
+            match std::fs::create_dir(&m) {
+                Ok(()) => {
+                    registry().folders.push(m.clone());
+                    created.push(m);
+                }
+                // Another run created it meanwhile: not ours to remove.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    remove_created(&created);
+                    return Err(Error::io(&m)(e));
+                }
+            }
+        }
+        let lock = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                remove_created(&created);
+                return Err(Error::io(path)(e));
+            }
+        };
+        let folder = Self {
+            lock,
+            created,
+            kept: false,
+        };
+        if !folder.lock.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                error: io::Error::new(io::ErrorKind::NotADirectory, "not a folder"),
+            });
+        }
+        if flock(&folder.lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(Error::Busy {
+                path: path.to_path_buf(),
+                temp: None,
+            });
+        }
+        remove_leftovers(path)?;
+        Ok(folder)
+    }
+
+    /// The import succeeded: the folder stays.
+    pub fn keep(mut self) {
+        self.kept = true;
+        let mut r = registry();
+        r.folders.retain(|f| !self.created.contains(f));
+    }
+}
+
+/// Removes the folders in `created` (outermost first) that are empty, and forgets them.
+fn remove_created(created: &[PathBuf]) {
+    let mut r = registry();
+    for f in created.iter().rev() {
+        let _ = std::fs::remove_dir(f);
+        r.folders.retain(|x| x != f);
+    }
+}
+
+impl Drop for OutputFolder {
+    fn drop(&mut self) {
+        if !self.kept {
+            remove_created(&self.created);
         }
     }
 }
@@ -116,21 +463,96 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// The files in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
     #[test]
     fn appears_only_when_committed() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.raw");
-        let p = PendingFile::create(&target).unwrap();
+        let p = PendingFile::create(&target, false).unwrap();
         p.file().write_all(b"data").unwrap();
-        assert!(!target.exists());
-        let temp = p.temp_path().to_path_buf();
+        assert_eq!(names(dir.path()), [".out.raw.ovf-disk-partial"]);
         drop(p);
-        assert!(!temp.exists() && !target.exists());
-        let p = PendingFile::create(&target).unwrap();
+        assert!(names(dir.path()).is_empty());
+        let p = PendingFile::create(&target, false).unwrap();
         p.file().write_all(b"data").unwrap();
         p.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"data");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(names(dir.path()), ["out.raw"]);
+    }
+
+    #[test]
+    fn a_second_writer_of_one_output_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.raw");
+        let first = PendingFile::create(&target, false).unwrap();
+        let second = PendingFile::create(&target, false).unwrap_err();
+        assert!(matches!(second, Error::Busy { .. }), "{second}");
+        assert!(second.to_string().contains("another run"), "{second}");
+        first.commit().unwrap();
+        assert_eq!(names(dir.path()), ["out.raw"]);
+    }
+
+    #[test]
+    fn a_commit_does_not_replace_a_file_that_appeared_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.raw");
+        let p = PendingFile::create(&target, false).unwrap();
+        std::fs::write(&target, b"theirs").unwrap();
+        assert!(matches!(p.commit(), Err(Error::Exists(_))));
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
+        assert_eq!(names(dir.path()), ["out.raw"]);
+        let p = PendingFile::create(&target, true).unwrap();
+        p.file().write_all(b"ours").unwrap();
+        p.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"ours");
+    }
+
+    #[test]
+    fn leftovers_of_dead_runs_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // A killed run's file: no lock held.
+        std::fs::write(dir.path().join(".a.raw.ovf-disk-partial"), b"x").unwrap();
+        // An earlier version's file, of a process that is gone (PIDs are below 2^22 on Linux).
+        std::fs::write(dir.path().join(".b.raw.partial-4294967-0"), b"x").unwrap();
+        // A live run's file.
+        let live = PendingFile::create(&dir.path().join("c.raw"), false).unwrap();
+        // Names that only look alike.
+        std::fs::write(dir.path().join("d.ovf-disk-partial"), b"x").unwrap();
+        std::fs::write(dir.path().join(".e.partial-12-x"), b"x").unwrap();
+        let mut removed = remove_leftovers(dir.path()).unwrap();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                dir.path().join(".a.raw.ovf-disk-partial"),
+                dir.path().join(".b.raw.partial-4294967-0")
+            ]
+        );
+        assert_eq!(
+            names(dir.path()),
+            [
+                ".c.raw.ovf-disk-partial",
+                ".e.partial-12-x",
+                "d.ovf-disk-partial"
+            ]
+        );
+        drop(live);
+        // A new run of the same output takes over a dead run's file.
+        std::fs::write(dir.path().join(".f.raw.ovf-disk-partial"), b"x").unwrap();
+        PendingFile::create(&dir.path().join("f.raw"), false)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f.raw")).unwrap(), b"");
     }
 
     #[test]
@@ -150,5 +572,21 @@ mod tests {
             Err(Error::IsInput(_))
         ));
         assert!(check_target(&dir.path().join("new"), &[a], false).is_ok());
+    }
+
+    #[test]
+    fn an_output_folder_created_is_removed_on_failure_and_locked_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new/deeper");
+        let folder = OutputFolder::open(&out).unwrap();
+        assert!(matches!(OutputFolder::open(&out), Err(Error::Busy { .. })));
+        drop(folder);
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        let folder = OutputFolder::open(&out).unwrap();
+        folder.keep();
+        assert!(out.is_dir());
+        // An existing folder is left as it was.
+        drop(OutputFolder::open(&out).unwrap());
+        assert!(out.is_dir());
     }
 }

@@ -281,10 +281,8 @@ fn a_disk_that_fails_midway_leaves_no_output() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        std::fs::read_dir(d.path().join("outdir")).unwrap().count(),
-        0
-    );
+    // The folder the import created is gone again.
+    assert!(!d.path().join("outdir").exists());
 }
 
 #[test]
@@ -539,7 +537,7 @@ fn streaming_import_from_a_pipe() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_dir(d.path().join("bad")).unwrap().count(), 0);
+    assert!(!d.path().join("bad").exists());
     // The manifest after the disks (VirtualBox's order, not ovftool's): the disks' digests
     // are kept until it arrives, so the damaged disk is still caught, and nothing is left...
     let late = [
@@ -556,7 +554,7 @@ fn streaming_import_from_a_pipe() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_dir(d.path().join("late")).unwrap().count(), 0);
+    assert!(!d.path().join("late").exists());
     // ... and intact disks import.
     std::fs::write(&p, &intact).unwrap();
     make_ova(d.path(), "late-ok.ova", &late);
@@ -666,7 +664,7 @@ fn gzip_and_chunked_disk_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_dir(g.join("small")).unwrap().count(), 0);
+    assert!(!g.join("small").exists());
 }
 
 /// A package the way VirtualBox exports it: OVF 1.0 with its `vbox:` extensions (a
@@ -792,7 +790,7 @@ fn virtualbox_style_package() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_dir(d.path().join("bad")).unwrap().count(), 0);
+    assert!(!d.path().join("bad").exists());
 }
 
 /// A signed package: `openssl` makes a key, a self-signed certificate and the manifest's

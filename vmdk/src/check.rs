@@ -604,9 +604,14 @@ impl std::io::Read for BackingReader<'_> {
             return Ok(0);
         }
         let dst = buf.get_mut(..n).unwrap_or(&mut []);
+        // The stream reader names the file, the structure and the offset itself: an I/O error
+        // goes through as the operating system's, not wrapped in a second location.
         self.backing
             .read_exact_at("file", self.pos, dst)
-            .map_err(std::io::Error::from)?;
+            .map_err(|e| match e.kind() {
+                ErrorKind::Io(io) => std::io::Error::new(io.kind(), io.to_string()),
+                _ => std::io::Error::from(e),
+            })?;
         self.pos += n as u64;
         Ok(n)
     }

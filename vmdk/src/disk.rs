@@ -686,7 +686,14 @@ impl Disk {
                 ExtentData::Flat {
                     backing,
                     offset: base,
-                } => backing.read_exact_at("flat extent", base + (from - e.start), dst)?,
+                } => read_locating(
+                    backing,
+                    "flat extent",
+                    base + (from - e.start),
+                    dst,
+                    0,
+                    LOCATE_PIECE,
+                )?,
                 ExtentData::Zero => dst.fill(0),
                 ExtentData::Sparse(s) => self.read_sparse(s, e.start, from, dst, scratch)?,
             }
@@ -724,7 +731,7 @@ impl Disk {
                 GrainEntry::Data(sector) if !s.is_compressed() => {
                     let at = s.grain_offset(g, sector)?;
                     s.refuse_metadata("grain", at, gb)?;
-                    pending.add(s, dst, at + within, d_start, n)?;
+                    pending.add(s, dst, at, within, d_start, n)?;
                 }
                 GrainEntry::Data(sector) => {
                     s.read_grain_part(g, sector, within, slice_mut(dst, d_start, n), scratch)?;
@@ -755,39 +762,80 @@ impl Disk {
     }
 }
 
-/// A read of consecutive uncompressed grains not yet made: (file offset, start in the
-/// destination, length).
+/// A read of consecutive uncompressed grains not yet made: (file offset of its first grain's
+/// start, file offset of its first byte, start in the destination, length).
 #[derive(Default)]
-struct Pending(Option<(u64, u64, u64)>);
+struct Pending(Option<(u64, u64, u64, u64)>);
 
 impl Pending {
-    /// Adds `n` bytes at file offset `at` for destination offset `d_start`: joined to the
-    /// pending read when they follow it in the file, else the pending read is made first.
+    /// Adds `n` bytes from `within` of the grain at file offset `grain_at`, for destination
+    /// offset `d_start`: joined to the pending read when they follow it in the file, else the
+    /// pending read is made first.
     fn add(
         &mut self,
         s: &SparseExtent,
         dst: &mut [u8],
-        at: u64,
+        grain_at: u64,
+        within: u64,
         d_start: u64,
         n: u64,
     ) -> Result<()> {
+        let at = grain_at + within;
         match &mut self.0 {
-            Some((p_at, _, p_len)) if *p_at + *p_len == at => *p_len += n,
+            Some((_, p_at, _, p_len)) if *p_at + *p_len == at => *p_len += n,
             _ => {
                 self.flush(s, dst)?;
-                self.0 = Some((at, d_start, n));
+                self.0 = Some((grain_at, at, d_start, n));
             }
         }
         Ok(())
     }
 
+    /// Makes the pending read; an I/O error names the grain that failed, not the first grain
+    /// of the joined read.
     fn flush(&mut self, s: &SparseExtent, dst: &mut [u8]) -> Result<()> {
-        if let Some((at, start, len)) = self.0.take() {
-            s.backing()
-                .read_exact_at("grain", at, slice_mut(dst, start, len))?;
+        if let Some((origin, at, start, len)) = self.0.take() {
+            let part = slice_mut(dst, start, len);
+            read_locating(s.backing(), "grain", at, part, origin, s.grain_bytes())?;
         }
         Ok(())
     }
+}
+
+/// Pieces a failed flat extent read is retried in, to say which one failed (4 KiB: the
+/// physical sector of most devices).
+const LOCATE_PIECE: u64 = 4096;
+
+/// Reads `dst.len()` bytes at `at` of `backing`. One read first; when it fails with an I/O
+/// error and spans more than one piece (`piece` bytes, on boundaries `origin + k * piece` of the
+/// file: grains, or 4 KiB blocks of a flat extent), the range is read again piece by piece, so
+/// the error's offset is the start of the piece that failed rather than the start of a read
+/// that joined grains or spans a copy window. Pieces that read fine the second time are kept.
+fn read_locating(
+    backing: &Backing,
+    structure: &'static str,
+    at: u64,
+    dst: &mut [u8],
+    origin: u64,
+    piece: u64,
+) -> Result<()> {
+    let Err(first) = backing.read_exact_at(structure, at, dst) else {
+        return Ok(());
+    };
+    let total = dst.len() as u64;
+    let retry = matches!(first.kind(), ErrorKind::Io(_)) && total > 0 && at >= origin && piece > 0;
+    // A read inside one piece already names it.
+    if !retry || (at - origin) / piece == (at + total - 1 - origin) / piece {
+        return Err(first);
+    }
+    let mut done = 0u64;
+    while done < total {
+        let pos = at + done;
+        let n = (piece - (pos - origin) % piece).min(total - done);
+        backing.read_exact_at(structure, pos, slice_mut(dst, done, n))?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// `&mut buf[start..start + len]`, for ranges the callers computed inside `buf`.

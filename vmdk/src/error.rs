@@ -235,6 +235,15 @@ impl Error {
         self.kind
     }
 
+    /// The same error about the file `path`: what a writer that writes under temporary names
+    /// uses to name the final output in the message.
+    pub fn with_path(self, path: impl AsRef<Path>) -> Self {
+        Self {
+            path: Some(path.as_ref().to_path_buf()),
+            ..self
+        }
+    }
+
     /// The same error with its kind replaced.
     pub(crate) fn with_kind(self, kind: ErrorKind) -> Self {
         Self { kind, ..self }

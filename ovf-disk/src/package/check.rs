@@ -53,6 +53,9 @@ pub struct DiskCheck {
     /// The capacity the envelope declares, in bytes, when it can be computed.
     #[cfg_attr(feature = "serde", serde(rename = "declared_capacity"))]
     pub declared: Option<u64>,
+    /// The disk's own capacity, in bytes, when it could be read. Smaller than `declared`: an
+    /// import grows it (not a problem); larger: a problem, an import refuses it.
+    pub capacity: Option<u64>,
     /// What was found: problems by file, structure and offset (offsets inside the member for an
     /// OVA, inside the decompressed stream for a gzip-compressed file), and space counts.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -146,6 +149,7 @@ pub fn check_package(
             href: file.href.clone(),
             method: CheckMethod::InPlace,
             declared: disk.capacity_bytes,
+            capacity: None,
             report: CheckReport::default(),
         };
         let capacity = if file.is_compressed() || file.chunk_size.is_some() {
@@ -159,6 +163,7 @@ pub fn check_package(
             }
             options.open(&path).ok().map(|d| d.capacity())
         };
+        check.capacity = capacity;
         let href = Path::new(&file.href);
         match pkg.declared(disk) {
             Err(e) => check

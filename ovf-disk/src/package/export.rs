@@ -14,7 +14,7 @@ use super::xml::{edit_envelope, envelope_for_disks, vmdk_format, EnvelopeEdits};
 use super::Package;
 use crate::disk::ConvertOptions;
 use crate::error::{Error, Result};
-use crate::output::{check_target, PendingFile};
+use crate::output::{check_target, remove_leftovers, PendingFile};
 
 /// One member of an exported archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,12 +49,13 @@ fn about(e: Error, input: &Path) -> Error {
     }
 }
 
-/// A staged stream-optimized disk, removed when dropped.
-struct Staged(PathBuf);
+/// A staged stream-optimized disk: a temporary file (`.NAME.export.ovf-disk-partial`, locked
+/// while the export runs, so a killed export's leftovers are recognised), removed when dropped.
+struct Staged(PendingFile);
 
-impl Drop for Staged {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl Staged {
+    fn path(&self) -> &Path {
+        self.0.temp_path()
     }
 }
 
@@ -84,15 +85,18 @@ pub fn export(
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     check_target(out, inputs, options.replace)?;
+    remove_leftovers(&folder)?;
     // Each disk becomes a stream-optimized file beside the archive, its embedded descriptor
     // naming it as the archive's member does, and is removed once the archive is written.
     let stage = |disk: &vmdk::Disk, name: &str, src: &Path| -> Result<(Staged, u64)> {
-        let tmp = folder.join(format!(".{name}.export-{}.vmdk", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let file = File::create_new(&tmp).map_err(Error::io(&tmp))?;
-        let staged = Staged(tmp.clone());
+        let staged = Staged(PendingFile::create(
+            &folder.join(format!("{name}.export")),
+            true,
+        )?);
+        let tmp = staged.path().to_path_buf();
+        let file = staged.0.file();
         let write = options.write.clone().extent_name(name);
-        let mut w = BufWriter::with_capacity(1 << 20, &file);
+        let mut w = BufWriter::with_capacity(1 << 20, file);
         vmdk::write_stream_optimized(disk, &mut w, &write, progress)
             .map_err(|e| about(e.into(), src))?;
         w.flush().map_err(Error::io(&tmp))?;
@@ -110,7 +114,7 @@ pub fn export(
     } else {
         stage_disks(inputs, out, &stage)?
     };
-    write_archive(out, &descriptor_name, text, &staged)
+    write_archive(out, &descriptor_name, text, &staged, options.replace)
 }
 
 /// The disks of the `.ovf` at `ovf` staged as stream-optimized files, and its envelope
@@ -175,6 +179,7 @@ fn write_archive(
     descriptor_name: &str,
     text: String,
     staged: &[(String, Staged)],
+    replace: bool,
 ) -> Result<ExportReport> {
     let mut manifest = Manifest::default();
     manifest.entries.push(Entry {
@@ -183,8 +188,8 @@ fn write_archive(
         digest: digest(Algorithm::Sha256, &mut text.as_bytes()).map_err(Error::io(out))?,
     });
     for (name, s) in staged {
-        let mut f = File::open(&s.0).map_err(Error::io(&s.0))?;
-        let d = digest(Algorithm::Sha256, &mut f).map_err(Error::io(&s.0))?;
+        let mut f = File::open(s.path()).map_err(Error::io(s.path()))?;
+        let d = digest(Algorithm::Sha256, &mut f).map_err(Error::io(s.path()))?;
         manifest.entries.push(Entry {
             algorithm: Algorithm::Sha256,
             name: name.clone(),
@@ -221,18 +226,20 @@ fn write_archive(
         ),
     ];
     for (name, s) in staged {
-        let size = std::fs::metadata(&s.0).map_err(Error::io(&s.0))?.len();
+        let size = std::fs::metadata(s.path())
+            .map_err(Error::io(s.path()))?
+            .len();
         members.push((
             name.clone(),
             size,
-            Box::new(File::open(&s.0).map_err(Error::io(&s.0))?),
+            Box::new(File::open(s.path()).map_err(Error::io(s.path()))?),
         ));
         listed.push(ExportedMember {
             name: name.clone(),
             size,
         });
     }
-    let pending = PendingFile::create(out)?;
+    let pending = PendingFile::create(out, replace)?;
     let w = BufWriter::with_capacity(1 << 20, pending.file());
     let mut w = write_ova(w, members).map_err(Error::io(out))?;
     w.flush().map_err(Error::io(out))?;

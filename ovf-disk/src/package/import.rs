@@ -5,26 +5,35 @@
 //! [`import`] reads a package from a file; [`import_stream`] reads an OVA from a pipe in one
 //! pass: the descriptor must come first, the manifest before the disks (as ovftool writes
 //! them) or after them (as VirtualBox does: digests are kept until it arrives), and each disk
-//! is digested while it is inflated straight out of the archive. Any failure, a digest
-//! mismatch included, removes every file written.
+//! is digested while it is inflated straight out of the archive.
+//!
+//! Every file is written under a temporary name and nothing appears under a final name until
+//! the whole import succeeded: then the disks and the OVF naming them are renamed into place
+//! together. Any failure, a digest mismatch included, removes every file written, and the
+//! output folder when the import created it; a second import into a folder being imported into
+//! is refused. Before the first disk, the free space of the folder's file system is compared
+//! with what all the disks will take. A disk smaller than the capacity its envelope declares is
+//! grown to it (as vSphere does on deploy), so the written OVF agrees with the written disk.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use vmdk::{CreateType, Format, StreamReader};
 
 use super::envelope::{Envelope, FileRef, VirtualDisk};
 use super::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
 use super::names::is_plain_name;
-use super::ova::MAX_MEMBERS;
+use super::ova::{cut_short, MAX_MEMBERS};
 use super::stream::{decompressed, disk_stream};
-use super::verify::{FileDigest, VerifyReport};
+use super::verify::{CapacityDifference, FileDigest, VerifyReport};
 use super::xml::{edit_envelope, vmdk_format, EnvelopeEdits};
 use super::{declared, within_declared, Package, MAX_SMALL};
-use crate::disk::{convert, convert_stream, ConvertOptions};
+use crate::disk::{check_space, write_pending, write_stream_pending, ConvertOptions, PendingWrite};
 use crate::error::{Error, Result};
-use crate::output::PendingFile;
+use crate::output::{commit_all, OutputFolder, PendingFile};
 
 /// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
 ///
@@ -103,23 +112,6 @@ pub struct ImportReport {
     pub descriptor: PathBuf,
 }
 
-/// Files written so far, removed when dropped unless the import succeeded.
-struct Written(Vec<PathBuf>);
-
-impl Written {
-    fn keep(mut self) {
-        self.0.clear();
-    }
-}
-
-impl Drop for Written {
-    fn drop(&mut self) {
-        for f in &self.0 {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
-
 /// The thick output for a disk file of the package: `STEM.raw`, or `STEM-thick.vmdk`.
 fn output_for(outdir: &Path, href: &str, format: &Format) -> PathBuf {
     let stem = href.rsplit_once('.').map_or(href, |(s, _)| s);
@@ -138,17 +130,16 @@ struct ReferenceEdit {
     new_size: u64,
 }
 
-/// Writes the imported package's descriptor into `outdir`, its references pointing at the
-/// thick disks (whole and uncompressed: their `ovf:compression` and `ovf:chunkSize` go) and
-/// their `ovf:format` the output's VMDK type (kept for raw outputs), renamed into place when
-/// complete.
+/// Writes the imported package's descriptor into `outdir` under a temporary name, its
+/// references pointing at the thick disks (whole and uncompressed: their `ovf:compression` and
+/// `ovf:chunkSize` go) and their `ovf:format` the output's VMDK type (kept for raw outputs).
 fn write_descriptor(
     outdir: &Path,
     name: &str,
     text: &str,
     edits: &[ReferenceEdit],
     format: &Format,
-) -> Result<PathBuf> {
+) -> Result<PendingFile> {
     let out = outdir.join(name);
     let mut e = EnvelopeEdits::new();
     for r in edits {
@@ -158,28 +149,64 @@ fn write_descriptor(
         e.format(vmdk_format(t.as_str()));
     }
     let text = edit_envelope(text, &e).map_err(|x| x.in_envelope(&out, text))?;
-    let pending = PendingFile::create(&out)?;
+    let pending = PendingFile::create(&out, false)?;
     std::io::Write::write_all(&mut pending.file(), text.as_bytes()).map_err(Error::io(&out))?;
-    pending.commit()?;
-    Ok(out)
+    Ok(pending)
 }
 
 /// The edit of the reference to `file` once its disk is written at `out`.
-fn edit_for(file: &FileRef, out: &Path) -> ReferenceEdit {
+fn edit_for(file: &FileRef, out: &Path, written: &PendingWrite) -> ReferenceEdit {
     ReferenceEdit {
         href: file.href.clone(),
         new_href: out
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        new_size: std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
+        new_size: written.size_of(out),
     }
 }
 
+/// The capacity a disk is written at: the one its envelope declares (a whole number of
+/// sectors), after the disk's own capacity was checked to be no larger.
+fn grown(declared: u64) -> u64 {
+    declared / 512 * 512
+}
+
+/// Refuses to start an import whose thick disks, at their declared capacities, do not fit in
+/// the free space of `outdir`'s file system.
+fn check_import_space(
+    env: &Envelope,
+    path: &Path,
+    outdir: &Path,
+    options: &ImportOptions,
+) -> Result<()> {
+    if !options.convert.space_check {
+        return Ok(());
+    }
+    let mut needed = 0u64;
+    for disk in env.disks.iter().filter(|d| env.file_of(d).is_some()) {
+        let capacity = grown(declared(disk, path)?);
+        let bytes = options
+            .format
+            .space_needed(capacity, &options.convert.write);
+        needed = needed.saturating_add(bytes);
+    }
+    check_space(outdir, needed, outdir)
+}
+
+/// Commits an import: every disk's files, then the OVF naming them, renamed together.
+fn commit_import(disks: Vec<PendingWrite>, descriptor: PendingFile) -> Result<()> {
+    let mut files: Vec<PendingFile> = disks.into_iter().flat_map(|d| d.files).collect();
+    files.push(descriptor);
+    commit_all(files)
+}
+
 /// Imports `pkg` into `outdir` (created if missing): verifies it (a mismatch stops the import
-/// before anything is written), inflates every disk to an eager-zeroed thick VMDK (or raw), and
-/// writes an OVF whose references name the thick disks. On any failure, what was written is
-/// removed. `progress` is called with a disk id (or a file name while verifying) and bytes done.
+/// before anything is written), checks that the disks fit in the free space, inflates every
+/// disk to an eager-zeroed thick VMDK (or raw) at the capacity the envelope declares, and
+/// writes an OVF whose references name the thick disks; see the module's description for
+/// what a failure leaves (nothing). `progress` is called with a disk id (or a file name while
+/// verifying) and bytes done.
 ///
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
@@ -201,8 +228,9 @@ pub fn import(
     if !verify.nothing_damaged() {
         return Err(Error::Verification(pkg.path().to_path_buf()));
     }
-    std::fs::create_dir_all(outdir).map_err(Error::io(outdir))?;
-    let mut written = Written(Vec::new());
+    let folder = OutputFolder::open(outdir)?;
+    check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
+    let mut written = Vec::new();
     let mut report = ImportReport {
         verify,
         ..ImportReport::default()
@@ -220,23 +248,26 @@ pub fn import(
         };
         let out = output_for(outdir, &file.href, &options.format);
         let id = disk.disk_id.as_str();
-        let files = import_disk(pkg, disk, file, &out, options, &|n| progress(id, n))
+        let w = import_disk(pkg, disk, file, &out, options, &|n| progress(id, n))
             .map_err(|e| e.for_disk(id))?;
-        written.0.extend(files.iter().cloned());
-        edits.push(edit_for(file, &out));
+        edits.push(edit_for(file, &out, &w));
         report.disks.push(ImportedDisk {
             disk_id: disk.disk_id.clone(),
             from: file.href.clone(),
-            files,
+            files: w.report.files.clone(),
         });
+        written.push(w);
     }
-    report.descriptor = write_descriptor(outdir, pkg.descriptor(), &text, &edits, &options.format)?;
-    written.keep();
+    let descriptor = write_descriptor(outdir, pkg.descriptor(), &text, &edits, &options.format)?;
+    report.descriptor = descriptor.target().to_path_buf();
+    commit_import(written, descriptor)?;
+    folder.keep();
     Ok(report)
 }
 
-/// Writes one disk of a package at `out`: read in place, or as a stream when it is stored
-/// compressed or in chunks, and no larger than the capacity the envelope declares.
+/// Writes one disk of a package at `out` under temporary names: read in place, or as a stream
+/// when it is stored compressed or in chunks, no larger than the capacity the envelope
+/// declares and grown to it.
 fn import_disk(
     pkg: &Package,
     disk: &VirtualDisk,
@@ -244,19 +275,19 @@ fn import_disk(
     out: &Path,
     options: &ImportOptions,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<PathBuf>> {
+) -> Result<PendingWrite> {
     let declared = pkg.declared(disk)?;
     let href = Path::new(&file.href);
-    let report = if file.is_compressed() || file.chunk_size.is_some() {
+    let (format, convert) = (&options.format, &options.convert);
+    if file.is_compressed() || file.chunk_size.is_some() {
         let stream = StreamReader::new(disk_stream(pkg, file, &disk.disk_id)?, href)?;
         within_declared(href, stream.capacity(), declared)?;
-        convert_stream(stream, out, &options.format, &options.convert, progress)?
+        write_stream_pending(stream, out, format, grown(declared), convert, progress)
     } else {
         let vdisk = pkg.open_disk(&file.href)?;
         within_declared(href, vdisk.capacity(), declared)?;
-        convert(&vdisk, out, &options.format, &options.convert, progress)?
-    };
-    Ok(report.files)
+        write_pending(&vdisk, out, format, grown(declared), convert, progress)
+    }
 }
 
 /// A reader that digests what passes through it.
@@ -293,7 +324,8 @@ struct StreamImport<'a> {
     names: HashSet<String>,
     /// Digests of members read before the manifest, in all three algorithms.
     early: Vec<(String, Vec<(Algorithm, String)>)>,
-    written: Written,
+    /// The disks written, under temporary names until the import is complete.
+    written: Vec<PendingWrite>,
 }
 
 /// Imports an OVA read as a stream (a pipe, standard input) named `name` in errors, into
@@ -307,7 +339,7 @@ pub fn import_stream<R: Read>(
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<ImportReport> {
     let path = PathBuf::from(name);
-    std::fs::create_dir_all(outdir).map_err(Error::io(outdir))?;
+    let folder = OutputFolder::open(outdir)?;
     let mut state = StreamImport {
         path: path.clone(),
         outdir,
@@ -319,26 +351,103 @@ pub fn import_stream<R: Read>(
         seen: HashSet::new(),
         names: HashSet::new(),
         early: Vec::new(),
-        written: Written(Vec::new()),
+        written: Vec::new(),
     };
-    let mut archive = tar::Archive::new(input);
+    let read = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut archive = tar::Archive::new(Counting {
+        inner: input,
+        read: read.clone(),
+        failed: failed.clone(),
+    });
     // Where the next header should be, for errors the tar reader reports without one.
     let mut next_header = 0u64;
+    let mut last = None;
     for entry in archive.entries().map_err(Error::io(&path))? {
-        let entry = entry.map_err(|e| Error::Archive {
-            path: path.clone(),
-            what: "tar header".into(),
-            offset: next_header,
-            reason: e.to_string(),
+        let entry = entry.map_err(|e| {
+            let have = read.load(Ordering::Relaxed);
+            if have < next_header + 512 && !failed.load(Ordering::Relaxed) {
+                return cut_short(&path, &last, next_header, next_header + 512 - have);
+            }
+            Error::Archive {
+                path: path.clone(),
+                what: "tar header".into(),
+                offset: next_header,
+                reason: e.to_string(),
+            }
         })?;
         next_header = entry
             .raw_file_position()
             .saturating_add(entry.size())
             .div_ceil(512)
             .saturating_mul(512);
+        last = Some(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
         state.member(entry, progress)?;
     }
-    state.finish()
+    // The end-of-archive marker (two zero blocks after the last member's padding) must be
+    // there: the tar reader stops at the first zero block, or quietly at the end of the input.
+    let mut rest = archive.into_inner();
+    let end = next_header + 1024;
+    let have = read.load(Ordering::Relaxed);
+    if have < end {
+        let mut tail = Vec::new();
+        (&mut rest)
+            .take(end - have)
+            .read_to_end(&mut tail)
+            .map_err(Error::io(&path))?;
+        let have = read.load(Ordering::Relaxed);
+        if have < end {
+            return Err(cut_short(&path, &last, next_header, end - have));
+        }
+    }
+    let report = state.finish()?;
+    folder.keep();
+    Ok(report)
+}
+
+/// A reader that counts the bytes read through it, and whether reading failed (a read error
+/// is not a truncation).
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                self.failed.store(true, Ordering::Relaxed);
+            }
+        })?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A tar member's data that fails when the input ends before the member does (the tar
+/// reader returns a short member quietly), remembering how much was missing.
+struct Member<R> {
+    inner: R,
+    /// Bytes of the member not read yet.
+    left: u64,
+    /// Set when the input ended with `left` bytes still to come.
+    cut: bool,
+}
+
+impl<R: Read> Read for Member<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            self.cut = true;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the archive ends inside this member",
+            ));
+        }
+        self.left = self.left.saturating_sub(n as u64);
+        Ok(n)
+    }
 }
 
 impl StreamImport<'_> {
@@ -379,18 +488,46 @@ impl StreamImport<'_> {
             (None, None) => vec![Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512],
             (Some(_), None) => Vec::new(),
         };
+        let size = entry.size();
         let mut reader = Hashing {
-            inner: entry,
+            inner: Member {
+                inner: entry,
+                left: size,
+                cut: false,
+            },
             hashers: algorithms.into_iter().map(Hasher::new).collect(),
         };
+        let result = self.member_data(&member, expected.as_ref(), &mut reader, &bad, progress);
+        if reader.inner.cut {
+            // Whatever the reader of the member made of its end, the archive is cut short.
+            return Err(Error::Truncated {
+                path: self.path.clone(),
+                what: format!("tar member {raw_name:?} ({size} bytes)"),
+                offset,
+                missing: reader.inner.left,
+            });
+        }
+        result
+    }
+
+    /// Reads the data of the member `member`: the descriptor, the manifest, a disk, or
+    /// another file, then checks its digest.
+    fn member_data<R: Read>(
+        &mut self,
+        member: &str,
+        expected: Option<&Entry>,
+        reader: &mut Hashing<Member<R>>,
+        bad: &dyn Fn(&str) -> Error,
+        progress: &(dyn Fn(&str, u64) + Sync),
+    ) -> Result<()> {
         if self.envelope.is_none() {
             if !member.to_ascii_lowercase().ends_with(".ovf") {
                 return Err(bad("the OVF descriptor must be the first member"));
             }
-            return self.descriptor_member(&member, &mut reader, bad);
+            return self.descriptor_member(member, reader, bad);
         }
         if member.to_ascii_lowercase().ends_with(".mf") && self.manifest.is_none() {
-            return self.manifest_member(&member, &mut reader);
+            return self.manifest_member(member, reader);
         }
         // The disk this member holds, if it holds one.
         let target = self.envelope.as_ref().and_then(|(_, _, env)| {
@@ -404,18 +541,18 @@ impl StreamImport<'_> {
         match target {
             Some((file, disk)) => {
                 let id = disk.disk_id.clone();
-                self.disk_member(&member, &file, &disk, &mut reader, &|n| progress(&id, n))
+                self.disk_member(member, &file, &disk, reader, &|n| progress(&id, n))
                     .map_err(|e| e.for_disk(&id))?;
             }
             None => {
                 // Certificates and other members: digested if listed, not used.
                 if member.to_ascii_lowercase().ends_with(".cert") {
-                    self.report.verify.certificate = Some(member.clone());
+                    self.report.verify.certificate = Some(member.to_string());
                 }
             }
         }
-        self.check_digest(&member, expected.as_ref(), &mut reader)?;
-        self.seen.insert(member);
+        self.check_digest(member, expected, reader)?;
+        self.seen.insert(member.to_string());
         Ok(())
     }
 
@@ -430,11 +567,12 @@ impl StreamImport<'_> {
         reader
             .take(MAX_SMALL + 1)
             .read_to_string(&mut text)
-            .map_err(Error::io(&self.path))?;
+            .map_err(Error::io(&self.path.join(member)))?;
         if text.len() as u64 > MAX_SMALL {
             return Err(bad("the descriptor is larger than 16 MiB"));
         }
         let env = Envelope::parse(&text, &self.path.join(member))?;
+        check_import_space(&env, &self.path, self.outdir, self.options)?;
         self.envelope = Some((member.to_string(), text, env));
         Ok(())
     }
@@ -445,7 +583,7 @@ impl StreamImport<'_> {
         reader
             .take(MAX_SMALL)
             .read_to_string(&mut text)
-            .map_err(Error::io(&self.path))?;
+            .map_err(Error::io(&self.path.join(member)))?;
         let m = Manifest::parse(&text, &self.path.join(member))?;
         if let Some((descriptor, original, _)) = &self.envelope {
             if let Some(e) = m.get(descriptor) {
@@ -487,29 +625,37 @@ impl StreamImport<'_> {
         }
         let out = output_for(self.outdir, &file.href, &self.options.format);
         let declared = declared(disk, &self.path)?;
-        let report = {
+        let w = {
             let bytes = decompressed(
                 Box::new(&mut *reader),
                 file.compression.as_deref(),
                 &disk.disk_id,
             )?;
-            let stream = StreamReader::new(bytes, member)?;
-            within_declared(Path::new(member), stream.capacity(), declared)?;
-            convert_stream(
+            let named = self.path.join(member);
+            let stream = StreamReader::new(bytes, &named)?;
+            within_declared(&named, stream.capacity(), declared)?;
+            self.report.verify.capacities.extend(CapacityDifference::of(
+                &disk.disk_id,
+                member,
+                declared,
+                stream.capacity(),
+            ));
+            write_stream_pending(
                 stream,
                 &out,
                 &self.options.format,
+                grown(declared),
                 &self.options.convert,
                 progress,
             )?
         };
-        self.written.0.extend(report.files.iter().cloned());
-        self.edits.push(edit_for(file, &out));
+        self.edits.push(edit_for(file, &out, &w));
         self.report.disks.push(ImportedDisk {
             disk_id: disk.disk_id.clone(),
             from: file.href.clone(),
-            files: report.files,
+            files: w.report.files.clone(),
         });
+        self.written.push(w);
         Ok(())
     }
 
@@ -538,7 +684,7 @@ impl StreamImport<'_> {
         expected: Option<&Entry>,
         reader: &mut Hashing<R>,
     ) -> Result<()> {
-        std::io::copy(reader, &mut std::io::sink()).map_err(Error::io(&self.path))?;
+        std::io::copy(reader, &mut std::io::sink()).map_err(Error::io(&self.path.join(member)))?;
         let hashers = std::mem::take(&mut reader.hashers);
         match (expected, hashers.len()) {
             (Some(e), 1) => {
@@ -603,17 +749,18 @@ impl StreamImport<'_> {
                 }
             }
         }
-        self.report.descriptor = write_descriptor(
+        let pending = write_descriptor(
             self.outdir,
             &descriptor,
             &text,
             &self.edits,
             &self.options.format,
         )?;
+        self.report.descriptor = pending.target().to_path_buf();
+        commit_import(std::mem::take(&mut self.written), pending)?;
         self.report.verify.package = self.path.clone();
         let mut report = std::mem::take(&mut self.report);
         report.verify = report.verify.settle();
-        std::mem::replace(&mut self.written, Written(Vec::new())).keep();
         Ok(report)
     }
 }

@@ -40,6 +40,22 @@ pub(crate) struct OvaIndex {
 /// Most members an OVA may have (a package has a handful of files).
 pub(crate) const MAX_MEMBERS: usize = 10_000;
 
+/// The archive `path` ends before the structure at `offset` (a header, or the end-of-archive
+/// marker) that follows the member `last`.
+pub(crate) fn cut_short(path: &Path, last: &Option<String>, offset: u64, missing: u64) -> Error {
+    Error::Truncated {
+        path: path.to_path_buf(),
+        what: match last {
+            Some(name) => {
+                format!("what follows tar member {name:?} (a header, or the end-of-archive marker)")
+            }
+            None => "the first tar header".into(),
+        },
+        offset,
+        missing,
+    }
+}
+
 impl OvaIndex {
     /// Reads the tar headers of `path`.
     pub fn open(path: &Path) -> Result<Self> {
@@ -49,12 +65,19 @@ impl OvaIndex {
         let mut members = Vec::new();
         // Where the next header should be, for errors the tar reader reports without one.
         let mut next_header = 0u64;
+        // The last member, for errors about what follows it.
+        let mut last = None;
         for entry in archive.entries_with_seek().map_err(Error::io(path))? {
-            let entry = entry.map_err(|e| Error::Archive {
-                path: path.to_path_buf(),
-                what: "tar header".into(),
-                offset: next_header,
-                reason: e.to_string(),
+            let entry = entry.map_err(|e| {
+                if next_header + 512 > archive_len {
+                    return cut_short(path, &last, next_header, next_header + 512 - archive_len);
+                }
+                Error::Archive {
+                    path: path.to_path_buf(),
+                    what: "tar header".into(),
+                    offset: next_header,
+                    reason: e.to_string(),
+                }
             })?;
             let header_offset = entry.raw_header_position();
             let bad = |reason: String| Error::Archive {
@@ -84,18 +107,33 @@ impl OvaIndex {
                 return Err(bad("a second member with this name".into()));
             }
             let (offset, size) = (entry.raw_file_position(), entry.size());
-            if offset.checked_add(size).is_none_or(|end| end > archive_len) {
-                return Err(bad(format!(
-                    "its {size} bytes of data run past the end of the archive ({archive_len} bytes)"
-                )));
+            match offset.checked_add(size) {
+                None => return Err(bad(format!("its size, {size} bytes, is impossible"))),
+                Some(end) if end > archive_len => {
+                    return Err(Error::Truncated {
+                        path: path.to_path_buf(),
+                        what: format!("tar member {name:?} ({size} bytes)"),
+                        offset: header_offset,
+                        missing: end - archive_len,
+                    })
+                }
+                Some(_) => {}
             }
             next_header = (offset + size).div_ceil(512) * 512;
+            last = Some(name.clone());
             members.push(Member {
                 name,
                 header_offset,
                 offset,
                 size,
             });
+        }
+        // The end-of-archive marker, two zero blocks, must follow the last member (the padding
+        // after it comes first): an archive cut there lost nothing a reader would see, but it
+        // is not the archive that was written.
+        let end = next_header + 1024;
+        if archive_len < end {
+            return Err(cut_short(path, &last, next_header, end - archive_len));
         }
         match members.first() {
             Some(m) if m.name.to_ascii_lowercase().ends_with(".ovf") => {}

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::{WriteOptions, ZeroMode};
-use crate::disk::{Allocation, Disk};
+use crate::disk::{Allocation, Disk, Run};
 use crate::error::{Error, ErrorKind, Result};
 use crate::read::stream::{StreamReader, StreamStats};
 use crate::sink::Sink;
@@ -166,20 +166,25 @@ impl<'a> Targets<'a> {
         Ok(())
     }
 
-    /// Checks that the targets together hold `capacity` bytes.
-    fn check_holds(&self, capacity: u64) -> Result<()> {
-        let held: u64 = self.targets.iter().map(|t| t.len).sum();
-        if held != capacity {
-            return Err(Error::new(
+    /// Checks that the targets together hold at least `capacity` bytes, and returns how many
+    /// they hold (what follows the disk's end is written as zeros).
+    fn check_holds(&self, capacity: u64) -> Result<u64> {
+        let held = self
+            .targets
+            .iter()
+            .try_fold(0u64, |sum, t| sum.checked_add(t.len));
+        match held {
+            Some(held) if held >= capacity => Ok(held),
+            _ => Err(Error::new(
                 None,
                 "output",
                 None,
                 ErrorKind::InvalidInput(format!(
-                    "the output files hold {held} bytes, the disk {capacity}"
+                    "the output files hold {} bytes, the disk {capacity}",
+                    held.map_or_else(|| "too many".to_string(), |h| h.to_string())
                 )),
-            ));
+            )),
         }
-        Ok(())
     }
 }
 
@@ -214,6 +219,8 @@ impl AlignedBuf {
 struct Copy<'a> {
     disk: &'a Disk,
     out: Targets<'a>,
+    /// Bytes the targets hold: the disk's capacity, or more (zeros after the disk's end).
+    held: u64,
     window: u64,
     writes_zeros: bool,
     zeros: AlignedBuf,
@@ -229,11 +236,25 @@ impl Copy<'_> {
         let capacity = self.disk.capacity();
         while !self.stop.load(Ordering::Relaxed) {
             let start = self.next.fetch_add(self.window, Ordering::Relaxed);
-            if start >= capacity {
+            if start >= self.held {
                 break;
             }
-            let len = self.window.min(capacity - start);
-            for run in self.disk.map(start, len)? {
+            let len = self.window.min(self.held - start);
+            // The part of the window inside the disk, then zeros up to what the targets hold.
+            let inside = len.min(capacity.saturating_sub(start));
+            let mut runs = if inside > 0 {
+                self.disk.map(start, inside)?
+            } else {
+                Vec::new()
+            };
+            if inside < len {
+                runs.push(Run {
+                    offset: start + inside,
+                    len: len - inside,
+                    kind: Allocation::Zero,
+                });
+            }
+            for run in runs {
                 let n = run.len as usize;
                 if run.kind == Allocation::Data {
                     let part = buf.get_mut(n);
@@ -256,7 +277,8 @@ impl Copy<'_> {
 impl Disk {
     /// Copies every byte of the disk into `targets`, which together must hold it (each is set
     /// to its length first, or preallocated with [`ZeroMode::Falloc`]): an eager-zeroed thick
-    /// image with the default [`WriteOptions`]. `progress` is called with the bytes of the disk
+    /// image with the default [`WriteOptions`]. Targets holding more than the disk get zeros
+    /// after its end (the disk grown). `progress` is called with the bytes of the disk
     /// just finished, from any worker thread.
     ///
     /// ```no_run
@@ -276,7 +298,7 @@ impl Disk {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<CopyStats> {
         let out = Targets::new(targets, options.direct)?;
-        out.check_holds(self.capacity())?;
+        let held = out.check_holds(self.capacity())?;
         out.prepare(options.zero)?;
         let grain = self.largest_grain();
         let window = options.window.max(grain).div_ceil(grain) * grain;
@@ -292,6 +314,7 @@ impl Disk {
         let copy = Copy {
             disk: self,
             out,
+            held,
             window,
             writes_zeros,
             zeros: AlignedBuf::new(if writes_zeros { window_usize } else { 0 }),
@@ -360,9 +383,21 @@ impl Sink for TargetSink<'_> {
     }
 }
 
+impl TargetSink<'_> {
+    /// Zeros after the stream's end, when the targets hold more than it (the disk grown).
+    fn finish(&self, capacity: u64) -> Result<()> {
+        let held = self.out.check_holds(capacity)?;
+        if held > capacity {
+            Sink::zero(self, capacity, held - capacity)?;
+        }
+        Ok(())
+    }
+}
+
 impl<R: Read> StreamReader<R> {
     /// Reads the rest of the stream into `targets`, which together must hold
-    /// [`StreamReader::capacity`] bytes: grains inflated on the options' threads and written
+    /// [`StreamReader::capacity`] bytes (more: zeros follow the disk's end): grains inflated on
+    /// the options' threads and written
     /// with positioned writes, the ranges between them zero-filled in order per the options'
     /// [`ZeroMode`], so the outputs are complete when the stream ends. `progress` is called
     /// with bytes of the disk as they are placed.
@@ -382,6 +417,9 @@ impl<R: Read> StreamReader<R> {
             }),
             progress,
         };
-        self.read_into(&sink, options.threads)
+        let capacity = self.capacity();
+        let stats = self.read_into(&sink, options.threads)?;
+        sink.finish(capacity)?;
+        Ok(stats)
     }
 }

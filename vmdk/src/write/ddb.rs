@@ -103,6 +103,16 @@ impl DiskSettings {
         Self::from_lookup(capacity, |k| d.get(k))
     }
 
+    /// These settings for the disk grown to `capacity` bytes (a thick output larger than its
+    /// source): the geometry follows the new capacity.
+    pub fn grown_to(mut self, capacity: u64) -> Self {
+        if capacity != self.capacity {
+            self.capacity = capacity;
+            self.geometry = geometry(capacity, &self.adapter_type);
+        }
+        self
+    }
+
     /// These settings with the overrides `options` gives (adapter type, hardware version, CID).
     pub fn with(mut self, options: &WriteOptions) -> Self {
         if let Some(a) = &options.adapter_type {

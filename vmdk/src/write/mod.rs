@@ -90,6 +90,22 @@ impl Format {
     }
 }
 
+impl Format {
+    /// Bytes a disk of `capacity` bytes written as this format takes on its file system
+    /// whatever the disk holds: the whole capacity for raw and flat outputs written
+    /// eager-zeroed or preallocated ([`ZeroMode::Write`](crate::ZeroMode::Write),
+    /// [`ZeroMode::Falloc`](crate::ZeroMode::Falloc)), nothing for outputs whose size follows
+    /// the data (sparse and stream-optimized formats, [`ZeroMode::Sparse`](crate::ZeroMode::Sparse)).
+    /// What to compare with the free space of the target before a write that may take hours.
+    pub fn space_needed(&self, capacity: u64, options: &WriteOptions) -> u64 {
+        if self.is_thick() && options.zero != options::ZeroMode::Sparse {
+            capacity
+        } else {
+            0
+        }
+    }
+}
+
 impl FromStr for Format {
     type Err = Error;
 
@@ -317,6 +333,12 @@ impl Plan {
         &self.files
     }
 
+    /// Bytes the outputs take on their file system whatever the disk holds: see
+    /// [`Format::space_needed`].
+    pub fn space_needed(&self, options: &WriteOptions) -> u64 {
+        self.format.space_needed(self.capacity, options)
+    }
+
     /// The file to open: the descriptor, or the one file.
     fn main_file(&self) -> &Path {
         self.files
@@ -324,9 +346,12 @@ impl Plan {
             .map_or(Path::new(""), |f| f.path.as_path())
     }
 
-    /// Checks that `outputs` match the plan's files, and that the disk is the planned size.
+    /// Checks that `outputs` match the plan's files, and that the disk is the planned size (or
+    /// smaller, for a thick format: the rest is written as zeros).
     fn check_outputs(&self, outputs: &[(&File, &Path)], capacity: u64) -> Result<()> {
-        if outputs.len() != self.files.len() || capacity != self.capacity {
+        let fits =
+            capacity == self.capacity || (capacity < self.capacity && self.format.is_thick());
+        if outputs.len() != self.files.len() || !fits {
             return Err(Error::new(
                 Some(self.main_file()),
                 "output",
@@ -403,6 +428,11 @@ impl Plan {
     /// (empty) and the path it is open at (named in errors, and reopened for `O_DIRECT`
     /// writes; a temporary name, typically). The disk database comes from the disk, with the
     /// options' overrides. `progress` is called with bytes of the disk as they are done.
+    ///
+    /// A thick format ([`Format::is_thick`]) may be planned larger than the disk: the disk is
+    /// then grown, its bytes followed by zeros up to the planned capacity (written as the
+    /// options' [`ZeroMode`](crate::ZeroMode) says) and the geometry following the new size, as
+    /// vSphere grows a disk to the capacity its OVF declares on deploy (DSP0243 section 9.1).
     pub fn write(
         &self,
         disk: &Disk,
@@ -411,7 +441,9 @@ impl Plan {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<WriteReport> {
         self.check_outputs(outputs, disk.capacity())?;
-        let settings = DiskSettings::from_disk(disk).with(options);
+        let settings = DiskSettings::from_disk(disk)
+            .grown_to(self.capacity)
+            .with(options);
         let descriptor = self.descriptor(&settings);
         let grain_bytes = GRAIN_SECTORS * SECTOR_SIZE;
         let mut data = 0;
@@ -457,9 +489,9 @@ impl Plan {
     }
 
     /// Writes a disk read in one pass (a stream-optimized disk from a pipe or a tar member)
-    /// into `outputs`, as [`Plan::write`] does; only thick formats ([`Format::is_thick`]) can
-    /// be written this way. The disk database comes from the stream's embedded descriptor,
-    /// with the options' overrides.
+    /// into `outputs`, as [`Plan::write`] does (grown to the plan's capacity if the stream's is
+    /// smaller); only thick formats ([`Format::is_thick`]) can be written this way. The disk
+    /// database comes from the stream's embedded descriptor, with the options' overrides.
     pub fn write_stream<R: Read>(
         &self,
         stream: StreamReader<R>,
@@ -479,9 +511,10 @@ impl Plan {
         let settings = stream
             .descriptor()
             .map_or_else(
-                || DiskSettings::new(self.capacity),
-                |d| DiskSettings::from_descriptor(d, self.capacity),
+                || DiskSettings::new(stream.capacity()),
+                |d| DiskSettings::from_descriptor(d, stream.capacity()),
             )
+            .grown_to(self.capacity)
             .with(options);
         let descriptor = self.descriptor(&settings);
         let stats = stream.copy_to(&self.data_targets(outputs), options, progress)?;

@@ -81,6 +81,10 @@ struct OutputArgs {
     /// default where the file system supports it).
     #[arg(long)]
     buffered: bool,
+    /// Write even when the output's file system has less free space than an eager-zeroed or
+    /// preallocated output takes (checked before anything is written).
+    #[arg(long)]
+    no_space_check: bool,
     /// No progress bar and no summary.
     #[arg(long, short)]
     quiet: bool,
@@ -108,6 +112,28 @@ impl OutputArgs {
         ConvertOptions::new()
             .write_options(write)
             .replace_existing(self.force)
+            .space_check(!self.no_space_check)
+    }
+
+    /// Removes what interrupted runs left in the folder of `output` (or the folder itself,
+    /// for an import), and says so (even when quiet: files were removed).
+    fn remove_leftovers(&self, folder: &Path) -> Result<()> {
+        let folder = match folder.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => folder,
+        };
+        for removed in ovf_disk::remove_leftovers(folder)? {
+            eprintln!(
+                "ovf-disk: removed {}, left by an interrupted run",
+                removed.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// [`OutputArgs::remove_leftovers`] in the folder of the file `output`.
+    fn remove_leftovers_beside(&self, output: &Path) -> Result<()> {
+        self.remove_leftovers(output.parent().unwrap_or(Path::new(".")))
     }
 
     /// A progress bar of `len` bytes on standard error, hidden when quiet, printing JSON, or
@@ -385,6 +411,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         (true, true) => Format::Vmdk(CreateType::Vmfs),
     };
     let options = args.convert_options(args.write_options()?);
+    args.remove_leftovers_beside(output)?;
     let started = Instant::now();
     let report = if input.as_os_str() == "-" {
         // A stream-optimized disk on standard input, read in one forward pass.
@@ -445,6 +472,7 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
         r
     } else {
         let options = args.convert_options(write);
+        args.remove_leftovers_beside(output)?;
         ovf_disk::convert(&disk, output, &format, &options, &|n| bar.inc(n))
             .with_context(|| format!("converting {} to {}", input.display(), output.display()))?
     };
@@ -553,6 +581,9 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let options = ImportOptions::new()
         .output_format(format)?
         .convert_options(args.convert_options(args.write_options()?));
+    if outdir.is_dir() {
+        args.remove_leftovers(outdir)?;
+    }
     let started = Instant::now();
     let (bar, report) = if package.as_os_str() == "-" {
         let bar = args.progress(0);
@@ -627,6 +658,7 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
         target.display()
     );
     let options = args.convert_options(write);
+    args.remove_leftovers_beside(target)?;
     let bar = args.progress(0);
     let started = Instant::now();
     let report = ovf_disk::export(inputs, target, &options, &|n| bar.inc(n))
@@ -696,6 +728,7 @@ fn message(e: &anyhow::Error) -> String {
     for cause in e.chain() {
         let hint = match cause.downcast_ref::<ovf_disk::Error>() {
             Some(ovf_disk::Error::Exists(_)) => Some(" (use --force to replace it)"),
+            Some(ovf_disk::Error::NoSpace { .. }) => Some(" (--no-space-check writes anyway)"),
             Some(ovf_disk::Error::Disk { error, .. }) => vmdk_hint(error),
             _ => cause.downcast_ref::<vmdk::Error>().and_then(vmdk_hint),
         };
@@ -715,8 +748,28 @@ fn vmdk_hint(e: &vmdk::Error) -> Option<&'static str> {
     }
 }
 
+/// Handles SIGINT, SIGTERM and SIGHUP on a thread of their own: the temporary outputs (and an
+/// import's new folder) are removed before the process exits with 128 + the signal's number.
+fn handle_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let removed = ovf_disk::interrupt();
+            eprintln!(
+                "\novf-disk: interrupted by signal {signal}; removed {} temporary file(s) and folder(s)",
+                removed.len()
+            );
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    handle_signals();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let result = run(cli, &mut out).and_then(|code| {

@@ -118,6 +118,14 @@ pub fn package_check(out: &mut dyn Write, c: &PackageCheck) -> Result<()> {
             d.href,
             d.method.as_str()
         )?;
+        if let (Some(declared), Some(capacity)) = (d.declared, d.capacity) {
+            if capacity < declared {
+                writeln!(
+                    out,
+                    "  the disk holds {capacity} bytes, the envelope declares {declared}: an import grows it"
+                )?;
+            }
+        }
         check_lines(out, &d.report)?;
     }
     if c.is_clean() {
@@ -143,6 +151,18 @@ pub fn verify(out: &mut dyn Write, report: &VerifyReport) -> Result<()> {
     }
     for n in &report.unlisted {
         writeln!(out, "  {n}: not listed in the manifest")?;
+    }
+    for c in &report.capacities {
+        let what = if c.capacity < c.declared {
+            "an import grows it"
+        } else {
+            "an import refuses it"
+        };
+        writeln!(
+            out,
+            "  disk {} ({}): holds {} bytes, the envelope declares {}: {what}",
+            c.disk_id, c.file, c.capacity, c.declared
+        )?;
     }
     match &report.signature {
         None => writeln!(out, "  signed: no"),
