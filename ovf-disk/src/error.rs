@@ -80,6 +80,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A VM configuration (`.vmx`) line could not be understood, or names a disk outside the
+    /// VM's folder (line 0: the whole file).
+    #[error("{}: line {line}: {reason}", path.display())]
+    Config {
+        /// The `.vmx` file.
+        path: PathBuf,
+        /// One-based line, 0 for the whole file.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// A tar member or a referenced file name is unsafe or unusable.
     #[error("{}: {what} at offset {offset:#x}: {reason}", path.display())]
     Archive {

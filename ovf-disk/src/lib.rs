@@ -40,6 +40,7 @@ mod disk;
 mod error;
 mod output;
 mod package;
+mod vm;
 
 pub use disk::{convert, convert_stream, ConvertOptions};
 pub use error::{Error, Result};
@@ -53,3 +54,7 @@ pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
 pub use package::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
 pub use package::verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
 pub use package::Package;
+pub use vm::{
+    inflate_vm, vm_info, InflatedDisk, UnusedFile, Vm, VmDisk, VmDiskInfo, VmInflateReport, VmInfo,
+    VmLink, VmOptions,
+};

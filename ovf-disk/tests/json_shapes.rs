@@ -150,4 +150,23 @@ fn every_json_output_matches_its_documented_shape() {
     matches_doc(dir, "check-package", &["check", "--json", "p.ova"]);
     let v = matches_doc(dir, "import", &["import", "--json", "p.ova", "out"]);
     assert_eq!(v["disks"].as_array().unwrap().len(), 2, "{v}");
+    // A VM folder: the child over its base on one controller.
+    std::fs::write(
+        dir.join("vm.vmx"),
+        "displayName = \"vm\"\nmemsize = \"512\"\nguestOS = \"other\"\nscsi0:0.fileName = \"child.vmdk\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("vm-ctk.vmdk"), b"ctk").unwrap();
+    let v = matches_doc(dir, "info-vm", &["info", "--json", "vm.vmx"]);
+    assert_eq!(
+        v["disk_chains"][0]["chain"].as_array().unwrap().len(),
+        2,
+        "{v}"
+    );
+    let v = matches_doc(
+        dir,
+        "inflate-vm",
+        &["inflate", "--json", "vm.vmx", "vm-thick"],
+    );
+    assert_eq!(v["disks"][0]["links"], 2, "{v}");
 }

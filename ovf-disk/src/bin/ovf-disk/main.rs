@@ -164,14 +164,18 @@ enum ImportFormat {
 /// `inflate`.
 #[derive(clap::Args, Debug)]
 struct InflateArgs {
-    /// The disk to read (descriptor, sparse or stream-optimized file), or `-` for a
-    /// stream-optimized disk on standard input (read in one pass, e.g. from `tar xO`).
+    /// The disk to read (descriptor, sparse or stream-optimized file), `-` for a
+    /// stream-optimized disk on standard input (read in one pass, e.g. from `tar xO`), or a
+    /// VM's .vmx: every disk's snapshot chain consolidated into the folder OUTPUT.
     input: PathBuf,
-    /// The image to write.
+    /// The image to write (a folder for a .vmx).
     output: PathBuf,
     /// With a .vmdk output, write ESXi's thick type (createType "vmfs", VMFS extent).
     #[arg(long)]
     esx: bool,
+    /// For a .vmx: write each disk as a thick VMDK (default) or a raw image.
+    #[arg(long, value_enum)]
+    format: Option<ImportFormat>,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -300,6 +304,7 @@ struct InfoArgs {
 enum Command {
     /// Write an eager-zeroed thick image of a disk: every byte of the capacity written.
     /// OUT ending in .vmdk gives a thick VMDK (descriptor + OUT-flat.vmdk), anything else raw.
+    /// A .vmx input consolidates each of the VM's disks (its snapshot chain) into OUT, a folder.
     Inflate(InflateArgs),
     /// Convert a disk (VMDK or raw) to raw or another VMDK type.
     Convert(ConvertArgs),
@@ -315,8 +320,9 @@ enum Command {
     /// Build an OVA from an OVF and its disks, or from disks (VMDK or raw) with an envelope made
     /// for them: disks converted to stream-optimized, a SHA256 manifest, descriptor first.
     Export(ExportArgs),
-    /// Describe a disk (type, capacity, extents, grains, allocation, parent chain) or an OVF
-    /// package (systems, hardware, disks, files, manifest).
+    /// Describe a disk (type, capacity, extents, grains, allocation, parent chain), an OVF
+    /// package (systems, hardware, disks, files, manifest) or a VM's .vmx (its disks' chains
+    /// and the folder's other files).
     Info(InfoArgs),
 }
 
@@ -325,6 +331,11 @@ fn parse_cid(s: &str) -> Result<u32, String> {
         Ok(c) if c < 0xffff_fffe => Ok(c),
         _ => Err("a CID is 1 to 8 hex digits, not ffffffff or fffffffe".into()),
     }
+}
+
+fn is_vmx(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("vmx"))
 }
 
 fn is_package(path: &Path) -> bool {
@@ -400,7 +411,62 @@ fn print_write(
     Ok(())
 }
 
+/// The JSON of `inflate VM.vmx`: the report and the time.
+#[derive(Serialize)]
+struct VmInflateJson<'a> {
+    #[serde(flatten)]
+    report: &'a ovf_disk::VmInflateReport,
+    seconds: f64,
+}
+
+/// `inflate VM.vmx OUTDIR`: every disk's chain consolidated.
+fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
+    let (vmx, outdir, args) = (a.input.as_path(), a.output.as_path(), &a.out);
+    let format = match (a.format, a.esx) {
+        (Some(ImportFormat::Raw), _) => Format::Raw,
+        (_, true) => Format::Vmdk(CreateType::Vmfs),
+        _ => Format::Vmdk(CreateType::MonolithicFlat),
+    };
+    let options = ovf_disk::VmOptions::new()
+        .open_options(a.input_args.options())
+        .allow_outside_paths(a.input_args.allow_outside_paths)
+        .output_format(format)?
+        .convert_options(args.convert_options(args.write_options()?));
+    if outdir.is_dir() {
+        args.remove_leftovers(outdir)?;
+    }
+    let started = Instant::now();
+    let bar = args.progress(0);
+    let progress = |device: &str, n| {
+        bar.set_message(device.to_string());
+        bar.inc(n)
+    };
+    let report = ovf_disk::inflate_vm(vmx, outdir, &options, &progress)
+        .with_context(|| format!("inflating the disks of {}", vmx.display()))?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        print_json(
+            out,
+            &VmInflateJson {
+                report: &report,
+                seconds,
+            },
+        )?;
+    } else if !args.quiet {
+        let _ = text::vm_inflate(&mut std::io::stderr(), &report, seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
+    if is_vmx(&a.input) {
+        return inflate_vm(out, a);
+    }
+    anyhow::ensure!(
+        a.format.is_none(),
+        "--format is for a .vmx input; for a disk, OUT's extension says (.vmdk or raw)"
+    );
     let (input, output, args) = (a.input.as_path(), a.output.as_path(), &a.out);
     let is_vmdk = output
         .extension()
@@ -681,7 +747,17 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
 
 fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
     let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
-    if is_package(file) {
+    if is_vmx(file) {
+        let options = ovf_disk::VmOptions::new()
+            .open_options(input_args.options())
+            .allow_outside_paths(input_args.allow_outside_paths);
+        let info = ovf_disk::vm_info(file, &options)?;
+        if json {
+            print_json(out, &info)?;
+        } else {
+            text::vm_info(out, &info)?;
+        }
+    } else if is_package(file) {
         let info = Package::open(file)?.info();
         if json {
             print_json(out, &info)?;

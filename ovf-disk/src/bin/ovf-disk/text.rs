@@ -359,3 +359,63 @@ pub fn disk_info(out: &mut dyn Write, info: &DiskInfo) -> Result<()> {
     }
     Ok(())
 }
+
+/// A VM: its configuration, each disk's chain, the folder's unused files.
+pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::VmInfo) -> Result<()> {
+    let vm = &info.vm;
+    writeln!(out, "vm:           {}", vm.path.display())?;
+    writeln!(out, "name:         {}", stated(vm.name.clone(), |n| n))?;
+    writeln!(
+        out,
+        "CPUs {}, memory {}, guest OS {}, firmware {}",
+        vm.cpus,
+        stated(vm.memory_bytes, human),
+        stated(vm.guest_os.clone(), |g| g),
+        vm.firmware
+    )?;
+    for d in &info.chains {
+        writeln!(
+            out,
+            "disk {} ({}): {}, {} link{}",
+            d.device,
+            d.controller,
+            human(d.capacity),
+            d.chain.len(),
+            if d.chain.len() == 1 { "" } else { "s" }
+        )?;
+        for l in &d.chain {
+            writeln!(
+                out,
+                "  {} ({}, {})",
+                l.file.display(),
+                l.create_type,
+                human(l.size)
+            )?;
+        }
+    }
+    for u in &info.unused {
+        writeln!(out, "unused:       {} ({})", u.name, u.kind)?;
+    }
+    Ok(())
+}
+
+/// What `inflate VM.vmx` wrote.
+pub fn vm_inflate(out: &mut dyn Write, r: &ovf_disk::VmInflateReport, seconds: f64) -> Result<()> {
+    for d in &r.disks {
+        let names: Vec<String> = d.files.iter().map(|f| f.display().to_string()).collect();
+        writeln!(
+            out,
+            "disk {}: {} ({} link{}) -> {}",
+            d.device,
+            d.from.display(),
+            d.links,
+            if d.links == 1 { "" } else { "s" },
+            names.join(" + ")
+        )?;
+    }
+    writeln!(
+        out,
+        "inflated the disks of {} in {seconds:.2} s",
+        r.vmx.display()
+    )
+}

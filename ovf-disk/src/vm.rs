@@ -1,0 +1,664 @@
+//! VMware VM folders, as copied off a datastore: the `.vmx` configuration, each virtual disk
+//! with the chain of snapshot deltas down to its base, the folder's other files, and the
+//! consolidation of every disk's chain to one eager-zeroed thick disk ([`inflate_vm`]).
+//!
+//! A `.vmx` is text, `key = "value"` a line, keys case-insensitive, `#` comments, and values
+//! escaped as `|XX` (two hex digits) for the characters the format reserves. It is read as
+//! hostile input: at most 1 MiB, and a disk's `fileName` must be a plain name in the VM's
+//! folder (an absolute path or `..` is refused unless outside paths are allowed, as for the
+//! extents a descriptor names).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use vmdk::{Disk, Format, OpenOptions};
+
+use crate::disk::{check_space, write_pending, ConvertOptions, PendingWrite};
+use crate::error::{Error, Result};
+use crate::output::{commit_all, OutputFolder};
+use crate::package::names::is_plain_name;
+
+/// Largest `.vmx` read: configurations are a few KiB.
+const MAX_VMX: u64 = 1 << 20;
+
+/// Most files of a VM folder listed as unused.
+const MAX_LISTED: usize = 10_000;
+
+/// A VM's configuration, from its `.vmx`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Vm {
+    /// The `.vmx` file.
+    pub path: PathBuf,
+    /// `displayName`.
+    pub name: Option<String>,
+    /// `numvcpus` (1 when absent, as VMware reads it).
+    pub cpus: u32,
+    /// `memsize`, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// `guestOS`.
+    pub guest_os: Option<String>,
+    /// `firmware`: `bios` (the default) or `efi`.
+    pub firmware: String,
+    /// The virtual disks, by controller and unit.
+    pub disks: Vec<VmDisk>,
+}
+
+/// One virtual disk of a [`Vm`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct VmDisk {
+    /// Controller and unit: `scsi0:1`, `sata0:0`, `nvme0:0`, `ide0:0`.
+    pub device: String,
+    /// The controller's model (`scsi0.virtualDev`: `lsilogic`, `pvscsi`, ...; `ahci`,
+    /// `nvme`, `ide` for the others).
+    pub controller: String,
+    /// `fileName` as written: the current leaf of the disk's chain.
+    pub file: String,
+}
+
+/// What the `.vmx` says, key by lower-cased key.
+struct Settings(BTreeMap<String, String>);
+
+impl Settings {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(&key.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// Whether `key` is `TRUE` (`default` when absent).
+    fn flag(&self, key: &str, default: bool) -> bool {
+        self.get(key)
+            .map_or(default, |v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// Decodes a value's `|XX` escapes (`|22` is `"`, `|7C` is `|`); a `|` not followed by two hex
+/// digits stays as it is.
+fn unescape(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'|', Some(c)) => {
+                out.push(c);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `.vmx` text (`path` for errors): `key = "value"` lines, `#` comments, blank lines.
+fn parse_settings(text: &str, path: &Path) -> Result<Settings> {
+    let mut map = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |reason: &str| Error::Config {
+            path: path.to_path_buf(),
+            line: n + 1,
+            reason: reason.to_string(),
+        };
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| bad("not a `key = \"value\"` line"))?;
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "the key is empty or holds spaces or control characters",
+            ));
+        }
+        let value = value.trim();
+        let value = match value.strip_prefix('"') {
+            Some(rest) => rest
+                .strip_suffix('"')
+                .ok_or_else(|| bad("the value's quote is not closed"))?,
+            None => value,
+        };
+        map.insert(key.to_ascii_lowercase(), unescape(value));
+    }
+    Ok(Settings(map))
+}
+
+/// The kinds of disk controller, in the order disks are listed.
+const BUSES: [&str; 4] = ["scsi", "sata", "nvme", "ide"];
+
+/// A disk device key: `scsi0:1.filename` → (index of `scsi` in [`BUSES`], 0, 1).
+fn device_of(key: &str) -> Option<(usize, u32, u32)> {
+    let device = key.strip_suffix(".filename")?;
+    let (bus, unit) = device.split_once(':')?;
+    let kind = BUSES.iter().position(|k| bus.starts_with(k))?;
+    let name = BUSES.get(kind)?;
+    let number: u32 = bus.get(name.len()..)?.parse().ok()?;
+    Some((kind, number, unit.parse().ok()?))
+}
+
+impl Vm {
+    /// Reads the `.vmx` at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(Error::io(path))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_VMX + 1), &mut text)
+            .map_err(Error::io(path))?;
+        if text.len() as u64 > MAX_VMX {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                line: 0,
+                reason: format!("larger than {MAX_VMX} bytes: not a VM configuration"),
+            });
+        }
+        Self::parse(&text, path)
+    }
+
+    /// Parses `.vmx` text read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let s = parse_settings(text, path)?;
+        let mut disks = Vec::new();
+        for (key, value) in &s.0 {
+            let Some((index, number, unit)) = device_of(key) else {
+                continue;
+            };
+            let kind = BUSES.get(index).copied().unwrap_or("scsi");
+            let bus = format!("{kind}{number}");
+            let device = format!("{bus}:{unit}");
+            let device_type = s.get(&format!("{device}.deviceType")).unwrap_or("");
+            let is_disk = value.to_ascii_lowercase().ends_with(".vmdk")
+                && !device_type.to_ascii_lowercase().contains("cdrom");
+            if !is_disk
+                || !s.flag(&format!("{device}.present"), true)
+                || !s.flag(&format!("{bus}.present"), true)
+            {
+                continue;
+            }
+            let controller = match kind {
+                "scsi" => s
+                    .get(&format!("{bus}.virtualDev"))
+                    .unwrap_or("buslogic")
+                    .to_string(),
+                "sata" => "ahci".into(),
+                other => other.to_string(),
+            };
+            disks.push((
+                (index, number, unit),
+                VmDisk {
+                    device,
+                    controller,
+                    file: value.clone(),
+                },
+            ));
+        }
+        disks.sort_by(|a, b| a.0.cmp(&b.0));
+        let memory_bytes = s
+            .get("memsize")
+            .and_then(|m| m.trim().parse::<u64>().ok())
+            .and_then(|m| m.checked_mul(1 << 20));
+        Ok(Self {
+            path: path.to_path_buf(),
+            name: s.get("displayName").map(str::to_string),
+            cpus: s
+                .get("numvcpus")
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(1),
+            memory_bytes,
+            guest_os: s.get("guestOS").map(str::to_string),
+            firmware: s.get("firmware").unwrap_or("bios").to_ascii_lowercase(),
+            disks: disks.into_iter().map(|(_, d)| d).collect(),
+        })
+    }
+
+    /// The VM's folder.
+    pub fn folder(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+
+    /// The path of `disk`'s leaf: a plain name in the VM's folder, unless `allow_outside`.
+    fn disk_path(&self, disk: &VmDisk, allow_outside: bool) -> Result<PathBuf> {
+        if is_plain_name(&disk.file) || allow_outside {
+            return Ok(self.folder().join(&disk.file));
+        }
+        Err(Error::Config {
+            path: self.path.clone(),
+            line: 0,
+            reason: format!(
+                "{}.fileName {:?} leads outside the VM's folder",
+                disk.device, disk.file
+            ),
+        })
+    }
+}
+
+/// Options of [`vm_info`] and [`inflate_vm`]: how disks are opened and written.
+///
+/// ```
+/// let options = ovf_disk::VmOptions::new()
+///     .allow_outside_paths(false)
+///     .output_format(vmdk::Format::Raw)
+///     .unwrap();
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+pub struct VmOptions {
+    open: OpenOptions,
+    allow_outside: bool,
+    format: Format,
+    convert: ConvertOptions,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        Self {
+            open: OpenOptions::new(),
+            allow_outside: false,
+            format: Format::Vmdk(vmdk::CreateType::MonolithicFlat),
+            convert: ConvertOptions::new(),
+        }
+    }
+}
+
+impl VmOptions {
+    /// The defaults: disks and their extents must stay in the VM's folder; each disk written
+    /// as a thick VMDK (`monolithicFlat`), eager-zeroed, existing outputs refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How disks are opened (memory maps, parent CIDs). Its outside-paths setting is replaced
+    /// by [`VmOptions::allow_outside_paths`]'s.
+    pub fn open_options(mut self, open: OpenOptions) -> Self {
+        self.open = open.allow_outside_paths(self.allow_outside);
+        self
+    }
+
+    /// Whether a disk's `fileName`, and the files its descriptors name, may lead outside the
+    /// VM's folder (absolute paths, `..`, links). Off by default.
+    pub fn allow_outside_paths(mut self, allow: bool) -> Self {
+        self.allow_outside = allow;
+        self.open = self.open.allow_outside_paths(allow);
+        self
+    }
+
+    /// What each disk becomes: raw, or a thick VMDK type (`monolithicFlat`, `vmfs`,
+    /// `twoGbMaxExtentFlat`); other formats are refused.
+    pub fn output_format(mut self, format: Format) -> Result<Self> {
+        if !format.is_thick() {
+            return Err(Error::InvalidInput(format!(
+                "a VM's disks are consolidated to raw or thick VMDK disks, not {format}"
+            )));
+        }
+        self.format = format;
+        Ok(self)
+    }
+
+    /// How disks are written (threads, zeros, replacing outputs, the space check).
+    pub fn convert_options(mut self, convert: ConvertOptions) -> Self {
+        self.convert = convert;
+        self
+    }
+}
+
+/// One link of a disk's chain in a [`VmInfo`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct VmLink {
+    /// The link's descriptor (or only file).
+    pub file: PathBuf,
+    /// Its `createType`.
+    pub create_type: String,
+    /// Bytes its files take (descriptor and extents).
+    pub size: u64,
+}
+
+/// A disk of a [`VmInfo`]: its device, capacity and chain, leaf first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct VmDiskInfo {
+    /// Controller and unit.
+    pub device: String,
+    /// The controller's model.
+    pub controller: String,
+    /// Capacity in bytes.
+    pub capacity: u64,
+    /// The chain, from the current leaf down to the base.
+    pub chain: Vec<VmLink>,
+}
+
+/// A file of the VM's folder that no disk and not the configuration uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct UnusedFile {
+    /// Its name.
+    pub name: String,
+    /// What it is, by its name: `change tracking`, `snapshot state`, `memory`, `NVRAM`,
+    /// `snapshot list`, `log`, `swap`, `disk not in the configuration`, `other`.
+    pub kind: &'static str,
+}
+
+/// What [`vm_info`] found: the configuration, each disk's chain, the unused files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct VmInfo {
+    /// The configuration.
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub vm: Vm,
+    /// Each disk, by device, with its chain.
+    #[cfg_attr(feature = "serde", serde(rename = "disk_chains"))]
+    pub chains: Vec<VmDiskInfo>,
+    /// Files of the folder no disk uses (at most 10000 listed).
+    pub unused: Vec<UnusedFile>,
+}
+
+/// What a file of a VM folder is, by its name.
+fn kind_of(name: &str) -> &'static str {
+    let lower = name.to_ascii_lowercase();
+    let kinds: [(&str, &'static str); 9] = [
+        ("-ctk.vmdk", "change tracking"),
+        (".vmsn", "snapshot state"),
+        (".vmem", "memory"),
+        (".nvram", "NVRAM"),
+        (".vmsd", "snapshot list"),
+        (".log", "log"),
+        (".vswp", "swap"),
+        (".vmxf", "team settings"),
+        (".vmdk", "disk not in the configuration"),
+    ];
+    kinds
+        .into_iter()
+        .find(|(suffix, _)| lower.ends_with(suffix))
+        .map_or("other", |(_, k)| k)
+}
+
+/// Opens `disk` of `vm`: its leaf and the chain below it.
+fn open_disk(vm: &Vm, disk: &VmDisk, options: &VmOptions) -> Result<Disk> {
+    let path = vm.disk_path(disk, options.allow_outside)?;
+    options
+        .open
+        .open(&path)
+        .map_err(|e| Error::from(e).for_disk(&disk.device))
+}
+
+/// Bytes the files of the link `link` take: its files, not its parents'.
+fn link_size(link: &Disk) -> u64 {
+    let below = link.parent().map(Disk::files).unwrap_or_default();
+    link.files()
+        .iter()
+        .filter(|f| !below.contains(f))
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The VM at `vmx`: its configuration, each disk's chain, and the files of its folder that
+/// nothing uses.
+pub fn vm_info(vmx: &Path, options: &VmOptions) -> Result<VmInfo> {
+    let vm = Vm::open(vmx)?;
+    let mut chains = Vec::new();
+    let mut used: Vec<PathBuf> = vec![vm.path.clone()];
+    for d in &vm.disks {
+        let disk = open_disk(&vm, d, options)?;
+        used.extend(disk.files());
+        chains.push(VmDiskInfo {
+            device: d.device.clone(),
+            controller: d.controller.clone(),
+            capacity: disk.capacity(),
+            chain: disk
+                .chain()
+                .map(|l| VmLink {
+                    file: l.path().to_path_buf(),
+                    create_type: l.create_type().as_str().to_string(),
+                    size: link_size(l),
+                })
+                .collect(),
+        });
+    }
+    let used: Vec<PathBuf> = used
+        .iter()
+        .filter_map(|p| p.file_name().map(PathBuf::from))
+        .collect();
+    let mut unused = Vec::new();
+    let entries = std::fs::read_dir(vm.folder()).map_err(Error::io(vm.folder()))?;
+    for entry in entries {
+        let entry = entry.map_err(Error::io(vm.folder()))?;
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let name = entry.file_name();
+        if used.iter().any(|u| u.as_os_str() == name) {
+            continue;
+        }
+        let name = name.to_string_lossy().into_owned();
+        if unused.len() < MAX_LISTED {
+            unused.push(UnusedFile {
+                kind: kind_of(&name),
+                name,
+            });
+        }
+    }
+    unused.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(VmInfo { vm, chains, unused })
+}
+
+/// One disk [`inflate_vm`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct InflatedDisk {
+    /// Controller and unit.
+    pub device: String,
+    /// The leaf it was read from.
+    pub from: PathBuf,
+    /// Links consolidated (the leaf and every parent).
+    pub links: usize,
+    /// The files written, the one to open first.
+    pub files: Vec<PathBuf>,
+}
+
+/// What [`inflate_vm`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct VmInflateReport {
+    /// The configuration read.
+    pub vmx: PathBuf,
+    /// Each disk written.
+    pub disks: Vec<InflatedDisk>,
+}
+
+/// The output name of a disk: its base link's name (snapshot suffixes such as `-000002` and
+/// the `-flat` of a flat base dropped), made unique with the device when two disks share it.
+fn output_stem(disk: &Disk, device: &str, taken: &[String]) -> String {
+    let base = disk.chain().last().unwrap_or(disk);
+    let stem = base
+        .path()
+        .file_stem()
+        .map_or_else(|| "disk".to_string(), |s| s.to_string_lossy().into_owned());
+    let stem = stem.strip_suffix("-flat").unwrap_or(&stem).to_string();
+    if taken.contains(&stem) {
+        format!("{stem}-{}", device.replace(':', "-"))
+    } else {
+        stem
+    }
+}
+
+/// Consolidates every disk of the VM at `vmx` into `outdir` (created if missing): each disk's
+/// chain, leaf to base, written as one eager-zeroed thick disk in the options' format, named
+/// after its base link. The same safety as [`crate::import`]: the free space checked for all
+/// disks first, every file under a temporary name until all are complete, nothing left on
+/// failure, the folder locked while written. `progress` is called with a device and bytes done.
+///
+/// ```no_run
+/// # fn main() -> ovf_disk::Result<()> {
+/// let report = ovf_disk::inflate_vm(
+///     "web/web.vmx".as_ref(),
+///     "thick".as_ref(),
+///     &ovf_disk::VmOptions::new(),
+///     &|_, _| {},
+/// )?;
+/// for d in &report.disks {
+///     println!("{}: {} links -> {:?}", d.device, d.links, d.files[0]);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub fn inflate_vm(
+    vmx: &Path,
+    outdir: &Path,
+    options: &VmOptions,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<VmInflateReport> {
+    let (format, convert) = (&options.format, &options.convert);
+    let vm = Vm::open(vmx)?;
+    let disks: Vec<(&VmDisk, Disk)> = vm
+        .disks
+        .iter()
+        .map(|d| open_disk(&vm, d, options).map(|disk| (d, disk)))
+        .collect::<Result<_>>()?;
+    let folder = OutputFolder::open(outdir)?;
+    if convert.space_check {
+        let needed = disks.iter().fold(0u64, |sum, (_, d)| {
+            sum.saturating_add(format.space_needed(d.capacity(), &convert.write))
+        });
+        check_space(outdir, needed, outdir)?;
+    }
+    let mut taken = Vec::new();
+    let mut written: Vec<PendingWrite> = Vec::new();
+    let mut report = VmInflateReport {
+        vmx: vmx.to_path_buf(),
+        disks: Vec::new(),
+    };
+    let extension = if *format == Format::Raw {
+        "raw"
+    } else {
+        "vmdk"
+    };
+    for (d, disk) in &disks {
+        let stem = output_stem(disk, &d.device, &taken);
+        let out = outdir.join(format!("{stem}.{extension}"));
+        taken.push(stem);
+        let device = d.device.as_str();
+        let w = write_pending(disk, &out, format, disk.capacity(), convert, &|n| {
+            progress(device, n)
+        })
+        .map_err(|e| e.for_disk(device))?;
+        report.disks.push(InflatedDisk {
+            device: d.device.clone(),
+            from: disk.path().to_path_buf(),
+            links: disk.chain().count(),
+            files: w.report.files.clone(),
+        });
+        written.push(w);
+    }
+    commit_all(written.into_iter().flat_map(|w| w.files).collect())?;
+    folder.keep();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VMX: &str = r#".encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "19"
+displayName = "web |22prod|22"
+numvcpus = "4"
+memSize = "8192"
+guestOS = "debian12-64"
+firmware = "efi"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "pvscsi"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "web-000002.vmdk"
+scsi0:1.present = "FALSE"
+scsi0:1.fileName = "old.vmdk"
+sata0.present = "TRUE"
+sata0:0.present = "TRUE"
+sata0:0.fileName = "data.vmdk"
+sata0:1.present = "TRUE"
+sata0:1.deviceType = "cdrom-image"
+sata0:1.fileName = "debian.iso"
+# a comment
+nvme0.present = "FALSE"
+nvme0:0.fileName = "gone.vmdk"
+ide1:0.fileName = "ide.vmdk"
+"#;
+
+    #[test]
+    fn reads_the_configuration_and_the_disks_present() {
+        let vm = Vm::parse(VMX, Path::new("vm/web.vmx")).unwrap();
+        assert_eq!(vm.name.as_deref(), Some("web \"prod\""));
+        assert_eq!(vm.cpus, 4);
+        assert_eq!(vm.memory_bytes, Some(8192 << 20));
+        assert_eq!(vm.guest_os.as_deref(), Some("debian12-64"));
+        assert_eq!(vm.firmware, "efi");
+        let d: Vec<(&str, &str, &str)> = vm
+            .disks
+            .iter()
+            .map(|d| (d.device.as_str(), d.controller.as_str(), d.file.as_str()))
+            .collect();
+        assert_eq!(
+            d,
+            [
+                ("scsi0:0", "pvscsi", "web-000002.vmdk"),
+                ("sata0:0", "ahci", "data.vmdk"),
+                ("ide1:0", "ide", "ide.vmdk"),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_configuration_and_paths_outside() {
+        for (text, line) in [
+            ("a = \"b\"\nno equals sign\n", 2),
+            ("key with space = \"x\"\n", 1),
+            ("a = \"unclosed\n", 1),
+        ] {
+            match Vm::parse(text, Path::new("x.vmx")) {
+                Err(Error::Config { line: l, .. }) => assert_eq!(l, line, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        for name in ["../other/x.vmdk", "/vmfs/volumes/ds/x.vmdk", "sub/x.vmdk"] {
+            let vm = Vm::parse(
+                &format!("scsi0:0.fileName = \"{name}\"\n"),
+                Path::new("vm/x.vmx"),
+            )
+            .unwrap();
+            let e = vm.disk_path(&vm.disks[0], false).unwrap_err();
+            assert!(
+                e.to_string().contains("leads outside the VM's folder"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn unescapes_values_and_names_kinds() {
+        assert_eq!(unescape("a|22b|7Cc|zz|"), "a\"b|c|zz|");
+        assert_eq!(kind_of("web-ctk.vmdk"), "change tracking");
+        assert_eq!(kind_of("web-Snapshot1.vmsn"), "snapshot state");
+        assert_eq!(kind_of("vmware.log"), "log");
+        assert_eq!(kind_of("web.nvram"), "NVRAM");
+        assert_eq!(kind_of("stray.vmdk"), "disk not in the configuration");
+        assert_eq!(kind_of("notes.txt"), "other");
+    }
+}

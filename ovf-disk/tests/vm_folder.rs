@@ -1,0 +1,220 @@
+//! VM folders as copied off an ESXi datastore: a `.vmx` with two disks on two controllers, one
+//! of them a chain of two snapshot deltas over a flat base, with change-tracking files and the
+//! other files such a folder holds. `info VM.vmx` lists the VM, each chain and the unused files;
+//! `inflate VM.vmx OUTDIR` consolidates each chain into one thick disk whose bytes equal
+//! qemu-img's reading of the leaf.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const VMX: &str = r#".encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "19"
+displayName = "web |22prod|22"
+numvcpus = "2"
+memSize = "4096"
+guestOS = "debian12-64"
+firmware = "efi"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "pvscsi"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "web-000002.vmdk"
+scsi0:0.ctkEnabled = "TRUE"
+sata0.present = "TRUE"
+sata0:0.present = "TRUE"
+sata0:0.fileName = "data.vmdk"
+sata0:1.present = "TRUE"
+sata0:1.deviceType = "cdrom-image"
+sata0:1.fileName = "/vmfs/volumes/iso/debian.iso"
+ctkEnabled = "TRUE"
+"#;
+
+/// The folder: `web.vmdk` (monolithicFlat base) under two deltas, `data.vmdk`
+/// (monolithicSparse), change-tracking files and the rest. Returns qemu-img's sha256 of each
+/// leaf (web-000002.vmdk, data.vmdk).
+fn vm_folder(dir: &Path) -> (String, String) {
+    let q = |args: &[&str]| qemu_img(dir, args);
+    q(&[
+        "create",
+        "-q",
+        "-f",
+        "vmdk",
+        "-o",
+        "subformat=monolithicFlat",
+        "web.vmdk",
+        "8M",
+    ]);
+    qemu_io(dir, "web.vmdk", &["write -P 0x11 0 8M"]);
+    q(&[
+        "create",
+        "-q",
+        "-f",
+        "vmdk",
+        "-b",
+        "web.vmdk",
+        "-F",
+        "vmdk",
+        "web-000001.vmdk",
+    ]);
+    qemu_io(dir, "web-000001.vmdk", &["write -P 0x22 1M 2M"]);
+    q(&[
+        "create",
+        "-q",
+        "-f",
+        "vmdk",
+        "-b",
+        "web-000001.vmdk",
+        "-F",
+        "vmdk",
+        "web-000002.vmdk",
+    ]);
+    qemu_io(
+        dir,
+        "web-000002.vmdk",
+        &["write -P 0x33 2M 64k", "write -z 5M 1M"],
+    );
+    q(&["create", "-q", "-f", "vmdk", "data.vmdk", "4M"]);
+    qemu_io(dir, "data.vmdk", &["write -P 0x44 512k 1M"]);
+    std::fs::write(dir.join("web.vmx"), VMX).unwrap();
+    for (name, bytes) in [
+        ("web-ctk.vmdk", &b"# Change Tracking File\nversion=1\n"[..]),
+        (
+            "web-000002-ctk.vmdk",
+            b"# Change Tracking File\nversion=1\n",
+        ),
+        ("web.nvram", b"NVRAM"),
+        ("web.vmsd", b".encoding = \"UTF-8\"\n"),
+        ("web-Snapshot1.vmsn", b"state"),
+        ("vmware.log", b"log"),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    (
+        qemu_raw_sha(dir, "web-000002.vmdk"),
+        qemu_raw_sha(dir, "data.vmdk"),
+    )
+}
+
+#[test]
+fn info_lists_the_vm_its_chains_and_the_unused_files() {
+    let d = tempfile::tempdir().unwrap();
+    vm_folder(d.path());
+    let out = ovf_disk_ok(d.path(), &["info", "web.vmx"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "name:         web \"prod\"",
+        "CPUs 2, memory 4.00 GiB, guest OS debian12-64, firmware efi",
+        "disk scsi0:0 (pvscsi): 8.00 MiB, 3 links",
+        "  ./web-000002.vmdk (monolithicSparse,",
+        "  ./web-000001.vmdk (monolithicSparse,",
+        "  ./web.vmdk (monolithicFlat, 8.00 MiB)",
+        "disk sata0:0 (ahci): 4.00 MiB, 1 link",
+        "unused:       web-000002-ctk.vmdk (change tracking)",
+        "unused:       web-ctk.vmdk (change tracking)",
+        "unused:       web-Snapshot1.vmsn (snapshot state)",
+        "unused:       web.nvram (NVRAM)",
+        "unused:       web.vmsd (snapshot list)",
+        "unused:       vmware.log (log)",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    // Every disk file is used: none is listed as unused.
+    assert!(!text.contains("web-flat.vmdk ("), "{text}");
+    assert!(!text.contains("(disk not in the configuration)"), "{text}");
+    let out = ovf_disk_ok(d.path(), &["info", "--json", "web.vmx"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["disks"][0]["device"], "scsi0:0");
+    assert_eq!(v["disk_chains"][0]["chain"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        v["disk_chains"][0]["chain"][2]["size"],
+        (8 << 20) + std::fs::metadata(d.path().join("web.vmdk")).unwrap().len()
+    );
+}
+
+#[test]
+fn inflate_consolidates_every_chain_like_qemu_reads_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (web, data) = vm_folder(d.path());
+    let out = ovf_disk_ok(d.path(), &["inflate", "web.vmx", "thick"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(
+            "disk scsi0:0: ./web-000002.vmdk (3 links) -> thick/web.vmdk + thick/web-flat.vmdk"
+        ),
+        "{text}"
+    );
+    let thick = d.path().join("thick");
+    assert_eq!(sha256(&thick.join("web-flat.vmdk")), web);
+    assert_eq!(sha256(&thick.join("data-flat.vmdk")), data);
+    assert_no_holes(&thick.join("web-flat.vmdk"));
+    qemu_same(
+        d.path(),
+        "web-000002.vmdk",
+        "vmdk",
+        "thick/web.vmdk",
+        "vmdk",
+    );
+    qemu_same(d.path(), "data.vmdk", "vmdk", "thick/data.vmdk", "vmdk");
+    // Raw images, JSON, and a second run refused without --force.
+    let again = ovf_disk(d.path(), &["inflate", "web.vmx", "thick"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists (use --force"));
+    let out = ovf_disk_ok(
+        d.path(),
+        &["inflate", "--json", "--format", "raw", "web.vmx", "raw"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["disks"][0]["links"], 3, "{v}");
+    assert_eq!(sha256(&d.path().join("raw/web.raw")), web);
+    assert_eq!(sha256(&d.path().join("raw/data.raw")), data);
+    // --format is for a VM only.
+    let bad = ovf_disk(
+        d.path(),
+        &["inflate", "--format", "raw", "data.vmdk", "x.raw"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn a_vmx_cannot_lead_outside_its_folder_or_leave_outputs_on_failure() {
+    let d = tempfile::tempdir().unwrap();
+    vm_folder(d.path());
+    let vm = d.path().join("vm");
+    std::fs::create_dir(&vm).unwrap();
+    std::fs::write(vm.join("evil.vmx"), "scsi0:0.fileName = \"../data.vmdk\"\n").unwrap();
+    let run = ovf_disk(d.path(), &["inflate", "vm/evil.vmx", "out"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("scsi0:0.fileName \"../data.vmdk\" leads outside the VM's folder"),
+        "{err}"
+    );
+    assert!(!d.path().join("out").exists());
+    let ok = ovf_disk(
+        d.path(),
+        &["inflate", "--allow-outside-paths", "vm/evil.vmx", "out"],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // A disk that does not open: nothing written, the folder not left.
+    std::fs::write(
+        vm.join("broken.vmx"),
+        "scsi0:0.fileName = \"missing.vmdk\"\nsata0:0.fileName = \"x.vmdk\"\n",
+    )
+    .unwrap();
+    std::fs::write(vm.join("x.vmdk"), b"not a disk").unwrap();
+    let run = ovf_disk(d.path(), &["inflate", "vm/broken.vmx", "out2"]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("missing.vmdk"));
+    assert!(!d.path().join("out2").exists());
+    // Not a configuration.
+    std::fs::write(vm.join("big.vmx"), vec![b'#'; (1 << 20) + 1]).unwrap();
+    let run = ovf_disk(d.path(), &["info", "vm/big.vmx"]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not a VM configuration"));
+}
