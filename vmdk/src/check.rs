@@ -6,8 +6,12 @@
 //! each other; the primary and redundant grain tables must agree; compressed grains must inflate
 //! to a whole grain behind a marker with the right LBA; a stream-optimized extent's markers are
 //! walked in file order (grain LBAs increasing, known metadata types, end-of-stream marker).
-//! Flat extents must be as long as their descriptor says, and a delta link's `parentCID` must
-//! match its parent's `CID`. Space is counted: allocated, zeroed, and leaked (bytes of a sparse
+//! The ESXi delta extents (vmfsSparse `COWD`, seSparse) are walked the same way: grain tables
+//! and grains inside the file, clear of the headers and the grain directory and of each other;
+//! seSparse tables inside the grain table area, grains inside the grain area, and every entry
+//! of a known kind (a journal that needs replaying stops the extent from opening, and is
+//! reported). Flat extents must be as long as their descriptor says, and a delta link's
+//! `parentCID` must match its parent's `CID`. Space is counted: allocated, zeroed, and leaked (bytes of a sparse
 //! file that no structure uses). Spec sections as in the sparse reader and [`crate::Disk`].
 //!
 //! Its time and memory follow the files it reads, whatever their headers claim: grain tables
@@ -25,8 +29,10 @@ use crate::descriptor::CID_NO_PARENT;
 use crate::disk::{ExtentData, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{GrainMarker, MetadataMarker, SparseExtentHeader, SECTOR_SIZE};
+use crate::read::esx::{EsxExtent, EsxFormat, COWD_HEADER, SESPARSE_HEADER};
 use crate::read::sparse::{GrainEntry, MetadataSource, SparseExtent};
 use crate::read::stream::StreamReader;
+use crate::read::Grains;
 
 /// One problem found, where it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,8 +211,10 @@ pub fn check(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CheckRepor
             }
         }
         for e in link.extents() {
-            if let ExtentData::Sparse(s) = &e.data {
-                check_sparse(s, &mut report);
+            match &e.data {
+                ExtentData::Sparse(s) => check_sparse(s, &mut report),
+                ExtentData::Esx(s) => check_esx(s, &mut report),
+                _ => {}
             }
         }
     }
@@ -223,6 +231,8 @@ enum What {
     DirectoryMarker,
     RedundantDirectory,
     Footer,
+    /// A header of an ESXi delta extent, by name.
+    Named(&'static str),
     Table(usize),
     TableMarker(usize),
     RedundantTable(usize),
@@ -239,6 +249,7 @@ impl fmt::Display for What {
             Self::DirectoryMarker => f.write_str("grain directory marker"),
             Self::RedundantDirectory => f.write_str("redundant grain directory"),
             Self::Footer => f.write_str("footer marker, footer and end-of-stream marker"),
+            Self::Named(name) => f.write_str(name),
             Self::Table(t) => write!(f, "grain table {t}"),
             Self::TableMarker(t) => write!(f, "grain table {t} marker"),
             Self::RedundantTable(t) => write!(f, "redundant grain table {t}"),
@@ -507,47 +518,155 @@ impl SparseCheck<'_> {
     /// as leaked (not for stream-optimized files, whose blocks are padded to sectors).
     fn overlaps(&mut self) {
         let file_len = self.s.backing().len();
-        let mut used = std::mem::take(&mut self.used);
-        used.sort_by_key(|u| (u.start, u.end));
-        let mut covered = 0u64;
-        let mut reach = 0u64;
-        let mut last: Option<&Used> = None;
-        for u in &used {
-            if u.end > file_len {
-                self.problem(
-                    "file",
-                    Some(u.start),
-                    format!(
-                        "{} ends at {:#x}, past the end of the file ({file_len:#x})",
-                        u.what, u.end
-                    ),
-                );
-            }
-            if let Some(l) = last {
-                let in_metadata_area = l.what == What::MetadataArea || u.what == What::MetadataArea;
-                if u.start < l.end && !in_metadata_area {
-                    self.problem(
-                        "file",
-                        Some(u.start),
-                        format!(
-                            "{} overlaps {} (which ends at {:#x})",
-                            u.what, l.what, l.end
-                        ),
-                    );
-                }
-            }
-            if u.end > reach {
-                covered += u.end - u.start.max(reach);
-                reach = u.end;
-            }
-            if last.is_none_or(|l| u.end >= l.end) {
-                last = Some(u);
-            }
-        }
+        let used = std::mem::take(&mut self.used);
+        let covered = report_overlaps(self.s.backing().path(), file_len, used, self.report);
         if !self.s.has_markers() {
             self.report.leaked_bytes += file_len.saturating_sub(covered.min(file_len));
         }
     }
+}
+
+/// Reports every structure of `used` that ends past the end of the file (`file_len` bytes) and
+/// every two that overlap; returns the bytes they cover.
+fn report_overlaps(
+    path: &Path,
+    file_len: u64,
+    mut used: Vec<Used>,
+    report: &mut CheckReport,
+) -> u64 {
+    used.sort_by_key(|u| (u.start, u.end));
+    let mut problem = |offset: u64, message: String| {
+        report.add(Problem::new(path, "file", Some(offset), message));
+    };
+    let mut covered = 0u64;
+    let mut reach = 0u64;
+    let mut last: Option<&Used> = None;
+    for u in &used {
+        if u.end > file_len {
+            problem(
+                u.start,
+                format!(
+                    "{} ends at {:#x}, past the end of the file ({file_len:#x})",
+                    u.what, u.end
+                ),
+            );
+        }
+        if let Some(l) = last {
+            let in_metadata_area = l.what == What::MetadataArea || u.what == What::MetadataArea;
+            if u.start < l.end && !in_metadata_area {
+                problem(
+                    u.start,
+                    format!(
+                        "{} overlaps {} (which ends at {:#x})",
+                        u.what, l.what, l.end
+                    ),
+                );
+            }
+        }
+        if u.end > reach {
+            covered += u.end - u.start.max(reach);
+            reach = u.end;
+        }
+        if last.is_none_or(|l| u.end >= l.end) {
+            last = Some(u);
+        }
+    }
+    covered
+}
+
+/// Walks an ESXi delta extent (COWD or seSparse): its headers and grain directory, each grain
+/// table (not over another one, clear of the metadata, inside the file; a seSparse table inside
+/// the grain table area), each entry (of a known kind; a seSparse grain inside the grain area)
+/// and each grain (inside the file, clear of the metadata), then the overlaps. Leaked space is
+/// not counted: the seSparse journal, free bitmap and back map are not walked.
+fn check_esx(s: &EsxExtent, report: &mut CheckReport) {
+    let backing = s.backing();
+    let mut used = Vec::new();
+    let mut add = |start: u64, len: u64, what: What| {
+        used.push(Used {
+            start,
+            end: start.saturating_add(len),
+            what,
+        });
+    };
+    match s.format() {
+        EsxFormat::Cowd(_) => add(0, crate::format::CowdHeader::SIZE, What::Named(COWD_HEADER)),
+        EsxFormat::SeSparse { header, .. } => {
+            add(0, SECTOR_SIZE, What::Named(SESPARSE_HEADER));
+            let at = header
+                .volatile_header_offset
+                .get()
+                .saturating_mul(SECTOR_SIZE);
+            add(at, SECTOR_SIZE, What::Named("seSparse volatile header"));
+        }
+    }
+    add(
+        s.directory_at(),
+        s.directory().len() as u64 * s.entry_bytes(),
+        What::Directory,
+    );
+    let table_bytes = s.table_bytes();
+    let mut taken = Ranges::default();
+    for t in 0..s.directory().len() {
+        let at = match s.table_at(t) {
+            Ok(Some(at)) => at,
+            Ok(None) => continue,
+            Err(e) => {
+                report.add_error(&e);
+                continue;
+            }
+        };
+        if let Some(other) = taken.take(at, at.saturating_add(table_bytes), What::Table(t)) {
+            let message = format!("grain table {t} lies over {other}: not walked");
+            report.add(Problem::new(
+                backing.path(),
+                "grain table",
+                Some(at),
+                message,
+            ));
+            continue;
+        }
+        let table = match s.grain_table(t) {
+            Ok(Some((_, table))) => table,
+            Ok(None) => continue,
+            Err(e) => {
+                report.add_error(&e);
+                continue;
+            }
+        };
+        add(at, table_bytes, What::Table(t));
+        let first = t as u64 * s.gtes_per_gt();
+        for (i, &raw) in (0u64..).zip(&table) {
+            let g = first + i;
+            if g >= s.grain_count() {
+                break;
+            }
+            let sector = match s.decode(at, i, raw) {
+                Ok(GrainEntry::Data(sector)) => sector,
+                Ok(GrainEntry::Zeroed) => {
+                    report.zeroed_bytes += s.grain_len(g);
+                    continue;
+                }
+                Ok(GrainEntry::Unallocated) => continue,
+                Err(e) => {
+                    report.add_error(&e);
+                    continue;
+                }
+            };
+            report.allocated_grains += 1;
+            report.allocated_bytes += s.grain_len(g);
+            let grain = s.grain_offset(g, sector).and_then(|g_at| {
+                s.refuse_metadata("grain", g_at, s.grain_bytes())?;
+                backing.check_range("grain", g_at, s.grain_len(g))?;
+                Ok(g_at)
+            });
+            match grain {
+                Ok(g_at) => add(g_at, s.grain_len(g), What::Grain(g)),
+                Err(e) => report.add_error(&e),
+            }
+        }
+    }
+    report_overlaps(backing.path(), backing.len(), used, report);
 }
 
 /// The bytes a compressed grain at `at` takes: its marker and data, padded to a sector (one

@@ -51,9 +51,9 @@ pub enum CreateType {
     VmfsThick,
     /// Arbitrary extents.
     Custom,
-    /// ESXi sparse (COWD) delta disk: recognised, not read yet.
+    /// ESXi sparse (COWD) delta disk.
     VmfsSparse,
-    /// Space-efficient sparse: recognised, not read yet.
+    /// Space-efficient sparse delta disk (written `seSparse`).
     VmfsSeSparse,
     /// Raw device maps and device-backed disks: recognised, never read (they name host devices).
     VmfsRdm,
@@ -123,6 +123,8 @@ impl CreateType {
                 | Self::VmfsEagerZeroedThick
                 | Self::VmfsThick
                 | Self::Custom
+                | Self::VmfsSparse
+                | Self::VmfsSeSparse
         )
     }
 }
@@ -733,7 +735,9 @@ mod tests {
             "2GbMaxExtentFlat".parse::<CreateType>().unwrap(),
             CreateType::TwoGbMaxExtentFlat
         );
-        assert!(!"vmfsSparse".parse::<CreateType>().unwrap().is_supported());
+        assert!("vmfsSparse".parse::<CreateType>().unwrap().is_supported());
+        assert_eq!(CreateType::VmfsSeSparse.as_str(), "seSparse");
+        assert!(!"vmfsRDM".parse::<CreateType>().unwrap().is_supported());
         assert_eq!("weird".parse::<CreateType>().unwrap().as_str(), "weird");
         assert_eq!(CreateType::VmfsThin.as_str(), "vmfsThin");
     }

@@ -2,17 +2,19 @@
 //!
 //! Spec: "Layout Basics" (links and extents, p. 2), "Accessing a Sector in a Flat Extent" (p. 5)
 //! and "Accessing a Sector in a Hosted Sparse Extent" (p. 8). [`Disk::open`] takes any file a
-//! user would name: a text descriptor (monolithicFlat, twoGbMaxExtent*, vmfs*, custom), or a
-//! sparse extent with an embedded descriptor (monolithicSparse, streamOptimized), or a lone
-//! sparse extent. Delta links are followed through `parentFileNameHint`, their `parentCID`
-//! checked against the parent's `CID`, and loops refused.
+//! user would name: a text descriptor (monolithicFlat, twoGbMaxExtent*, vmfs*, custom, and the
+//! ESXi deltas vmfsSparse and seSparse), or a sparse extent with an embedded descriptor
+//! (monolithicSparse, streamOptimized), or a lone sparse extent. Delta links are followed
+//! through `parentFileNameHint`, their `parentCID` checked against the parent's `CID`, and
+//! loops refused; the ESXi delta extents (`VMFSSPARSE`, `SESPARSE`) read their unallocated
+//! grains through to the parent as hosted ones do. An ESXi delta extent file opened on its own
+//! is refused: only its descriptor names its parent.
 //!
 //! A [`Disk`] gives its capacity, positioned reads of any byte range ([`Disk::read_exact_at`],
 //! and [`ReadAt`] from many threads at once) and an allocation map ([`Disk::map`]) that tells
 //! data, zeroed and unallocated ranges apart from metadata alone.
 //!
-//! Not read yet ([`ErrorKind::Unsupported`]): vmfsSparse (`COWD`), seSparse and raw device
-//! maps. Files named by a descriptor must stay in its folder unless
+//! Not read ([`ErrorKind::Unsupported`]): raw device maps and device-backed disks. Files named by a descriptor must stay in its folder unless
 //! [`OpenOptions::allow_outside_paths`] is set.
 
 use std::io;
@@ -25,10 +27,12 @@ use crate::descriptor::{
     Access, CreateType, Descriptor, ExtentKind, ExtentLine, CID_NO_PARENT, MAX_DESCRIPTOR_SIZE,
 };
 use crate::error::{Error, ErrorKind, Feature, Result};
-use crate::format::{COWD_MAGIC, SECTOR_SIZE};
+use crate::format::SECTOR_SIZE;
 use crate::io::{folder_of, resolve_name, Backing, Files, HostFiles};
+use crate::read::esx::{EsxExtent, COWD_HEADER, SESPARSE_HEADER};
 use crate::read::header::has_sparse_magic;
 use crate::read::sparse::{GrainEntry, SparseExtent};
+use crate::read::{cowd, sesparse, Grains};
 
 /// How a disk is opened: where its files come from and how far to trust what they name.
 ///
@@ -153,6 +157,8 @@ pub(crate) enum ExtentData {
     Zero,
     /// A hosted sparse or stream-optimized extent (SPARSE).
     Sparse(Box<SparseExtent>),
+    /// An ESXi delta extent: vmfsSparse (VMFSSPARSE, `COWD`) or seSparse (SESPARSE).
+    Esx(Box<EsxExtent>),
 }
 
 /// One extent of a link, placed in the disk.
@@ -174,6 +180,7 @@ impl Extent {
         match &self.data {
             ExtentData::Flat { backing, .. } => Some(backing),
             ExtentData::Sparse(s) => Some(s.backing()),
+            ExtentData::Esx(s) => Some(Grains::backing(&**s)),
             ExtentData::Zero => None,
         }
     }
@@ -263,8 +270,8 @@ fn push_run(runs: &mut Vec<Run>, offset: u64, len: u64, kind: Allocation) {
 
 /// The descriptor of a link and, for a sparse file, the extent it opened.
 fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<SparseExtent>)> {
-    let mut head = [0u8; 4];
-    let head_len = backing.len().min(4) as usize;
+    let mut head = [0u8; 8];
+    let head_len = backing.len().min(8) as usize;
     backing.read_exact_at("file", 0, head.get_mut(..head_len).unwrap_or(&mut []))?;
     if has_sparse_magic(&head) {
         let sparse = SparseExtent::open(backing.clone())?;
@@ -274,12 +281,22 @@ fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<SparseExtent>)
         };
         return Ok((descriptor, Some(sparse)));
     }
-    if head == COWD_MAGIC.to_le_bytes() {
+    let lone_delta = if cowd::has_magic(&head) {
+        Some((COWD_HEADER, "vmfsSparse (COWD)"))
+    } else if sesparse::has_magic(&head) {
+        Some((SESPARSE_HEADER, "seSparse"))
+    } else {
+        None
+    };
+    if let Some((structure, what)) = lone_delta {
         return Err(Error::at(
             backing.path(),
-            "sparse header",
+            structure,
             0,
-            ErrorKind::Unsupported(Feature::VmfsSparse),
+            ErrorKind::InvalidInput(format!(
+                "this is the extent file of an ESXi {what} delta disk: open the descriptor \
+                    that names it, which also names its parent"
+            )),
         ));
     }
     Ok((read_text_descriptor(backing)?, None))
@@ -300,8 +317,6 @@ fn supported_create_type(path: &Path, descriptor: &Descriptor) -> Result<CreateT
         .ok_or_else(|| inconsistent("no createType"))?;
     let unsupported = match &create_type {
         t if t.is_supported() => None,
-        CreateType::VmfsSparse => Some(Feature::VmfsSparse),
-        CreateType::VmfsSeSparse => Some(Feature::SeSparse),
         CreateType::VmfsRdm | CreateType::VmfsRdmp => Some(Feature::RawDeviceMap),
         CreateType::VmfsRaw | CreateType::FullDevice | CreateType::PartitionedDevice => {
             Some(Feature::HostDevice)
@@ -395,20 +410,10 @@ impl Disk {
                 Some(sparse) if index == 0 => ExtentData::Sparse(Box::new(sparse)),
                 _ => open_extent(path, &line, options)?,
             };
-            if let ExtentData::Sparse(s) = &data {
-                if s.capacity_sectors() < line.sectors {
-                    return Err(Error::at(
-                        s.backing().path(),
-                        "sparse header",
-                        crate::format::SparseExtentHeader::AT_CAPACITY,
-                        ErrorKind::Inconsistent(format!(
-                            "capacity {} sectors is less than the {} sectors the descriptor gives \
-                                the extent",
-                            s.capacity_sectors(),
-                            line.sectors
-                        )),
-                    ));
-                }
+            match &data {
+                ExtentData::Sparse(s) => check_capacity(&**s, &line)?,
+                ExtentData::Esx(s) => check_capacity(&**s, &line)?,
+                _ => {}
             }
             extents.push(Extent {
                 line,
@@ -547,6 +552,7 @@ impl Disk {
             .flat_map(|d| d.extents())
             .filter_map(|e| match &e.data {
                 ExtentData::Sparse(s) => Some(s.grain_bytes()),
+                ExtentData::Esx(s) => Some(s.grain_bytes()),
                 _ => None,
             })
             .max()
@@ -586,28 +592,36 @@ impl Disk {
             match &e.data {
                 ExtentData::Flat { .. } => push_run(runs, from, to - from, Allocation::Data),
                 ExtentData::Zero => push_run(runs, from, to - from, Allocation::Zero),
-                ExtentData::Sparse(s) => {
-                    let gb = s.grain_bytes();
-                    let first = (from - e.start) / gb;
-                    let last = (to - e.start).div_ceil(gb);
-                    s.for_each_run(first, last - first, |g, n, entry| {
-                        let g_from = (e.start + g * gb).max(from);
-                        let g_to = (e.start + (g + n) * gb).min(to);
-                        match entry {
-                            GrainEntry::Data(_) => {
-                                push_run(runs, g_from, g_to - g_from, Allocation::Data)
-                            }
-                            GrainEntry::Zeroed => {
-                                push_run(runs, g_from, g_to - g_from, Allocation::Zero)
-                            }
-                            GrainEntry::Unallocated => self.map_parent(g_from, g_to, runs)?,
-                        }
-                        Ok(())
-                    })?;
-                }
+                ExtentData::Sparse(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
+                ExtentData::Esx(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
             }
         }
         Ok(())
+    }
+
+    /// The runs of `from..to` (disk offsets) in the sparse extent `s` placed at `base`;
+    /// unallocated grains are mapped through the parent.
+    fn map_sparse<S: Grains>(
+        &self,
+        s: &S,
+        base: u64,
+        from: u64,
+        to: u64,
+        runs: &mut Vec<Run>,
+    ) -> Result<()> {
+        let gb = s.grain_bytes();
+        let first = (from - base) / gb;
+        let last = (to - base).div_ceil(gb);
+        s.for_each_run(first, last - first, |g, n, entry| {
+            let g_from = (base + g * gb).max(from);
+            let g_to = (base + (g + n) * gb).min(to);
+            match entry {
+                GrainEntry::Data(_) => push_run(runs, g_from, g_to - g_from, Allocation::Data),
+                GrainEntry::Zeroed => push_run(runs, g_from, g_to - g_from, Allocation::Zero),
+                GrainEntry::Unallocated => self.map_parent(g_from, g_to, runs)?,
+            }
+            Ok(())
+        })
     }
 
     fn map_parent(&self, from: u64, to: u64, runs: &mut Vec<Run>) -> Result<()> {
@@ -645,7 +659,7 @@ impl Disk {
             match &e.data {
                 ExtentData::Flat { .. } => add(Allocation::Data, e.len),
                 ExtentData::Zero => add(Allocation::Zero, e.len),
-                ExtentData::Sparse(_) => {
+                ExtentData::Sparse(_) | ExtentData::Esx(_) => {
                     let window = 4u64 << 30;
                     let mut offset = e.start;
                     while offset < e.start + e.len {
@@ -695,7 +709,8 @@ impl Disk {
                     LOCATE_PIECE,
                 )?,
                 ExtentData::Zero => dst.fill(0),
-                ExtentData::Sparse(s) => self.read_sparse(s, e.start, from, dst, scratch)?,
+                ExtentData::Sparse(s) => self.read_sparse(&**s, e.start, from, dst, scratch)?,
+                ExtentData::Esx(s) => self.read_sparse(&**s, e.start, from, dst, scratch)?,
             }
         }
         Ok(())
@@ -703,9 +718,9 @@ impl Disk {
 
     /// Reads `dst.len()` bytes at disk offset `from` from the sparse extent `s` placed at
     /// `base`; unallocated grains read through to the parent.
-    fn read_sparse(
+    fn read_sparse<S: Grains>(
         &self,
-        s: &SparseExtent,
+        s: &S,
         base: u64,
         from: u64,
         dst: &mut [u8],
@@ -771,9 +786,9 @@ impl Pending {
     /// Adds `n` bytes from `within` of the grain at file offset `grain_at`, for destination
     /// offset `d_start`: joined to the pending read when they follow it in the file, else the
     /// pending read is made first.
-    fn add(
+    fn add<S: Grains>(
         &mut self,
-        s: &SparseExtent,
+        s: &S,
         dst: &mut [u8],
         grain_at: u64,
         within: u64,
@@ -793,7 +808,7 @@ impl Pending {
 
     /// Makes the pending read; an I/O error names the grain that failed, not the first grain
     /// of the joined read.
-    fn flush(&mut self, s: &SparseExtent, dst: &mut [u8]) -> Result<()> {
+    fn flush<S: Grains>(&mut self, s: &S, dst: &mut [u8]) -> Result<()> {
         if let Some((origin, at, start, len)) = self.0.take() {
             let part = slice_mut(dst, start, len);
             read_locating(s.backing(), "grain", at, part, origin, s.grain_bytes())?;
@@ -889,14 +904,52 @@ fn read_text_descriptor(backing: &Backing) -> Result<Descriptor> {
     }
 }
 
+/// Refuses a sparse extent whose header gives it fewer sectors than its descriptor line.
+fn check_capacity<S: Grains>(s: &S, line: &ExtentLine) -> Result<()> {
+    if s.capacity_sectors() >= line.sectors {
+        return Ok(());
+    }
+    let (structure, at) = s.capacity_field();
+    Err(Error::at(
+        s.backing().path(),
+        structure,
+        at,
+        ErrorKind::Inconsistent(format!(
+            "capacity {} sectors is less than the {} sectors the descriptor gives the extent",
+            s.capacity_sectors(),
+            line.sectors
+        )),
+    ))
+}
+
+/// Opens a sparse extent by its magic, as qemu does: `SPARSE` and `VMFSSPARSE` lines both name
+/// `KDMV` or `COWD` files (a `SPARSE` line naming neither is refused as `KDMV`, a `VMFSSPARSE`
+/// one as `COWD`); `SESPARSE` lines name seSparse files.
+fn open_sparse_extent(kind: &ExtentKind, backing: Backing) -> Result<ExtentData> {
+    let mut head = [0u8; 4];
+    let n = backing.len().min(4) as usize;
+    backing.read_exact_at("file", 0, head.get_mut(..n).unwrap_or(&mut []))?;
+    let cowd = match kind {
+        ExtentKind::SeSparse => return Ok(ExtentData::Esx(Box::new(sesparse::open(backing)?))),
+        ExtentKind::VmfsSparse => !has_sparse_magic(&head),
+        _ => cowd::has_magic(&head),
+    };
+    if cowd {
+        return Ok(ExtentData::Esx(Box::new(cowd::open(backing)?)));
+    }
+    Ok(ExtentData::Sparse(Box::new(SparseExtent::open(backing)?)))
+}
+
 fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> Result<ExtentData> {
     match &line.kind {
         ExtentKind::Zero => return Ok(ExtentData::Zero),
-        ExtentKind::Flat | ExtentKind::Vmfs | ExtentKind::Sparse => {}
+        ExtentKind::Flat
+        | ExtentKind::Vmfs
+        | ExtentKind::Sparse
+        | ExtentKind::VmfsSparse
+        | ExtentKind::SeSparse => {}
         other => {
             let feature = match other {
-                ExtentKind::VmfsSparse => Feature::VmfsSparse,
-                ExtentKind::SeSparse => Feature::SeSparse,
                 ExtentKind::VmfsRdm => Feature::RawDeviceMap,
                 ExtentKind::VmfsRaw => Feature::HostDevice,
                 k => Feature::ExtentKind(k.as_str().to_string()),
@@ -911,8 +964,11 @@ fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> R
     }
     let name = line.file_name.as_deref().unwrap_or_default();
     let backing = options.open_named(descriptor, name)?;
-    if line.kind == ExtentKind::Sparse {
-        return Ok(ExtentData::Sparse(Box::new(SparseExtent::open(backing)?)));
+    if matches!(
+        line.kind,
+        ExtentKind::Sparse | ExtentKind::VmfsSparse | ExtentKind::SeSparse
+    ) {
+        return open_sparse_extent(&line.kind, backing);
     }
     let offset = line.offset.checked_mul(SECTOR_SIZE).ok_or_else(|| {
         Error::new(

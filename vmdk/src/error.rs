@@ -36,10 +36,20 @@ pub struct Error {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Feature {
-    /// ESXi sparse extents (`COWD`, createType `vmfsSparse`).
+    /// ESXi sparse extents (`COWD`, createType `vmfsSparse`). No longer raised: they are read.
     VmfsSparse,
-    /// Space-efficient sparse extents (createType `seSparse`).
+    /// Space-efficient sparse extents (createType `seSparse`). No longer raised: they are read.
     SeSparse,
+    /// A `COWD` header version other than 1.
+    CowdVersion(u32),
+    /// A seSparse constant header version other than `0x200000001`.
+    SeSparseVersion(u64),
+    /// seSparse constant header flags (none are defined).
+    SeSparseFlags(u64),
+    /// A seSparse extent whose volatile header says its journal must be replayed (it was not
+    /// closed cleanly): its grain directory and tables may be stale until ESXi replays the
+    /// journal, which this library does not do.
+    SeSparseJournalReplay,
     /// Raw device maps (createTypes `vmfsRDM`, `vmfsRDMP`).
     RawDeviceMap,
     /// Disks backed by host devices (`fullDevice`, `partitionedDevice`, `vmfsRaw`).
@@ -73,6 +83,15 @@ impl fmt::Display for Feature {
         match self {
             Self::VmfsSparse => f.write_str("ESXi sparse extents (COWD, vmfsSparse)"),
             Self::SeSparse => f.write_str("seSparse extents"),
+            Self::CowdVersion(v) => write!(f, "COWD version {v} (version 1 is read)"),
+            Self::SeSparseVersion(v) => {
+                write!(f, "seSparse version {v:#x} (version 0x200000001 is read)")
+            }
+            Self::SeSparseFlags(bits) => write!(f, "seSparse flags {bits:#x}"),
+            Self::SeSparseJournalReplay => f.write_str(
+                "replaying a seSparse journal: the extent was not closed cleanly and its tables \
+                    may be stale until ESXi opens it again",
+            ),
             Self::RawDeviceMap => f.write_str("raw device maps"),
             Self::HostDevice => f.write_str("disks backed by host devices"),
             Self::CreateType(t) => write!(f, "createType {t}"),

@@ -1,11 +1,16 @@
-//! Raw on-disk structures of hosted sparse and stream-optimized extents, with their constants.
+//! Raw on-disk structures of hosted sparse and stream-optimized extents and of the ESXi delta
+//! extents (vmfsSparse `COWD`, seSparse), with their constants.
 //!
 //! Everything here is a `zerocopy` struct with explicit little-endian fields, read in place from
 //! the bytes of a file and written back the same way; no parsing logic lives here, only layout
-//! (the checks a header must pass are in the readers). Spec: VMware "Virtual Disk Format 5.0",
-//! sections "Hosted Sparse Extent Header" (p. 6), "Hosted Sparse Extent Metadata" (p. 8) and
-//! "Stream-Optimized Compressed" (pp. 11-13). The ESXi `COWD` header (vmfsSparse, p. 10) is only
-//! recognised by its magic, not read.
+//! (the checks a header must pass are in the readers). Hosted extents: VMware "Virtual Disk
+//! Format 5.0", sections "Hosted Sparse Extent Header" (p. 6), "Hosted Sparse Extent Metadata"
+//! (p. 8) and "Stream-Optimized Compressed" (pp. 11-13). The ESXi delta formats are not in that
+//! technote: [`CowdHeader`] follows VMware's `COWDisk_Header` as qemu's `block/vmdk.c`
+//! (`VMDK3Header`, `vmdk_open_vmfs_sparse`) and libvmdk's documentation lay it out;
+//! [`SeSparseConstHeader`] and [`SeSparseVolatileHeader`] follow qemu's `block/vmdk.c`
+//! (`VMDKSESparseConstHeader`, `vmdk_open_se_sparse`), the only public description of seSparse
+//! (VMware KB 2145462 introduces the format, without its layout).
 //!
 //! ```
 //! use vmdk::format::{SparseExtentHeader, MetadataMarker};
@@ -25,9 +30,6 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Bytes in a sector: every offset and size in the format is counted in these.
 pub const SECTOR_SIZE: u64 = 512;
-
-/// `magicNumber` of an ESXi sparse (vmfsSparse, `COWD`) extent.
-pub(crate) const COWD_MAGIC: u32 = 0x4457_4f43;
 
 /// Grain table entry: grain not allocated (read the parent, or zeros).
 pub(crate) const GTE_UNALLOCATED: u32 = 0;
@@ -176,6 +178,206 @@ impl MetadataMarker {
     }
 }
 
+/// The header of an ESXi sparse extent (createType `vmfsSparse`, extent lines `VMFSSPARSE`):
+/// VMware's `COWDisk_Header`, 2048 bytes at the start of the file, magic `COWD`, version 1.
+///
+/// Layout as qemu's `block/vmdk.c` reads it (`VMDK3Header`: the eight words from `magicNumber`
+/// to `freeSector`, which is all a reader needs) and libvmdk's documentation gives the rest.
+/// The grain directory (`numGDEntries` little-endian `u32` sectors of grain tables, 0 where
+/// none) lies at `gdOffset`; every grain table has [`CowdHeader::GTES_PER_GT`] `u32` entries,
+/// each the sector of a grain of `grainSize` sectors (1 in every file ESXi writes), 0 where the
+/// grain is not allocated (read the parent). There is no zeroed-grain entry.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct CowdHeader {
+    /// [`CowdHeader::MAGIC`].
+    pub magic_number: U32,
+    /// [`CowdHeader::VERSION`].
+    pub version: U32,
+    /// Flags (not interpreted by readers).
+    pub flags: U32,
+    /// Capacity of this extent, in sectors.
+    pub num_sectors: U32,
+    /// Grain size in sectors.
+    pub grain_size: U32,
+    /// Sector of the grain directory.
+    pub gd_offset: U32,
+    /// Entries of the grain directory.
+    pub num_gd_entries: U32,
+    /// The next free sector of the file (where the next grain or table goes).
+    pub free_sector: U32,
+    /// A union: cylinders, heads and sectors (three `u32`) for a root disk; the parent's file
+    /// name (1024 bytes) and generation (`u32`) for a child of ESX 2 (descriptors name parents
+    /// since).
+    pub geometry_or_parent: [u8; 1028],
+    /// Generation.
+    pub generation: U32,
+    /// Name.
+    pub name: [u8; 60],
+    /// Description.
+    pub description: [u8; 512],
+    /// Saved generation.
+    pub saved_generation: U32,
+    /// Reserved.
+    pub reserved: [u8; 8],
+    /// Non-zero while the extent is open for writing.
+    pub unclean_shutdown: U32,
+    /// Zero.
+    pub pad: [u8; 396],
+}
+
+/// Byte offset of a field of a header struct, for error messages.
+macro_rules! at_of {
+    ($ty:ty, $field:ident) => {
+        offset_of!($ty, $field) as u64
+    };
+}
+
+impl CowdHeader {
+    /// `magicNumber`: `'C' 'O' 'W' 'D'` on disk.
+    pub const MAGIC: u32 = 0x4457_4f43;
+    /// The only version written and read.
+    pub const VERSION: u32 = 1;
+    /// Bytes of the header, before anything else may lie in the file.
+    pub const SIZE: u64 = 2048;
+    /// Entries of every grain table (fixed by the format; qemu's `vmdk_open_vmfs_sparse`).
+    pub const GTES_PER_GT: u64 = 4096;
+
+    pub(crate) const AT_VERSION: u64 = at_of!(Self, version);
+    pub(crate) const AT_NUM_SECTORS: u64 = at_of!(Self, num_sectors);
+    pub(crate) const AT_GRAIN_SIZE: u64 = at_of!(Self, grain_size);
+    pub(crate) const AT_NUM_GD_ENTRIES: u64 = at_of!(Self, num_gd_entries);
+}
+
+/// The constant header of a space-efficient sparse extent (createType `seSparse`, extent lines
+/// `SESPARSE`): 512 bytes at sector 0, every field a little-endian `u64`, offsets and sizes in
+/// sectors. Layout and field names as qemu's `block/vmdk.c` (`VMDKSESparseConstHeader`).
+///
+/// The file holds, each at its `*_offset` for `*_size` sectors: this header, the
+/// [`SeSparseVolatileHeader`], the journal header and journal, the grain directory, the grain
+/// tables, the free bitmap, the back map and the grains. Directory and table entries are
+/// `u64`: see the `GDE_*` and `GTE_*` constants.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct SeSparseConstHeader {
+    /// [`SeSparseConstHeader::MAGIC`].
+    pub magic: U64,
+    /// [`SeSparseConstHeader::VERSION`].
+    pub version: U64,
+    /// Capacity of this extent, in sectors.
+    pub capacity: U64,
+    /// Grain size in sectors (8 in every file ESXi writes).
+    pub grain_size: U64,
+    /// Size of one grain table, in sectors (64: 4096 entries).
+    pub grain_table_size: U64,
+    /// Flags: none are defined.
+    pub flags: U64,
+    /// Zero.
+    pub reserved1: U64,
+    /// Zero.
+    pub reserved2: U64,
+    /// Zero.
+    pub reserved3: U64,
+    /// Zero.
+    pub reserved4: U64,
+    /// Sector of the volatile header.
+    pub volatile_header_offset: U64,
+    /// Sectors of the volatile header.
+    pub volatile_header_size: U64,
+    /// Sector of the journal header.
+    pub journal_header_offset: U64,
+    /// Sectors of the journal header.
+    pub journal_header_size: U64,
+    /// Sector of the journal.
+    pub journal_offset: U64,
+    /// Sectors of the journal.
+    pub journal_size: U64,
+    /// Sector of the grain directory.
+    pub grain_dir_offset: U64,
+    /// Sectors of the grain directory.
+    pub grain_dir_size: U64,
+    /// Sector of the first grain table.
+    pub grain_tables_offset: U64,
+    /// Sectors of the grain table area.
+    pub grain_tables_size: U64,
+    /// Sector of the free bitmap.
+    pub free_bitmap_offset: U64,
+    /// Sectors of the free bitmap.
+    pub free_bitmap_size: U64,
+    /// Sector of the back map.
+    pub backmap_offset: U64,
+    /// Sectors of the back map.
+    pub backmap_size: U64,
+    /// Sector of the first grain.
+    pub grains_offset: U64,
+    /// Sectors of the grain area.
+    pub grains_size: U64,
+    /// Zero.
+    pub pad: [u8; 304],
+}
+
+impl SeSparseConstHeader {
+    /// `magic`.
+    pub const MAGIC: u64 = 0xcafe_babe;
+    /// `version`: the only one written and read.
+    pub const VERSION: u64 = 0x0000_0002_0000_0001;
+    /// Grain directory entry: the top 32 bits of an entry that names a grain table; the low 32
+    /// bits are the table's number in the grain table area. 0 is "no table".
+    pub const GDE_ALLOCATED: u64 = 0x1000_0000;
+    /// Grain table entry: the top 4 bits give the entry's kind.
+    pub const GTE_KIND_MASK: u64 = 0xf000_0000_0000_0000;
+    /// Grain table entry kind: not allocated, read the parent (the whole entry is 0).
+    pub const GTE_UNALLOCATED: u64 = 0;
+    /// Grain table entry kind: unmapped by the guest (SCSI UNMAP).
+    pub const GTE_UNMAPPED: u64 = 0x1000_0000_0000_0000;
+    /// Grain table entry kind: reads as zeros.
+    pub const GTE_ZERO: u64 = 0x2000_0000_0000_0000;
+    /// Grain table entry kind: allocated; the other 60 bits hold the grain's number in the
+    /// grain area, its low 12 bits in entry bits 48-59 and the rest in bits 0-47.
+    pub const GTE_ALLOCATED: u64 = 0x3000_0000_0000_0000;
+
+    pub(crate) const AT_VERSION: u64 = at_of!(Self, version);
+    pub(crate) const AT_CAPACITY: u64 = at_of!(Self, capacity);
+    pub(crate) const AT_GRAIN_SIZE: u64 = at_of!(Self, grain_size);
+    pub(crate) const AT_GRAIN_TABLE_SIZE: u64 = at_of!(Self, grain_table_size);
+    pub(crate) const AT_FLAGS: u64 = at_of!(Self, flags);
+    pub(crate) const AT_RESERVED1: u64 = at_of!(Self, reserved1);
+    pub(crate) const AT_VOLATILE_HEADER_OFFSET: u64 = at_of!(Self, volatile_header_offset);
+    pub(crate) const AT_JOURNAL_HEADER_OFFSET: u64 = at_of!(Self, journal_header_offset);
+    pub(crate) const AT_JOURNAL_OFFSET: u64 = at_of!(Self, journal_offset);
+    pub(crate) const AT_GRAIN_DIR_OFFSET: u64 = at_of!(Self, grain_dir_offset);
+    pub(crate) const AT_GRAIN_DIR_SIZE: u64 = at_of!(Self, grain_dir_size);
+    pub(crate) const AT_GRAIN_TABLES_OFFSET: u64 = at_of!(Self, grain_tables_offset);
+    pub(crate) const AT_FREE_BITMAP_OFFSET: u64 = at_of!(Self, free_bitmap_offset);
+    pub(crate) const AT_BACKMAP_OFFSET: u64 = at_of!(Self, backmap_offset);
+    pub(crate) const AT_GRAINS_OFFSET: u64 = at_of!(Self, grains_offset);
+}
+
+/// The volatile header of a seSparse extent, 512 bytes at `volatile_header_offset`, updated
+/// while the disk is open (qemu's `VMDKSESparseVolatileHeader`).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct SeSparseVolatileHeader {
+    /// [`SeSparseVolatileHeader::MAGIC`].
+    pub magic: U64,
+    /// Number of the next free grain table.
+    pub free_gt_number: U64,
+    /// Sequence number of the next journal transaction.
+    pub next_txn_seq_number: U64,
+    /// Non-zero when the journal holds changes not yet applied: the metadata may be stale
+    /// until ESXi replays it.
+    pub replay_journal: U64,
+    /// Zero.
+    pub pad: [u8; 480],
+}
+
+impl SeSparseVolatileHeader {
+    /// `magic`.
+    pub const MAGIC: u64 = 0xcafe_cafe;
+
+    pub(crate) const AT_REPLAY_JOURNAL: u64 = at_of!(Self, replay_journal);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +405,32 @@ mod tests {
     #[test]
     fn magic_reads_as_kdmv() {
         assert_eq!(&SparseExtentHeader::MAGIC.to_le_bytes(), b"KDMV");
-        assert_eq!(&COWD_MAGIC.to_le_bytes(), b"COWD");
+        assert_eq!(&CowdHeader::MAGIC.to_le_bytes(), b"COWD");
+        assert_eq!(
+            SeSparseConstHeader::MAGIC.to_le_bytes(),
+            [0xbe, 0xba, 0xfe, 0xca, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn esx_layouts_match_qemu() {
+        assert_eq!(size_of::<CowdHeader>() as u64, CowdHeader::SIZE);
+        assert_eq!(CowdHeader::AT_VERSION, 4);
+        assert_eq!(CowdHeader::AT_NUM_SECTORS, 12);
+        assert_eq!(CowdHeader::AT_GRAIN_SIZE, 16);
+        assert_eq!(offset_of!(CowdHeader, gd_offset), 20);
+        assert_eq!(CowdHeader::AT_NUM_GD_ENTRIES, 24);
+        assert_eq!(offset_of!(CowdHeader, generation), 1060);
+        assert_eq!(offset_of!(CowdHeader, unclean_shutdown), 1648);
+        assert_eq!(size_of::<SeSparseConstHeader>(), 512);
+        assert_eq!(size_of::<SeSparseVolatileHeader>(), 512);
+        assert_eq!(SeSparseConstHeader::AT_CAPACITY, 16);
+        assert_eq!(SeSparseConstHeader::AT_GRAIN_SIZE, 24);
+        assert_eq!(SeSparseConstHeader::AT_FLAGS, 40);
+        assert_eq!(SeSparseConstHeader::AT_VOLATILE_HEADER_OFFSET, 80);
+        assert_eq!(SeSparseConstHeader::AT_GRAIN_DIR_OFFSET, 128);
+        assert_eq!(SeSparseConstHeader::AT_GRAINS_OFFSET, 192);
+        assert_eq!(offset_of!(SeSparseConstHeader, pad), 208);
+        assert_eq!(SeSparseVolatileHeader::AT_REPLAY_JOURNAL, 24);
     }
 }

@@ -1,13 +1,15 @@
 //! What a disk is, as data: [`Disk::info`] gives the createType, capacity, content IDs, disk
-//! database and extents of each link of the chain, with the sparse extents' header fields, and
-//! the allocation summary. With the `serde` feature these serialise to the JSON that
+//! database and extents of each link of the chain, with the sparse extents' header fields (the
+//! hosted header, or the ESXi delta headers: COWD, seSparse), and the allocation summary. With the `serde` feature these serialise to the JSON that
 //! `ovf-disk info --json` prints (the shape is documented in the README).
 
 use std::path::PathBuf;
 
 use crate::disk::{AllocationSummary, Disk, Extent, ExtentData};
 use crate::error::Result;
+use crate::read::esx::{EsxExtent, EsxFormat};
 use crate::read::sparse::MetadataSource;
+use crate::read::Grains;
 
 /// A disk: its first link, the allocation over the whole chain, and the parent links.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +58,7 @@ pub struct LinkInfo {
 pub struct ExtentInfo {
     /// `RW`, `RDONLY` or `NOACCESS`.
     pub access: String,
-    /// `FLAT`, `SPARSE`, `ZERO`, `VMFS`.
+    /// `FLAT`, `SPARSE`, `ZERO`, `VMFS`, `VMFSSPARSE`, `SESPARSE`.
     pub kind: String,
     /// Size in sectors.
     pub sectors: u64,
@@ -72,9 +74,15 @@ pub struct ExtentInfo {
     /// Byte offset of the data in a flat extent's file.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub offset: Option<u64>,
-    /// The header of a sparse extent.
+    /// The header of a hosted sparse extent.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub sparse: Option<SparseInfo>,
+    /// The header of an ESXi sparse (vmfsSparse, `COWD`) extent.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub cowd: Option<CowdInfo>,
+    /// The headers of a seSparse extent.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub sesparse: Option<SeSparseInfo>,
 }
 
 /// The header fields of a hosted sparse or stream-optimized extent (spec p. 6).
@@ -107,6 +115,73 @@ pub struct SparseInfo {
     pub metadata_from: MetadataSource,
 }
 
+/// The header fields of an ESXi sparse extent (vmfsSparse, `COWD`; [`crate::format::CowdHeader`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct CowdInfo {
+    /// `version`: 1.
+    pub version: u32,
+    /// `flags`.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "hex::flags"))]
+    pub flags: u32,
+    /// Grain size in bytes.
+    pub grain_size: u64,
+    /// The extent's own capacity in bytes.
+    pub capacity: u64,
+    /// Entries per grain table (4096).
+    pub num_gtes_per_gt: u64,
+    /// `gdOffset`, in sectors.
+    pub gd_offset: u64,
+    /// `numGDEntries`, as written.
+    pub num_gd_entries: u32,
+    /// Entries of the grain directory the capacity needs (those read).
+    pub grain_tables: u64,
+    /// `freeSector`: where the next grain or table goes.
+    pub free_sector: u32,
+}
+
+/// The header fields of a seSparse extent ([`crate::format::SeSparseConstHeader`] and
+/// [`crate::format::SeSparseVolatileHeader`]); offsets and sizes in sectors, as written. A
+/// journal that needs replaying is refused when the disk is opened, so an extent shown here has
+/// a clean one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct SeSparseInfo {
+    /// `version`: `0x200000001`.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "hex::u64"))]
+    pub version: u64,
+    /// Grain size in bytes.
+    pub grain_size: u64,
+    /// The extent's own capacity in bytes.
+    pub capacity: u64,
+    /// Entries per grain table.
+    pub num_gtes_per_gt: u64,
+    /// Entries of the grain directory the capacity needs (those read).
+    pub grain_tables: u64,
+    /// `journal_offset`.
+    pub journal_offset: u64,
+    /// `journal_size`.
+    pub journal_size: u64,
+    /// `grain_dir_offset`.
+    pub grain_dir_offset: u64,
+    /// `grain_dir_size`.
+    pub grain_dir_size: u64,
+    /// `grain_tables_offset`.
+    pub grain_tables_offset: u64,
+    /// `grain_tables_size`.
+    pub grain_tables_size: u64,
+    /// `grains_offset`.
+    pub grains_offset: u64,
+    /// `grains_size`.
+    pub grains_size: u64,
+    /// The volatile header's `free_gt_number`: grain tables in use.
+    pub free_gt_number: u64,
+    /// The volatile header's `next_txn_seq_number`.
+    pub next_txn_seq_number: u64,
+}
+
 #[cfg(feature = "serde")]
 mod hex {
     pub(super) fn option<S: serde::Serializer>(v: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
@@ -117,6 +192,10 @@ mod hex {
     }
 
     pub(super) fn flags<S: serde::Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    pub(super) fn u64<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{v:#x}"))
     }
 }
@@ -137,8 +216,61 @@ mod pairs {
     }
 }
 
+impl CowdInfo {
+    fn of(s: &EsxExtent) -> Option<Self> {
+        let EsxFormat::Cowd(h) = s.format() else {
+            return None;
+        };
+        Some(Self {
+            version: h.version.get(),
+            flags: h.flags.get(),
+            grain_size: s.grain_bytes(),
+            capacity: s.capacity_bytes(),
+            num_gtes_per_gt: s.gtes_per_gt(),
+            gd_offset: h.gd_offset.get().into(),
+            num_gd_entries: h.num_gd_entries.get(),
+            grain_tables: s.directory().len() as u64,
+            free_sector: h.free_sector.get(),
+        })
+    }
+}
+
+impl SeSparseInfo {
+    fn of(s: &EsxExtent) -> Option<Self> {
+        let EsxFormat::SeSparse {
+            header: h,
+            volatile: v,
+            ..
+        } = s.format()
+        else {
+            return None;
+        };
+        Some(Self {
+            version: h.version.get(),
+            grain_size: s.grain_bytes(),
+            capacity: s.capacity_bytes(),
+            num_gtes_per_gt: s.gtes_per_gt(),
+            grain_tables: s.directory().len() as u64,
+            journal_offset: h.journal_offset.get(),
+            journal_size: h.journal_size.get(),
+            grain_dir_offset: h.grain_dir_offset.get(),
+            grain_dir_size: h.grain_dir_size.get(),
+            grain_tables_offset: h.grain_tables_offset.get(),
+            grain_tables_size: h.grain_tables_size.get(),
+            grains_offset: h.grains_offset.get(),
+            grains_size: h.grains_size.get(),
+            free_gt_number: v.free_gt_number.get(),
+            next_txn_seq_number: v.next_txn_seq_number.get(),
+        })
+    }
+}
+
 impl ExtentInfo {
     fn of(e: &Extent) -> Self {
+        let (cowd, sesparse) = match &e.data {
+            ExtentData::Esx(s) => (CowdInfo::of(s), SeSparseInfo::of(s)),
+            _ => (None, None),
+        };
         let (path, offset, sparse) = match &e.data {
             ExtentData::Flat { backing, offset } => {
                 (Some(backing.path().to_path_buf()), Some(*offset), None)
@@ -161,6 +293,7 @@ impl ExtentInfo {
                 };
                 (Some(s.backing().path().to_path_buf()), None, Some(info))
             }
+            ExtentData::Esx(s) => (Some(s.backing().path().to_path_buf()), None, None),
         };
         Self {
             access: e.line.access.as_str().to_string(),
@@ -172,6 +305,8 @@ impl ExtentInfo {
             path,
             offset,
             sparse,
+            cowd,
+            sesparse,
         }
     }
 }

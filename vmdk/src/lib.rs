@@ -1,10 +1,12 @@
 //! Read and write VMware virtual disks (VMDK): descriptors, hosted sparse and stream-optimized
-//! extents, flat and zero extents, and parent chains, joined into one [`Disk`] with positioned
-//! reads and an allocation map; `check` like `qemu-img check`; the copy to eager-zeroed thick
-//! images; writers for every hosted createType.
+//! extents, flat and zero extents, the ESXi delta extents (vmfsSparse `COWD` and seSparse), and
+//! parent chains, joined into one [`Disk`] with positioned reads and an allocation map; `check`
+//! like `qemu-img check`; the copy to eager-zeroed thick images; writers for every hosted
+//! createType.
 //!
 //! The format's reference is VMware's "Virtual Disk Format 5.0" technote; each module cites the
-//! section it implements. Every byte read from a file is treated as untrusted: sizes and offsets
+//! section it implements. The ESXi delta formats are not in it: their modules cite qemu's
+//! `block/vmdk.c`, the reference implementation they were checked against. Every byte read from a file is treated as untrusted: sizes and offsets
 //! are checked against the file before use, and errors name the file, the structure and the
 //! offset ([`Error`]), with a [`ErrorKind`] a caller can branch on ([`ErrorKind::Unsupported`]
 //! tells a feature not read yet from damage).
@@ -79,7 +81,7 @@ pub use check::{check, CheckReport, Omitted, Problem, LISTED_PER_KIND};
 pub use descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
 pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};
 pub use error::{Error, ErrorKind, Feature, Result};
-pub use info::{DiskInfo, ExtentInfo, LinkInfo, SparseInfo};
+pub use info::{CowdInfo, DiskInfo, ExtentInfo, LinkInfo, SeSparseInfo, SparseInfo};
 pub use io::{Backing, Files, MemoryFiles};
 pub use positioned_io::ReadAt;
 pub use read::sparse::MetadataSource;
@@ -119,6 +121,9 @@ pub mod internals {
             .iter()
             .map(|e| match &e.data {
                 crate::disk::ExtentData::Sparse(s) => (e.len, Some(s.grain_bytes())),
+                crate::disk::ExtentData::Esx(s) => {
+                    (e.len, Some(crate::read::Grains::grain_bytes(&**s)))
+                }
                 _ => (e.len, None),
             })
             .collect()

@@ -337,11 +337,11 @@ fn sparse_cases(cases: &mut Vec<Case<Error>>) {
         ),
         h(
             "descriptors",
-            "embedded descriptor of an ESXi type",
-            &|b| put(b, 512, b"createType=\"vmfsSparse\"\n#"),
+            "embedded descriptor of a raw device map",
+            &|b| put(b, 512, b"createType=\"vmfsRDM\"\n#"),
             "descriptor",
             None,
-            |k| matches!(k, ErrorKind::Unsupported(_)),
+            |k| matches!(k, ErrorKind::Unsupported(Feature::RawDeviceMap)),
         ),
     ]);
 
@@ -760,9 +760,22 @@ fn descriptor_cases(cases: &mut Vec<Case<Error>>) {
             |k| matches!(k, ErrorKind::Io(_)),
         ),
         d(
-            "vmfsSparse (ESXi) extent",
+            "VMFSSPARSE extent that is a flat file",
             "createType=\"vmfsSparse\"\nRW 8 VMFSSPARSE \"f.bin\"\n".into(),
-            |k| matches!(k, ErrorKind::Unsupported(Feature::VmfsSparse)),
+            |k| {
+                matches!(
+                    k,
+                    ErrorKind::InvalidField {
+                        field: "magicNumber",
+                        ..
+                    }
+                )
+            },
+        ),
+        d(
+            "SESPARSE extent that is a flat file",
+            "createType=\"seSparse\"\nRW 8 SESPARSE \"f.bin\"\n".into(),
+            |k| matches!(k, ErrorKind::InvalidField { field: "magic", .. }),
         ),
         d(
             "raw device mapping",
@@ -836,8 +849,8 @@ fn descriptor_cases(cases: &mut Vec<Case<Error>>) {
             is(structure, offset, kind),
         )
     };
-    let mut cowd = b"COWD".to_vec();
-    cowd.resize(2048, 0);
+    let (cowd, _) = CowdBuilder::new(64).build();
+    let (sesparse, _) = SeSparseBuilder::new(64).build();
     let mut huge = HEAD.as_bytes().to_vec();
     huge.resize(5 << 20, b'#');
     cases.extend([
@@ -854,9 +867,20 @@ fn descriptor_cases(cases: &mut Vec<Case<Error>>) {
         raw("a 5 MiB text descriptor", huge, "file", None, |k| {
             matches!(k, ErrorKind::NotVmdk)
         }),
-        raw("ESXi COWD extent", cowd, "sparse header", Some(0), |k| {
-            matches!(k, ErrorKind::Unsupported(Feature::VmfsSparse))
-        }),
+        raw(
+            "a COWD extent opened without its descriptor",
+            cowd,
+            "COWD header",
+            Some(0),
+            |k| matches!(k, ErrorKind::InvalidInput(m) if m.contains("descriptor")),
+        ),
+        raw(
+            "a seSparse extent opened without its descriptor",
+            sesparse,
+            "seSparse header",
+            Some(0),
+            |k| matches!(k, ErrorKind::InvalidInput(m) if m.contains("descriptor")),
+        ),
     ]);
 }
 
@@ -939,6 +963,458 @@ fn chain_cases(cases: &mut Vec<Case<Error>>) {
     ]);
 }
 
+/// A parent-less ESXi link `d.vmdk` whose one extent line (`kind`, `sectors`) names `x.vmdk`,
+/// holding `extent`.
+fn esx_files(create_type: &str, kind: &str, sectors: u64, extent: Vec<u8>) -> OpenOptions {
+    let mut files = MemoryFiles::new();
+    let line = format!("RW {sectors} {kind} \"x.vmdk\"");
+    files.insert(
+        "d.vmdk",
+        esx_descriptor(create_type, 0x2a2a_2a2a, None, &[line]).into_bytes(),
+    );
+    files.insert("x.vmdk", extent);
+    options(files)
+}
+
+/// A field of `bytes` at `at` set to a little-endian `u32`.
+fn set32(at: usize, value: u32) -> impl Fn(&mut Vec<u8>) {
+    move |b| put(b, at, &value.to_le_bytes())
+}
+
+/// A field of `bytes` at `at` set to a little-endian `u64`.
+fn set64(at: usize, value: u64) -> impl Fn(&mut Vec<u8>) {
+    move |b| put(b, at, &value.to_le_bytes())
+}
+
+fn invalid(field: &'static str) -> impl Fn(&ErrorKind) -> bool {
+    move |k| matches!(k, ErrorKind::InvalidField { field: f, .. } if *f == field)
+}
+
+fn inside(what: &'static str) -> impl Fn(&ErrorKind) -> bool {
+    move |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains(what))
+}
+
+fn truncated(k: &ErrorKind) -> bool {
+    matches!(k, ErrorKind::Truncated { .. })
+}
+
+/// The error names `structure` at `offset` in the extent `x.vmdk`, with a kind `kind` accepts.
+fn in_extent(
+    structure: &'static str,
+    offset: u64,
+    kind: impl Fn(&ErrorKind) -> bool + 'static,
+) -> impl Fn(&Error) -> bool {
+    move |e| {
+        e.structure() == structure
+            && e.offset() == Some(offset)
+            && e.path().and_then(|p| p.file_name()) == Some("x.vmdk".as_ref())
+            && kind(e.kind())
+    }
+}
+
+/// vmfsSparse: every header field a reader uses, the grain directory, tables and grains.
+fn cowd_cases(cases: &mut Vec<Case<Error>>) {
+    let sectors = 3 * 4096 + 5;
+    let mut b = CowdBuilder::new(sectors);
+    for g in [0u64, 1, 4096, 12_292] {
+        b.grains.insert(g, noise(g + 1, 512));
+    }
+    let (good, layout) = b.build();
+    let gd = layout.grain_directory;
+    let entry0 = layout.entries[&0];
+    let case = |name: &str,
+                f: &dyn Fn(&mut Vec<u8>),
+                structure: &'static str,
+                offset: u64,
+                kind: Box<dyn Fn(&ErrorKind) -> bool>| {
+        let files = esx_files(
+            "vmfsSparse",
+            "VMFSSPARSE",
+            sectors.into(),
+            damaged(&good, f),
+        );
+        Case::new(
+            "COWD",
+            name,
+            read("d.vmdk", files, 4096),
+            in_extent(structure, offset, kind),
+        )
+    };
+    let h = "COWD header";
+    cases.extend([
+        case(
+            "magic damaged",
+            &set32(0, 0x4457_4f44),
+            h,
+            0,
+            Box::new(invalid("magicNumber")),
+        ),
+        case(
+            "version 2",
+            &set32(4, 2),
+            h,
+            4,
+            Box::new(|k| matches!(k, ErrorKind::Unsupported(Feature::CowdVersion(2)))),
+        ),
+        case(
+            "grainSize 0",
+            &set32(16, 0),
+            h,
+            16,
+            Box::new(invalid("grainSize")),
+        ),
+        case(
+            "grainSize 3",
+            &set32(16, 3),
+            h,
+            16,
+            Box::new(invalid("grainSize")),
+        ),
+        case(
+            "grainSize 2^20 sectors",
+            &set32(16, 1 << 20),
+            h,
+            16,
+            Box::new(invalid("grainSize")),
+        ),
+        case(
+            "numGDEntries fewer than the capacity needs",
+            &set32(24, 2),
+            h,
+            24,
+            Box::new(invalid("numGDEntries")),
+        ),
+        case(
+            "numSectors 2^32-1: a 4 MiB grain directory past the end",
+            &|b| {
+                put(b, 12, &u32::MAX.to_le_bytes());
+                put(b, 24, &u32::MAX.to_le_bytes());
+            },
+            "grain directory",
+            gd as u64,
+            Box::new(truncated),
+        ),
+        case(
+            "descriptor line longer than numSectors",
+            &set32(12, 100),
+            h,
+            12,
+            Box::new(inside("less than")),
+        ),
+        case(
+            "gdOffset 0 (over the header)",
+            &set32(20, 0),
+            "grain directory",
+            0,
+            Box::new(inside("COWD header")),
+        ),
+        case(
+            "gdOffset past the end",
+            &set32(20, 0x00ff_ffff),
+            "grain directory",
+            0x00ff_ffff * 512,
+            Box::new(truncated),
+        ),
+        case(
+            "cut inside the header",
+            &|b| b.truncate(1000),
+            h,
+            0,
+            Box::new(truncated),
+        ),
+        case(
+            "grain table past the end",
+            &set32(gd, 0x00ff_ffff),
+            "grain table",
+            0x00ff_ffff * 512,
+            Box::new(truncated),
+        ),
+        case(
+            "grain table in the header",
+            &set32(gd, 1),
+            "grain table",
+            512,
+            Box::new(inside("COWD header")),
+        ),
+        case(
+            "grain table on the grain directory",
+            &set32(gd, (gd / 512) as u32),
+            "grain table",
+            gd as u64,
+            Box::new(inside("grain directory")),
+        ),
+        case(
+            "grain past the end",
+            &set32(entry0, 0x00ff_ffff),
+            "grain",
+            0x00ff_ffff * 512,
+            Box::new(truncated),
+        ),
+        case(
+            "grain at sector 2^32-1",
+            &set32(entry0, u32::MAX),
+            "grain",
+            u64::from(u32::MAX) * 512,
+            Box::new(truncated),
+        ),
+        case(
+            "grain in the header",
+            &set32(entry0, 2),
+            "grain",
+            1024,
+            Box::new(inside("COWD header")),
+        ),
+        case(
+            "grain on the grain directory",
+            &set32(entry0, (gd / 512) as u32),
+            "grain",
+            gd as u64,
+            Box::new(inside("grain directory")),
+        ),
+    ]);
+}
+
+/// seSparse: every field of both headers a reader uses, the areas, the directory, the tables,
+/// each entry kind and the grains.
+fn sesparse_cases(cases: &mut Vec<Case<Error>>) {
+    let sectors = 2 * 4096 * 8 + 3;
+    let mut b = SeSparseBuilder::new(sectors);
+    for g in [0u64, 1, 4096, 8192] {
+        b.grains.insert(g, noise(g + 1, 4096));
+    }
+    b.zeroed.push(5);
+    let (good, layout) = b.build();
+    let gd = layout.grain_directory;
+    let entry0 = layout.entries[&0];
+    let u64_at = |at: usize| u64::from_le_bytes(good[at..at + 8].try_into().unwrap());
+    let (gd_sector, grains_sector) = (u64_at(128), u64_at(192));
+    let case = |name: &str,
+                f: &dyn Fn(&mut Vec<u8>),
+                structure: &'static str,
+                offset: u64,
+                kind: Box<dyn Fn(&ErrorKind) -> bool>| {
+        let files = esx_files("seSparse", "SESPARSE", sectors, damaged(&good, f));
+        Case::new(
+            "seSparse",
+            name,
+            read("d.vmdk", files, 4096),
+            in_extent(structure, offset, kind),
+        )
+    };
+    let (h, v) = ("seSparse header", "seSparse volatile header");
+    let vh = layout.volatile_header;
+    cases.extend([
+        case(
+            "magic damaged",
+            &set64(0, 0xcafe_babf),
+            h,
+            0,
+            Box::new(invalid("magic")),
+        ),
+        case(
+            "version 0x200000002",
+            &set64(8, 0x2_0000_0002),
+            h,
+            8,
+            Box::new(|k| {
+                matches!(
+                    k,
+                    ErrorKind::Unsupported(Feature::SeSparseVersion(0x2_0000_0002))
+                )
+            }),
+        ),
+        case(
+            "capacity 2^64-1 sectors",
+            &set64(16, u64::MAX),
+            h,
+            16,
+            Box::new(invalid("capacity")),
+        ),
+        case(
+            "descriptor line longer than capacity",
+            &set64(16, 64),
+            h,
+            16,
+            Box::new(inside("less than")),
+        ),
+        case(
+            "grain_size 3",
+            &set64(24, 3),
+            h,
+            24,
+            Box::new(invalid("grain_size")),
+        ),
+        case(
+            "grain_size 2^20 sectors",
+            &set64(24, 1 << 20),
+            h,
+            24,
+            Box::new(invalid("grain_size")),
+        ),
+        case(
+            "grain_table_size 0",
+            &set64(32, 0),
+            h,
+            32,
+            Box::new(invalid("grain_table_size")),
+        ),
+        case(
+            "grain_table_size 65 sectors",
+            &set64(32, 65),
+            h,
+            32,
+            Box::new(invalid("grain_table_size")),
+        ),
+        case(
+            "flags 1",
+            &set64(40, 1),
+            h,
+            40,
+            Box::new(|k| matches!(k, ErrorKind::Unsupported(Feature::SeSparseFlags(1)))),
+        ),
+        case(
+            "reserved2 set",
+            &set64(56, 1),
+            h,
+            56,
+            Box::new(invalid("reserved2")),
+        ),
+        case(
+            "volatile_header_offset 2^60 sectors",
+            &set64(80, 1 << 60),
+            h,
+            80,
+            Box::new(invalid("volatile header")),
+        ),
+        case(
+            "volatile_header_size 0",
+            &set64(88, 0),
+            h,
+            88,
+            Box::new(invalid("volatile_header_size")),
+        ),
+        case(
+            "volatile header over the constant header",
+            &set64(80, 0),
+            h,
+            80,
+            Box::new(inside("overlaps the seSparse header")),
+        ),
+        case(
+            "journal_size 2^64-1 sectors",
+            &set64(120, u64::MAX),
+            h,
+            112,
+            Box::new(invalid("journal")),
+        ),
+        case(
+            "grain directory over the journal",
+            &set64(128, 4),
+            h,
+            128,
+            Box::new(inside("overlaps the journal")),
+        ),
+        case(
+            "grain area over the grain table area",
+            &set64(192, gd_sector + 1),
+            h,
+            192,
+            Box::new(inside("overlaps the grain table area")),
+        ),
+        case(
+            "grain_dir_size 0 (fewer entries than the capacity needs)",
+            &set64(136, 0),
+            h,
+            136,
+            Box::new(invalid("grain_dir_size")),
+        ),
+        case(
+            "grain directory past the end",
+            &set64(128, grains_sector + (1 << 40)),
+            "grain directory",
+            (grains_sector + (1 << 40)) * 512,
+            Box::new(truncated),
+        ),
+        case(
+            "cut inside the constant header",
+            &|b| b.truncate(100),
+            h,
+            0,
+            Box::new(truncated),
+        ),
+        case(
+            "cut inside the volatile header",
+            &|b| b.truncate(vh + 100),
+            v,
+            vh as u64,
+            Box::new(truncated),
+        ),
+        case(
+            "volatile header magic damaged",
+            &set64(vh, 0xcafe_babe),
+            v,
+            vh as u64,
+            Box::new(invalid("magic")),
+        ),
+        case(
+            "journal to replay",
+            &set64(vh + 24, 1),
+            v,
+            vh as u64 + 24,
+            Box::new(|k| matches!(k, ErrorKind::Unsupported(Feature::SeSparseJournalReplay))),
+        ),
+        case(
+            "directory entry that is no grain table",
+            &set64(gd, 0x2000_0000_0000_0000),
+            "grain directory",
+            gd as u64,
+            Box::new(invalid("entry")),
+        ),
+        case(
+            "directory entry past the grain table area",
+            &set64(gd, 0x1000_0000_0000_0003),
+            "grain directory",
+            gd as u64,
+            Box::new(invalid("entry")),
+        ),
+        case(
+            "grain table cut by the end of the file",
+            &|b| b.truncate(layout.grain_tables[&0] + 100),
+            "grain table",
+            layout.grain_tables[&0] as u64,
+            Box::new(truncated),
+        ),
+        case(
+            "table entry of unknown kind",
+            &set64(entry0, 0x4000_0000_0000_0000),
+            "grain table",
+            entry0 as u64,
+            Box::new(invalid("entry")),
+        ),
+        case(
+            "unallocated table entry with bits set",
+            &set64(entry0, 0x0000_0000_0000_0007),
+            "grain table",
+            entry0 as u64,
+            Box::new(invalid("entry")),
+        ),
+        case(
+            "grain number past the grain area",
+            &set64(entry0, SeSparseBuilder::allocated(1 << 40)),
+            "grain table",
+            entry0 as u64,
+            Box::new(invalid("entry")),
+        ),
+        case(
+            "grain in the grain area, past the end of the file",
+            &set64(entry0, SeSparseBuilder::allocated(4096)),
+            "grain",
+            (grains_sector + 4096 * 8) * 512,
+            Box::new(truncated),
+        ),
+    ]);
+}
+
 #[test]
 fn malformed_inputs_fail_precisely_within_a_heap_budget() {
     let mut cases = Vec::new();
@@ -946,6 +1422,8 @@ fn malformed_inputs_fail_precisely_within_a_heap_budget() {
     stream_cases(&mut cases);
     descriptor_cases(&mut cases);
     chain_cases(&mut cases);
+    cowd_cases(&mut cases);
+    sesparse_cases(&mut cases);
     run_catalogue(
         &ALLOC,
         cases,
@@ -956,6 +1434,8 @@ fn malformed_inputs_fail_precisely_within_a_heap_budget() {
             "compressed data",
             "descriptors",
             "parent chains",
+            "COWD",
+            "seSparse",
         ],
         40,
         BUDGET,

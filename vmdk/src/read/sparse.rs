@@ -23,6 +23,7 @@ use zerocopy::little_endian::U32;
 use zerocopy::FromBytes;
 
 use super::header::{parse_header, Geometry};
+use super::{overlapping, refuse_reserved, Grains, Reserved};
 use crate::codec::{inflate, inflate_until_end, max_compressed_grain};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, ErrorKind, Result};
@@ -53,14 +54,6 @@ pub enum MetadataSource {
     Footer,
 }
 
-/// A byte range of the file that holds metadata no grain table or grain may overlap.
-#[derive(Clone, Copy, Debug)]
-struct Reserved {
-    start: u64,
-    end: u64,
-    what: &'static str,
-}
-
 /// An open hosted sparse extent.
 #[derive(Debug)]
 pub struct SparseExtent {
@@ -76,11 +69,6 @@ pub struct SparseExtent {
 
 const HEADER: &str = "sparse header";
 const FOOTER: &str = "footer";
-
-/// The first of the `reserved` ranges that `start..end` overlaps.
-fn overlapping(reserved: &[Reserved], start: u64, end: u64) -> Option<&Reserved> {
-    reserved.iter().find(|r| start < r.end && r.start < end)
-}
 
 fn read_header(backing: &Backing, structure: &'static str, at: u64) -> Result<SparseExtentHeader> {
     let mut buf = [0u8; 512];
@@ -378,18 +366,7 @@ impl SparseExtent {
     /// descriptor or a grain directory: such an entry points into metadata (spec section
     /// "Hosted Sparse Extent": grain tables and grains lie apart from these structures).
     pub(crate) fn refuse_metadata(&self, structure: &'static str, at: u64, len: u64) -> Result<()> {
-        match overlapping(&self.reserved, at, at.saturating_add(len)) {
-            None => Ok(()),
-            Some(r) => Err(Error::at(
-                self.backing.path(),
-                structure,
-                at,
-                ErrorKind::Inconsistent(format!(
-                    "lies inside the {} ({:#x}..{:#x})",
-                    r.what, r.start, r.end
-                )),
-            )),
-        }
+        refuse_reserved(&self.backing, &self.reserved, structure, at, len)
     }
 
     /// The entry for grain `g` of `table` (the grain table that holds it, `None` when absent).
@@ -615,5 +592,64 @@ impl SparseExtent {
             ));
         }
         Ok(())
+    }
+}
+
+impl Grains for SparseExtent {
+    fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    fn capacity_sectors(&self) -> u64 {
+        self.geometry.capacity
+    }
+
+    fn capacity_field(&self) -> (&'static str, u64) {
+        (HEADER, SparseExtentHeader::AT_CAPACITY)
+    }
+
+    fn grain_bytes(&self) -> u64 {
+        self.geometry.grain_bytes()
+    }
+
+    fn for_each_grain(
+        &self,
+        first: u64,
+        count: u64,
+        f: impl FnMut(u64, GrainEntry) -> Result<()>,
+    ) -> Result<()> {
+        SparseExtent::for_each_grain(self, first, count, f)
+    }
+
+    fn for_each_run(
+        &self,
+        first: u64,
+        count: u64,
+        f: impl FnMut(u64, u64, GrainEntry) -> Result<()>,
+    ) -> Result<()> {
+        SparseExtent::for_each_run(self, first, count, f)
+    }
+
+    fn is_compressed(&self) -> bool {
+        self.geometry.is_compressed()
+    }
+
+    fn grain_offset(&self, grain: u64, sector: u64) -> Result<u64> {
+        SparseExtent::grain_offset(self, grain, sector)
+    }
+
+    fn refuse_metadata(&self, structure: &'static str, at: u64, len: u64) -> Result<()> {
+        SparseExtent::refuse_metadata(self, structure, at, len)
+    }
+
+    fn read_grain_part(
+        &self,
+        grain: u64,
+        sector: u64,
+        within: u64,
+        out: &mut [u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        SparseExtent::read_grain_part(self, grain, sector, within, out, scratch)
     }
 }

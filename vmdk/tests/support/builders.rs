@@ -409,3 +409,318 @@ pub fn stream_sample() -> StreamBuilder {
     b.grains.insert(1100, noise(3, 3 * 512));
     b
 }
+
+/// A text descriptor of an ESXi link: `createType`, `CID`, the parent (`parentCID` and
+/// `parentFileNameHint`) or none, and its extent lines (`RW 2048 VMFSSPARSE "x-delta.vmdk"`).
+pub fn esx_descriptor(
+    create_type: &str,
+    cid: u32,
+    parent: Option<(u32, &str)>,
+    lines: &[String],
+) -> String {
+    let (parent_cid, hint) = match parent {
+        Some((pcid, hint)) => (
+            format!("{pcid:08x}"),
+            format!("parentFileNameHint=\"{hint}\"\n"),
+        ),
+        None => ("ffffffff".to_string(), String::new()),
+    };
+    format!(
+        "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID={cid:08x}\nparentCID={parent_cid}\ncreateType=\"{create_type}\"\n{hint}\n# Extent description\n{}\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\nddb.geometry.cylinders = \"100\"\nddb.geometry.heads = \"64\"\nddb.geometry.sectors = \"32\"\nddb.virtualHWVersion = \"14\"\n",
+        lines.join("\n")
+    )
+}
+
+/// The bytes `parent` (a whole parent disk, any length) puts under a child of
+/// `capacity_sectors`: cut or zero-extended to the child's capacity.
+fn under(parent: &[u8], capacity_sectors: u64) -> Vec<u8> {
+    let mut out = parent.to_vec();
+    out.resize(capacity_sectors as usize * SECTOR, 0);
+    out
+}
+
+/// Copies `data` (zero-padded to `grain_bytes`) into grain `g` of `out`, cut at its end.
+fn put_grain(out: &mut [u8], g: u64, grain_bytes: usize, data: &[u8]) {
+    let start = g as usize * grain_bytes;
+    let mut grain = data.to_vec();
+    grain.resize(grain_bytes, 0);
+    let n = grain_bytes.min(out.len() - start);
+    out[start..start + n].copy_from_slice(&grain[..n]);
+}
+
+/// Where an ESXi delta builder put each structure (byte offsets).
+#[derive(Clone, Debug, Default)]
+pub struct EsxLayout {
+    pub grain_directory: usize,
+    /// Directory index to the byte offset of its grain table.
+    pub grain_tables: BTreeMap<u64, usize>,
+    /// Grain index to the byte offset of its data.
+    pub grains: BTreeMap<u64, usize>,
+    /// Grain index to the byte offset of its grain table entry.
+    pub entries: BTreeMap<u64, usize>,
+    /// seSparse: byte offset of the volatile header.
+    pub volatile_header: usize,
+}
+
+/// An ESXi sparse extent (vmfsSparse, `COWD` version 1), laid out as ESXi does: the 2048-byte
+/// header, the grain directory at sector 4, grain tables of 4096 entries, then the grains.
+#[derive(Clone, Debug)]
+pub struct CowdBuilder {
+    pub capacity_sectors: u32,
+    /// 1 in every file ESXi writes.
+    pub grain_sectors: u32,
+    pub grains: BTreeMap<u64, Vec<u8>>,
+    /// Write a grain table for every directory entry, even with no grain in it.
+    pub all_grain_tables: bool,
+}
+
+impl CowdBuilder {
+    pub const GTES: u64 = 4096;
+
+    pub fn new(capacity_sectors: u32) -> Self {
+        Self {
+            capacity_sectors,
+            grain_sectors: 1,
+            grains: BTreeMap::new(),
+            all_grain_tables: false,
+        }
+    }
+
+    pub fn grain_bytes(&self) -> usize {
+        self.grain_sectors as usize * SECTOR
+    }
+
+    /// The bytes a reader must return over `parent` (unallocated grains read through).
+    pub fn expected_over(&self, parent: &[u8]) -> Vec<u8> {
+        let mut out = under(parent, self.capacity_sectors.into());
+        for (g, data) in &self.grains {
+            put_grain(&mut out, *g, self.grain_bytes(), data);
+        }
+        out
+    }
+
+    pub fn build(&self) -> (Vec<u8>, EsxLayout) {
+        let grains = u64::from(self.capacity_sectors).div_ceil(self.grain_sectors.into());
+        let tables = grains.div_ceil(Self::GTES);
+        let gd_sector = 4u64;
+        let mut out =
+            vec![0u8; (gd_sector as usize + sectors(tables as usize * 4) as usize) * SECTOR];
+        let mut layout = EsxLayout {
+            grain_directory: gd_sector as usize * SECTOR,
+            ..Default::default()
+        };
+        for t in 0..tables {
+            let any = self
+                .grains
+                .range(t * Self::GTES..(t + 1) * Self::GTES)
+                .next()
+                .is_some();
+            if !any && !self.all_grain_tables {
+                continue;
+            }
+            let at = out.len();
+            layout.grain_tables.insert(t, at);
+            put(
+                &mut out,
+                layout.grain_directory + t as usize * 4,
+                &((at / SECTOR) as u32).to_le_bytes(),
+            );
+            out.resize(at + Self::GTES as usize * 4, 0);
+        }
+        for (g, data) in &self.grains {
+            let at = out.len();
+            let table = layout.grain_tables[&(g / Self::GTES)];
+            let entry = table + (g % Self::GTES) as usize * 4;
+            layout.grains.insert(*g, at);
+            layout.entries.insert(*g, entry);
+            put(&mut out, entry, &((at / SECTOR) as u32).to_le_bytes());
+            let mut grain = data.clone();
+            grain.resize(self.grain_bytes(), 0);
+            out.extend_from_slice(&grain);
+        }
+        let mut h = [0u8; 2048];
+        h[0..4].copy_from_slice(b"COWD");
+        h[4..8].copy_from_slice(&1u32.to_le_bytes());
+        h[8..12].copy_from_slice(&3u32.to_le_bytes());
+        h[12..16].copy_from_slice(&self.capacity_sectors.to_le_bytes());
+        h[16..20].copy_from_slice(&self.grain_sectors.to_le_bytes());
+        h[20..24].copy_from_slice(&(gd_sector as u32).to_le_bytes());
+        h[24..28].copy_from_slice(&(tables as u32).to_le_bytes());
+        h[28..32].copy_from_slice(&((out.len() / SECTOR) as u32).to_le_bytes());
+        out[..2048].copy_from_slice(&h);
+        (out, layout)
+    }
+}
+
+/// A seSparse extent (version 0x200000001), laid out in the order of its constant header:
+/// header, volatile header, journal header, journal, grain directory, grain table area, free
+/// bitmap, back map, grain area. Grain tables are numbered from the last directory entry down
+/// and grains from the last grain down (from `first_grain_number`), so neither is where its
+/// index would put it.
+#[derive(Clone, Debug)]
+pub struct SeSparseBuilder {
+    pub capacity_sectors: u64,
+    /// 8 in every file ESXi writes, the only size qemu reads.
+    pub grain_sectors: u64,
+    /// 64 (4096 entries) in every file ESXi writes, the only size qemu reads.
+    pub table_sectors: u64,
+    pub grains: BTreeMap<u64, Vec<u8>>,
+    /// Grains whose entry is "zero".
+    pub zeroed: Vec<u64>,
+    /// Grains whose entry is "unmapped" (SCSI UNMAP).
+    pub unmapped: Vec<u64>,
+    /// The number of the first grain stored in the grain area (those before are a hole of
+    /// zeros): 4095 puts grains on both sides of the 12-bit split of the entry's encoding.
+    pub first_grain_number: u64,
+    /// The volatile header's `replay_journal`.
+    pub dirty: bool,
+}
+
+impl SeSparseBuilder {
+    pub fn new(capacity_sectors: u64) -> Self {
+        Self {
+            capacity_sectors,
+            grain_sectors: 8,
+            table_sectors: 64,
+            grains: BTreeMap::new(),
+            zeroed: Vec::new(),
+            unmapped: Vec::new(),
+            first_grain_number: 0,
+            dirty: false,
+        }
+    }
+
+    pub fn grain_bytes(&self) -> usize {
+        self.grain_sectors as usize * SECTOR
+    }
+
+    pub fn gtes(&self) -> u64 {
+        self.table_sectors * 64
+    }
+
+    /// The bytes a reader must return over `parent`: unallocated grains read through, zeroed
+    /// grains read zeros, and unmapped grains zeros as qemu reads them or the parent as
+    /// dissect.hypervisor does (`unmapped_reads_parent`).
+    pub fn expected_over(&self, parent: &[u8], unmapped_reads_parent: bool) -> Vec<u8> {
+        let mut out = under(parent, self.capacity_sectors);
+        let mut zeros: Vec<u64> = self.zeroed.clone();
+        if !unmapped_reads_parent {
+            zeros.extend(&self.unmapped);
+        }
+        for g in zeros {
+            put_grain(&mut out, g, self.grain_bytes(), &[]);
+        }
+        for (g, data) in &self.grains {
+            put_grain(&mut out, *g, self.grain_bytes(), data);
+        }
+        out
+    }
+
+    /// The grain table entry of an allocated grain numbered `n` in the grain area.
+    pub fn allocated(n: u64) -> u64 {
+        0x3000_0000_0000_0000 | ((n & 0xfff) << 48) | (n >> 12)
+    }
+
+    pub fn build(&self) -> (Vec<u8>, EsxLayout) {
+        let grain_count = self.capacity_sectors.div_ceil(self.grain_sectors);
+        let gtes = self.gtes();
+        let tables = grain_count.div_ceil(gtes);
+        let gd_sectors = sectors(tables as usize * 8).max(1);
+        // Sectors: header 0, volatile 1, journal header 2, journal 3-10.
+        let (volatile, journal_header, journal, journal_size) = (1u64, 2u64, 3u64, 8u64);
+        let gd = journal + journal_size;
+        let gt_area = gd + gd_sectors;
+        let gt_area_size = tables * self.table_sectors;
+        let bitmap = gt_area + gt_area_size;
+        let backmap = bitmap + 1;
+        let grain_area = backmap + 1;
+        let grain_area_size = (grain_count + self.first_grain_number) * self.grain_sectors;
+        let mut entries: BTreeMap<u64, u64> = BTreeMap::new();
+        for g in &self.zeroed {
+            entries.insert(*g, 0x2000_0000_0000_0000);
+        }
+        for g in &self.unmapped {
+            entries.insert(*g, 0x1000_0000_0000_0000);
+        }
+        let stored = self.grains.len() as u64;
+        let mut numbers = BTreeMap::new();
+        for (i, g) in self.grains.keys().enumerate() {
+            let n = self.first_grain_number + stored - 1 - i as u64;
+            numbers.insert(*g, n);
+            entries.insert(*g, Self::allocated(n));
+        }
+        // Tables that hold any entry, numbered from the last down.
+        let used: Vec<u64> = (0..tables)
+            .filter(|t| entries.range(t * gtes..(t + 1) * gtes).next().is_some())
+            .collect();
+        let mut end = grain_area;
+        if let Some(max) = numbers.values().max() {
+            end = grain_area + (max + 1) * self.grain_sectors;
+        }
+        let mut out = vec![0u8; end as usize * SECTOR];
+        let mut layout = EsxLayout {
+            grain_directory: gd as usize * SECTOR,
+            volatile_header: volatile as usize * SECTOR,
+            ..Default::default()
+        };
+        for (k, t) in used.iter().rev().enumerate() {
+            let number = k as u64;
+            let at = (gt_area + number * self.table_sectors) as usize * SECTOR;
+            layout.grain_tables.insert(*t, at);
+            put(
+                &mut out,
+                layout.grain_directory + *t as usize * 8,
+                &(0x1000_0000_0000_0000u64 | number).to_le_bytes(),
+            );
+            for (g, e) in entries.range(t * gtes..(t + 1) * gtes) {
+                let entry = at + (g % gtes) as usize * 8;
+                layout.entries.insert(*g, entry);
+                put(&mut out, entry, &e.to_le_bytes());
+            }
+        }
+        for (g, data) in &self.grains {
+            let at = (grain_area + numbers[g] * self.grain_sectors) as usize * SECTOR;
+            layout.grains.insert(*g, at);
+            let mut grain = data.clone();
+            grain.resize(self.grain_bytes(), 0);
+            put(&mut out, at, &grain);
+        }
+        let fields: [u64; 26] = [
+            0xcafe_babe,
+            0x2_0000_0001,
+            self.capacity_sectors,
+            self.grain_sectors,
+            self.table_sectors,
+            0,
+            0,
+            0,
+            0,
+            0,
+            volatile,
+            1,
+            journal_header,
+            1,
+            journal,
+            journal_size,
+            gd,
+            gd_sectors,
+            gt_area,
+            gt_area_size,
+            bitmap,
+            1,
+            backmap,
+            1,
+            grain_area,
+            grain_area_size,
+        ];
+        for (i, f) in fields.iter().enumerate() {
+            put(&mut out, i * 8, &f.to_le_bytes());
+        }
+        let v = volatile as usize * SECTOR;
+        put(&mut out, v, &0xcafe_cafeu64.to_le_bytes());
+        put(&mut out, v + 8, &(used.len() as u64).to_le_bytes());
+        put(&mut out, v + 16, &1u64.to_le_bytes());
+        put(&mut out, v + 24, &u64::from(self.dirty).to_le_bytes());
+        (out, layout)
+    }
+}
