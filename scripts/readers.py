@@ -6,6 +6,10 @@ reader: {"file", "reader", "size", "sha256"} (or "error"). Used by the interop t
 
 --limit hashes only the first BYTES (dissect.hypervisor fails on the last partial grain of a
 disk whose capacity is not a grain multiple; see shared/PEERS.md).
+
+libvmdk reads a delta disk only once its parent is opened and set on it: its parent chain is
+opened here from each descriptor's parentFileNameHint (beside the descriptor, 64 links at most).
+dissect opens parents itself.
 """
 import hashlib
 import json
@@ -15,12 +19,22 @@ import sys
 CHUNK = 4 << 20
 
 
-def libvmdk(path, limit):
+def libvmdk_open(path, depth=0):
     import pyvmdk
 
+    if depth > 64:
+        raise IOError(f"{path}: parent chain longer than 64 links")
     h = pyvmdk.handle()
     h.open(path)
     h.open_extent_data_files()
+    parent = h.get_parent_filename()
+    if parent:
+        h.set_parent(libvmdk_open(str(pathlib.Path(path).parent / parent), depth + 1))
+    return h
+
+
+def libvmdk(path, limit):
+    h = libvmdk_open(path)
     size = h.get_media_size()
     end = size if limit is None else min(size, limit)
     d, off = hashlib.sha256(), 0

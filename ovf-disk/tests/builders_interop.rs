@@ -8,26 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::builders::*;
 use common::*;
-
-/// What qemu-img makes of `file`: the sha256 of its raw reading, or its error.
-fn qemu_reading(dir: &Path, file: &str) -> Result<String, String> {
-    let raw = format!("{file}.qemu.raw");
-    let out = Command::new(tool("qemu-img"))
-        .args(["convert", "-f", "vmdk", "-O", "raw", file, &raw])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let sha = sha256(&dir.join(&raw));
-    std::fs::remove_file(dir.join(&raw)).unwrap();
-    Ok(sha)
-}
 
 /// Every reader's verdict on `file`, whose bytes should be `expected`: `(reader, read it)`.
 /// A reader that reads it must read `expected`, whole.

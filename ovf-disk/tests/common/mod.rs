@@ -9,49 +9,19 @@
 )]
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-use sha2::{Digest, Sha256};
 
 /// The byte-by-byte image builders shared with the library's tests.
 #[path = "../../../vmdk/tests/support/builders.rs"]
 pub mod builders;
 pub use builders::noise;
 
-pub fn tool(name: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!("{name} not found on PATH: run scripts/setup.sh (apt-get install -y qemu-utils)")
-    })
-}
-
-fn check(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs qemu-img with `args` in `dir`, which must succeed.
-pub fn qemu_img(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(tool("qemu-img"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    check(out, &format!("qemu-img {}", args.join(" ")))
-}
+/// qemu-img, the Python readers and sha256, shared with the library's tests.
+#[path = "../../../vmdk/tests/support/peers.rs"]
+mod peers;
+pub use peers::*;
 
 /// Runs qemu-io on a vmdk with commands, which must succeed.
 pub fn qemu_io(dir: &Path, file: &str, commands: &[&str]) {
@@ -61,7 +31,7 @@ pub fn qemu_io(dir: &Path, file: &str, commands: &[&str]) {
         cmd.args(["-c", c]);
     }
     cmd.arg(file);
-    let out = check(
+    let out = succeeded(
         cmd.output().unwrap(),
         &format!("qemu-io {commands:?} {file}"),
     );
@@ -80,25 +50,7 @@ pub fn ovf_disk(dir: &Path, args: &[&str]) -> Output {
 
 /// Runs ovf-disk, which must succeed.
 pub fn ovf_disk_ok(dir: &Path, args: &[&str]) -> Output {
-    check(ovf_disk(dir, args), &format!("ovf-disk {}", args.join(" ")))
-}
-
-pub fn sha256(path: &Path) -> String {
-    let mut f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    format!("{:x}", h.finalize())
-}
-
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
+    succeeded(ovf_disk(dir, args), &format!("ovf-disk {}", args.join(" ")))
 }
 
 /// Asserts the file has no holes: its allocated blocks cover its whole size.
@@ -116,18 +68,6 @@ pub fn assert_no_holes(path: &Path) {
 /// Bytes allocated to a file.
 pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
-}
-
-/// qemu-img's raw reading of `input`, hashed.
-pub fn qemu_raw_sha(dir: &Path, input: &str) -> String {
-    let reference = format!("{input}.qemu-reference.raw");
-    qemu_img(
-        dir,
-        &["convert", "-f", "vmdk", "-O", "raw", input, &reference],
-    );
-    let sha = sha256(&dir.join(&reference));
-    std::fs::remove_file(dir.join(&reference)).unwrap();
-    sha
 }
 
 /// Inflates `input` (in `dir`) to raw and to thick VMDKs (monolithicFlat and vmfs), and asserts:
@@ -191,79 +131,6 @@ pub fn sample_raw(path: &Path, len: u64) {
     // The last bytes of the disk, so partial last grains hold data.
     let tail = noise(12345, 4096.min(len as usize));
     f.write_all_at(&tail, len - tail.len() as u64).unwrap();
-}
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The Python with libvmdk-python and dissect.hypervisor: `$OVF_DISK_PYTHON` or `.venv`.
-/// Missing is a failure, never a skip.
-pub fn python() -> PathBuf {
-    let p = std::env::var_os("OVF_DISK_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(p.is_file(), "{} not found: run scripts/setup.sh, which creates .venv with libvmdk-python and dissect.hypervisor", p.display());
-    p
-}
-
-/// sha256 of `file` as (libvmdk, dissect) read it, each with the size it reports. `limit` hashes
-/// only a prefix (dissect cannot read a last partial grain).
-pub fn peer_shas(dir: &Path, file: &str, limit: Option<u64>) -> Vec<(String, u64, String)> {
-    peer_shas_of(dir, file, limit, None)
-}
-
-/// Like [`peer_shas`], with one reader only (`libvmdk` or `dissect`).
-pub fn peer_shas_of(
-    dir: &Path,
-    file: &str,
-    limit: Option<u64>,
-    reader: Option<&str>,
-) -> Vec<(String, u64, String)> {
-    let mut cmd = Command::new(python());
-    cmd.arg(repo().join("scripts/readers.py")).current_dir(dir);
-    if let Some(r) = reader {
-        cmd.args(["--reader", r]);
-    }
-    if let Some(l) = limit {
-        cmd.args(["--limit", &l.to_string()]);
-    }
-    let out = check(
-        cmd.arg(file).output().unwrap(),
-        &format!("readers.py {file}"),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            assert!(v.get("error").is_none(), "{file}: {v}");
-            (
-                v["reader"].as_str().unwrap().to_string(),
-                v["size"].as_u64().unwrap(),
-                v["sha256"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-/// sha256 of the first `len` bytes of a file.
-pub fn sha256_prefix(path: &Path, len: u64) -> String {
-    let f = File::open(path).unwrap();
-    let mut h = Sha256::new();
-    let mut r = f.take(len);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    format!("{:x}", h.finalize())
 }
 
 /// One raw ustar member (header and padded data), for names, types and sizes the tar crate's
@@ -363,37 +230,6 @@ pub fn raw_ddb(dir: &Path, file: &str) -> std::collections::BTreeMap<String, Str
             let k = k.trim();
             k.starts_with("ddb.")
                 .then(|| (k.to_string(), v.trim().trim_matches('"').to_string()))
-        })
-        .collect()
-}
-
-/// What one reader made of a disk: its capacity and the sha256 of its bytes, or its error.
-pub type PeerResult = Result<(u64, String), String>;
-
-/// What each independent reader (libvmdk, dissect) makes of `file`, by reader name.
-pub fn peer_results(dir: &Path, file: &str) -> Vec<(String, PeerResult)> {
-    let out = check(
-        Command::new(python())
-            .arg(repo().join("scripts/readers.py"))
-            .arg(file)
-            .current_dir(dir)
-            .output()
-            .unwrap(),
-        &format!("readers.py {file}"),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let reader = v["reader"].as_str().unwrap().to_string();
-            let result = match v.get("error") {
-                Some(e) => Err(e.to_string()),
-                None => Ok((
-                    v["size"].as_u64().unwrap(),
-                    v["sha256"].as_str().unwrap().to_string(),
-                )),
-            };
-            (reader, result)
         })
         .collect()
 }
