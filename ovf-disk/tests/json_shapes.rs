@@ -114,6 +114,23 @@ fn every_json_output_matches_its_documented_shape() {
     assert_eq!(v["chain"].as_array().unwrap().len(), 1, "{v}");
     let v = matches_doc(dir, "info-disk", &["info", "--json", "s.vmdk"]);
     assert_eq!(v["extents"][0]["sparse"]["metadata_from"], "header", "{v}");
+    // The ESXi delta extents: their headers under `cowd` and `sesparse`.
+    let mut cowd = builders::CowdBuilder::new(8192);
+    cowd.grains.insert(3, vec![1; 512]);
+    std::fs::write(dir.join("cowd-delta.vmdk"), cowd.build().0).unwrap();
+    let line = "RW 8192 VMFSSPARSE \"cowd-delta.vmdk\"".to_string();
+    let text = builders::esx_descriptor("vmfsSparse", 1, None, &[line]);
+    std::fs::write(dir.join("cowd.vmdk"), text).unwrap();
+    let v = matches_doc(dir, "info-disk", &["info", "--json", "cowd.vmdk"]);
+    assert_eq!(v["extents"][0]["cowd"]["num_gtes_per_gt"], 4096, "{v}");
+    let mut se = builders::SeSparseBuilder::new(8192);
+    se.grains.insert(3, vec![1; 4096]);
+    std::fs::write(dir.join("se-sesparse.vmdk"), se.build().0).unwrap();
+    let line = "RW 8192 SESPARSE \"se-sesparse.vmdk\"".to_string();
+    let text = builders::esx_descriptor("seSparse", 1, None, &[line]);
+    std::fs::write(dir.join("se.vmdk"), text).unwrap();
+    let v = matches_doc(dir, "info-disk", &["info", "--json", "se.vmdk"]);
+    assert_eq!(v["extents"][0]["sesparse"]["version"], "0x200000001", "{v}");
     // A damaged disk: its problems are listed.
     let mut bad = std::fs::read(dir.join("base.vmdk")).unwrap();
     let gd = u64::from_le_bytes(bad[56..64].try_into().unwrap()) as usize * 512;
