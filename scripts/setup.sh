@@ -19,6 +19,11 @@ command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 # our OVAs back.
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 command -v tar >/dev/null 2>&1 || apt_install tar
+# libvirt's schema check (virt-xml-validate, which runs xmllint) and its test driver (virsh)
+# accept the domains `import --emit libvirt` writes; xorriso reads the OVF environment ISOs.
+command -v virsh >/dev/null 2>&1 && command -v virt-xml-validate >/dev/null 2>&1 || apt_install libvirt-clients
+command -v xmllint >/dev/null 2>&1 || apt_install libxml2-utils
+command -v xorriso >/dev/null 2>&1 || apt_install xorriso
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }
 
 if [ "${SETUP_SKIP_PYTHON:-}" != 1 ]; then

@@ -37,19 +37,26 @@
 #![deny(missing_docs)]
 
 mod disk;
+mod emit;
 mod error;
 mod output;
 mod package;
 mod vm;
 
 pub use disk::{convert, convert_stream, ConvertOptions};
+pub use emit::{libvirt_domain, vmx_config, Emit, EmitDisk, Emitted, VmxWriter};
 pub use error::{Error, Result};
 pub use output::{interrupt, remove_leftovers};
 pub use package::cert::CertificateFile;
 pub use package::check::{check_package, CheckMethod, DiskCheck, PackageCheck};
-pub use package::envelope::{DiskDrive, Envelope, FileRef, OperatingSystem, System, VirtualDisk};
+pub use package::envelope::{
+    DeploymentOption, DiskDrive, Envelope, FileRef, OperatingSystem, System, VirtualDisk,
+};
 pub use package::export::{export, ExportReport, ExportedMember};
-pub use package::import::{import, import_stream, ImportOptions, ImportReport, ImportedDisk};
+pub use package::hardware::{Device, DeviceKind, Firmware, Hardware};
+pub use package::import::{
+    import, import_stream, EmittedConfig, ImportOptions, ImportReport, ImportedDisk,
+};
 pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
 pub use package::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
 pub use package::verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};

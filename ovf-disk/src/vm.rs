@@ -200,7 +200,7 @@ impl Vm {
                 },
             ));
         }
-        disks.sort_by(|a, b| a.0.cmp(&b.0));
+        disks.sort_by_key(|d| d.0);
         let memory_bytes = s
             .get("memsize")
             .and_then(|m| m.trim().parse::<u64>().ok())

@@ -192,6 +192,10 @@ pub struct System {
     pub controllers: Vec<String>,
     /// Network cards (ResourceType 10): their `Connection`.
     pub nics: Vec<String>,
+    /// Every hardware item, typed, with firmware and guest OS type: what the emitters and the
+    /// Fault Tolerance check read (not in `info --json`, which shows the summary above).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub hardware: super::hardware::Hardware,
 }
 
 /// A parsed envelope.
@@ -208,6 +212,35 @@ pub struct Envelope {
     pub systems: Vec<System>,
     /// Names of the sections this summary does not read (kept, not dropped).
     pub other_sections: Vec<String>,
+    /// `DeploymentOptionSection`: the configurations a package offers (DSP0243 §9.9).
+    pub deployment_options: Vec<DeploymentOption>,
+}
+
+/// One `Configuration` of a `DeploymentOptionSection`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct DeploymentOption {
+    /// `ovf:id`: what hardware items name in `ovf:configuration`.
+    pub id: String,
+    /// `Label`.
+    pub label: Option<String>,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `ovf:default="true"`.
+    pub default: bool,
+}
+
+impl Envelope {
+    /// The deployment option used when none is chosen: the one marked default, else the first
+    /// (DSP0243 §9.9), or `None` when the package offers none.
+    pub fn default_deployment_option(&self) -> Option<&str> {
+        self.deployment_options
+            .iter()
+            .find(|d| d.default)
+            .or(self.deployment_options.first())
+            .map(|d| d.id.as_str())
+    }
 }
 
 fn attr<'a>(n: roxmltree::Node<'a, '_>, local: &str) -> Option<&'a str> {
@@ -409,6 +442,19 @@ impl Envelope {
                         )
                     })?
                 }
+                "DeploymentOptionSection" => {
+                    for c in n
+                        .children()
+                        .filter(|c| c.is_element() && c.tag_name().name() == "Configuration")
+                    {
+                        env.deployment_options.push(DeploymentOption {
+                            id: attr(c, "id").unwrap_or_default().to_string(),
+                            label: child_text(c, "Label"),
+                            description: child_text(c, "Description"),
+                            default: attr(c, "default").is_some_and(|d| d == "true"),
+                        });
+                    }
+                }
                 other => env.other_sections.push(other.to_string()),
             }
         }
@@ -452,6 +498,7 @@ fn collect_systems<'a, 'i>(
     let mut s = System {
         id: attr(n, "id").unwrap_or_default().to_string(),
         name: child_text(n, "Name"),
+        hardware: super::hardware::read(n),
         ..System::default()
     };
     for sec in n.children().filter(|c| c.is_element()) {

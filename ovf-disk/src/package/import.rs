@@ -32,6 +32,7 @@ use super::verify::{CapacityDifference, FileDigest, VerifyReport};
 use super::xml::{edit_envelope, vmdk_format, EnvelopeEdits};
 use super::{declared, within_declared, Package, MAX_SMALL};
 use crate::disk::{check_space, write_pending, write_stream_pending, ConvertOptions, PendingWrite};
+use crate::emit::{libvirt_domain, vmx_config, Emit, EmitDisk};
 use crate::error::{Error, Result};
 use crate::output::{commit_all, OutputFolder, PendingFile};
 
@@ -48,6 +49,8 @@ use crate::output::{commit_all, OutputFolder, PendingFile};
 pub struct ImportOptions {
     convert: ConvertOptions,
     format: Format,
+    emit: Vec<Emit>,
+    hw_version: Option<u32>,
 }
 
 impl Default for ImportOptions {
@@ -55,6 +58,8 @@ impl Default for ImportOptions {
         Self {
             convert: ConvertOptions::default(),
             format: Format::Vmdk(CreateType::MonolithicFlat),
+            emit: Vec::new(),
+            hw_version: None,
         }
     }
 }
@@ -69,6 +74,22 @@ impl ImportOptions {
     /// How disks are written (threads, zeros, replacing outputs).
     pub fn convert_options(mut self, convert: ConvertOptions) -> Self {
         self.convert = convert;
+        self
+    }
+
+    /// Also write the configuration of each virtual system beside the disks: a libvirt domain
+    /// (`NAME.xml`) or a `.vmx` (`NAME.vmx`); may be given for both.
+    pub fn emit(mut self, emit: Emit) -> Self {
+        if !self.emit.contains(&emit) {
+            self.emit.push(emit);
+        }
+        self
+    }
+
+    /// The highest `virtualHW.version` an emitted `.vmx` may have (the package's `vmx-NN` is
+    /// lowered to it).
+    pub fn hw_version(mut self, version: u32) -> Self {
+        self.hw_version = Some(version);
         self
     }
 
@@ -110,6 +131,112 @@ pub struct ImportReport {
     pub disks: Vec<ImportedDisk>,
     /// The new descriptor, referencing the thick disks.
     pub descriptor: PathBuf,
+    /// The VM configurations written ([`ImportOptions::emit`]).
+    pub configurations: Vec<EmittedConfig>,
+}
+
+/// A VM configuration an import wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct EmittedConfig {
+    /// The virtual system's `ovf:id`.
+    pub system: String,
+    /// What it is.
+    pub kind: Emit,
+    /// The file written.
+    pub file: PathBuf,
+    /// What of the package it could not express.
+    pub unmapped: Vec<String>,
+}
+
+/// A file name for a virtual system's configuration: its name (or id) with every character
+/// other than letters, digits, `.`, `_` and `-` replaced by `_`.
+fn config_stem(system: &super::envelope::System) -> String {
+    let name = system.name.as_deref().unwrap_or(&system.id);
+    let stem: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match stem.trim_start_matches('.') {
+        "" => "vm".to_string(),
+        s => s.to_string(),
+    }
+}
+
+/// The configurations `options` asks for, of every system of `env`, naming the disks in
+/// `disks` (written under `outdir`): each under a temporary name, to be committed with the
+/// import.
+fn emit_configs(
+    env: &Envelope,
+    outdir: &Path,
+    disks: &[ImportedDisk],
+    options: &ImportOptions,
+) -> Result<(Vec<PendingFile>, Vec<EmittedConfig>)> {
+    let mut pending = Vec::new();
+    let mut emitted = Vec::new();
+    if options.emit.is_empty() {
+        return Ok((pending, emitted));
+    }
+    let absolute = std::fs::canonicalize(outdir).map_err(Error::io(outdir))?;
+    let raw = options.format == Format::Raw;
+    let mut stems: Vec<String> = Vec::new();
+    for system in &env.systems {
+        let hardware = system.hardware.select(env.default_deployment_option());
+        let mut stem = config_stem(system);
+        if stems.contains(&stem) {
+            stem = format!("{stem}-{}", stems.len() + 1);
+        }
+        stems.push(stem.clone());
+        for kind in &options.emit {
+            let (file, result) = match kind {
+                Emit::Libvirt => {
+                    let named: Vec<EmitDisk> = disks
+                        .iter()
+                        .filter_map(|d| {
+                            let name = d.files.first()?.file_name()?;
+                            Some(EmitDisk::new(&d.disk_id, absolute.join(name), raw))
+                        })
+                        .collect();
+                    (
+                        outdir.join(format!("{stem}.xml")),
+                        libvirt_domain(system, &hardware, &named),
+                    )
+                }
+                Emit::Vmx => {
+                    let named: Vec<EmitDisk> = disks
+                        .iter()
+                        .filter_map(|d| {
+                            let name = d.files.first()?.file_name()?;
+                            Some(EmitDisk::new(&d.disk_id, name, raw))
+                        })
+                        .collect();
+                    (
+                        outdir.join(format!("{stem}.vmx")),
+                        vmx_config(system, &hardware, &named, options.hw_version),
+                    )
+                }
+            };
+            let e = result?;
+            let p = PendingFile::create(&file, options.convert.replace)?;
+            std::io::Write::write_all(&mut p.file(), e.text.as_bytes())
+                .map_err(Error::io(&file))?;
+            pending.push(p);
+            emitted.push(EmittedConfig {
+                system: system.id.clone(),
+                kind: *kind,
+                file,
+                unmapped: e.unmapped,
+            });
+        }
+    }
+    Ok((pending, emitted))
 }
 
 /// The thick output for a disk file of the package: `STEM.raw`, or `STEM-thick.vmdk`.
@@ -194,9 +321,15 @@ fn check_import_space(
     check_space(outdir, needed, outdir)
 }
 
-/// Commits an import: every disk's files, then the OVF naming them, renamed together.
-fn commit_import(disks: Vec<PendingWrite>, descriptor: PendingFile) -> Result<()> {
+/// Commits an import: every disk's files, the configurations naming them, then the OVF,
+/// renamed together.
+fn commit_import(
+    disks: Vec<PendingWrite>,
+    configs: Vec<PendingFile>,
+    descriptor: PendingFile,
+) -> Result<()> {
     let mut files: Vec<PendingFile> = disks.into_iter().flat_map(|d| d.files).collect();
+    files.extend(configs);
     files.push(descriptor);
     commit_all(files)
 }
@@ -258,9 +391,11 @@ pub fn import(
         });
         written.push(w);
     }
+    let (configs, emitted) = emit_configs(pkg.envelope(), outdir, &report.disks, options)?;
+    report.configurations = emitted;
     let descriptor = write_descriptor(outdir, pkg.descriptor(), &text, &edits, &options.format)?;
     report.descriptor = descriptor.target().to_path_buf();
-    commit_import(written, descriptor)?;
+    commit_import(written, configs, descriptor)?;
     folder.keep();
     Ok(report)
 }
@@ -749,6 +884,8 @@ impl StreamImport<'_> {
                 }
             }
         }
+        let (configs, emitted) = emit_configs(&env, self.outdir, &self.report.disks, self.options)?;
+        self.report.configurations = emitted;
         let pending = write_descriptor(
             self.outdir,
             &descriptor,
@@ -757,7 +894,7 @@ impl StreamImport<'_> {
             &self.options.format,
         )?;
         self.report.descriptor = pending.target().to_path_buf();
-        commit_import(std::mem::take(&mut self.written), pending)?;
+        commit_import(std::mem::take(&mut self.written), configs, pending)?;
         self.report.verify.package = self.path.clone();
         let mut report = std::mem::take(&mut self.report);
         report.verify = report.verify.settle();

@@ -11,6 +11,7 @@ pub(crate) mod cert;
 pub(crate) mod check;
 pub(crate) mod envelope;
 pub(crate) mod export;
+pub(crate) mod hardware;
 pub(crate) mod import;
 pub(crate) mod info;
 pub(crate) mod manifest;

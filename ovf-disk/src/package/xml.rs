@@ -105,7 +105,7 @@ fn is_xml_char(c: char) -> bool {
 /// `value` escaped for an attribute value in either quotes: the five predefined entities, and
 /// tab, line feed and carriage return as character references, which attribute-value
 /// normalisation would otherwise turn into spaces. Refused: characters XML 1.0 cannot carry.
-fn escape_attribute(value: &str) -> Result<String, XmlError> {
+pub(crate) fn escape_attribute(value: &str) -> Result<String, XmlError> {
     escape_with(value, |c| match c {
         '\t' => Some("&#9;"),
         '\n' => Some("&#10;"),
@@ -119,7 +119,7 @@ fn escape_attribute(value: &str) -> Result<String, XmlError> {
 /// `value` escaped for character data: `&`, `<`, `>`, and carriage return as a character
 /// reference (a parser turns a literal one into a line feed). Refused: characters XML 1.0
 /// cannot carry.
-fn escape_text(value: &str) -> Result<String, XmlError> {
+pub(crate) fn escape_text(value: &str) -> Result<String, XmlError> {
     escape_with(value, |c| (c == '\r').then_some("&#13;"))
 }
 
@@ -146,7 +146,7 @@ fn escape_with(
 }
 
 /// An attribute whose value is already escaped.
-fn escaped_attribute<'a>(key: &'a str, escaped: &'a str) -> Attribute<'a> {
+pub(crate) fn escaped_attribute<'a>(key: &'a str, escaped: &'a str) -> Attribute<'a> {
     Attribute {
         key: QName(key.as_bytes()),
         value: Cow::Borrowed(escaped.as_bytes()),

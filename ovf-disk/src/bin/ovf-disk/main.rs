@@ -271,8 +271,23 @@ struct ImportArgs {
     /// Write raw disks instead of thick VMDKs.
     #[arg(long, value_enum, default_value = "vmdk")]
     format: ImportFormat,
+    /// Also write each virtual system's configuration beside the disks: a libvirt domain XML
+    /// or a VMware .vmx (may be given twice).
+    #[arg(long, value_enum)]
+    emit: Vec<EmitKind>,
+    /// The highest virtualHW.version an emitted .vmx may have.
+    #[arg(long)]
+    hw_version: Option<u32>,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EmitKind {
+    /// A libvirt domain XML (NAME.xml).
+    Libvirt,
+    /// A VMware .vmx (NAME.vmx).
+    Vmx,
 }
 
 /// `export`.
@@ -635,6 +650,7 @@ struct ImportJson<'a> {
     disks: &'a [ovf_disk::ImportedDisk],
     verified: bool,
     verify: &'a ovf_disk::VerifyReport,
+    configurations: &'a [ovf_disk::EmittedConfig],
     seconds: f64,
 }
 
@@ -644,9 +660,18 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
         ImportFormat::Raw => Format::Raw,
         ImportFormat::Vmdk => Format::Vmdk(CreateType::MonolithicFlat),
     };
-    let options = ImportOptions::new()
+    let mut options = ImportOptions::new()
         .output_format(format)?
         .convert_options(args.convert_options(args.write_options()?));
+    for e in &a.emit {
+        options = options.emit(match e {
+            EmitKind::Libvirt => ovf_disk::Emit::Libvirt,
+            EmitKind::Vmx => ovf_disk::Emit::Vmx,
+        });
+    }
+    if let Some(v) = a.hw_version {
+        options = options.hw_version(v);
+    }
     if outdir.is_dir() {
         args.remove_leftovers(outdir)?;
     }
@@ -689,6 +714,7 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
                 disks: &report.disks,
                 verified: report.verify.manifest.is_some(),
                 verify: &report.verify,
+                configurations: &report.configurations,
                 seconds,
             },
         )?;

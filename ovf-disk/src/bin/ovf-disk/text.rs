@@ -199,6 +199,12 @@ pub fn import(out: &mut dyn Write, package: &Path, r: &ImportReport, seconds: f6
             names.join(" + ")
         )?;
     }
+    for c in &r.configurations {
+        writeln!(out, "system {}: {}", c.system, c.file.display())?;
+        for u in &c.unmapped {
+            writeln!(out, "  not carried over: {u}")?;
+        }
+    }
     writeln!(
         out,
         "imported {} to {} in {seconds:.2} s",

@@ -1,0 +1,561 @@
+//! A libvirt domain (<https://libvirt.org/formatdomain.html>) for QEMU/KVM from a package's
+//! virtual system, written through quick-xml's `Writer` (every value escaped; a value XML 1.0
+//! cannot carry is refused).
+//!
+//! Mapping to what QEMU offers: SCSI `lsilogic` → `lsilogic`, `lsilogicsas` → `lsisas1068`,
+//! `VirtualSCSI` (pvscsi) → `vmpvscsi`, `buslogic` → `lsilogic` (QEMU has no BusLogic), others →
+//! `virtio-scsi`; SATA/AHCI → `sata`; IDE → `ide` (the `pc` machine type, since `q35` has no
+//! IDE); NVMe → `virtio` disks (libvirt 9, the schema checked here, has no NVMe disk bus). NICs:
+//! `E1000` → `e1000`, `E1000e` → `e1000e`, `VmxNet3` → `vmxnet3`, `PCNet32` → `pcnet`,
+//! `VmxNet`/`VmxNet2` → `vmxnet3`, `virtio` → `virtio`. Every substitution and every item not
+//! carried over is listed in [`Emitted::unmapped`].
+
+use std::io::Write;
+
+use quick_xml::events::{BytesText, Event};
+use quick_xml::Writer;
+
+use super::{controller_index, disk_id_of, named, norm, other_items, unit_of, EmitDisk, Emitted};
+use crate::error::{Error, Result};
+use crate::package::envelope::System;
+use crate::package::hardware::{Device, DeviceKind, Firmware, Hardware};
+use crate::package::xml::{escape_attribute, escape_text, escaped_attribute};
+
+/// The libosinfo namespace of a domain's `<metadata>`.
+const LIBOSINFO: &str = "http://libosinfo.org/xmlns/libvirt/domain/1.0";
+
+/// The libosinfo id of a guest, from vSphere's `osType` or VirtualBox's `OSType`, where one
+/// maps (<https://gitlab.com/libosinfo/osinfo-db>).
+fn libosinfo_id(os_type: &str) -> Option<&'static str> {
+    let t = os_type.to_ascii_lowercase();
+    let table: [(&str, &str); 27] = [
+        ("debian12", "http://debian.org/debian/12"),
+        ("debian11", "http://debian.org/debian/11"),
+        ("debian10", "http://debian.org/debian/10"),
+        ("debian9", "http://debian.org/debian/9"),
+        ("debian8", "http://debian.org/debian/8"),
+        ("rhel9", "http://redhat.com/rhel/9.0"),
+        ("rhel8", "http://redhat.com/rhel/8.0"),
+        ("rhel7", "http://redhat.com/rhel/7.0"),
+        ("rhel6", "http://redhat.com/rhel/6.0"),
+        ("centos6", "http://centos.org/centos/6.0"),
+        ("ubuntu64", "http://libosinfo.org/linux/2022"),
+        ("centos8", "http://centos.org/centos/8"),
+        ("centos7", "http://centos.org/centos/7.0"),
+        ("rockylinux", "http://rockylinux.org/rocky/9"),
+        ("almalinux", "http://almalinux.org/almalinux/9"),
+        ("sles15", "http://suse.com/sles/15"),
+        ("sles12", "http://suse.com/sles/12"),
+        ("windows2019srvnext", "http://microsoft.com/win/2k22"),
+        ("windows2019srv", "http://microsoft.com/win/2k19"),
+        ("windows9srv", "http://microsoft.com/win/2k16"),
+        ("windows11", "http://microsoft.com/win/11"),
+        ("windows9", "http://microsoft.com/win/10"),
+        ("windows8srv", "http://microsoft.com/win/2k12r2"),
+        ("windows7", "http://microsoft.com/win/7"),
+        ("freebsd13", "http://freebsd.org/freebsd/13.0"),
+        ("freebsd12", "http://freebsd.org/freebsd/12.0"),
+        ("ubuntu", "http://libosinfo.org/linux/2022"),
+    ];
+    if let Some((_, id)) = table.iter().find(|(k, _)| t.starts_with(k)) {
+        return Some(id);
+    }
+    // Generic Linux guests (vSphere's otherLinux64Guest, other5xLinux64Guest, VirtualBox's
+    // Linux_64): libosinfo's generic Linux of the decade.
+    (t.contains("linux")).then_some("http://libosinfo.org/linux/2022")
+}
+
+/// libvirt's SCSI controller model for an OVF subtype, and whether it is a substitution.
+fn scsi_model(subtype: Option<&str>) -> (&'static str, Option<&'static str>) {
+    match norm(subtype).as_str() {
+        "lsilogic" => ("lsilogic", None),
+        "lsilogicsas" | "lsisas1068" => ("lsisas1068", None),
+        "virtualscsi" | "pvscsi" | "vmpvscsi" => ("vmpvscsi", None),
+        "buslogic" => (
+            "lsilogic",
+            Some("QEMU has no BusLogic controller: LSI Logic instead"),
+        ),
+        "virtio" | "virtioscsi" => ("virtio-scsi", None),
+        _ => (
+            "virtio-scsi",
+            Some("an unknown SCSI model: virtio-scsi instead"),
+        ),
+    }
+}
+
+/// libvirt's NIC model for an OVF subtype, and whether it is a substitution.
+fn nic_model(subtype: Option<&str>) -> (&'static str, Option<&'static str>) {
+    match norm(subtype).as_str() {
+        "e1000" => ("e1000", None),
+        "e1000e" => ("e1000e", None),
+        "vmxnet3" => ("vmxnet3", None),
+        "pcnet32" | "pcnet" | "vlance" | "amd79c970a" | "amd79c973" => ("pcnet", None),
+        "vmxnet" | "vmxnet2" => ("vmxnet3", Some("QEMU has no vmxnet2: vmxnet3 instead")),
+        "virtio" | "virtionet" => ("virtio", None),
+        "" => ("e1000", Some("no model stated: e1000")),
+        _ => ("e1000", Some("an unknown model: e1000 instead")),
+    }
+}
+
+/// The bus a drive's controller gives it on QEMU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bus {
+    Scsi,
+    Sata,
+    Ide,
+    Virtio,
+    Fdc,
+}
+
+impl Bus {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Scsi => "scsi",
+            Self::Sata => "sata",
+            Self::Ide => "ide",
+            Self::Virtio => "virtio",
+            Self::Fdc => "fdc",
+        }
+    }
+
+    /// The prefix of target device names on this bus.
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Scsi | Self::Sata => "sd",
+            Self::Ide => "hd",
+            Self::Virtio => "vd",
+            Self::Fdc => "fd",
+        }
+    }
+}
+
+/// `sda`, `sdb`, ..., `sdz`, `sdaa`: the `n`th name with `prefix`.
+fn target_name(prefix: &str, n: usize) -> String {
+    let mut suffix = Vec::new();
+    let mut n = n + 1;
+    while n > 0 {
+        n -= 1;
+        suffix.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    suffix.reverse();
+    format!("{prefix}{}", String::from_utf8_lossy(&suffix))
+}
+
+/// One drive of the domain, placed.
+struct Drive<'a> {
+    device: &'static str,
+    bus: Bus,
+    /// `(controller, bus, unit)` of a drive address, when it has one.
+    address: Option<(u32, u32, u32)>,
+    /// The disk written for it (none for an empty CD-ROM or floppy).
+    disk: Option<&'a EmitDisk>,
+}
+
+/// Where a drive goes: its bus, and its drive address on that bus.
+fn place(h: &Hardware, d: &Device, unmapped: &mut Vec<String>) -> (Bus, Option<(u32, u32, u32)>) {
+    let Some(c) = h.controller_of(d) else {
+        if d.kind == DeviceKind::Floppy {
+            return (Bus::Fdc, None);
+        }
+        unmapped.push(format!(
+            "{}: no controller found for it: put on a virtio bus",
+            named(d)
+        ));
+        return (Bus::Virtio, None);
+    };
+    let index = controller_index(h, c);
+    let unit = unit_of(h, d);
+    match c.kind {
+        DeviceKind::ScsiController => (Bus::Scsi, Some((index, 0, unit))),
+        DeviceKind::SataController => (Bus::Sata, Some((index, 0, unit))),
+        // IDE: one controller of two channels; an OVF IDE controller's Address is its channel.
+        DeviceKind::IdeController => (Bus::Ide, Some((0, index, unit))),
+        _ => {
+            unmapped.push(format!(
+                "{}: on an NVMe controller, which libvirt 9 cannot express: a virtio disk instead",
+                named(d)
+            ));
+            (Bus::Virtio, None)
+        }
+    }
+}
+
+/// An XML-escaped text or attribute value, or the error naming what it was for.
+fn escaped(value: &str, what: &str, attribute: bool) -> Result<String> {
+    let r = if attribute {
+        escape_attribute(value)
+    } else {
+        escape_text(value)
+    };
+    r.map_err(|e| Error::InvalidInput(format!("{what} {value:?}: {}", e.reason)))
+}
+
+/// The domain XML of `system` (its hardware `h`, one configuration selected), its disks
+/// written as `disks` (absolute paths).
+pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Result<Emitted> {
+    let mut unmapped = Vec::new();
+    let name = system.name.as_deref().unwrap_or(&system.id);
+    let name = escaped(
+        if name.is_empty() { "imported" } else { name },
+        "name",
+        false,
+    )?;
+    let uses_ide = h.of(DeviceKind::IdeController).next().is_some();
+    let machine = if uses_ide { "pc" } else { "q35" };
+
+    // Drives in item order: disks, CD-ROMs, floppies.
+    let mut drives = Vec::new();
+    for d in &h.devices {
+        let device = match d.kind {
+            DeviceKind::Disk => "disk",
+            DeviceKind::CdRom => "cdrom",
+            DeviceKind::Floppy => "floppy",
+            _ => continue,
+        };
+        let disk = match d.kind {
+            DeviceKind::Disk => {
+                let found = disk_id_of(d).and_then(|id| disks.iter().find(|x| x.disk_id == id));
+                if found.is_none() {
+                    unmapped.push(format!(
+                        "{}: names {:?}, which the import did not write (a blank disk?): not attached",
+                        named(d),
+                        d.host_resource.as_deref().unwrap_or("")
+                    ));
+                    continue;
+                }
+                found
+            }
+            _ => None,
+        };
+        let (bus, address) = place(h, d, &mut unmapped);
+        if bus == Bus::Fdc && machine == "q35" {
+            unmapped.push(format!(
+                "{}: a floppy drive, which the q35 machine has no controller for",
+                named(d)
+            ));
+            continue;
+        }
+        if d.kind == DeviceKind::CdRom && d.host_resource.as_deref().is_some_and(|r| !r.is_empty())
+        {
+            unmapped.push(format!(
+                "{}: its medium ({}) is not carried over: an empty drive",
+                named(d),
+                d.host_resource.as_deref().unwrap_or("")
+            ));
+        }
+        drives.push(Drive {
+            device,
+            bus,
+            address,
+            disk,
+        });
+    }
+    let controllers: Vec<&Device> = h
+        .devices
+        .iter()
+        .filter(|d| d.kind.is_controller())
+        .collect();
+    let mut scsi = Vec::new();
+    for c in &controllers {
+        if c.kind == DeviceKind::ScsiController {
+            let (model, note) = scsi_model(c.subtype.as_deref());
+            if let Some(n) = note {
+                unmapped.push(format!("{}: {n}", named(c)));
+            }
+            scsi.push((controller_index(h, c), model));
+        }
+    }
+    let mut nics = Vec::new();
+    for n in h.of(DeviceKind::Nic) {
+        let (model, note) = nic_model(n.subtype.as_deref());
+        if let Some(note) = note {
+            unmapped.push(format!("{}: {note}", named(n)));
+        }
+        let network = n.connection.as_deref().unwrap_or("default");
+        nics.push((escaped(network, "network name", true)?, model));
+    }
+    for d in h.devices.iter() {
+        let why = match d.kind {
+            DeviceKind::Parallel => "a parallel port, not carried over",
+            DeviceKind::NvmeController => "an NVMe controller: its disks are virtio disks",
+            _ => continue,
+        };
+        unmapped.push(format!("{}: {why}", named(d)));
+    }
+    for d in other_items(h) {
+        if let DeviceKind::Other(rt) = d.kind {
+            unmapped.push(format!(
+                "{}: ResourceType {rt}{}, not known here: not carried over",
+                named(d),
+                d.subtype
+                    .as_deref()
+                    .map_or_else(String::new, |s| format!(" ({s})"))
+            ));
+        }
+    }
+    let os = h.os_type.as_deref().and_then(libosinfo_id);
+    if os.is_none() {
+        unmapped.push(format!(
+            "guest OS {}: no libosinfo id maps to it",
+            h.os_type
+                .as_deref()
+                .map_or_else(|| format!("id {}", h.os_id.unwrap_or(0)), str::to_string)
+        ));
+    }
+    let paths: Vec<String> = drives
+        .iter()
+        .filter_map(|d| d.disk)
+        .map(|d| escaped(&d.path.to_string_lossy(), "disk path", true))
+        .collect::<Result<_>>()?;
+
+    let io = |e: std::io::Error| Error::InvalidInput(format!("writing the domain XML: {e}"));
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    w.create_element("domain")
+        .with_attribute(("type", "kvm"))
+        .write_inner_content(|w| {
+            w.create_element("name")
+                .write_text_content(BytesText::from_escaped(name.as_str()))?;
+            if let Some(id) = os {
+                w.create_element("metadata").write_inner_content(|w| {
+                    w.create_element("libosinfo:libosinfo")
+                        .with_attribute(("xmlns:libosinfo", LIBOSINFO))
+                        .write_inner_content(|w| {
+                            w.create_element("libosinfo:os")
+                                .with_attribute(("id", id))
+                                .write_empty()?;
+                            Ok(())
+                        })?;
+                    Ok(())
+                })?;
+            }
+            memory(w, h)?;
+            let cpus = h.cpus().unwrap_or(1).max(1);
+            w.create_element("vcpu")
+                .write_text_content(BytesText::new(&cpus.to_string()))?;
+            let mut os_el = w.create_element("os");
+            if h.firmware == Firmware::Efi {
+                os_el = os_el.with_attribute(("firmware", "efi"));
+            }
+            os_el.write_inner_content(|w| {
+                w.create_element("type")
+                    .with_attribute(("arch", "x86_64"))
+                    .with_attribute(("machine", machine))
+                    .write_text_content(BytesText::new("hvm"))?;
+                if h.firmware == Firmware::Efi && h.secure_boot {
+                    w.create_element("firmware").write_inner_content(|w| {
+                        for feature in ["enrolled-keys", "secure-boot"] {
+                            w.create_element("feature")
+                                .with_attribute(("enabled", "yes"))
+                                .with_attribute(("name", feature))
+                                .write_empty()?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })?;
+            w.create_element("features").write_inner_content(|w| {
+                w.create_element("acpi").write_empty()?;
+                w.create_element("apic").write_empty()?;
+                if h.firmware == Firmware::Efi && h.secure_boot {
+                    w.create_element("smm")
+                        .with_attribute(("state", "on"))
+                        .write_empty()?;
+                }
+                Ok(())
+            })?;
+            if let Some(cores) = h.cores_per_socket().filter(|&c| c > 0 && cpus % c == 0) {
+                w.create_element("cpu").write_inner_content(|w| {
+                    w.create_element("topology")
+                        .with_attribute(("sockets", (cpus / cores).to_string().as_str()))
+                        .with_attribute(("dies", "1"))
+                        .with_attribute(("cores", cores.to_string().as_str()))
+                        .with_attribute(("threads", "1"))
+                        .write_empty()?;
+                    Ok(())
+                })?;
+            }
+            w.create_element("devices").write_inner_content(|w| {
+                for (index, model) in &scsi {
+                    w.create_element("controller")
+                        .with_attribute(("type", "scsi"))
+                        .with_attribute(("index", index.to_string().as_str()))
+                        .with_attribute(("model", *model))
+                        .write_empty()?;
+                }
+                for c in &controllers {
+                    let kind = match c.kind {
+                        DeviceKind::SataController => "sata",
+                        DeviceKind::IdeController if controller_index(h, c) == 0 => "ide",
+                        _ => continue,
+                    };
+                    let index = if kind == "sata" {
+                        controller_index(h, c)
+                    } else {
+                        0
+                    };
+                    w.create_element("controller")
+                        .with_attribute(("type", kind))
+                        .with_attribute(("index", index.to_string().as_str()))
+                        .write_empty()?;
+                }
+                if h.of(DeviceKind::UsbController).next().is_some() {
+                    w.create_element("controller")
+                        .with_attribute(("type", "usb"))
+                        .with_attribute(("index", "0"))
+                        .with_attribute(("model", "qemu-xhci"))
+                        .write_empty()?;
+                }
+                let mut names: Vec<(&str, usize)> = Vec::new();
+                let mut path = paths.iter();
+                for d in &drives {
+                    let prefix = d.bus.prefix();
+                    let n = match names.iter_mut().find(|(p, _)| *p == prefix) {
+                        Some((_, n)) => {
+                            *n += 1;
+                            *n - 1
+                        }
+                        None => {
+                            names.push((prefix, 1));
+                            0
+                        }
+                    };
+                    let file = d.disk.and_then(|_| path.next());
+                    w.create_element("disk")
+                        .with_attribute(("type", "file"))
+                        .with_attribute(("device", d.device))
+                        .write_inner_content(|w| {
+                            let kind = match d.disk {
+                                Some(x) if !x.raw => "vmdk",
+                                _ => "raw",
+                            };
+                            w.create_element("driver")
+                                .with_attribute(("name", "qemu"))
+                                .with_attribute(("type", kind))
+                                .write_empty()?;
+                            if let Some(f) = file {
+                                w.create_element("source")
+                                    .with_attribute(escaped_attribute("file", f))
+                                    .write_empty()?;
+                            }
+                            w.create_element("target")
+                                .with_attribute(("dev", target_name(prefix, n).as_str()))
+                                .with_attribute(("bus", d.bus.name()))
+                                .write_empty()?;
+                            if d.device != "disk" {
+                                w.create_element("readonly").write_empty()?;
+                            }
+                            if let Some((controller, bus, unit)) = d.address {
+                                w.create_element("address")
+                                    .with_attribute(("type", "drive"))
+                                    .with_attribute(("controller", controller.to_string().as_str()))
+                                    .with_attribute(("bus", bus.to_string().as_str()))
+                                    .with_attribute(("target", "0"))
+                                    .with_attribute(("unit", unit.to_string().as_str()))
+                                    .write_empty()?;
+                            }
+                            Ok(())
+                        })?;
+                }
+                for (network, model) in &nics {
+                    w.create_element("interface")
+                        .with_attribute(("type", "network"))
+                        .write_inner_content(|w| {
+                            w.create_element("source")
+                                .with_attribute(escaped_attribute("network", network))
+                                .write_empty()?;
+                            w.create_element("model")
+                                .with_attribute(("type", *model))
+                                .write_empty()?;
+                            Ok(())
+                        })?;
+                }
+                for _ in h.of(DeviceKind::Serial) {
+                    w.create_element("serial")
+                        .with_attribute(("type", "pty"))
+                        .write_empty()?;
+                }
+                for s in h.of(DeviceKind::Sound) {
+                    let model = match norm(s.subtype.as_deref()).as_str() {
+                        "sb16" => "sb16",
+                        "ensoniq1371" | "es1370" => "es1370",
+                        "ac97" => "ac97",
+                        _ => "ich6",
+                    };
+                    w.create_element("sound")
+                        .with_attribute(("model", model))
+                        .write_empty()?;
+                }
+                w.create_element("video").write_inner_content(|w| {
+                    w.create_element("model")
+                        .with_attribute(("type", "vga"))
+                        .write_empty()?;
+                    Ok(())
+                })?;
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .map_err(io)?;
+    let _ = w.write_event(Event::Text(BytesText::new("\n")));
+    let mut text = w.into_inner();
+    text.flush().map_err(io)?;
+    let text = String::from_utf8(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    Ok(Emitted { text, unmapped })
+}
+
+/// `<memory>` in the largest unit that holds it exactly (the OVF's own unit when it was one of
+/// libvirt's).
+fn memory<W: Write>(w: &mut Writer<W>, h: &Hardware) -> std::io::Result<()> {
+    let bytes = h.memory_bytes().unwrap_or(1 << 30);
+    let (value, unit) = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+        .into_iter()
+        .find(|(u, _)| bytes % u == 0)
+        .map_or((bytes, "b"), |(u, name)| (bytes / u, name));
+    w.create_element("memory")
+        .with_attribute(("unit", unit))
+        .write_text_content(BytesText::new(&value.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_count_like_libvirt() {
+        let names: Vec<String> = [0, 1, 25, 26, 27, 701, 702]
+            .iter()
+            .map(|&n| target_name("sd", n))
+            .collect();
+        assert_eq!(
+            names,
+            ["sda", "sdb", "sdz", "sdaa", "sdab", "sdzz", "sdaaa"]
+        );
+    }
+
+    #[test]
+    fn models_map_to_what_qemu_offers() {
+        assert_eq!(scsi_model(Some("lsilogic")).0, "lsilogic");
+        assert_eq!(scsi_model(Some("lsilogicsas")).0, "lsisas1068");
+        assert_eq!(scsi_model(Some("VirtualSCSI")).0, "vmpvscsi");
+        assert!(scsi_model(Some("buslogic")).1.is_some());
+        assert_eq!(nic_model(Some("VmxNet3")).0, "vmxnet3");
+        assert_eq!(nic_model(Some("E1000e")).0, "e1000e");
+        assert_eq!(nic_model(Some("PCNet32")).0, "pcnet");
+        assert_eq!(
+            libosinfo_id("debian12_64Guest"),
+            Some("http://debian.org/debian/12")
+        );
+        assert_eq!(
+            libosinfo_id("windows9_64Guest"),
+            Some("http://microsoft.com/win/10")
+        );
+        assert_eq!(
+            libosinfo_id("Linux_64"),
+            Some("http://libosinfo.org/linux/2022")
+        );
+        assert_eq!(libosinfo_id("solaris11_64Guest"), None);
+    }
+}
