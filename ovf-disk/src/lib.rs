@@ -39,6 +39,7 @@
 mod disk;
 mod emit;
 mod error;
+mod ft;
 mod output;
 mod package;
 mod vm;
@@ -46,6 +47,10 @@ mod vm;
 pub use disk::{convert, convert_stream, ConvertOptions};
 pub use emit::{libvirt_domain, vmx_config, Emit, EmitDisk, Emitted, VmxWriter};
 pub use error::{Error, Result};
+pub use ft::{
+    ft_check_disk, ft_check_package, ft_check_vm, FtReport, FtVersion, MachineFt,
+    Outcome as FtOutcome, RuleCheck,
+};
 pub use output::{interrupt, remove_leftovers};
 pub use package::cert::CertificateFile;
 pub use package::check::{check_package, CheckMethod, DiskCheck, PackageCheck};

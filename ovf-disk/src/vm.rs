@@ -43,6 +43,9 @@ pub struct Vm {
     pub firmware: String,
     /// The virtual disks, by controller and unit.
     pub disks: Vec<VmDisk>,
+    /// Every setting, by lower-cased key.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    settings: BTreeMap<String, String>,
 }
 
 /// One virtual disk of a [`Vm`].
@@ -216,7 +219,27 @@ impl Vm {
             guest_os: s.get("guestOS").map(str::to_string),
             firmware: s.get("firmware").unwrap_or("bios").to_ascii_lowercase(),
             disks: disks.into_iter().map(|(_, d)| d).collect(),
+            settings: s.0,
         })
+    }
+
+    /// A setting of the `.vmx`, by key (any case), escapes decoded.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings
+            .get(&key.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The settings whose key starts with `prefix` (any case), in key order.
+    pub fn settings_starting_with<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let prefix = prefix.to_ascii_lowercase();
+        self.settings
+            .iter()
+            .filter(move |(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The VM's folder.
@@ -228,7 +251,7 @@ impl Vm {
     }
 
     /// The path of `disk`'s leaf: a plain name in the VM's folder, unless `allow_outside`.
-    fn disk_path(&self, disk: &VmDisk, allow_outside: bool) -> Result<PathBuf> {
+    pub(crate) fn disk_path(&self, disk: &VmDisk, allow_outside: bool) -> Result<PathBuf> {
         if is_plain_name(&disk.file) || allow_outside {
             return Ok(self.folder().join(&disk.file));
         }
@@ -388,7 +411,7 @@ fn kind_of(name: &str) -> &'static str {
 }
 
 /// Opens `disk` of `vm`: its leaf and the chain below it.
-fn open_disk(vm: &Vm, disk: &VmDisk, options: &VmOptions) -> Result<Disk> {
+pub(crate) fn open_disk(vm: &Vm, disk: &VmDisk, options: &VmOptions) -> Result<Disk> {
     let path = vm.disk_path(disk, options.allow_outside)?;
     options
         .open

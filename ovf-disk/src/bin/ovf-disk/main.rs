@@ -241,13 +241,29 @@ impl ConvertArgs {
 /// `check`.
 #[derive(clap::Args, Debug)]
 struct CheckArgs {
-    /// The disk or package to check.
+    /// The disk or package to check (with --ft, also a VM's .vmx).
     file: PathBuf,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Check vSphere Fault Tolerance readiness instead: each of VMware's rules, pass, fail or
+    /// pass after import. Exit 0 only when the VM would be FT-ready after import.
+    #[arg(long)]
+    ft: bool,
+    /// Which Fault Tolerance: legacy (vSphere 4 to 6.0: one vCPU, eager-zeroed thick disks)
+    /// or smp (vSphere 6.0 on).
+    #[arg(long, value_enum, default_value = "legacy", requires = "ft")]
+    ft_version: FtVersionArg,
     #[command(flatten)]
     input_args: InputArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FtVersionArg {
+    /// vSphere 4 to 6.0's original FT.
+    Legacy,
+    /// SMP-FT, vSphere 6.0 on.
+    Smp,
 }
 
 /// `verify`.
@@ -586,7 +602,35 @@ struct DiskCheckJson<'a> {
     report: &'a vmdk::CheckReport,
 }
 
+/// `check --ft`: Fault Tolerance readiness of a package, a VM or a disk.
+fn check_ft(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
+    let (file, input_args) = (a.file.as_path(), &a.input_args);
+    let version = match a.ft_version {
+        FtVersionArg::Legacy => ovf_disk::FtVersion::Legacy,
+        FtVersionArg::Smp => ovf_disk::FtVersion::Smp,
+    };
+    let report = if is_vmx(file) {
+        let options = ovf_disk::VmOptions::new()
+            .open_options(input_args.options())
+            .allow_outside_paths(input_args.allow_outside_paths);
+        ovf_disk::ft_check_vm(file, &options, version)?
+    } else if is_package(file) {
+        ovf_disk::ft_check_package(&Package::open(file)?, version)?
+    } else {
+        ovf_disk::ft_check_disk(file, input_args.options().open(file)?, version)
+    };
+    if a.json {
+        print_json(out, &report)?;
+    } else {
+        text::ft(out, &report)?;
+    }
+    Ok(check_exit(report.ready))
+}
+
 fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
+    if a.ft {
+        return check_ft(out, a);
+    }
     let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
     if is_package(file) {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

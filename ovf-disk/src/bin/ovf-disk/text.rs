@@ -425,3 +425,33 @@ pub fn vm_inflate(out: &mut dyn Write, r: &ovf_disk::VmInflateReport, seconds: f
         r.vmx.display()
     )
 }
+
+/// Fault Tolerance readiness: each machine's rules, then the verdict.
+pub fn ft(out: &mut dyn Write, r: &ovf_disk::FtReport) -> Result<()> {
+    let version = match r.version {
+        ovf_disk::FtVersion::Smp => "SMP-FT (vSphere 6.0 on)",
+        _ => "legacy Fault Tolerance (vSphere 4 to 6.0)",
+    };
+    writeln!(out, "{}: {version}", r.subject.display())?;
+    for m in &r.machines {
+        writeln!(out, "{}:", m.machine)?;
+        for rule in &m.rules {
+            writeln!(
+                out,
+                "  {:<17} {:<18} {}",
+                rule.rule,
+                rule.outcome.as_str(),
+                rule.detail
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "{}",
+        if r.ready {
+            "FT-ready after import."
+        } else {
+            "NOT FT-ready: the rules marked FAIL need changes to the VM."
+        }
+    )
+}
