@@ -4,9 +4,9 @@
 #   fuzz/run.sh SECONDS [extra libFuzzer flags...]     e.g. fuzz/run.sh 60 -timeout=10
 #
 # Seeds fuzz/corpus/<target>/ from testdata/fuzz-seeds/<target>/ when that folder exists (run
-# fuzz/seeds.sh first for qemu-img images). disk, stream, ova and sparse_header take inputs up to
-# 1.2 MB and fail an input slower than 10 s. Builds with one job unless CARGO_BUILD_JOBS says
-# otherwise. Crashes land in fuzz/artifacts/<target>/; the script goes on with the next target
+# fuzz/seeds.sh first for qemu-img images). disk, stream, ova, sparse_header, cowd and sesparse
+# take inputs up to 1.2 MB and fail an input slower than 10 s. Builds with one job unless
+# CARGO_BUILD_JOBS says otherwise. Crashes land in fuzz/artifacts/<target>/; the script goes on with the next target
 # and exits non-zero if any target failed.
 set -euo pipefail
 
@@ -20,7 +20,7 @@ shift
 here=$(cd "$(dirname "$0")" && pwd)
 seeds="$here/../testdata/fuzz-seeds"
 # FUZZ_TARGETS="disk stream" fuzz/run.sh 600 runs only those.
-read -r -a targets <<<"${FUZZ_TARGETS:-descriptor sparse_header disk stream envelope manifest ova}"
+read -r -a targets <<<"${FUZZ_TARGETS:-descriptor sparse_header disk stream envelope manifest ova cowd sesparse}"
 
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
@@ -45,7 +45,7 @@ for t in "${targets[@]}"; do
     # failure (libFuzzer reports it as a timeout and keeps it), so a walk that grows with what a
     # header claims is found, not waited for (issue 17).
     case $t in
-        disk | stream | ova | sparse_header) extra+=(-max_len=1200000 -timeout=10) ;;
+        disk | stream | ova | sparse_header | cowd | sesparse) extra+=(-max_len=1200000 -timeout=10) ;;
     esac
     if ! cargo fuzz run "$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 "${extra[@]}" "$@"; then
         failed+=("$t")

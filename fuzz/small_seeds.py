@@ -3,7 +3,8 @@
 64 KiB), which run.sh copies into fuzz/corpus/<target>/. They cover layouts qemu-img does not
 write: tiny grains and grain tables, a VMware-style stream-optimized extent (gdOffset =
 GD_AT_END, directory found through the footer), text descriptors whose extents are the file
-itself or ZERO, and CRLF descriptors.
+itself or ZERO, CRLF descriptors, and the ESXi delta extents (COWD and seSparse, the inputs of
+the cowd and sesparse targets).
 
     python3 fuzz/small_seeds.py
 """
@@ -116,6 +117,62 @@ def self_flat(sectors=4, crlf=False):
     return d + b"#" * (sectors * SECTOR - len(d))
 
 
+def cowd(capacity, grain, data_grains):
+    """An ESXi sparse extent (COWD version 1): the 2048-byte header, the grain directory at
+    sector 4, grain tables of 4096 entries (only those with a grain), then the grains."""
+    grains = -(-capacity // grain)
+    tables = -(-grains // 4096)
+    out = bytearray(4 * SECTOR) + pad(bytes(tables * 4))
+    gd = 4 * SECTOR
+    table_at = {}
+    for t in sorted({g // 4096 for g in data_grains}):
+        table_at[t] = len(out)
+        out[gd + 4 * t:gd + 4 * t + 4] = struct.pack("<I", len(out) // SECTOR)
+        out += bytes(4096 * 4)
+    for g in data_grains:
+        entry = table_at[g // 4096] + 4 * (g % 4096)
+        out[entry:entry + 4] = struct.pack("<I", len(out) // SECTOR)
+        out += bytes([0x3c ^ (g & 0xff)]) * (grain * SECTOR)
+    out[:32] = struct.pack("<4s7I", b"COWD", 1, 3, capacity, grain, 4, tables, len(out) // SECTOR)
+    return bytes(out)
+
+
+def sesparse(capacity, table_sectors, data_grains, zeroed=(), unmapped=(), dirty=False):
+    """A seSparse extent (grains of 8 sectors): constant and volatile headers, journal header
+    and journal, grain directory, grain table area (tables numbered from the last directory
+    entry down), free bitmap, back map, grain area (grains numbered from the last down)."""
+    gtes = table_sectors * 64
+    grains = -(-capacity // 8)
+    tables = -(-grains // gtes)
+    gd, gd_size = 11, -(-tables * 8 // SECTOR)
+    gt_area = gd + gd_size
+    bitmap = gt_area + tables * table_sectors
+    grain_area = bitmap + 2
+    entries = {g: 0x2000_0000_0000_0000 for g in zeroed}
+    entries.update({g: 0x1000_0000_0000_0000 for g in unmapped})
+    for i, g in enumerate(sorted(data_grains)):
+        n = len(data_grains) - 1 - i
+        entries[g] = 0x3000_0000_0000_0000 | ((n & 0xFFF) << 48) | (n >> 12)
+    used = sorted({g // gtes for g in entries}, reverse=True)
+    out = bytearray(grain_area * SECTOR)
+    for number, t in enumerate(used):
+        at = (gt_area + number * table_sectors) * SECTOR
+        out[gd * SECTOR + 8 * t:gd * SECTOR + 8 * t + 8] = struct.pack("<Q", 0x1000_0000 << 32 | number)
+        for g, e in entries.items():
+            if g // gtes == t:
+                out[at + 8 * (g % gtes):at + 8 * (g % gtes) + 8] = struct.pack("<Q", e)
+    for i, g in enumerate(sorted(data_grains, reverse=True)):
+        at = (grain_area + i * 8) * SECTOR
+        out[at:at + 8 * SECTOR] = bytes([0x5e ^ (g & 0xff)]) * (8 * SECTOR)
+    out += bytes(max(0, (grain_area + len(data_grains) * 8) * SECTOR - len(out)))
+    out[:26 * 8] = struct.pack("<26Q", 0xCAFEBABE, 0x2_0000_0001, capacity, 8, table_sectors,
+                               0, 0, 0, 0, 0, 1, 1, 2, 1, 3, 8, gd, gd_size, gt_area,
+                               tables * table_sectors, bitmap, 1, bitmap + 1, 1, grain_area,
+                               grains * 8)
+    out[SECTOR:SECTOR + 32] = struct.pack("<4Q", 0xCAFECAFE, len(used), 1, int(dirty))
+    return bytes(out)
+
+
 def write(target, name, data):
     folder = os.path.join(ROOT, target)
     os.makedirs(folder, exist_ok=True)
@@ -140,6 +197,12 @@ def main():
     write("disk", "mixed.vmdk", descriptor(
         "custom", ['RW 2 FLAT "disk.vmdk" 1', "RW 100 ZERO", 'NOACCESS 1 FLAT "disk.vmdk" 0']
     ) + b"#" * 2048)
+    write("cowd", "cowd-1.vmdk", cowd(2 * 4096 + 5, 1, (0, 1, 4095, 8196)))
+    write("cowd", "cowd-8-odd.vmdk", cowd(1003, 8, (0, 62, 125)))
+    write("sesparse", "sesparse-64.vmdk", sesparse(1003, 64, (0, 7, 125), (3,), (4, 5)))
+    write("sesparse", "sesparse-small-tables.vmdk",
+          sesparse(2051, 1, (0, 64, 200, 256), (1, 65), (130,)))
+    write("sesparse", "sesparse-dirty.vmdk", sesparse(2051, 1, (0, 256), dirty=True))
     write("descriptor", "crlf.txt", descriptor(
         "twoGbMaxExtentSparse", [f'RW 4192256 SPARSE "d-s{i:03}.vmdk"' for i in range(1, 4)],
         "\r\n", ['ddb.uuid = "60 00 C2 9b 69 2f c9 76-74 c4 07 9e 10 87 3b f9"']))
