@@ -30,9 +30,9 @@ use crate::disk::{ExtentData, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{GrainMarker, MetadataMarker, SparseExtentHeader, SECTOR_SIZE};
 use crate::read::esx::{EsxExtent, EsxFormat, COWD_HEADER, SESPARSE_HEADER};
-use crate::read::sparse::{GrainEntry, MetadataSource, SparseExtent};
+use crate::read::grains::{GrainEntry, Grains};
+use crate::read::sparse::{MetadataSource, SparseExtent};
 use crate::read::stream::StreamReader;
-use crate::read::Grains;
 
 /// One problem found, where it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]

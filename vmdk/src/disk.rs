@@ -30,9 +30,10 @@ use crate::error::{Error, ErrorKind, Feature, Result};
 use crate::format::SECTOR_SIZE;
 use crate::io::{folder_of, resolve_name, Backing, Files, HostFiles};
 use crate::read::esx::{EsxExtent, COWD_HEADER, SESPARSE_HEADER};
+use crate::read::grains::{GrainEntry, Grains};
 use crate::read::header::has_sparse_magic;
-use crate::read::sparse::{GrainEntry, SparseExtent};
-use crate::read::{cowd, sesparse, Grains};
+use crate::read::sparse::SparseExtent;
+use crate::read::{cowd, sesparse};
 
 /// How a disk is opened: where its files come from and how far to trust what they name.
 ///

@@ -432,5 +432,25 @@ mod tests {
         assert_eq!(SeSparseConstHeader::AT_GRAINS_OFFSET, 192);
         assert_eq!(offset_of!(SeSparseConstHeader, pad), 208);
         assert_eq!(SeSparseVolatileHeader::AT_REPLAY_JOURNAL, 24);
+        // Every area's size field follows its offset field (the reader relies on it).
+        type S = SeSparseConstHeader;
+        for (offset, size) in [
+            (
+                S::AT_VOLATILE_HEADER_OFFSET,
+                offset_of!(S, volatile_header_size),
+            ),
+            (
+                S::AT_JOURNAL_HEADER_OFFSET,
+                offset_of!(S, journal_header_size),
+            ),
+            (S::AT_JOURNAL_OFFSET, offset_of!(S, journal_size)),
+            (S::AT_GRAIN_DIR_OFFSET, offset_of!(S, grain_dir_size)),
+            (S::AT_GRAIN_TABLES_OFFSET, offset_of!(S, grain_tables_size)),
+            (S::AT_FREE_BITMAP_OFFSET, offset_of!(S, free_bitmap_size)),
+            (S::AT_BACKMAP_OFFSET, offset_of!(S, backmap_size)),
+            (S::AT_GRAINS_OFFSET, offset_of!(S, grains_size)),
+        ] {
+            assert_eq!(offset + 8, size as u64);
+        }
     }
 }

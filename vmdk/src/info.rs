@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use crate::disk::{AllocationSummary, Disk, Extent, ExtentData};
 use crate::error::Result;
 use crate::read::esx::{EsxExtent, EsxFormat};
+use crate::read::grains::Grains;
 use crate::read::sparse::MetadataSource;
-use crate::read::Grains;
 
 /// A disk: its first link, the allocation over the whole chain, and the parent links.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -52,6 +52,8 @@
 //!   io (Backing, Files) ──> disk                                            v         v
 //!   codec (deflate) ──> read::*, write::stream       write::copy (copy engine, knows no format)
 //!                                                    write::{sparse, stream, flat} <── write (Plan)
+//!   format ──> read::{cowd, sesparse} (ESXi delta headers) ──> read::esx ──> disk
+//!   read::grains (GrainEntry, the Grains trait disk reads through) <── read::{sparse, esx}
 //! ```
 //!
 //! # Features
@@ -101,7 +103,8 @@ pub mod internals {
     #[cfg(feature = "write")]
     pub use crate::codec::{compress_grain, is_zero};
     pub use crate::codec::{inflate, inflate_until_end};
-    pub use crate::read::sparse::{GrainEntry, SparseExtent};
+    pub use crate::read::grains::GrainEntry;
+    pub use crate::read::sparse::SparseExtent;
     pub use crate::sink::Sink;
 
     use crate::{Disk, Result, StreamReader, StreamStats};
@@ -122,7 +125,7 @@ pub mod internals {
             .map(|e| match &e.data {
                 crate::disk::ExtentData::Sparse(s) => (e.len, Some(s.grain_bytes())),
                 crate::disk::ExtentData::Esx(s) => {
-                    (e.len, Some(crate::read::Grains::grain_bytes(&**s)))
+                    (e.len, Some(crate::read::grains::Grains::grain_bytes(&**s)))
                 }
                 _ => (e.len, None),
             })

@@ -16,8 +16,8 @@
 use zerocopy::FromBytes;
 
 use super::esx::{EsxExtent, EsxFormat, COWD_HEADER};
+use super::grains::Reserved;
 use super::header::{Geometry, MAX_GRAIN_SECTORS};
-use super::Reserved;
 use crate::error::{Error, ErrorKind, Feature, Result};
 use crate::format::{CowdHeader, SECTOR_SIZE};
 use crate::io::Backing;

@@ -13,7 +13,8 @@
 //! - seSparse: `u64` entries. A directory entry is 0 or `0x10000000` in its top 32 bits over
 //!   the number of a grain table in the grain table area; a table entry is unallocated (0: read
 //!   the parent), unmapped or zero (read as zeros), or allocated with the number of a grain in
-//!   the grain area (see [`super::sesparse`]).
+//!   the grain area (`sesparse_table_at`, `sesparse_grain`). Unmapped grains read as zeros, as
+//!   qemu reads them; dissect.hypervisor reads them through to the parent.
 //!
 //! Refused with an error naming the file, the structure and the offset: grain tables and grains
 //! outside the file or over the headers or the grain directory; seSparse tables outside the
@@ -22,9 +23,8 @@
 //! needs are held in memory (read after their range is checked against the file); grain tables
 //! are read when needed.
 
+use super::grains::{overlapping, refuse_reserved, GrainEntry, Grains, Reserved};
 use super::header::Geometry;
-use super::sparse::GrainEntry;
-use super::{overlapping, refuse_reserved, sesparse, Grains, Reserved};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{CowdHeader, SeSparseConstHeader, SeSparseVolatileHeader, SECTOR_SIZE};
 use crate::io::Backing;
@@ -176,7 +176,7 @@ impl EsxExtent {
             // A u32 sector: fits.
             EsxFormat::Cowd(_) => Ok(Some(raw * SECTOR_SIZE)),
             EsxFormat::SeSparse { tables, .. } => {
-                sesparse::table_at(raw, *tables, self.table_bytes())
+                sesparse_table_at(raw, *tables, self.table_bytes())
                     .map(Some)
                     .map_err(|reason| {
                         let at = self.directory_at + index as u64 * self.entry_bytes();
@@ -205,7 +205,7 @@ impl EsxExtent {
             EsxFormat::Cowd(_) if raw == 0 => Ok(GrainEntry::Unallocated),
             EsxFormat::Cowd(_) => Ok(GrainEntry::Data(raw)),
             EsxFormat::SeSparse { grains, .. } => {
-                sesparse::grain_entry(raw, *grains, self.geometry.grain_bytes()).map_err(|reason| {
+                sesparse_grain(raw, *grains, self.geometry.grain_bytes()).map_err(|reason| {
                     let at = table_at + i * self.entry_bytes();
                     Error::field(self.backing.path(), "grain table", at, "entry", raw, reason)
                 })
@@ -373,5 +373,89 @@ impl Grains for EsxExtent {
         let at = self.grain_offset(grain, sector)?;
         self.refuse_metadata_at("grain", at, self.geometry.grain_bytes())?;
         self.backing.read_exact_at("grain", at + within, out)
+    }
+}
+
+/// The byte offset of the grain table a non-zero seSparse grain directory entry `raw` names:
+/// the top 32 bits must be [`SeSparseConstHeader::GDE_ALLOCATED`], the low 32 bits the table's
+/// number in the grain table area `tables`, whose tables are `table_bytes` long; the table must
+/// lie inside the area (qemu's `get_cluster_offset`).
+fn sesparse_table_at(raw: u64, tables: Area, table_bytes: u64) -> Result<u64, &'static str> {
+    if raw >> 32 != SeSparseConstHeader::GDE_ALLOCATED {
+        return Err("neither 0 nor a grain table (0x10000000 in the top 32 bits)");
+    }
+    (raw & 0xffff_ffff)
+        .checked_mul(table_bytes)
+        .and_then(|o| o.checked_add(tables.start))
+        .filter(|at| at.checked_add(table_bytes).is_some_and(|e| e <= tables.end))
+        .ok_or("names a grain table past the grain table area")
+}
+
+/// What a seSparse grain table entry `raw` says about its grain, as qemu's
+/// `get_cluster_offset` reads it: 0 is unallocated (read the parent);
+/// [`SeSparseConstHeader::GTE_ZERO`] reads as zeros; an allocated entry gives the grain's
+/// number in the grain area `grains`, where the grain (`grain_bytes`) must lie whole.
+///
+/// An unmapped entry ([`SeSparseConstHeader::GTE_UNMAPPED`], a block the guest released with
+/// SCSI UNMAP) reads as zeros too, as qemu reads it. dissect.hypervisor reads it through to the parent instead;
+/// zeros are right for an importer: a guest that unmapped a block does not expect its old
+/// contents back, and reading the parent there would bring back data the guest discarded.
+fn sesparse_grain(raw: u64, grains: Area, grain_bytes: u64) -> Result<GrainEntry, &'static str> {
+    match raw & SeSparseConstHeader::GTE_KIND_MASK {
+        SeSparseConstHeader::GTE_UNALLOCATED if raw == 0 => Ok(GrainEntry::Unallocated),
+        SeSparseConstHeader::GTE_UNALLOCATED => Err("an unallocated entry with other bits set"),
+        SeSparseConstHeader::GTE_UNMAPPED | SeSparseConstHeader::GTE_ZERO => Ok(GrainEntry::Zeroed),
+        SeSparseConstHeader::GTE_ALLOCATED => {
+            let number =
+                ((raw & 0x0fff_0000_0000_0000) >> 48) | ((raw & 0x0000_ffff_ffff_ffff) << 12);
+            number
+                .checked_mul(grain_bytes)
+                .and_then(|o| o.checked_add(grains.start))
+                .filter(|at| at.checked_add(grain_bytes).is_some_and(|e| e <= grains.end))
+                .map(|at| GrainEntry::Data(at / SECTOR_SIZE))
+                .ok_or("a grain number past the grain area")
+        }
+        _ => Err("an entry of unknown kind (top 4 bits)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_decode_as_qemu_reads_them() {
+        let tables = Area {
+            start: 0x1000,
+            end: 0x1000 + 3 * 32768,
+        };
+        assert_eq!(
+            sesparse_table_at(0x1000_0000_0000_0002, tables, 32768),
+            Ok(0x1000 + 65536)
+        );
+        assert!(sesparse_table_at(0x1000_0000_0000_0003, tables, 32768).is_err());
+        assert!(sesparse_table_at(0x2000_0000_0000_0000, tables, 32768).is_err());
+        let grains = Area {
+            start: 0x10_0000,
+            end: 0x10_0000 + 0x2000 * 4096,
+        };
+        // Grain number 0x1abc: low 12 bits in entry bits 48-59, the rest in bits 0-47.
+        let raw = SeSparseConstHeader::GTE_ALLOCATED | (0xabc << 48) | 0x1;
+        assert_eq!(
+            sesparse_grain(raw, grains, 4096),
+            Ok(GrainEntry::Data((0x10_0000 + 0x1abc * 4096) / 512))
+        );
+        assert!(sesparse_grain(SeSparseConstHeader::GTE_ALLOCATED | 0x2, grains, 4096).is_err());
+        assert_eq!(sesparse_grain(0, grains, 4096), Ok(GrainEntry::Unallocated));
+        assert!(sesparse_grain(5, grains, 4096).is_err());
+        assert_eq!(
+            sesparse_grain(SeSparseConstHeader::GTE_UNMAPPED, grains, 4096),
+            Ok(GrainEntry::Zeroed)
+        );
+        assert_eq!(
+            sesparse_grain(SeSparseConstHeader::GTE_ZERO | 7, grains, 4096),
+            Ok(GrainEntry::Zeroed)
+        );
+        assert!(sesparse_grain(0x4000_0000_0000_0000, grains, 4096).is_err());
     }
 }

@@ -1,9 +1,9 @@
-//! The headers and entries of a space-efficient sparse extent (seSparse), checked before the
-//! shared ESXi reader ([`super::esx`]) walks its grain directory.
+//! The headers of a space-efficient sparse extent (seSparse), checked before the shared ESXi
+//! reader ([`super::esx`]) walks its grain directory and decodes its entries.
 //!
 //! Layout: [`SeSparseConstHeader`] at sector 0 and [`SeSparseVolatileHeader`] where it says,
 //! as qemu's `block/vmdk.c` reads them (`vmdk_open_se_sparse`, `check_se_sparse_const_header`,
-//! `check_se_sparse_volatile_header`, `get_cluster_offset`); dissect.hypervisor reads the same
+//! `check_se_sparse_volatile_header`); dissect.hypervisor reads the same
 //! fields. The journal is not replayed: a volatile header whose `replay_journal` is set is
 //! refused ([`Feature::SeSparseJournalReplay`]) rather than read from tables the journal may
 //! be about to change, as qemu refuses it.
@@ -19,12 +19,11 @@
 //! grain directory too small for the capacity. Unlike qemu, the padding is not required to be
 //! zero.
 
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::esx::{Area, EsxExtent, EsxFormat, SESPARSE_HEADER};
+use super::grains::Reserved;
 use super::header::{Geometry, MAX_CAPACITY_SECTORS, MAX_GRAIN_SECTORS};
-use super::sparse::GrainEntry;
-use super::Reserved;
 use crate::error::{Error, ErrorKind, Feature, Result};
 use crate::format::{SeSparseConstHeader as H, SeSparseVolatileHeader as V, SECTOR_SIZE};
 use crate::io::Backing;
@@ -180,56 +179,25 @@ fn check_constant(h: &H, backing: &Backing) -> Result<Geometry> {
 /// holds at least one sector, and no two areas of non-zero size overlap.
 fn regions(h: &H, backing: &Backing) -> Result<Vec<Region>> {
     let path = backing.path();
+    // Each area's `*_offset` field, followed by its `*_size` field.
     let fields = [
-        (
-            "volatile header",
-            H::AT_VOLATILE_HEADER_OFFSET,
-            h.volatile_header_offset,
-            h.volatile_header_size,
-        ),
-        (
-            "journal header",
-            H::AT_JOURNAL_HEADER_OFFSET,
-            h.journal_header_offset,
-            h.journal_header_size,
-        ),
-        (
-            "journal",
-            H::AT_JOURNAL_OFFSET,
-            h.journal_offset,
-            h.journal_size,
-        ),
-        (
-            "grain directory",
-            H::AT_GRAIN_DIR_OFFSET,
-            h.grain_dir_offset,
-            h.grain_dir_size,
-        ),
-        (
-            "grain table area",
-            H::AT_GRAIN_TABLES_OFFSET,
-            h.grain_tables_offset,
-            h.grain_tables_size,
-        ),
-        (
-            "free bitmap",
-            H::AT_FREE_BITMAP_OFFSET,
-            h.free_bitmap_offset,
-            h.free_bitmap_size,
-        ),
-        (
-            "back map",
-            H::AT_BACKMAP_OFFSET,
-            h.backmap_offset,
-            h.backmap_size,
-        ),
-        (
-            "grain area",
-            H::AT_GRAINS_OFFSET,
-            h.grains_offset,
-            h.grains_size,
-        ),
+        ("volatile header", H::AT_VOLATILE_HEADER_OFFSET),
+        ("journal header", H::AT_JOURNAL_HEADER_OFFSET),
+        ("journal", H::AT_JOURNAL_OFFSET),
+        ("grain directory", H::AT_GRAIN_DIR_OFFSET),
+        ("grain table area", H::AT_GRAIN_TABLES_OFFSET),
+        ("free bitmap", H::AT_FREE_BITMAP_OFFSET),
+        ("back map", H::AT_BACKMAP_OFFSET),
+        ("grain area", H::AT_GRAINS_OFFSET),
     ];
+    let bytes = h.as_bytes();
+    let word = |at: u64| {
+        let at = at as usize;
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
     let mut out = vec![Region {
         what: SESPARSE_HEADER,
         area: Area {
@@ -237,8 +205,11 @@ fn regions(h: &H, backing: &Backing) -> Result<Vec<Region>> {
             end: SECTOR_SIZE,
         },
     }];
-    for (what, field_at, offset, size) in fields {
-        let (offset, size) = (offset.get(), size.get());
+    for (what, field_at) in fields {
+        let (offset, size) = (word(field_at), word(field_at + 8));
+        let bad = |at: u64, field: &'static str, value: u64, reason: &'static str| {
+            Error::field(path, SESPARSE_HEADER, at, field, value, reason)
+        };
         let area = offset
             .checked_add(size)
             .and_then(|end| end.checked_mul(SECTOR_SIZE))
@@ -247,40 +218,26 @@ fn regions(h: &H, backing: &Backing) -> Result<Vec<Region>> {
                 end,
             })
             .ok_or_else(|| {
-                Error::field(
-                    path,
-                    SESPARSE_HEADER,
-                    field_at,
-                    what,
-                    offset,
-                    "the area's end (offset + size sectors) is past any file",
-                )
+                let reason = "the area's end (offset + size sectors) is past any file";
+                bad(field_at, what, offset, reason)
             })?;
         if what == "volatile header" && size == 0 {
-            return Err(Error::field(
+            let reason = "the volatile header needs a sector";
+            return Err(bad(field_at + 8, "volatile_header_size", 0, reason));
+        }
+        let overlapped = out
+            .iter()
+            .find(|r| area.start < r.area.end && r.area.start < area.end);
+        if let Some(other) = overlapped.filter(|_| area.end > area.start) {
+            return Err(Error::at(
                 path,
                 SESPARSE_HEADER,
-                field_at + 8,
-                "volatile_header_size",
-                0,
-                "the volatile header needs a sector",
+                field_at,
+                ErrorKind::Inconsistent(format!(
+                    "the {what} ({:#x}..{:#x}) overlaps the {} ({:#x}..{:#x})",
+                    area.start, area.end, other.what, other.area.start, other.area.end
+                )),
             ));
-        }
-        if area.end > area.start {
-            if let Some(other) = out
-                .iter()
-                .find(|r| area.start < r.area.end && r.area.start < area.end)
-            {
-                return Err(Error::at(
-                    path,
-                    SESPARSE_HEADER,
-                    field_at,
-                    ErrorKind::Inconsistent(format!(
-                        "the {what} ({:#x}..{:#x}) overlaps the {} ({:#x}..{:#x})",
-                        area.start, area.end, other.what, other.area.start, other.area.end
-                    )),
-                ));
-            }
         }
         out.push(Region { what, area });
     }
@@ -313,91 +270,4 @@ fn read_volatile(backing: &Backing, at: u64) -> Result<V> {
         ));
     }
     Ok(v)
-}
-
-/// The byte offset of the grain table a non-zero grain directory entry `raw` names: the top 32
-/// bits must be [`H::GDE_ALLOCATED`], the low 32 bits the table's number in the grain table
-/// area `tables`, whose tables are `table_bytes` long; the table must lie inside the area.
-pub(crate) fn table_at(raw: u64, tables: Area, table_bytes: u64) -> Result<u64, &'static str> {
-    if raw >> 32 != H::GDE_ALLOCATED {
-        return Err("neither 0 nor a grain table (0x10000000 in the top 32 bits)");
-    }
-    (raw & 0xffff_ffff)
-        .checked_mul(table_bytes)
-        .and_then(|o| o.checked_add(tables.start))
-        .filter(|at| at.checked_add(table_bytes).is_some_and(|e| e <= tables.end))
-        .ok_or("names a grain table past the grain table area")
-}
-
-/// What a grain table entry `raw` says about its grain, as qemu's `get_cluster_offset` reads
-/// it: 0 is unallocated (read the parent); [`H::GTE_ZERO`] reads as zeros; an allocated entry
-/// gives the grain's number in the grain area `grains`, where the grain (`grain_bytes`) must
-/// lie whole.
-///
-/// An unmapped entry ([`H::GTE_UNMAPPED`], a block the guest released with SCSI UNMAP) reads
-/// as zeros too, as qemu reads it. dissect.hypervisor reads it through to the parent instead;
-/// zeros are right for an importer: a guest that unmapped a block does not expect its old
-/// contents back, and reading the parent there would bring back data the guest discarded.
-pub(crate) fn grain_entry(
-    raw: u64,
-    grains: Area,
-    grain_bytes: u64,
-) -> Result<GrainEntry, &'static str> {
-    match raw & H::GTE_KIND_MASK {
-        H::GTE_UNALLOCATED if raw == 0 => Ok(GrainEntry::Unallocated),
-        H::GTE_UNALLOCATED => Err("an unallocated entry with other bits set"),
-        H::GTE_UNMAPPED | H::GTE_ZERO => Ok(GrainEntry::Zeroed),
-        H::GTE_ALLOCATED => {
-            let number =
-                ((raw & 0x0fff_0000_0000_0000) >> 48) | ((raw & 0x0000_ffff_ffff_ffff) << 12);
-            number
-                .checked_mul(grain_bytes)
-                .and_then(|o| o.checked_add(grains.start))
-                .filter(|at| at.checked_add(grain_bytes).is_some_and(|e| e <= grains.end))
-                .map(|at| GrainEntry::Data(at / SECTOR_SIZE))
-                .ok_or("a grain number past the grain area")
-        }
-        _ => Err("an entry of unknown kind (top 4 bits)"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_decode_as_qemu_reads_them() {
-        let tables = Area {
-            start: 0x1000,
-            end: 0x1000 + 3 * 32768,
-        };
-        assert_eq!(
-            table_at(0x1000_0000_0000_0002, tables, 32768),
-            Ok(0x1000 + 65536)
-        );
-        assert!(table_at(0x1000_0000_0000_0003, tables, 32768).is_err());
-        assert!(table_at(0x2000_0000_0000_0000, tables, 32768).is_err());
-        let grains = Area {
-            start: 0x10_0000,
-            end: 0x10_0000 + 0x2000 * 4096,
-        };
-        // Grain number 0x1abc: low 12 bits in entry bits 48-59, the rest in bits 0-47.
-        let raw = H::GTE_ALLOCATED | (0xabc << 48) | 0x1;
-        assert_eq!(
-            grain_entry(raw, grains, 4096),
-            Ok(GrainEntry::Data((0x10_0000 + 0x1abc * 4096) / 512))
-        );
-        assert!(grain_entry(H::GTE_ALLOCATED | 0x2, grains, 4096).is_err());
-        assert_eq!(grain_entry(0, grains, 4096), Ok(GrainEntry::Unallocated));
-        assert!(grain_entry(5, grains, 4096).is_err());
-        assert_eq!(
-            grain_entry(H::GTE_UNMAPPED, grains, 4096),
-            Ok(GrainEntry::Zeroed)
-        );
-        assert_eq!(
-            grain_entry(H::GTE_ZERO | 7, grains, 4096),
-            Ok(GrainEntry::Zeroed)
-        );
-        assert!(grain_entry(0x4000_0000_0000_0000, grains, 4096).is_err());
-    }
 }

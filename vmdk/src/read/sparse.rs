@@ -22,8 +22,8 @@ use std::path::Path;
 use zerocopy::little_endian::U32;
 use zerocopy::FromBytes;
 
+use super::grains::{overlapping, refuse_reserved, GrainEntry, Grains, Reserved};
 use super::header::{parse_header, Geometry};
-use super::{overlapping, refuse_reserved, Grains, Reserved};
 use crate::codec::{inflate, inflate_until_end, max_compressed_grain};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, ErrorKind, Result};
@@ -31,17 +31,6 @@ use crate::format::{
     GrainMarker, MetadataMarker, SparseExtentHeader, GTE_UNALLOCATED, GTE_ZEROED, SECTOR_SIZE,
 };
 use crate::io::Backing;
-
-/// What a grain table entry says about one grain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GrainEntry {
-    /// Not allocated: read the parent link, or zeros.
-    Unallocated,
-    /// Reads as zeros, whatever the parent holds.
-    Zeroed,
-    /// Data at this sector of the file (a grain marker for stream-optimized extents).
-    Data(u64),
-}
 
 /// Where the metadata of a sparse extent was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
