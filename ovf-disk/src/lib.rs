@@ -40,6 +40,7 @@ mod disk;
 mod emit;
 mod error;
 mod ft;
+mod iso;
 mod output;
 mod package;
 mod vm;
@@ -64,6 +65,7 @@ pub use package::import::{
 };
 pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
 pub use package::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
+pub use package::properties::{ovf_environment, property_values, Property};
 pub use package::verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
 pub use package::Package;
 pub use vm::{

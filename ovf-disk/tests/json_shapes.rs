@@ -166,7 +166,10 @@ fn every_json_output_matches_its_documented_shape() {
     matches_doc(dir, "verify", &["verify", "--json", "p.ova"]);
     matches_doc(dir, "check-package", &["check", "--json", "p.ova"]);
     let v = matches_doc(dir, "check-ft", &["check", "--ft", "--json", "p.ova"]);
-    assert!(!v["machines"][0]["rules"].as_array().unwrap().is_empty(), "{v}");
+    assert!(
+        !v["machines"][0]["rules"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
     let v = matches_doc(dir, "import", &["import", "--json", "p.ova", "out"]);
     assert_eq!(v["disks"].as_array().unwrap().len(), 2, "{v}");
     // A VM folder: the child over its base on one controller.

@@ -214,6 +214,9 @@ pub struct Envelope {
     pub other_sections: Vec<String>,
     /// `DeploymentOptionSection`: the configurations a package offers (DSP0243 §9.9).
     pub deployment_options: Vec<DeploymentOption>,
+    /// Every `ProductSection/Property`: the envelope's, collections' and systems' (DSP0243
+    /// §9.5).
+    pub properties: Vec<super::properties::Property>,
 }
 
 /// One `Configuration` of a `DeploymentOptionSection`.
@@ -459,6 +462,9 @@ impl Envelope {
             }
         }
         resolve_capacity_properties(root, &mut env.disks);
+        let mut properties = super::properties::read(root, None);
+        properties.append(&mut env.properties);
+        env.properties = properties;
         Ok(env)
     }
 
@@ -482,6 +488,8 @@ fn collect_systems<'a, 'i>(
     }
     let is_system = n.tag_name().name() == "VirtualSystem"
         || attr(n, "type").is_some_and(|t| t.ends_with("VirtualSystem_Type"));
+    env.properties
+        .extend(super::properties::read(n, attr(n, "id")));
     if !is_system {
         for c in n.children().filter(|c| c.is_element()) {
             if matches!(

@@ -27,6 +27,7 @@ use super::envelope::{Envelope, FileRef, VirtualDisk};
 use super::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
 use super::names::is_plain_name;
 use super::ova::{cut_short, MAX_MEMBERS};
+use super::properties::{ovf_environment, property_values};
 use super::stream::{decompressed, disk_stream};
 use super::verify::{CapacityDifference, FileDigest, VerifyReport};
 use super::xml::{edit_envelope, vmdk_format, EnvelopeEdits};
@@ -34,6 +35,7 @@ use super::{declared, within_declared, Package, MAX_SMALL};
 use crate::disk::{check_space, write_pending, write_stream_pending, ConvertOptions, PendingWrite};
 use crate::emit::{libvirt_domain, vmx_config, Emit, EmitDisk};
 use crate::error::{Error, Result};
+use crate::iso::single_file_iso;
 use crate::output::{commit_all, OutputFolder, PendingFile};
 
 /// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
@@ -51,6 +53,9 @@ pub struct ImportOptions {
     format: Format,
     emit: Vec<Emit>,
     hw_version: Option<u32>,
+    properties: Vec<(String, String)>,
+    deployment_option: Option<String>,
+    environment_iso: bool,
 }
 
 impl Default for ImportOptions {
@@ -60,6 +65,9 @@ impl Default for ImportOptions {
             format: Format::Vmdk(CreateType::MonolithicFlat),
             emit: Vec::new(),
             hw_version: None,
+            properties: Vec::new(),
+            deployment_option: None,
+            environment_iso: false,
         }
     }
 }
@@ -90,6 +98,28 @@ impl ImportOptions {
     /// lowered to it).
     pub fn hw_version(mut self, version: u32) -> Self {
         self.hw_version = Some(version);
+        self
+    }
+
+    /// Sets the OVF property `key` (as the package names it, or `class.key.instance`) to
+    /// `value` for the deployment; checked against the property's type and qualifiers when the
+    /// import starts ([`crate::property_values`]).
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// The deployment option whose hardware the emitted configurations describe (default: the
+    /// package's default one); one the package does not offer is refused.
+    pub fn deployment_option(mut self, id: impl Into<String>) -> Self {
+        self.deployment_option = Some(id.into());
+        self
+    }
+
+    /// Also write each OVF environment document into an ISO 9660 image (`ovf-env.iso`), the
+    /// CD-ROM transport guests read it from.
+    pub fn environment_iso(mut self, iso: bool) -> Self {
+        self.environment_iso = iso;
         self
     }
 
@@ -133,6 +163,88 @@ pub struct ImportReport {
     pub descriptor: PathBuf,
     /// The VM configurations written ([`ImportOptions::emit`]).
     pub configurations: Vec<EmittedConfig>,
+    /// The OVF environment documents written (`ovf-env.xml`, and `ovf-env.iso` when asked).
+    pub environment: Vec<PathBuf>,
+}
+
+/// The deployment option chosen (if the package offers any) and every property's value.
+type Deployment = (Option<String>, Vec<(String, String)>);
+
+/// Checks what `options` ask of `env` before anything is written: the deployment option
+/// exists, every property value is allowed. Returns the configuration to use and the values.
+fn check_deployment(env: &Envelope, options: &ImportOptions) -> Result<Deployment> {
+    let chosen = match &options.deployment_option {
+        Some(id) if !env.deployment_options.iter().any(|d| d.id == *id) => {
+            let offered: Vec<&str> = env
+                .deployment_options
+                .iter()
+                .map(|d| d.id.as_str())
+                .collect();
+            return Err(Error::InvalidInput(format!(
+                "--deployment-option {id}: the package offers {}",
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            )));
+        }
+        Some(id) => Some(id.clone()),
+        None => env.default_deployment_option().map(str::to_string),
+    };
+    let values = property_values(&env.properties, &options.properties)?;
+    Ok((chosen, values))
+}
+
+/// The OVF environment of each system that has properties (or of every system when values
+/// were given or an ISO asked for), under temporary names: `ovf-env.xml` (and `ovf-env.iso`)
+/// for a package of one system, `NAME-ovf-env.xml` otherwise.
+fn environment_files(
+    env: &Envelope,
+    outdir: &Path,
+    values: &[(String, String)],
+    options: &ImportOptions,
+) -> Result<(Vec<PendingFile>, Vec<PathBuf>)> {
+    let (mut pending, mut written) = (Vec::new(), Vec::new());
+    let systems: Vec<&str> = env.systems.iter().map(|s| s.id.as_str()).collect();
+    for system in &env.systems {
+        // A system's own properties, and those of the envelope and its collections.
+        let mine: Vec<(String, String)> = env
+            .properties
+            .iter()
+            .zip(values)
+            .filter(|(p, _)| match p.system.as_deref() {
+                Some(s) => s == system.id || !systems.contains(&s),
+                None => true,
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
+        let wanted = !mine.is_empty() || !options.properties.is_empty() || options.environment_iso;
+        if !wanted {
+            continue;
+        }
+        let text = ovf_environment(&system.id, &mine)?;
+        let prefix = if env.systems.len() == 1 {
+            String::new()
+        } else {
+            format!("{}-", config_stem(system))
+        };
+        let xml = outdir.join(format!("{prefix}ovf-env.xml"));
+        let p = PendingFile::create(&xml, options.convert.replace)?;
+        std::io::Write::write_all(&mut p.file(), text.as_bytes()).map_err(Error::io(&xml))?;
+        pending.push(p);
+        written.push(xml);
+        if options.environment_iso {
+            let image = single_file_iso("OVF_ENV.XML", text.as_bytes(), "OVF_ENV")
+                .map_err(|e| Error::InvalidInput(e.0))?;
+            let iso = outdir.join(format!("{prefix}ovf-env.iso"));
+            let p = PendingFile::create(&iso, options.convert.replace)?;
+            std::io::Write::write_all(&mut p.file(), &image).map_err(Error::io(&iso))?;
+            pending.push(p);
+            written.push(iso);
+        }
+    }
+    Ok((pending, written))
 }
 
 /// A VM configuration an import wrote.
@@ -177,6 +289,7 @@ fn emit_configs(
     env: &Envelope,
     outdir: &Path,
     disks: &[ImportedDisk],
+    configuration: Option<&str>,
     options: &ImportOptions,
 ) -> Result<(Vec<PendingFile>, Vec<EmittedConfig>)> {
     let mut pending = Vec::new();
@@ -188,7 +301,7 @@ fn emit_configs(
     let raw = options.format == Format::Raw;
     let mut stems: Vec<String> = Vec::new();
     for system in &env.systems {
-        let hardware = system.hardware.select(env.default_deployment_option());
+        let hardware = system.hardware.select(configuration);
         let mut stem = config_stem(system);
         if stems.contains(&stem) {
             stem = format!("{stem}-{}", stems.len() + 1);
@@ -361,6 +474,7 @@ pub fn import(
     if !verify.nothing_damaged() {
         return Err(Error::Verification(pkg.path().to_path_buf()));
     }
+    let (chosen, values) = check_deployment(pkg.envelope(), options)?;
     let folder = OutputFolder::open(outdir)?;
     check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
     let mut written = Vec::new();
@@ -391,8 +505,17 @@ pub fn import(
         });
         written.push(w);
     }
-    let (configs, emitted) = emit_configs(pkg.envelope(), outdir, &report.disks, options)?;
+    let (mut configs, emitted) = emit_configs(
+        pkg.envelope(),
+        outdir,
+        &report.disks,
+        chosen.as_deref(),
+        options,
+    )?;
     report.configurations = emitted;
+    let (environment, files) = environment_files(pkg.envelope(), outdir, &values, options)?;
+    configs.extend(environment);
+    report.environment = files;
     let descriptor = write_descriptor(outdir, pkg.descriptor(), &text, &edits, &options.format)?;
     report.descriptor = descriptor.target().to_path_buf();
     commit_import(written, configs, descriptor)?;
@@ -707,6 +830,7 @@ impl StreamImport<'_> {
             return Err(bad("the descriptor is larger than 16 MiB"));
         }
         let env = Envelope::parse(&text, &self.path.join(member))?;
+        check_deployment(&env, self.options)?;
         check_import_space(&env, &self.path, self.outdir, self.options)?;
         self.envelope = Some((member.to_string(), text, env));
         Ok(())
@@ -884,8 +1008,18 @@ impl StreamImport<'_> {
                 }
             }
         }
-        let (configs, emitted) = emit_configs(&env, self.outdir, &self.report.disks, self.options)?;
+        let (chosen, values) = check_deployment(&env, self.options)?;
+        let (mut configs, emitted) = emit_configs(
+            &env,
+            self.outdir,
+            &self.report.disks,
+            chosen.as_deref(),
+            self.options,
+        )?;
         self.report.configurations = emitted;
+        let (environment, files) = environment_files(&env, self.outdir, &values, self.options)?;
+        configs.extend(environment);
+        self.report.environment = files;
         let pending = write_descriptor(
             self.outdir,
             &descriptor,

@@ -84,6 +84,10 @@ pub struct PackageInfo {
     pub certificate: Option<String>,
     /// Sections of the envelope this summary does not read.
     pub other_sections: Vec<String>,
+    /// Its OVF properties (`ProductSection`), with the system each belongs to.
+    pub properties: Vec<super::properties::Property>,
+    /// Its deployment options (`DeploymentOptionSection`).
+    pub deployment_options: Vec<super::envelope::DeploymentOption>,
 }
 
 impl Package {
@@ -132,6 +136,8 @@ impl Package {
             signed: self.certificate().is_some(),
             certificate: self.certificate().map(str::to_string),
             other_sections: e.other_sections.clone(),
+            properties: e.properties.clone(),
+            deployment_options: e.deployment_options.clone(),
         }
     }
 }

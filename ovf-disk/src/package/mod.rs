@@ -17,6 +17,7 @@ pub(crate) mod info;
 pub(crate) mod manifest;
 pub(crate) mod names;
 pub(crate) mod ova;
+pub(crate) mod properties;
 pub(crate) mod stream;
 pub(crate) mod verify;
 pub(crate) mod xml;

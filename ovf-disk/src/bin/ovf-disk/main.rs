@@ -294,6 +294,18 @@ struct ImportArgs {
     /// The highest virtualHW.version an emitted .vmx may have.
     #[arg(long)]
     hw_version: Option<u32>,
+    /// Set an OVF property (KEY=VALUE, the key as `info` lists it); checked against its type
+    /// and qualifiers. The values go into ovf-env.xml, the OVF environment document.
+    #[arg(long = "prop", value_name = "KEY=VALUE", value_parser = parse_prop)]
+    props: Vec<(String, String)>,
+    /// The deployment option (`info` lists them) whose hardware the emitted configurations
+    /// describe (default: the package's default).
+    #[arg(long)]
+    deployment_option: Option<String>,
+    /// Also write ovf-env.iso: the OVF environment on an ISO 9660 image, the CD-ROM transport
+    /// VMware guests and cloud-init read.
+    #[arg(long)]
+    ovf_env_iso: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -355,6 +367,13 @@ enum Command {
     /// package (systems, hardware, disks, files, manifest) or a VM's .vmx (its disks' chains
     /// and the folder's other files).
     Info(InfoArgs),
+}
+
+fn parse_prop(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
 }
 
 fn parse_cid(s: &str) -> Result<u32, String> {
@@ -695,6 +714,7 @@ struct ImportJson<'a> {
     verified: bool,
     verify: &'a ovf_disk::VerifyReport,
     configurations: &'a [ovf_disk::EmittedConfig],
+    environment: &'a [PathBuf],
     seconds: f64,
 }
 
@@ -716,6 +736,13 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     if let Some(v) = a.hw_version {
         options = options.hw_version(v);
     }
+    for (k, v) in &a.props {
+        options = options.property(k, v);
+    }
+    if let Some(d) = &a.deployment_option {
+        options = options.deployment_option(d);
+    }
+    options = options.environment_iso(a.ovf_env_iso);
     if outdir.is_dir() {
         args.remove_leftovers(outdir)?;
     }
@@ -759,6 +786,7 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
                 verified: report.verify.manifest.is_some(),
                 verify: &report.verify,
                 configurations: &report.configurations,
+                environment: &report.environment,
                 seconds,
             },
         )?;

@@ -199,6 +199,9 @@ pub fn import(out: &mut dyn Write, package: &Path, r: &ImportReport, seconds: f6
             names.join(" + ")
         )?;
     }
+    for e in &r.environment {
+        writeln!(out, "OVF environment: {}", e.display())?;
+    }
     for c in &r.configurations {
         writeln!(out, "system {}: {}", c.system, c.file.display())?;
         for u in &c.unmapped {
@@ -280,6 +283,39 @@ pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
             stated(f.size, |s| format!("{s} bytes")),
             f.present_size
                 .map_or_else(|| "missing".to_string(), |s| format!("{s} bytes present"))
+        )?;
+    }
+    for d in &p.deployment_options {
+        writeln!(
+            out,
+            "deployment option {}{}: {}",
+            d.id,
+            if d.default { " (default)" } else { "" },
+            d.label.as_deref().unwrap_or("")
+        )?;
+    }
+    for prop in &p.properties {
+        let default = match (&prop.default, prop.password) {
+            (_, true) => " default hidden (a password)".to_string(),
+            (Some(v), false) => format!(" default {v:?}"),
+            (None, false) => String::new(),
+        };
+        writeln!(
+            out,
+            "property {} ({}{}{}){default}{}",
+            prop.full_key(),
+            prop.kind,
+            prop.qualifiers
+                .as_deref()
+                .map_or_else(String::new, |q| format!(", {q}")),
+            if prop.user_configurable {
+                ", user-configurable"
+            } else {
+                ""
+            },
+            prop.label
+                .as_deref()
+                .map_or_else(String::new, |l| format!(": {l}"))
         )?;
     }
     match &p.manifest {
