@@ -1,5 +1,6 @@
 //! Hostile input: random bytes and random mutations of valid images (sparse, stream-optimized in
-//! VMware's layout, descriptors with flat and zero extents) never panic any parser: opening,
+//! VMware's layout, descriptors with flat and zero extents, ESXi COWD and seSparse extents under
+//! their descriptors) never panic any parser: opening,
 //! mapping, summarizing, reading, streaming and checking either work or fail with an error.
 //! Reads are bounded (1 MiB per case), so memory and time stay bounded too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -26,6 +27,32 @@ fn bases() -> Vec<(Vec<u8>, Vec<u8>)> {
         (sparse_bytes.clone(), Vec::new()),
         (stream.build().0, Vec::new()),
         (desc, sparse_bytes),
+    ]
+}
+
+/// ESXi delta extents, each with the descriptor that names it `sparse.vmdk`: (descriptor,
+/// extent).
+fn esx_bases() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut cowd = CowdBuilder::new(2 * 4096 + 5);
+    for g in [0, 1, 4096, 8196] {
+        cowd.grains.insert(g, noise(g + 1, 512));
+    }
+    let mut se = SeSparseBuilder::new(2 * 4096 * 8 + 3);
+    for g in [0, 1, 4096, 8192] {
+        se.grains.insert(g, noise(g + 9, 4096));
+    }
+    se.zeroed = vec![2];
+    se.unmapped = vec![3];
+    let line = |sectors: u64, kind: &str| vec![format!("RW {sectors} {kind} \"sparse.vmdk\"")];
+    vec![
+        (
+            esx_descriptor("vmfsSparse", 1, None, &line(2 * 4096 + 5, "VMFSSPARSE")).into_bytes(),
+            cowd.build().0,
+        ),
+        (
+            esx_descriptor("seSparse", 1, None, &line(2 * 4096 * 8 + 3, "SESPARSE")).into_bytes(),
+            se.build().0,
+        ),
     ]
 }
 
@@ -78,6 +105,30 @@ proptest! {
             bytes.truncate(at);
         }
         exercise(bytes, extra);
+    }
+
+    #[test]
+    fn mutated_esx_extents_never_panic(
+        which in 0usize..2,
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..24),
+        header_flips in prop::collection::vec((0usize..2048, any::<u8>()), 0..8),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let (descriptor, mut extent) = esx_bases().swap_remove(which);
+        for (i, v) in flips {
+            let at = i.index(extent.len());
+            extent[at] = v;
+        }
+        for (at, v) in header_flips {
+            if at < extent.len() {
+                extent[at] = v;
+            }
+        }
+        if let Some(c) = cut {
+            let at = c.index(extent.len());
+            extent.truncate(at);
+        }
+        exercise(descriptor, extent);
     }
 
     #[test]
