@@ -158,7 +158,7 @@ fn fill(
 fn sesparse_over_a_flat_base() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    // Two grain tables and 3 sectors: the last grain is partial.
+    // Two grain tables' worth and 3 sectors: a third table, whose one grain is partial.
     let sectors = 2 * 4096 * 8 + 3;
     let base = flat_base(dir, sectors);
     let mut b = SeSparseBuilder::new(sectors);
@@ -197,7 +197,7 @@ fn sesparse_over_a_flat_base() {
 fn cowd_over_a_flat_base_and_over_cowd() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    // Grains of one sector, as ESXi writes them: three grain tables and 5 sectors.
+    // Grains of one sector, as ESXi writes them: three grain tables' worth and 5 sectors.
     let sectors = 3 * 4096 + 5;
     let base = flat_base(dir, sectors.into());
     let mut first = CowdBuilder::new(sectors);
@@ -284,8 +284,7 @@ fn sesparse_of_zeroed_and_unmapped_grains_where_qemu_and_dissect_disagree() {
 fn a_sesparse_journal_that_needs_replaying_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let base = flat_base(dir, 64);
-    let _ = base;
+    flat_base(dir, 64);
     let mut b = SeSparseBuilder::new(64);
     b.grains.insert(1, noise(3, 4096));
     b.dirty = true;
