@@ -40,7 +40,10 @@ pub fn run(data: &[u8], create_type: &str, kind: &str, sectors: u64) {
     files.insert("base-flat.vmdk", base);
     let parent_line = format!("RW {} VMFS \"base-flat.vmdk\"", PARENT_LEN / 512);
     let no_parent = "parentCID=ffffffff\n";
-    files.insert("base.vmdk", descriptor("vmfs", "11111111", no_parent, &parent_line));
+    files.insert(
+        "base.vmdk",
+        descriptor("vmfs", "11111111", no_parent, &parent_line),
+    );
     let line = format!("RW {sectors} {kind} \"x.vmdk\"");
     let parent = "parentCID=11111111\nparentFileNameHint=\"base.vmdk\"\n";
     files.insert("d.vmdk", descriptor(create_type, "22222222", parent, &line));
