@@ -387,6 +387,26 @@ pub fn disk_info(out: &mut dyn Write, info: &DiskInfo) -> Result<()> {
                 }
             )?;
         }
+        if let Some(c) = &e.cowd {
+            write!(
+                out,
+                "  (COWD version {}, grain {}, {} grain tables of {} entries)",
+                c.version,
+                human(c.grain_size),
+                c.grain_tables,
+                c.num_gtes_per_gt
+            )?;
+        }
+        if let Some(s) = &e.sesparse {
+            write!(
+                out,
+                "  (seSparse version {:#x}, grain {}, {} grain tables of {} entries)",
+                s.version,
+                human(s.grain_size),
+                s.grain_tables,
+                s.num_gtes_per_gt
+            )?;
+        }
         writeln!(out)?;
     }
     for (i, link) in info.chain.iter().enumerate() {
