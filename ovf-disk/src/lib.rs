@@ -58,7 +58,7 @@ pub use package::check::{check_package, CheckMethod, DiskCheck, PackageCheck};
 pub use package::envelope::{
     DeploymentOption, DiskDrive, Envelope, FileRef, OperatingSystem, System, VirtualDisk,
 };
-pub use package::export::{export, ExportReport, ExportedMember};
+pub use package::export::{export, ExportOptions, ExportReport, ExportedMember, ManifestStyle};
 pub use package::hardware::{Device, DeviceKind, Firmware, Hardware};
 pub use package::import::{
     import, import_stream, EmittedConfig, ImportOptions, ImportReport, ImportedDisk,

@@ -89,3 +89,65 @@ impl CertificateFile {
         result.map_err(|_| "the signature does not match the manifest".to_string())
     }
 }
+
+/// Signs `manifest` (the manifest's bytes, named `manifest_name` in the package) with the RSA
+/// private key in `key_pem` (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`), digest
+/// `algorithm`, and returns the `.cert` text: the signature line as ovftool writes it
+/// (`SHA256(name.mf)= hex`) and the PEM certificate `cert_pem` (the first `CERTIFICATE` block
+/// of it; `key_pem` may hold both). The certificate's public key must be the key's.
+pub(crate) fn sign(
+    manifest: &[u8],
+    manifest_name: &str,
+    algorithm: Algorithm,
+    key_pem: &str,
+    cert_pem: &str,
+) -> std::result::Result<String, String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+
+    let pem_block = |text: &str, label: &str| -> Option<String> {
+        let begin = format!("-----BEGIN {label}-----");
+        let end = format!("-----END {label}-----");
+        let from = text.find(&begin)?;
+        let to = text.get(from..)?.find(&end)? + from + end.len();
+        text.get(from..to).map(str::to_string)
+    };
+    let key = match (
+        pem_block(key_pem, "PRIVATE KEY"),
+        pem_block(key_pem, "RSA PRIVATE KEY"),
+    ) {
+        (Some(p8), _) => {
+            rsa::RsaPrivateKey::from_pkcs8_pem(&p8).map_err(|e| format!("private key: {e}"))?
+        }
+        (None, Some(p1)) => {
+            rsa::RsaPrivateKey::from_pkcs1_pem(&p1).map_err(|e| format!("private key: {e}"))?
+        }
+        (None, None) => return Err("no PEM private key (PRIVATE KEY or RSA PRIVATE KEY)".into()),
+    };
+    let cert = pem_block(cert_pem, "CERTIFICATE").ok_or("no PEM certificate (CERTIFICATE)")?;
+    let parsed =
+        x509_cert::Certificate::from_pem(&cert).map_err(|e| format!("certificate: {e}"))?;
+    let spki = parsed
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| format!("certificate's public key: {e}"))?;
+    let public = RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|e| format!("the certificate's key is not RSA: {e}"))?;
+    if public != rsa::RsaPublicKey::from(&key) {
+        return Err("the certificate is not the private key's".into());
+    }
+    let signature = match algorithm {
+        Algorithm::Sha1 => SigningKey::<sha1::Sha1>::new(key).sign(manifest).to_vec(),
+        Algorithm::Sha256 => SigningKey::<sha2::Sha256>::new(key).sign(manifest).to_vec(),
+        Algorithm::Sha512 => SigningKey::<sha2::Sha512>::new(key).sign(manifest).to_vec(),
+    };
+    let hex: String = signature.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!(
+        "{}({manifest_name})= {hex}\n{}\n",
+        algorithm.as_str(),
+        cert.trim_end()
+    ))
+}

@@ -1,16 +1,22 @@
 //! Exporting an OVA: an OVF and its disks (or bare disks, with an envelope made for them),
-//! every disk converted to a stream-optimized VMDK in VMware's layout on the way, a SHA256
-//! manifest, and the members in the order importers expect: descriptor, manifest, disks
-//! (DSP0243 §5.3). The archive is written under a temporary name and renamed into place only
-//! when complete; the converted disks are staged beside it and removed.
+//! every disk converted to a stream-optimized VMDK in VMware's layout on the way, the other
+//! files the envelope names carried as they are, a manifest, optionally a signature, and the
+//! members in the order importers expect: descriptor, manifest, certificate, then the files
+//! (DSP0243 §5.3). Options ([`ExportOptions`]): the manifest's algorithm and spelling, signing,
+//! gzip-compressed disk files and chunks (DSP0243 §7.1: `ovf:compression`, `ovf:chunkSize`,
+//! members `NAME.000000000`, `NAME.000000001`, ...). Members are plain ustar entries: a name
+//! longer than ustar's 100 bytes is refused rather than written as a GNU extension.
+//!
+//! The archive is written under a temporary name and renamed into place only when complete;
+//! the converted disks are staged beside it and removed.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::manifest::{digest, Algorithm, Entry, Manifest};
 use super::ova::write_ova;
-use super::xml::{edit_envelope, envelope_for_disks, vmdk_format, EnvelopeEdits};
+use super::xml::{edit_envelope, envelope_for_disks, vmdk_format, EnvelopeEdits, Storage};
 use super::Package;
 use crate::disk::ConvertOptions;
 use crate::error::{Error, Result};
@@ -38,6 +44,88 @@ pub struct ExportReport {
     pub members: Vec<ExportedMember>,
 }
 
+/// How a manifest's lines are spelled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestStyle {
+    /// `SHA256(name)= hex`, as ovftool and vSphere write it (and the only form ESXi reads).
+    #[default]
+    Vmware,
+    /// `SHA256 (name) = hex`, the BSD tag form of `sha256sum --tag` and VirtualBox.
+    Tag,
+}
+
+/// Options of [`export`]: how disks are converted, and how the package is stored.
+///
+/// ```
+/// let options = ovf_disk::ExportOptions::new()
+///     .manifest(ovf_disk::Algorithm::Sha1)
+///     .compress(true)
+///     .chunk_size(1 << 30)
+///     .unwrap();
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    convert: ConvertOptions,
+    algorithm: Algorithm,
+    style: ManifestStyle,
+    signing: Option<(PathBuf, Option<PathBuf>)>,
+    chunk_size: Option<u64>,
+    compress: bool,
+}
+
+impl ExportOptions {
+    /// The defaults: a SHA256 manifest spelled as VMware writes it, unsigned, whole and
+    /// uncompressed disk files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How disks are converted (threads, compression level) and whether `out` is replaced.
+    pub fn convert_options(mut self, convert: ConvertOptions) -> Self {
+        self.convert = convert;
+        self
+    }
+
+    /// The manifest's algorithm (SHA1 for vSphere 5.5 and older Workstation).
+    pub fn manifest(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// The manifest's spelling.
+    pub fn manifest_style(mut self, style: ManifestStyle) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// Signs the manifest with the RSA private key in the PEM file `key` and carries the
+    /// certificate from `cert` (or from `key`, when it holds both, as ovftool's
+    /// `--privateKey` file does) in `NAME.cert`, with the manifest's algorithm.
+    pub fn sign(mut self, key: impl Into<PathBuf>, cert: Option<PathBuf>) -> Self {
+        self.signing = Some((key.into(), cert));
+        self
+    }
+
+    /// Splits each disk file into chunks of `bytes` (a multiple of 512, at least 512).
+    pub fn chunk_size(mut self, bytes: u64) -> Result<Self> {
+        if bytes < 512 || bytes % 512 != 0 {
+            return Err(Error::InvalidInput(format!(
+                "a chunk size of {bytes} bytes: it must be a multiple of 512"
+            )));
+        }
+        self.chunk_size = Some(bytes);
+        Ok(self)
+    }
+
+    /// Stores each disk file gzip-compressed (`ovf:compression="gzip"`).
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.compress = compress;
+        self
+    }
+}
+
 /// `e`, labelled with the input disk it is about unless it already names that file.
 fn about(e: Error, input: &Path) -> Error {
     match e {
@@ -49,8 +137,8 @@ fn about(e: Error, input: &Path) -> Error {
     }
 }
 
-/// A staged stream-optimized disk: a temporary file (`.NAME.export.ovf-disk-partial`, locked
-/// while the export runs, so a killed export's leftovers are recognised), removed when dropped.
+/// A staged disk file: a temporary file (`.NAME.export.ovf-disk-partial`, locked while the
+/// export runs, so a killed export's leftovers are recognised), removed when dropped.
 struct Staged(PendingFile);
 
 impl Staged {
@@ -59,15 +147,31 @@ impl Staged {
     }
 }
 
-/// Exports `inputs` to `out` (an `.ova`): either one `.ovf` (its disks converted), or disks
-/// (any VMDK or raw image), for which an envelope is made. `options` say how disks are written
-/// (compression level, threads) and whether an existing `out` is replaced. `progress` is called
-/// with bytes of the disks as they are converted.
+/// A file of the package: its name in the envelope, and where its bytes come from.
+enum Source {
+    /// A disk converted and staged.
+    Staged(Staged),
+    /// A file of the source package carried as it is (an ISO, an NVRAM file).
+    Carried(PathBuf),
+}
+
+impl Source {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Staged(s) => s.path(),
+            Self::Carried(p) => p,
+        }
+    }
+}
+
+/// Exports `inputs` to `out` (an `.ova`): either one `.ovf` (its disks converted, its other
+/// files carried), or disks (any VMDK or raw image), for which an envelope is made. `progress`
+/// is called with bytes of the disks as they are converted.
 ///
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
 /// let inputs = [std::path::PathBuf::from("disk.raw")];
-/// let report = ovf_disk::export(&inputs, "appliance.ova".as_ref(), &ovf_disk::ConvertOptions::new(), &|_| {})?;
+/// let report = ovf_disk::export(&inputs, "appliance.ova".as_ref(), &ovf_disk::ExportOptions::new(), &|_| {})?;
 /// for m in &report.members {
 ///     println!("{} ({} bytes)", m.name, m.size);
 /// }
@@ -77,17 +181,30 @@ impl Staged {
 pub fn export(
     inputs: &[PathBuf],
     out: &Path,
-    options: &ConvertOptions,
+    options: &ExportOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<ExportReport> {
+    let convert = &options.convert;
     let folder = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    check_target(out, inputs, options.replace)?;
+    check_target(out, inputs, convert.replace)?;
     remove_leftovers(&folder)?;
-    // Each disk becomes a stream-optimized file beside the archive, its embedded descriptor
-    // naming it as the archive's member does, and is removed once the archive is written.
+    // The signing key and certificate are read first: a bad one fails before any work.
+    let signing = match &options.signing {
+        None => None,
+        Some((key, cert)) => {
+            let key_pem = std::fs::read_to_string(key).map_err(Error::io(key))?;
+            let cert_pem = match cert {
+                Some(c) => std::fs::read_to_string(c).map_err(Error::io(c))?,
+                None => key_pem.clone(),
+            };
+            Some((key_pem, cert_pem))
+        }
+    };
+    // Each disk becomes a stream-optimized file beside the archive (gzip-compressed when
+    // asked), its embedded descriptor naming it as the archive's member does.
     let stage = |disk: &vmdk::Disk, name: &str, src: &Path| -> Result<(Staged, u64)> {
         let staged = Staged(PendingFile::create(
             &folder.join(format!("{name}.export")),
@@ -95,67 +212,116 @@ pub fn export(
         )?);
         let tmp = staged.path().to_path_buf();
         let file = staged.0.file();
-        let write = options.write.clone().extent_name(name);
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        vmdk::write_stream_optimized(disk, &mut w, &write, progress)
-            .map_err(|e| about(e.into(), src))?;
-        w.flush().map_err(Error::io(&tmp))?;
-        drop(w);
+        let write = convert.write.clone().extent_name(name);
+        let w = BufWriter::with_capacity(1 << 20, file);
+        if options.compress {
+            let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+            vmdk::write_stream_optimized(disk, &mut gz, &write, progress)
+                .map_err(|e| about(e.into(), src))?;
+            gz.finish()
+                .and_then(|mut w| w.flush())
+                .map_err(Error::io(&tmp))?;
+        } else {
+            let mut w = w;
+            vmdk::write_stream_optimized(disk, &mut w, &write, progress)
+                .map_err(|e| about(e.into(), src))?;
+            w.flush().map_err(Error::io(&tmp))?;
+        }
         let size = file.metadata().map_err(Error::io(&tmp))?.len();
         Ok((staged, size))
+    };
+    let storage = Storage {
+        compression: options.compress.then(|| "gzip".to_string()),
+        chunk_size: options.chunk_size,
     };
     let is_ovf = inputs.len() == 1
         && inputs
             .first()
             .is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ovf")));
-    let (descriptor_name, text, staged) = if is_ovf {
+    let (descriptor_name, text, files) = if is_ovf {
         let ovf = inputs.first().cloned().unwrap_or_default();
-        stage_package(&ovf, &stage)?
+        stage_package(&ovf, &stage, &storage)?
     } else {
-        stage_disks(inputs, out, &stage)?
+        stage_disks(inputs, out, &stage, &storage)?
     };
-    write_archive(out, &descriptor_name, text, &staged, options.replace)
+    write_archive(
+        out,
+        &descriptor_name,
+        text,
+        &files,
+        options,
+        signing.as_ref(),
+    )
 }
 
-/// The disks of the `.ovf` at `ovf` staged as stream-optimized files, and its envelope
-/// pointing at them.
-#[allow(clippy::type_complexity)]
+/// The files of a package staged: (name, source, stored chunked).
+type Staged3 = Vec<(String, Source, bool)>;
+
+/// Stages a disk (read from the input file named last) as the member named: its staged file
+/// and size.
+type StageFn<'a> = dyn Fn(&vmdk::Disk, &str, &Path) -> Result<(Staged, u64)> + 'a;
+
+/// The disks of the `.ovf` at `ovf` staged as stream-optimized files, its other files carried,
+/// and its envelope pointing at them.
 fn stage_package(
     ovf: &Path,
-    stage: &dyn Fn(&vmdk::Disk, &str, &Path) -> Result<(Staged, u64)>,
-) -> Result<(String, String, Vec<(String, Staged)>)> {
+    stage: &StageFn<'_>,
+    storage: &Storage,
+) -> Result<(String, String, Staged3)> {
     let pkg = Package::open(ovf)?;
     let text = std::fs::read_to_string(ovf).map_err(Error::io(ovf))?;
-    let mut staged = Vec::new();
+    let mut files = Vec::new();
     let mut edits = EnvelopeEdits::new();
-    for disk in &pkg.envelope().disks {
-        let Some(file) = pkg.envelope().file_of(disk) else {
+    let env = pkg.envelope();
+    for disk in &env.disks {
+        let Some(file) = env.file_of(disk) else {
             continue;
         };
         let vdisk = pkg.open_disk(&file.href).map_err(|e| about(e, ovf))?;
         let (s, size) = stage(&vdisk, &file.href, ovf)?;
-        edits.file(&file.href, &file.href, size);
-        staged.push((file.href.clone(), s));
+        edits.stored_file(&file.href, &file.href, size, storage.clone());
+        files.push((
+            file.href.clone(),
+            Source::Staged(s),
+            storage.chunk_size.is_some(),
+        ));
+    }
+    // The other files the envelope names (ISOs, NVRAM), as they are; a chunked or compressed
+    // one is read whole and stored plainly.
+    for f in &env.files {
+        if files.iter().any(|(n, _, _)| *n == f.href) {
+            continue;
+        }
+        let path = pkg.member_path(&f.href);
+        if f.is_compressed() || f.chunk_size.is_some() || !path.is_file() {
+            return Err(Error::Unsupported {
+                disk: f.href.clone(),
+                what: "carrying a file that is not a plain file beside the .ovf".into(),
+            });
+        }
+        let size = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
+        edits.file(&f.href, &f.href, size);
+        files.push((f.href.clone(), Source::Carried(path), false));
     }
     // Every disk is stream-optimized now, whatever the source said.
     edits.format(vmdk_format("streamOptimized"));
     let text = edit_envelope(&text, &edits).map_err(|e| e.in_envelope(ovf, &text))?;
-    Ok((pkg.descriptor().to_string(), text, staged))
+    Ok((pkg.descriptor().to_string(), text, files))
 }
 
 /// Bare disks staged as stream-optimized files named after `out`, and an envelope for them.
-#[allow(clippy::type_complexity)]
 fn stage_disks(
     inputs: &[PathBuf],
     out: &Path,
-    stage: &dyn Fn(&vmdk::Disk, &str, &Path) -> Result<(Staged, u64)>,
-) -> Result<(String, String, Vec<(String, Staged)>)> {
+    stage: &StageFn<'_>,
+    storage: &Storage,
+) -> Result<(String, String, Staged3)> {
     let base = out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "export".into());
     let mut disks = Vec::new();
-    let mut staged = Vec::new();
+    let mut files = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         let vdisk = vmdk::OpenOptions::new()
             .open_vmdk_or_raw(input)
@@ -163,57 +329,125 @@ fn stage_disks(
         let name = format!("{base}-disk{}.vmdk", i + 1);
         let (s, size) = stage(&vdisk, &name, input)?;
         disks.push((name.clone(), size, vdisk.capacity()));
-        staged.push((name, s));
+        files.push((name, Source::Staged(s), storage.chunk_size.is_some()));
     }
-    let envelope = envelope_for_disks(&base, &disks).map_err(|e| Error::Envelope {
-        path: out.with_extension("ovf"),
+    let path = out.with_extension("ovf");
+    let bad = |reason: String| Error::Envelope {
+        path: path.clone(),
         line: None,
-        reason: e.reason,
-    })?;
-    Ok((format!("{base}.ovf"), envelope, staged))
+        reason,
+    };
+    let mut envelope = envelope_for_disks(&base, &disks).map_err(|e| bad(e.reason))?;
+    if *storage != Storage::default() {
+        let mut edits = EnvelopeEdits::new();
+        for (name, size, _) in &disks {
+            edits.stored_file(name, name, *size, storage.clone());
+        }
+        envelope = edit_envelope(&envelope, &edits).map_err(|e| bad(e.reason))?;
+    }
+    Ok((format!("{base}.ovf"), envelope, files))
 }
 
-/// Writes the archive: the descriptor, a SHA256 manifest of it and every disk, the disks.
+/// A part of a file: `len` bytes from `offset`.
+struct Part {
+    file: File,
+    left: u64,
+}
+
+impl Read for Part {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let k = self.file.read(buf.get_mut(..n).unwrap_or(&mut []))?;
+        self.left -= k as u64;
+        Ok(k)
+    }
+}
+
+/// Opens `len` bytes of `path` from `offset`.
+fn part(path: &Path, offset: u64, len: u64) -> Result<Part> {
+    let mut file = File::open(path).map_err(Error::io(path))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(Error::io(path))?;
+    Ok(Part { file, left: len })
+}
+
+/// The members a file is stored as: itself, or its chunks `NAME.000000000`, ... of
+/// `chunk_size` bytes (the last one shorter): (member name, offset, length).
+fn members_of(name: &str, size: u64, chunk_size: Option<u64>) -> Vec<(String, u64, u64)> {
+    match chunk_size {
+        None => vec![(name.to_string(), 0, size)],
+        Some(c) => {
+            let count = size.div_ceil(c).max(1);
+            (0..count)
+                .map(|i| {
+                    let offset = i * c;
+                    (format!("{name}.{i:09}"), offset, c.min(size - offset))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Writes the archive: the descriptor, the manifest of it and every member, the certificate
+/// when signing, the files.
 fn write_archive(
     out: &Path,
     descriptor_name: &str,
     text: String,
-    staged: &[(String, Staged)],
-    replace: bool,
+    files: &[(String, Source, bool)],
+    options: &ExportOptions,
+    signing: Option<&(String, String)>,
 ) -> Result<ExportReport> {
+    let algorithm = options.algorithm;
     let mut manifest = Manifest::default();
     manifest.entries.push(Entry {
-        algorithm: Algorithm::Sha256,
+        algorithm,
         name: descriptor_name.to_string(),
-        digest: digest(Algorithm::Sha256, &mut text.as_bytes()).map_err(Error::io(out))?,
+        digest: digest(algorithm, &mut text.as_bytes()).map_err(Error::io(out))?,
     });
-    for (name, s) in staged {
-        let mut f = File::open(s.path()).map_err(Error::io(s.path()))?;
-        let d = digest(Algorithm::Sha256, &mut f).map_err(Error::io(s.path()))?;
-        manifest.entries.push(Entry {
-            algorithm: Algorithm::Sha256,
-            name: name.clone(),
-            digest: d,
-        });
+    // Each file's members, digested.
+    let mut stored = Vec::new();
+    for (name, source, chunked) in files {
+        let path = source.path();
+        let size = std::fs::metadata(path).map_err(Error::io(path))?.len();
+        let chunk = if *chunked { options.chunk_size } else { None };
+        for (member, offset, len) in members_of(name, size, chunk) {
+            let d = digest(algorithm, &mut part(path, offset, len)?).map_err(Error::io(path))?;
+            manifest.entries.push(Entry {
+                algorithm,
+                name: member.clone(),
+                digest: d,
+            });
+            stored.push((member, path.to_path_buf(), offset, len));
+        }
     }
-    let mf_name = format!(
-        "{}.mf",
-        descriptor_name
-            .rsplit_once('.')
-            .map_or(descriptor_name, |(s, _)| s)
-    );
-    let mf = manifest.print();
-    let mut listed = vec![
-        ExportedMember {
-            name: descriptor_name.to_string(),
-            size: text.len() as u64,
-        },
-        ExportedMember {
-            name: mf_name.clone(),
-            size: mf.len() as u64,
-        },
-    ];
-    let mut members: Vec<(String, u64, Box<dyn std::io::Read>)> = vec![
+    let base = descriptor_name
+        .rsplit_once('.')
+        .map_or(descriptor_name, |(s, _)| s);
+    let mf_name = format!("{base}.mf");
+    let mf = match options.style {
+        ManifestStyle::Vmware => manifest.print(),
+        ManifestStyle::Tag => manifest
+            .entries
+            .iter()
+            .map(|e| format!("{} ({}) = {}\n", e.algorithm.as_str(), e.name, e.digest))
+            .collect(),
+    };
+    let cert = match signing {
+        None => None,
+        Some((key, cert)) => Some(
+            super::cert::sign(mf.as_bytes(), &mf_name, algorithm, key, cert).map_err(|why| {
+                let key = options
+                    .signing
+                    .as_ref()
+                    .map_or_else(PathBuf::new, |(k, _)| k.clone());
+                Error::InvalidInput(format!("signing with {}: {why}", key.display()))
+            })?,
+        ),
+    };
+    let mut members: Vec<(String, u64, Box<dyn Read>)> = vec![
         (
             descriptor_name.to_string(),
             text.len() as u64,
@@ -225,21 +459,24 @@ fn write_archive(
             Box::new(std::io::Cursor::new(mf.into_bytes())),
         ),
     ];
-    for (name, s) in staged {
-        let size = std::fs::metadata(s.path())
-            .map_err(Error::io(s.path()))?
-            .len();
+    if let Some(c) = cert {
         members.push((
-            name.clone(),
-            size,
-            Box::new(File::open(s.path()).map_err(Error::io(s.path()))?),
+            format!("{base}.cert"),
+            c.len() as u64,
+            Box::new(std::io::Cursor::new(c.into_bytes())),
         ));
-        listed.push(ExportedMember {
-            name: name.clone(),
-            size,
-        });
     }
-    let pending = PendingFile::create(out, replace)?;
+    for (member, path, offset, len) in stored {
+        members.push((member, len, Box::new(part(&path, offset, len)?)));
+    }
+    let listed = members
+        .iter()
+        .map(|(name, size, _)| ExportedMember {
+            name: name.clone(),
+            size: *size,
+        })
+        .collect();
+    let pending = PendingFile::create(out, options.convert.replace)?;
     let w = BufWriter::with_capacity(1 << 20, pending.file());
     let mut w = write_ova(w, members).map_err(Error::io(out))?;
     w.flush().map_err(Error::io(out))?;

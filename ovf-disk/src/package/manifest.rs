@@ -13,12 +13,13 @@ use super::names::is_plain_name;
 use crate::error::{Error, Result};
 
 /// A digest algorithm of a manifest line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {
     /// SHA-1 (OVF 1.x, VMware's default before 6.5).
     Sha1,
-    /// SHA-256.
+    /// SHA-256 (the default of what this crate writes).
+    #[default]
     Sha256,
     /// SHA-512.
     Sha512,

@@ -293,6 +293,17 @@ pub(crate) fn write_ova<W: std::io::Write>(
                 format!("{name:?} is not a plain file name"),
             ));
         }
+        // A plain ustar header holds a name of 100 bytes; a longer one would need a GNU or pax
+        // extension some importers do not read (a name without '/' cannot use ustar's prefix).
+        if name.len() > 100 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{name:?} is {} bytes long: a plain ustar member name holds at most 100",
+                    name.len()
+                ),
+            ));
+        }
         let mut h = tar::Header::new_ustar();
         h.set_size(size);
         h.set_mode(0o644);

@@ -14,10 +14,7 @@ pub(crate) const MAX_CHUNKS: u32 = 100_000;
 /// The disk held by `file` (of the package's disk `disk`), as a stream.
 pub(crate) fn disk_stream(pkg: &Package, file: &FileRef, disk: &str) -> Result<Box<dyn Read>> {
     let base: Box<dyn Read> = if file.chunk_size.is_some() {
-        let names: Vec<String> = (0..MAX_CHUNKS)
-            .map(|i| format!("{}.{i:09}", file.href))
-            .take_while(|name| pkg.size(name).is_some())
-            .collect();
+        let names = chunk_names(pkg, &file.href);
         if names.is_empty() {
             return Err(Error::Missing {
                 path: pkg.path().to_path_buf(),
@@ -42,6 +39,15 @@ pub(crate) fn disk_stream(pkg: &Package, file: &FileRef, disk: &str) -> Result<B
         pkg.reader(&file.href)?
     };
     decompressed(base, file.compression.as_deref(), disk)
+}
+
+/// The chunks of the chunked file `href` present in the package, in order: `href.000000000`
+/// and the ones that follow it without a gap (at most [`MAX_CHUNKS`]).
+pub(crate) fn chunk_names(pkg: &Package, href: &str) -> Vec<String> {
+    (0..MAX_CHUNKS)
+        .map(|i| format!("{href}.{i:09}"))
+        .take_while(|name| pkg.size(name).is_some())
+        .collect()
 }
 
 /// The chunks of a file read one after the other, each opened when the previous one ends.

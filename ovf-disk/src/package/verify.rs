@@ -211,7 +211,14 @@ impl Package {
                 .push(FileDigest::new(&e.name, e.algorithm, outcome));
         }
         for f in &self.envelope.files {
-            if manifest.get(&f.href).is_none() {
+            // A chunked file is listed when the file is, or every one of its chunks (as
+            // ovftool lists them).
+            let listed = manifest.get(&f.href).is_some()
+                || (f.chunk_size.is_some() && {
+                    let chunks = super::stream::chunk_names(self, &f.href);
+                    !chunks.is_empty() && chunks.iter().all(|c| manifest.get(c).is_some())
+                });
+            if !listed {
                 report.unlisted.push(f.href.clone());
             }
         }

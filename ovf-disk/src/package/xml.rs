@@ -267,9 +267,18 @@ struct FileEdit {
     new_href: String,
     /// The new `size`, written where the element has a `size`.
     new_size: u64,
-    /// Whether the file is now stored whole and uncompressed: its `compression` and
-    /// `chunkSize` attributes are removed.
-    stored_plain: bool,
+    /// How the file is stored now, when that changes: its `compression` and `chunkSize`
+    /// attributes set (added where absent) or removed.
+    storage: Option<Storage>,
+}
+
+/// How a file is stored in a package (DSP0243 §7.1): compressed (`gzip`) and split in chunks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Storage {
+    /// `ovf:compression`, or none: stored uncompressed.
+    pub compression: Option<String>,
+    /// `ovf:chunkSize`, or none: stored whole.
+    pub chunk_size: Option<u64>,
 }
 
 /// Given a `Disk`'s `format` (unescaped), the value to write instead, or `None` to keep it.
@@ -307,19 +316,32 @@ impl<'a> EnvelopeEdits<'a> {
             href: href.to_string(),
             new_href: new_href.to_string(),
             new_size,
-            stored_plain: false,
+            storage: None,
         });
+        self
+    }
+
+    /// Like [`EnvelopeEdits::file`], for a file now stored as `storage` says: its `compression`
+    /// and `chunkSize` attributes set (added with the `href`'s namespace prefix where absent)
+    /// or removed.
+    pub(crate) fn stored_file(
+        &mut self,
+        href: &str,
+        new_href: &str,
+        new_size: u64,
+        storage: Storage,
+    ) -> &mut Self {
+        self.file(href, new_href, new_size);
+        if let Some(last) = self.files.last_mut() {
+            last.storage = Some(storage);
+        }
         self
     }
 
     /// Like [`EnvelopeEdits::file`], for a file now stored whole and uncompressed (an imported
     /// disk): its `compression` and `chunkSize` attributes are removed too.
     pub(crate) fn plain_file(&mut self, href: &str, new_href: &str, new_size: u64) -> &mut Self {
-        self.file(href, new_href, new_size);
-        if let Some(last) = self.files.last_mut() {
-            last.stored_plain = true;
-        }
-        self
+        self.stored_file(href, new_href, new_size, Storage::default())
     }
 
     /// Rewrites each `Disk`'s `format` for which `map` returns a value.
@@ -475,12 +497,15 @@ fn kind_of(parent: Option<Kind>, tag: &BytesStart<'_>, at: u64) -> Result<Kind, 
 
 /// The new content of `tag` (between `<` and `>` or `/>`) with `changes` (a value's span, and
 /// the new value unescaped, or `None` to remove the attribute with the space before it)
-/// applied, each value escaped inside its own quotes; `None` when there is nothing to change.
+/// applied, each value escaped inside its own quotes, and `added` attributes (an insertion
+/// point, a qualified name, a value unescaped) inserted; `None` when there is nothing to
+/// change.
 fn rewritten(
     tag: &BytesStart<'_>,
     changes: Vec<(&Span, Option<String>)>,
+    added: Vec<(usize, String, String)>,
 ) -> Result<Option<String>, XmlError> {
-    if changes.is_empty() {
+    if changes.is_empty() && added.is_empty() {
         return Ok(None);
     }
     let content = std::str::from_utf8(tag).map_err(|e| XmlError::new(None, e.to_string()))?;
@@ -500,7 +525,10 @@ fn rewritten(
             }
         }
     }
-    ranges.sort_by_key(|r| r.0);
+    for (at, name, value) in added {
+        ranges.push((at, at, format!(" {name}=\"{}\"", escape_attribute(&value)?)));
+    }
+    ranges.sort_by_key(|r| (r.0, r.1));
     let mut out = String::with_capacity(content.len() + 64);
     let mut done = 0;
     for (from, to, value) in ranges {
@@ -515,24 +543,31 @@ fn rewritten(
     Ok(Some(out))
 }
 
+/// What [`tag_changes`] finds: attributes changed or removed (the value's span, its value now,
+/// its new value or `None`), and attributes added (where, the qualified name, the value).
+type TagChanges<'v> = (
+    Vec<(&'v Span, &'v str, Option<String>)>,
+    Vec<(usize, String, String)>,
+);
+
 /// The attribute changes `edits` make to the start tag `tag` (whose attributes are `attrs`),
-/// given its parent's kind: (the value's span, its value now, its new value or `None` to
-/// remove it). Marks in `used` the file edits it applies.
+/// given its parent's kind. Marks in `used` the file edits it applies.
 fn tag_changes<'v>(
     parent: Option<Kind>,
     tag: &BytesStart<'_>,
     attrs: &'v [(QName<'_>, String, Span)],
     edits: &EnvelopeEdits<'_>,
     used: &mut [bool],
-) -> Vec<(&'v Span, &'v str, Option<String>)> {
+) -> TagChanges<'v> {
     let mut changes = Vec::new();
+    let mut added = Vec::new();
     match (parent, tag.local_name().as_ref()) {
         (Some(Kind::References), b"File") => {
             let Some((href, href_span)) = find(attrs, "href") else {
-                return changes;
+                return (changes, added);
             };
             let Some(edit) = edits.files.iter().find(|e| e.href == href) else {
-                return changes;
+                return (changes, added);
             };
             for (flag, e) in used.iter_mut().zip(&edits.files) {
                 *flag |= e.href == href;
@@ -541,10 +576,26 @@ fn tag_changes<'v>(
             if let Some((size, size_span)) = find(attrs, "size") {
                 changes.push((size_span, size, Some(edit.new_size.to_string())));
             }
-            if edit.stored_plain {
-                for name in ["compression", "chunkSize"] {
-                    if let Some((old, span)) = find(attrs, name) {
-                        changes.push((span, old, None));
+            if let Some(storage) = &edit.storage {
+                // New attributes take the href's prefix (the OVF namespace's, as the file uses
+                // it), right after its value's closing quote.
+                let prefix = attrs
+                    .iter()
+                    .find(|(k, _, _)| k.local_name().as_ref() == b"href")
+                    .and_then(|(k, _, _)| k.prefix())
+                    .map(|p| format!("{}:", String::from_utf8_lossy(p.as_ref())))
+                    .unwrap_or_default();
+                let wanted = [
+                    ("compression", storage.compression.clone()),
+                    ("chunkSize", storage.chunk_size.map(|c| c.to_string())),
+                ];
+                for (name, value) in wanted {
+                    match (find(attrs, name), value) {
+                        (Some((old, span)), new) => changes.push((span, old, new)),
+                        (None, Some(new)) => {
+                            added.push((href_span.value.end + 1, format!("{prefix}{name}"), new));
+                        }
+                        (None, None) => {}
                     }
                 }
             }
@@ -558,7 +609,7 @@ fn tag_changes<'v>(
         }
         _ => {}
     }
-    changes
+    (changes, added)
 }
 
 /// Applies `edits` to the envelope `text`: the only bytes that change are the values of the
@@ -622,7 +673,7 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
         } else {
             Vec::new()
         };
-        let mut changes = tag_changes(parent, &tag, &attrs, edits, &mut used);
+        let (mut changes, added) = tag_changes(parent, &tag, &attrs, edits, &mut used);
         // A value that stays the same keeps its bytes (its quotes, entities and references).
         changes.retain(|(_, old, new)| new.as_deref() != Some(*old));
         let name_len = tag.name().as_ref().len();
@@ -630,7 +681,7 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
             .into_iter()
             .map(|(span, _, new)| (span, new))
             .collect();
-        let Some(content) = rewritten(&tag, changes).map_err(|e| XmlError {
+        let Some(content) = rewritten(&tag, changes, added).map_err(|e| XmlError {
             offset: Some(start),
             ..e
         })?

@@ -327,8 +327,41 @@ struct ExportArgs {
     /// Compression level of the disks, 0 (store) to 9 (default 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
     compress_level: Option<u32>,
+    /// The manifest's digest: sha1 (vSphere 5.5 and older Workstation), sha256 (default) or
+    /// sha512.
+    #[arg(long, value_enum, default_value = "sha256")]
+    manifest: ManifestAlgorithm,
+    /// How manifest lines are spelled: vmware (`SHA256(f)= h`, what ESXi reads) or tag
+    /// (`SHA256 (f) = h`, sha256sum --tag and VirtualBox).
+    #[arg(long, value_enum, default_value = "vmware")]
+    manifest_style: ManifestStyleArg,
+    /// Sign the manifest with the RSA private key in this PEM file, writing NAME.cert.
+    #[arg(long, value_name = "KEY.pem")]
+    sign: Option<PathBuf>,
+    /// The signer's certificate (PEM); default: the one in the key file.
+    #[arg(long, value_name = "CERT.pem", requires = "sign")]
+    cert: Option<PathBuf>,
+    /// Split each disk file into chunks of this many bytes (NAME.000000000, ...).
+    #[arg(long, value_name = "BYTES")]
+    chunk_size: Option<u64>,
+    /// Store disk files gzip-compressed (ovf:compression="gzip").
+    #[arg(long)]
+    compress: bool,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ManifestAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ManifestStyleArg {
+    Vmware,
+    Tag,
 }
 
 /// `info`.
@@ -821,7 +854,24 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
         "the last path, {}, must end in .ova",
         target.display()
     );
-    let options = args.convert_options(write);
+    let mut options = ovf_disk::ExportOptions::new()
+        .convert_options(args.convert_options(write))
+        .manifest(match a.manifest {
+            ManifestAlgorithm::Sha1 => ovf_disk::Algorithm::Sha1,
+            ManifestAlgorithm::Sha256 => ovf_disk::Algorithm::Sha256,
+            ManifestAlgorithm::Sha512 => ovf_disk::Algorithm::Sha512,
+        })
+        .manifest_style(match a.manifest_style {
+            ManifestStyleArg::Vmware => ovf_disk::ManifestStyle::Vmware,
+            ManifestStyleArg::Tag => ovf_disk::ManifestStyle::Tag,
+        })
+        .compress(a.compress);
+    if let Some(key) = &a.sign {
+        options = options.sign(key, a.cert.clone());
+    }
+    if let Some(c) = a.chunk_size {
+        options = options.chunk_size(c)?;
+    }
     args.remove_leftovers_beside(target)?;
     let bar = args.progress(0);
     let started = Instant::now();
