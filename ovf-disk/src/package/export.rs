@@ -73,6 +73,8 @@ pub struct ExportOptions {
     signing: Option<(PathBuf, Option<PathBuf>)>,
     chunk_size: Option<u64>,
     compress: bool,
+    /// The `VirtualSystemType` every system gets (`fix`).
+    pub(crate) system_type: Option<String>,
 }
 
 impl ExportOptions {
@@ -234,13 +236,14 @@ pub fn export(
         compression: options.compress.then(|| "gzip".to_string()),
         chunk_size: options.chunk_size,
     };
-    let is_ovf = inputs.len() == 1
-        && inputs
-            .first()
-            .is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ovf")));
-    let (descriptor_name, text, files) = if is_ovf {
+    let is_package = inputs.len() == 1
+        && inputs.first().is_some_and(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("ovf") || e.eq_ignore_ascii_case("ova"))
+        });
+    let (descriptor_name, text, files) = if is_package {
         let ovf = inputs.first().cloned().unwrap_or_default();
-        stage_package(&ovf, &stage, &storage)?
+        stage_package(&ovf, &stage, &storage, options, &folder)?
     } else {
         stage_disks(inputs, out, &stage, &storage)?
     };
@@ -261,15 +264,23 @@ type Staged3 = Vec<(String, Source, bool)>;
 /// and size.
 type StageFn<'a> = dyn Fn(&vmdk::Disk, &str, &Path) -> Result<(Staged, u64)> + 'a;
 
-/// The disks of the `.ovf` at `ovf` staged as stream-optimized files, its other files carried,
-/// and its envelope pointing at them.
+/// The disks of the package at `ovf` (an `.ovf` or an `.ova`) staged as stream-optimized files,
+/// its other files carried (copied beside the output, for an OVA), and its envelope pointing
+/// at them.
 fn stage_package(
     ovf: &Path,
     stage: &StageFn<'_>,
     storage: &Storage,
+    options: &ExportOptions,
+    folder: &Path,
 ) -> Result<(String, String, Staged3)> {
     let pkg = Package::open(ovf)?;
-    let text = std::fs::read_to_string(ovf).map_err(Error::io(ovf))?;
+    let text =
+        String::from_utf8(pkg.read_small(pkg.descriptor())?).map_err(|_| Error::Envelope {
+            path: ovf.to_path_buf(),
+            line: None,
+            reason: "not UTF-8".into(),
+        })?;
     let mut files = Vec::new();
     let mut edits = EnvelopeEdits::new();
     let env = pkg.envelope();
@@ -292,16 +303,32 @@ fn stage_package(
         if files.iter().any(|(n, _, _)| *n == f.href) {
             continue;
         }
-        let path = pkg.member_path(&f.href);
-        if f.is_compressed() || f.chunk_size.is_some() || !path.is_file() {
+        let Some(size) = pkg
+            .size(&f.href)
+            .filter(|_| !f.is_compressed() && f.chunk_size.is_none())
+        else {
             return Err(Error::Unsupported {
                 disk: f.href.clone(),
-                what: "carrying a file that is not a plain file beside the .ovf".into(),
+                what: "carrying a file that is compressed, chunked or missing".into(),
             });
-        }
-        let size = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
+        };
         edits.file(&f.href, &f.href, size);
-        files.push((f.href.clone(), Source::Carried(path), false));
+        let path = pkg.member_path(&f.href);
+        if path.is_file() {
+            files.push((f.href.clone(), Source::Carried(path), false));
+        } else {
+            // A member of an OVA: copied beside the output while the archive is written.
+            let staged = Staged(PendingFile::create(
+                &folder.join(format!("{}.export", f.href)),
+                true,
+            )?);
+            let mut r = pkg.reader(&f.href)?;
+            std::io::copy(&mut r, &mut staged.0.file()).map_err(Error::io(staged.path()))?;
+            files.push((f.href.clone(), Source::Staged(staged), false));
+        }
+    }
+    if let Some(t) = &options.system_type {
+        edits.system_type(move |old| (old != t).then(|| t.clone()));
     }
     // Every disk is stream-optimized now, whatever the source said.
     edits.format(vmdk_format("streamOptimized"));

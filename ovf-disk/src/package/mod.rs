@@ -14,6 +14,7 @@ pub(crate) mod export;
 pub(crate) mod hardware;
 pub(crate) mod import;
 pub(crate) mod info;
+pub(crate) mod lint;
 pub(crate) mod manifest;
 pub(crate) mod names;
 pub(crate) mod ova;
@@ -219,6 +220,30 @@ impl Package {
                 Ok(Box::new(File::open(&p).map_err(|_| missing())?))
             }
             Source::Ova(index) => Ok(Box::new(index.reader(index.get(name).ok_or_else(missing)?))),
+        }
+    }
+
+    /// Reads `buf.len()` bytes of the file `name` from `offset` (which must lie inside it).
+    pub(crate) fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let len = self.size(name).ok_or_else(|| Error::Missing {
+            path: self.path.clone(),
+            name: name.to_string(),
+        })?;
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > len) {
+            return Err(Error::InvalidInput(format!(
+                "{name}: bytes {offset}+{} lie past its end ({len} bytes)",
+                buf.len()
+            )));
+        }
+        match &self.source {
+            Source::Folder(dir) => {
+                use std::os::unix::fs::FileExt;
+                let p = dir.join(name);
+                let f = File::open(&p).map_err(Error::io(&p))?;
+                f.read_exact_at(buf, offset).map_err(Error::io(&p))
+            }
+            Source::Ova(index) => index.read_member_at(name, offset, buf),
         }
     }
 

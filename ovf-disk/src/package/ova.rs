@@ -178,6 +178,18 @@ impl OvaIndex {
         }
     }
 
+    /// Reads `buf.len()` bytes of the member `name` from `offset` (inside it: the caller
+    /// checked).
+    pub fn read_member_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let m = self.get(name).ok_or_else(|| Error::Missing {
+            path: self.path.clone(),
+            name: name.to_string(),
+        })?;
+        self.file
+            .read_exact_at(m.offset + offset, buf)
+            .map_err(Error::io(&self.path))
+    }
+
     /// Reads a small member (a descriptor or manifest) whole, at most `max` bytes.
     pub fn read_small(&self, m: &Member, max: u64) -> Result<Vec<u8>> {
         if m.size > max {

@@ -284,14 +284,17 @@ pub(crate) struct Storage {
 /// Given a `Disk`'s `format` (unescaped), the value to write instead, or `None` to keep it.
 type FormatMap<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
-/// What [`edit_envelope`] changes: `References/File` elements by their current `href`, and
-/// every `DiskSection/Disk` `format` through a mapping. Nothing else.
+/// What [`edit_envelope`] changes: `References/File` elements by their current `href`, every
+/// `DiskSection/Disk` `format` through a mapping, and the text of `VirtualSystemType` elements
+/// through another. Nothing else.
 #[derive(Default)]
 pub(crate) struct EnvelopeEdits<'a> {
     /// The files to repoint.
     files: Vec<FileEdit>,
     /// How `Disk` formats change, if they do.
     format: Option<FormatMap<'a>>,
+    /// How `VirtualSystemType` texts change, if they do.
+    system_type: Option<FormatMap<'a>>,
 }
 
 impl std::fmt::Debug for EnvelopeEdits<'_> {
@@ -299,6 +302,7 @@ impl std::fmt::Debug for EnvelopeEdits<'_> {
         f.debug_struct("EnvelopeEdits")
             .field("files", &self.files)
             .field("format", &self.format.as_ref().map(|_| "fn"))
+            .field("system_type", &self.system_type.as_ref().map(|_| "fn"))
             .finish()
     }
 }
@@ -347,6 +351,13 @@ impl<'a> EnvelopeEdits<'a> {
     /// Rewrites each `Disk`'s `format` for which `map` returns a value.
     pub(crate) fn format(&mut self, map: impl Fn(&str) -> Option<String> + 'a) -> &mut Self {
         self.format = Some(Box::new(map));
+        self
+    }
+
+    /// Rewrites the text of each `VirtualSystemType` element (unescaped, trimmed) for which
+    /// `map` returns a value.
+    pub(crate) fn system_type(&mut self, map: impl Fn(&str) -> Option<String> + 'a) -> &mut Self {
+        self.system_type = Some(Box::new(map));
         self
     }
 }
@@ -625,6 +636,8 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
     // The kinds of the elements open around the next event, and whether the root was read.
     let mut open: Vec<Kind> = Vec::new();
     let mut seen_root = false;
+    // Inside a VirtualSystemType element (its text may be edited).
+    let mut in_system_type = false;
     // Input bytes up to here are in the output already.
     let mut copied = 0usize;
     let position = |p: u64| usize::try_from(p).unwrap_or(usize::MAX);
@@ -650,6 +663,34 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
             }
             Event::End(_) => {
                 open.pop();
+                in_system_type = false;
+                continue;
+            }
+            Event::Text(t) if in_system_type => {
+                let Some(map) = edits.system_type.as_ref() else {
+                    continue;
+                };
+                // quick-xml hands entity references in separate events: this text holds none.
+                let old = t
+                    .decode()
+                    .map_err(|e| XmlError::new(Some(start), e.to_string()))?;
+                let Some(new) = map(old.trim()) else {
+                    continue;
+                };
+                let (from, to) = (position(start), position(reader.buffer_position()));
+                let before = text.get(copied..from).ok_or_else(|| {
+                    XmlError::new(Some(start), "a text quick-xml read could not be located")
+                })?;
+                writer.get_mut().extend_from_slice(before.as_bytes());
+                writer.get_mut().extend_from_slice(
+                    escape_text(&new)
+                        .map_err(|e| XmlError {
+                            offset: Some(start),
+                            ..e
+                        })?
+                        .as_bytes(),
+                );
+                copied = to;
                 continue;
             }
             Event::Start(tag) => (tag, false),
@@ -659,6 +700,7 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
         let parent = open.last().copied();
         let kind = kind_of(parent, &tag, start)?;
         seen_root = true;
+        in_system_type = !empty && tag.local_name().as_ref() == b"VirtualSystemType";
         if !empty {
             open.push(kind);
         }

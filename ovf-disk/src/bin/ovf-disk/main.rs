@@ -254,8 +254,21 @@ struct CheckArgs {
     /// or smp (vSphere 6.0 on).
     #[arg(long, value_enum, default_value = "legacy", requires = "ft")]
     ft_version: FtVersionArg,
+    /// Check a package for what a product would refuse or change on import instead: each
+    /// finding with its file and element. Exit 2 when the product would refuse it.
+    #[arg(long, value_enum, conflicts_with = "ft")]
+    target: Option<TargetArg>,
     #[command(flatten)]
     input_args: InputArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TargetArg {
+    Esxi,
+    Vcenter,
+    Workstation,
+    Virtualbox,
+    VirtV2v,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -364,6 +377,20 @@ enum ManifestStyleArg {
     Tag,
 }
 
+/// `fix`.
+#[derive(clap::Args, Debug)]
+struct FixArgs {
+    /// The package to repair (.ovf or .ova); it is never modified.
+    package: PathBuf,
+    /// The .ova to write.
+    output: PathBuf,
+    /// The product the new package is for.
+    #[arg(long, value_enum)]
+    target: TargetArg,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
 /// `info`.
 #[derive(clap::Args, Debug)]
 struct InfoArgs {
@@ -396,6 +423,10 @@ enum Command {
     /// Build an OVA from an OVF and its disks, or from disks (VMDK or raw) with an envelope made
     /// for them: disks converted to stream-optimized, a SHA256 manifest, descriptor first.
     Export(ExportArgs),
+    /// Write a new package a product accepts (check --target lists what it refuses): manifest
+    /// rewritten, hardware family mapped, members ordered, sizes corrected, disks rewritten as
+    /// VMware-layout stream files. Exit 2 when something is left that fix cannot repair.
+    Fix(FixArgs),
     /// Describe a disk (type, capacity, extents, grains, allocation, parent chain), an OVF
     /// package (systems, hardware, disks, files, manifest) or a VM's .vmx (its disks' chains
     /// and the folder's other files).
@@ -679,9 +710,67 @@ fn check_ft(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
     Ok(check_exit(report.ready))
 }
 
+fn target_of(t: TargetArg) -> ovf_disk::Target {
+    match t {
+        TargetArg::Esxi => ovf_disk::Target::Esxi,
+        TargetArg::Vcenter => ovf_disk::Target::Vcenter,
+        TargetArg::Workstation => ovf_disk::Target::Workstation,
+        TargetArg::Virtualbox => ovf_disk::Target::Virtualbox,
+        TargetArg::VirtV2v => ovf_disk::Target::VirtV2v,
+    }
+}
+
+/// `fix PKG OUT --target T`.
+fn fix(out: &mut dyn Write, a: &FixArgs) -> Result<ExitCode> {
+    let args = &a.out;
+    anyhow::ensure!(
+        a.output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("ova")),
+        "the output, {}, must end in .ova",
+        a.output.display()
+    );
+    let options = args.convert_options(args.write_options()?);
+    args.remove_leftovers_beside(&a.output)?;
+    let bar = args.progress(0);
+    let report = ovf_disk::fix(&a.package, &a.output, target_of(a.target), &options, &|n| {
+        bar.inc(n)
+    })
+    .with_context(|| format!("fixing {}", a.package.display()))?;
+    bar.finish_and_clear();
+    if args.json {
+        print_json(out, &report)?;
+    } else if !args.quiet {
+        for c in &report.changes {
+            writeln!(out, "changed: {c}")?;
+        }
+        text::lint(out, &report.after)?;
+    }
+    Ok(check_exit(!report.after.refused))
+}
+
+/// `check --target`: what a product would refuse or change in a package.
+fn check_target(out: &mut dyn Write, a: &CheckArgs, target: TargetArg) -> Result<ExitCode> {
+    let target = target_of(target);
+    anyhow::ensure!(
+        is_package(&a.file),
+        "--target checks a package (.ovf or .ova)"
+    );
+    let report = ovf_disk::lint(&Package::open(&a.file)?, target)?;
+    if a.json {
+        print_json(out, &report)?;
+    } else {
+        text::lint(out, &report)?;
+    }
+    Ok(check_exit(!report.refused))
+}
+
 fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
     if a.ft {
         return check_ft(out, a);
+    }
+    if let Some(t) = a.target {
+        return check_target(out, a, t);
     }
     let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
     if is_package(file) {
@@ -931,6 +1020,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         Command::Verify(a) => verify(out, a),
         Command::Import(a) => import(out, a),
         Command::Export(a) => export(out, a),
+        Command::Fix(a) => fix(out, a),
         Command::Info(a) => info(out, a),
     }
 }

@@ -511,3 +511,31 @@ pub fn ft(out: &mut dyn Write, r: &ovf_disk::FtReport) -> Result<()> {
         }
     )
 }
+
+/// What a product would refuse or change, a finding a line.
+pub fn lint(out: &mut dyn Write, r: &ovf_disk::LintReport) -> Result<()> {
+    for f in &r.findings {
+        let severity = match f.severity {
+            ovf_disk::Severity::Refuse => "REFUSE",
+            ovf_disk::Severity::Change => "change",
+            _ => "note",
+        };
+        writeln!(
+            out,
+            "{severity:<6} {}: {} {}: {} [{}]",
+            f.rule, f.file, f.at, f.message, f.source
+        )?;
+    }
+    writeln!(
+        out,
+        "{}: {}",
+        r.package.display(),
+        if r.refused {
+            "the target would refuse this package"
+        } else if r.findings.is_empty() {
+            "nothing the target would refuse or change"
+        } else {
+            "the target would import this package"
+        }
+    )
+}

@@ -1,0 +1,591 @@
+//! What an importing product would refuse or change in a package (`check --target`), rule by
+//! rule, each with its source. Products: ESXi's host client and vCenter (ovftool's and the
+//! vSphere Client's OVF deployment), VMware Workstation, VirtualBox, and virt-v2v's OVA input.
+//!
+//! Sources cited by the rules:
+//! - VMware KB 2034422 / the vSphere Client's deploy errors and ovftool's manifest parser: a
+//!   manifest line is `ALG(name)= hex`; the BSD tag form `ALG (name) = hex` is refused
+//!   ("Invalid manifest"); SHA256 and SHA512 need vSphere 6.5 and ovftool 4.2 (older releases and
+//!   Workstation before 14 take SHA1 only).
+//! - DSP0243 §5.3: an OVA's first member is the descriptor, followed by the manifest and the
+//!   certificate; §9.1 and §7.1: `ovf:size` is the file's size, `ovf:capacity` bounds the disk;
+//!   §8.2: a section marked `ovf:required="true"` that the consumer does not understand makes the
+//!   deployment fail.
+//! - vSphere Client "Unsupported hardware family 'virtualbox-2.2'" when deploying VirtualBox
+//!   exports; VMware's hardware-version matrix (KB 1003746): SATA controllers from vmx-10,
+//!   NVMe from vmx-13, vmx-NN beyond what the host knows refused.
+//! - ESXi's host client deploys a single VirtualSystem, not a VirtualSystemCollection (which
+//!   needs vCenter's vApps); Workstation refuses OVF 2.0 envelopes.
+//! - VMware's stream-optimized format ends with a footer and an end-of-stream marker; ESXi
+//!   refuses stream files without them (as qemu-img writes them).
+//! - VirtualBox's OVF import maps unknown controllers and NICs (PVSCSI, vmxnet3) to its own.
+
+use std::io::Read;
+
+use super::hardware::DeviceKind;
+use super::Package;
+use crate::error::Result;
+
+/// The product a package is checked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
+pub enum Target {
+    /// ESXi's host client (one VirtualSystem at a time).
+    Esxi,
+    /// vCenter (vApps too).
+    Vcenter,
+    /// VMware Workstation.
+    Workstation,
+    /// Oracle VirtualBox.
+    Virtualbox,
+    /// virt-v2v's `-i ova`.
+    VirtV2v,
+}
+
+impl Target {
+    fn is_vmware(self) -> bool {
+        matches!(self, Self::Esxi | Self::Vcenter | Self::Workstation)
+    }
+}
+
+/// What the target would do about a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
+pub enum Severity {
+    /// Worth knowing; nothing changes.
+    Note,
+    /// The target imports the package but changes something.
+    Change,
+    /// The target refuses the package.
+    Refuse,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Finding {
+    /// A short stable name (`manifest-spelling`, `system-type`, ...).
+    pub rule: &'static str,
+    /// What the target would do.
+    pub severity: Severity,
+    /// The file of the package concerned (the descriptor, the manifest, a disk).
+    pub file: String,
+    /// Where in it: an element, a line, a member's offset.
+    #[cfg_attr(feature = "serde", serde(rename = "where"))]
+    pub at: String,
+    /// What is wrong, and what the target does.
+    pub message: String,
+    /// Where the rule comes from.
+    pub source: &'static str,
+}
+
+/// What [`lint`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct LintReport {
+    /// The package.
+    pub package: std::path::PathBuf,
+    /// The product.
+    pub target: Target,
+    /// Whether the target would refuse the package.
+    pub refused: bool,
+    /// Every finding, in the order found.
+    pub findings: Vec<Finding>,
+}
+
+const KB_MANIFEST: &str = "ovftool and the vSphere Client's manifest parser (VMware KB 2034422)";
+const DSP0243: &str = "DMTF DSP0243";
+const HW_MATRIX: &str = "VMware KB 1003746, virtual hardware versions";
+const HOST_CLIENT: &str = "ESXi host client / Workstation OVF import";
+const STREAM: &str = "VMware Virtual Disk Format 5.0, stream-optimized extents";
+const VBOX: &str = "VirtualBox manual, Importing and Exporting Virtual Machines";
+
+/// The newest virtual hardware the targets know (vmx-21: ESXi 8.0 U2, Workstation 17.5).
+const NEWEST_VMX: u32 = 21;
+
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn add(
+        &mut self,
+        rule: &'static str,
+        severity: Severity,
+        file: &str,
+        at: impl Into<String>,
+        message: impl Into<String>,
+        source: &'static str,
+    ) {
+        self.0.push(Finding {
+            rule,
+            severity,
+            file: file.to_string(),
+            at: at.into(),
+            message: message.into(),
+            source,
+        });
+    }
+}
+
+/// The manifest's lines spelled as the BSD tag form (`ALG (name) = hex`), by line number.
+fn tag_lines(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim();
+            !l.is_empty() && l.split_once('(').is_some_and(|(alg, _)| alg.ends_with(' '))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// Whether the stream-optimized file `href` of `pkg` (of `len` bytes) ends as VMware's layout
+/// does: a footer (magic `KDMV` one sector after a footer marker) and an all-zero
+/// end-of-stream marker.
+fn ends_like_vmware(pkg: &Package, href: &str, len: u64) -> Result<bool> {
+    if len < 1536 {
+        return Ok(false);
+    }
+    let mut tail = [0u8; 1536];
+    pkg.read_at(href, len - 1536, &mut tail)?;
+    let footer = tail.get(512..516) == Some(b"KDMV".as_slice());
+    let eos = tail.get(1024..).is_some_and(|t| t.iter().all(|&b| b == 0));
+    Ok(footer && eos)
+}
+
+/// The sparse header's flags and whether the file starts with `KDMV`, when it does.
+fn sparse_flags(head: &[u8]) -> Option<u32> {
+    if head.get(..4) != Some(b"KDMV".as_slice()) {
+        return None;
+    }
+    let f: [u8; 4] = head.get(8..12)?.try_into().ok()?;
+    Some(u32::from_le_bytes(f))
+}
+
+/// Checks `pkg` for what `target` would refuse or change.
+pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
+    let mut f = Findings(Vec::new());
+    let env = pkg.envelope();
+    let descriptor = pkg.descriptor().to_string();
+    let vmware = target.is_vmware();
+
+    // The manifest: spelling and algorithm.
+    if let Some((mf, manifest)) = pkg.manifest() {
+        let text = String::from_utf8_lossy(&pkg.read_small(mf)?).into_owned();
+        let tags = tag_lines(&text);
+        if let Some(first) = tags.first() {
+            let severity = if vmware {
+                Severity::Refuse
+            } else {
+                Severity::Note
+            };
+            f.add(
+                "manifest-spelling",
+                severity,
+                mf,
+                format!("line {first}"),
+                format!(
+                    "{} line(s) spelled `ALG (name) = hex`; VMware's products read only `ALG(name)= hex`",
+                    tags.len()
+                ),
+                KB_MANIFEST,
+            );
+        }
+        let newer: Vec<&str> = manifest
+            .entries
+            .iter()
+            .map(|e| e.algorithm.as_str())
+            .filter(|a| *a != "SHA1")
+            .collect();
+        if let Some(alg) = newer.first() {
+            if target == Target::Workstation || target == Target::Esxi {
+                f.add(
+                    "manifest-algorithm",
+                    Severity::Note,
+                    mf,
+                    "line 1",
+                    format!("{alg} digests: vSphere 5.5 and Workstation before 14 take SHA1 manifests only"),
+                    KB_MANIFEST,
+                );
+            }
+        }
+    } else if vmware {
+        f.add(
+            "manifest-missing",
+            Severity::Note,
+            &descriptor,
+            "package",
+            "no manifest: nothing can be verified on import",
+            DSP0243,
+        );
+    }
+
+    // Sizes and capacities.
+    for file in &env.files {
+        let present = pkg.size(&file.href);
+        if let (Some(declared), Some(present)) = (file.size, present) {
+            if declared != present && file.chunk_size.is_none() {
+                let severity = if vmware {
+                    Severity::Refuse
+                } else {
+                    Severity::Note
+                };
+                f.add(
+                    "file-size",
+                    severity,
+                    &descriptor,
+                    format!("References/File ovf:href=\"{}\"", file.href),
+                    format!("ovf:size says {declared} bytes, the file has {present}"),
+                    DSP0243,
+                );
+            }
+        }
+    }
+    for d in &pkg.verify(&|_| {})?.capacities {
+        let (severity, what) = if d.capacity > d.declared {
+            (Severity::Refuse, "more than")
+        } else {
+            (Severity::Change, "less than")
+        };
+        f.add(
+            "capacity",
+            severity,
+            &descriptor,
+            format!("DiskSection/Disk ovf:diskId=\"{}\"", d.disk_id),
+            format!(
+                "the disk holds {} bytes, {what} the {} its ovf:capacity declares",
+                d.capacity, d.declared
+            ),
+            DSP0243,
+        );
+    }
+
+    // The envelope: version, collections, systems.
+    if env.version == "2.x" && target == Target::Workstation {
+        f.add(
+            "ovf-version",
+            Severity::Refuse,
+            &descriptor,
+            "Envelope",
+            "an OVF 2.x envelope, which Workstation does not import",
+            HOST_CLIENT,
+        );
+    }
+    if env.systems.len() > 1 && matches!(target, Target::Esxi | Target::Workstation) {
+        f.add(
+            "collection",
+            Severity::Refuse,
+            &descriptor,
+            "VirtualSystemCollection",
+            format!(
+                "{} virtual systems in a collection: a standalone host deploys one (vCenter deploys vApps)",
+                env.systems.len()
+            ),
+            HOST_CLIENT,
+        );
+    }
+    for system in &env.systems {
+        let h = system.hardware.select(env.default_deployment_option());
+        let at = |what: &str| format!("VirtualSystem ovf:id=\"{}\"/{what}", system.id);
+        let types: Vec<&str> = h
+            .system_type
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let vmx: Option<u32> = types
+            .iter()
+            .filter_map(|t| t.strip_prefix("vmx-")?.parse().ok())
+            .max();
+        if vmware && vmx.is_none() && !types.is_empty() {
+            f.add(
+                "system-type",
+                Severity::Refuse,
+                &descriptor,
+                at("VirtualHardwareSection/System/VirtualSystemType"),
+                format!(
+                    "hardware family {:?}: VMware's products refuse it (\"Unsupported hardware family\")",
+                    types.join(" ")
+                ),
+                HW_MATRIX,
+            );
+        }
+        if let Some(v) = vmx.filter(|&v| v > NEWEST_VMX && vmware) {
+            f.add(
+                "system-type",
+                Severity::Refuse,
+                &descriptor,
+                at("VirtualHardwareSection/System/VirtualSystemType"),
+                format!("vmx-{v} is newer than vmx-{NEWEST_VMX}, the newest the targets know"),
+                HW_MATRIX,
+            );
+        }
+        if let Some(version) = vmx.filter(|_| vmware) {
+            for (kind, needs, what) in [
+                (DeviceKind::SataController, 10, "a SATA controller"),
+                (DeviceKind::NvmeController, 13, "an NVMe controller"),
+            ] {
+                for d in h.of(kind) {
+                    if version < needs {
+                        f.add(
+                            "device-version",
+                            Severity::Refuse,
+                            &descriptor,
+                            at(&format!("Item InstanceID {}", d.instance_id)),
+                            format!("{what} needs vmx-{needs}; the system is vmx-{version}"),
+                            HW_MATRIX,
+                        );
+                    }
+                }
+            }
+        }
+        if target == Target::Virtualbox {
+            for d in &h.devices {
+                let sub = crate::emit::norm(d.subtype.as_deref());
+                let what = match (d.kind, sub.as_str()) {
+                    (DeviceKind::ScsiController, "virtualscsi" | "pvscsi") => "a PVSCSI controller",
+                    (DeviceKind::Nic, "vmxnet3" | "vmxnet" | "vmxnet2") => "a vmxnet NIC",
+                    _ => continue,
+                };
+                f.add(
+                    "device-type",
+                    Severity::Change,
+                    &descriptor,
+                    at(&format!("Item InstanceID {}", d.instance_id)),
+                    format!("{what}, which VirtualBox has not: it imports one of its own instead"),
+                    VBOX,
+                );
+            }
+        }
+    }
+
+    // Sections marked required that no product here understands.
+    let text = String::from_utf8_lossy(&pkg.read_small(&descriptor)?).into_owned();
+    required_sections(&text, &descriptor, &mut f);
+
+    // Disk files: stream-optimized as VMware writes them, and as their ovf:format says.
+    for disk in &env.disks {
+        let Some(file) = env.file_of(disk) else {
+            continue;
+        };
+        if file.is_compressed() || file.chunk_size.is_some() {
+            continue;
+        }
+        let Some(len) = pkg.size(&file.href) else {
+            continue;
+        };
+        let mut head = [0u8; 512];
+        let mut r = pkg.reader(&file.href)?;
+        let n = r.read(&mut head).unwrap_or(0);
+        let flags = sparse_flags(head.get(..n).unwrap_or(&[]));
+        let says_stream = disk
+            .format
+            .as_deref()
+            .is_some_and(|fm| fm.ends_with("#streamOptimized"));
+        let is_stream = flags.is_some_and(|fl| fl & 0x30000 == 0x30000);
+        let at = format!("DiskSection/Disk ovf:diskId=\"{}\"", disk.disk_id);
+        if says_stream && !is_stream {
+            f.add(
+                "disk-format",
+                if vmware {
+                    Severity::Refuse
+                } else {
+                    Severity::Note
+                },
+                &file.href,
+                at.clone(),
+                "ovf:format says streamOptimized; the file is not a stream-optimized VMDK",
+                DSP0243,
+            );
+        }
+        if is_stream && vmware {
+            let ends = ends_like_vmware(pkg, &file.href, len)?;
+            if !ends {
+                f.add(
+                    "stream-layout",
+                    Severity::Refuse,
+                    &file.href,
+                    format!("offset {:#x}", len.saturating_sub(1536)),
+                    "a stream-optimized file without footer and end-of-stream marker (as qemu-img writes them); ESXi refuses it",
+                    STREAM,
+                );
+            }
+        }
+    }
+    let refused = f.0.iter().any(|x| x.severity == Severity::Refuse);
+    Ok(LintReport {
+        package: pkg.path().to_path_buf(),
+        target,
+        refused,
+        findings: f.0,
+    })
+}
+
+/// Sections (children of the envelope and of virtual systems) marked `ovf:required="true"`
+/// whose name is not one DSP0243 defines.
+fn required_sections(text: &str, descriptor: &str, f: &mut Findings) {
+    const KNOWN: [&str; 20] = [
+        "References",
+        "DiskSection",
+        "NetworkSection",
+        "DeploymentOptionSection",
+        "VirtualSystem",
+        "VirtualSystemCollection",
+        "Info",
+        "Name",
+        "OperatingSystemSection",
+        "VirtualHardwareSection",
+        "ProductSection",
+        "EulaSection",
+        "AnnotationSection",
+        "StartupSection",
+        "ResourceAllocationSection",
+        "InstallSection",
+        "EnvironmentFilesSection",
+        "BootDeviceSection",
+        "SharedDiskSection",
+        "ScaleOutSection",
+    ];
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: 100_000,
+    };
+    let Ok(doc) = roxmltree::Document::parse_with_options(text, options) else {
+        return;
+    };
+    for n in doc.root_element().descendants().filter(|n| n.is_element()) {
+        let parent = n.parent_element().map(|p| p.tag_name().name());
+        if !matches!(
+            parent,
+            Some("Envelope" | "VirtualSystem" | "VirtualSystemCollection")
+        ) {
+            continue;
+        }
+        let required = n
+            .attributes()
+            .any(|a| a.name() == "required" && a.value() == "true");
+        let name = n.tag_name().name();
+        if required && !KNOWN.contains(&name) {
+            f.add(
+                "required-section",
+                Severity::Refuse,
+                descriptor,
+                format!("{name} (line {})", doc.text_pos_at(n.range().start).row),
+                format!(
+                    "{name} is marked ovf:required=\"true\" and is not a section the targets know"
+                ),
+                DSP0243,
+            );
+        }
+    }
+}
+
+/// What [`fix`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct FixReport {
+    /// The package written.
+    pub output: std::path::PathBuf,
+    /// Every change made, in words.
+    pub changes: Vec<String>,
+    /// The findings before.
+    pub before: LintReport,
+    /// The findings the written package still has (what `fix` cannot repair: a collection for
+    /// a standalone host, an OVF 2.x envelope for Workstation).
+    pub after: LintReport,
+}
+
+/// The oldest virtual hardware version that has the devices of `h`: vmx-10 for SATA (and as
+/// the floor for a system that names none), vmx-13 for NVMe.
+fn needed_vmx(h: &super::hardware::Hardware, floor: u32) -> u32 {
+    let mut v = floor;
+    if h.of(DeviceKind::SataController).next().is_some() {
+        v = v.max(10);
+    }
+    if h.of(DeviceKind::NvmeController).next().is_some() {
+        v = v.max(13);
+    }
+    v
+}
+
+/// Writes `out`, a package `target` accepts, from the package at `input` (an `.ovf` or an
+/// `.ova`; never modified): the manifest rewritten (SHA1 for Workstation, SHA256 for the
+/// others, spelled as VMware writes it), members in the order descriptor, manifest, files,
+/// every `ovf:size` the file's, disks rewritten as VMware-layout stream-optimized files, and
+/// for VMware targets a hardware family they know (`vmx-NN` in place of `virtualbox-2.2`, or
+/// of a `vmx-NN` newer than they know). Every change is listed; what it cannot repair stays
+/// in [`FixReport::after`].
+pub fn fix(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    target: Target,
+    options: &crate::ConvertOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<FixReport> {
+    let pkg = Package::open(input)?;
+    let before = lint(&pkg, target)?;
+    let mut changes = Vec::new();
+    let algorithm = if target == Target::Workstation {
+        super::manifest::Algorithm::Sha1
+    } else {
+        super::manifest::Algorithm::Sha256
+    };
+    let mut export = super::export::ExportOptions::new()
+        .convert_options(options.clone())
+        .manifest(algorithm);
+    changes.push(format!(
+        "manifest written with {} digests, spelled ALG(name)= hex",
+        algorithm.as_str()
+    ));
+    if target.is_vmware() {
+        let env = pkg.envelope();
+        let mut wanted = None;
+        for s in &env.systems {
+            let h = s.hardware.select(env.default_deployment_option());
+            let stated = h.system_type.clone().unwrap_or_default();
+            let vmx: Option<u32> = stated
+                .split_whitespace()
+                .filter_map(|t| t.strip_prefix("vmx-")?.parse().ok())
+                .max();
+            let new = match vmx {
+                Some(v) if v > NEWEST_VMX => NEWEST_VMX,
+                Some(v) if needed_vmx(&h, v) > v => needed_vmx(&h, v),
+                Some(_) => continue,
+                None => needed_vmx(&h, 10),
+            };
+            changes.push(format!(
+                "VirtualSystem {}: VirtualSystemType {stated:?} -> \"vmx-{new}\"",
+                s.id
+            ));
+            wanted = Some(wanted.map_or(new, |w: u32| w.max(new)));
+        }
+        if let Some(v) = wanted {
+            export.system_type = Some(format!("vmx-{v}"));
+        }
+    }
+    for f in before.findings.iter().filter(|f| f.rule == "file-size") {
+        changes.push(format!(
+            "{} {}: ovf:size corrected to the file's",
+            f.file, f.at
+        ));
+    }
+    changes.push(
+        "disks rewritten as stream-optimized VMDKs in VMware's layout (footer, end-of-stream marker)"
+            .into(),
+    );
+    changes.push("members ordered: descriptor, manifest, then the files".into());
+    super::export::export(&[input.to_path_buf()], out, &export, progress)?;
+    let after = lint(&Package::open(out)?, target)?;
+    Ok(FixReport {
+        output: out.to_path_buf(),
+        changes,
+        before,
+        after,
+    })
+}

@@ -1,0 +1,293 @@
+//! `check --target` and `fix`: packages that each have one problem a product refuses or
+//! changes; `check --target` flags it, `fix` repairs what it can, and the fixed package passes
+//! `check --target`, our `verify`, and qemu-img's reading of its disks (tar extracts it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// A one-system envelope with the disk `d.vmdk`: `system_type`, `items` in the hardware
+/// section, `extra` before the VirtualSystem's end.
+fn ovf(system_type: &str, items: &str, extra: &str, size: usize) -> String {
+    envelope(
+        &file_ref("d.vmdk", size, ""),
+        &disk_entry(1),
+        &format!(
+            "<VirtualSystem ovf:id=\"vm\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info><System><vssd:VirtualSystemType xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\">{system_type}</vssd:VirtualSystemType></System>{items}</VirtualHardwareSection>{extra}</VirtualSystem>\n"
+        ),
+    )
+}
+
+/// `check --target T --json` of `pkg`: exit code and the findings' (rule, severity).
+fn lint(dir: &Path, pkg: &str, target: &str) -> (i32, Vec<(String, String)>) {
+    let out = ovf_disk(dir, &["check", "--target", target, "--json", pkg]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let findings = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(v["refused"], out.status.code() == Some(2), "{v}");
+    (out.status.code().unwrap(), findings)
+}
+
+/// A package folder `name/` with `ovf` and a disk written by `writer`: `qemu` (stream-optimized
+/// as qemu-img writes it, no end-of-stream marker), `sparse` (qemu-img's monolithicSparse),
+/// else our VMware-layout writer; a manifest spelled `tag` or not.
+fn package(dir: &Path, name: &str, ovf_text: &str, writer: &str, tag: bool) -> String {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    if writer == "qemu" || writer == "sparse" {
+        let sub = if writer == "qemu" {
+            "subformat=streamOptimized"
+        } else {
+            "subformat=monolithicSparse"
+        };
+        let args = [
+            "convert",
+            "-q",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            sub,
+            "../src.raw",
+            "d.vmdk",
+        ];
+        qemu_img(&p, &args);
+    } else {
+        ovf_disk_ok(
+            &p,
+            &[
+                "convert",
+                "-q",
+                "--from",
+                "raw",
+                "--to",
+                "streamOptimized",
+                "../src.raw",
+                "d.vmdk",
+            ],
+        );
+    }
+    let size = std::fs::metadata(p.join("d.vmdk")).unwrap().len() as usize;
+    let text = ovf_text.replace("SIZE", &size.to_string());
+    std::fs::write(p.join("p.ovf"), &text).unwrap();
+    let mf: String = ["p.ovf", "d.vmdk"]
+        .iter()
+        .map(|f| {
+            let sha = sha256(&p.join(f));
+            if tag {
+                format!("SHA256 ({f}) = {sha}\n")
+            } else {
+                format!("SHA256({f})= {sha}\n")
+            }
+        })
+        .collect();
+    std::fs::write(p.join("p.mf"), mf).unwrap();
+    format!("{name}/p.ovf")
+}
+
+/// `fix` of `pkg` for `target` into `out`: the exit code; when 0, the output verifies and its
+/// disk reads (qemu-img, after tar extracts it) as `src.raw`.
+fn fixed(dir: &Path, pkg: &str, target: &str, out: &str) -> i32 {
+    let run = ovf_disk(dir, &["fix", "--target", target, pkg, out]);
+    let code = run.status.code().unwrap();
+    assert!(
+        code == 0 || code == 2,
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v = ovf_disk_ok(dir, &["verify", out]);
+    assert!(String::from_utf8_lossy(&v.stdout).ends_with("verified\n"));
+    let x = dir.join(format!("{out}.x"));
+    std::fs::create_dir_all(&x).unwrap();
+    let tar = Command::new(tool("tar"))
+        .args(["-xf", out, "-C"])
+        .arg(&x)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let raw = format!("{out}.raw");
+    qemu_img(
+        dir,
+        &[
+            "convert",
+            "-f",
+            "vmdk",
+            "-O",
+            "raw",
+            &format!("{out}.x/d.vmdk"),
+            &raw,
+        ],
+    );
+    assert_eq!(
+        sha256_prefix(&dir.join(&raw), 1 << 20),
+        sha256(&dir.join("src.raw"))
+    );
+    code
+}
+
+#[test]
+fn each_problem_is_flagged_and_fixed() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 1 << 20);
+    let sata = "<Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>vmware.sata.ahci</rasd:ResourceSubType><rasd:ResourceType>20</rasd:ResourceType></Item>";
+    let clean = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+    let cases: Vec<(&str, String, &str, bool, &str)> = vec![
+        ("clean", clean.clone(), "ours", false, ""),
+        (
+            "tag manifest",
+            clean.clone(),
+            "ours",
+            true,
+            "manifest-spelling",
+        ),
+        (
+            "wrong size",
+            clean.replace("ovf:size=\"SIZE\"", "ovf:size=\"12345\""),
+            "ours",
+            false,
+            "file-size",
+        ),
+        (
+            "virtualbox family",
+            clean.replace("vmx-13", "virtualbox-2.2"),
+            "ours",
+            false,
+            "system-type",
+        ),
+        (
+            "future family",
+            clean.replace("vmx-13", "vmx-99"),
+            "ours",
+            false,
+            "system-type",
+        ),
+        (
+            "SATA on vmx-08",
+            clean
+                .replace("vmx-13", "vmx-08")
+                .replace("</System>", &format!("</System>{sata}")),
+            "ours",
+            false,
+            "device-version",
+        ),
+        ("qemu stream", clean.clone(), "qemu", false, "stream-layout"),
+        (
+            "format not stream",
+            clean.clone(),
+            "sparse",
+            false,
+            "disk-format",
+        ),
+    ];
+    for (i, (case, text, writer, tag, rule)) in cases.iter().enumerate() {
+        let pkg = package(dir, &format!("c{i}"), text, writer, *tag);
+        let (code, findings) = lint(dir, &pkg, "esxi");
+        let refused: Vec<&str> = findings
+            .iter()
+            .filter(|(_, s)| s == "refuse")
+            .map(|(r, _)| r.as_str())
+            .collect();
+        if rule.is_empty() {
+            assert_eq!(code, 0, "{case}: {findings:?}");
+            assert!(refused.is_empty(), "{case}: {findings:?}");
+        } else {
+            assert_eq!(code, 2, "{case}: {findings:?}");
+            assert_eq!(refused, [*rule], "{case}: {findings:?}");
+        }
+        // fix repairs it: the output passes the same check.
+        let out = format!("fixed{i}.ova");
+        assert_eq!(fixed(dir, &pkg, "esxi", &out), 0, "{case}");
+        let (code, findings) = lint(dir, &out, "esxi");
+        assert_eq!(code, 0, "{case}: after fix {findings:?}");
+    }
+    // What each fix wrote for the hardware family.
+    let fixed_ovf = |i: usize| {
+        let x = dir.join(format!("fixed{i}.ova.x/p.ovf"));
+        std::fs::read_to_string(x).unwrap()
+    };
+    assert!(fixed_ovf(3).contains(">vmx-10<"));
+    assert!(fixed_ovf(4).contains(">vmx-21<"));
+    assert!(fixed_ovf(5).contains(">vmx-10<"));
+    // The input is never modified.
+    let text = std::fs::read_to_string(dir.join("c3/p.ovf")).unwrap();
+    assert!(text.contains("virtualbox-2.2"));
+}
+
+#[test]
+fn what_each_target_refuses_and_what_fix_cannot_repair() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 1 << 20);
+    let base = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+    // OVF 2.x: Workstation refuses it; fix keeps the envelope's version.
+    let v2 = base.replace("ovf/envelope/1", "ovf/envelope/2");
+    let pkg = package(dir, "v2", &v2, "ours", false);
+    let (code, findings) = lint(dir, &pkg, "workstation");
+    assert_eq!(code, 2);
+    assert!(
+        findings.contains(&("ovf-version".into(), "refuse".into())),
+        "{findings:?}"
+    );
+    assert_eq!(lint(dir, &pkg, "esxi").0, 0);
+    assert_eq!(fixed(dir, &pkg, "workstation", "v2.ova"), 2);
+    // A section marked required that no product knows.
+    let req = base.replace(
+        "</VirtualSystem>",
+        "<CustomSection ovf:required=\"true\"><Info>x</Info></CustomSection></VirtualSystem>",
+    );
+    let pkg = package(dir, "req", &req, "ours", false);
+    for t in ["esxi", "vcenter", "workstation", "virtualbox", "virt-v2v"] {
+        let (code, findings) = lint(dir, &pkg, t);
+        assert_eq!(code, 2, "{t}");
+        assert!(
+            findings.contains(&("required-section".into(), "refuse".into())),
+            "{t}: {findings:?}"
+        );
+    }
+    // VirtualBox changes PVSCSI and vmxnet3; VMware's products take them.
+    let vmw = base.replace("</System>", "</System><Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>VirtualSCSI</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item><Item><rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType><rasd:ResourceType>10</rasd:ResourceType></Item>");
+    let pkg = package(dir, "vmw", &vmw, "ours", false);
+    let (code, findings) = lint(dir, &pkg, "virtualbox");
+    assert_eq!(code, 0);
+    assert_eq!(
+        findings
+            .iter()
+            .filter(|(r, s)| r == "device-type" && s == "change")
+            .count(),
+        2,
+        "{findings:?}"
+    );
+    assert_eq!(lint(dir, &pkg, "esxi").0, 0);
+    // A tag-spelled manifest: VirtualBox reads it.
+    let pkg = package(dir, "tag", &base, "ours", true);
+    let (code, findings) = lint(dir, &pkg, "virtualbox");
+    assert_eq!(code, 0);
+    assert!(
+        findings.contains(&("manifest-spelling".into(), "note".into())),
+        "{findings:?}"
+    );
+    // Text: one finding a line, with the file and element.
+    let out = ovf_disk(dir, &["check", "--target", "workstation", "v2/p.ovf"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("REFUSE ovf-version: p.ovf Envelope: an OVF 2.x envelope"),
+        "{text}"
+    );
+}
