@@ -165,8 +165,16 @@ fn every_json_output_matches_its_documented_shape() {
     assert_eq!(v["disks"].as_array().unwrap().len(), 2, "{v}");
     matches_doc(dir, "verify", &["verify", "--json", "p.ova"]);
     matches_doc(dir, "check-package", &["check", "--json", "p.ova"]);
-    matches_doc(dir, "check-target", &["check", "--target", "esxi", "--json", "p.ova"]);
-    matches_doc(dir, "fix", &["fix", "--json", "--target", "esxi", "p.ova", "fixed.ova"]);
+    matches_doc(
+        dir,
+        "check-target",
+        &["check", "--target", "esxi", "--json", "p.ova"],
+    );
+    matches_doc(
+        dir,
+        "fix",
+        &["fix", "--json", "--target", "esxi", "p.ova", "fixed.ova"],
+    );
     let v = matches_doc(dir, "check-ft", &["check", "--ft", "--json", "p.ova"]);
     assert!(
         !v["machines"][0]["rules"].as_array().unwrap().is_empty(),

@@ -289,7 +289,7 @@ struct SparseCheck<'a> {
     s: &'a SparseExtent,
     report: &'a mut CheckReport,
     used: Vec<Used>,
-    /// The grain tables walked (in range, readable, over no other table).
+    /// The grain tables to walk (in range, readable, over no other table, not all empty).
     walkable: Vec<bool>,
 }
 
@@ -402,8 +402,10 @@ impl SparseCheck<'_> {
                     continue;
                 }
             };
+            // A table of unallocated entries only has no grain to walk (a disk that qemu-img
+            // made has every table of its capacity, most of them empty).
             if let Some(w) = self.walkable.get_mut(t) {
-                *w = true;
+                *w = table.iter().any(|&e| e != 0);
             }
             if let Some(&r) = rgd.get(t) {
                 self.redundant_table(t, &table, u64::from(r) * SECTOR_SIZE, gt_bytes);

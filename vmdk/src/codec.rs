@@ -4,7 +4,8 @@
 //! qemu with a zlib (RFC 1950) wrapper; raw deflate is read too. Inflating uses libdeflate
 //! (`libdeflater`) when the compressed size is known (a grain marker gives it) and flate2 when
 //! the stream's end must be found while reading (compressed grains without markers);
-//! compressing uses flate2's miniz_oxide backend. Why these, with the figures that chose them:
+//! compressing uses libdeflate too (level 6 by default). Why these, with the figures that chose
+//! them:
 //! `benches/README.md`. Every output buffer bounds what a stream may produce: a grain that
 //! would inflate past it is an error, never a larger allocation.
 
@@ -75,34 +76,29 @@ pub fn inflate_until_end(input: &[u8], out: &mut [u8]) -> Result<usize, String> 
 
 #[cfg(feature = "write")]
 thread_local! {
-    static DEFLATE: RefCell<Option<(u32, flate2::Compress)>> = const { RefCell::new(None) };
+    static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor)>> = const { RefCell::new(None) };
 }
 
-/// Compresses one grain into a zlib stream at `level` (0 to 9), reusing this thread's compressor.
+/// Compresses one grain into a zlib stream at `level` (0, stored, to 12), with libdeflate,
+/// reusing this thread's compressor.
 #[cfg(feature = "write")]
 pub fn compress_grain(level: u32, data: &[u8]) -> Result<Vec<u8>, String> {
-    use flate2::{Compress, Compression, FlushCompress};
     DEFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !matches!(&*slot, Some((l, _)) if *l == level) {
-            *slot = Some((level, Compress::new(Compression::new(level.min(9)), true)));
+            let lvl = i32::try_from(level.min(12))
+                .ok()
+                .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
+                .ok_or_else(|| format!("compression level {level}"))?;
+            *slot = Some((level, libdeflater::Compressor::new(lvl)));
         }
         let Some((_, c)) = slot.as_mut() else {
             return Err("no compressor".to_string());
         };
-        c.reset();
-        let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 64);
-        loop {
-            let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
-            let input = data.get(consumed..).unwrap_or(&[]);
-            match c
-                .compress_vec(input, &mut out, FlushCompress::Finish)
-                .map_err(|e| e.to_string())?
-            {
-                Status::StreamEnd => return Ok(out),
-                _ => out.reserve(out.capacity().max(4096)),
-            }
-        }
+        let mut out = vec![0u8; c.zlib_compress_bound(data.len())];
+        let n = c.zlib_compress(data, &mut out).map_err(|e| e.to_string())?;
+        out.truncate(n);
+        Ok(out)
     })
 }
 

@@ -591,7 +591,23 @@ impl Disk {
             let from = offset.max(e.start);
             let to = end.min(e.start + e.len);
             match &e.data {
-                ExtentData::Flat { .. } => push_run(runs, from, to - from, Allocation::Data),
+                ExtentData::Flat { backing, offset } => {
+                    // Holes of the host file read as zeros: explicitly zero, like a ZERO extent.
+                    let base = offset.saturating_add(from - e.start);
+                    match backing.data_runs(base, base.saturating_add(to - from)) {
+                        Some(parts) if parts.iter().map(|p| p.1).sum::<u64>() == to - from => {
+                            for (at, n, data) in parts {
+                                let kind = if data {
+                                    Allocation::Data
+                                } else {
+                                    Allocation::Zero
+                                };
+                                push_run(runs, from + (at - base), n, kind);
+                            }
+                        }
+                        _ => push_run(runs, from, to - from, Allocation::Data),
+                    }
+                }
                 ExtentData::Zero => push_run(runs, from, to - from, Allocation::Zero),
                 ExtentData::Sparse(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
                 ExtentData::Esx(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
@@ -646,9 +662,10 @@ impl Disk {
             .take_while(move |e| e.start < to)
     }
 
-    /// Bytes of data, zeroed and unallocated space over the whole disk. Flat and zero extents
-    /// count whole; sparse extents are mapped in windows, so the work follows the grain tables
-    /// present, not the capacity a descriptor claims.
+    /// Bytes of data, zeroed and unallocated space over the whole disk. Zero extents count
+    /// whole, flat extents by their file's data and holes (holes are zero); sparse extents are
+    /// mapped in windows, so the work follows the grain tables present, not the capacity a
+    /// descriptor claims.
     pub fn allocation_summary(&self) -> Result<AllocationSummary> {
         let mut sum = AllocationSummary::default();
         let mut add = |kind: Allocation, len: u64| match kind {
@@ -658,7 +675,23 @@ impl Disk {
         };
         for e in &self.extents {
             match &e.data {
-                ExtentData::Flat { .. } => add(Allocation::Data, e.len),
+                ExtentData::Flat { backing, offset } => {
+                    match backing.data_runs(*offset, offset.saturating_add(e.len)) {
+                        Some(parts) if parts.iter().map(|p| p.1).sum::<u64>() == e.len => {
+                            for (_, n, data) in parts {
+                                add(
+                                    if data {
+                                        Allocation::Data
+                                    } else {
+                                        Allocation::Zero
+                                    },
+                                    n,
+                                );
+                            }
+                        }
+                        _ => add(Allocation::Data, e.len),
+                    }
+                }
                 ExtentData::Zero => add(Allocation::Zero, e.len),
                 ExtentData::Sparse(_) | ExtentData::Esx(_) => {
                     let window = 4u64 << 30;

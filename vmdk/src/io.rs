@@ -49,6 +49,16 @@ impl ReadAt for MemoryStorage {
     }
 }
 
+/// A host file shared with the hole queries.
+#[derive(Debug)]
+struct SharedFile(Arc<File>);
+
+impl ReadAt for SharedFile {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_at(pos, buf)
+    }
+}
+
 /// A read-only memory map of a whole file.
 #[derive(Debug)]
 struct MappedStorage(memmap2::Mmap);
@@ -68,6 +78,8 @@ pub struct Backing {
     len: u64,
     /// The whole file, when it is memory-mapped or held in memory: reads then borrow from it.
     bytes: Option<Arc<dyn AsBytes>>,
+    /// The host file, when it is one: where its holes are (`SEEK_DATA`, `SEEK_HOLE`).
+    file: Option<Arc<File>>,
 }
 
 /// Storage whose bytes can be borrowed.
@@ -111,6 +123,7 @@ impl Backing {
             storage: Arc::new(storage),
             len,
             bytes: None,
+            file: None,
         }
     }
 
@@ -144,11 +157,61 @@ impl Backing {
                         storage: mapped.clone(),
                         len,
                         bytes: Some(mapped),
+                        file: Some(Arc::new(file)),
                     });
                 }
             }
         }
-        Ok(Self::new(path, file, len))
+        let shared = Arc::new(file);
+        let mut b = Self::new(path, SharedFile(shared.clone()), len);
+        b.file = meta.is_file().then_some(shared);
+        Ok(b)
+    }
+
+    /// The ranges of `from..to` (clamped to the file) that hold data and those that are holes,
+    /// in order, as `(start, len, is_data)`, for a host file whose file system reports holes
+    /// (`SEEK_DATA`/`SEEK_HOLE`); `None` when that is not known (not a host file, another
+    /// system, an error): then every byte is data. At most 65536 runs are reported; a file more
+    /// fragmented than that has its tail reported as data.
+    pub(crate) fn data_runs(&self, from: u64, to: u64) -> Option<Vec<(u64, u64, bool)>> {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::{seek, SeekFrom};
+            let file = self.file.as_ref()?;
+            let to = to.min(self.len);
+            let mut runs = Vec::new();
+            let mut pos = from;
+            while pos < to {
+                if runs.len() >= 1 << 16 {
+                    runs.push((pos, to - pos, true));
+                    break;
+                }
+                let data = match seek(&**file, SeekFrom::Data(pos)) {
+                    Ok(d) => d.min(to),
+                    // No data after `pos`: a hole to the end.
+                    Err(rustix::io::Errno::NXIO) => to,
+                    Err(_) => return None,
+                };
+                if data > pos {
+                    runs.push((pos, data - pos, false));
+                }
+                if data >= to {
+                    break;
+                }
+                let hole = match seek(&**file, SeekFrom::Hole(data)) {
+                    Ok(h) => h.min(to),
+                    Err(_) => return None,
+                };
+                runs.push((data, hole.max(data + 1).min(to) - data, true));
+                pos = hole.max(data + 1);
+            }
+            Some(runs)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (from, to);
+            None
+        }
     }
 
     /// Wraps bytes held in memory under a made-up name.
@@ -161,6 +224,7 @@ impl Backing {
             storage: memory.clone(),
             len,
             bytes: Some(memory),
+            file: None,
         }
     }
 
