@@ -252,6 +252,20 @@ fn size_of_disks_rule(r: &mut Rules, disks: &[(String, u64)]) {
     }
 }
 
+/// Legacy FT's virtual hardware rule: version 7 or later; `unstated` is the outcome (and its
+/// words) when no version is known.
+fn hardware_version_rule(r: &mut Rules, version: Option<u32>, unstated: (Outcome, &str)) {
+    let (outcome, detail) = match version {
+        Some(v) if v < 7 => (
+            Outcome::Fail,
+            format!("virtual hardware version {v}; legacy FT needs 7 or later"),
+        ),
+        Some(v) => (Outcome::Pass, format!("virtual hardware version {v}")),
+        None => (unstated.0, unstated.1.to_string()),
+    };
+    r.add("hardware-version", outcome, detail, LEGACY_CHECKLIST);
+}
+
 /// The rules that read a package's hardware.
 fn hardware_rules(r: &mut Rules, version: FtVersion, h: &Hardware) {
     let named = |kind: DeviceKind| -> Vec<String> {
@@ -323,33 +337,14 @@ fn hardware_rules(r: &mut Rules, version: FtVersion, h: &Hardware) {
         );
     }
     if version == FtVersion::Legacy {
-        let stated = h
-            .system_type
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .filter_map(|t| t.strip_prefix("vmx-")?.parse::<u32>().ok())
-            .max();
-        match stated {
-            Some(v) if v < 7 => r.add(
-                "hardware-version",
-                Outcome::Fail,
-                format!("virtual hardware version {v}; legacy FT needs 7 or later"),
-                LEGACY_CHECKLIST,
-            ),
-            Some(v) => r.add(
-                "hardware-version",
+        hardware_version_rule(
+            r,
+            h.vmx_version(),
+            (
                 Outcome::Pass,
-                format!("virtual hardware version {v}"),
-                LEGACY_CHECKLIST,
+                "no vmx-NN stated: the target chooses (7 or later)",
             ),
-            None => r.add(
-                "hardware-version",
-                Outcome::Pass,
-                "no vmx-NN stated: the target chooses (7 or later)".into(),
-                LEGACY_CHECKLIST,
-            ),
-        }
+        );
         let vlance: Vec<String> = h
             .of(DeviceKind::Nic)
             .filter(|n| {
@@ -597,26 +592,14 @@ pub fn ft_check_vm(vmx: &Path, options: &VmOptions, version: FtVersion) -> Resul
         let hw: Option<u32> = vm
             .setting("virtualHW.version")
             .and_then(|v| v.trim().parse().ok());
-        match hw {
-            Some(v) if v < 7 => r.add(
-                "hardware-version",
+        hardware_version_rule(
+            &mut r,
+            hw,
+            (
                 Outcome::Fail,
-                format!("virtual hardware version {v}; legacy FT needs 7 or later"),
-                LEGACY_CHECKLIST,
+                "no virtualHW.version: version 4, older than legacy FT's 7",
             ),
-            Some(v) => r.add(
-                "hardware-version",
-                Outcome::Pass,
-                format!("virtual hardware version {v}"),
-                LEGACY_CHECKLIST,
-            ),
-            None => r.add(
-                "hardware-version",
-                Outcome::Fail,
-                "no virtualHW.version: version 4, older than legacy FT's 7".into(),
-                LEGACY_CHECKLIST,
-            ),
-        }
+        );
         let vlance: Vec<String> = vm
             .settings_starting_with("ethernet")
             .filter(|(k, v)| k.ends_with(".virtualdev") && v.eq_ignore_ascii_case("vlance"))

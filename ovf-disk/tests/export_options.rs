@@ -8,42 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
-
-/// Runs `program args` in `dir`, which must succeed; its standard output.
-fn run(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(tool(program))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Two small disks in `dir` (`a.vmdk`, `b.raw`) and their raw sha256s.
 fn disks(dir: &Path) -> (String, String) {
     sample_raw(&dir.join("b.raw"), 3 << 20);
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            "a.vmdk",
-            "2M",
-        ],
-    );
+    qemu_create(dir, "a.vmdk", "streamOptimized", "2M");
     qemu_io(dir, "a.vmdk", &["write -P 0x61 0 640k"]);
     (qemu_raw_sha(dir, "a.vmdk"), sha256(&dir.join("b.raw")))
 }
@@ -51,8 +22,8 @@ fn disks(dir: &Path) -> (String, String) {
 /// Extracts `ova` into `dir/into` with tar and returns the member names in order.
 fn untar(dir: &Path, ova: &str, into: &str) -> Vec<String> {
     std::fs::create_dir_all(dir.join(into)).unwrap();
-    run(dir, "tar", &["-xf", ova, "-C", into]);
-    run(dir, "tar", &["-tf", ova])
+    run_ok(dir, "tar", &["-xf", ova, "-C", into]);
+    run_ok(dir, "tar", &["-tf", ova])
         .lines()
         .map(str::to_string)
         .collect()
@@ -129,7 +100,7 @@ fn manifests_in_every_algorithm_and_spelling_are_read_by_the_sum_tools() {
                 .collect(),
         };
         std::fs::write(folder.join("sums"), sums).unwrap();
-        run(&folder, tool_name, &["-c", "sums"]);
+        run_ok(&folder, tool_name, &["-c", "sums"]);
         let v = ovf_disk_ok(dir, &["verify", &ova]);
         assert!(String::from_utf8_lossy(&v.stdout).ends_with("verified\n"));
         imports_to(dir, &ova, &format!("in-{alg}-{style}"), &a, &b);
@@ -148,7 +119,7 @@ fn signed_packages_verify_here_and_with_openssl() {
     ] {
         let key = format!("k{bits}.pem");
         let cert = format!("c{bits}.pem");
-        run(
+        run_ok(
             dir,
             "openssl",
             &[
@@ -168,7 +139,7 @@ fn signed_packages_verify_here_and_with_openssl() {
             ],
         );
         let key = if pkcs1 {
-            run(
+            run_ok(
                 dir,
                 "openssl",
                 &["rsa", "-in", &key, "-out", "pkcs1.pem", "-traditional"],
@@ -230,9 +201,9 @@ fn signed_packages_verify_here_and_with_openssl() {
             .collect();
         assert_eq!(sig.len(), bits / 8);
         std::fs::write(folder.join("sig.bin"), sig).unwrap();
-        let public = run(dir, "openssl", &["x509", "-in", &cert, "-pubkey", "-noout"]);
+        let public = run_ok(dir, "openssl", &["x509", "-in", &cert, "-pubkey", "-noout"]);
         std::fs::write(folder.join("pub.pem"), public).unwrap();
-        let ok = run(
+        let ok = run_ok(
             &folder,
             "openssl",
             &[
@@ -311,7 +282,7 @@ fn compressed_and_chunked_disk_files_import_and_verify() {
         whole.extend(bytes);
     }
     std::fs::write(dir.join("disk2.vmdk.gz"), &whole).unwrap();
-    run(dir, "gzip", &["-t", "disk2.vmdk.gz"]);
+    run_ok(dir, "gzip", &["-t", "disk2.vmdk.gz"]);
     let v = ovf_disk_ok(dir, &["verify", "cc.ova"]);
     let text = String::from_utf8_lossy(&v.stdout);
     assert!(text.ends_with("verified\n"), "{text}");

@@ -149,19 +149,7 @@ fn slow_stream_disk(dir: &Path, name: &str, mib: u64, seed: u64) -> String {
 
 /// A small stream-optimized disk of `mib` MiB (1 MiB of 0xab at offset 0), made by qemu-img.
 fn small_stream_disk(dir: &Path, name: &str, mib: u64) {
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            name,
-            &format!("{mib}M"),
-        ],
-    );
+    qemu_create(dir, name, "streamOptimized", &format!("{mib}M"));
     qemu_io(dir, name, &["write -P 0xab 0 1M"]);
 }
 
@@ -819,19 +807,7 @@ impl Drop for UnreadableSector {
 fn a_real_read_error_names_the_file_and_offset_and_leaves_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    qemu_img(
-        d,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=monolithicSparse",
-            "d.vmdk",
-            "4M",
-        ],
-    );
+    qemu_create(d, "d.vmdk", "monolithicSparse", "4M");
     qemu_io(d, "d.vmdk", &["write -P 0xab 0 1M"]);
     // The fifth grain's data in the file, as qemu-img places it.
     let grain = host_offset(d, "d.vmdk", "vmdk", 4 << 16);

@@ -84,19 +84,7 @@ fn only_failing(rules: &[(String, String, String)], failing: &[&str], case: &str
 fn each_package_rule_fails_alone_and_a_clean_package_passes() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            "d.vmdk",
-            "1M",
-        ],
-    );
+    qemu_create(dir, "d.vmdk", "streamOptimized", "1M");
     let cases: Vec<(&str, String, &str)> = vec![
         ("clean", envelope_with("", "", &[]), ""),
         (
@@ -191,19 +179,7 @@ fn each_package_rule_fails_alone_and_a_clean_package_passes() {
 /// `snapshot`).
 fn vm_folder(dir: &Path, settings: &str, snapshot: bool) {
     if !dir.join("d.vmdk").exists() {
-        qemu_img(
-            dir,
-            &[
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-o",
-                "subformat=monolithicFlat",
-                "d.vmdk",
-                "1M",
-            ],
-        );
+        qemu_create(dir, "d.vmdk", "monolithicFlat", "1M");
         qemu_img(
             dir,
             &[

@@ -43,19 +43,7 @@ const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 
 fn package(dir: &Path) {
     std::fs::write(dir.join("p.ovf"), OVF).unwrap();
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            "d.vmdk",
-            "1M",
-        ],
-    );
+    qemu_create(dir, "d.vmdk", "streamOptimized", "1M");
 }
 
 #[test]

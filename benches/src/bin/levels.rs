@@ -2,7 +2,9 @@
 //! non-zero 64 KiB grain compressed by each backend and level, one thread; the size counted as
 //! a stream-optimized file stores it (a 12-byte marker and the data, padded to 512 bytes).
 //!
-//!     cargo run --release -p vmdk-benches --bin levels -- target/corpus/*.img
+//! ```text
+//! cargo run --release -p vmdk-benches --bin levels -- target/corpus/*.img
+//! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::Read;

@@ -118,14 +118,7 @@ fn guest_os(h: &Hardware) -> (String, Option<String>) {
 
 /// The `virtualHW.version` of `system_type` (`vmx-13 vmx-19`: the highest), capped at `cap`.
 fn hw_version(h: &Hardware, cap: Option<u32>, unmapped: &mut Vec<String>) -> u32 {
-    let stated = h
-        .system_type
-        .as_deref()
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|t| t.strip_prefix("vmx-")?.parse::<u32>().ok())
-        .max();
-    let v = stated.unwrap_or_else(|| {
+    let v = h.vmx_version().unwrap_or_else(|| {
         unmapped.push(format!(
             "system type {:?} names no vmx-NN: virtualHW.version {DEFAULT_HW_VERSION}",
             h.system_type.as_deref().unwrap_or("")

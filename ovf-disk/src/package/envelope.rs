@@ -246,7 +246,8 @@ impl Envelope {
     }
 }
 
-fn attr<'a>(n: roxmltree::Node<'a, '_>, local: &str) -> Option<&'a str> {
+/// The attribute `local` of `n`, by local name (whatever its namespace prefix).
+pub(crate) fn attr<'a>(n: roxmltree::Node<'a, '_>, local: &str) -> Option<&'a str> {
     n.attributes()
         .find(|a| a.name() == local)
         .map(|a| a.value())
@@ -257,7 +258,8 @@ fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, local: &str) -> Option<roxmltree::N
         .find(|c| c.is_element() && c.tag_name().name() == local)
 }
 
-fn child_text(n: roxmltree::Node<'_, '_>, local: &str) -> Option<String> {
+/// The trimmed text of `n`'s child element `local`, by local name.
+pub(crate) fn child_text(n: roxmltree::Node<'_, '_>, local: &str) -> Option<String> {
     child(n, local)
         .and_then(|c| c.text())
         .map(|t| t.trim().to_string())

@@ -7,6 +7,8 @@
 //! Items that belong to a deployment option (`ovf:configuration="large"`) are kept with it;
 //! [`Hardware::select`] keeps those of one configuration.
 
+use super::envelope::{attr, child_text};
+
 /// What an `Item` is, by its CIM `ResourceType` (DSP1041 / CIM_ResourceAllocationSettingData)
 /// and, for controllers, its `ResourceSubType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,6 +197,16 @@ impl Hardware {
         d.quantity?.checked_mul(unit)
     }
 
+    /// The newest `vmx-NN` the `VirtualSystemType` names (it may list several), if any.
+    pub fn vmx_version(&self) -> Option<u32> {
+        self.system_type
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|t| t.strip_prefix("vmx-")?.parse::<u32>().ok())
+            .max()
+    }
+
     /// The device whose `InstanceID` is `id`.
     pub fn device(&self, id: &str) -> Option<&Device> {
         self.devices.iter().find(|d| d.instance_id == id)
@@ -213,21 +225,6 @@ impl Hardware {
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// The attribute `local` of `n`, by local name.
-fn attr<'a>(n: roxmltree::Node<'a, '_>, local: &str) -> Option<&'a str> {
-    n.attributes()
-        .find(|a| a.name() == local)
-        .map(|a| a.value())
-}
-
-/// The trimmed text of `n`'s child element `local`.
-fn child_text(n: roxmltree::Node<'_, '_>, local: &str) -> Option<String> {
-    n.children()
-        .find(|c| c.is_element() && c.tag_name().name() == local)
-        .and_then(|c| c.text())
-        .map(|t| t.trim().to_string())
 }
 
 /// A `vmw:Config` / `vmw:ExtraConfig` element's key and value.

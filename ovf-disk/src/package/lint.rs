@@ -298,10 +298,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
             .unwrap_or("")
             .split_whitespace()
             .collect();
-        let vmx: Option<u32> = types
-            .iter()
-            .filter_map(|t| t.strip_prefix("vmx-")?.parse().ok())
-            .max();
+        let vmx = h.vmx_version();
         if vmware && vmx.is_none() && !types.is_empty() {
             f.add(
                 "system-type",
@@ -549,10 +546,7 @@ pub fn fix(
         for s in &env.systems {
             let h = s.hardware.select(env.default_deployment_option());
             let stated = h.system_type.clone().unwrap_or_default();
-            let vmx: Option<u32> = stated
-                .split_whitespace()
-                .filter_map(|t| t.strip_prefix("vmx-")?.parse().ok())
-                .max();
+            let vmx = h.vmx_version();
             let new = match vmx {
                 Some(v) if v > NEWEST_VMX => NEWEST_VMX,
                 Some(v) if needed_vmx(&h, v) > v => needed_vmx(&h, v),

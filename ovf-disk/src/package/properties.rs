@@ -10,6 +10,7 @@
 use quick_xml::events::{BytesDecl, Event};
 use quick_xml::Writer;
 
+use super::envelope::{attr, child_text};
 use crate::error::{Error, Result};
 use crate::package::xml::{escape_attribute, escaped_attribute};
 
@@ -187,21 +188,6 @@ fn check_qualifier(kind: &str, q: &str, value: &str) -> std::result::Result<(), 
         }
     }
     Ok(())
-}
-
-/// The attribute `local` of `n`, by local name.
-fn attr<'a>(n: roxmltree::Node<'a, '_>, local: &str) -> Option<&'a str> {
-    n.attributes()
-        .find(|a| a.name() == local)
-        .map(|a| a.value())
-}
-
-/// The trimmed text of `n`'s child element `local`.
-fn child_text(n: roxmltree::Node<'_, '_>, local: &str) -> Option<String> {
-    n.children()
-        .find(|c| c.is_element() && c.tag_name().name() == local)
-        .and_then(|c| c.text())
-        .map(|t| t.trim().to_string())
 }
 
 /// The properties of the `ProductSection`s in the element `n` (not in nested systems), for

@@ -233,3 +233,31 @@ pub fn raw_ddb(dir: &Path, file: &str) -> std::collections::BTreeMap<String, Str
         })
         .collect()
 }
+
+/// qemu-img creates an empty VMDK `name` (in `dir`) of `subformat` and `size` (`1M`, `2G`).
+pub fn qemu_create(dir: &Path, name: &str, subformat: &str, size: &str) {
+    qemu_img(
+        dir,
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            &format!("subformat={subformat}"),
+            name,
+            size,
+        ],
+    );
+}
+
+/// Runs `program args` in `dir`, which must succeed; its standard output.
+pub fn run_ok(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(tool(program))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let out = succeeded(out, &format!("{program} {}", args.join(" ")));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
