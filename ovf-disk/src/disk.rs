@@ -33,6 +33,7 @@ pub struct ConvertOptions {
     pub(crate) write: WriteOptions,
     pub(crate) replace: bool,
     pub(crate) space_check: bool,
+    pub(crate) disks_at_once: usize,
 }
 
 impl Default for ConvertOptions {
@@ -41,6 +42,7 @@ impl Default for ConvertOptions {
             write: WriteOptions::default(),
             replace: false,
             space_check: true,
+            disks_at_once: 0,
         }
     }
 }
@@ -69,6 +71,14 @@ impl ConvertOptions {
     /// Replace outputs that exist (an output that is one of the input's files is still refused).
     pub fn replace_existing(mut self, replace: bool) -> Self {
         self.replace = replace;
+        self
+    }
+
+    /// How many disks an import or a VM folder writes at once (default 0: as many as cores, at
+    /// most 4; 1 writes them one by one). Each disk still spreads its grains over the write
+    /// threads.
+    pub fn disks_at_once(mut self, disks: usize) -> Self {
+        self.disks_at_once = disks;
         self
     }
 }

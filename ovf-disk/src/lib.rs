@@ -43,6 +43,7 @@ mod ft;
 mod iso;
 mod output;
 mod package;
+mod parallel;
 mod vm;
 
 pub use disk::{convert, convert_stream, ConvertOptions};

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use vmdk::{Disk, Format, OpenOptions};
 
-use crate::disk::{check_space, write_pending, ConvertOptions, PendingWrite};
+use crate::disk::{check_space, write_pending, ConvertOptions};
 use crate::error::{Error, Result};
 use crate::output::{commit_all, OutputFolder};
 use crate::package::names::is_plain_name;
+use crate::parallel::{self, disks_at_once};
 
 /// Largest `.vmx` read: configurations are a few KiB.
 const MAX_VMX: u64 = 1 << 20;
@@ -562,34 +563,39 @@ pub fn inflate_vm(
         });
         check_space(outdir, needed, outdir)?;
     }
-    let mut taken = Vec::new();
-    let mut written: Vec<PendingWrite> = Vec::new();
-    let mut report = VmInflateReport {
-        vmx: vmx.to_path_buf(),
-        disks: Vec::new(),
-    };
     let extension = if *format == Format::Raw {
         "raw"
     } else {
         "vmdk"
     };
+    let mut taken = Vec::new();
+    let mut jobs: Vec<(&VmDisk, &Disk, PathBuf)> = Vec::new();
     for (d, disk) in &disks {
         let stem = output_stem(disk, &d.device, &taken);
-        let out = outdir.join(format!("{stem}.{extension}"));
+        jobs.push((d, disk, outdir.join(format!("{stem}.{extension}"))));
         taken.push(stem);
+    }
+    let workers = disks_at_once(convert.disks_at_once, jobs.len());
+    let written = parallel::each(&jobs, workers, |(d, disk, out)| {
         let device = d.device.as_str();
-        let w = write_pending(disk, &out, format, disk.capacity(), convert, &|n| {
+        write_pending(disk, out, format, disk.capacity(), convert, &|n| {
             progress(device, n)
         })
-        .map_err(|e| e.for_disk(device))?;
-        report.disks.push(InflatedDisk {
-            device: d.device.clone(),
-            from: disk.path().to_path_buf(),
-            links: disk.chain().count(),
-            files: w.report.files.clone(),
-        });
-        written.push(w);
-    }
+        .map_err(|e| e.for_disk(device))
+    })?;
+    let report = VmInflateReport {
+        vmx: vmx.to_path_buf(),
+        disks: jobs
+            .iter()
+            .zip(&written)
+            .map(|((d, disk, _), w)| InflatedDisk {
+                device: d.device.clone(),
+                from: disk.path().to_path_buf(),
+                links: disk.chain().count(),
+                files: w.report.files.clone(),
+            })
+            .collect(),
+    };
     commit_all(written.into_iter().flat_map(|w| w.files).collect())?;
     folder.keep();
     Ok(report)

@@ -156,9 +156,11 @@ fn folder_and_ova_packages_verify_and_import() {
             assert_eq!(info["systems"][0]["memory"], 2u64 << 30);
             assert_eq!(info["disks"][1]["capacity"], 3u64 << 20);
             assert_eq!(info["systems"][0]["controllers"][0], "SCSI (lsilogic)");
+            // Raw disks one by one, thick VMDKs side by side: the same bytes either way.
             for raw in [false, true] {
                 let out = format!("out-{pkg}-{raw}");
-                let mut args = vec!["import", "-q", pkg, &out];
+                let at_once = if raw { "1" } else { "2" };
+                let mut args = vec!["import", "-q", pkg, &out, "--disks-at-once", at_once];
                 if raw {
                     args.extend(["--format", "raw"]);
                 }
@@ -274,15 +276,31 @@ fn a_disk_that_fails_midway_leaves_no_output() {
     bytes[len / 2..len / 2 + 64].fill(0x55);
     std::fs::write(&p, bytes).unwrap();
     std::fs::remove_file(d.path().join("appliance.mf")).unwrap();
-    let out = ovf_disk(d.path(), &["import", "-q", "appliance.ovf", "outdir"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("disk vmdisk1"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The folder the import created is gone again.
-    assert!(!d.path().join("outdir").exists());
+    // One by one, and both disks at once (disk 1 then completes beside the failing one).
+    for at_once in ["1", "2"] {
+        let out = ovf_disk(
+            d.path(),
+            &[
+                "import",
+                "-q",
+                "appliance.ovf",
+                "outdir",
+                "--disks-at-once",
+                at_once,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("disk vmdisk1"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The folder the import created is gone again.
+        assert!(
+            !d.path().join("outdir").exists(),
+            "--disks-at-once {at_once}"
+        );
+    }
 }
 
 #[test]

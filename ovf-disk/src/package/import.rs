@@ -37,6 +37,7 @@ use crate::emit::{libvirt_domain, vmx_config, Emit, EmitDisk};
 use crate::error::{Error, Result};
 use crate::iso::single_file_iso;
 use crate::output::{commit_all, OutputFolder, PendingFile};
+use crate::parallel::{self, disks_at_once};
 
 /// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
 ///
@@ -477,7 +478,6 @@ pub fn import(
     let (chosen, values) = check_deployment(pkg.envelope(), options)?;
     let folder = OutputFolder::open(outdir)?;
     check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
-    let mut written = Vec::new();
     let mut report = ImportReport {
         verify,
         ..ImportReport::default()
@@ -488,22 +488,28 @@ pub fn import(
             line: None,
             reason: "not UTF-8".into(),
         })?;
-    let mut edits = Vec::new();
-    for disk in &pkg.envelope().disks {
-        let Some(file) = pkg.envelope().file_of(disk) else {
-            continue;
-        };
-        let out = output_for(outdir, &file.href, &options.format);
+    let jobs: Vec<(&VirtualDisk, &FileRef, PathBuf)> = pkg
+        .envelope()
+        .disks
+        .iter()
+        .filter_map(|disk| {
+            let file = pkg.envelope().file_of(disk)?;
+            Some((disk, file, output_for(outdir, &file.href, &options.format)))
+        })
+        .collect();
+    let workers = disks_at_once(options.convert.disks_at_once, jobs.len());
+    let written = parallel::each(&jobs, workers, |(disk, file, out)| {
         let id = disk.disk_id.as_str();
-        let w = import_disk(pkg, disk, file, &out, options, &|n| progress(id, n))
-            .map_err(|e| e.for_disk(id))?;
-        edits.push(edit_for(file, &out, &w));
+        import_disk(pkg, disk, file, out, options, &|n| progress(id, n)).map_err(|e| e.for_disk(id))
+    })?;
+    let mut edits = Vec::new();
+    for ((disk, file, out), w) in jobs.iter().zip(&written) {
+        edits.push(edit_for(file, out, w));
         report.disks.push(ImportedDisk {
             disk_id: disk.disk_id.clone(),
             from: file.href.clone(),
             files: w.report.files.clone(),
         });
-        written.push(w);
     }
     let (mut configs, emitted) = emit_configs(
         pkg.envelope(),

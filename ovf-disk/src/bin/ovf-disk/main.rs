@@ -77,6 +77,10 @@ struct OutputArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Disks written at once by an import or a VM folder (default: as many as cores, at most
+    /// 4; 1 writes them one by one).
+    #[arg(long, value_name = "N")]
+    disks_at_once: Option<usize>,
     /// Write raw and flat outputs through the page cache instead of with O_DIRECT (the
     /// default where the file system supports it).
     #[arg(long)]
@@ -113,6 +117,7 @@ impl OutputArgs {
             .write_options(write)
             .replace_existing(self.force)
             .space_check(!self.no_space_check)
+            .disks_at_once(self.disks_at_once.unwrap_or(0))
     }
 
     /// Removes what interrupted runs left in the folder of `output` (or the folder itself,
