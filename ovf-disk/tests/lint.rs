@@ -291,3 +291,87 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
         "{text}"
     );
 }
+
+#[test]
+fn archives_with_the_descriptor_late_pax_headers_or_resource_forks() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 1 << 20);
+    let clean = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+    package(dir, "ar", &clean, "ours", false);
+    std::fs::write(dir.join("ar/._d.vmdk"), b"\0\x05\x16\x07AppleDouble").unwrap();
+    // GNU tar writes each archive: plain ustar with the disk first; POSIX pax (an extended
+    // header before each member); ustar with a macOS resource fork.
+    for (name, format, members, rule, severity) in [
+        (
+            "late.ova",
+            "ustar",
+            "d.vmdk p.ovf p.mf",
+            "descriptor-position",
+            "refuse",
+        ),
+        (
+            "pax.ova",
+            "posix",
+            "p.ovf p.mf d.vmdk",
+            "tar-extensions",
+            "refuse",
+        ),
+        (
+            "fork.ova",
+            "ustar",
+            "p.ovf p.mf d.vmdk ._d.vmdk",
+            "resource-fork",
+            "note",
+        ),
+    ] {
+        let mut args = vec!["--format", format, "-cf"];
+        let out = format!("../{name}");
+        args.push(&out);
+        args.extend(members.split(' '));
+        let status = Command::new(tool("tar"))
+            .args(&args)
+            .current_dir(dir.join("ar"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}");
+        // Read like any package (integrity intact)...
+        let v = ovf_disk_ok(dir, &["verify", name]);
+        assert!(
+            String::from_utf8_lossy(&v.stdout).ends_with("verified\n"),
+            "{name}"
+        );
+        // ...flagged for ESXi, a note for virt-v2v (which reads any order and pax)...
+        let (code, findings) = lint(dir, name, "esxi");
+        assert!(
+            findings.contains(&(rule.to_string(), severity.to_string())),
+            "{name}: {findings:?}"
+        );
+        assert_eq!(code, if severity == "refuse" { 2 } else { 0 }, "{name}");
+        let (code, findings) = lint(dir, name, "virt-v2v");
+        assert_eq!(code, 0, "{name}: {findings:?}");
+        assert!(
+            findings.contains(&(rule.to_string(), "note".to_string())),
+            "{name}: {findings:?}"
+        );
+        // ...and fixed: descriptor first, plain ustar, no resource fork.
+        let fixed_name = format!("fixed-{name}");
+        assert_eq!(fixed(dir, name, "esxi", &fixed_name), 0, "{name}");
+        let (code, findings) = lint(dir, &fixed_name, "esxi");
+        assert_eq!(code, 0, "{name}: {findings:?}");
+        assert!(
+            !findings.iter().any(|(r, _)| r == rule),
+            "{name}: {findings:?}"
+        );
+        let list = Command::new(tool("tar"))
+            .args(["-tf", &fixed_name])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&list.stdout),
+            "p.ovf\np.mf\nd.vmdk\n",
+            "{name}"
+        );
+    }
+}

@@ -335,10 +335,13 @@ fn unsafe_archives_and_envelopes_are_refused() {
             "{name}: {err}"
         );
     }
-    // The descriptor must come first.
-    make_ova(d.path(), "late.ova", &["a.ovf"]);
+    // A descriptor that comes late is read when it is the only one; with two, only the first
+    // member can be it.
     std::fs::write(d.path().join("z.txt"), b"z").unwrap();
     make_ova(d.path(), "late.ova", &["z.txt", "a.ovf"]);
+    ovf_disk_ok(d.path(), &["info", "late.ova"]);
+    std::fs::copy(d.path().join("a.ovf"), d.path().join("b.ovf")).unwrap();
+    make_ova(d.path(), "late.ova", &["z.txt", "a.ovf", "b.ovf"]);
     let err =
         String::from_utf8_lossy(&ovf_disk(d.path(), &["info", "late.ova"]).stderr).into_owned();
     assert!(err.contains("must be the first member"), "{err}");

@@ -105,6 +105,11 @@ const HW_MATRIX: &str = "VMware KB 1003746, virtual hardware versions";
 const HOST_CLIENT: &str = "ESXi host client / Workstation OVF import";
 const STREAM: &str = "VMware Virtual Disk Format 5.0, stream-optimized extents";
 const VBOX: &str = "VirtualBox manual, Importing and Exporting Virtual Machines";
+const ORDER: &str =
+    "DMTF DSP0243 §5.3; VMware requires the OVF first (kubev2v/migration-planner#147)";
+const PAX: &str =
+    "ustar (POSIX.1-1988) members only; readers without pax see `@PaxHeader` members \
+    (oVirt/ovirt-engine#601)";
 
 /// The newest virtual hardware the targets know (vmx-21: ESXi 8.0 U2, Workstation 17.5).
 const NEWEST_VMX: u32 = 21;
@@ -223,6 +228,11 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
             "no manifest: nothing can be verified on import",
             DSP0243,
         );
+    }
+
+    // The archive: where the descriptor is, and headers only some tar readers know.
+    if let Some(archive) = pkg.archive() {
+        archive_rules(archive, vmware, &mut f);
     }
 
     // Sizes and capacities.
@@ -425,6 +435,55 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
 
 /// Sections (children of the envelope and of virtual systems) marked `ovf:required="true"`
 /// whose name is not one DSP0243 defines.
+/// The rules on an OVA's members: the descriptor first, plain ustar headers, no macOS
+/// resource-fork (`._NAME`) members.
+fn archive_rules(archive: &super::ova::OvaIndex, vmware: bool, f: &mut Findings) {
+    let severity = |refused: bool| match refused {
+        true => Severity::Refuse,
+        false => Severity::Note,
+    };
+    if let Some(first) = archive.members().first() {
+        if archive.descriptor().is_some_and(|d| d != first) {
+            f.add(
+                "descriptor-position",
+                severity(vmware),
+                &first.name,
+                format!("tar header at offset {:#x}", first.header_offset),
+                format!(
+                    "the first member is {:?}, not the OVF descriptor: VMware's importers refuse \
+                     the archive",
+                    first.name
+                ),
+                ORDER,
+            );
+        }
+    }
+    for m in archive.members() {
+        if m.extended {
+            f.add(
+                "tar-extensions",
+                severity(vmware),
+                &m.name,
+                format!("tar header at offset {:#x}", m.header_offset),
+                "pax or GNU extension headers precede this member (macOS and GNU tar write \
+                 them for long names and file attributes); a plain ustar reader takes them for \
+                 members of their own",
+                PAX,
+            );
+        }
+        if m.name.starts_with("._") {
+            f.add(
+                "resource-fork",
+                Severity::Note,
+                &m.name,
+                format!("tar header at offset {:#x}", m.header_offset),
+                "a macOS resource-fork file (AppleDouble), not part of the package",
+                PAX,
+            );
+        }
+    }
+}
+
 fn required_sections(text: &str, descriptor: &str, f: &mut Findings) {
     const KNOWN: [&str; 20] = [
         "References",

@@ -91,17 +91,13 @@ fn read_folder_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
     Ok((Source::Folder(folder), name, bytes))
 }
 
-/// Reads the envelope of an OVA: its first member.
+/// Reads the envelope of an OVA: its first member (or its only `.ovf` member).
 fn read_ova_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
     let index = Arc::new(OvaIndex::open(path)?);
-    let first = index
-        .members()
-        .first()
-        .cloned()
-        .ok_or_else(|| Error::Missing {
-            path: path.to_path_buf(),
-            name: "an OVF descriptor".into(),
-        })?;
+    let first = index.descriptor().cloned().ok_or_else(|| Error::Missing {
+        path: path.to_path_buf(),
+        name: "an OVF descriptor".into(),
+    })?;
     let bytes = index.read_small(&first, MAX_SMALL)?;
     Ok((Source::Ova(index), first.name, bytes))
 }
@@ -188,6 +184,14 @@ impl Package {
         match &self.source {
             Source::Folder(dir) => dir.join(name),
             Source::Ova(_) => self.path.join(name),
+        }
+    }
+
+    /// The archive's members when the package is an OVA.
+    pub(crate) fn archive(&self) -> Option<&OvaIndex> {
+        match &self.source {
+            Source::Ova(index) => Some(index),
+            Source::Folder(_) => None,
         }
     }
 

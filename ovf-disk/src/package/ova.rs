@@ -4,7 +4,10 @@
 //! size; a member is then read with positioned reads straight from the archive, so a disk in
 //! an OVA opens as a [`vmdk::Disk`] through [`OvaFiles`] with no temporary copy. Refused, with
 //! the member's name and header offset: names that are absolute, contain `..` or a path,
-//! links, and anything that is not a regular file. The descriptor must be the first member.
+//! links, and anything that is not a regular file. The descriptor should be the first member
+//! (DSP0243 §5.3, and VMware's importers insist); like govc and virt-v2v, an archive whose only
+//! `.ovf` member comes later is still read (`check --target` reports it, `fix` reorders it),
+//! but with several `.ovf` members only the first member can be the descriptor.
 
 use std::fs::File;
 use std::io::Read;
@@ -27,6 +30,9 @@ pub(crate) struct Member {
     pub offset: u64,
     /// Its size in bytes.
     pub size: u64,
+    /// Extension headers (pax, GNU long names) precede its header: some importers read them
+    /// as members of their own (`@PaxHeader`, `././@LongLink`).
+    pub extended: bool,
 }
 
 /// The members of an OVA, in archive order.
@@ -35,6 +41,8 @@ pub(crate) struct OvaIndex {
     path: PathBuf,
     file: Arc<File>,
     members: Vec<Member>,
+    /// Which member is the descriptor.
+    descriptor: usize,
 }
 
 /// Most members an OVA may have (a package has a handful of files).
@@ -119,6 +127,7 @@ impl OvaIndex {
                 }
                 Some(_) => {}
             }
+            let extended = header_offset != next_header;
             next_header = (offset + size).div_ceil(512) * 512;
             last = Some(name.clone());
             members.push(Member {
@@ -126,6 +135,7 @@ impl OvaIndex {
                 header_offset,
                 offset,
                 size,
+                extended,
             });
         }
         // The end-of-archive marker, two zero blocks, must follow the last member (the padding
@@ -135,33 +145,47 @@ impl OvaIndex {
         if archive_len < end {
             return Err(cut_short(path, &last, next_header, end - archive_len));
         }
-        match members.first() {
-            Some(m) if m.name.to_ascii_lowercase().ends_with(".ovf") => {}
-            Some(m) => {
-                return Err(Error::Archive {
-                    path: path.to_path_buf(),
-                    what: format!("tar member {:?}", m.name),
-                    offset: m.header_offset,
-                    reason: "the OVF descriptor must be the first member".into(),
-                })
+        let is_ovf = |m: &Member| m.name.to_ascii_lowercase().ends_with(".ovf");
+        let descriptor = if members.first().is_some_and(is_ovf) {
+            0
+        } else {
+            let mut ovfs = members.iter().enumerate().filter(|(_, m)| is_ovf(m));
+            match (ovfs.next(), ovfs.next(), members.first()) {
+                (Some((i, _)), None, _) => i,
+                (Some(_), Some(_), Some(m)) => {
+                    return Err(Error::Archive {
+                        path: path.to_path_buf(),
+                        what: format!("tar member {:?}", m.name),
+                        offset: m.header_offset,
+                        reason: "the OVF descriptor must be the first member (there are \
+                            several .ovf members)"
+                            .into(),
+                    })
+                }
+                _ => {
+                    return Err(Error::Missing {
+                        path: path.to_path_buf(),
+                        name: "an OVF descriptor".into(),
+                    })
+                }
             }
-            None => {
-                return Err(Error::Missing {
-                    path: path.to_path_buf(),
-                    name: "an OVF descriptor".into(),
-                })
-            }
-        }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             file: Arc::new(file),
             members,
+            descriptor,
         })
     }
 
     /// Members in archive order.
     pub fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    /// The descriptor: the first member, or the only `.ovf` member when it comes later.
+    pub fn descriptor(&self) -> Option<&Member> {
+        self.members.get(self.descriptor)
     }
 
     /// The member called `name`.
