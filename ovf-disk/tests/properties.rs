@@ -217,6 +217,48 @@ fn the_environment_and_the_chosen_configuration_are_written() {
     // The large configuration's hardware.
     let xml = std::fs::read_to_string(dir.join("out/appliance.xml")).unwrap();
     assert!(xml.contains("<vcpu>4</vcpu>"), "{xml}");
+    // The written OVF describes the VM as deployed: the large configuration's items only and
+    // no DeploymentOptionSection, the properties' values (not the password), as our reader
+    // and xmllint read it; the rest of the text as it was.
+    let written = std::fs::read_to_string(dir.join("out/p.ovf")).unwrap();
+    let lint = Command::new(tool("xmllint"))
+        .args(["--noout", "out/p.ovf"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    assert!(!written.contains("DeploymentOptionSection"), "{written}");
+    assert!(!written.contains("ovf:configuration"), "{written}");
+    assert_eq!(
+        written.matches("<rasd:ResourceType>3<").count(),
+        1,
+        "{written}"
+    );
+    assert!(written.contains("<Item><rasd:ElementName>CPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>4</rasd:VirtualQuantity></Item>"), "{written}");
+    assert!(!written.contains("a&quot;b"), "{written}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(dir, &["info", "--json", "out/p.ovf"]).stdout).unwrap();
+    assert_eq!(info["systems"][0]["cpus"], 4, "{info}");
+    let props = info["properties"].as_array().unwrap();
+    let value_of = |key: &str| {
+        props
+            .iter()
+            .find(|p| p["key"] == key)
+            .map(|p| p["default"].clone())
+            .unwrap()
+    };
+    assert_eq!(value_of("hostname"), "web1");
+    assert_eq!(value_of("workers"), "8");
+    assert_eq!(value_of("role"), "web");
+    assert_eq!(value_of("build"), "42 <stable>");
+    assert!(value_of("secret").is_null(), "{info}");
+    assert!(written.contains(
+        "<Property ovf:key=\"build\" ovf:type=\"string\" ovf:value=\"42 &lt;stable&gt;\"/>"
+    ));
     // The default configuration when none is chosen.
     ovf_disk_ok(
         dir,

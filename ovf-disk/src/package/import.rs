@@ -377,14 +377,29 @@ struct ReferenceEdit {
 fn write_descriptor(
     outdir: &Path,
     name: &str,
-    text: &str,
+    (text, env): (&str, &Envelope),
     edits: &[ReferenceEdit],
+    (chosen, values): (Option<&str>, &[(String, String)]),
     format: &Format,
 ) -> Result<PendingFile> {
     let out = outdir.join(name);
     let mut e = EnvelopeEdits::new();
     for r in edits {
         e.plain_file(&r.href, &r.new_href, r.new_size);
+    }
+    // The VM as deployed: the chosen configuration's hardware, the properties' values (a
+    // password's only in the OVF environment, never in the descriptor).
+    if let Some(id) = chosen.filter(|_| !env.deployment_options.is_empty()) {
+        e.deployment(id);
+    }
+    for (key, value) in values {
+        if env
+            .properties
+            .iter()
+            .any(|p| p.full_key() == *key && !p.password)
+        {
+            e.property_value(key, value);
+        }
     }
     if let Format::Vmdk(t) = format {
         e.format(vmdk_format(t.as_str()));
@@ -522,7 +537,14 @@ pub fn import(
     let (environment, files) = environment_files(pkg.envelope(), outdir, &values, options)?;
     configs.extend(environment);
     report.environment = files;
-    let descriptor = write_descriptor(outdir, pkg.descriptor(), &text, &edits, &options.format)?;
+    let descriptor = write_descriptor(
+        outdir,
+        pkg.descriptor(),
+        (&text, pkg.envelope()),
+        &edits,
+        (chosen.as_deref(), &values),
+        &options.format,
+    )?;
     report.descriptor = descriptor.target().to_path_buf();
     commit_import(written, configs, descriptor)?;
     folder.keep();
@@ -1029,8 +1051,9 @@ impl StreamImport<'_> {
         let pending = write_descriptor(
             self.outdir,
             &descriptor,
-            &text,
+            (&text, &env),
             &self.edits,
+            (chosen.as_deref(), &values),
             &self.options.format,
         )?;
         self.report.descriptor = pending.target().to_path_buf();

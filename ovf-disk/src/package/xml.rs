@@ -285,8 +285,9 @@ pub(crate) struct Storage {
 type FormatMap<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
 /// What [`edit_envelope`] changes: `References/File` elements by their current `href`, every
-/// `DiskSection/Disk` `format` through a mapping, and the text of `VirtualSystemType` elements
-/// through another. Nothing else.
+/// `DiskSection/Disk` `format` through a mapping, the text of `VirtualSystemType` elements
+/// through another, the hardware items of one deployment configuration kept (the others and
+/// the `DeploymentOptionSection` removed), and `Property` values. Nothing else.
 #[derive(Default)]
 pub(crate) struct EnvelopeEdits<'a> {
     /// The files to repoint.
@@ -295,6 +296,10 @@ pub(crate) struct EnvelopeEdits<'a> {
     format: Option<FormatMap<'a>>,
     /// How `VirtualSystemType` texts change, if they do.
     system_type: Option<FormatMap<'a>>,
+    /// The deployment configuration whose hardware items are kept, if one was chosen.
+    configuration: Option<String>,
+    /// New `ovf:value`s of properties, by full key (`class.key.instance`).
+    properties: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for EnvelopeEdits<'_> {
@@ -303,6 +308,8 @@ impl std::fmt::Debug for EnvelopeEdits<'_> {
             .field("files", &self.files)
             .field("format", &self.format.as_ref().map(|_| "fn"))
             .field("system_type", &self.system_type.as_ref().map(|_| "fn"))
+            .field("configuration", &self.configuration)
+            .field("properties", &self.properties.len())
             .finish()
     }
 }
@@ -360,6 +367,20 @@ impl<'a> EnvelopeEdits<'a> {
         self.system_type = Some(Box::new(map));
         self
     }
+
+    /// Keeps the hardware items of the deployment configuration `id` only (those whose
+    /// `ovf:configuration` does not list it are removed, the attribute of the others too) and
+    /// removes the `DeploymentOptionSection`: the envelope then describes the VM as deployed.
+    pub(crate) fn deployment(&mut self, id: &str) -> &mut Self {
+        self.configuration = Some(id.to_string());
+        self
+    }
+
+    /// Sets the `ovf:value` of the property whose full key (`class.key.instance`) is `key`.
+    pub(crate) fn property_value(&mut self, key: &str, value: &str) -> &mut Self {
+        self.properties.push((key.to_string(), value.to_string()));
+        self
+    }
 }
 
 /// A mapping for [`EnvelopeEdits::format`]: any VMDK format URI (`...vmdk.html#TYPE`, whatever
@@ -380,6 +401,12 @@ enum Kind {
     References,
     /// `Envelope/DiskSection` (or a 0.9 `Section` of type `DiskSection_Type`).
     DiskSection,
+    /// A `VirtualHardwareSection`, whose children are the hardware items.
+    Hardware,
+    /// A `ProductSection`, whose `Property` children may be edited.
+    Product,
+    /// The `DeploymentOptionSection`.
+    Deployment,
     /// Anything else.
     Other,
 }
@@ -494,12 +521,18 @@ fn kind_of(parent: Option<Kind>, tag: &BytesStart<'_>, at: u64) -> Result<Kind, 
         }
         Some(Kind::Envelope) if local == b"References" => Kind::References,
         Some(Kind::Envelope) if local == b"DiskSection" => Kind::DiskSection,
-        Some(Kind::Envelope) if local == b"Section" => {
+        Some(_) if local == b"VirtualHardwareSection" => Kind::Hardware,
+        Some(_) if local == b"ProductSection" => Kind::Product,
+        Some(_) if local == b"DeploymentOptionSection" => Kind::Deployment,
+        Some(parent) if local == b"Section" => {
             let attrs = attributes(tag, at)?;
-            if find(&attrs, "type").is_some_and(|(t, _)| t.ends_with("DiskSection_Type")) {
-                Kind::DiskSection
-            } else {
-                Kind::Other
+            let section = find(&attrs, "type").map_or("", |(t, _)| t);
+            match section.rsplit(':').next().unwrap_or_default() {
+                "DiskSection_Type" if parent == Kind::Envelope => Kind::DiskSection,
+                "VirtualHardwareSection_Type" => Kind::Hardware,
+                "ProductSection_Type" => Kind::Product,
+                "DeploymentOptionSection_Type" => Kind::Deployment,
+                _ => Kind::Other,
             }
         }
         Some(_) => Kind::Other,
@@ -569,6 +602,7 @@ fn tag_changes<'v>(
     attrs: &'v [(QName<'_>, String, Span)],
     edits: &EnvelopeEdits<'_>,
     used: &mut [bool],
+    product: Option<&ProductKey>,
 ) -> TagChanges<'v> {
     let mut changes = Vec::new();
     let mut added = Vec::new();
@@ -618,9 +652,67 @@ fn tag_changes<'v>(
                 }
             }
         }
+        (Some(Kind::Hardware), _) if edits.configuration.is_some() => {
+            if let Some((old, span)) = find(attrs, "configuration") {
+                changes.push((span, old, None));
+            }
+        }
+        (Some(Kind::Product), b"Property") => {
+            let Some((key, key_span)) = find(attrs, "key") else {
+                return (changes, added);
+            };
+            let (class, instance) = product.cloned().unwrap_or_default();
+            let full = [class, Some(key.to_string()), instance]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(".");
+            let Some((_, new)) = edits.properties.iter().rev().find(|(k, _)| *k == full) else {
+                return (changes, added);
+            };
+            match find(attrs, "value") {
+                Some((old, span)) => changes.push((span, old, Some(new.clone()))),
+                None => {
+                    let prefix = attrs
+                        .iter()
+                        .find(|(k, _, _)| k.local_name().as_ref() == b"key")
+                        .and_then(|(k, _, _)| k.prefix())
+                        .map(|p| format!("{}:", String::from_utf8_lossy(p.as_ref())))
+                        .unwrap_or_default();
+                    added.push((
+                        key_span.value.end + 1,
+                        format!("{prefix}value"),
+                        new.clone(),
+                    ));
+                }
+            }
+        }
         _ => {}
     }
     (changes, added)
+}
+
+/// A `ProductSection`'s `ovf:class` and `ovf:instance`, which make a property's full key.
+type ProductKey = (Option<String>, Option<String>);
+
+/// Whether the element `tag` (a child of `parent`, attributes `attrs`) is removed whole: with a
+/// deployment configuration chosen, the `DeploymentOptionSection`, and hardware items whose
+/// `ovf:configuration` does not list it.
+fn dropped(
+    parent: Option<Kind>,
+    kind: Kind,
+    attrs: &[(QName<'_>, String, Span)],
+    edits: &EnvelopeEdits<'_>,
+) -> bool {
+    let Some(chosen) = &edits.configuration else {
+        return false;
+    };
+    match (parent, kind) {
+        (_, Kind::Deployment) => true,
+        (Some(Kind::Hardware), _) => find(attrs, "configuration")
+            .is_some_and(|(list, _)| !list.split_whitespace().any(|c| c == chosen)),
+        _ => false,
+    }
 }
 
 /// Applies `edits` to the envelope `text`: the only bytes that change are the values of the
@@ -638,6 +730,8 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
     let mut seen_root = false;
     // Inside a VirtualSystemType element (its text may be edited).
     let mut in_system_type = false;
+    // The class and instance of each ProductSection open.
+    let mut products: Vec<ProductKey> = Vec::new();
     // Input bytes up to here are in the output already.
     let mut copied = 0usize;
     let position = |p: u64| usize::try_from(p).unwrap_or(usize::MAX);
@@ -662,7 +756,9 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
                 ))
             }
             Event::End(_) => {
-                open.pop();
+                if open.pop() == Some(Kind::Product) {
+                    products.pop();
+                }
                 in_system_type = false;
                 continue;
             }
@@ -700,14 +796,13 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
         let parent = open.last().copied();
         let kind = kind_of(parent, &tag, start)?;
         seen_root = true;
-        in_system_type = !empty && tag.local_name().as_ref() == b"VirtualSystemType";
-        if !empty {
-            open.push(kind);
-        }
         // Only the elements an edit may touch have their attributes read.
-        let touched = match (parent, tag.local_name().as_ref()) {
-            (Some(Kind::References), b"File") => !edits.files.is_empty(),
-            (Some(Kind::DiskSection), b"Disk") => edits.format.is_some(),
+        let touched = match (parent, kind, tag.local_name().as_ref()) {
+            (Some(Kind::References), _, b"File") => !edits.files.is_empty(),
+            (Some(Kind::DiskSection), _, b"Disk") => edits.format.is_some(),
+            (Some(Kind::Hardware), _, _) => edits.configuration.is_some(),
+            (_, Kind::Product, _) => !edits.properties.is_empty(),
+            (Some(Kind::Product), _, b"Property") => !edits.properties.is_empty(),
             _ => false,
         };
         let attrs = if touched {
@@ -715,7 +810,30 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
         } else {
             Vec::new()
         };
-        let (mut changes, added) = tag_changes(parent, &tag, &attrs, edits, &mut used);
+        if dropped(parent, kind, &attrs, edits) {
+            let from = position(start);
+            let before = text.get(copied..from).ok_or_else(|| {
+                XmlError::new(Some(start), "a tag quick-xml read could not be located")
+            })?;
+            writer.get_mut().extend_from_slice(before.as_bytes());
+            if !empty {
+                reader
+                    .read_to_end(tag.name())
+                    .map_err(|e| XmlError::new(Some(reader.error_position()), e.to_string()))?;
+            }
+            copied = position(reader.buffer_position());
+            continue;
+        }
+        in_system_type = !empty && tag.local_name().as_ref() == b"VirtualSystemType";
+        if !empty {
+            open.push(kind);
+            if kind == Kind::Product {
+                let attr = |name: &str| find(&attrs, name).map(|(v, _)| v.to_string());
+                products.push((attr("class"), attr("instance")));
+            }
+        }
+        let (mut changes, added) =
+            tag_changes(parent, &tag, &attrs, edits, &mut used, products.last());
         // A value that stays the same keeps its bytes (its quotes, entities and references).
         changes.retain(|(_, old, new)| new.as_deref() != Some(*old));
         let name_len = tag.name().as_ref().len();
@@ -969,6 +1087,50 @@ mod tests {
             edit_envelope(v09, &edits).unwrap(),
             v09.replacen("vmdk.html#sparse", "vmdk.html#streamOptimized", 1)
         );
+    }
+
+    #[test]
+    fn a_deployment_keeps_its_items_and_sets_property_values() {
+        let text = r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <DeploymentOptionSection><Info>x</Info><Configuration ovf:id="a"/><Configuration ovf:id="b"/></DeploymentOptionSection>
+  <VirtualSystem ovf:id="vm">
+    <ProductSection><Info>p</Info><Property ovf:key="k" ovf:type="string"/><Property ovf:key="v" ovf:type="string" ovf:value="old"/></ProductSection>
+    <ProductSection ovf:class="c"><Info>p</Info><Property ovf:key="k" ovf:type="string"/></ProductSection>
+    <VirtualHardwareSection><Info>hw</Info>
+      <Item ovf:configuration="a"><x>1</x></Item>
+      <Item ovf:configuration="b  a"><x>2</x></Item>
+      <Item ovf:configuration="b"/>
+      <Item><x>3</x></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>"#;
+        let mut edits = EnvelopeEdits::new();
+        edits
+            .deployment("b")
+            .property_value("k", "new & <1>")
+            .property_value("v", "two")
+            .property_value("c.k", "three");
+        let out = edit_envelope(text, &edits).unwrap();
+        assert_eq!(
+            out,
+            r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  
+  <VirtualSystem ovf:id="vm">
+    <ProductSection><Info>p</Info><Property ovf:key="k" ovf:value="new &amp; &lt;1&gt;" ovf:type="string"/><Property ovf:key="v" ovf:type="string" ovf:value="two"/></ProductSection>
+    <ProductSection ovf:class="c"><Info>p</Info><Property ovf:key="k" ovf:value="three" ovf:type="string"/></ProductSection>
+    <VirtualHardwareSection><Info>hw</Info>
+      
+      <Item><x>2</x></Item>
+      <Item/>
+      <Item><x>3</x></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>"#
+        );
+        // Without a deployment, items stay; an unknown key changes nothing.
+        let mut edits = EnvelopeEdits::new();
+        edits.property_value("nosuch", "x");
+        assert_eq!(edit_envelope(text, &edits).unwrap(), text);
     }
 
     #[test]
