@@ -65,7 +65,7 @@ pub use package::import::{
     import, import_stream, EmittedConfig, ImportOptions, ImportReport, ImportedDisk,
 };
 pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
-pub use package::lint::{fix, lint, Finding, FixReport, LintReport, Severity, Target};
+pub use package::lint::{fix, lint, Finding, FixOptions, FixReport, LintReport, Severity, Target};
 pub use package::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
 pub use package::properties::{ovf_environment, property_values, Property};
 pub use package::verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};

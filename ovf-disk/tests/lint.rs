@@ -103,7 +103,14 @@ fn package(dir: &Path, name: &str, ovf_text: &str, writer: &str, tag: bool) -> S
 /// `fix` of `pkg` for `target` into `out`: the exit code; when 0, the output verifies and its
 /// disk reads (qemu-img, after tar extracts it) as `src.raw`.
 fn fixed(dir: &Path, pkg: &str, target: &str, out: &str) -> i32 {
-    let run = ovf_disk(dir, &["fix", "--target", target, pkg, out]);
+    fixed_with(dir, pkg, target, out, &[])
+}
+
+/// [`fixed`] with more arguments to `fix`.
+fn fixed_with(dir: &Path, pkg: &str, target: &str, out: &str, extra: &[&str]) -> i32 {
+    let mut args = vec!["fix", "--target", target, pkg, out];
+    args.extend(extra);
+    let run = ovf_disk(dir, &args);
     let code = run.status.code().unwrap();
     assert!(
         code == 0 || code == 2,
@@ -374,4 +381,85 @@ fn archives_with_the_descriptor_late_pax_headers_or_resource_forks() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 1 << 20);
+    // As VirtualBox exports them: an IDE controller of subtype PIIX4 and an Ensoniq sound card.
+    let ide = "<Item><rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>PIIX4</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>";
+    let sound = "<Item><rasd:AddressOnParent>3</rasd:AddressOnParent><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceSubType>ensoniq1371</rasd:ResourceSubType><rasd:ResourceType>35</rasd:ResourceType></Item>";
+    let text = ovf("vmx-13", &format!("{ide}{sound}"), "", 0)
+        .replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+    let pkg = package(dir, "vbox", &text, "ours", false);
+    let (code, findings) = lint(dir, &pkg, "esxi");
+    assert_eq!(code, 2);
+    for rule in ["device-subtype", "device-unsupported"] {
+        assert!(
+            findings.contains(&(rule.to_string(), "refuse".to_string())),
+            "{rule}: {findings:?}"
+        );
+    }
+    // virt-v2v and VirtualBox take both.
+    assert_eq!(lint(dir, &pkg, "virt-v2v").0, 0);
+    // Without --allow-drop the sound card stays: the subtype is repaired, the package still
+    // refused, and the output says what --allow-drop would do.
+    let out = ovf_disk(dir, &["fix", "--target", "esxi", &pkg, "kept.ova"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("ResourceSubType removed"), "{said}");
+    assert!(
+        said.contains("device-unsupported") && said.contains("--allow-drop"),
+        "{said}"
+    );
+    let (_, findings) = lint(dir, "kept.ova", "esxi");
+    assert!(
+        !findings.iter().any(|(r, _)| r == "device-subtype"),
+        "{findings:?}"
+    );
+    // With it, the card is removed and listed; the package passes, verifies and its disk reads.
+    assert_eq!(
+        fixed_with(dir, &pkg, "esxi", "dropped.ova", &["--allow-drop"]),
+        0
+    );
+    let (code, findings) = lint(dir, "dropped.ova", "esxi");
+    assert_eq!(code, 0, "{findings:?}");
+    let written = std::fs::read_to_string(dir.join("dropped.ova.x/p.ovf")).unwrap();
+    assert!(
+        !written.contains("ensoniq1371") && !written.contains("PIIX4"),
+        "{written}"
+    );
+    assert!(written.contains("<rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType>"), "{written}");
+    let json = ovf_disk_ok(
+        dir,
+        &[
+            "fix",
+            "--json",
+            "--force",
+            "--target",
+            "esxi",
+            "--allow-drop",
+            &pkg,
+            "dropped.ova",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let changes: Vec<&str> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.contains("InstanceID 5") && c.contains("removed (--allow-drop)")),
+        "{changes:?}"
+    );
+    // The input is never modified.
+    assert!(std::fs::read_to_string(dir.join("vbox/p.ovf"))
+        .unwrap()
+        .contains("ensoniq1371"));
 }

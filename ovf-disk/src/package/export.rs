@@ -75,6 +75,8 @@ pub struct ExportOptions {
     compress: bool,
     /// The `VirtualSystemType` every system gets (`fix`).
     pub(crate) system_type: Option<String>,
+    /// Hardware items `fix` repairs or removes.
+    pub(crate) devices: super::lint::DeviceFixes,
 }
 
 impl ExportOptions {
@@ -329,6 +331,10 @@ fn stage_package(
     }
     if let Some(t) = &options.system_type {
         edits.system_type(move |old| (old != t).then(|| t.clone()));
+    }
+    let devices = options.devices;
+    if devices != super::lint::DeviceFixes::default() {
+        edits.items(move |item| devices.edit(item));
     }
     // Every disk is stream-optimized now, whatever the source said.
     edits.format(vmdk_format("streamOptimized"));

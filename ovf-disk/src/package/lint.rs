@@ -105,6 +105,10 @@ const HW_MATRIX: &str = "VMware KB 1003746, virtual hardware versions";
 const HOST_CLIENT: &str = "ESXi host client / Workstation OVF import";
 const STREAM: &str = "VMware Virtual Disk Format 5.0, stream-optimized extents";
 const VBOX: &str = "VirtualBox manual, Importing and Exporting Virtual Machines";
+const SOUND: &str = "ESXi and vCenter: \"No support for the virtual hardware device type '35'\" \
+    for VirtualBox's sound card (Graylog2/graylog2-server#5594)";
+const IDE: &str = "vCenter: \"Value 'PIIX4' of ResourceSubType element not found\" \
+    (Graylog2/graylog2-images#211); VMware writes IDE controllers without a subtype";
 const ORDER: &str =
     "DMTF DSP0243 §5.3; VMware requires the OVF first (kubev2v/migration-planner#147)";
 const PAX: &str =
@@ -351,6 +355,37 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
                 }
             }
         }
+        if vmware {
+            for d in &h.devices {
+                let at = at(&format!("Item InstanceID {}", d.instance_id));
+                if d.kind == DeviceKind::Sound && foreign_sound(d.subtype.as_deref()) {
+                    f.add(
+                        "device-unsupported",
+                        Severity::Refuse,
+                        &descriptor,
+                        at,
+                        format!(
+                            "a sound card of subtype {:?}, which VMware's products do not have \
+                             (fix removes it with --allow-drop)",
+                            d.subtype.as_deref().unwrap_or("")
+                        ),
+                        SOUND,
+                    );
+                } else if d.kind == DeviceKind::IdeController && d.subtype.is_some() {
+                    f.add(
+                        "device-subtype",
+                        Severity::Refuse,
+                        &descriptor,
+                        at,
+                        format!(
+                            "an IDE controller of subtype {:?}: VMware's products take none",
+                            d.subtype.as_deref().unwrap_or("")
+                        ),
+                        IDE,
+                    );
+                }
+            }
+        }
         if target == Target::Virtualbox {
             for d in &h.devices {
                 let sub = crate::emit::norm(d.subtype.as_deref());
@@ -557,6 +592,73 @@ pub struct FixReport {
     pub after: LintReport,
 }
 
+/// Whether a sound card's `ResourceSubType` is not one of VMware's (`vmware.soundcard.*`).
+fn foreign_sound(subtype: Option<&str>) -> bool {
+    !subtype.is_some_and(|s| {
+        s.trim()
+            .to_ascii_lowercase()
+            .starts_with("vmware.soundcard.")
+    })
+}
+
+/// The hardware items `fix` repairs for VMware's products: IDE controllers' subtypes removed
+/// (no meaning is lost: VMware has one IDE controller), and, when allowed, sound cards VMware
+/// does not have removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DeviceFixes {
+    /// Remove the `ResourceSubType` of IDE controllers.
+    pub ide_subtype: bool,
+    /// Remove sound cards whose subtype is not VMware's.
+    pub foreign_sound: bool,
+}
+
+impl DeviceFixes {
+    /// What happens to `item`.
+    pub(crate) fn edit(&self, item: &super::xml::ItemFacts) -> super::xml::ItemEdit {
+        use super::xml::ItemEdit;
+        match item.resource_type {
+            Some(5) if self.ide_subtype && item.subtype.is_some() => ItemEdit::RemoveSubtype,
+            Some(35) if self.foreign_sound && foreign_sound(item.subtype.as_deref()) => {
+                ItemEdit::Remove
+            }
+            _ => ItemEdit::Keep,
+        }
+    }
+}
+
+/// Options of [`fix`]: how disks are written, and whether devices may be removed.
+///
+/// ```
+/// let options = ovf_disk::FixOptions::new().allow_drop(true);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct FixOptions {
+    convert: crate::ConvertOptions,
+    allow_drop: bool,
+}
+
+impl FixOptions {
+    /// The defaults: `ConvertOptions`' defaults, no device removed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How the disks are written.
+    pub fn convert_options(mut self, convert: crate::ConvertOptions) -> Self {
+        self.convert = convert;
+        self
+    }
+
+    /// Whether devices the target does not have may be removed (a change that loses meaning:
+    /// without it, such a device stays and the fixed package is still refused).
+    pub fn allow_drop(mut self, allow: bool) -> Self {
+        self.allow_drop = allow;
+        self
+    }
+}
+
 /// The oldest virtual hardware version that has the devices of `h`: vmx-10 for SATA (and as
 /// the floor for a system that names none), vmx-13 for NVMe.
 fn needed_vmx(h: &super::hardware::Hardware, floor: u32) -> u32 {
@@ -581,7 +683,7 @@ pub fn fix(
     input: &std::path::Path,
     out: &std::path::Path,
     target: Target,
-    options: &crate::ConvertOptions,
+    options: &FixOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<FixReport> {
     let pkg = Package::open(input)?;
@@ -593,7 +695,7 @@ pub fn fix(
         super::manifest::Algorithm::Sha256
     };
     let mut export = super::export::ExportOptions::new()
-        .convert_options(options.clone())
+        .convert_options(options.convert.clone())
         .manifest(algorithm);
     changes.push(format!(
         "manifest written with {} digests, spelled ALG(name)= hex",
@@ -620,6 +722,21 @@ pub fn fix(
         }
         if let Some(v) = wanted {
             export.system_type = Some(format!("vmx-{v}"));
+        }
+    }
+    if target.is_vmware() {
+        export.devices.ide_subtype = true;
+        export.devices.foreign_sound = options.allow_drop;
+        for f in &before.findings {
+            match (f.rule, options.allow_drop) {
+                ("device-subtype", _) => {
+                    changes.push(format!("{}: ResourceSubType removed", f.at));
+                }
+                ("device-unsupported", true) => {
+                    changes.push(format!("{}: removed (--allow-drop)", f.at));
+                }
+                _ => {}
+            }
         }
     }
     for f in before.findings.iter().filter(|f| f.rule == "file-size") {

@@ -284,6 +284,31 @@ pub(crate) struct Storage {
 /// Given a `Disk`'s `format` (unescaped), the value to write instead, or `None` to keep it.
 type FormatMap<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
+/// What a hardware item is, as its children say: read before the item is copied, so an edit
+/// can remove it or its `ResourceSubType`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ItemFacts {
+    /// `ResourceType`.
+    pub resource_type: Option<u32>,
+    /// `ResourceSubType`, trimmed.
+    pub subtype: Option<String>,
+    /// `InstanceID`, trimmed.
+    pub instance_id: Option<String>,
+}
+
+/// What happens to a hardware item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ItemEdit {
+    /// Copied as it is.
+    Keep,
+    /// Removed whole.
+    Remove,
+    /// Copied without its `ResourceSubType` element.
+    RemoveSubtype,
+}
+
+type ItemMap<'a> = Box<dyn Fn(&ItemFacts) -> ItemEdit + 'a>;
+
 /// What [`edit_envelope`] changes: `References/File` elements by their current `href`, every
 /// `DiskSection/Disk` `format` through a mapping, the text of `VirtualSystemType` elements
 /// through another, the hardware items of one deployment configuration kept (the others and
@@ -300,6 +325,8 @@ pub(crate) struct EnvelopeEdits<'a> {
     configuration: Option<String>,
     /// New `ovf:value`s of properties, by full key (`class.key.instance`).
     properties: Vec<(String, String)>,
+    /// What happens to each hardware item, if items are edited.
+    items: Option<ItemMap<'a>>,
 }
 
 impl std::fmt::Debug for EnvelopeEdits<'_> {
@@ -310,6 +337,7 @@ impl std::fmt::Debug for EnvelopeEdits<'_> {
             .field("system_type", &self.system_type.as_ref().map(|_| "fn"))
             .field("configuration", &self.configuration)
             .field("properties", &self.properties.len())
+            .field("items", &self.items.as_ref().map(|_| "fn"))
             .finish()
     }
 }
@@ -373,6 +401,12 @@ impl<'a> EnvelopeEdits<'a> {
     /// removes the `DeploymentOptionSection`: the envelope then describes the VM as deployed.
     pub(crate) fn deployment(&mut self, id: &str) -> &mut Self {
         self.configuration = Some(id.to_string());
+        self
+    }
+
+    /// Removes hardware items, or their `ResourceSubType`, as `map` says of each.
+    pub(crate) fn items(&mut self, map: impl Fn(&ItemFacts) -> ItemEdit + 'a) -> &mut Self {
+        self.items = Some(Box::new(map));
         self
     }
 
@@ -692,6 +726,45 @@ fn tag_changes<'v>(
     (changes, added)
 }
 
+/// The facts of the item whose content (between its start and end tags) is `inner`: the text
+/// of its `ResourceType`, `ResourceSubType` and `InstanceID` children, whatever their prefix.
+fn item_facts(inner: &str) -> ItemFacts {
+    let mut reader = Reader::from_str(inner);
+    let mut facts = ItemFacts::default();
+    let mut depth = 0usize;
+    let mut current: Option<Vec<u8>> = None;
+    let mut text = String::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(t)) => {
+                depth += 1;
+                if depth == 1 {
+                    current = Some(t.local_name().as_ref().to_vec());
+                    text.clear();
+                }
+            }
+            Ok(Event::Text(t)) if depth == 1 => {
+                text.push_str(&t.decode().unwrap_or_default());
+            }
+            Ok(Event::End(_)) => {
+                if depth == 1 {
+                    let value = text.trim().to_string();
+                    match current.take().as_deref() {
+                        Some(b"ResourceType") => facts.resource_type = value.parse().ok(),
+                        Some(b"ResourceSubType") => facts.subtype = Some(value),
+                        Some(b"InstanceID") => facts.instance_id = Some(value),
+                        _ => {}
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
+    facts
+}
+
 /// A `ProductSection`'s `ovf:class` and `ovf:instance`, which make a property's full key.
 type ProductKey = (Option<String>, Option<String>);
 
@@ -732,6 +805,8 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
     let mut in_system_type = false;
     // The class and instance of each ProductSection open.
     let mut products: Vec<ProductKey> = Vec::new();
+    // What happens to the hardware item open (its depth in `open`), when items are edited.
+    let mut item: Option<(usize, ItemEdit)> = None;
     // Input bytes up to here are in the output already.
     let mut copied = 0usize;
     let position = |p: u64| usize::try_from(p).unwrap_or(usize::MAX);
@@ -758,6 +833,9 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
             Event::End(_) => {
                 if open.pop() == Some(Kind::Product) {
                     products.pop();
+                }
+                if item.is_some_and(|(depth, _)| depth > open.len()) {
+                    item = None;
                 }
                 in_system_type = false;
                 continue;
@@ -810,7 +888,36 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
         } else {
             Vec::new()
         };
-        if dropped(parent, kind, &attrs, edits) {
+        // A hardware item: its facts read ahead when items are edited.
+        let mut edit = ItemEdit::Keep;
+        let is_item = tag.local_name().as_ref().ends_with(b"Item");
+        if let (Some(Kind::Hardware), Some(map), true) = (parent, edits.items.as_ref(), is_item) {
+            let inner = if empty {
+                ""
+            } else {
+                // The content between `>` of the start tag and `<` of the end tag.
+                let mut ahead = reader.clone();
+                let span = ahead
+                    .read_to_end(tag.name())
+                    .map_err(|e| XmlError::new(Some(ahead.error_position()), e.to_string()))?;
+                text.get(position(span.start)..position(span.end))
+                    .unwrap_or_default()
+            };
+            edit = map(&item_facts(inner));
+            if !empty {
+                item = Some((open.len() + 1, edit));
+            }
+        }
+        // The ResourceSubType of an item whose subtype is removed.
+        let subtype_removed = item.is_some_and(|(depth, e)| {
+            e == ItemEdit::RemoveSubtype
+                && depth == open.len()
+                && tag.local_name().as_ref() == b"ResourceSubType"
+        });
+        if edit == ItemEdit::Remove || subtype_removed || dropped(parent, kind, &attrs, edits) {
+            if edit == ItemEdit::Remove {
+                item = None;
+            }
             let from = position(start);
             let before = text.get(copied..from).ok_or_else(|| {
                 XmlError::new(Some(start), "a tag quick-xml read could not be located")
@@ -1131,6 +1238,48 @@ mod tests {
         let mut edits = EnvelopeEdits::new();
         edits.property_value("nosuch", "x");
         assert_eq!(edit_envelope(text, &edits).unwrap(), text);
+    }
+
+    #[test]
+    fn items_are_removed_or_lose_their_subtype_as_the_map_says() {
+        let text = r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="r">
+  <VirtualSystem><VirtualHardwareSection><Info>hw</Info>
+    <Item><rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>PIIX4</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>
+    <Item><rasd:InstanceID> 5 </rasd:InstanceID><rasd:ResourceSubType>ensoniq1371</rasd:ResourceSubType><rasd:ResourceType>35</rasd:ResourceType></Item>
+    <Item><rasd:InstanceID>6</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+  </VirtualHardwareSection></VirtualSystem>
+</Envelope>"#;
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut edits = EnvelopeEdits::new();
+        edits.items(|f| {
+            seen.borrow_mut().push(f.clone());
+            match f.resource_type {
+                Some(5) => ItemEdit::RemoveSubtype,
+                Some(35) => ItemEdit::Remove,
+                _ => ItemEdit::Keep,
+            }
+        });
+        let out = edit_envelope(text, &edits).unwrap();
+        assert_eq!(
+            out,
+            r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="r">
+  <VirtualSystem><VirtualHardwareSection><Info>hw</Info>
+    <Item><rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType></Item>
+    
+    <Item><rasd:InstanceID>6</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+  </VirtualHardwareSection></VirtualSystem>
+</Envelope>"#
+        );
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(
+            seen[1],
+            ItemFacts {
+                resource_type: Some(35),
+                subtype: Some("ensoniq1371".into()),
+                instance_id: Some("5".into()),
+            }
+        );
     }
 
     #[test]

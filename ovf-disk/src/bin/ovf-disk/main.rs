@@ -392,6 +392,10 @@ struct FixArgs {
     /// The product the new package is for.
     #[arg(long, value_enum)]
     target: TargetArg,
+    /// Remove devices the product does not have (e.g. VirtualBox's sound card for ESXi); each
+    /// removal is listed.
+    #[arg(long)]
+    allow_drop: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -735,7 +739,9 @@ fn fix(out: &mut dyn Write, a: &FixArgs) -> Result<ExitCode> {
         "the output, {}, must end in .ova",
         a.output.display()
     );
-    let options = args.convert_options(args.write_options()?);
+    let options = ovf_disk::FixOptions::new()
+        .convert_options(args.convert_options(args.write_options()?))
+        .allow_drop(a.allow_drop);
     args.remove_leftovers_beside(&a.output)?;
     let bar = args.progress(0);
     let report = ovf_disk::fix(&a.package, &a.output, target_of(a.target), &options, &|n| {
