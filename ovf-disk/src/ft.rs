@@ -252,6 +252,28 @@ fn size_of_disks_rule(r: &mut Rules, disks: &[(String, u64)]) {
     }
 }
 
+/// Legacy FT's NIC rule: no vlance (PCNet32) adapter; `vlance` names those the VM has.
+fn vlance_rule(r: &mut Rules, vlance: &[String]) {
+    if vlance.is_empty() {
+        r.add(
+            "nic-vlance",
+            Outcome::Pass,
+            "no vlance NIC".into(),
+            LEGACY_DIFFERENCES,
+        );
+    } else {
+        r.add(
+            "nic-vlance",
+            Outcome::Fail,
+            format!(
+                "vlance (PCNet32) NICs are not supported by legacy FT: {}",
+                vlance.join(", ")
+            ),
+            LEGACY_DIFFERENCES,
+        );
+    }
+}
+
 /// Legacy FT's virtual hardware rule: version 7 or later; `unstated` is the outcome (and its
 /// words) when no version is known.
 fn hardware_version_rule(r: &mut Rules, version: Option<u32>, unstated: (Outcome, &str)) {
@@ -357,24 +379,7 @@ fn hardware_rules(r: &mut Rules, version: FtVersion, h: &Hardware) {
                     .unwrap_or_else(|| format!("item {}", d.instance_id))
             })
             .collect();
-        if vlance.is_empty() {
-            r.add(
-                "nic-vlance",
-                Outcome::Pass,
-                "no vlance NIC".into(),
-                LEGACY_DIFFERENCES,
-            );
-        } else {
-            r.add(
-                "nic-vlance",
-                Outcome::Fail,
-                format!(
-                    "vlance (PCNet32) NICs are not supported by legacy FT: {}",
-                    vlance.join(", ")
-                ),
-                LEGACY_DIFFERENCES,
-            );
-        }
+        vlance_rule(r, &vlance);
     }
 }
 
@@ -605,24 +610,7 @@ pub fn ft_check_vm(vmx: &Path, options: &VmOptions, version: FtVersion) -> Resul
             .filter(|(k, v)| k.ends_with(".virtualdev") && v.eq_ignore_ascii_case("vlance"))
             .map(|(k, _)| k.trim_end_matches(".virtualdev").to_string())
             .collect();
-        if vlance.is_empty() {
-            r.add(
-                "nic-vlance",
-                Outcome::Pass,
-                "no vlance NIC".into(),
-                LEGACY_DIFFERENCES,
-            );
-        } else {
-            r.add(
-                "nic-vlance",
-                Outcome::Fail,
-                format!(
-                    "vlance NICs are not supported by legacy FT: {}",
-                    vlance.join(", ")
-                ),
-                LEGACY_DIFFERENCES,
-            );
-        }
+        vlance_rule(&mut r, &vlance);
     }
     let name = vm.name.clone().unwrap_or_else(|| vmx.display().to_string());
     Ok(FtReport::new(

@@ -223,23 +223,14 @@ impl EsxExtent {
         &self,
         first: u64,
         count: u64,
-        mut f: impl FnMut(u64, u64, Option<&(u64, Vec<u64>)>) -> Result<()>,
+        f: impl FnMut(u64, u64, Option<&(u64, Vec<u64>)>) -> Result<()>,
     ) -> Result<()> {
-        let gtes = self.geometry.gtes_per_gt;
-        let end = first.saturating_add(count).min(self.grain_count());
-        let mut grain = first;
-        while grain < end {
-            let index = grain / gtes;
-            let table_end = index.saturating_add(1).saturating_mul(gtes).min(end);
-            let table = usize::try_from(index)
-                .ok()
-                .map(|i| self.grain_table(i))
-                .transpose()?
-                .flatten();
-            f(grain, table_end, table.as_ref())?;
-            grain = table_end;
-        }
-        Ok(())
+        super::grains::for_each_table(
+            (first, count),
+            (self.grain_count(), self.geometry.gtes_per_gt),
+            |i| self.grain_table(i),
+            f,
+        )
     }
 
     /// The entry for grain `g` of `table`.

@@ -18,6 +18,31 @@ pub enum GrainEntry {
     Data(u64),
 }
 
+/// Calls `f(first_grain, end_grain, table)` for each grain table covering grains `first..
+/// first + count` (clipped to `grain_count`), each table loaded once by `load(index)` (`None`:
+/// absent); tables hold `per_table` entries.
+pub(crate) fn for_each_table<T>(
+    (first, count): (u64, u64),
+    (grain_count, per_table): (u64, u64),
+    load: impl Fn(usize) -> Result<Option<T>>,
+    mut f: impl FnMut(u64, u64, Option<&T>) -> Result<()>,
+) -> Result<()> {
+    let end = first.saturating_add(count).min(grain_count);
+    let mut grain = first;
+    while grain < end && per_table > 0 {
+        let index = grain / per_table;
+        let table_end = index.saturating_add(1).saturating_mul(per_table).min(end);
+        let table = usize::try_from(index)
+            .ok()
+            .map(&load)
+            .transpose()?
+            .flatten();
+        f(grain, table_end, table.as_ref())?;
+        grain = table_end;
+    }
+    Ok(())
+}
+
 /// A byte range of a file that holds metadata no grain table or grain may overlap.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Reserved {

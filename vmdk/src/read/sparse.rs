@@ -380,21 +380,12 @@ impl SparseExtent {
         count: u64,
         mut f: impl FnMut(u64, u64, Option<&[u32]>) -> Result<()>,
     ) -> Result<()> {
-        let gtes = self.geometry.gtes_per_gt;
-        let end = first.saturating_add(count).min(self.grain_count());
-        let mut grain = first;
-        while grain < end {
-            let gt_index = grain / gtes;
-            let gt_end = gt_index.saturating_add(1).saturating_mul(gtes).min(end);
-            let table = usize::try_from(gt_index)
-                .ok()
-                .map(|i| self.grain_table(i))
-                .transpose()?
-                .flatten();
-            f(grain, gt_end, table.as_deref())?;
-            grain = gt_end;
-        }
-        Ok(())
+        super::grains::for_each_table(
+            (first, count),
+            (self.grain_count(), self.geometry.gtes_per_gt),
+            |i| self.grain_table(i),
+            |from, to, table: Option<&Vec<u32>>| f(from, to, table.map(Vec::as_slice)),
+        )
     }
 
     /// Calls `f(grain_index, entry)` for `count` grains from `first`, reading each grain table once.
