@@ -243,8 +243,13 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 1 << 20);
     let base = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
-    // OVF 2.x: Workstation refuses it; fix keeps the envelope's version.
-    let v2 = base.replace("ovf/envelope/1", "ovf/envelope/2");
+    // OVF 2.x: Workstation refuses it; fix writes it as 1.x where nothing 2.x-only is in it
+    // (a StorageItem becomes an Item), and keeps it, saying why, where something is.
+    let storage = "<StorageItem xmlns:sasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData\"><sasd:AddressOnParent>0</sasd:AddressOnParent><sasd:HostResource>ovf:/disk/d1</sasd:HostResource><sasd:InstanceID>9</sasd:InstanceID><sasd:ResourceType>17</sasd:ResourceType></StorageItem>";
+    let v2 = base.replace("ovf/envelope/1", "ovf/envelope/2").replace(
+        "</VirtualHardwareSection>",
+        &format!("{storage}</VirtualHardwareSection>"),
+    );
     let pkg = package(dir, "v2", &v2, "ours", false);
     let (code, findings) = lint(dir, &pkg, "workstation");
     assert_eq!(code, 2);
@@ -253,7 +258,41 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
         "{findings:?}"
     );
     assert_eq!(lint(dir, &pkg, "esxi").0, 0);
-    assert_eq!(fixed(dir, &pkg, "workstation", "v2.ova"), 2);
+    assert_eq!(fixed(dir, &pkg, "workstation", "v2.ova"), 0);
+    let written = std::fs::read_to_string(dir.join("v2.ova.x/p.ovf")).unwrap();
+    assert!(
+        !written.contains("envelope/2") && !written.contains("StorageItem"),
+        "{written}"
+    );
+    assert!(written.contains("<Item xmlns:sasd="), "{written}");
+    let xmllint = Command::new(tool("xmllint"))
+        .args(["--noout", "v2.ova.x/p.ovf"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        xmllint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&xmllint.stderr)
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(dir, &["info", "--json", "v2.ova"]).stdout).unwrap();
+    assert_eq!(info["ovf_version"], "1.x", "{info}");
+    let shared = v2.replace(
+        "</VirtualSystem>",
+        "</VirtualSystem><SharedDiskSection><Info>s</Info></SharedDiskSection>",
+    );
+    let pkg = package(dir, "v2shared", &shared, "ours", false);
+    let run = ovf_disk(
+        dir,
+        &["fix", "--target", "workstation", &pkg, "v2shared.ova"],
+    );
+    assert_eq!(run.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        said.contains("SharedDiskSection has no OVF 1.x form"),
+        "{said}"
+    );
     // A section marked required that no product knows.
     let req = base.replace(
         "</VirtualSystem>",

@@ -77,6 +77,8 @@ pub struct ExportOptions {
     pub(crate) system_type: Option<String>,
     /// Hardware items `fix` repairs or removes.
     pub(crate) devices: super::lint::DeviceFixes,
+    /// Write an OVF 2.x envelope as 1.x (`fix` for Workstation).
+    pub(crate) downgrade: bool,
 }
 
 impl ExportOptions {
@@ -338,7 +340,14 @@ fn stage_package(
     }
     // Every disk is stream-optimized now, whatever the source said.
     edits.format(vmdk_format("streamOptimized"));
-    let text = edit_envelope(&text, &edits).map_err(|e| e.in_envelope(ovf, &text))?;
+    let mut text = edit_envelope(&text, &edits).map_err(|e| e.in_envelope(ovf, &text))?;
+    if options.downgrade {
+        text = super::xml::downgrade_envelope(&text).map_err(|reason| Error::Envelope {
+            path: ovf.to_path_buf(),
+            line: None,
+            reason: format!("cannot be written as OVF 1.x: {reason}"),
+        })?;
+    }
     Ok((pkg.descriptor().to_string(), text, files))
 }
 

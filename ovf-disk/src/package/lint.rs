@@ -739,6 +739,19 @@ pub fn fix(
             }
         }
     }
+    if target == Target::Workstation && pkg.envelope().version == "2.x" {
+        let text = String::from_utf8_lossy(&pkg.read_small(pkg.descriptor())?).into_owned();
+        match super::xml::downgrade_envelope(&text) {
+            Ok(_) => {
+                export.downgrade = true;
+                changes.push(
+                    "OVF 2.x envelope written as 1.x (EthernetPortItem and StorageItem as Item)"
+                        .into(),
+                );
+            }
+            Err(why) => changes.push(format!("not changed: the OVF 2.x envelope ({why})")),
+        }
+    }
     for f in before.findings.iter().filter(|f| f.rule == "file-size") {
         changes.push(format!(
             "{} {}: ovf:size corrected to the file's",

@@ -992,6 +992,194 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
     String::from_utf8(writer.into_inner()).map_err(|e| XmlError::new(None, e.to_string()))
 }
 
+/// The OVF 1.x and 2.x envelope namespaces.
+const OVF1: &str = "http://schemas.dmtf.org/ovf/envelope/1";
+const OVF2: &str = "http://schemas.dmtf.org/ovf/envelope/2";
+/// CIM's resource allocation settings (`rasd:`), and the Ethernet port and storage settings
+/// OVF 2.x items use (`epasd:`, `sasd:`).
+const RASD: &str =
+    "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData";
+const EPASD: &str =
+    "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_EthernetPortAllocationSettingData";
+const SASD: &str =
+    "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData";
+/// The properties of CIM_ResourceAllocationSettingData, which an OVF 1.x `Item` may hold.
+const RASD_PROPERTIES: [&str; 23] = [
+    "Address",
+    "AddressOnParent",
+    "AllocationUnits",
+    "AutomaticAllocation",
+    "AutomaticDeallocation",
+    "Caption",
+    "Connection",
+    "ConsumerVisibility",
+    "Description",
+    "ElementName",
+    "HostResource",
+    "InstanceID",
+    "Limit",
+    "MappingBehavior",
+    "OtherResourceType",
+    "Parent",
+    "PoolID",
+    "Reservation",
+    "ResourceSubType",
+    "ResourceType",
+    "VirtualQuantity",
+    "VirtualQuantityUnits",
+    "Weight",
+];
+/// Sections DSP0243 2.x added, which a 1.x reader does not know.
+const OVF2_ONLY: [&str; 7] = [
+    "SharedDiskSection",
+    "ScaleOutSection",
+    "PlacementGroupSection",
+    "PlacementSection",
+    "EncryptionSection",
+    "EnvironmentFilesSection",
+    "BootDeviceSection",
+];
+
+/// An OVF 2.x envelope written as 1.x (DSP0243 1.1 against 2.0), where its content allows:
+/// the OVF namespace declarations point at 1.x, and `EthernetPortItem` and `StorageItem`
+/// become `Item`s whose `epasd:`/`sasd:` properties take the `rasd:` prefix. Every other byte
+/// is copied as it was. `Err` says why it cannot be done: a section only 2.x has, an item
+/// property RASD does not have, no `rasd:` prefix declared, a prefix bound to two namespaces,
+/// or XML quick-xml cannot read.
+pub(crate) fn downgrade_envelope(text: &str) -> Result<String, String> {
+    // Every namespace declaration, by prefix ("" for the default namespace).
+    let mut prefixes: Vec<(String, String)> = Vec::new();
+    let mut reader = Reader::from_str(text);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(t) | Event::Empty(t)) => {
+                for a in t.attributes() {
+                    let a = a.map_err(|e| e.to_string())?;
+                    let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+                    let Some(prefix) = key
+                        .strip_prefix("xmlns")
+                        .map(|p| p.trim_start_matches(':').to_string())
+                    else {
+                        continue;
+                    };
+                    let uri = String::from_utf8_lossy(&a.value).into_owned();
+                    match prefixes.iter().find(|(p, _)| *p == prefix) {
+                        Some((_, u)) if *u != uri => {
+                            return Err(format!("the prefix {prefix:?} names two namespaces"))
+                        }
+                        Some(_) => {}
+                        None => prefixes.push((prefix, uri)),
+                    }
+                }
+            }
+            Ok(Event::Eof) => break,
+            Err(e) => return Err(e.to_string()),
+            _ => {}
+        }
+    }
+    let uri_of = |prefix: &str| {
+        prefixes
+            .iter()
+            .find(|(p, _)| p == prefix)
+            .map(|(_, u)| u.as_str())
+    };
+    let rasd = prefixes
+        .iter()
+        .find(|(p, u)| u == RASD && !p.is_empty())
+        .map(|(p, _)| p.clone())
+        .ok_or("no prefix is declared for the RASD namespace")?;
+
+    let mut reader = Reader::from_str(text);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut copied = 0usize;
+    // The new names of the elements open (None: kept), and the depth of the item converted.
+    let mut names: Vec<Option<String>> = Vec::new();
+    let mut item_depth: Option<usize> = None;
+    let position = |p: u64| usize::try_from(p).unwrap_or(usize::MAX);
+    loop {
+        let start = position(reader.buffer_position());
+        let event = reader.read_event().map_err(|e| e.to_string())?;
+        let end = position(reader.buffer_position());
+        let (tag, empty) = match event {
+            Event::Start(t) => (t, false),
+            Event::Empty(t) => (t, true),
+            Event::End(_) => {
+                if let Some(Some(new)) = names.pop() {
+                    out.push_str(text.get(copied..start).unwrap_or_default());
+                    out.push_str(&format!("</{new}>"));
+                    copied = end;
+                }
+                if item_depth.is_some_and(|d| d > names.len()) {
+                    item_depth = None;
+                }
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        let qname = String::from_utf8_lossy(tag.name().as_ref()).into_owned();
+        let (prefix, local) = qname.split_once(':').unwrap_or(("", qname.as_str()));
+        if OVF2_ONLY.contains(&local) {
+            return Err(format!("{local} has no OVF 1.x form"));
+        }
+        let mut new_name = None;
+        if matches!(local, "EthernetPortItem" | "StorageItem") && item_depth.is_none() {
+            new_name = Some(match prefix {
+                "" => "Item".to_string(),
+                p => format!("{p}:Item"),
+            });
+            if !empty {
+                item_depth = Some(names.len() + 1);
+            }
+        } else if item_depth == Some(names.len()) {
+            // VirtualBox names both schemas with an `.xsd` suffix.
+            let uri = uri_of(prefix).unwrap_or_default();
+            let uri = uri.strip_suffix(".xsd").unwrap_or(uri);
+            if uri == EPASD || uri == SASD {
+                if !RASD_PROPERTIES.contains(&local) {
+                    return Err(format!("{qname} has no RASD form"));
+                }
+                new_name = Some(format!("{rasd}:{local}"));
+            }
+        }
+        // Namespace declarations of OVF 2.x now name 1.x, and the root's `ovf:version` says 1.0.
+        let content = std::str::from_utf8(&tag).map_err(|e| e.to_string())?;
+        let name_len = tag.name().as_ref().len();
+        let spans = attribute_spans(content.as_bytes(), name_len)
+            .ok_or("attributes quick-xml read could not be located")?;
+        let mut rest = String::new();
+        let mut done = name_len;
+        for span in spans {
+            let key = content.get(span.key.clone()).unwrap_or_default();
+            let value = content.get(span.value.clone()).unwrap_or_default();
+            let new = if (key == "xmlns" || key.starts_with("xmlns:")) && value == OVF2 {
+                OVF1
+            } else if local == "Envelope" && key.ends_with(":version") && value.starts_with('2') {
+                "1.0"
+            } else {
+                continue;
+            };
+            rest.push_str(content.get(done..span.value.start).unwrap_or_default());
+            rest.push_str(new);
+            done = span.value.end;
+        }
+        rest.push_str(content.get(done..).unwrap_or_default());
+        if !empty {
+            names.push(new_name.clone());
+        }
+        let unchanged = new_name.is_none() && rest == content.get(name_len..).unwrap_or_default();
+        if unchanged {
+            continue;
+        }
+        out.push_str(text.get(copied..start).unwrap_or_default());
+        let name = new_name.unwrap_or(qname);
+        out.push_str(&format!("<{name}{rest}{}>", if empty { "/" } else { "" }));
+        copied = end;
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -1280,6 +1468,76 @@ mod tests {
                 instance_id: Some("5".into()),
             }
         );
+    }
+
+    #[test]
+    fn an_ovf_2_envelope_is_written_as_1_x_where_it_can_be() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/envelopes/cot/ubuntu.2.0.ovf"),
+        )
+        .unwrap();
+        let before = parse(&text);
+        assert_eq!(before.version, "2.x");
+        let out = downgrade_envelope(&text).unwrap();
+        for gone in [
+            "envelope/2",
+            "StorageItem",
+            "EthernetPortItem",
+            "sasd:",
+            "epasd:Caption",
+        ] {
+            assert!(
+                !out.replace("xmlns:sasd", "")
+                    .replace("xmlns:epasd", "")
+                    .contains(gone),
+                "{gone}: {out}"
+            );
+        }
+        assert!(out.contains("ovf:version=\"1.0\""));
+        assert!(out.contains("<Item>\n        <rasd:AutomaticAllocation>true</rasd:AutomaticAllocation>\n        <rasd:Caption>Ethernet adapter on 'NAT'</rasd:Caption>"), "{out}");
+        // The same VM, as our parser reads it: only the version differs.
+        let after = parse(&out);
+        assert_eq!(after.version, "1.x");
+        let (b, a) = (&before.systems[0].hardware, &after.systems[0].hardware);
+        assert_eq!(a.devices.len(), b.devices.len());
+        for (x, y) in a.devices.iter().zip(&b.devices) {
+            assert_eq!(
+                (x.kind, &x.instance_id, &x.host_resource, &x.connection),
+                (y.kind, &y.instance_id, &y.host_resource, &y.connection)
+            );
+        }
+        // Byte for byte the input but for the names and the namespace values.
+        let mut expected = text
+            .replace("envelope/2", "envelope/1")
+            .replace("ovf:version=\"2.0\"", "ovf:version=\"1.0\"");
+        for (from, to) in [
+            ("<sasd:", "<rasd:"),
+            ("</sasd:", "</rasd:"),
+            ("<epasd:", "<rasd:"),
+            ("</epasd:", "</rasd:"),
+            ("StorageItem>", "Item>"),
+            ("EthernetPortItem>", "Item>"),
+        ] {
+            expected = expected.replace(from, to);
+        }
+        assert_eq!(out, expected);
+        // What 1.x cannot say.
+        for (edit, why) in [
+            ("</DiskSection>", "has no OVF 1.x form"),
+            ("<sasd:Caption>disk1", "has no RASD form"),
+        ] {
+            let bad = match why {
+                "has no OVF 1.x form" => text.replace(
+                    edit,
+                    "</DiskSection><SharedDiskSection><Info>s</Info></SharedDiskSection>",
+                ),
+                _ => text.replace(edit, "<sasd:Access>1</sasd:Access><sasd:Caption>disk1"),
+            };
+            let err = downgrade_envelope(&bad).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        let no_rasd = text.replace("CIM_ResourceAllocationSettingData\"", "CIM_Other\"");
+        assert!(downgrade_envelope(&no_rasd).unwrap_err().contains("RASD"));
     }
 
     #[test]
