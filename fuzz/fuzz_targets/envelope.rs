@@ -1,5 +1,7 @@
 //! The OVF envelope parser on arbitrary text: parses or fails, never panics, never expands an
-//! entity; a parsed envelope's computed sizes are consistent.
+//! entity; a parsed envelope's computed sizes are consistent. The editors on the same text:
+//! no edit gives the text back; the edits `fix` and `import` make (items and sections
+//! removed, attributes set) and the OVF 1.x rewrite keep a parsed envelope parseable.
 //!
 //! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/envelope/).
 #![no_main]
@@ -7,7 +9,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use ovf_disk::Envelope;
+use ovf_disk::{fuzzing, Envelope};
 
 /// A plain file name, as a package may use one: not empty, no path separator, no `..`, not
 /// absolute, no NUL (the rule `ovf-disk` enforces, restated here as the oracle).
@@ -23,12 +25,26 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(env) = Envelope::parse(text, Path::new("fuzz.ovf")) {
+    let parsed = Envelope::parse(text, Path::new("fuzz.ovf"));
+    if let Ok(env) = &parsed {
         for d in &env.disks {
             let _ = env.file_of(d);
         }
         for f in &env.files {
             assert!(is_plain_name(&f.href), "an unsafe href was accepted");
+        }
+    }
+    if let Some(same) = fuzzing::unedited(text) {
+        assert_eq!(same, text, "no edit changed the text");
+    }
+    for (what, out) in [
+        ("edited", fuzzing::edited(text)),
+        ("downgraded", fuzzing::downgraded(text)),
+    ] {
+        if let (Ok(_), Some(out)) = (&parsed, out) {
+            if let Err(e) = Envelope::parse(&out, Path::new("fuzz.ovf")) {
+                panic!("{what}: a parsed envelope no longer parses: {e}\n{out}");
+            }
         }
     }
 });

@@ -44,6 +44,41 @@ mod iso;
 mod output;
 mod package;
 mod parallel;
+
+/// The envelope editors as the fuzz targets drive them (feature `unstable-internals`): not a
+/// stable API.
+#[cfg(feature = "unstable-internals")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::package::xml::{downgrade_envelope, edit_envelope, EnvelopeEdits, ItemEdit};
+
+    /// `text` with no edits: `Some(output)` when the editor takes it.
+    pub fn unedited(text: &str) -> Option<String> {
+        edit_envelope(text, &EnvelopeEdits::new()).ok()
+    }
+
+    /// `text` with every kind of edit but the file ones: the configuration `a` chosen,
+    /// properties `k` and `c.k.i` set, IDE subtypes and sound cards removed.
+    pub fn edited(text: &str) -> Option<String> {
+        let mut edits = EnvelopeEdits::new();
+        edits
+            .deployment("a")
+            .property_value("k", "v & <w>")
+            .property_value("c.k.i", "x")
+            .items(|item| match item.resource_type {
+                Some(5) => ItemEdit::RemoveSubtype,
+                Some(35) => ItemEdit::Remove,
+                _ => ItemEdit::Keep,
+            })
+            .system_type(|t| (t != "vmx-10").then(|| "vmx-10".to_string()));
+        edit_envelope(text, &edits).ok()
+    }
+
+    /// `text` written as OVF 1.x, when it can be.
+    pub fn downgraded(text: &str) -> Option<String> {
+        downgrade_envelope(text).ok()
+    }
+}
 mod vm;
 
 pub use disk::{convert, convert_stream, ConvertOptions};

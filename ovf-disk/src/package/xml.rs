@@ -809,7 +809,9 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
     let mut item: Option<(usize, ItemEdit)> = None;
     // Input bytes up to here are in the output already.
     let mut copied = 0usize;
-    let position = |p: u64| usize::try_from(p).unwrap_or(usize::MAX);
+    // quick-xml's positions leave out a byte-order mark.
+    let skew = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let position = |p: u64| usize::try_from(p).map_or(usize::MAX, |p| p.saturating_add(skew));
     loop {
         let start = reader.buffer_position();
         let event = reader
@@ -1095,7 +1097,9 @@ pub(crate) fn downgrade_envelope(text: &str) -> Result<String, String> {
     // The new names of the elements open (None: kept), and the depth of the item converted.
     let mut names: Vec<Option<String>> = Vec::new();
     let mut item_depth: Option<usize> = None;
-    let position = |p: u64| usize::try_from(p).unwrap_or(usize::MAX);
+    // quick-xml's positions leave out a byte-order mark.
+    let skew = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let position = |p: u64| usize::try_from(p).map_or(usize::MAX, |p| p.saturating_add(skew));
     loop {
         let start = position(reader.buffer_position());
         let event = reader.read_event().map_err(|e| e.to_string())?;
@@ -1248,6 +1252,22 @@ mod tests {
         // A byte-order mark and a document without a declaration.
         let bom = format!("\u{feff}{V1}");
         assert_eq!(edit_envelope(&bom, &EnvelopeEdits::new()).unwrap(), bom);
+        // With a byte-order mark, edits land where they belong.
+        let mut edits = EnvelopeEdits::new();
+        edits.file("vm-disk1.vmdk", "other.vmdk", 7);
+        let plain = edit_envelope(V1, &edits).unwrap();
+        assert_eq!(
+            edit_envelope(&bom, &edits).unwrap(),
+            format!("\u{feff}{plain}")
+        );
+        let v2 = bom.replace("envelope/1", "envelope/2");
+        assert_eq!(
+            downgrade_envelope(&v2).unwrap(),
+            format!(
+                "\u{feff}{}",
+                downgrade_envelope(&V1.replace("envelope/1", "envelope/2")).unwrap()
+            )
+        );
         let bare = "<Envelope xmlns='urn:x'/>";
         assert_eq!(edit_envelope(bare, &EnvelopeEdits::new()).unwrap(), bare);
     }
