@@ -66,6 +66,7 @@ pub mod fuzzing {
             .property_value("k", "v & <w>")
             .property_value("c.k.i", "x")
             .items(|item| match item.resource_type {
+                _ if item.element == "ExtraConfig" => ItemEdit::Remove,
                 Some(5) => ItemEdit::RemoveSubtype,
                 Some(35) => ItemEdit::Remove,
                 _ => ItemEdit::Keep,

@@ -430,7 +430,8 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
     // As VirtualBox exports them: an IDE controller of subtype PIIX4 and an Ensoniq sound card.
     let ide = "<Item><rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>PIIX4</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>";
     let sound = "<Item><rasd:AddressOnParent>3</rasd:AddressOnParent><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceSubType>ensoniq1371</rasd:ResourceSubType><rasd:ResourceType>35</rasd:ResourceType></Item>";
-    let text = ovf("vmx-13", &format!("{ide}{sound}"), "", 0)
+    let extra = "<vmw:ExtraConfig xmlns:vmw=\"http://www.vmware.com/schema/ovf\" vmw:key=\"disk.enableUUID\" vmw:value=\"TRUE\"/>";
+    let text = ovf("vmx-13", &format!("{ide}{sound}{extra}"), "", 0)
         .replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
     let pkg = package(dir, "vbox", &text, "ours", false);
     let (code, findings) = lint(dir, &pkg, "esxi");
@@ -441,6 +442,10 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
             "{rule}: {findings:?}"
         );
     }
+    assert!(
+        findings.contains(&("extra-config".to_string(), "change".to_string())),
+        "{findings:?}"
+    );
     // virt-v2v and VirtualBox take both.
     assert_eq!(lint(dir, &pkg, "virt-v2v").0, 0);
     // Without --allow-drop the sound card stays: the subtype is repaired, the package still
@@ -458,6 +463,10 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
         !findings.iter().any(|(r, _)| r == "device-subtype"),
         "{findings:?}"
     );
+    assert!(
+        findings.iter().any(|(r, _)| r == "extra-config"),
+        "{findings:?}"
+    );
     // With it, the card is removed and listed; the package passes, verifies and its disk reads.
     assert_eq!(
         fixed_with(dir, &pkg, "esxi", "dropped.ova", &["--allow-drop"]),
@@ -465,11 +474,16 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
     );
     let (code, findings) = lint(dir, "dropped.ova", "esxi");
     assert_eq!(code, 0, "{findings:?}");
+    assert!(
+        !findings.iter().any(|(r, _)| r == "extra-config"),
+        "{findings:?}"
+    );
     let written = std::fs::read_to_string(dir.join("dropped.ova.x/p.ovf")).unwrap();
     assert!(
         !written.contains("ensoniq1371") && !written.contains("PIIX4"),
         "{written}"
     );
+    assert!(!written.contains("ExtraConfig"), "{written}");
     assert!(written.contains("<rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType>"), "{written}");
     let json = ovf_disk_ok(
         dir,
@@ -495,6 +509,12 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
         changes
             .iter()
             .any(|c| c.contains("InstanceID 5") && c.contains("removed (--allow-drop)")),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.contains("ExtraConfig: removed (--allow-drop)")),
         "{changes:?}"
     );
     // The input is never modified.

@@ -109,6 +109,9 @@ const SOUND: &str = "ESXi and vCenter: \"No support for the virtual hardware dev
     for VirtualBox's sound card (Graylog2/graylog2-server#5594)";
 const IDE: &str = "vCenter: \"Value 'PIIX4' of ResourceSubType element not found\" \
     (Graylog2/graylog2-images#211); VMware writes IDE controllers without a subtype";
+const EXTRA: &str = "ovftool: \"ExtraConfig options exists in source (use --allowExtraConfig \
+    option to allow this)\" (hashicorp/packer#5771); vCenter asks to accept them as security risks \
+    (vmware-archive/vsphere-automation-sdk-rest#18)";
 const ORDER: &str =
     "DMTF DSP0243 §5.3; VMware requires the OVF first (kubev2v/migration-planner#147)";
 const PAX: &str =
@@ -406,9 +409,26 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         }
     }
 
-    // Sections marked required that no product here understands.
+    // Sections marked required that no product here understands; ExtraConfig settings.
     let text = String::from_utf8_lossy(&pkg.read_small(&descriptor)?).into_owned();
     required_sections(&text, &descriptor, &mut f);
+    let extra = extra_config_keys(&text);
+    if vmware && !extra.is_empty() {
+        f.add(
+            "extra-config",
+            Severity::Change,
+            &descriptor,
+            "VirtualHardwareSection/vmw:ExtraConfig",
+            format!(
+                "{} ExtraConfig setting(s) ({}): deployed only when allowed \
+                 (ovftool --allowExtraConfig, vCenter's security prompt); fix removes them with \
+                 --allow-drop",
+                extra.len(),
+                extra.join(", ")
+            ),
+            EXTRA,
+        );
+    }
 
     // Disk files: stream-optimized as VMware writes them, and as their ovf:format says.
     for disk in &env.disks {
@@ -519,6 +539,21 @@ fn archive_rules(archive: &super::ova::OvaIndex, vmware: bool, f: &mut Findings)
     }
 }
 
+/// The keys of the `ExtraConfig` elements of an envelope (none if it does not parse).
+fn extra_config_keys(text: &str) -> Vec<String> {
+    let Ok(doc) = roxmltree::Document::parse(text) else {
+        return Vec::new();
+    };
+    doc.descendants()
+        .filter(|n| n.tag_name().name() == "ExtraConfig")
+        .map(|n| {
+            n.attributes()
+                .find(|a| a.name() == "key")
+                .map_or_else(String::new, |a| a.value().to_string())
+        })
+        .collect()
+}
+
 fn required_sections(text: &str, descriptor: &str, f: &mut Findings) {
     const KNOWN: [&str; 20] = [
         "References",
@@ -610,12 +645,20 @@ pub(crate) struct DeviceFixes {
     pub ide_subtype: bool,
     /// Remove sound cards whose subtype is not VMware's.
     pub foreign_sound: bool,
+    /// Remove `vmw:ExtraConfig` settings.
+    pub extra_config: bool,
 }
 
 impl DeviceFixes {
     /// What happens to `item`.
     pub(crate) fn edit(&self, item: &super::xml::ItemFacts) -> super::xml::ItemEdit {
         use super::xml::ItemEdit;
+        if item.element == "ExtraConfig" {
+            return match self.extra_config {
+                true => ItemEdit::Remove,
+                false => ItemEdit::Keep,
+            };
+        }
         match item.resource_type {
             Some(5) if self.ide_subtype && item.subtype.is_some() => ItemEdit::RemoveSubtype,
             Some(35) if self.foreign_sound && foreign_sound(item.subtype.as_deref()) => {
@@ -727,12 +770,13 @@ pub fn fix(
     if target.is_vmware() {
         export.devices.ide_subtype = true;
         export.devices.foreign_sound = options.allow_drop;
+        export.devices.extra_config = options.allow_drop;
         for f in &before.findings {
             match (f.rule, options.allow_drop) {
                 ("device-subtype", _) => {
                     changes.push(format!("{}: ResourceSubType removed", f.at));
                 }
-                ("device-unsupported", true) => {
+                ("device-unsupported" | "extra-config", true) => {
                     changes.push(format!("{}: removed (--allow-drop)", f.at));
                 }
                 _ => {}

@@ -288,6 +288,8 @@ type FormatMap<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 /// can remove it or its `ResourceSubType`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ItemFacts {
+    /// The element's local name: `Item`, `StorageItem`, `EthernetPortItem`, or `ExtraConfig`.
+    pub element: String,
     /// `ResourceType`.
     pub resource_type: Option<u32>,
     /// `ResourceSubType`, trimmed.
@@ -892,7 +894,8 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
         };
         // A hardware item: its facts read ahead when items are edited.
         let mut edit = ItemEdit::Keep;
-        let is_item = tag.local_name().as_ref().ends_with(b"Item");
+        let local = tag.local_name();
+        let is_item = local.as_ref().ends_with(b"Item") || local.as_ref() == b"ExtraConfig";
         if let (Some(Kind::Hardware), Some(map), true) = (parent, edits.items.as_ref(), is_item) {
             let inner = if empty {
                 ""
@@ -905,7 +908,11 @@ pub(crate) fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<Str
                 text.get(position(span.start)..position(span.end))
                     .unwrap_or_default()
             };
-            edit = map(&item_facts(inner));
+            let facts = ItemFacts {
+                element: String::from_utf8_lossy(local.as_ref()).into_owned(),
+                ..item_facts(inner)
+            };
+            edit = map(&facts);
             if !empty {
                 item = Some((open.len() + 1, edit));
             }
@@ -1483,6 +1490,7 @@ mod tests {
         assert_eq!(
             seen[1],
             ItemFacts {
+                element: "Item".into(),
                 resource_type: Some(35),
                 subtype: Some("ensoniq1371".into()),
                 instance_id: Some("5".into()),
