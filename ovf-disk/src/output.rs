@@ -128,6 +128,44 @@ fn remove_if_stale(path: &Path) -> Result<Found> {
     }
 }
 
+/// Creates `path` (which must not exist) for reading and writing, holding its lock. Where the
+/// file system has `O_TMPFILE`, the file is made unnamed, locked, then linked at `path`, so no
+/// other run ever sees it unlocked and takes it for a leftover; elsewhere it is created by name
+/// and locked by the caller just after (which checks that it still names the file).
+fn create_locked(path: &Path) -> io::Result<File> {
+    use rustix::fs::{linkat, openat, AtFlags, Mode, OFlags, CWD};
+    let folder = folder_of(path);
+    let unnamed = openat(
+        CWD,
+        &folder,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    );
+    match unnamed {
+        Ok(fd) => {
+            let file = File::from(fd);
+            flock(&file, FlockOperation::NonBlockingLockExclusive)?;
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+            match linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+                Ok(()) => Ok(file),
+                Err(e) if e == rustix::io::Errno::EXIST => Err(e.into()),
+                // No /proc, or a file system that cannot link an unnamed file: by name.
+                Err(_) => create_by_name(path),
+            }
+        }
+        Err(_) => create_by_name(path),
+    }
+}
+
+/// Creates `path` (which must not exist) by name; the caller locks it.
+fn create_by_name(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
 /// Whether `path` still names the open `file`.
 fn same_file(file: &File, path: &Path) -> bool {
     match (file.metadata(), std::fs::symlink_metadata(path)) {
@@ -216,12 +254,7 @@ impl PendingFile {
         let temp = folder_of(target).join(format!(".{}{SUFFIX}", name.to_string_lossy()));
         // Three rounds: a leftover removed, then a race with another run's cleanup lost.
         for _ in 0..3 {
-            let file = match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-            {
+            let file = match create_locked(&temp) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     match remove_if_stale(&temp)? {

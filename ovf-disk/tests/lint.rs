@@ -265,16 +265,7 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
         "{written}"
     );
     assert!(written.contains("<Item xmlns:sasd="), "{written}");
-    let xmllint = Command::new(tool("xmllint"))
-        .args(["--noout", "v2.ova.x/p.ovf"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        xmllint.status.success(),
-        "{}",
-        String::from_utf8_lossy(&xmllint.stderr)
-    );
+    run_ok(dir, "xmllint", &["--noout", "v2.ova.x/p.ovf"]);
     let info: serde_json::Value =
         serde_json::from_slice(&ovf_disk_ok(dir, &["info", "--json", "v2.ova"]).stdout).unwrap();
     assert_eq!(info["ovf_version"], "1.x", "{info}");

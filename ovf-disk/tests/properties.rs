@@ -221,16 +221,7 @@ fn the_environment_and_the_chosen_configuration_are_written() {
     // no DeploymentOptionSection, the properties' values (not the password), as our reader
     // and xmllint read it; the rest of the text as it was.
     let written = std::fs::read_to_string(dir.join("out/p.ovf")).unwrap();
-    let lint = Command::new(tool("xmllint"))
-        .args(["--noout", "out/p.ovf"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        lint.status.success(),
-        "{}",
-        String::from_utf8_lossy(&lint.stderr)
-    );
+    run_ok(dir, "xmllint", &["--noout", "out/p.ovf"]);
     assert!(!written.contains("DeploymentOptionSection"), "{written}");
     assert!(!written.contains("ovf:configuration"), "{written}");
     assert_eq!(
