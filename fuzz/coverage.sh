@@ -25,7 +25,7 @@ declare -A files=(
     [sparse_header]="vmdk/src/read/sparse.rs vmdk/src/read/header.rs"
     [disk]="vmdk/src/disk.rs vmdk/src/read/sparse.rs vmdk/src/read/header.rs vmdk/src/descriptor.rs vmdk/src/io.rs"
     [stream]="vmdk/src/read/stream.rs vmdk/src/read/header.rs vmdk/src/read/sparse.rs vmdk/src/check.rs"
-    [envelope]="ovf-disk/src/package/envelope.rs"
+    [envelope]="ovf-disk/src/package/envelope.rs ovf-disk/src/package/xml.rs"
     [manifest]="ovf-disk/src/package/manifest.rs"
     [ova]="ovf-disk/src/package/ova.rs ovf-disk/src/package/import.rs ovf-disk/src/package/check.rs"
 )

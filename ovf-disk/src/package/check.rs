@@ -135,7 +135,7 @@ pub fn check_package(
     pkg: &Package,
     base: &vmdk::OpenOptions,
     threads: usize,
-    progress: &dyn Fn(&str),
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<PackageCheck> {
     let verify = pkg.verify(progress)?;
     let mut disks = Vec::new();
