@@ -28,9 +28,11 @@ declare -A files=(
     [envelope]="ovf-disk/src/package/envelope.rs ovf-disk/src/package/xml.rs"
     [manifest]="ovf-disk/src/package/manifest.rs"
     [ova]="ovf-disk/src/package/ova.rs ovf-disk/src/package/import.rs ovf-disk/src/package/check.rs"
+    [cowd]="vmdk/src/read/cowd.rs vmdk/src/read/esx.rs"
+    [sesparse]="vmdk/src/read/sesparse.rs vmdk/src/read/esx.rs"
 )
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(descriptor sparse_header disk stream envelope manifest ova)
+[[ ${#targets[@]} -eq 0 ]] && targets=(descriptor sparse_header disk stream envelope manifest ova cowd sesparse)
 
 for t in "${targets[@]}"; do
     log=$(mktemp)
