@@ -79,10 +79,144 @@ thread_local! {
     static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor)>> = const { RefCell::new(None) };
 }
 
+#[cfg(feature = "write")]
+thread_local! {
+    static STORE: RefCell<Option<libdeflater::Compressor>> = const { RefCell::new(None) };
+}
+
+/// Bytes per block of [`incompressible`]'s histogram test.
+#[cfg(feature = "write")]
+const HISTOGRAM_BLOCK: usize = 4096;
+
+/// The chi-square bound [`compress_grain`] uses: uniform random bytes give 255 on average
+/// (standard deviation 23) for a 4 KiB block; deflate output and encrypted data stay near
+/// that, text and code are far above. Chosen on the corpus: `benches/README.md`.
+#[cfg(feature = "write")]
+pub const INCOMPRESSIBLE_CHI_SQUARE: u64 = 400;
+
+/// Whether `data` looks like bytes deflate cannot shrink (already compressed or encrypted), so
+/// that searching it for matches would be wasted: every 4 KiB block's byte histogram is close
+/// to uniform (its chi-square statistic against the uniform distribution is at most
+/// `chi_square`), and no 8-byte sequence read at sampled positions occurs twice (a repeat
+/// deflate would encode as a match, such as a pattern whose bytes are evenly spread). Data
+/// shorter than one block is never taken for incompressible. Integer arithmetic only, so the
+/// answer, and so the bytes written, are the same on every machine.
+#[cfg(feature = "write")]
+pub fn incompressible(data: &[u8], chi_square: u64) -> bool {
+    let blocks = data.chunks_exact(HISTOGRAM_BLOCK);
+    if blocks.len() == 0 {
+        return false;
+    }
+    for block in blocks {
+        // Four interleaved histograms, so that runs of one byte value do not serialise on
+        // one counter.
+        let mut counts = [[0u32; 256]; 4];
+        for quad in block.chunks_exact(4) {
+            for (h, &b) in counts.iter_mut().zip(quad) {
+                // A byte always indexes a 256-entry table: the check is optimised away.
+                if let Some(c) = h.get_mut(usize::from(b)) {
+                    *c += 1;
+                }
+            }
+        }
+        let [a, b, c, d] = &counts;
+        let squares: u64 = (a.iter().zip(b).zip(c).zip(d))
+            .map(|(((a, b), c), d)| {
+                let n = u64::from(a + b + c + d);
+                n * n
+            })
+            .sum();
+        // chi² = 256 Σc² / n − n, compared without division.
+        let n = HISTOGRAM_BLOCK as u64;
+        if 256 * squares > n * n + chi_square * n {
+            return false;
+        }
+    }
+    !has_repeat(data)
+}
+
+/// Whether an 8-byte sequence occurs twice in `data`, found by remembering the sequences at
+/// every 8th position and looking up, before it, those at every 7th: since 7 and 8 are
+/// coprime, any repeat of 63 bytes or more has a pair of positions in step with both. The
+/// table keeps the last sequence per slot; 8192 slots hold most of deflate's 32 KiB window, so a
+/// repeat far back is found if it is long enough to have several such pairs.
+#[cfg(feature = "write")]
+fn has_repeat(data: &[u8]) -> bool {
+    const SLOTS: usize = 8192;
+    let word = |at: usize| {
+        data.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let slot = |w: u64| (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 51) as usize % SLOTS;
+    let Ok(len) = u32::try_from(data.len()) else {
+        return true;
+    };
+    let mut seen = [u32::MAX; SLOTS];
+    // One period of both steps: (offset, look up, remember), looking up before remembering.
+    const STEPS: [(u32, bool, bool); 14] = [
+        (0, true, true),
+        (7, true, false),
+        (8, false, true),
+        (14, true, false),
+        (16, false, true),
+        (21, true, false),
+        (24, false, true),
+        (28, true, false),
+        (32, false, true),
+        (35, true, false),
+        (40, false, true),
+        (42, true, false),
+        (48, false, true),
+        (49, true, false),
+    ];
+    for base in (0..len).step_by(56) {
+        for (offset, look_up, remember) in STEPS {
+            let at = base + offset;
+            let Some(w) = word(at as usize) else {
+                return false;
+            };
+            let s = slot(w);
+            if look_up {
+                if let Some(&other) = seen.get(s) {
+                    if other != u32::MAX && word(other as usize) == Some(w) {
+                        return true;
+                    }
+                }
+            }
+            if remember {
+                if let Some(e) = seen.get_mut(s) {
+                    *e = at;
+                }
+            }
+        }
+    }
+    false
+}
+
 /// Compresses one grain into a zlib stream at `level` (0, stored, to 12), with libdeflate,
-/// reusing this thread's compressor.
+/// reusing this thread's compressor. A grain that [`incompressible`] takes for already
+/// compressed bytes is stored (deflate's uncompressed blocks), as libdeflate would store it
+/// after searching it in vain for matches.
 #[cfg(feature = "write")]
 pub fn compress_grain(level: u32, data: &[u8]) -> Result<Vec<u8>, String> {
+    if level > 0 && incompressible(data, INCOMPRESSIBLE_CHI_SQUARE) {
+        return STORE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let c = match &mut *slot {
+                Some(c) => c,
+                None => {
+                    let lvl = libdeflater::CompressionLvl::new(0)
+                        .map_err(|_| "compression level 0".to_string())?;
+                    slot.insert(libdeflater::Compressor::new(lvl))
+                }
+            };
+            let mut out = vec![0u8; c.zlib_compress_bound(data.len())];
+            let n = c.zlib_compress(data, &mut out).map_err(|e| e.to_string())?;
+            out.truncate(n);
+            Ok(out)
+        });
+    }
     DEFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !matches!(&*slot, Some((l, _)) if *l == level) {
@@ -149,6 +283,114 @@ mod tests {
             let mut out = vec![0u8; 65536];
             assert_eq!(inflate(&packed, &mut out), Ok(65536));
             assert_eq!(out, data);
+        }
+    }
+
+    /// Bytes from a xorshift generator: as incompressible as /dev/urandom for deflate.
+    #[cfg(feature = "write")]
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[cfg(feature = "write")]
+    #[test]
+    fn incompressible_grains_are_found_and_stored() {
+        let bound = INCOMPRESSIBLE_CHI_SQUARE;
+        let random = noise(7, 65536);
+        assert!(incompressible(&random, bound));
+        // Stored: the grain plus the zlib wrapper and two stored-block headers, and it reads
+        // back.
+        let packed = compress_grain(6, &random).unwrap();
+        assert_eq!(packed.len(), 65536 + 2 + 2 * 5 + 4);
+        let mut out = vec![0u8; 65536];
+        assert_eq!(inflate(&packed, &mut out), Ok(65536));
+        assert_eq!(out, random);
+        // Deflated bytes are not incompressible as such: digits deflated still shrink, and
+        // their histograms show it.
+        let text: String = (0..60000u64)
+            .map(|i| format!("{} ", i * 7919 % 100_003))
+            .collect();
+        let deflated = compress_grain(9, text.as_bytes()).unwrap();
+        assert!(deflated.len() > 65536, "{}", deflated.len());
+        assert!(!incompressible(&deflated[..65536], bound));
+        let again = compress_grain(6, &deflated[..65536]).unwrap().len();
+        assert!(again < 65536, "{again}");
+        assert!(!incompressible(&text.as_bytes()[..65536], bound));
+    }
+
+    #[cfg(feature = "write")]
+    #[test]
+    fn compressible_grains_with_flat_histograms_are_compressed() {
+        let bound = INCOMPRESSIBLE_CHI_SQUARE;
+        // Every byte value equally often, yet one long repeat: the histogram test passes, the
+        // repeat test does not.
+        let counter: Vec<u8> = (0..65536u32).map(|i| i as u8).collect();
+        assert!(!incompressible(&counter, bound));
+        let quarter = noise(3, 16384);
+        let twice = quarter.repeat(4);
+        assert!(!incompressible(&twice, bound));
+        assert!(compress_grain(6, &twice).unwrap().len() < 20000);
+        // Repeats of 63 bytes nearby, and longer ones across deflate's window, are found.
+        for (len, distance) in [(63, 64), (63, 1000), (63, 4097), (512, 20000), (512, 32700)] {
+            let mut v = noise(5, 65536);
+            let copy = v[30000..30000 + len].to_vec();
+            v[30000 + distance..30000 + len + distance].copy_from_slice(&copy);
+            assert!(!incompressible(&v, bound), "{len} bytes at {distance}");
+            if len > 500 {
+                assert!(
+                    compress_grain(6, &v).unwrap().len() < 65536,
+                    "{len} at {distance}"
+                );
+            }
+        }
+        // Random bytes with a block of zeros, text or a skewed histogram are compressed.
+        let mut holes = noise(9, 65536);
+        holes[20000..24096].fill(0);
+        assert!(!incompressible(&holes, bound));
+        let skewed: Vec<u8> = noise(11, 65536).iter().map(|b| b & 0xfe).collect();
+        assert!(!incompressible(&skewed, bound));
+        // Less than one histogram block is never taken for incompressible.
+        assert!(!incompressible(&noise(13, 4095), bound));
+        assert!(!incompressible(&[], bound));
+        // Level 0 stores whatever the data.
+        assert!(compress_grain(0, &twice).unwrap().len() > 65536);
+    }
+
+    #[cfg(feature = "write")]
+    proptest::proptest! {
+        /// Whatever the grain (noise, runs, copies of itself), compressing and inflating gives
+        /// it back, and a stored grain is never larger than the data and its framing.
+        #[test]
+        fn compress_grain_round_trips(
+            seed in 1u64..,
+            runs in proptest::collection::vec((0usize..65536, 1usize..5000, 0u8..3), 0..6),
+            level in 0u32..10,
+        ) {
+            let mut data = noise(seed, 65536);
+            for (at, len, kind) in runs {
+                let end = (at + len).min(data.len());
+                match kind {
+                    0 => data[at..end].fill(0),
+                    1 => data[at..end].fill(b'x'),
+                    _ => {
+                        let from = at / 2;
+                        data.copy_within(from..from + (end - at), at);
+                    }
+                }
+            }
+            let packed = compress_grain(level, &data).unwrap();
+            proptest::prop_assert!(packed.len() <= 65536 + 16);
+            let mut out = vec![0u8; 65536];
+            proptest::prop_assert_eq!(inflate(&packed, &mut out), Ok(65536));
+            proptest::prop_assert!(out == data);
         }
     }
 
