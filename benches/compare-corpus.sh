@@ -5,10 +5,13 @@
 # stream). Every output is checked: qemu-img must read each stream back to the image's sha256,
 # and each raw output must equal the image and have no hole. Outputs are flushed inside the
 # time (ours fsync at commit; the others `sync FILE`).
-#   benches/compare-corpus.sh [CORPUS_DIR]
+# ROUNDS (default 1) alternating pairs time raw -> stream; the table shows each tool's median
+# and the rounds go to stderr.
+#   [ROUNDS=3] benches/compare-corpus.sh [CORPUS_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus=${1:-$PWD/target/corpus}
+ROUNDS=${ROUNDS:-1}
 benches/corpus.sh "$corpus" >/dev/null
 ./scripts/setup.sh >/dev/null
 SETUP_SKIP_PYTHON=1 cargo build --release -q -p ovf-disk
@@ -27,6 +30,7 @@ timed() {
     t1=$(now)
     echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}'
 }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 synced() { local out=$1; shift; "$@" && sync "$out"; }
 sha() { sha256sum < "$1" | cut -d' ' -f1; }
 # reads_as STREAM SHA: qemu-img reads the stream back to the image's bytes.
@@ -35,11 +39,14 @@ reads_as() {
     [ "$(sha check.raw)" = "$2" ] || { echo "compare-corpus: $1 does not read back" >&2; exit 1; }
     rm -f check.raw
 }
-# eager_as RAW SHA: the raw output equals the image and has no hole.
+# eager_as RAW SHA: the raw output equals the image and has no hole nor unwritten extent.
 eager_as() {
     [ "$(sha "$1")" = "$2" ] || { echo "compare-corpus: $1 differs" >&2; exit 1; }
     local alloc=$(($(stat -c %b "$1") * $(stat -c %B "$1")))
     [ "$alloc" -ge "$(stat -c %s "$1")" ] || { echo "compare-corpus: $1 has holes" >&2; exit 1; }
+    if filefrag -v "$1" | grep -q unwritten; then
+        echo "compare-corpus: $1 has preallocated extents never written" >&2; exit 1
+    fi
 }
 
 printf '| image | MB | ours raw->stream | qemu-img | ratio | vmdk-convert -c 9 -n 2 | ours bytes | qemu-img bytes | vmdk-convert bytes | ours stream->eager raw | qemu-img | ratio |\n'
@@ -48,9 +55,15 @@ for img in "$corpus"/*.img; do
     name=$(basename "$img" .img)
     want=$(sha "$img")
     mb=$(( $(stat -c %s "$img") >> 20 ))
-    rm -f ours.vmdk qemu.vmdk vc.vmdk
-    t_ours=$(timed "$BIN" convert -q --from raw --to streamOptimized "$img" ours.vmdk)
-    t_qemu=$(timed synced qemu.vmdk qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$img" qemu.vmdk)
+    ours=(); theirs=()
+    for _ in $(seq "$ROUNDS"); do
+        rm -f ours.vmdk qemu.vmdk vc.vmdk
+        ours+=("$(timed "$BIN" convert -q --from raw --to streamOptimized "$img" ours.vmdk)")
+        theirs+=("$(timed synced qemu.vmdk qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$img" qemu.vmdk)")
+    done
+    echo "$name raw -> stream: ours ${ours[*]}; qemu-img ${theirs[*]}" >&2
+    t_ours=$(median "${ours[@]}")
+    t_qemu=$(median "${theirs[@]}")
     reads_as ours.vmdk "$want"
     reads_as qemu.vmdk "$want"
     t_vc=-; s_vc=-

@@ -211,10 +211,7 @@ pub fn compress_grain(level: u32, data: &[u8]) -> Result<Vec<u8>, String> {
                     slot.insert(libdeflater::Compressor::new(lvl))
                 }
             };
-            let mut out = vec![0u8; c.zlib_compress_bound(data.len())];
-            let n = c.zlib_compress(data, &mut out).map_err(|e| e.to_string())?;
-            out.truncate(n);
-            Ok(out)
+            compress_with(c, data)
         });
     }
     DEFLATE.with(|cell| {
@@ -229,10 +226,30 @@ pub fn compress_grain(level: u32, data: &[u8]) -> Result<Vec<u8>, String> {
         let Some((_, c)) = slot.as_mut() else {
             return Err("no compressor".to_string());
         };
-        let mut out = vec![0u8; c.zlib_compress_bound(data.len())];
-        let n = c.zlib_compress(data, &mut out).map_err(|e| e.to_string())?;
-        out.truncate(n);
-        Ok(out)
+        compress_with(c, data)
+    })
+}
+
+#[cfg(feature = "write")]
+thread_local! {
+    /// Room for one grain's deflate output, kept per thread so that no grain pays for zeroing
+    /// a fresh buffer of the worst-case size.
+    static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Compresses `data` with `c` into this thread's buffer and returns a copy of what it holds.
+#[cfg(feature = "write")]
+fn compress_with(c: &mut libdeflater::Compressor, data: &[u8]) -> Result<Vec<u8>, String> {
+    PACKED.with(|cell| {
+        let mut out = cell.borrow_mut();
+        let bound = c.zlib_compress_bound(data.len());
+        if out.len() < bound {
+            out.resize(bound, 0);
+        }
+        let n = c
+            .zlib_compress(data, out.get_mut(..bound).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        Ok(out.get(..n).unwrap_or_default().to_vec())
     })
 }
 

@@ -205,11 +205,15 @@ pub(crate) fn write_stream<W: Write>(
     let grain_bytes = GRAIN_SECTORS * SECTOR_SIZE;
     let level = options.level;
     let work = move |_g: u64, data: &[u8]| -> Result<Vec<u8>> {
-        let mut grain = data.to_vec();
-        // The last grain of a capacity that is not a grain multiple is compressed whole.
-        grain.resize(grain_bytes as usize, 0);
-        compress_grain(level, &grain)
-            .map_err(|e| Error::new(None, "compressed grain", None, ErrorKind::Decompress(e)))
+        let packed = if data.len() as u64 == grain_bytes {
+            compress_grain(level, data)
+        } else {
+            // The last grain of a capacity that is not a grain multiple is compressed whole.
+            let mut grain = data.to_vec();
+            grain.resize(grain_bytes as usize, 0);
+            compress_grain(level, &grain)
+        };
+        packed.map_err(|e| Error::new(None, "compressed grain", None, ErrorKind::Decompress(e)))
     };
     let walk = GrainWalk {
         start: 0,
