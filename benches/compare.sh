@@ -94,13 +94,17 @@ verify() {
     rm -f verify.raw
     [ "$got" = "$want" ] || { echo "compare: $1 differs from the source (sha256 $got)" >&2; exit 1; }
 }
-# eager FILE...: every block of each file is allocated, as eager-zeroed thick needs.
+# eager FILE...: every block of each file is allocated and written (no extent preallocated
+# but unwritten), as eager-zeroed thick needs.
 eager() {
     local f alloc size
     for f; do
         alloc=$(($(stat -c %b "$f") * $(stat -c %B "$f")))
         size=$(stat -c %s "$f")
         [ "$alloc" -ge "$size" ] || { echo "compare: $f has holes ($alloc of $size bytes allocated)" >&2; exit 1; }
+        if filefrag -v "$f" | grep -q unwritten; then
+            echo "compare: $f has preallocated extents never written" >&2; exit 1
+        fi
     done
 }
 # check KIND OUT: what a timed output must be. eager: qemu-img reads the source's bytes and no

@@ -125,6 +125,14 @@ fn zero_modes() {
                 "sparse output allocated {}",
                 allocated(&p)
             ),
+            "falloc" => {
+                // Every block allocated, the zeros not written: what tells eager-zeroed
+                // outputs (preallocated too, then written) from this one.
+                assert!(allocated(&p) >= 64 << 20);
+                if let Some(unwritten) = unwritten_extents(&p) {
+                    assert!(unwritten, "falloc output has no unwritten extent");
+                }
+            }
             _ => assert_no_holes(&p),
         }
     }

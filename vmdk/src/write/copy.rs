@@ -151,14 +151,24 @@ impl<'a> Targets<'a> {
     }
 
     /// Sets each target to its length, or preallocates it for [`ZeroMode::Falloc`].
+    ///
+    /// Eager-zeroed outputs ([`ZeroMode::Write`]) are preallocated too where the file system
+    /// can, although every byte is then written: writes into preallocated blocks are
+    /// overwrites, which ext4 lets several threads do at once under its shared inode lock,
+    /// while writes that fill holes take it one at a time. Measured in `benches/README.md`.
     fn prepare(&self, zero: ZeroMode) -> Result<()> {
         for t in self.targets {
             let err = |e: std::io::Error| Error::at(t.path, "output", 0, ErrorKind::Io(e));
             #[cfg(all(target_os = "linux", feature = "direct-io"))]
-            if zero == ZeroMode::Falloc && t.len > 0 {
-                rustix::fs::fallocate(t.file, rustix::fs::FallocateFlags::empty(), 0, t.len)
-                    .map_err(|e| err(e.into()))?;
-                continue;
+            if matches!(zero, ZeroMode::Falloc | ZeroMode::Write) && t.len > 0 {
+                use rustix::io::Errno;
+                match rustix::fs::fallocate(t.file, rustix::fs::FallocateFlags::empty(), 0, t.len) {
+                    Ok(()) => continue,
+                    // Where preallocation is only a speed-up, a file system without it
+                    // still takes the writes.
+                    Err(Errno::OPNOTSUPP | Errno::NOSYS) if zero == ZeroMode::Write => {}
+                    Err(e) => return Err(err(e.into())),
+                }
             }
             let _ = zero;
             t.file.set_len(t.len).map_err(err)?;
@@ -325,7 +335,7 @@ impl Disk {
         };
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|scope| {
-            for _ in 0..options.threads.max(1) {
+            for _ in 0..options.copy_workers().max(1) {
                 scope.spawn(|| {
                     let mut buf = AlignedBuf::new(window_usize);
                     if let Err(e) = copy.work(&mut buf, progress) {
@@ -418,7 +428,7 @@ impl<R: Read> StreamReader<R> {
             progress,
         };
         let capacity = self.capacity();
-        let stats = self.read_into(&sink, options.threads)?;
+        let stats = self.read_into(&sink, options.copy_workers())?;
         sink.finish(capacity)?;
         Ok(stats)
     }

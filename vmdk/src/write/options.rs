@@ -94,13 +94,15 @@ impl WriteOptions {
     }
 
     /// Worker threads that read, inflate, compress and write (at least 1; default: all cores).
+    /// Copies into outputs written with `O_DIRECT` run two workers per thread, so that one
+    /// inflates while the other waits for its write (see [`WriteOptions::direct`]).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self
     }
 
     /// Bytes each copy worker handles at once, rounded up to a whole number of grains
-    /// (default 8 MiB). Memory is about threads × window.
+    /// (default 8 MiB). Memory is about threads × window (twice that with `O_DIRECT`).
     pub fn window(mut self, bytes: u64) -> Self {
         self.window = bytes.max(512);
         self
@@ -109,10 +111,21 @@ impl WriteOptions {
     /// Write raw and flat outputs with `O_DIRECT`, bypassing the page cache, where offsets and
     /// lengths are 4 KiB-aligned and the file system allows it (default on; Linux with the
     /// `direct-io` feature); elsewhere, and for unaligned pieces, through the page cache. Why
-    /// it is the default: `benches/README.md`.
+    /// it is the default: `benches/README.md`. A direct write waits for the device, so copies
+    /// then run two workers per thread.
     pub fn direct(mut self, direct: bool) -> Self {
         self.direct = direct;
         self
+    }
+
+    /// Workers of a copy into raw or flat outputs: two per thread when writes wait for the
+    /// device (`O_DIRECT`), so a core inflates while another worker's write is in flight.
+    pub(crate) fn copy_workers(&self) -> usize {
+        if self.direct && cfg!(all(target_os = "linux", feature = "direct-io")) {
+            self.threads.saturating_mul(2)
+        } else {
+            self.threads
+        }
     }
 
     /// Compression level of stream-optimized output (libdeflate's), 0 (stored) to 12 (levels
