@@ -116,19 +116,19 @@ pub(crate) fn folder_of(path: &Path) -> &Path {
 /// A write in progress: the plan's files open under temporary names, to be committed together
 /// (with other writes, for an import) once complete.
 pub(crate) struct PendingWrite {
-    pub report: WriteReport,
-    pub files: Vec<PendingFile>,
+    pub(crate) report: WriteReport,
+    pub(crate) files: Vec<PendingFile>,
 }
 
 impl PendingWrite {
     /// Moves every file into place.
-    pub fn commit(self) -> Result<WriteReport> {
+    pub(crate) fn commit(self) -> Result<WriteReport> {
         commit_all(self.files)?;
         Ok(self.report)
     }
 
     /// The size of the written file that will be at `path`.
-    pub fn size_of(&self, path: &Path) -> u64 {
+    pub(crate) fn size_of(&self, path: &Path) -> u64 {
         self.files
             .iter()
             .find(|f| f.target() == path)

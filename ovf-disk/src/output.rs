@@ -246,7 +246,7 @@ impl PendingFile {
     /// Creates the temporary file beside `target`, locked. A temporary file of the same target
     /// that a finished run left is removed first; one a live run holds is refused. `replace`:
     /// the commit may replace a file at `target`.
-    pub fn create(target: &Path, replace: bool) -> Result<Self> {
+    pub(crate) fn create(target: &Path, replace: bool) -> Result<Self> {
         let name = target.file_name().ok_or_else(|| Error::Io {
             path: target.to_path_buf(),
             error: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
@@ -298,22 +298,22 @@ impl PendingFile {
     }
 
     /// The open temporary file.
-    pub fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self.file
     }
 
     /// The temporary file's path.
-    pub fn temp_path(&self) -> &Path {
+    pub(crate) fn temp_path(&self) -> &Path {
         &self.temp
     }
 
     /// The final path.
-    pub fn target(&self) -> &Path {
+    pub(crate) fn target(&self) -> &Path {
         &self.target
     }
 
     /// Flushes the data to the device, renames the file into place and syncs the folder.
-    pub fn commit(self) -> Result<()> {
+    pub(crate) fn commit(self) -> Result<()> {
         commit_all(vec![self])
     }
 
