@@ -76,12 +76,9 @@ pub fn inflate_until_end(input: &[u8], out: &mut [u8]) -> Result<usize, String> 
 
 #[cfg(feature = "write")]
 thread_local! {
-    static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor)>> = const { RefCell::new(None) };
-}
-
-#[cfg(feature = "write")]
-thread_local! {
-    static STORE: RefCell<Option<libdeflater::Compressor>> = const { RefCell::new(None) };
+    /// This thread's compressors, one per level it used (a write's level, and 0 for the grains
+    /// it stores).
+    static DEFLATE: RefCell<Vec<(u32, libdeflater::Compressor)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Bytes per block of [`incompressible`]'s histogram test.
@@ -200,30 +197,25 @@ fn has_repeat(data: &[u8]) -> bool {
 /// after searching it in vain for matches.
 #[cfg(feature = "write")]
 pub fn compress_grain(level: u32, data: &[u8]) -> Result<Vec<u8>, String> {
-    if level > 0 && incompressible(data, INCOMPRESSIBLE_CHI_SQUARE) {
-        return STORE.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let c = match &mut *slot {
-                Some(c) => c,
-                None => {
-                    let lvl = libdeflater::CompressionLvl::new(0)
-                        .map_err(|_| "compression level 0".to_string())?;
-                    slot.insert(libdeflater::Compressor::new(lvl))
-                }
-            };
-            compress_with(c, data)
-        });
-    }
+    let level = match level.min(12) {
+        0 => 0,
+        _ if incompressible(data, INCOMPRESSIBLE_CHI_SQUARE) => 0,
+        l => l,
+    };
     DEFLATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if !matches!(&*slot, Some((l, _)) if *l == level) {
-            let lvl = i32::try_from(level.min(12))
-                .ok()
-                .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
-                .ok_or_else(|| format!("compression level {level}"))?;
-            *slot = Some((level, libdeflater::Compressor::new(lvl)));
-        }
-        let Some((_, c)) = slot.as_mut() else {
+        let mut compressors = cell.borrow_mut();
+        let at = match compressors.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                let lvl = i32::try_from(level)
+                    .ok()
+                    .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
+                    .ok_or_else(|| format!("compression level {level}"))?;
+                compressors.push((level, libdeflater::Compressor::new(lvl)));
+                compressors.len() - 1
+            }
+        };
+        let Some((_, c)) = compressors.get_mut(at) else {
             return Err("no compressor".to_string());
         };
         compress_with(c, data)
