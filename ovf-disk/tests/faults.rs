@@ -274,31 +274,65 @@ fn an_import_adds_up_its_disks_before_it_starts() {
 
 #[test]
 fn a_file_system_filled_during_the_run_fails_cleanly() {
-    // The check passes (32 MiB to write, 48 free); then another writer takes 24 MiB while the
-    // disk is still arriving on standard input, and the write fails at the full file system.
+    // The check passes (32 MiB to write, 48 free); then another writer wants 24 MiB while the
+    // disk is still arriving on standard input. An eager-zeroed output was preallocated when
+    // the run started, so the other writer is the one refused and the disk is written whole; a
+    // sparse output takes its blocks as data arrives, so there our write fails at the full file
+    // system and leaves nothing.
     let work = tempfile::tempdir().unwrap();
-    slow_stream_disk(work.path(), "d32.vmdk", 32, 1);
+    let want = slow_stream_disk(work.path(), "d32.vmdk", 32, 1);
     let stream = std::fs::read(work.path().join("d32.vmdk")).unwrap();
-    let fs = Tmpfs::new("48m");
-    let out = fs.path().join("out.raw");
-    let mut child = command(work.path(), &["inflate", "-", out.to_str().unwrap()])
+    for zero in ["write", "sparse"] {
+        let fs = Tmpfs::new("48m");
+        let out = fs.path().join("out.raw");
+        let mut child = command(
+            work.path(),
+            &["inflate", "--zero", zero, "-", out.to_str().unwrap()],
+        )
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&stream[..64 << 10]).unwrap();
-    wait_for_temporary(fs.path(), &mut child);
-    std::fs::write(fs.path().join("someone-else"), vec![1u8; 24 << 20]).unwrap();
-    let _ = stdin.write_all(&stream[64 << 10..]);
-    drop(stdin);
-    let (status, err) = finish(child);
-    assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("No space left on device"), "{err}");
-    assert!(
-        err.contains(&format!("{}: output at offset", out.display())),
-        "{err}"
-    );
-    assert_eq!(names(fs.path()), ["someone-else"]);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&stream[..64 << 10]).unwrap();
+        wait_for_temporary(fs.path(), &mut child);
+        if zero == "write" {
+            // The temporary appears before it is preallocated: wait for its blocks.
+            let start = Instant::now();
+            while names(fs.path())
+                .iter()
+                .filter(|n| is_temporary(n))
+                .map(|n| allocated(&fs.path().join(n)))
+                .sum::<u64>()
+                < 32 << 20
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "not preallocated"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let other = std::fs::write(fs.path().join("someone-else"), vec![1u8; 24 << 20]);
+        let _ = stdin.write_all(&stream[64 << 10..]);
+        drop(stdin);
+        let (status, err) = finish(child);
+        if zero == "write" {
+            let refused = other.unwrap_err();
+            assert_eq!(refused.kind(), std::io::ErrorKind::StorageFull, "{refused}");
+            assert!(status.success(), "{err}");
+            assert_eq!(sha256(&out), want);
+            assert_no_holes(&out);
+        } else {
+            other.unwrap();
+            assert_eq!(status.code(), Some(1), "{err}");
+            assert!(err.contains("No space left on device"), "{err}");
+            assert!(
+                err.contains(&format!("{}: output at offset", out.display())),
+                "{err}"
+            );
+            assert_eq!(names(fs.path()), ["someone-else"]);
+        }
+    }
 }
 
 /// Kills runs of `args` (in `dir`, writing into `outdir`) with SIGKILL at several points of
