@@ -221,6 +221,33 @@ impl Files for OneFile {
     }
 }
 
+/// Calls `f` with each 64 KiB grain of the raw image at `path` that holds a non-zero byte (the
+/// last grain may be shorter), in order: what the corpus tools (`levels`, `incompressible`)
+/// compress. Panics on a read error, as a benchmark tool may.
+pub fn for_each_nonzero_grain(path: &Path, mut f: impl FnMut(&[u8])) {
+    use std::io::Read;
+    const GRAIN: usize = 64 << 10;
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut g = vec![0u8; GRAIN];
+    loop {
+        let mut n = 0;
+        while let Some(rest) = g.get_mut(n..).filter(|r| !r.is_empty()) {
+            match file.read(rest) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => panic!("{}: {e}", path.display()),
+            }
+        }
+        let data = g.get(..n).unwrap_or(&[]);
+        if data.iter().any(|&b| b != 0) {
+            f(data);
+        }
+        if n < GRAIN {
+            break;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

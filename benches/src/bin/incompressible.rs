@@ -9,10 +9,10 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::io::Read;
 use std::time::Instant;
 
 use vmdk::internals::{incompressible, INCOMPRESSIBLE_CHI_SQUARE};
+use vmdk_benches::for_each_nonzero_grain;
 
 const GRAIN: usize = 64 << 10;
 
@@ -28,41 +28,22 @@ fn main() {
     println!("| image | grains | chi-square bound | grains stored | of which deflate shrank by a sector or more | stream bytes | vs level 6 | level-6 time of those grains |");
     println!("|---|---|---|---|---|---|---|---|");
     for image in images {
-        let mut f = std::fs::File::open(&image).unwrap();
         let mut c6 = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(6).unwrap());
         let mut c0 = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(0).unwrap());
         let mut out = vec![0u8; c6.zlib_compress_bound(GRAIN)];
         // (flags per bound, level-6 bytes, stored bytes, seconds)
         let mut rows = Vec::new();
-        let mut g = vec![0u8; GRAIN];
-        loop {
-            let mut n = 0;
-            while n < GRAIN {
-                let k = f.read(&mut g[n..]).unwrap();
-                if k == 0 {
-                    break;
-                }
-                n += k;
-            }
-            if n == 0 {
-                break;
-            }
-            let d = &g[..n];
-            if d.iter().any(|&b| b != 0) {
-                let e: Vec<bool> = bounds.iter().map(|&b| incompressible(d, b)).collect();
-                let t = Instant::now();
-                let l6 = c6.zlib_compress(d, &mut out).unwrap();
-                let secs = t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                std::hint::black_box(incompressible(d, INCOMPRESSIBLE_CHI_SQUARE));
-                test_secs += t.elapsed().as_secs_f64();
-                let l0 = c0.zlib_compress(d, &mut out).unwrap();
-                rows.push((e, stream_bytes(l6), stream_bytes(l0), secs));
-            }
-            if n < GRAIN {
-                break;
-            }
-        }
+        for_each_nonzero_grain(image.as_ref(), |d| {
+            let e: Vec<bool> = bounds.iter().map(|&b| incompressible(d, b)).collect();
+            let t = Instant::now();
+            let l6 = c6.zlib_compress(d, &mut out).unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            std::hint::black_box(incompressible(d, INCOMPRESSIBLE_CHI_SQUARE));
+            test_secs += t.elapsed().as_secs_f64();
+            let l0 = c0.zlib_compress(d, &mut out).unwrap();
+            rows.push((e, stream_bytes(l6), stream_bytes(l0), secs));
+        });
         let name = std::path::Path::new(&image)
             .file_name()
             .unwrap()

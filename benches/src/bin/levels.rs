@@ -7,8 +7,9 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::io::Read;
 use std::time::Instant;
+
+use vmdk_benches::for_each_nonzero_grain;
 
 const GRAIN: usize = 64 << 10;
 
@@ -52,28 +53,8 @@ fn main() {
     println!("| image | grains | backend and level | stream bytes | seconds (1 thread) |");
     println!("|---|---|---|---|---|");
     for image in images {
-        let mut f = std::fs::File::open(&image).unwrap();
         let mut grains = Vec::new();
-        loop {
-            let mut g = vec![0u8; GRAIN];
-            let mut n = 0;
-            while n < GRAIN {
-                let k = f.read(&mut g[n..]).unwrap();
-                if k == 0 {
-                    break;
-                }
-                n += k;
-            }
-            if n == 0 {
-                break;
-            }
-            if g.iter().any(|&b| b != 0) {
-                grains.push(g);
-            }
-            if n < GRAIN {
-                break;
-            }
-        }
+        for_each_nonzero_grain(image.as_ref(), |g| grains.push(g.to_vec()));
         let name = std::path::Path::new(&image)
             .file_name()
             .unwrap()
