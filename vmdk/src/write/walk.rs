@@ -134,16 +134,22 @@ fn worker<T>(
             Err(_) => return,
         };
         let Ok((seq, g0, n)) = job else { return };
-        let from = walk.start + g0 * walk.grain_bytes;
-        let len = (n * walk.grain_bytes).min(walk.start + walk.len - from) as usize;
-        buf.resize(len, 0);
-        let results = match disk.read_exact_at(from, &mut buf) {
-            Err(e) => vec![(g0, Err(e))],
-            Ok(()) => (g0..)
-                .zip(buf.chunks(walk.grain_bytes as usize))
-                .map(|(g, data)| (g, (!is_zero(data)).then(|| work(g, data)).transpose()))
-                .collect(),
-        };
+        let mut results = Vec::with_capacity(n as usize);
+        // Grain by grain, so the buffer stays in the cache between the read and the work.
+        for g in g0..g0 + n {
+            let from = walk.start + g * walk.grain_bytes;
+            let len = walk.grain_bytes.min(walk.start + walk.len - from) as usize;
+            buf.resize(len, 0);
+            let r = disk.read_exact_at(from, &mut buf);
+            let failed = r.is_err();
+            results.push((
+                g,
+                r.and_then(|()| (!is_zero(&buf)).then(|| work(g, &buf)).transpose()),
+            ));
+            if failed {
+                break;
+            }
+        }
         if done.send((seq, results)).is_err() {
             return;
         }
