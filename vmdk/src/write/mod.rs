@@ -19,6 +19,7 @@
 //! [`stream`] (stream-optimized, VMware's layout), [`flat`] (thick descriptors), [`ddb`] (the
 //! disk database). Disks larger than 64 TiB are refused.
 
+pub(crate) mod behind;
 pub(crate) mod copy;
 pub(crate) mod ddb;
 pub(crate) mod flat;
@@ -29,10 +30,11 @@ pub(crate) mod stream;
 pub(crate) mod walk;
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use self::behind::WriteBehind;
 use self::copy::Target;
 use self::ddb::DiskSettings;
 use self::flat::{flat_descriptor, split, TWO_GB_EXTENT_SECTORS};
@@ -475,7 +477,8 @@ impl Plan {
                     data += (stats.grains * grain_bytes).min(len);
                 }
                 Part::Stream => {
-                    let mut w = BufWriter::with_capacity(1 << 20, file);
+                    let mut w =
+                        WriteBehind::new(file).map_err(|e| Error::file(path, ErrorKind::Io(e)))?;
                     let stats = stream::write_stream(disk, &descriptor, &mut w, options, progress)
                         .map_err(|e| in_file(e, path))?;
                     w.flush().map_err(|e| Error::file(path, ErrorKind::Io(e)))?;
