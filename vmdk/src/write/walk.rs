@@ -27,8 +27,8 @@ pub(crate) struct GrainWalk {
     pub(crate) batch: usize,
 }
 
-/// Grains a worker takes at once (512 KiB of 64 KiB grains): one read and one hand-back per
-/// job rather than per grain, so the writing thread is woken an eighth as often.
+/// Grains a worker takes at once (512 KiB of 64 KiB grains): one hand-back per job rather than
+/// per grain, so the writing thread is woken an eighth as often.
 const JOB_GRAINS: u64 = 8;
 
 /// A job for a worker: its sequence number, its first grain and how many grains follow.
@@ -118,8 +118,8 @@ impl<T> Ordered<'_, T> {
     }
 }
 
-/// A worker of the walk: reads the grains of each job it is sent in one call, skips all-zero
-/// ones, puts the others through `work`.
+/// A worker of the walk: reads the grains of each job it is sent, skips all-zero ones, puts the
+/// others through `work`, and hands the job's results back at once.
 fn worker<T>(
     disk: &Disk,
     walk: &GrainWalk,
