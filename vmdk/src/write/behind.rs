@@ -74,11 +74,12 @@ impl<'a> WriteBehind<'a> {
 
 impl Write for WriteBehind<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.pos += n as u64;
+        // Before taking more bytes, so that an error here has taken none of `buf`.
         if self.pos - self.started >= CHUNK {
             self.start_write_back()?;
         }
+        let n = self.inner.write(buf)?;
+        self.pos += n as u64;
         Ok(n)
     }
 
