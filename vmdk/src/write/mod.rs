@@ -477,8 +477,7 @@ impl Plan {
                     data += (stats.grains * grain_bytes).min(len);
                 }
                 Part::Stream => {
-                    let mut w =
-                        WriteBehind::new(file).map_err(|e| Error::file(path, ErrorKind::Io(e)))?;
+                    let mut w = WriteBehind::new(file);
                     let stats = stream::write_stream(disk, &descriptor, &mut w, options, progress)
                         .map_err(|e| in_file(e, path))?;
                     w.flush().map_err(|e| Error::file(path, ErrorKind::Io(e)))?;

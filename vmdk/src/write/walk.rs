@@ -27,15 +27,16 @@ pub(crate) struct GrainWalk {
     pub(crate) batch: usize,
 }
 
-/// Grains a worker takes at once (512 KiB of 64 KiB grains): one hand-back per job rather than
-/// per grain, so the writing thread is woken an eighth as often.
+/// Grains a worker takes at most at once (512 KiB of 64 KiB grains): one hand-back per job
+/// rather than per grain, so the writing thread is woken an eighth as often. Jobs are shorter at
+/// the end of a run of data, and when the bound on grains in flight is small.
 const JOB_GRAINS: u64 = 8;
 
 /// A job for a worker: its sequence number, its first grain and how many grains follow.
 type Job = (u64, u64, u64);
 
 /// A job's results: for each grain, its index and what `work` made of it (`None` for an
-/// all-zero grain); a failed read is one result.
+/// all-zero grain), up to the first error (a failed read or `work`), which ends them.
 type Results<T> = Vec<(u64, Result<Option<T>>)>;
 
 /// A job's results from a worker, behind its sequence number.
@@ -118,6 +119,27 @@ impl<T> Ordered<'_, T> {
     }
 }
 
+/// Sends an error for a job whose worker panicked, so that the walk stops (and the scope then
+/// re-raises the panic) rather than waits for that job forever.
+struct PanicGuard<'a, T> {
+    done: &'a mpsc::Sender<Done<T>>,
+    job: Option<(u64, u64)>,
+}
+
+impl<T> Drop for PanicGuard<'_, T> {
+    fn drop(&mut self) {
+        if let (true, Some((seq, g))) = (std::thread::panicking(), self.job) {
+            let e = Error::new(
+                None,
+                "copy",
+                None,
+                ErrorKind::InvalidInput("a worker thread panicked".into()),
+            );
+            let _ = self.done.send((seq, vec![(g, Err(e))]));
+        }
+    }
+}
+
 /// A worker of the walk: reads the grains of each job it is sent, skips all-zero ones, puts the
 /// others through `work`, and hands the job's results back at once.
 fn worker<T>(
@@ -134,22 +156,26 @@ fn worker<T>(
             Err(_) => return,
         };
         let Ok((seq, g0, n)) = job else { return };
+        let mut guard = PanicGuard {
+            done: &done,
+            job: Some((seq, g0)),
+        };
         let mut results = Vec::with_capacity(n as usize);
         // Grain by grain, so the buffer stays in the cache between the read and the work.
         for g in g0..g0 + n {
             let from = walk.start + g * walk.grain_bytes;
             let len = walk.grain_bytes.min(walk.start + walk.len - from) as usize;
             buf.resize(len, 0);
-            let r = disk.read_exact_at(from, &mut buf);
+            let r = disk
+                .read_exact_at(from, &mut buf)
+                .and_then(|()| (!is_zero(&buf)).then(|| work(g, &buf)).transpose());
             let failed = r.is_err();
-            results.push((
-                g,
-                r.and_then(|()| (!is_zero(&buf)).then(|| work(g, &buf)).transpose()),
-            ));
+            results.push((g, r));
             if failed {
                 break;
             }
         }
+        guard.job = None;
         if done.send((seq, results)).is_err() {
             return;
         }
@@ -160,9 +186,9 @@ fn worker<T>(
 /// allocation map shows as zero, and data grains whose bytes are all zero, are skipped; each
 /// other grain is read, scanned and put through `work` by one of the walk's worker threads while
 /// the calling thread hands the results to `sink` in grain order (grain indexes count from the
-/// range's start), so compression and writing overlap. At most `batch` grains are in flight
-/// (queued, being worked on, or waiting for their turn), which bounds memory whatever the disk
-/// size.
+/// range's start), so compression and writing overlap. At most `batch` grains (and at least
+/// two per thread) are in flight (queued, being worked on, or waiting for their turn), which
+/// bounds memory whatever the disk size. A panic in `work` stops the walk and is re-raised.
 pub(crate) fn for_each_grain<T: Send>(
     disk: &Disk,
     walk: &GrainWalk,
@@ -176,9 +202,11 @@ pub(crate) fn for_each_grain<T: Send>(
         ..*walk
     };
     let (start, len, grain_bytes) = (walk.start, walk.len, walk.grain_bytes);
-    let in_flight = walk.batch.max(walk.threads * 2) as u64;
+    let in_flight = walk.batch.max(walk.threads.saturating_mul(2)) as u64;
     // Jobs small enough that every worker has two at once.
-    let job_grains = JOB_GRAINS.min(in_flight / (walk.threads as u64 * 2)).max(1);
+    let job_grains = JOB_GRAINS
+        .min(in_flight / (walk.threads as u64).saturating_mul(2))
+        .max(1);
     let window = grain_bytes * 256;
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(in_flight as usize);
     let job_rx = Mutex::new(job_rx);
@@ -247,6 +275,8 @@ pub(crate) fn for_each_grain<T: Send>(
 mod tests {
     use proptest::prelude::*;
 
+    use std::sync::atomic::Ordering::SeqCst;
+
     use super::*;
     use crate::{MemoryFiles, OpenOptions};
 
@@ -284,9 +314,9 @@ mod tests {
         /// extents that end inside a grain (two map runs sharing it).
         #[test]
         fn walk_hands_every_data_grain_in_order(
-            a in 0u64..40, gap in 0u64..40, b in 1u64..40,
+            a in 0u64..700, gap in 0u64..1500, b in 1u64..700,
             grain_shift in 0u32..5, threads in 1usize..4, batch in 1usize..40,
-            from in 0u64..120, len in 1u64..120,
+            from in 0u64..3000, len in 1u64..3000,
         ) {
             let (disk, whole) = three_extents(sectors(a, 7), gap, sectors(b, 9));
             let cap = disk.capacity() / 512;
@@ -294,11 +324,23 @@ mod tests {
             let len = (len * 512).min(disk.capacity() - start);
             let grain_bytes = 512u64 << grain_shift;
             let walk = GrainWalk { start, len, grain_bytes, threads, batch };
+            // Grains whose work began and that the sink has not had yet: never more than the
+            // bound on grains in flight.
+            let begun = std::sync::atomic::AtomicU64::new(0);
+            let most = std::sync::atomic::AtomicU64::new(0);
+            let sunk = std::sync::atomic::AtomicU64::new(0);
             let mut got = Vec::new();
-            for_each_grain(&disk, &walk, &|_, data| Ok(data.to_vec()), &mut |g, d| {
+            let work = |_, data: &[u8]| {
+                let b = begun.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(b - sunk.load(SeqCst), SeqCst);
+                Ok(data.to_vec())
+            };
+            for_each_grain(&disk, &walk, &work, &mut |g, d| {
                 got.push((g, d));
+                sunk.fetch_add(1, SeqCst);
                 Ok(())
             }, &|_| {}).unwrap();
+            prop_assert!(most.load(SeqCst) <= batch.max(2 * threads) as u64);
             let want: Vec<(u64, Vec<u8>)> = whole[start as usize..(start + len) as usize]
                 .chunks(grain_bytes as usize)
                 .enumerate()
@@ -345,5 +387,34 @@ mod tests {
         );
         assert_eq!(r.unwrap_err().offset(), Some(37));
         assert_eq!(got, (0..37).collect::<Vec<_>>());
+    }
+
+    /// A panic in `work` stops the walk and reaches the caller, rather than leaving the walk
+    /// waiting for the lost job.
+    #[test]
+    fn walk_raises_a_panic_in_work() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (disk, _) = three_extents(sectors(256, 5), 0, sectors(64, 6));
+            let walk = GrainWalk {
+                start: 0,
+                len: disk.capacity(),
+                grain_bytes: 1024,
+                threads: 2,
+                batch: 64,
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for_each_grain(
+                    &disk,
+                    &walk,
+                    &|g, _| if g == 40 { panic!("grain 40") } else { Ok(g) },
+                    &mut |_, _| Ok(()),
+                    &|_| {},
+                )
+            }));
+            let _ = tx.send(r.is_err());
+        });
+        let panicked = rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(panicked, Ok(true));
     }
 }
