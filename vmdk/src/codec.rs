@@ -137,8 +137,9 @@ pub fn incompressible(data: &[u8], chi_square: u64) -> bool {
 /// coprime, any repeat of 63 bytes or more has a pair of positions in step with both (one pair
 /// per 56 bytes of repeat). The table keeps the last sequence per slot, so a pair is missed when
 /// a later sequence took its slot: at most about 6% of the time for a pair 4 KiB back (512
-/// sequences remembered since, 8192 slots), 0.1% for one 64 bytes back. 8192 slots hold most of deflate's 32 KiB window, so a repeat far back is
-/// found if it is long enough to have several pairs.
+/// sequences remembered since, 8192 slots), 0.1% for one 64 bytes back. 8192 slots hold most of
+/// deflate's 32 KiB window, so a repeat far back is found if it is long enough to have several
+/// pairs.
 #[cfg(feature = "write")]
 fn has_repeat(data: &[u8]) -> bool {
     const SLOTS: usize = 8192;

@@ -39,8 +39,8 @@ type Job = (u64, u64, u64);
 /// all-zero grain), up to the first error (a failed read or `work`), which ends them.
 type Results<T> = Vec<(u64, Result<Option<T>>)>;
 
-/// A job's results from a worker, behind its sequence number.
-type Done<T> = (u64, Results<T>);
+/// A job's results from a worker, behind its sequence number and its count of grains.
+type Done<T> = (u64, u64, Results<T>);
 
 /// The grains in flight, handed to the sink in sequence order as their jobs finish.
 struct Ordered<'s, T> {
@@ -52,9 +52,8 @@ struct Ordered<'s, T> {
     consumed: u64,
     /// Grains in jobs sent and not yet consumed.
     grains: u64,
-    /// Grains of each job not yet consumed, by sequence number.
-    sizes: BTreeMap<u64, u64>,
-    waiting: BTreeMap<u64, Results<T>>,
+    /// Finished jobs waiting for their turn, by sequence number, with their count of grains.
+    waiting: BTreeMap<u64, (u64, Results<T>)>,
     first_error: Option<Error>,
 }
 
@@ -64,19 +63,18 @@ impl<T> Ordered<'_, T> {
         let seq = self.sent;
         self.sent += 1;
         self.grains += n;
-        self.sizes.insert(seq, n);
         seq
     }
 
     /// Takes one finished job and hands every grain whose turn has come to the sink;
     /// `false` when no worker is left.
     fn settle(&mut self) -> bool {
-        let Ok((seq, results)) = self.done.recv() else {
+        let Ok((seq, n, results)) = self.done.recv() else {
             return false;
         };
-        self.waiting.insert(seq, results);
-        while let Some(results) = self.waiting.remove(&self.consumed) {
-            self.grains -= self.sizes.remove(&self.consumed).unwrap_or(0);
+        self.waiting.insert(seq, (n, results));
+        while let Some((n, results)) = self.waiting.remove(&self.consumed) {
+            self.grains -= n;
             self.consumed += 1;
             for (g, r) in results {
                 if self.first_error.is_none() {
@@ -123,19 +121,19 @@ impl<T> Ordered<'_, T> {
 /// re-raises the panic) rather than waits for that job forever.
 struct PanicGuard<'a, T> {
     done: &'a mpsc::Sender<Done<T>>,
-    job: Option<(u64, u64)>,
+    job: Option<Job>,
 }
 
 impl<T> Drop for PanicGuard<'_, T> {
     fn drop(&mut self) {
-        if let (true, Some((seq, g))) = (std::thread::panicking(), self.job) {
+        if let (true, Some((seq, g, n))) = (std::thread::panicking(), self.job) {
             let e = Error::new(
                 None,
                 "copy",
                 None,
                 ErrorKind::InvalidInput("a worker thread panicked".into()),
             );
-            let _ = self.done.send((seq, vec![(g, Err(e))]));
+            let _ = self.done.send((seq, n, vec![(g, Err(e))]));
         }
     }
 }
@@ -158,7 +156,7 @@ fn worker<T>(
         let Ok((seq, g0, n)) = job else { return };
         let mut guard = PanicGuard {
             done: &done,
-            job: Some((seq, g0)),
+            job: Some((seq, g0, n)),
         };
         let mut results = Vec::with_capacity(n as usize);
         // Grain by grain, so the buffer stays in the cache between the read and the work.
@@ -176,7 +174,7 @@ fn worker<T>(
             }
         }
         guard.job = None;
-        if done.send((seq, results)).is_err() {
+        if done.send((seq, n, results)).is_err() {
             return;
         }
     }
@@ -224,7 +222,6 @@ pub(crate) fn for_each_grain<T: Send>(
             sent: 0,
             consumed: 0,
             grains: 0,
-            sizes: BTreeMap::new(),
             waiting: BTreeMap::new(),
             first_error: None,
         };
@@ -299,6 +296,17 @@ mod tests {
         (disk, whole)
     }
 
+    /// A walk over all of `disk` in 1 KiB grains.
+    fn whole(disk: &Disk, threads: usize, batch: usize) -> GrainWalk {
+        GrainWalk {
+            start: 0,
+            len: disk.capacity(),
+            grain_bytes: 1024,
+            threads,
+            batch,
+        }
+    }
+
     /// Sectors of `fill` bytes, every third one zero.
     fn sectors(n: u64, fill: u8) -> Vec<u8> {
         (0..n)
@@ -356,13 +364,7 @@ mod tests {
     #[test]
     fn walk_stops_at_the_first_error() {
         let (disk, _) = three_extents(sectors(64, 5), 0, sectors(64, 6));
-        let walk = GrainWalk {
-            start: 0,
-            len: disk.capacity(),
-            grain_bytes: 1024,
-            threads: 3,
-            batch: 16,
-        };
+        let walk = whole(&disk, 3, 16);
         let mut got = Vec::new();
         let r = for_each_grain(
             &disk,
@@ -396,13 +398,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let (disk, _) = three_extents(sectors(256, 5), 0, sectors(64, 6));
-            let walk = GrainWalk {
-                start: 0,
-                len: disk.capacity(),
-                grain_bytes: 1024,
-                threads: 2,
-                batch: 64,
-            };
+            let walk = whole(&disk, 2, 64);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 for_each_grain(
                     &disk,
