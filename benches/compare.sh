@@ -13,6 +13,7 @@
 # -> raw against dd writing zeros with O_DIRECT (the write limit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/eager.sh
 SIZE=${1:-2G}
 ROUNDS=${2:-3}
 ./scripts/setup.sh >/dev/null
@@ -93,19 +94,6 @@ verify() {
     got=$(qemu-img convert -f "$2" -O raw "$1" verify.raw && sha256sum < verify.raw | cut -d' ' -f1)
     rm -f verify.raw
     [ "$got" = "$want" ] || { echo "compare: $1 differs from the source (sha256 $got)" >&2; exit 1; }
-}
-# eager FILE...: every block of each file is allocated and written (no extent preallocated
-# but unwritten), as eager-zeroed thick needs.
-eager() {
-    local f alloc size
-    for f; do
-        alloc=$(($(stat -c %b "$f") * $(stat -c %B "$f")))
-        size=$(stat -c %s "$f")
-        [ "$alloc" -ge "$size" ] || { echo "compare: $f has holes ($alloc of $size bytes allocated)" >&2; exit 1; }
-        if filefrag -v "$f" | grep -q unwritten; then
-            echo "compare: $f has preallocated extents never written" >&2; exit 1
-        fi
-    done
 }
 # check KIND OUT: what a timed output must be. eager: qemu-img reads the source's bytes and no
 # file has holes; stream: qemu-img reads the source's bytes; zeros: $bytes bytes, no holes;
