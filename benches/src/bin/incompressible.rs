@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use vmdk::internals::{incompressible, INCOMPRESSIBLE_CHI_SQUARE};
+use vmdk::internals::{compressor, incompressible, INCOMPRESSIBLE_CHI_SQUARE};
 use vmdk_benches::for_each_nonzero_grain;
 
 const GRAIN: usize = 64 << 10;
@@ -28,8 +28,8 @@ fn main() {
     for image in images {
         // What the test itself costs, at the library's bound, on every non-zero grain.
         let mut test_secs = 0f64;
-        let mut c6 = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(6).unwrap());
-        let mut c0 = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(0).unwrap());
+        let mut c6 = compressor(6).unwrap();
+        let mut c0 = compressor(0).unwrap();
         let mut out = vec![0u8; c6.zlib_compress_bound(GRAIN)];
         // (flags per bound, level-6 bytes, stored bytes, seconds)
         let mut rows = Vec::new();

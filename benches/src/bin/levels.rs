@@ -37,13 +37,26 @@ fn candidates() -> Vec<Candidate> {
             }),
         });
     }
-    for level in [1i32, 2, 3, 4, 5, 6, 7, 9] {
-        let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
+    let mut push = |name: String, mut c: vmdk_libdeflate::Compressor| {
         let mut out = vec![0u8; c.zlib_compress_bound(GRAIN)];
         v.push(Candidate {
-            name: format!("libdeflate {level}"),
+            name,
             run: Box::new(move |g: &[u8]| c.zlib_compress(g, &mut out).unwrap()),
         });
+    };
+    for level in [1, 2, 3, 4, 5, 6, 7, 9] {
+        push(
+            format!("libdeflate {level}"),
+            vmdk_libdeflate::Compressor::new(level).unwrap(),
+        );
+    }
+    // libdeflate's lazy matcher between its levels 5 (16, 30) and 6 (35, 65); the library's
+    // level 6 is one of these (vmdk::internals::LEVEL_6_SEARCH).
+    for (depth, nice) in [(16, 65), (20, 48), (20, 65), (20, 130), (24, 65), (28, 65)] {
+        push(
+            format!("libdeflate lazy {depth}/{nice}"),
+            vmdk_libdeflate::Compressor::lazy(depth, nice).unwrap(),
+        );
     }
     v
 }

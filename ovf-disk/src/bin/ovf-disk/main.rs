@@ -201,7 +201,8 @@ struct ConvertArgs {
     /// What the input is.
     #[arg(long, value_enum, default_value = "auto")]
     from: InputFormat,
-    /// Compression level of stream-optimized output (libdeflate), 0 (store) to 12 (default 6).
+    /// Compression level of stream-optimized output, 0 (store) to 12: libdeflate's levels, with
+    /// a shallower search at 6, the default.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=12))]
     compress_level: Option<u32>,
     /// ddb.adapterType of the output (ide, buslogic, lsilogic, legacyESX, lsisas1068, pvscsi).
@@ -342,7 +343,8 @@ struct ExportArgs {
     /// An .ovf, or one or more disks, then the .ova to write.
     #[arg(required = true, num_args = 2..)]
     paths: Vec<PathBuf>,
-    /// Compression level of the disks (libdeflate), 0 (store) to 12 (default 6).
+    /// Compression level of the disks, 0 (store) to 12: libdeflate's levels, with a shallower
+    /// search at 6, the default.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=12))]
     compress_level: Option<u32>,
     /// The manifest's digest: sha1 (vSphere 5.5 and older Workstation), sha256 (default) or
