@@ -199,7 +199,7 @@ fn has_repeat(data: &[u8]) -> bool {
 
 /// libdeflate's lazy matcher with the search parameters of our level 6: up to
 /// `(max_search_depth, nice_match_length)` = (20, 65), where libdeflate's own level 6 searches
-/// 35 positions. On the benchmark corpus it takes 14-25% less CPU than libdeflate's 6 and its
+/// 35 positions. On the benchmark corpus it takes 11-18% less CPU than libdeflate's 6 and its
 /// output stays below qemu-img's on every image (libdeflate's level 5, 16 and 30, does not:
 /// +0.2% on text); the table is in `benches/README.md`.
 #[cfg(feature = "write")]

@@ -130,7 +130,7 @@ impl WriteOptions {
 
     /// Compression level of stream-optimized output, 0 (stored) to 12 (levels above 12 are 12;
     /// default 6): libdeflate's levels, except 6, which searches 20 earlier positions per match
-    /// where libdeflate's searches 35 (14-25% less CPU on real contents for 0.1-0.5% more
+    /// where libdeflate's searches 35 (11-18% less CPU on the benchmark corpus for 0.1-0.5% more
     /// bytes; `benches/README.md`).
     pub fn compression_level(mut self, level: u32) -> Self {
         self.level = level.min(12);
