@@ -5,8 +5,9 @@
 //! (bundled: `vmdk-libdeflate`) when the compressed size is known (a grain marker gives it) and
 //! flate2 when the stream's end must be found while reading (compressed grains without
 //! markers); compressing uses libdeflate too (level 6 by default, see [`compress_grain`]). Why
-//! these, with the figures that chose them: `benches/README.md`. Every output buffer bounds what a stream may produce: a grain that
-//! would inflate past it is an error, never a larger allocation.
+//! these, with the figures that chose them: `benches/README.md`. Every output buffer bounds
+//! what a stream may produce: a grain that would inflate past it is an error, never a larger
+//! allocation.
 
 use std::cell::RefCell;
 
@@ -29,9 +30,9 @@ fn is_zlib(data: &[u8]) -> bool {
 }
 
 thread_local! {
-    /// This thread's decompressor (`None` if memory was short when it was made).
-    static INFLATER: RefCell<Option<vmdk_libdeflate::Decompressor>> =
-        RefCell::new(vmdk_libdeflate::Decompressor::new());
+    /// This thread's decompressor, made at its first grain (and again at the next one if
+    /// memory was short).
+    static INFLATER: RefCell<Option<vmdk_libdeflate::Decompressor>> = const { RefCell::new(None) };
 }
 
 /// Inflates one compressed grain (exactly `input`, zlib-wrapped or raw deflate) into `out`,
@@ -41,6 +42,9 @@ pub fn inflate(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     let zlib = is_zlib(input);
     let result = INFLATER.with(|d| -> Result<_, &str> {
         let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = vmdk_libdeflate::Decompressor::new();
+        }
         let d = d.as_mut().ok_or("no memory for a decompressor")?;
         Ok(if zlib {
             d.zlib_decompress(input, out)

@@ -1,5 +1,5 @@
 //! How well a byte-histogram test finds the grains deflate cannot shrink, on real images: for
-//! each raw image given, every non-zero 64 KiB grain is compressed by libdeflate level 6 and
+//! each raw image given, every non-zero 64 KiB grain is compressed at the library's level 6 and
 //! `vmdk`'s incompressibility test run with several chi-square bounds; for each, the grains it
 //! flags would be stored instead, and the table shows what that costs in stream bytes and saves
 //! in compression time.

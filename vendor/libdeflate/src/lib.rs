@@ -7,11 +7,12 @@
 //! C source is libdeflate 1.26 as bundled by `libdeflate-sys` 1.26.1 with one function added
 //! (`libdeflate_alloc_lazy_compressor`); `README.md` says why and how to update it.
 
-use std::ffi::{c_int, c_uint, c_void};
+use std::ffi::{c_int, c_void};
 use std::fmt;
 use std::ptr::NonNull;
 
-/// The C declarations this crate calls (`c/libdeflate.h`).
+/// The C declarations this crate calls (`c/libdeflate.h`); `build.rs` compiles every
+/// `libdeflate_` name with a `vmdk_` prefix.
 mod ffi {
     use std::ffi::{c_int, c_uint, c_void};
 
@@ -28,9 +29,13 @@ mod ffi {
     }
 
     extern "C" {
+        #[link_name = "vmdk_libdeflate_alloc_compressor"]
         pub fn libdeflate_alloc_compressor(level: c_int) -> *mut Compressor;
+        #[link_name = "vmdk_libdeflate_alloc_lazy_compressor"]
         pub fn libdeflate_alloc_lazy_compressor(depth: c_uint, nice: c_uint) -> *mut Compressor;
+        #[link_name = "vmdk_libdeflate_zlib_compress_bound"]
         pub fn libdeflate_zlib_compress_bound(c: *mut Compressor, in_nbytes: usize) -> usize;
+        #[link_name = "vmdk_libdeflate_zlib_compress"]
         pub fn libdeflate_zlib_compress(
             c: *mut Compressor,
             input: *const c_void,
@@ -38,9 +43,12 @@ mod ffi {
             out: *mut c_void,
             out_nbytes_avail: usize,
         ) -> usize;
+        #[link_name = "vmdk_libdeflate_free_compressor"]
         pub fn libdeflate_free_compressor(c: *mut Compressor);
 
+        #[link_name = "vmdk_libdeflate_alloc_decompressor"]
         pub fn libdeflate_alloc_decompressor() -> *mut Decompressor;
+        #[link_name = "vmdk_libdeflate_zlib_decompress"]
         pub fn libdeflate_zlib_decompress(
             d: *mut Decompressor,
             input: *const c_void,
@@ -49,6 +57,7 @@ mod ffi {
             out_nbytes_avail: usize,
             actual_out_nbytes_ret: *mut usize,
         ) -> c_int;
+        #[link_name = "vmdk_libdeflate_deflate_decompress"]
         pub fn libdeflate_deflate_decompress(
             d: *mut Decompressor,
             input: *const c_void,
@@ -57,6 +66,7 @@ mod ffi {
             out_nbytes_avail: usize,
             actual_out_nbytes_ret: *mut usize,
         ) -> c_int;
+        #[link_name = "vmdk_libdeflate_free_decompressor"]
         pub fn libdeflate_free_decompressor(d: *mut Decompressor);
     }
 }
@@ -91,11 +101,13 @@ impl Compressor {
     /// 16, level 6 35) and stopping at a match of `nice_match_length` bytes (3 to 258; levels 5
     /// and 6 use 30 and 65). `None` for a parameter out of range or when memory is short.
     pub fn lazy(max_search_depth: u32, nice_match_length: u32) -> Option<Self> {
-        let depth = c_uint::try_from(max_search_depth).ok()?;
-        let nice = c_uint::try_from(nice_match_length).ok()?;
-        // SAFETY: the C function checks both ranges (NULL when out of range); the pointer
-        // returned is owned by the new value and freed once, in `drop`.
-        NonNull::new(unsafe { ffi::libdeflate_alloc_lazy_compressor(depth, nice) }).map(Self)
+        // SAFETY: the C function checks both ranges (NULL when out of range; `c_uint` is `u32`
+        // on every target); the pointer returned is owned by the new value and freed once, in
+        // `drop`.
+        NonNull::new(unsafe {
+            ffi::libdeflate_alloc_lazy_compressor(max_search_depth, nice_match_length)
+        })
+        .map(Self)
     }
 
     /// The most bytes [`zlib_compress`](Self::zlib_compress) can write for `n` input bytes.
@@ -181,7 +193,8 @@ impl Decompressor {
         NonNull::new(unsafe { ffi::libdeflate_alloc_decompressor() }).map(Self)
     }
 
-    /// Inflates `input`, exactly one zlib stream, into `out`; returns the bytes produced.
+    /// Inflates the zlib stream at the start of `input` into `out` (bytes after the stream's
+    /// end are ignored); returns the bytes produced.
     pub fn zlib_decompress(
         &mut self,
         input: &[u8],
@@ -190,7 +203,8 @@ impl Decompressor {
         self.run(ffi::libdeflate_zlib_decompress, input, out)
     }
 
-    /// Inflates `input`, exactly one raw deflate stream, into `out`; returns the bytes produced.
+    /// Inflates the raw deflate stream at the start of `input` into `out` (bytes after the
+    /// stream's end are ignored); returns the bytes produced.
     pub fn deflate_decompress(
         &mut self,
         input: &[u8],
@@ -284,6 +298,29 @@ mod tests {
         assert_eq!(six, lazy);
         let shallow = pack(&mut Compressor::lazy(2, 3).unwrap_or_else(|| panic!("shallow")));
         assert_ne!(six, shallow);
+    }
+
+    /// The crates.io copy of libdeflate links into the same binary (every symbol of ours has
+    /// the `vmdk_` prefix) and writes the same bytes at the same level: ours is libdeflate.
+    #[test]
+    fn links_beside_libdeflater_with_the_same_output() {
+        let data = sample();
+        for level in [1, 6, 9] {
+            let mut ours = Compressor::new(level).unwrap_or_else(|| panic!("level {level}"));
+            let mut out = vec![0; ours.zlib_compress_bound(data.len())];
+            let n = ours.zlib_compress(&data, &mut out).unwrap_or(0);
+            let lvl = libdeflater::CompressionLvl::new(level as i32)
+                .unwrap_or_else(|_| panic!("level {level}"));
+            let mut theirs = libdeflater::Compressor::new(lvl);
+            let mut other = vec![0; theirs.zlib_compress_bound(data.len())];
+            let m = theirs.zlib_compress(&data, &mut other).unwrap_or(0);
+            assert_eq!(out[..n], other[..m], "level {level}");
+            let mut back = vec![0; data.len()];
+            let k = libdeflater::Decompressor::new()
+                .zlib_decompress(&out[..n], &mut back)
+                .unwrap_or(0);
+            assert_eq!(back[..k], data[..]);
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub(crate) const ADAPTER_TYPES: &[&str] = &[
 /// Default compression level of stream-optimized output: 6, libdeflate's lazy matcher with a
 /// search of 20 positions (libdeflate's own level 6 searches 35). On file-system images of real
 /// contents it writes output no larger than qemu-img's (zlib 6) and within 1% of vmdk-convert's
-/// smallest (zlib 9), faster than miniz_oxide's level 1 did; figures in `benches/README.md`.
+/// smallest (zlib 9), with 11-18% less CPU than libdeflate's level 6; figures in
+/// `benches/README.md`.
 pub(crate) const DEFAULT_LEVEL: u32 = 6;
 
 /// How zero ranges reach a raw or flat output.

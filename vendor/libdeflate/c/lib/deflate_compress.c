@@ -4022,7 +4022,10 @@ libdeflate_alloc_compressor_ex(int compression_level,
  * vmdk-rs addition (the one change to libdeflate 1.26; see ../README.md): a
  * compressor with the lazy parser of levels 5 to 7 and the given search
  * parameters, for a trade between size and speed that no level offers.
- * Returns NULL when a parameter is out of range or memory runs out.
+ * Returns NULL when a parameter is out of range or memory runs out.  The lazy
+ * matcher searches the next position with max_search_depth >> 1, which must not
+ * be 0 (hc_matchfinder_longest_match would then walk the whole chain): hence a
+ * depth of at least 2 (at least 4 if this were ever switched to lazy2, >> 2).
  */
 LIBDEFLATEAPI struct libdeflate_compressor *
 libdeflate_alloc_lazy_compressor(unsigned max_search_depth,
