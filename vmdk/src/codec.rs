@@ -40,30 +40,28 @@ thread_local! {
 /// error. Returns the bytes produced.
 pub fn inflate(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     let zlib = is_zlib(input);
-    let result = INFLATER.with(|d| -> Result<_, &str> {
+    INFLATER.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
             *d = vmdk_libdeflate::Decompressor::new();
         }
         let d = d.as_mut().ok_or("no memory for a decompressor")?;
-        Ok(if zlib {
+        let room = out.len();
+        let result = if zlib {
             d.zlib_decompress(input, out)
         } else {
             d.deflate_decompress(input, out)
+        };
+        result.map_err(|e| match e {
+            vmdk_libdeflate::DecompressError::InsufficientSpace => {
+                format!("inflates to more than {room} bytes")
+            }
+            vmdk_libdeflate::DecompressError::BadData if zlib => {
+                "not a valid zlib stream (damaged data or checksum)".into()
+            }
+            vmdk_libdeflate::DecompressError::BadData => "not a valid deflate stream".into(),
         })
-    });
-    match result {
-        Err(e) => Err(String::from(e)),
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(vmdk_libdeflate::DecompressError::InsufficientSpace)) => {
-            Err(format!("inflates to more than {} bytes", out.len()))
-        }
-        Ok(Err(vmdk_libdeflate::DecompressError::BadData)) => Err(if zlib {
-            "not a valid zlib stream (damaged data or checksum)".into()
-        } else {
-            "not a valid deflate stream".into()
-        }),
-    }
+    })
 }
 
 /// Inflates a compressed grain that is followed by other bytes (no marker gives its size),
@@ -207,10 +205,10 @@ fn has_repeat(data: &[u8]) -> bool {
 /// output stays below qemu-img's on every image (libdeflate's level 5, 16 and 30, does not:
 /// +0.2% on text); the table is in `benches/README.md`.
 #[cfg(feature = "write")]
-pub const LEVEL_6_SEARCH: (u32, u32) = (20, 65);
+pub(crate) const LEVEL_6_SEARCH: (u32, u32) = (20, 65);
 
 /// The compressor of `level`: libdeflate's level, except level 6, which is libdeflate's lazy
-/// matcher with [`LEVEL_6_SEARCH`].
+/// matcher with `LEVEL_6_SEARCH` (depth 20, nice length 65).
 #[cfg(feature = "write")]
 pub fn compressor(level: u32) -> Option<vmdk_libdeflate::Compressor> {
     match level {

@@ -104,7 +104,6 @@ pub mod internals {
     #[cfg(feature = "write")]
     pub use crate::codec::{
         compress_grain, compressor, incompressible, is_zero, INCOMPRESSIBLE_CHI_SQUARE,
-        LEVEL_6_SEARCH,
     };
     pub use crate::codec::{inflate, inflate_until_end};
     pub use crate::read::grains::GrainEntry;

@@ -51,7 +51,7 @@ fn candidates() -> Vec<Candidate> {
         );
     }
     // libdeflate's lazy matcher between its levels 5 (16, 30) and 6 (35, 65); the library's
-    // level 6 is one of these (vmdk::internals::LEVEL_6_SEARCH).
+    // level 6 is one of these (LEVEL_6_SEARCH in vmdk/src/codec.rs).
     for (depth, nice) in [(16, 65), (20, 48), (20, 65), (20, 130), (24, 65), (28, 65)] {
         push(
             format!("libdeflate lazy {depth}/{nice}"),
