@@ -25,9 +25,9 @@ declare -A files=(
     [sparse_header]="vmdk/src/read/sparse.rs vmdk/src/read/header.rs"
     [disk]="vmdk/src/disk.rs vmdk/src/read/sparse.rs vmdk/src/read/header.rs vmdk/src/descriptor.rs vmdk/src/io.rs"
     [stream]="vmdk/src/read/stream.rs vmdk/src/read/header.rs vmdk/src/read/sparse.rs vmdk/src/check.rs"
-    [envelope]="ovf-disk/src/package/envelope.rs ovf-disk/src/package/xml.rs"
-    [manifest]="ovf-disk/src/package/manifest.rs"
-    [ova]="ovf-disk/src/package/ova.rs ovf-disk/src/package/import.rs ovf-disk/src/package/check.rs"
+    [envelope]="ovf/src/envelope.rs ovf/src/xml.rs ovf/src/write/edit.rs ovf/src/write/downgrade.rs"
+    [manifest]="ovf/src/manifest.rs"
+    [ova]="ovf-disk/src/package/ova.rs ovf-disk/src/import/mod.rs ovf-disk/src/package/check.rs"
     [cowd]="vmdk/src/read/cowd.rs vmdk/src/read/esx.rs"
     [sesparse]="vmdk/src/read/sesparse.rs vmdk/src/read/esx.rs"
 )

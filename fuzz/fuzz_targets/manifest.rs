@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use ovf_disk::Manifest;
+use ovf::manifest::Manifest;
 
 /// A plain file name, as a package may use one: not empty, no path separator, no `..`, not
-/// absolute, no NUL (the rule `ovf-disk` enforces, restated here as the oracle).
+/// absolute, no NUL (the rule `ovf` enforces, restated here as the oracle).
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."

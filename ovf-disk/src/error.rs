@@ -1,6 +1,6 @@
-//! The one error type of `ovf-disk`: package structures (envelope, manifest, certificate, tar
-//! members) with their file and line or offset, output files, and the `vmdk` library's errors
-//! for the disks, with the package's disk id when there is one.
+//! The one error type of `ovf-disk`: package structures (tar members) with their offset, output
+//! files, the `ovf` crate's errors for the envelope, manifest and certificate, and the `vmdk`
+//! library's errors for the disks, with the package's disk id when there is one.
 //!
 //! The convention is `vmdk`'s: `Display` carries everything, the inner error included, and
 //! [`std::error::Error::source`] returns nothing; a caller that needs the inner error matches
@@ -60,26 +60,10 @@ pub enum Error {
     /// An output is one of the input's files: it is never written over.
     #[error("{} is a file of the input disk: refusing to write over it", .0.display())]
     IsInput(PathBuf),
-    /// The envelope is not well-formed XML, has a DTD, or misses what it must have.
-    #[error("{}: OVF envelope{}: {reason}", path.display(), line.map_or_else(String::new, |l| format!(" line {l}")))]
-    Envelope {
-        /// The descriptor.
-        path: PathBuf,
-        /// Line of the problem, when known.
-        line: Option<u32>,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A manifest or certificate line could not be understood (line 0: the whole file).
-    #[error("{}: line {line}: {reason}", path.display())]
-    Manifest {
-        /// The manifest or certificate.
-        path: PathBuf,
-        /// One-based line.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
+    /// An envelope, manifest or certificate could not be read or written: the `ovf` crate's
+    /// error, which names the file and the line.
+    #[error("{0}")]
+    Ovf(#[from] ovf::Error),
     /// A VM configuration (`.vmx`) line could not be understood, or names a disk outside the
     /// VM's folder (line 0: the whole file).
     #[error("{}: line {line}: {reason}", path.display())]

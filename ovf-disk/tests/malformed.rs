@@ -18,6 +18,7 @@ use cap::Cap;
 use catalogue::{run_catalogue, Case};
 use common::builders::*;
 use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_member, tar_of, NS};
+use ovf_disk::ovf;
 use ovf_disk::{
     import, import_stream, CertificateFile, Envelope, Error, ImportOptions, Manifest, Package,
 };
@@ -100,14 +101,14 @@ fn truncated(member: &'static str, offset: u64, missing: u64) -> impl Fn(&Error)
 
 fn envelope_err(line: Option<u32>, reason: &'static str) -> impl Fn(&Error) -> bool {
     move |e| {
-        matches!(Some(e), Some(Error::Envelope { path, line: l, reason: r })
+        matches!(Some(e), Some(Error::Ovf(ovf::Error::Envelope { path, line: l, reason: r }))
             if path.ends_with("x.ovf") && (line.is_none() || *l == line) && r.contains(reason))
     }
 }
 
 fn manifest_err(file: &'static str, line: usize, reason: &'static str) -> impl Fn(&Error) -> bool {
     move |e| {
-        matches!(Some(e), Some(Error::Manifest { path, line: l, reason: r })
+        matches!(Some(e), Some(Error::Ovf(ovf::Error::Manifest { path, line: l, reason: r }))
             if path.ends_with(file) && *l == line && r.contains(reason))
     }
 }
@@ -396,7 +397,11 @@ fn xml_cases(cases: &mut Vec<Case<Error>>, s: &Sample) {
         cases.push(Case::new(
             "XML",
             name,
-            move || Envelope::parse(&text, Path::new("x.ovf")).map(drop),
+            move || {
+                Envelope::parse(&text, Path::new("x.ovf"))
+                    .map(drop)
+                    .map_err(Error::from)
+            },
             expect,
         ));
     };
@@ -573,7 +578,11 @@ fn manifest_cases(cases: &mut Vec<Case<Error>>) {
         cases.push(Case::new(
             "manifests",
             name,
-            move || Manifest::parse(&text, Path::new("x.mf")).map(drop),
+            move || {
+                Manifest::parse(&text, Path::new("x.mf"))
+                    .map(drop)
+                    .map_err(Error::from)
+            },
             manifest_err("x.mf", line, reason),
         ));
     };
@@ -645,7 +654,11 @@ fn certificate_cases(cases: &mut Vec<Case<Error>>) {
         cases.push(Case::new(
             "certificates",
             name,
-            move || CertificateFile::parse(&text, Path::new("x.cert")).map(drop),
+            move || {
+                CertificateFile::parse(&text, Path::new("x.cert"))
+                    .map(drop)
+                    .map_err(Error::from)
+            },
             manifest_err("x.cert", line, reason),
         ));
     };
@@ -787,7 +800,7 @@ fn package_cases(cases: &mut Vec<Case<Error>>, dirs: &Dirs, s: &Sample) {
             &disk_entry(1).replace("byte * 2^20", units),
             "",
         );
-        let want = |e: &Error| matches!(Some(e), Some(Error::Envelope { reason, .. }) if reason.contains("is not a number of bytes"));
+        let want = |e: &Error| matches!(Some(e), Some(Error::Ovf(ovf::Error::Envelope { reason, .. })) if reason.contains("is not a number of bytes"));
         let (ovf_path, out) = folder(&odd, "", Some(&s.disk));
         std::fs::remove_file(ovf_path.with_extension("mf")).unwrap();
         imports(

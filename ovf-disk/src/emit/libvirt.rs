@@ -15,11 +15,12 @@ use std::io::Write;
 use quick_xml::events::{BytesText, Event};
 use quick_xml::Writer;
 
-use super::{controller_index, disk_id_of, named, norm, other_items, unit_of, EmitDisk, Emitted};
+use super::{other_items, EmitDisk, Emitted};
 use crate::error::{Error, Result};
-use crate::package::envelope::System;
-use crate::package::hardware::{Device, DeviceKind, Firmware, Hardware};
-use crate::package::xml::{escape_attribute, escape_text, escaped_attribute};
+use ovf::envelope::System;
+use ovf::hardware::{controller_index, disk_id_of, named, norm, unit_of};
+use ovf::hardware::{Device, DeviceKind, Firmware, Hardware};
+use ovf::write::{escape_attribute, escape_text, escaped_attribute};
 
 /// The libosinfo namespace of a domain's `<metadata>`.
 const LIBOSINFO: &str = "http://libosinfo.org/xmlns/libvirt/domain/1.0";

@@ -3,15 +3,16 @@
 //! wrote. Whatever cannot be expressed on the target is listed in [`Emitted::unmapped`], never
 //! dropped silently.
 
+pub(crate) mod iso;
 mod libvirt;
 mod vmx;
 
 use std::path::PathBuf;
 
 pub use libvirt::libvirt_domain;
-pub use vmx::{vmx_config, VmxWriter};
+pub use vmx::vmx_config;
 
-use crate::package::hardware::{Device, DeviceKind, Hardware};
+use ovf::hardware::{Device, DeviceKind, Hardware};
 
 /// What configuration an import writes beside the disks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,94 +58,6 @@ pub struct Emitted {
     pub text: String,
     /// Devices and settings not carried over, each with why.
     pub unmapped: Vec<String>,
-}
-
-/// The disk id an item's `HostResource` names (`ovf:/disk/ID`, `/disk/ID`).
-pub(crate) fn disk_id_of(device: &Device) -> Option<&str> {
-    let r = device.host_resource.as_deref()?;
-    r.strip_prefix("ovf:/disk/")
-        .or_else(|| r.strip_prefix("/disk/"))
-}
-
-/// How a controller or NIC subtype reads, lower-cased without separators. A subtype may list
-/// several models separated by spaces (`VMXNET3 virtio`: any of them will do); `pick` says
-/// which ones are known, and the first known one is returned (the first one when none is).
-pub(crate) fn norm_with(subtype: Option<&str>, pick: impl Fn(&str) -> bool) -> String {
-    let tokens: Vec<String> = subtype
-        .unwrap_or("")
-        .split_whitespace()
-        .map(|t| {
-            t.chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .collect::<String>()
-                .to_ascii_lowercase()
-        })
-        .collect();
-    tokens
-        .iter()
-        .find(|t| pick(t))
-        .or(tokens.first())
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// [`norm_with`] for the controller and NIC models the emitters know.
-pub(crate) fn norm(subtype: Option<&str>) -> String {
-    const KNOWN: [&str; 14] = [
-        "lsilogic",
-        "lsilogicsas",
-        "lsisas1068",
-        "virtualscsi",
-        "pvscsi",
-        "buslogic",
-        "e1000",
-        "e1000e",
-        "vmxnet3",
-        "vmxnet",
-        "vmxnet2",
-        "pcnet32",
-        "virtio",
-        "ahci",
-    ];
-    norm_with(subtype, |t| KNOWN.contains(&t))
-}
-
-/// A device named for messages: `ElementName` (`InstanceID`).
-pub(crate) fn named(d: &Device) -> String {
-    match &d.name {
-        Some(n) => format!("{n} (item {})", d.instance_id),
-        None => format!("item {}", d.instance_id),
-    }
-}
-
-/// The number of a controller among those of its kind: its `Address` when it is a number,
-/// else its position.
-pub(crate) fn controller_index(h: &Hardware, controller: &Device) -> u32 {
-    if let Some(a) = controller.address.as_deref().and_then(|a| a.parse().ok()) {
-        return a;
-    }
-    h.of(controller.kind)
-        .position(|c| c.instance_id == controller.instance_id)
-        .and_then(|p| u32::try_from(p).ok())
-        .unwrap_or(0)
-}
-
-/// A drive's unit on its controller: `AddressOnParent` when it is a number, else its position
-/// among the drives on that controller.
-pub(crate) fn unit_of(h: &Hardware, drive: &Device) -> u32 {
-    if let Some(u) = drive
-        .address_on_parent
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-    {
-        return u;
-    }
-    h.devices
-        .iter()
-        .filter(|d| d.parent.is_some() && d.parent == drive.parent)
-        .position(|d| d.instance_id == drive.instance_id)
-        .and_then(|p| u32::try_from(p).ok())
-        .unwrap_or(0)
 }
 
 /// Items no emitter expresses (kinds other than the ones it handles), for the unmapped list.

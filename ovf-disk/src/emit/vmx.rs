@@ -3,73 +3,16 @@
 //! escaped the way VMware escapes: `|` and two hex digits for `"`, `|`, `#` and control
 //! characters).
 
-use super::{controller_index, disk_id_of, named, norm, other_items, unit_of, EmitDisk, Emitted};
-use crate::error::{Error, Result};
-use crate::package::envelope::System;
-use crate::package::hardware::{Device, DeviceKind, Firmware, Hardware};
+use super::{other_items, EmitDisk, Emitted};
+use crate::error::Result;
+use crate::vm::VmxWriter;
+use ovf::envelope::System;
+use ovf::hardware::{controller_index, disk_id_of, named, norm, unit_of};
+use ovf::hardware::{Device, DeviceKind, Firmware, Hardware};
 
 /// The `virtualHW.version` written when the package names none (`vmx-10`: ESXi 5.5 and
 /// Workstation 10 on).
 const DEFAULT_HW_VERSION: u32 = 10;
-
-/// A `.vmx` being written: `key = "value"` lines in order, every key checked and every value
-/// escaped.
-#[derive(Clone, Debug, Default)]
-pub struct VmxWriter {
-    lines: Vec<(String, String)>,
-}
-
-impl VmxWriter {
-    /// An empty configuration (its first line will be `.encoding = "UTF-8"`).
-    pub fn new() -> Self {
-        let mut w = Self::default();
-        w.lines.push((".encoding".into(), "UTF-8".into()));
-        w
-    }
-
-    /// Sets `key` to `value` (a key set twice keeps its first place and its last value). Keys
-    /// are ASCII letters, digits, `.`, `_`, `:` and `-`; anything else is refused.
-    pub fn set(&mut self, key: &str, value: impl AsRef<str>) -> Result<&mut Self> {
-        let valid = !key.is_empty()
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if !valid {
-            return Err(Error::InvalidInput(format!("{key:?} is not a .vmx key")));
-        }
-        let value = value.as_ref().to_string();
-        match self
-            .lines
-            .iter_mut()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        {
-            Some(line) => line.1 = value,
-            None => self.lines.push((key.to_string(), value)),
-        }
-        Ok(self)
-    }
-
-    /// The text: a line per key, values quoted and escaped.
-    pub fn finish(&self) -> String {
-        let mut out = String::new();
-        for (k, v) in &self.lines {
-            out.push_str(k);
-            out.push_str(" = \"");
-            for c in v.chars() {
-                if matches!(c, '"' | '|' | '#') || c.is_control() {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("|{b:02X}"));
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            out.push_str("\"\n");
-        }
-        out
-    }
-}
 
 /// vSphere's `guestOS` value for an `osType` (`debian12_64Guest` → `debian12-64`); VirtualBox
 /// types map to the nearest generic one.

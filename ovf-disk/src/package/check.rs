@@ -91,7 +91,7 @@ impl PackageCheck {
             .verify
             .files
             .iter()
-            .filter(|f| f.outcome != super::manifest::Outcome::Ok)
+            .filter(|f| f.outcome != ovf::manifest::Outcome::Ok)
             .count();
         let signature = self.verify.signature.as_ref().is_some_and(|s| !s.valid);
         let disks: u64 = self.disks.iter().map(|d| d.report.problem_count()).sum();
@@ -102,7 +102,7 @@ impl PackageCheck {
 /// Reads a gzip-compressed or chunked disk file through once; its capacity when it reads.
 fn check_streamed(
     pkg: &Package,
-    file: &super::envelope::FileRef,
+    file: &ovf::envelope::FileRef,
     disk: &str,
     threads: usize,
     report: &mut CheckReport,

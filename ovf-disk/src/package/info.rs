@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use super::envelope::System;
 use super::Package;
+use ovf::envelope::System;
 
 /// A disk of the package's `DiskSection`, with the file holding it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,9 +85,9 @@ pub struct PackageInfo {
     /// Sections of the envelope this summary does not read.
     pub other_sections: Vec<String>,
     /// Its OVF properties (`ProductSection`), with the system each belongs to.
-    pub properties: Vec<super::properties::Property>,
+    pub properties: Vec<ovf::properties::Property>,
     /// Its deployment options (`DeploymentOptionSection`).
-    pub deployment_options: Vec<super::envelope::DeploymentOption>,
+    pub deployment_options: Vec<ovf::envelope::DeploymentOption>,
 }
 
 impl Package {

@@ -7,32 +7,23 @@
 //! expansion ever), file names in a package that are absolute, contain `..` or a path
 //! separator, tar members that are links or not regular files.
 
-pub(crate) mod cert;
 pub(crate) mod check;
-pub(crate) mod envelope;
-pub(crate) mod export;
-pub(crate) mod hardware;
-pub(crate) mod import;
 pub(crate) mod info;
-pub(crate) mod lint;
-pub(crate) mod manifest;
-pub(crate) mod names;
 pub(crate) mod ova;
-pub(crate) mod properties;
+pub(crate) mod signature;
 pub(crate) mod stream;
 pub(crate) mod verify;
-pub(crate) mod xml;
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use self::envelope::{Envelope, VirtualDisk};
-use self::manifest::Manifest;
-use self::names::is_plain_name;
 use self::ova::{OvaFiles, OvaIndex};
 use crate::error::{Error, Result};
+use ovf::envelope::{Envelope, VirtualDisk};
+use ovf::manifest::Manifest;
+use ovf::names::is_plain_name;
 
 /// Largest descriptor, manifest or certificate read.
 pub(crate) const MAX_SMALL: u64 = 16 << 20;
@@ -81,11 +72,11 @@ fn read_folder_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
         .unwrap_or_default();
     let meta = std::fs::metadata(path).map_err(Error::io(path))?;
     if meta.len() > MAX_SMALL {
-        return Err(Error::Envelope {
+        return Err(Error::Ovf(ovf::Error::Envelope {
             path: path.to_path_buf(),
             line: None,
             reason: "larger than 16 MiB".into(),
-        });
+        }));
     }
     let bytes = std::fs::read(path).map_err(Error::io(path))?;
     Ok((Source::Folder(folder), name, bytes))
@@ -114,10 +105,12 @@ impl Package {
         } else {
             read_folder_descriptor(path)?
         };
-        let text = String::from_utf8(text).map_err(|_| Error::Envelope {
-            path: path.to_path_buf(),
-            line: None,
-            reason: "not UTF-8".into(),
+        let text = String::from_utf8(text).map_err(|_| {
+            Error::Ovf(ovf::Error::Envelope {
+                path: path.to_path_buf(),
+                line: None,
+                reason: "not UTF-8".into(),
+            })
         })?;
         let envelope_path = match &source {
             Source::Folder(_) => path.to_path_buf(),
@@ -138,10 +131,12 @@ impl Package {
             .to_string();
         let mf = format!("{stem}.mf");
         if pkg.size(&mf).is_some() {
-            let text = String::from_utf8(pkg.read_small(&mf)?).map_err(|_| Error::Manifest {
-                path: pkg.member_path(&mf),
-                line: 0,
-                reason: "not UTF-8".into(),
+            let text = String::from_utf8(pkg.read_small(&mf)?).map_err(|_| {
+                Error::Ovf(ovf::Error::Manifest {
+                    path: pkg.member_path(&mf),
+                    line: 0,
+                    reason: "not UTF-8".into(),
+                })
             })?;
             let manifest = Manifest::parse(&text, &pkg.member_path(&mf))?;
             pkg.manifest = Some((mf.clone(), manifest));
@@ -294,15 +289,17 @@ impl Package {
 /// The capacity `disk` of the envelope of `path` declares in bytes (see
 /// [`Package::declared`]).
 pub(crate) fn declared(disk: &VirtualDisk, path: &Path) -> Result<u64> {
-    disk.capacity_bytes.ok_or_else(|| Error::Envelope {
-        path: path.to_path_buf(),
-        line: None,
-        reason: format!(
-            "disk {}: ovf:capacity {:?} in units {:?} is not a number of bytes",
-            disk.disk_id,
-            disk.capacity,
-            disk.capacity_units.as_deref().unwrap_or("byte")
-        ),
+    disk.capacity_bytes.ok_or_else(|| {
+        Error::Ovf(ovf::Error::Envelope {
+            path: path.to_path_buf(),
+            line: None,
+            reason: format!(
+                "disk {}: ovf:capacity {:?} in units {:?} is not a number of bytes",
+                disk.disk_id,
+                disk.capacity,
+                disk.capacity_units.as_deref().unwrap_or("byte")
+            ),
+        })
     })
 }
 

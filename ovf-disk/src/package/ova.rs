@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use positioned_io::ReadAt;
 
-use super::names::is_plain_name;
 use crate::error::{Error, Result};
+use ovf::names::is_plain_name;
 
 /// One member of the archive.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use std::io::Read;
 
-use super::envelope::FileRef;
 use super::Package;
 use crate::error::{Error, Result};
+use ovf::envelope::FileRef;
 
 /// Most chunks a chunked disk file may have (`href.000000000` onwards).
 pub(crate) const MAX_CHUNKS: u32 = 100_000;

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
-use super::cert::CertificateFile;
-use super::manifest::{digest, Algorithm, Outcome};
 use super::Package;
 use crate::error::{Error, Result};
+use ovf::cert::CertificateFile;
+use ovf::manifest::{digest, Algorithm, Outcome};
 
 /// How one file the manifest lists fared.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,12 +193,14 @@ impl Package {
                     "the certificate signs {}, not the manifest {name}",
                     c.signed_file
                 )),
-                Ok(c) => c.verify(&self.read_small(name)?).map(|()| c.subject()),
+                Ok(c) => {
+                    super::signature::verify(&c, &self.read_small(name)?).map(|()| c.subject())
+                }
             };
             report.signature = Some(SignatureCheck::of(result));
         }
-        let workers = crate::parallel::disks_at_once(0, manifest.entries.len());
-        report.files = crate::parallel::each(&manifest.entries, workers, |e| {
+        let workers = crate::output::parallel::disks_at_once(0, manifest.entries.len());
+        report.files = crate::output::parallel::each(&manifest.entries, workers, |e| {
             progress(&e.name);
             let outcome = match self.reader(&e.name) {
                 Err(_) => Outcome::Missing,

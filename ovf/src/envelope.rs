@@ -8,23 +8,10 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::units::unit_bytes;
+use crate::xml::{attr, child_text, line_of};
 
-/// The `ovf:format` of a stream-optimized VMDK.
-pub(crate) const STREAM_OPTIMIZED_FORMAT: &str =
-    "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
-
-/// Largest envelope read.
-pub const MAX_ENVELOPE_SIZE: usize = 16 << 20;
-
-/// Most `<` and most `=` characters in an envelope. The XML parser reserves room for one node
-/// per `<` and one attribute per `=` before it parses (70 and 50 bytes each), so these bound its
-/// memory (about 12 MiB) whatever the text; a vSphere envelope of one machine has a few hundred
-/// of each, a package of a hundred machines tens of thousands.
-pub const MAX_ENVELOPE_MARKUP: usize = 100_000;
-
-/// Deepest element nesting parsed. The XML parser recurses per level and overflows a 2 MiB
-/// thread stack at a few thousand levels; an OVF envelope nests about ten deep.
-pub const MAX_ELEMENT_DEPTH: usize = 256;
+pub use crate::xml::STREAM_OPTIMIZED_FORMAT;
 
 /// A capacity and its `capacityAllocationUnits` in bytes, when both are numbers that fit.
 fn in_bytes(capacity: &str, units: Option<&str>) -> Option<u64> {
@@ -35,61 +22,6 @@ fn in_bytes(capacity: &str, units: Option<&str>) -> Option<u64> {
 /// The property a `${key}` value names.
 fn property_key(value: &str) -> Option<&str> {
     value.trim().strip_prefix("${")?.strip_suffix('}')
-}
-
-/// Where `pattern` ends in `bytes` at or after `from` (the end of `bytes` if it never does).
-fn end_of(bytes: &[u8], from: usize, pattern: &[u8]) -> usize {
-    bytes
-        .get(from..)
-        .and_then(|b| b.windows(pattern.len()).position(|w| w == pattern))
-        .map_or(bytes.len(), |at| from + at + pattern.len())
-}
-
-/// The deepest element nesting in `text`, in one pass: start tags open (their quoted attribute
-/// values may hold `>` and `/`), end tags and `/>` close; comments, CDATA sections, processing
-/// instructions and declarations are skipped whole. Exact on well-formed XML, whose character
-/// data holds no `<`, and linear in the text whatever it holds.
-fn element_depth(text: &str) -> usize {
-    let b = text.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
-    while i < b.len() {
-        let Some(rest) = b.get(i..).filter(|r| r.first() == Some(&b'<')) else {
-            i += 1;
-            continue;
-        };
-        i = if rest.starts_with(b"<!--") {
-            end_of(b, i + 4, b"-->")
-        } else if rest.starts_with(b"<![CDATA[") {
-            end_of(b, i + 9, b"]]>")
-        } else if rest.starts_with(b"<?") {
-            end_of(b, i + 2, b"?>")
-        } else if rest.starts_with(b"<!") {
-            end_of(b, i + 2, b">")
-        } else if rest.starts_with(b"</") {
-            depth = depth.saturating_sub(1);
-            end_of(b, i + 2, b">")
-        } else {
-            // A start tag: up to the first '>' outside a quoted attribute value.
-            let mut j = i + 1;
-            let mut quote = None;
-            while let Some(&c) = b.get(j) {
-                match quote {
-                    Some(q) if c == q => quote = None,
-                    Some(_) => {}
-                    None if c == b'"' || c == b'\'' => quote = Some(c),
-                    None if c == b'>' => break,
-                    None => {}
-                }
-                j += 1;
-            }
-            if j == 0 || b.get(j - 1) != Some(&b'/') {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            j + 1
-        };
-    }
-    deepest
 }
 
 /// Deepest nesting of `VirtualSystemCollection`s followed (DSP0243 allows nesting; real
@@ -195,7 +127,7 @@ pub struct System {
     /// Every hardware item, typed, with firmware and guest OS type: what the emitters and the
     /// Fault Tolerance check read (not in `info --json`, which shows the summary above).
     #[cfg_attr(feature = "serde", serde(skip))]
-    pub hardware: super::hardware::Hardware,
+    pub hardware: crate::hardware::Hardware,
 }
 
 /// A parsed envelope.
@@ -216,7 +148,25 @@ pub struct Envelope {
     pub deployment_options: Vec<DeploymentOption>,
     /// Every `ProductSection/Property`: the envelope's, collections' and systems' (DSP0243
     /// §9.5).
-    pub properties: Vec<super::properties::Property>,
+    pub properties: Vec<crate::properties::Property>,
+    /// The `key` of every `ExtraConfig` element anywhere in the envelope, in document order
+    /// (empty for an element without one).
+    pub extra_config_keys: Vec<String>,
+    /// Every element marked `ovf:required="true"` directly under the envelope, a virtual
+    /// system or a collection, known or not (DSP0243 section 6.4: a consumer that does not
+    /// understand a required section must fail).
+    pub required_sections: Vec<RequiredSection>,
+}
+
+/// An element marked `ovf:required="true"`: its local name and the line it starts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct RequiredSection {
+    /// The element's local name (`NetworkSection`, `vmw:BootOrderSection` reads `BootOrderSection`).
+    pub name: String,
+    /// The line it starts on (one-based).
+    pub line: u32,
 }
 
 /// One `Configuration` of a `DeploymentOptionSection`.
@@ -246,64 +196,6 @@ impl Envelope {
     }
 }
 
-/// The attribute `local` of `n`, by local name (whatever its namespace prefix).
-pub(crate) fn attr<'a>(n: roxmltree::Node<'a, '_>, local: &str) -> Option<&'a str> {
-    n.attributes()
-        .find(|a| a.name() == local)
-        .map(|a| a.value())
-}
-
-fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, local: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    n.children()
-        .find(|c| c.is_element() && c.tag_name().name() == local)
-}
-
-/// The trimmed text of `n`'s child element `local`, by local name.
-pub(crate) fn child_text(n: roxmltree::Node<'_, '_>, local: &str) -> Option<String> {
-    child(n, local)
-        .and_then(|c| c.text())
-        .map(|t| t.trim().to_string())
-}
-
-/// Bytes in one unit of `units` (`byte`, `byte * 2^20`, `MegaBytes`...), if understood.
-pub fn unit_bytes(units: &str) -> Option<u64> {
-    let u = units.replace(' ', "").to_ascii_lowercase();
-    match u.as_str() {
-        "byte" | "bytes" => Some(1),
-        "kilobytes" | "kb" => Some(1 << 10),
-        "megabytes" | "mb" => Some(1 << 20),
-        "gigabytes" | "gb" => Some(1 << 30),
-        _ => {
-            let exp = u.strip_prefix("byte*2^")?.parse::<u32>().ok()?;
-            1u64.checked_shl(exp).filter(|_| exp < 64)
-        }
-    }
-}
-
-/// Refuses text an envelope never is before the XML parser sees it: larger than 16 MiB, more
-/// markup than [`MAX_ENVELOPE_MARKUP`], nested deeper than [`MAX_ELEMENT_DEPTH`] (the parser
-/// reserves memory by the markup and recurses by the depth).
-fn check_bounds(text: &str) -> std::result::Result<(), String> {
-    if text.len() > MAX_ENVELOPE_SIZE {
-        return Err("larger than 16 MiB".into());
-    }
-    let tags = text.bytes().filter(|&c| c == b'<').count();
-    let attributes = text.bytes().filter(|&c| c == b'=').count();
-    if tags > MAX_ENVELOPE_MARKUP || attributes > MAX_ENVELOPE_MARKUP {
-        return Err(format!(
-            "{tags} '<' and {attributes} '=': more markup than an envelope has (at most \
-            {MAX_ENVELOPE_MARKUP} of each)"
-        ));
-    }
-    let depth = element_depth(text);
-    if depth > MAX_ELEMENT_DEPTH {
-        return Err(format!(
-            "elements nested {depth} deep, more than {MAX_ELEMENT_DEPTH}"
-        ));
-    }
-    Ok(())
-}
-
 /// The OVF version an envelope's namespace `ns` says: `2.x`, `1.x` or `0.9`.
 fn version_of(ns: &str) -> Option<&'static str> {
     if ns.contains("dmtf.org/ovf/envelope/2") {
@@ -331,7 +223,7 @@ fn read_references(
         .filter(|c| c.is_element() && c.tag_name().name() == "File")
     {
         let href = attr(f, "href").ok_or_else(|| (line(f), "a File without ovf:href".into()))?;
-        if !super::names::is_plain_name(href) {
+        if !crate::names::is_plain_name(href) {
             return Err((
                 line(f),
                 format!("ovf:href {href:?} is not a plain file name in the package"),
@@ -405,13 +297,7 @@ impl Envelope {
             line,
             reason,
         };
-        check_bounds(text).map_err(|reason| err(None, reason))?;
-        let options = roxmltree::ParsingOptions {
-            allow_dtd: false,
-            nodes_limit: u32::try_from(MAX_ENVELOPE_MARKUP).unwrap_or(u32::MAX),
-        };
-        let doc = roxmltree::Document::parse_with_options(text, options)
-            .map_err(|e| err(Some(e.pos().row), e.to_string()))?;
+        let doc = crate::xml::parse(text).map_err(|(line, reason)| err(line, reason))?;
         let root = doc.root_element();
         if root.tag_name().name() != "Envelope" {
             let name = root.tag_name().name();
@@ -423,7 +309,7 @@ impl Envelope {
         let ns = root.tag_name().namespace().unwrap_or("");
         let version = version_of(ns)
             .ok_or_else(|| err(Some(1), format!("unknown envelope namespace {ns:?}")))?;
-        let line = |n: roxmltree::Node<'_, '_>| Some(doc.text_pos_at(n.range().start).row);
+        let line = |n: roxmltree::Node<'_, '_>| Some(line_of(&doc, n));
         let mut env = Envelope {
             version: version.to_string(),
             ..Envelope::default()
@@ -464,7 +350,27 @@ impl Envelope {
             }
         }
         resolve_capacity_properties(root, &mut env.disks);
-        let mut properties = super::properties::read(root, None);
+        for n in root.descendants().filter(|n| n.is_element()) {
+            let name = n.tag_name().name();
+            if name == "ExtraConfig" {
+                env.extra_config_keys
+                    .push(attr(n, "key").unwrap_or_default().to_string());
+            }
+            let parent = n.parent_element().map(|p| p.tag_name().name());
+            if matches!(
+                parent,
+                Some("Envelope" | "VirtualSystem" | "VirtualSystemCollection")
+            ) && n
+                .attributes()
+                .any(|a| a.name() == "required" && a.value() == "true")
+            {
+                env.required_sections.push(RequiredSection {
+                    name: name.to_string(),
+                    line: line_of(&doc, n),
+                });
+            }
+        }
+        let mut properties = crate::properties::read(root, None);
         properties.append(&mut env.properties);
         env.properties = properties;
         Ok(env)
@@ -491,7 +397,7 @@ fn collect_systems<'a, 'i>(
     let is_system = n.tag_name().name() == "VirtualSystem"
         || attr(n, "type").is_some_and(|t| t.ends_with("VirtualSystem_Type"));
     env.properties
-        .extend(super::properties::read(n, attr(n, "id")));
+        .extend(crate::properties::read(n, attr(n, "id")));
     if !is_system {
         for c in n.children().filter(|c| c.is_element()) {
             if matches!(
@@ -508,7 +414,7 @@ fn collect_systems<'a, 'i>(
     let mut s = System {
         id: attr(n, "id").unwrap_or_default().to_string(),
         name: child_text(n, "Name"),
-        hardware: super::hardware::read(n),
+        hardware: crate::hardware::read(n),
         ..System::default()
     };
     for sec in n.children().filter(|c| c.is_element()) {
@@ -693,29 +599,6 @@ pub(crate) mod tests {
             Envelope::parse(&huge, p).unwrap().disks[0].capacity_bytes,
             None
         );
-    }
-
-    #[test]
-    fn element_depth_reads_tags_not_text() {
-        assert_eq!(element_depth("<a><b/><c></c></a>"), 2);
-        // '>' and '/' in attribute values, comments, CDATA and processing instructions.
-        let siblings = "<X v=\"1>0\" w='/>'/>".repeat(300);
-        assert_eq!(element_depth(&format!("<E>{siblings}</E>")), 1);
-        assert_eq!(
-            element_depth("<a><!-- <b><c> --><![CDATA[<d><e>]]><?pi <f>?></a>"),
-            1
-        );
-        // The ways around a naive scan are counted.
-        let quoted = format!(
-            "<E>{}{}</E>",
-            "<a x=\"/>\">".repeat(500),
-            "</a>".repeat(500)
-        );
-        assert_eq!(element_depth(&quoted), 501);
-        let commented = format!("<E>{}</E>", "<a><!--</a>-->".repeat(500));
-        assert_eq!(element_depth(&commented), 501);
-        // Linear: a megabyte of '<a' with no '>' is one pass.
-        assert_eq!(element_depth(&"<a".repeat(500_000)), 1);
     }
 
     #[test]

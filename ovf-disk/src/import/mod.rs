@@ -23,21 +23,23 @@ use std::sync::Arc;
 
 use vmdk::{CreateType, Format, StreamReader};
 
-use super::envelope::{Envelope, FileRef, VirtualDisk};
-use super::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
-use super::names::is_plain_name;
-use super::ova::{cut_short, MAX_MEMBERS};
-use super::properties::{ovf_environment, property_values};
-use super::stream::{decompressed, disk_stream};
-use super::verify::{CapacityDifference, FileDigest, VerifyReport};
-use super::xml::{edit_envelope, vmdk_format, EnvelopeEdits};
-use super::{declared, within_declared, Package, MAX_SMALL};
-use crate::disk::{check_space, write_pending, write_stream_pending, ConvertOptions, PendingWrite};
+use crate::emit::iso::single_file_iso;
 use crate::emit::{libvirt_domain, vmx_config, Emit, EmitDisk};
 use crate::error::{Error, Result};
-use crate::iso::single_file_iso;
+use crate::output::convert::{
+    check_space, write_pending, write_stream_pending, ConvertOptions, PendingWrite,
+};
+use crate::output::parallel::{self, disks_at_once};
 use crate::output::{commit_all, OutputFolder, PendingFile};
-use crate::parallel::{self, disks_at_once};
+use crate::package::ova::{cut_short, MAX_MEMBERS};
+use crate::package::stream::{decompressed, disk_stream};
+use crate::package::verify::{CapacityDifference, FileDigest, VerifyReport};
+use crate::package::{declared, within_declared, Package, MAX_SMALL};
+use ovf::envelope::{Envelope, FileRef, VirtualDisk};
+use ovf::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
+use ovf::names::is_plain_name;
+use ovf::properties::{ovf_environment, property_values};
+use ovf::write::{edit_envelope, vmdk_format, EnvelopeEdits};
 
 /// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
 ///
@@ -265,7 +267,7 @@ pub struct EmittedConfig {
 
 /// A file name for a virtual system's configuration: its name (or id) with every character
 /// other than letters, digits, `.`, `_` and `-` replaced by `_`.
-fn config_stem(system: &super::envelope::System) -> String {
+fn config_stem(system: &ovf::envelope::System) -> String {
     let name = system.name.as_deref().unwrap_or(&system.id);
     let stem: String = name
         .chars()
@@ -497,12 +499,13 @@ pub fn import(
         verify,
         ..ImportReport::default()
     };
-    let text =
-        String::from_utf8(pkg.read_small(pkg.descriptor())?).map_err(|_| Error::Envelope {
+    let text = String::from_utf8(pkg.read_small(pkg.descriptor())?).map_err(|_| {
+        Error::Ovf(ovf::Error::Envelope {
             path: pkg.path().to_path_buf(),
             line: None,
             reason: "not UTF-8".into(),
-        })?;
+        })
+    })?;
     let jobs: Vec<(&VirtualDisk, &FileRef, PathBuf)> = pkg
         .envelope()
         .disks

@@ -17,6 +17,9 @@
 //! An import writes into an [`OutputFolder`]: locked for the import (a second import into it
 //! refuses), and removed on failure when the import created it.
 
+pub(crate) mod convert;
+pub(crate) mod parallel;
+
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -10,17 +10,19 @@
 //! The archive is written under a temporary name and renamed into place only when complete;
 //! the converted disks are staged beside it and removed.
 
+pub(crate) mod fix;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::manifest::{digest, Algorithm, Entry, Manifest};
-use super::ova::write_ova;
-use super::xml::{edit_envelope, envelope_for_disks, vmdk_format, EnvelopeEdits, Storage};
-use super::Package;
-use crate::disk::ConvertOptions;
 use crate::error::{Error, Result};
+use crate::output::convert::ConvertOptions;
 use crate::output::{check_target, remove_leftovers, PendingFile};
+use crate::package::ova::write_ova;
+use crate::package::Package;
+use ovf::manifest::{digest, Algorithm, Entry, Manifest};
+use ovf::write::{edit_envelope, envelope_for_disks, vmdk_format, EnvelopeEdits, Storage};
 
 /// One member of an exported archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +78,7 @@ pub struct ExportOptions {
     /// The `VirtualSystemType` every system gets (`fix`).
     pub(crate) system_type: Option<String>,
     /// Hardware items `fix` repairs or removes.
-    pub(crate) devices: super::lint::DeviceFixes,
+    pub(crate) devices: DeviceFixes,
     /// Write an OVF 2.x envelope as 1.x (`fix` for Workstation).
     pub(crate) downgrade: bool,
 }
@@ -279,12 +281,13 @@ fn stage_package(
     folder: &Path,
 ) -> Result<(String, String, Staged3)> {
     let pkg = Package::open(ovf)?;
-    let text =
-        String::from_utf8(pkg.read_small(pkg.descriptor())?).map_err(|_| Error::Envelope {
+    let text = String::from_utf8(pkg.read_small(pkg.descriptor())?).map_err(|_| {
+        Error::Ovf(ovf::Error::Envelope {
             path: ovf.to_path_buf(),
             line: None,
             reason: "not UTF-8".into(),
-        })?;
+        })
+    })?;
     let mut files = Vec::new();
     let mut edits = EnvelopeEdits::new();
     let env = pkg.envelope();
@@ -335,17 +338,19 @@ fn stage_package(
         edits.system_type(move |old| (old != t).then(|| t.clone()));
     }
     let devices = options.devices;
-    if devices != super::lint::DeviceFixes::default() {
+    if devices != DeviceFixes::default() {
         edits.items(move |item| devices.edit(item));
     }
     // Every disk is stream-optimized now, whatever the source said.
     edits.format(vmdk_format("streamOptimized"));
     let mut text = edit_envelope(&text, &edits).map_err(|e| e.in_envelope(ovf, &text))?;
     if options.downgrade {
-        text = super::xml::downgrade_envelope(&text).map_err(|reason| Error::Envelope {
-            path: ovf.to_path_buf(),
-            line: None,
-            reason: format!("cannot be written as OVF 1.x: {reason}"),
+        text = ovf::write::downgrade_envelope(&text).map_err(|reason| {
+            Error::Ovf(ovf::Error::Envelope {
+                path: ovf.to_path_buf(),
+                line: None,
+                reason: format!("cannot be written as OVF 1.x: {reason}"),
+            })
         })?;
     }
     Ok((pkg.descriptor().to_string(), text, files))
@@ -374,10 +379,12 @@ fn stage_disks(
         files.push((name, Source::Staged(s), storage.chunk_size.is_some()));
     }
     let path = out.with_extension("ovf");
-    let bad = |reason: String| Error::Envelope {
-        path: path.clone(),
-        line: None,
-        reason,
+    let bad = |reason: String| {
+        Error::Ovf(ovf::Error::Envelope {
+            path: path.clone(),
+            line: None,
+            reason,
+        })
     };
     let mut envelope = envelope_for_disks(&base, &disks).map_err(|e| bad(e.reason))?;
     if *storage != Storage::default() {
@@ -444,11 +451,11 @@ fn write_archive(
 ) -> Result<ExportReport> {
     let algorithm = options.algorithm;
     let mut manifest = Manifest::default();
-    manifest.entries.push(Entry {
+    manifest.entries.push(Entry::new(
         algorithm,
-        name: descriptor_name.to_string(),
-        digest: digest(algorithm, &mut text.as_bytes()).map_err(Error::io(out))?,
-    });
+        descriptor_name.to_string(),
+        digest(algorithm, &mut text.as_bytes()).map_err(Error::io(out))?,
+    ));
     // Each file's members, digested.
     let mut stored = Vec::new();
     for (name, source, chunked) in files {
@@ -457,11 +464,9 @@ fn write_archive(
         let chunk = if *chunked { options.chunk_size } else { None };
         for (member, offset, len) in members_of(name, size, chunk) {
             let d = digest(algorithm, &mut part(path, offset, len)?).map_err(Error::io(path))?;
-            manifest.entries.push(Entry {
-                algorithm,
-                name: member.clone(),
-                digest: d,
-            });
+            manifest
+                .entries
+                .push(Entry::new(algorithm, member.clone(), d));
             stored.push((member, path.to_path_buf(), offset, len));
         }
     }
@@ -480,13 +485,14 @@ fn write_archive(
     let cert = match signing {
         None => None,
         Some((key, cert)) => Some(
-            super::cert::sign(mf.as_bytes(), &mf_name, algorithm, key, cert).map_err(|why| {
-                let key = options
-                    .signing
-                    .as_ref()
-                    .map_or_else(PathBuf::new, |(k, _)| k.clone());
-                Error::InvalidInput(format!("signing with {}: {why}", key.display()))
-            })?,
+            crate::package::signature::sign(mf.as_bytes(), &mf_name, algorithm, key, cert)
+                .map_err(|why| {
+                    let key = options
+                        .signing
+                        .as_ref()
+                        .map_or_else(PathBuf::new, |(k, _)| k.clone());
+                    Error::InvalidInput(format!("signing with {}: {why}", key.display()))
+                })?,
         ),
     };
     let mut members: Vec<(String, u64, Box<dyn Read>)> = vec![
@@ -528,4 +534,40 @@ fn write_archive(
         ova: out.to_path_buf(),
         members: listed,
     })
+}
+
+/// The hardware items `fix` repairs for VMware's products: IDE controllers' subtypes removed
+/// (no meaning is lost: VMware has one IDE controller), and, when allowed, sound cards VMware
+/// does not have removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DeviceFixes {
+    /// Remove the `ResourceSubType` of IDE controllers.
+    pub ide_subtype: bool,
+    /// Remove sound cards whose subtype is not VMware's.
+    pub foreign_sound: bool,
+    /// Remove `vmw:ExtraConfig` settings.
+    pub extra_config: bool,
+}
+
+impl DeviceFixes {
+    /// What happens to `item`.
+    pub(crate) fn edit(&self, item: &ovf::write::ItemFacts) -> ovf::write::ItemEdit {
+        use ovf::write::ItemEdit;
+        if item.element == "ExtraConfig" {
+            return match self.extra_config {
+                true => ItemEdit::Remove,
+                false => ItemEdit::Keep,
+            };
+        }
+        match item.resource_type {
+            Some(5) if self.ide_subtype && item.subtype.is_some() => ItemEdit::RemoveSubtype,
+            Some(35)
+                if self.foreign_sound
+                    && crate::rules::lint::foreign_sound(item.subtype.as_deref()) =>
+            {
+                ItemEdit::Remove
+            }
+            _ => ItemEdit::Keep,
+        }
+    }
 }

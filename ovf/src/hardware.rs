@@ -1,13 +1,14 @@
 //! The virtual hardware of a `VirtualSystem` as a typed model: every `Item` of its
 //! `VirtualHardwareSection` (DSP0243 §9.8, CIM `ResourceAllocationSettingData`), with what
 //! vSphere and VirtualBox add beside them (firmware, secure boot, cores per socket, the guest OS
-//! type, `vmw:Config` and `vmw:ExtraConfig`). The emitters ([`crate::emit`]) and the Fault
-//! Tolerance check ([`crate::ft`]) read it.
+//! type, `vmw:Config` and `vmw:ExtraConfig`), and the queries the emitters and rules of
+//! `ovf-disk` ask of it (which disk a drive holds, a controller's number, a drive's unit).
 //!
 //! Items that belong to a deployment option (`ovf:configuration="large"`) are kept with it;
 //! [`Hardware::select`] keeps those of one configuration.
 
-use super::envelope::{attr, child_text};
+use crate::units::unit_bytes;
+use crate::xml::{attr, child_text};
 
 /// What an `Item` is, by its CIM `ResourceType` (DSP1041 / CIM_ResourceAllocationSettingData)
 /// and, for controllers, its `ResourceSubType`.
@@ -189,11 +190,7 @@ impl Hardware {
     /// Memory in bytes (the last memory item's quantity in its units; MiB when unstated).
     pub fn memory_bytes(&self) -> Option<u64> {
         let d = self.of(DeviceKind::Memory).last()?;
-        let unit = d
-            .units
-            .as_deref()
-            .and_then(super::envelope::unit_bytes)
-            .unwrap_or(1 << 20);
+        let unit = d.units.as_deref().and_then(unit_bytes).unwrap_or(1 << 20);
         d.quantity?.checked_mul(unit)
     }
 
@@ -324,15 +321,106 @@ pub(crate) fn read(system: roxmltree::Node<'_, '_>) -> Hardware {
     h
 }
 
+// Queries over the devices, shared by the emitters and the rules.
+
+/// The disk id an item's `HostResource` names (`ovf:/disk/ID`, `/disk/ID`): how a drive is
+/// linked to its `DiskSection/Disk`.
+pub fn disk_id_of(device: &Device) -> Option<&str> {
+    let r = device.host_resource.as_deref()?;
+    r.strip_prefix("ovf:/disk/")
+        .or_else(|| r.strip_prefix("/disk/"))
+}
+
+/// How a controller or NIC subtype reads, lower-cased without separators. A subtype may list
+/// several models separated by spaces (`VMXNET3 virtio`: any of them will do); `pick` says
+/// which ones are known, and the first known one is returned (the first one when none is).
+pub fn norm_with(subtype: Option<&str>, pick: impl Fn(&str) -> bool) -> String {
+    let tokens: Vec<String> = subtype
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|t| {
+            t.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    tokens
+        .iter()
+        .find(|t| pick(t))
+        .or(tokens.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// [`norm_with`] for the controller and NIC models the emitters (libvirt, `.vmx`) know.
+pub fn norm(subtype: Option<&str>) -> String {
+    const KNOWN: [&str; 14] = [
+        "lsilogic",
+        "lsilogicsas",
+        "lsisas1068",
+        "virtualscsi",
+        "pvscsi",
+        "buslogic",
+        "e1000",
+        "e1000e",
+        "vmxnet3",
+        "vmxnet",
+        "vmxnet2",
+        "pcnet32",
+        "virtio",
+        "ahci",
+    ];
+    norm_with(subtype, |t| KNOWN.contains(&t))
+}
+
+/// A device named for messages: `ElementName` (`InstanceID`).
+pub fn named(d: &Device) -> String {
+    match &d.name {
+        Some(n) => format!("{n} (item {})", d.instance_id),
+        None => format!("item {}", d.instance_id),
+    }
+}
+
+/// The number of a controller among those of its kind: its `Address` when it is a number,
+/// else its position.
+pub fn controller_index(h: &Hardware, controller: &Device) -> u32 {
+    if let Some(a) = controller.address.as_deref().and_then(|a| a.parse().ok()) {
+        return a;
+    }
+    h.of(controller.kind)
+        .position(|c| c.instance_id == controller.instance_id)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+/// A drive's unit on its controller: `AddressOnParent` when it is a number, else its position
+/// among the drives on that controller.
+pub fn unit_of(h: &Hardware, drive: &Device) -> u32 {
+    if let Some(u) = drive
+        .address_on_parent
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+    {
+        return u;
+    }
+    h.devices
+        .iter()
+        .filter(|d| d.parent.is_some() && d.parent == drive.parent)
+        .position(|d| d.instance_id == drive.instance_id)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::package::envelope::Envelope;
+    use crate::envelope::Envelope;
     use std::path::Path;
 
     #[test]
     fn reads_vsphere_hardware() {
-        let text = crate::package::envelope::tests::V1.replace(
+        let text = crate::envelope::tests::V1.replace(
             "<Item><rasd:AllocationUnits>hertz",
             "<vmw:Config ovf:required=\"false\" vmw:key=\"firmware\" vmw:value=\"efi\"/><Item><rasd:AllocationUnits>hertz",
         );
@@ -354,7 +442,7 @@ mod tests {
 
     #[test]
     fn keeps_the_items_of_one_configuration() {
-        let text = crate::package::envelope::tests::V1.replace(
+        let text = crate::envelope::tests::V1.replace(
             "<Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>",
             "<Item ovf:configuration=\"small\"><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item><Item ovf:configuration=\"large huge\"><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>8</rasd:VirtualQuantity><vmw:CoresPerSocket ovf:required=\"false\">4</vmw:CoresPerSocket></Item>",
         );

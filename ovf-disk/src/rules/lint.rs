@@ -22,9 +22,9 @@
 
 use std::io::Read;
 
-use super::hardware::DeviceKind;
-use super::Package;
 use crate::error::Result;
+use crate::package::Package;
+use ovf::hardware::DeviceKind;
 
 /// The product a package is checked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub enum Target {
 }
 
 impl Target {
-    fn is_vmware(self) -> bool {
+    pub(crate) fn is_vmware(self) -> bool {
         matches!(self, Self::Esxi | Self::Vcenter | Self::Workstation)
     }
 }
@@ -119,7 +119,7 @@ const PAX: &str =
     (oVirt/ovirt-engine#601)";
 
 /// The newest virtual hardware the targets know (vmx-21: ESXi 8.0 U2, Workstation 17.5).
-const NEWEST_VMX: u32 = 21;
+pub(crate) const NEWEST_VMX: u32 = 21;
 
 struct Findings(Vec<Finding>);
 
@@ -391,7 +391,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         }
         if target == Target::Virtualbox {
             for d in &h.devices {
-                let sub = crate::emit::norm(d.subtype.as_deref());
+                let sub = ovf::hardware::norm(d.subtype.as_deref());
                 let what = match (d.kind, sub.as_str()) {
                     (DeviceKind::ScsiController, "virtualscsi" | "pvscsi") => "a PVSCSI controller",
                     (DeviceKind::Nic, "vmxnet3" | "vmxnet" | "vmxnet2") => "a vmxnet NIC",
@@ -410,9 +410,8 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
     }
 
     // Sections marked required that no product here understands; ExtraConfig settings.
-    let text = String::from_utf8_lossy(&pkg.read_small(&descriptor)?).into_owned();
-    required_sections(&text, &descriptor, &mut f);
-    let extra = extra_config_keys(&text);
+    required_sections(env, &descriptor, &mut f);
+    let extra = &env.extra_config_keys;
     if vmware && !extra.is_empty() {
         f.add(
             "extra-config",
@@ -492,7 +491,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
 /// whose name is not one DSP0243 defines.
 /// The rules on an OVA's members: the descriptor first, plain ustar headers, no macOS
 /// resource-fork (`._NAME`) members.
-fn archive_rules(archive: &super::ova::OvaIndex, vmware: bool, f: &mut Findings) {
+fn archive_rules(archive: &crate::package::ova::OvaIndex, vmware: bool, f: &mut Findings) {
     let severity = |refused: bool| match refused {
         true => Severity::Refuse,
         false => Severity::Note,
@@ -539,22 +538,8 @@ fn archive_rules(archive: &super::ova::OvaIndex, vmware: bool, f: &mut Findings)
     }
 }
 
-/// The keys of the `ExtraConfig` elements of an envelope (none if it does not parse).
-fn extra_config_keys(text: &str) -> Vec<String> {
-    let Ok(doc) = roxmltree::Document::parse(text) else {
-        return Vec::new();
-    };
-    doc.descendants()
-        .filter(|n| n.tag_name().name() == "ExtraConfig")
-        .map(|n| {
-            n.attributes()
-                .find(|a| a.name() == "key")
-                .map_or_else(String::new, |a| a.value().to_string())
-        })
-        .collect()
-}
-
-fn required_sections(text: &str, descriptor: &str, f: &mut Findings) {
+/// Sections marked required that no target here understands: refused.
+fn required_sections(env: &ovf::Envelope, descriptor: &str, f: &mut Findings) {
     const KNOWN: [&str; 20] = [
         "References",
         "DiskSection",
@@ -577,31 +562,14 @@ fn required_sections(text: &str, descriptor: &str, f: &mut Findings) {
         "SharedDiskSection",
         "ScaleOutSection",
     ];
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: 100_000,
-    };
-    let Ok(doc) = roxmltree::Document::parse_with_options(text, options) else {
-        return;
-    };
-    for n in doc.root_element().descendants().filter(|n| n.is_element()) {
-        let parent = n.parent_element().map(|p| p.tag_name().name());
-        if !matches!(
-            parent,
-            Some("Envelope" | "VirtualSystem" | "VirtualSystemCollection")
-        ) {
-            continue;
-        }
-        let required = n
-            .attributes()
-            .any(|a| a.name() == "required" && a.value() == "true");
-        let name = n.tag_name().name();
-        if required && !KNOWN.contains(&name) {
+    for section in &env.required_sections {
+        let name = &section.name;
+        if !KNOWN.contains(&name.as_str()) {
             f.add(
                 "required-section",
                 Severity::Refuse,
                 descriptor,
-                format!("{name} (line {})", doc.text_pos_at(n.range().start).row),
+                format!("{name} (line {})", section.line),
                 format!(
                     "{name} is marked ovf:required=\"true\" and is not a section the targets know"
                 ),
@@ -611,208 +579,11 @@ fn required_sections(text: &str, descriptor: &str, f: &mut Findings) {
     }
 }
 
-/// What [`fix`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub struct FixReport {
-    /// The package written.
-    pub output: std::path::PathBuf,
-    /// Every change made, in words.
-    pub changes: Vec<String>,
-    /// The findings before.
-    pub before: LintReport,
-    /// The findings the written package still has (what `fix` cannot repair: a collection for
-    /// a standalone host, an OVF 2.x envelope for Workstation).
-    pub after: LintReport,
-}
-
 /// Whether a sound card's `ResourceSubType` is not one of VMware's (`vmware.soundcard.*`).
-fn foreign_sound(subtype: Option<&str>) -> bool {
+pub(crate) fn foreign_sound(subtype: Option<&str>) -> bool {
     !subtype.is_some_and(|s| {
         s.trim()
             .to_ascii_lowercase()
             .starts_with("vmware.soundcard.")
-    })
-}
-
-/// The hardware items `fix` repairs for VMware's products: IDE controllers' subtypes removed
-/// (no meaning is lost: VMware has one IDE controller), and, when allowed, sound cards VMware
-/// does not have removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct DeviceFixes {
-    /// Remove the `ResourceSubType` of IDE controllers.
-    pub ide_subtype: bool,
-    /// Remove sound cards whose subtype is not VMware's.
-    pub foreign_sound: bool,
-    /// Remove `vmw:ExtraConfig` settings.
-    pub extra_config: bool,
-}
-
-impl DeviceFixes {
-    /// What happens to `item`.
-    pub(crate) fn edit(&self, item: &super::xml::ItemFacts) -> super::xml::ItemEdit {
-        use super::xml::ItemEdit;
-        if item.element == "ExtraConfig" {
-            return match self.extra_config {
-                true => ItemEdit::Remove,
-                false => ItemEdit::Keep,
-            };
-        }
-        match item.resource_type {
-            Some(5) if self.ide_subtype && item.subtype.is_some() => ItemEdit::RemoveSubtype,
-            Some(35) if self.foreign_sound && foreign_sound(item.subtype.as_deref()) => {
-                ItemEdit::Remove
-            }
-            _ => ItemEdit::Keep,
-        }
-    }
-}
-
-/// Options of [`fix`]: how disks are written, and whether devices may be removed.
-///
-/// ```
-/// let options = ovf_disk::FixOptions::new().allow_drop(true);
-/// # let _ = options;
-/// ```
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct FixOptions {
-    convert: crate::ConvertOptions,
-    allow_drop: bool,
-}
-
-impl FixOptions {
-    /// The defaults: `ConvertOptions`' defaults, no device removed.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How the disks are written.
-    pub fn convert_options(mut self, convert: crate::ConvertOptions) -> Self {
-        self.convert = convert;
-        self
-    }
-
-    /// Whether devices the target does not have may be removed (a change that loses meaning:
-    /// without it, such a device stays and the fixed package is still refused).
-    pub fn allow_drop(mut self, allow: bool) -> Self {
-        self.allow_drop = allow;
-        self
-    }
-}
-
-/// The oldest virtual hardware version that has the devices of `h`: vmx-10 for SATA (and as
-/// the floor for a system that names none), vmx-13 for NVMe.
-fn needed_vmx(h: &super::hardware::Hardware, floor: u32) -> u32 {
-    let mut v = floor;
-    if h.of(DeviceKind::SataController).next().is_some() {
-        v = v.max(10);
-    }
-    if h.of(DeviceKind::NvmeController).next().is_some() {
-        v = v.max(13);
-    }
-    v
-}
-
-/// Writes `out`, a package `target` accepts, from the package at `input` (an `.ovf` or an
-/// `.ova`; never modified): the manifest rewritten (SHA1 for Workstation, SHA256 for the
-/// others, spelled as VMware writes it), members in the order descriptor, manifest, files,
-/// every `ovf:size` the file's, disks rewritten as VMware-layout stream-optimized files, and
-/// for VMware targets a hardware family they know (`vmx-NN` in place of `virtualbox-2.2`, or
-/// of a `vmx-NN` newer than they know). Every change is listed; what it cannot repair stays
-/// in [`FixReport::after`].
-pub fn fix(
-    input: &std::path::Path,
-    out: &std::path::Path,
-    target: Target,
-    options: &FixOptions,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<FixReport> {
-    let pkg = Package::open(input)?;
-    let before = lint(&pkg, target)?;
-    let mut changes = Vec::new();
-    let algorithm = if target == Target::Workstation {
-        super::manifest::Algorithm::Sha1
-    } else {
-        super::manifest::Algorithm::Sha256
-    };
-    let mut export = super::export::ExportOptions::new()
-        .convert_options(options.convert.clone())
-        .manifest(algorithm);
-    changes.push(format!(
-        "manifest written with {} digests, spelled ALG(name)= hex",
-        algorithm.as_str()
-    ));
-    if target.is_vmware() {
-        let env = pkg.envelope();
-        let mut wanted = None;
-        for s in &env.systems {
-            let h = s.hardware.select(env.default_deployment_option());
-            let stated = h.system_type.clone().unwrap_or_default();
-            let vmx = h.vmx_version();
-            let new = match vmx {
-                Some(v) if v > NEWEST_VMX => NEWEST_VMX,
-                Some(v) if needed_vmx(&h, v) > v => needed_vmx(&h, v),
-                Some(_) => continue,
-                None => needed_vmx(&h, 10),
-            };
-            changes.push(format!(
-                "VirtualSystem {}: VirtualSystemType {stated:?} -> \"vmx-{new}\"",
-                s.id
-            ));
-            wanted = Some(wanted.map_or(new, |w: u32| w.max(new)));
-        }
-        if let Some(v) = wanted {
-            export.system_type = Some(format!("vmx-{v}"));
-        }
-    }
-    if target.is_vmware() {
-        export.devices.ide_subtype = true;
-        export.devices.foreign_sound = options.allow_drop;
-        export.devices.extra_config = options.allow_drop;
-        for f in &before.findings {
-            match (f.rule, options.allow_drop) {
-                ("device-subtype", _) => {
-                    changes.push(format!("{}: ResourceSubType removed", f.at));
-                }
-                ("device-unsupported" | "extra-config", true) => {
-                    changes.push(format!("{}: removed (--allow-drop)", f.at));
-                }
-                _ => {}
-            }
-        }
-    }
-    if target == Target::Workstation && pkg.envelope().version == "2.x" {
-        let text = String::from_utf8_lossy(&pkg.read_small(pkg.descriptor())?).into_owned();
-        match super::xml::downgrade_envelope(&text) {
-            Ok(_) => {
-                export.downgrade = true;
-                changes.push(
-                    "OVF 2.x envelope written as 1.x (EthernetPortItem and StorageItem as Item)"
-                        .into(),
-                );
-            }
-            Err(why) => changes.push(format!("not changed: the OVF 2.x envelope ({why})")),
-        }
-    }
-    for f in before.findings.iter().filter(|f| f.rule == "file-size") {
-        changes.push(format!(
-            "{} {}: ovf:size corrected to the file's",
-            f.file, f.at
-        ));
-    }
-    changes.push(
-        "disks rewritten as stream-optimized VMDKs in VMware's layout (footer, end-of-stream marker)"
-            .into(),
-    );
-    changes.push("members ordered: descriptor, manifest, then the files".into());
-    super::export::export(&[input.to_path_buf()], out, &export, progress)?;
-    let after = lint(&Package::open(out)?, target)?;
-    Ok(FixReport {
-        output: out.to_path_buf(),
-        changes,
-        before,
-        after,
     })
 }

@@ -8,264 +8,21 @@
 //! folder (an absolute path or `..` is refused unless outside paths are allowed, as for the
 //! extents a descriptor names).
 
-use std::collections::BTreeMap;
+mod vmx;
+
+pub use vmx::{Vm, VmDisk, VmxWriter};
+
 use std::path::{Path, PathBuf};
 
 use vmdk::{Disk, Format, OpenOptions};
 
-use crate::disk::{check_space, write_pending, ConvertOptions};
 use crate::error::{Error, Result};
+use crate::output::convert::{check_space, write_pending, ConvertOptions};
+use crate::output::parallel::{self, disks_at_once};
 use crate::output::{commit_all, OutputFolder};
-use crate::package::names::is_plain_name;
-use crate::parallel::{self, disks_at_once};
-
-/// Largest `.vmx` read: configurations are a few KiB.
-const MAX_VMX: u64 = 1 << 20;
 
 /// Most files of a VM folder listed as unused.
 const MAX_LISTED: usize = 10_000;
-
-/// A VM's configuration, from its `.vmx`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub struct Vm {
-    /// The `.vmx` file.
-    pub path: PathBuf,
-    /// `displayName`.
-    pub name: Option<String>,
-    /// `numvcpus` (1 when absent, as VMware reads it).
-    pub cpus: u32,
-    /// `memsize`, in bytes.
-    pub memory_bytes: Option<u64>,
-    /// `guestOS`.
-    pub guest_os: Option<String>,
-    /// `firmware`: `bios` (the default) or `efi`.
-    pub firmware: String,
-    /// The virtual disks, by controller and unit.
-    pub disks: Vec<VmDisk>,
-    /// Every setting, by lower-cased key.
-    #[cfg_attr(feature = "serde", serde(skip))]
-    settings: BTreeMap<String, String>,
-}
-
-/// One virtual disk of a [`Vm`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub struct VmDisk {
-    /// Controller and unit: `scsi0:1`, `sata0:0`, `nvme0:0`, `ide0:0`.
-    pub device: String,
-    /// The controller's model (`scsi0.virtualDev`: `lsilogic`, `pvscsi`, ...; `ahci`,
-    /// `nvme`, `ide` for the others).
-    pub controller: String,
-    /// `fileName` as written: the current leaf of the disk's chain.
-    pub file: String,
-}
-
-/// What the `.vmx` says, key by lower-cased key.
-struct Settings(BTreeMap<String, String>);
-
-impl Settings {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(&key.to_ascii_lowercase()).map(String::as_str)
-    }
-
-    /// Whether `key` is `TRUE` (`default` when absent).
-    fn flag(&self, key: &str, default: bool) -> bool {
-        self.get(key)
-            .map_or(default, |v| v.eq_ignore_ascii_case("true"))
-    }
-}
-
-/// Decodes a value's `|XX` escapes (`|22` is `"`, `|7C` is `|`); a `|` not followed by two hex
-/// digits stays as it is.
-fn unescape(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'|', Some(c)) => {
-                out.push(c);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses `.vmx` text (`path` for errors): `key = "value"` lines, `#` comments, blank lines.
-fn parse_settings(text: &str, path: &Path) -> Result<Settings> {
-    let mut map = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = |reason: &str| Error::Config {
-            path: path.to_path_buf(),
-            line: n + 1,
-            reason: reason.to_string(),
-        };
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| bad("not a `key = \"value\"` line"))?;
-        let key = key.trim();
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(bad(
-                "the key is empty or holds spaces or control characters",
-            ));
-        }
-        let value = value.trim();
-        let value = match value.strip_prefix('"') {
-            Some(rest) => rest
-                .strip_suffix('"')
-                .ok_or_else(|| bad("the value's quote is not closed"))?,
-            None => value,
-        };
-        map.insert(key.to_ascii_lowercase(), unescape(value));
-    }
-    Ok(Settings(map))
-}
-
-/// The kinds of disk controller, in the order disks are listed.
-const BUSES: [&str; 4] = ["scsi", "sata", "nvme", "ide"];
-
-/// A disk device key: `scsi0:1.filename` → (index of `scsi` in [`BUSES`], 0, 1).
-fn device_of(key: &str) -> Option<(usize, u32, u32)> {
-    let device = key.strip_suffix(".filename")?;
-    let (bus, unit) = device.split_once(':')?;
-    let kind = BUSES.iter().position(|k| bus.starts_with(k))?;
-    let name = BUSES.get(kind)?;
-    let number: u32 = bus.get(name.len()..)?.parse().ok()?;
-    Some((kind, number, unit.parse().ok()?))
-}
-
-impl Vm {
-    /// Reads the `.vmx` at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(Error::io(path))?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_VMX + 1), &mut text)
-            .map_err(Error::io(path))?;
-        if text.len() as u64 > MAX_VMX {
-            return Err(Error::Config {
-                path: path.to_path_buf(),
-                line: 0,
-                reason: format!("larger than {MAX_VMX} bytes: not a VM configuration"),
-            });
-        }
-        Self::parse(&text, path)
-    }
-
-    /// Parses `.vmx` text read from `path`.
-    pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let s = parse_settings(text, path)?;
-        let mut disks = Vec::new();
-        for (key, value) in &s.0 {
-            let Some((index, number, unit)) = device_of(key) else {
-                continue;
-            };
-            let kind = BUSES.get(index).copied().unwrap_or("scsi");
-            let bus = format!("{kind}{number}");
-            let device = format!("{bus}:{unit}");
-            let device_type = s.get(&format!("{device}.deviceType")).unwrap_or("");
-            let is_disk = value.to_ascii_lowercase().ends_with(".vmdk")
-                && !device_type.to_ascii_lowercase().contains("cdrom");
-            if !is_disk
-                || !s.flag(&format!("{device}.present"), true)
-                || !s.flag(&format!("{bus}.present"), true)
-            {
-                continue;
-            }
-            let controller = match kind {
-                "scsi" => s
-                    .get(&format!("{bus}.virtualDev"))
-                    .unwrap_or("buslogic")
-                    .to_string(),
-                "sata" => "ahci".into(),
-                other => other.to_string(),
-            };
-            disks.push((
-                (index, number, unit),
-                VmDisk {
-                    device,
-                    controller,
-                    file: value.clone(),
-                },
-            ));
-        }
-        disks.sort_by_key(|d| d.0);
-        let memory_bytes = s
-            .get("memsize")
-            .and_then(|m| m.trim().parse::<u64>().ok())
-            .and_then(|m| m.checked_mul(1 << 20));
-        Ok(Self {
-            path: path.to_path_buf(),
-            name: s.get("displayName").map(str::to_string),
-            cpus: s
-                .get("numvcpus")
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(1),
-            memory_bytes,
-            guest_os: s.get("guestOS").map(str::to_string),
-            firmware: s.get("firmware").unwrap_or("bios").to_ascii_lowercase(),
-            disks: disks.into_iter().map(|(_, d)| d).collect(),
-            settings: s.0,
-        })
-    }
-
-    /// A setting of the `.vmx`, by key (any case), escapes decoded.
-    pub fn setting(&self, key: &str) -> Option<&str> {
-        self.settings
-            .get(&key.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-
-    /// The settings whose key starts with `prefix` (any case), in key order.
-    pub fn settings_starting_with<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        let prefix = prefix.to_ascii_lowercase();
-        self.settings
-            .iter()
-            .filter(move |(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// The VM's folder.
-    pub fn folder(&self) -> &Path {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        }
-    }
-
-    /// The path of `disk`'s leaf: a plain name in the VM's folder, unless `allow_outside`.
-    pub(crate) fn disk_path(&self, disk: &VmDisk, allow_outside: bool) -> Result<PathBuf> {
-        if is_plain_name(&disk.file) || allow_outside {
-            return Ok(self.folder().join(&disk.file));
-        }
-        Err(Error::Config {
-            path: self.path.clone(),
-            line: 0,
-            reason: format!(
-                "{}.fileName {:?} leads outside the VM's folder",
-                disk.device, disk.file
-            ),
-        })
-    }
-}
 
 /// Options of [`vm_info`] and [`inflate_vm`]: how disks are opened and written.
 ///
@@ -682,7 +439,7 @@ ide1:0.fileName = "ide.vmdk"
 
     #[test]
     fn unescapes_values_and_names_kinds() {
-        assert_eq!(unescape("a|22b|7Cc|zz|"), "a\"b|c|zz|");
+        assert_eq!(vmx::unescape("a|22b|7Cc|zz|"), "a\"b|c|zz|");
         assert_eq!(kind_of("web-ctk.vmdk"), "change tracking");
         assert_eq!(kind_of("web-Snapshot1.vmsn"), "snapshot state");
         assert_eq!(kind_of("vmware.log"), "log");

@@ -9,12 +9,11 @@ use std::path::Path;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::names::is_plain_name;
 use crate::error::{Error, Result};
+use crate::names::is_plain_name;
 
 /// A digest algorithm of a manifest line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Algorithm {
     /// SHA-1 (OVF 1.x, VMware's default before 6.5).
     Sha1,
@@ -59,6 +58,17 @@ pub struct Entry {
     pub name: String,
     /// Expected digest, lower-case hex.
     pub digest: String,
+}
+
+impl Entry {
+    /// An entry: `name`'s digest `digest` (lower-case hex) with `algorithm`.
+    pub fn new(algorithm: Algorithm, name: impl Into<String>, digest: impl Into<String>) -> Self {
+        Self {
+            algorithm,
+            name: name.into(),
+            digest: digest.into(),
+        }
+    }
 }
 
 /// A parsed manifest.
@@ -215,7 +225,7 @@ impl Manifest {
 
 /// A streaming digest of one algorithm.
 #[derive(Clone, Debug)]
-pub(crate) enum Hasher {
+pub enum Hasher {
     /// SHA-1.
     Sha1(Sha1),
     /// SHA-256.
@@ -255,7 +265,7 @@ impl Hasher {
 }
 
 /// Digests everything `reader` gives with `algorithm`, through a fixed 1 MiB buffer.
-pub(crate) fn digest<R: Read>(algorithm: Algorithm, reader: &mut R) -> std::io::Result<String> {
+pub fn digest<R: Read>(algorithm: Algorithm, reader: &mut R) -> std::io::Result<String> {
     let mut h = Hasher::new(algorithm);
     let mut buf = vec![0u8; 1 << 20];
     loop {

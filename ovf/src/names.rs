@@ -3,7 +3,7 @@
 
 /// Whether `name` is a plain file name a package may use: not empty, no path separator, no
 /// `..`, not absolute, no NUL.
-pub(crate) fn is_plain_name(name: &str) -> bool {
+pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."

@@ -10,9 +10,9 @@
 use quick_xml::events::{BytesDecl, Event};
 use quick_xml::Writer;
 
-use super::envelope::{attr, child_text};
 use crate::error::{Error, Result};
-use crate::package::xml::{escape_attribute, escaped_attribute};
+use crate::write::escape::{escape_attribute, escaped_attribute};
+use crate::xml::{attr, child_text};
 
 /// A `ProductSection/Property`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 
 use vmdk::{CreateType, Disk};
 
-use crate::emit::norm_with;
 use crate::error::Result;
-use crate::package::hardware::{DeviceKind, Hardware};
 use crate::package::Package;
 use crate::vm::{open_disk, Vm, VmOptions};
+use ovf::hardware::norm_with;
+use ovf::hardware::{DeviceKind, Hardware};
 
 /// Which Fault Tolerance's rules to check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -394,7 +394,7 @@ pub fn ft_check_package(pkg: &Package, version: FtVersion) -> Result<FtReport> {
         size_rules(&mut r, version, h.cpus().unwrap_or(1), h.memory_bytes());
         let ids: Vec<&str> = h
             .of(DeviceKind::Disk)
-            .filter_map(crate::emit::disk_id_of)
+            .filter_map(ovf::hardware::disk_id_of)
             .collect();
         let disks: Vec<_> = env
             .disks
