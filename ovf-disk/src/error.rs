@@ -10,6 +10,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use vmdk::Category;
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -158,6 +160,32 @@ impl From<vmdk::Error> for Error {
 }
 
 impl Error {
+    /// What kind of failure this is, in the categories `vmdk` uses too: a disk's error is
+    /// its own; an archive, envelope, manifest or configuration that cannot be read is damaged;
+    /// an archive cut short (or any end of file met too soon) is truncated; an existing output,
+    /// a busy or full target and an option out of range are refused.
+    pub fn category(&self) -> Category {
+        match self {
+            Self::Disk { error, .. } => error.category(),
+            Self::Io { error, .. } if error.kind() == io::ErrorKind::UnexpectedEof => {
+                Category::Truncated
+            }
+            Self::Io { .. } => Category::Io,
+            Self::Truncated { .. } => Category::Truncated,
+            Self::Unsupported { .. } => Category::Unsupported,
+            Self::Ovf(ovf::Error::InvalidInput(_)) | Self::InvalidInput(_) => Category::Refused,
+            Self::Exists(_) | Self::Busy { .. } | Self::NoSpace { .. } | Self::IsInput(_) => {
+                Category::Refused
+            }
+            Self::Ovf(_)
+            | Self::Config { .. }
+            | Self::Archive { .. }
+            | Self::Missing { .. }
+            | Self::Verification(_)
+            | Self::LargerThanDeclared { .. } => Category::Damaged,
+        }
+    }
+
     /// An I/O error on `path`.
     pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
         move |error| Self::Io {

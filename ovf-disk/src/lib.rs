@@ -42,6 +42,7 @@ mod emit;
 mod error;
 mod export;
 mod import;
+mod input;
 mod output;
 mod package;
 mod rules;
@@ -49,22 +50,27 @@ mod rules;
 mod vm;
 
 pub use emit::{libvirt_domain, vmx_config, Emit, EmitDisk, Emitted};
-pub use error::{Error, Result};
+pub use error::{Category, Error, Result};
 pub use export::fix::{fix, FixOptions, FixReport};
 pub use export::{export, ExportOptions, ExportReport, ExportedMember, ManifestStyle};
 pub use import::{import, import_stream, EmittedConfig, ImportOptions, ImportReport, ImportedDisk};
-pub use output::convert::{convert, convert_stream, ConvertOptions};
+pub use input::Input;
+pub use output::convert::{
+    convert, convert_stream, thick_format, thick_format_for, ConvertOptions,
+};
 pub use output::{interrupt, remove_leftovers};
 pub use ovf;
 pub use ovf::cert::CertificateFile;
 pub use ovf::envelope::{
-    DeploymentOption, DiskDrive, Envelope, FileRef, OperatingSystem, System, VirtualDisk,
+    AttachedDisk, DeploymentOption, DiskDrive, Envelope, FileRef, OperatingSystem, System,
+    VirtualDisk,
 };
 pub use ovf::hardware::{Device, DeviceKind, Firmware, Hardware};
 pub use ovf::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
 pub use ovf::properties::{ovf_environment, property_values, Property};
 pub use package::check::{check_package, CheckMethod, DiskCheck, PackageCheck};
 pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
+pub use package::kind::{input_kind, InputKind};
 pub use package::verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
 pub use package::Package;
 pub use rules::ft::{

@@ -176,7 +176,8 @@ fn damaged_images_are_reported_by_offset() {
         d.path(),
         "short.vmdk",
         desc("f.bin"),
-        "shorter than its descriptor says",
+        // A truncated file (ErrorKind::Truncated): how far the descriptor says it goes.
+        "\"flat extent\" @0: \"needs bytes up to 0x1000 but the file is only 0x400 bytes long",
     );
     damaged(
         d.path(),

@@ -130,7 +130,7 @@ fn ovf_disk_keeps_its_layers() {
         &["output"],
         &["package"],
         &["rules", "emit", "vm"],
-        &["import", "export"],
+        &["import", "export", "input"],
     ];
     let layer = |m: &str| layers.iter().position(|l| l.contains(&m));
     let g = graph(&crate_src("ovf-disk"));

@@ -1084,3 +1084,62 @@ fn names_that_need_escaping_export_verify_and_import() {
     let text = std::fs::read_to_string(d.path().join("odd-piped/odd.ovf")).unwrap();
     assert!(text.contains("ovf:href='disk-é€ ü-thick.vmdk'"), "{text}");
 }
+
+/// An importer verifies, then imports: the import takes the package's own verify report
+/// (nothing is digested twice: its progress names only disks), and the front door reads an
+/// OVA by content, whatever its name.
+#[test]
+fn an_import_after_verify_reads_each_file_once_and_inputs_open_by_content() {
+    let d = tempfile::tempdir().unwrap();
+    let shas = build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    make_ova(
+        d.path(),
+        "appliance.bin",
+        &[
+            "appliance.ovf",
+            "appliance.mf",
+            "appliance-disk1.vmdk",
+            "appliance-disk2.vmdk",
+        ],
+    );
+    let path = d.path().join("appliance.bin");
+    assert_eq!(
+        ovf_disk::input_kind(&path).unwrap(),
+        ovf_disk::InputKind::Ova
+    );
+    let ovf_disk::Input::Package(pkg) =
+        ovf_disk::Input::open(&path, &ovf_disk::VmOptions::new()).unwrap()
+    else {
+        panic!("not opened as a package");
+    };
+    let verified_names = std::sync::Mutex::new(Vec::new());
+    let report = pkg
+        .verify(&|name| verified_names.lock().unwrap().push(name.to_string()))
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(
+        verified_names.lock().unwrap().len(),
+        3,
+        "every listed file digested once"
+    );
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let out = d.path().join("out");
+    let imported = ovf_disk::import(&pkg, &out, &ovf_disk::ImportOptions::new(), &|id, _| {
+        seen.lock().unwrap().insert(id.to_string());
+    })
+    .unwrap();
+    assert_eq!(imported.verify, report);
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|id| id.starts_with("vmdisk")),
+        "the import digested files again: {seen:?}"
+    );
+    for (disk, sha) in imported.disks.iter().zip(&shas) {
+        let flat = disk.files.last().unwrap();
+        assert_eq!(&sha256(flat), sha);
+    }
+}

@@ -169,6 +169,48 @@ pub struct RequiredSection {
     pub line: u32,
 }
 
+/// A disk drive of a system and what it holds: [`System::disks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttachedDisk<'a> {
+    /// The drive item (`ResourceType` 17).
+    pub drive: &'a crate::hardware::Device,
+    /// The `DiskSection/Disk` its `HostResource` names (`ovf:/disk/ID`), when there is one.
+    pub disk: Option<&'a VirtualDisk>,
+    /// That disk's `References/File`, when it names one (a disk without one is blank).
+    pub file: Option<&'a FileRef>,
+}
+
+impl System {
+    /// The disk drives of this system in deployment option `configuration` (the items of no
+    /// configuration and of this one, as [`crate::hardware::Hardware::select`] keeps them),
+    /// each linked to the disk its `HostResource` names and to that disk's file, in item order.
+    pub fn disks<'a>(
+        &'a self,
+        env: &'a Envelope,
+        configuration: Option<&str>,
+    ) -> Vec<AttachedDisk<'a>> {
+        self.hardware
+            .devices
+            .iter()
+            .filter(|d| d.kind == crate::hardware::DeviceKind::Disk)
+            .filter(|d| {
+                d.configurations.is_empty()
+                    || configuration.is_some_and(|c| d.configurations.iter().any(|x| x == c))
+            })
+            .map(|drive| {
+                let disk = crate::hardware::disk_id_of(drive)
+                    .and_then(|id| env.disks.iter().find(|d| d.disk_id == id));
+                AttachedDisk {
+                    drive,
+                    disk,
+                    file: disk.and_then(|d| env.file_of(d)),
+                }
+            })
+            .collect()
+    }
+}
+
 /// One `Configuration` of a `DeploymentOptionSection`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -425,75 +467,75 @@ fn collect_systems<'a, 'i>(
                     description: child_text(sec, "Description"),
                 })
             }
-            "VirtualHardwareSection" => {
-                let items: Vec<_> = sec
-                    .children()
-                    .filter(|c| {
-                        c.is_element()
-                            && matches!(
-                                c.tag_name().name(),
-                                "Item" | "StorageItem" | "EthernetPortItem"
-                            )
-                    })
-                    .collect();
-                let controller = |item: roxmltree::Node<'_, '_>| -> Option<String> {
-                    let rt =
-                        child_text(item, "ResourceType").and_then(|t| t.parse::<u32>().ok())?;
-                    let kind = match rt {
-                        5 => "IDE",
-                        6 => "SCSI",
-                        20 => "SATA",
-                        _ => return None,
-                    };
-                    let sub = child_text(item, "ResourceSubType")
-                        .map_or_else(String::new, |t| format!(" ({t})"));
-                    Some(format!("{kind}{sub}"))
-                };
-                for &item in &items {
-                    let rt = child_text(item, "ResourceType")
-                        .and_then(|t| t.parse::<u32>().ok())
-                        .unwrap_or(0);
-                    let quantity =
-                        child_text(item, "VirtualQuantity").and_then(|t| t.parse::<u64>().ok());
-                    match rt {
-                        3 => s.cpus = quantity,
-                        4 => {
-                            let unit = child_text(item, "AllocationUnits")
-                                .and_then(|u| unit_bytes(&u))
-                                .unwrap_or(1 << 20);
-                            s.memory_bytes = quantity.and_then(|q| q.checked_mul(unit));
-                        }
-                        17 => {
-                            let parent = child_text(item, "Parent");
-                            let on = parent.and_then(|p| {
-                                items
-                                    .iter()
-                                    .find(|i| {
-                                        child_text(**i, "InstanceID").as_deref() == Some(p.as_str())
-                                    })
-                                    .and_then(|i| controller(*i))
-                            });
-                            s.drives.push(DiskDrive {
-                                host_resource: child_text(item, "HostResource").unwrap_or_default(),
-                                controller: on,
-                            });
-                        }
-                        10 => s
-                            .nics
-                            .push(child_text(item, "Connection").unwrap_or_default()),
-                        _ => {
-                            if let Some(c) = controller(item) {
-                                s.controllers.push(c);
-                            }
-                        }
-                    }
-                }
-            }
+            "VirtualHardwareSection" => summarize_hardware(sec, &mut s),
             _ => {}
         }
     }
     env.systems.push(s);
     Ok(())
+}
+
+/// The summary of a `VirtualHardwareSection` into `s`: CPUs, memory, drives with their
+/// controllers, NICs and controllers.
+fn summarize_hardware(sec: roxmltree::Node<'_, '_>, s: &mut System) {
+    let items: Vec<_> = sec
+        .children()
+        .filter(|c| {
+            c.is_element()
+                && matches!(
+                    c.tag_name().name(),
+                    "Item" | "StorageItem" | "EthernetPortItem"
+                )
+        })
+        .collect();
+    let controller = |item: roxmltree::Node<'_, '_>| -> Option<String> {
+        let rt = child_text(item, "ResourceType").and_then(|t| t.parse::<u32>().ok())?;
+        let kind = match rt {
+            5 => "IDE",
+            6 => "SCSI",
+            20 => "SATA",
+            _ => return None,
+        };
+        let sub =
+            child_text(item, "ResourceSubType").map_or_else(String::new, |t| format!(" ({t})"));
+        Some(format!("{kind}{sub}"))
+    };
+    for &item in &items {
+        let rt = child_text(item, "ResourceType")
+            .and_then(|t| t.parse::<u32>().ok())
+            .unwrap_or(0);
+        let quantity = child_text(item, "VirtualQuantity").and_then(|t| t.parse::<u64>().ok());
+        match rt {
+            3 => s.cpus = quantity,
+            4 => {
+                let unit = child_text(item, "AllocationUnits")
+                    .and_then(|u| unit_bytes(&u))
+                    .unwrap_or(1 << 20);
+                s.memory_bytes = quantity.and_then(|q| q.checked_mul(unit));
+            }
+            17 => {
+                let parent = child_text(item, "Parent");
+                let on = parent.and_then(|p| {
+                    items
+                        .iter()
+                        .find(|i| child_text(**i, "InstanceID").as_deref() == Some(p.as_str()))
+                        .and_then(|i| controller(*i))
+                });
+                s.drives.push(DiskDrive {
+                    host_resource: child_text(item, "HostResource").unwrap_or_default(),
+                    controller: on,
+                });
+            }
+            10 => s
+                .nics
+                .push(child_text(item, "Connection").unwrap_or_default()),
+            _ => {
+                if let Some(c) = controller(item) {
+                    s.controllers.push(c);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub mod write;
 pub mod xml;
 
 pub use envelope::{
-    DeploymentOption, DiskDrive, Envelope, FileRef, OperatingSystem, RequiredSection, System,
-    VirtualDisk,
+    AttachedDisk, DeploymentOption, DiskDrive, Envelope, FileRef, OperatingSystem, RequiredSection,
+    System, VirtualDisk,
 };
 pub use error::{Error, Result};

@@ -1013,13 +1013,9 @@ fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> R
         )
     })?;
     let len = line.sectors * SECTOR_SIZE;
-    backing.check_range("extent", offset, len).map_err(|e| {
-        let kind = ErrorKind::Inconsistent(format!(
-            "the flat extent is shorter than its descriptor says: {}",
-            e.kind()
-        ));
-        e.with_kind(kind)
-    })?;
+    // A flat extent shorter than its descriptor says is a truncated file (ErrorKind::Truncated),
+    // refused at open rather than at the first read past its end.
+    backing.check_range("flat extent", offset, len)?;
     Ok(ExtentData::Flat { backing, offset })
 }
 

@@ -113,10 +113,40 @@ impl fmt::Display for Feature {
             Self::SectorsBeyond2TiB => f.write_str(
                 "an extent file larger than 2 TiB: grain table entries are 32-bit sectors",
             ),
-            Self::WriteCreateType(t) => write!(f, "writing createType {t}"),
+            Self::WriteCreateType(t) => write!(
+                f,
+                "writing createType {t} (the writers write raw, monolithicSparse, \
+                    monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized \
+                    and vmfs)"
+            ),
             Self::StreamInto(t) => write!(f, "reading a stream into a {t} disk"),
         }
     }
+}
+
+/// What kind of failure an error is, for a caller that branches on it rather than on every
+/// kind: `vmdk` and `ovf-disk` sort each of their errors into these five.
+///
+/// ```
+/// let e = vmdk::Disk::open("/no/such/disk.vmdk").unwrap_err();
+/// assert_eq!(e.category(), vmdk::Category::Io);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Category {
+    /// The operating system failed or refused (not found, permission, a failing device).
+    Io,
+    /// The input is damaged: a structure holds what the format forbids, or two disagree.
+    Damaged,
+    /// A file is shorter than its structures say: typically an incomplete copy or download.
+    Truncated,
+    /// The input uses a feature (or is a format) this library does not read or write.
+    Unsupported,
+    /// Refused by policy or by the caller: a name leading outside its folder, a limit, an
+    /// option out of range, an output that exists.
+    Refused,
 }
 
 /// What went wrong, independent of where.
@@ -263,11 +293,6 @@ impl Error {
         }
     }
 
-    /// The same error with its kind replaced.
-    pub(crate) fn with_kind(self, kind: ErrorKind) -> Self {
-        Self { kind, ..self }
-    }
-
     /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
@@ -287,6 +312,26 @@ impl Error {
     /// Byte offset of the structure (or of the faulty field) in [`Error::path`].
     pub fn offset(&self) -> Option<u64> {
         self.offset
+    }
+
+    /// What kind of failure this is: an end of file met inside a structure is
+    /// [`Category::Truncated`], like [`ErrorKind::Truncated`].
+    pub fn category(&self) -> Category {
+        match &self.kind {
+            ErrorKind::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => Category::Truncated,
+            ErrorKind::Io(_) => Category::Io,
+            ErrorKind::Truncated { .. } => Category::Truncated,
+            ErrorKind::Unsupported(_) | ErrorKind::NotVmdk => Category::Unsupported,
+            ErrorKind::PathOutside { .. }
+            | ErrorKind::InvalidInput(_)
+            | ErrorKind::ChainTooLong { .. } => Category::Refused,
+            ErrorKind::InvalidField { .. }
+            | ErrorKind::Descriptor { .. }
+            | ErrorKind::Decompress(_)
+            | ErrorKind::Inconsistent(_)
+            | ErrorKind::ParentCidMismatch { .. }
+            | ErrorKind::ParentLoop => Category::Damaged,
+        }
     }
 
     /// Whether the error is about what the file is, not damage in it: not found or unreadable,

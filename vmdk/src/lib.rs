@@ -82,7 +82,7 @@ mod write;
 pub use check::{check, CheckReport, Omitted, Problem, LISTED_PER_KIND};
 pub use descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
 pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};
-pub use error::{Error, ErrorKind, Feature, Result};
+pub use error::{Category, Error, ErrorKind, Feature, Result};
 pub use info::{CowdInfo, DiskInfo, ExtentInfo, LinkInfo, SeSparseInfo, SparseInfo};
 pub use io::{Backing, Files, MemoryFiles};
 pub use positioned_io::ReadAt;

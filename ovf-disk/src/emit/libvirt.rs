@@ -192,10 +192,47 @@ fn escaped(value: &str, what: &str, attribute: bool) -> Result<String> {
     r.map_err(|e| Error::InvalidInput(format!("{what} {value:?}: {}", e.reason)))
 }
 
+/// What a domain says, mapped from the hardware: every value already escaped, every
+/// substitution listed in `unmapped`. [`write_domain`] writes it.
+struct Domain<'a> {
+    /// The escaped `<name>`.
+    name: String,
+    /// The libosinfo id, where one maps.
+    os: Option<&'static str>,
+    /// `pc` when there is IDE (`q35` has none), else `q35`.
+    machine: &'static str,
+    /// The hardware, for what is written as it stands (memory, CPUs, firmware, USB, serial
+    /// ports, sound cards).
+    h: &'a Hardware,
+    /// SCSI controllers: index and libvirt model.
+    scsi: Vec<(u32, &'static str)>,
+    /// SATA and IDE controllers: libvirt type and index.
+    controllers: Vec<(&'static str, u32)>,
+    /// Drives in item order, placed.
+    drives: Vec<Drive<'a>>,
+    /// The escaped path of each drive with a disk, in drive order.
+    paths: Vec<String>,
+    /// NICs: escaped network name and libvirt model.
+    nics: Vec<(String, &'static str)>,
+}
+
 /// The domain XML of `system` (its hardware `h`, one configuration selected), its disks
 /// written as `disks` (absolute paths).
 pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Result<Emitted> {
     let mut unmapped = Vec::new();
+    let domain = map_domain(system, h, disks, &mut unmapped)?;
+    let text = write_domain(&domain)?;
+    Ok(Emitted { text, unmapped })
+}
+
+/// Maps `system`'s hardware to a domain: names, drives, controllers, NICs, and what is not
+/// carried over.
+fn map_domain<'a>(
+    system: &System,
+    h: &'a Hardware,
+    disks: &'a [EmitDisk],
+    unmapped: &mut Vec<String>,
+) -> Result<Domain<'a>> {
     let name = system.name.as_deref().unwrap_or(&system.id);
     let name = escaped(
         if name.is_empty() { "imported" } else { name },
@@ -204,8 +241,71 @@ pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Resu
     )?;
     let uses_ide = h.of(DeviceKind::IdeController).next().is_some();
     let machine = if uses_ide { "pc" } else { "q35" };
+    let drives = map_drives(h, disks, machine, unmapped);
+    let mut scsi = Vec::new();
+    let mut controllers = Vec::new();
+    for c in h.devices.iter().filter(|d| d.kind.is_controller()) {
+        match c.kind {
+            DeviceKind::ScsiController => {
+                let (model, note) = scsi_model(c.subtype.as_deref());
+                if let Some(n) = note {
+                    unmapped.push(format!("{}: {n}", named(c)));
+                }
+                scsi.push((controller_index(h, c), model));
+            }
+            DeviceKind::SataController => controllers.push(("sata", controller_index(h, c))),
+            DeviceKind::IdeController if controller_index(h, c) == 0 => {
+                controllers.push(("ide", 0))
+            }
+            _ => {}
+        }
+    }
+    let mut nics = Vec::new();
+    for n in h.of(DeviceKind::Nic) {
+        let (model, note) = nic_model(n.subtype.as_deref());
+        if let Some(note) = note {
+            unmapped.push(format!("{}: {note}", named(n)));
+        }
+        let network = n.connection.as_deref().unwrap_or("default");
+        nics.push((escaped(network, "network name", true)?, model));
+    }
+    note_not_carried(h, unmapped);
+    let os = h.os_type.as_deref().and_then(libosinfo_id);
+    if os.is_none() {
+        unmapped.push(format!(
+            "guest OS {}: no libosinfo id maps to it",
+            h.os_type
+                .as_deref()
+                .map_or_else(|| format!("id {}", h.os_id.unwrap_or(0)), str::to_string)
+        ));
+    }
+    let paths: Vec<String> = drives
+        .iter()
+        .filter_map(|d| d.disk)
+        .map(|d| escaped(&d.path.to_string_lossy(), "disk path", true))
+        .collect::<Result<_>>()?;
+    Ok(Domain {
+        name,
+        os,
+        machine,
+        h,
+        scsi,
+        controllers,
+        drives,
+        paths,
+        nics,
+    })
+}
 
-    // Drives in item order: disks, CD-ROMs, floppies.
+/// The drives in item order (disks, CD-ROMs, floppies), placed on their buses; a disk the
+/// import did not write, a floppy the machine has no controller for and a CD-ROM's medium are
+/// listed in `unmapped`.
+fn map_drives<'a>(
+    h: &Hardware,
+    disks: &'a [EmitDisk],
+    machine: &str,
+    unmapped: &mut Vec<String>,
+) -> Vec<Drive<'a>> {
     let mut drives = Vec::new();
     for d in &h.devices {
         let device = match d.kind {
@@ -229,7 +329,7 @@ pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Resu
             }
             _ => None,
         };
-        let (bus, address) = place(h, d, &mut unmapped);
+        let (bus, address) = place(h, d, unmapped);
         if bus == Bus::Fdc && machine == "q35" {
             unmapped.push(format!(
                 "{}: a floppy drive, which the q35 machine has no controller for",
@@ -252,30 +352,12 @@ pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Resu
             disk,
         });
     }
-    let controllers: Vec<&Device> = h
-        .devices
-        .iter()
-        .filter(|d| d.kind.is_controller())
-        .collect();
-    let mut scsi = Vec::new();
-    for c in &controllers {
-        if c.kind == DeviceKind::ScsiController {
-            let (model, note) = scsi_model(c.subtype.as_deref());
-            if let Some(n) = note {
-                unmapped.push(format!("{}: {n}", named(c)));
-            }
-            scsi.push((controller_index(h, c), model));
-        }
-    }
-    let mut nics = Vec::new();
-    for n in h.of(DeviceKind::Nic) {
-        let (model, note) = nic_model(n.subtype.as_deref());
-        if let Some(note) = note {
-            unmapped.push(format!("{}: {note}", named(n)));
-        }
-        let network = n.connection.as_deref().unwrap_or("default");
-        nics.push((escaped(network, "network name", true)?, model));
-    }
+    drives
+}
+
+/// Lists the items no domain element carries: parallel ports, NVMe controllers (their disks
+/// become virtio disks) and items of unknown types.
+fn note_not_carried(h: &Hardware, unmapped: &mut Vec<String>) {
     for d in h.devices.iter() {
         let why = match d.kind {
             DeviceKind::Parallel => "a parallel port, not carried over",
@@ -295,29 +377,19 @@ pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Resu
             ));
         }
     }
-    let os = h.os_type.as_deref().and_then(libosinfo_id);
-    if os.is_none() {
-        unmapped.push(format!(
-            "guest OS {}: no libosinfo id maps to it",
-            h.os_type
-                .as_deref()
-                .map_or_else(|| format!("id {}", h.os_id.unwrap_or(0)), str::to_string)
-        ));
-    }
-    let paths: Vec<String> = drives
-        .iter()
-        .filter_map(|d| d.disk)
-        .map(|d| escaped(&d.path.to_string_lossy(), "disk path", true))
-        .collect::<Result<_>>()?;
+}
 
+/// The text of a mapped domain.
+fn write_domain(d: &Domain<'_>) -> Result<String> {
     let io = |e: std::io::Error| Error::InvalidInput(format!("writing the domain XML: {e}"));
+    let h = d.h;
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     w.create_element("domain")
         .with_attribute(("type", "kvm"))
         .write_inner_content(|w| {
             w.create_element("name")
-                .write_text_content(BytesText::from_escaped(name.as_str()))?;
-            if let Some(id) = os {
+                .write_text_content(BytesText::from_escaped(d.name.as_str()))?;
+            if let Some(id) = d.os {
                 w.create_element("metadata").write_inner_content(|w| {
                     w.create_element("libosinfo:libosinfo")
                         .with_attribute(("xmlns:libosinfo", LIBOSINFO))
@@ -334,38 +406,7 @@ pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Resu
             let cpus = h.cpus().unwrap_or(1).max(1);
             w.create_element("vcpu")
                 .write_text_content(BytesText::new(&cpus.to_string()))?;
-            let mut os_el = w.create_element("os");
-            if h.firmware == Firmware::Efi {
-                os_el = os_el.with_attribute(("firmware", "efi"));
-            }
-            os_el.write_inner_content(|w| {
-                w.create_element("type")
-                    .with_attribute(("arch", "x86_64"))
-                    .with_attribute(("machine", machine))
-                    .write_text_content(BytesText::new("hvm"))?;
-                if h.firmware == Firmware::Efi && h.secure_boot {
-                    w.create_element("firmware").write_inner_content(|w| {
-                        for feature in ["enrolled-keys", "secure-boot"] {
-                            w.create_element("feature")
-                                .with_attribute(("enabled", "yes"))
-                                .with_attribute(("name", feature))
-                                .write_empty()?;
-                        }
-                        Ok(())
-                    })?;
-                }
-                Ok(())
-            })?;
-            w.create_element("features").write_inner_content(|w| {
-                w.create_element("acpi").write_empty()?;
-                w.create_element("apic").write_empty()?;
-                if h.firmware == Firmware::Efi && h.secure_boot {
-                    w.create_element("smm")
-                        .with_attribute(("state", "on"))
-                        .write_empty()?;
-                }
-                Ok(())
-            })?;
+            write_os(w, h, d.machine)?;
             if let Some(cores) = h.cores_per_socket().filter(|&c| c > 0 && cpus % c == 0) {
                 w.create_element("cpu").write_inner_content(|w| {
                     w.create_element("topology")
@@ -377,133 +418,174 @@ pub fn libvirt_domain(system: &System, h: &Hardware, disks: &[EmitDisk]) -> Resu
                     Ok(())
                 })?;
             }
-            w.create_element("devices").write_inner_content(|w| {
-                for (index, model) in &scsi {
-                    w.create_element("controller")
-                        .with_attribute(("type", "scsi"))
-                        .with_attribute(("index", index.to_string().as_str()))
-                        .with_attribute(("model", *model))
-                        .write_empty()?;
-                }
-                for c in &controllers {
-                    let kind = match c.kind {
-                        DeviceKind::SataController => "sata",
-                        DeviceKind::IdeController if controller_index(h, c) == 0 => "ide",
-                        _ => continue,
-                    };
-                    let index = if kind == "sata" {
-                        controller_index(h, c)
-                    } else {
-                        0
-                    };
-                    w.create_element("controller")
-                        .with_attribute(("type", kind))
-                        .with_attribute(("index", index.to_string().as_str()))
-                        .write_empty()?;
-                }
-                if h.of(DeviceKind::UsbController).next().is_some() {
-                    w.create_element("controller")
-                        .with_attribute(("type", "usb"))
-                        .with_attribute(("index", "0"))
-                        .with_attribute(("model", "qemu-xhci"))
-                        .write_empty()?;
-                }
-                let mut names: Vec<(&str, usize)> = Vec::new();
-                let mut path = paths.iter();
-                for d in &drives {
-                    let prefix = d.bus.prefix();
-                    let n = match names.iter_mut().find(|(p, _)| *p == prefix) {
-                        Some((_, n)) => {
-                            *n += 1;
-                            *n - 1
-                        }
-                        None => {
-                            names.push((prefix, 1));
-                            0
-                        }
-                    };
-                    let file = d.disk.and_then(|_| path.next());
-                    w.create_element("disk")
-                        .with_attribute(("type", "file"))
-                        .with_attribute(("device", d.device))
-                        .write_inner_content(|w| {
-                            let kind = match d.disk {
-                                Some(x) if !x.raw => "vmdk",
-                                _ => "raw",
-                            };
-                            w.create_element("driver")
-                                .with_attribute(("name", "qemu"))
-                                .with_attribute(("type", kind))
-                                .write_empty()?;
-                            if let Some(f) = file {
-                                w.create_element("source")
-                                    .with_attribute(escaped_attribute("file", f))
-                                    .write_empty()?;
-                            }
-                            w.create_element("target")
-                                .with_attribute(("dev", target_name(prefix, n).as_str()))
-                                .with_attribute(("bus", d.bus.name()))
-                                .write_empty()?;
-                            if d.device != "disk" {
-                                w.create_element("readonly").write_empty()?;
-                            }
-                            if let Some((controller, bus, unit)) = d.address {
-                                w.create_element("address")
-                                    .with_attribute(("type", "drive"))
-                                    .with_attribute(("controller", controller.to_string().as_str()))
-                                    .with_attribute(("bus", bus.to_string().as_str()))
-                                    .with_attribute(("target", "0"))
-                                    .with_attribute(("unit", unit.to_string().as_str()))
-                                    .write_empty()?;
-                            }
-                            Ok(())
-                        })?;
-                }
-                for (network, model) in &nics {
-                    w.create_element("interface")
-                        .with_attribute(("type", "network"))
-                        .write_inner_content(|w| {
-                            w.create_element("source")
-                                .with_attribute(escaped_attribute("network", network))
-                                .write_empty()?;
-                            w.create_element("model")
-                                .with_attribute(("type", *model))
-                                .write_empty()?;
-                            Ok(())
-                        })?;
-                }
-                for _ in h.of(DeviceKind::Serial) {
-                    w.create_element("serial")
-                        .with_attribute(("type", "pty"))
-                        .write_empty()?;
-                }
-                for s in h.of(DeviceKind::Sound) {
-                    let model = match norm(s.subtype.as_deref()).as_str() {
-                        "sb16" => "sb16",
-                        "ensoniq1371" | "es1370" => "es1370",
-                        "ac97" => "ac97",
-                        _ => "ich6",
-                    };
-                    w.create_element("sound")
-                        .with_attribute(("model", model))
-                        .write_empty()?;
-                }
-                w.create_element("video").write_inner_content(|w| {
-                    w.create_element("model")
-                        .with_attribute(("type", "vga"))
-                        .write_empty()?;
-                    Ok(())
-                })?;
-                Ok(())
-            })?;
+            w.create_element("devices")
+                .write_inner_content(|w| write_devices(w, d))?;
             Ok(())
         })
         .map_err(io)?;
     let _ = w.write_event(Event::Text(BytesText::new("\n")));
     let mut text = w.into_inner();
     text.flush().map_err(io)?;
-    let text = String::from_utf8(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    Ok(Emitted { text, unmapped })
+    String::from_utf8(text).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+/// `<os>` (firmware, machine type) and `<features>`.
+fn write_os<W: Write>(w: &mut Writer<W>, h: &Hardware, machine: &str) -> std::io::Result<()> {
+    let mut os_el = w.create_element("os");
+    if h.firmware == Firmware::Efi {
+        os_el = os_el.with_attribute(("firmware", "efi"));
+    }
+    os_el.write_inner_content(|w| {
+        w.create_element("type")
+            .with_attribute(("arch", "x86_64"))
+            .with_attribute(("machine", machine))
+            .write_text_content(BytesText::new("hvm"))?;
+        if h.firmware == Firmware::Efi && h.secure_boot {
+            w.create_element("firmware").write_inner_content(|w| {
+                for feature in ["enrolled-keys", "secure-boot"] {
+                    w.create_element("feature")
+                        .with_attribute(("enabled", "yes"))
+                        .with_attribute(("name", feature))
+                        .write_empty()?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })?;
+    w.create_element("features").write_inner_content(|w| {
+        w.create_element("acpi").write_empty()?;
+        w.create_element("apic").write_empty()?;
+        if h.firmware == Firmware::Efi && h.secure_boot {
+            w.create_element("smm")
+                .with_attribute(("state", "on"))
+                .write_empty()?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `<devices>`' content: controllers, drives, NICs, serial ports, sound, video.
+fn write_devices<W: Write>(w: &mut Writer<W>, d: &Domain<'_>) -> std::io::Result<()> {
+    for (index, model) in &d.scsi {
+        w.create_element("controller")
+            .with_attribute(("type", "scsi"))
+            .with_attribute(("index", index.to_string().as_str()))
+            .with_attribute(("model", *model))
+            .write_empty()?;
+    }
+    for (kind, index) in &d.controllers {
+        w.create_element("controller")
+            .with_attribute(("type", *kind))
+            .with_attribute(("index", index.to_string().as_str()))
+            .write_empty()?;
+    }
+    if d.h.of(DeviceKind::UsbController).next().is_some() {
+        w.create_element("controller")
+            .with_attribute(("type", "usb"))
+            .with_attribute(("index", "0"))
+            .with_attribute(("model", "qemu-xhci"))
+            .write_empty()?;
+    }
+    write_drives(w, &d.drives, &d.paths)?;
+    for (network, model) in &d.nics {
+        w.create_element("interface")
+            .with_attribute(("type", "network"))
+            .write_inner_content(|w| {
+                w.create_element("source")
+                    .with_attribute(escaped_attribute("network", network))
+                    .write_empty()?;
+                w.create_element("model")
+                    .with_attribute(("type", *model))
+                    .write_empty()?;
+                Ok(())
+            })?;
+    }
+    for _ in d.h.of(DeviceKind::Serial) {
+        w.create_element("serial")
+            .with_attribute(("type", "pty"))
+            .write_empty()?;
+    }
+    for s in d.h.of(DeviceKind::Sound) {
+        let model = match norm(s.subtype.as_deref()).as_str() {
+            "sb16" => "sb16",
+            "ensoniq1371" | "es1370" => "es1370",
+            "ac97" => "ac97",
+            _ => "ich6",
+        };
+        w.create_element("sound")
+            .with_attribute(("model", model))
+            .write_empty()?;
+    }
+    w.create_element("video").write_inner_content(|w| {
+        w.create_element("model")
+            .with_attribute(("type", "vga"))
+            .write_empty()?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The `<disk>` elements: each drive with its target name (`sda`, `hdb`... counted per
+/// prefix), its file from `paths` (in drive order, for drives with a disk) and its address.
+fn write_drives<W: Write>(
+    w: &mut Writer<W>,
+    drives: &[Drive<'_>],
+    paths: &[String],
+) -> std::io::Result<()> {
+    let mut names: Vec<(&str, usize)> = Vec::new();
+    let mut path = paths.iter();
+    for d in drives {
+        let prefix = d.bus.prefix();
+        let n = match names.iter_mut().find(|(p, _)| *p == prefix) {
+            Some((_, n)) => {
+                *n += 1;
+                *n - 1
+            }
+            None => {
+                names.push((prefix, 1));
+                0
+            }
+        };
+        let file = d.disk.and_then(|_| path.next());
+        w.create_element("disk")
+            .with_attribute(("type", "file"))
+            .with_attribute(("device", d.device))
+            .write_inner_content(|w| {
+                let kind = match d.disk {
+                    Some(x) if !x.raw => "vmdk",
+                    _ => "raw",
+                };
+                w.create_element("driver")
+                    .with_attribute(("name", "qemu"))
+                    .with_attribute(("type", kind))
+                    .write_empty()?;
+                if let Some(f) = file {
+                    w.create_element("source")
+                        .with_attribute(escaped_attribute("file", f))
+                        .write_empty()?;
+                }
+                w.create_element("target")
+                    .with_attribute(("dev", target_name(prefix, n).as_str()))
+                    .with_attribute(("bus", d.bus.name()))
+                    .write_empty()?;
+                if d.device != "disk" {
+                    w.create_element("readonly").write_empty()?;
+                }
+                if let Some((controller, bus, unit)) = d.address {
+                    w.create_element("address")
+                        .with_attribute(("type", "drive"))
+                        .with_attribute(("controller", controller.to_string().as_str()))
+                        .with_attribute(("bus", bus.to_string().as_str()))
+                        .with_attribute(("target", "0"))
+                        .with_attribute(("unit", unit.to_string().as_str()))
+                        .write_empty()?;
+                }
+                Ok(())
+            })?;
+    }
+    Ok(())
 }
 
 /// `<memory>` in the largest unit that holds it exactly (the OVF's own unit when it was one of

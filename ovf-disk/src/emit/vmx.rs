@@ -97,8 +97,26 @@ pub fn vmx_config(
 ) -> Result<Emitted> {
     let mut unmapped = Vec::new();
     let mut w = VmxWriter::new();
+    set_machine(&mut w, system, h, hw_cap, &mut unmapped)?;
+    set_controllers(&mut w, h, &mut unmapped)?;
+    set_drives(&mut w, h, disks, &mut unmapped)?;
+    set_other_devices(&mut w, h, &mut unmapped)?;
+    Ok(Emitted {
+        text: w.finish(),
+        unmapped,
+    })
+}
+
+/// The machine: configuration and hardware versions, name, guest OS, CPUs, memory, firmware.
+fn set_machine(
+    w: &mut VmxWriter,
+    system: &System,
+    h: &Hardware,
+    hw_cap: Option<u32>,
+    unmapped: &mut Vec<String>,
+) -> Result<()> {
     w.set("config.version", "8")?;
-    let version = hw_version(h, hw_cap, &mut unmapped);
+    let version = hw_version(h, hw_cap, unmapped);
     w.set("virtualHW.version", version.to_string())?;
     let name = system.name.as_deref().unwrap_or(&system.id);
     w.set("displayName", name)?;
@@ -118,6 +136,11 @@ pub fn vmx_config(
             w.set("uefi.secureBoot.enabled", "TRUE")?;
         }
     }
+    Ok(())
+}
+
+/// The SCSI, SATA and NVMe controllers (IDE is always there).
+fn set_controllers(w: &mut VmxWriter, h: &Hardware, unmapped: &mut Vec<String>) -> Result<()> {
     for c in h.devices.iter().filter(|d| d.kind.is_controller()) {
         let index = controller_index(h, c);
         match c.kind {
@@ -151,6 +174,17 @@ pub fn vmx_config(
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// Disks and CD-ROMs on their controllers; a disk the import did not write, or wrote raw, is
+/// left out and listed.
+fn set_drives(
+    w: &mut VmxWriter,
+    h: &Hardware,
+    disks: &[EmitDisk],
+    unmapped: &mut Vec<String>,
+) -> Result<()> {
     for d in &h.devices {
         if !matches!(d.kind, DeviceKind::Disk | DeviceKind::CdRom) {
             continue;
@@ -189,6 +223,11 @@ pub fn vmx_config(
             w.set(&format!("{device}.startConnected"), "FALSE")?;
         }
     }
+    Ok(())
+}
+
+/// Floppies, NICs, USB, sound, serial ports; parallel ports and unknown items listed.
+fn set_other_devices(w: &mut VmxWriter, h: &Hardware, unmapped: &mut Vec<String>) -> Result<()> {
     for (i, f) in h.of(DeviceKind::Floppy).enumerate() {
         let _ = f;
         w.set(&format!("floppy{i}.present"), "TRUE")?;
@@ -238,10 +277,7 @@ pub fn vmx_config(
             ));
         }
     }
-    Ok(Emitted {
-        text: w.finish(),
-        unmapped,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -469,8 +469,11 @@ fn commit_import(
 /// before anything is written), checks that the disks fit in the free space, inflates every
 /// disk to an eager-zeroed thick VMDK (or raw) at the capacity the envelope declares, and
 /// writes an OVF whose references name the thick disks; see the module's description for
-/// what a failure leaves (nothing). `progress` is called with a disk id (or a file name while
-/// verifying) and bytes done.
+/// what a failure leaves (nothing). `progress` is called with a disk id and the bytes of that
+/// disk written since the previous call (a delta: add them up for a running total; disks are
+/// written side by side, so calls for different disks interleave). Unless the package was
+/// verified before (its report is kept and reused), it is first called once per file the
+/// manifest lists, with the file's name and 0, as each is digested.
 ///
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {

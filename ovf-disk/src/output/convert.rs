@@ -209,6 +209,35 @@ pub(crate) fn write_stream_pending<R: Read>(
     Ok(PendingWrite { report, files })
 }
 
+/// The format of an eager-zeroed thick output, the one rule `inflate` (a disk or a VM's
+/// disks) and `import` share: a raw image when `raw`; else a thick VMDK, ESXi's `vmfs` with
+/// `esx`, `monolithicFlat` without.
+pub fn thick_format(raw: bool, esx: bool) -> Format {
+    match (raw, esx) {
+        (true, _) => Format::Raw,
+        (false, false) => Format::Vmdk(vmdk::CreateType::MonolithicFlat),
+        (false, true) => Format::Vmdk(vmdk::CreateType::Vmfs),
+    }
+}
+
+/// [`thick_format`] for one disk written to `output`: a thick VMDK when its name ends in
+/// `.vmdk`, else a raw image.
+///
+/// ```
+/// use std::path::Path;
+/// use vmdk::{CreateType, Format};
+///
+/// let f = ovf_disk::thick_format_for(Path::new("disk.vmdk"), true);
+/// assert_eq!(f, Format::Vmdk(CreateType::Vmfs));
+/// assert_eq!(ovf_disk::thick_format_for(Path::new("disk.img"), true), Format::Raw);
+/// ```
+pub fn thick_format_for(output: &Path, esx: bool) -> Format {
+    let vmdk = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("vmdk"));
+    thick_format(!vmdk, esx)
+}
+
 /// Writes `disk` as `format` at `out` (and the files its format adds beside it: see
 /// [`vmdk::Plan`]), appearing under their final names only when complete. `progress` is
 /// called with bytes of the disk as they are done. Refused before anything is written when

@@ -9,6 +9,7 @@
 
 pub(crate) mod check;
 pub(crate) mod info;
+pub(crate) mod kind;
 pub(crate) mod ova;
 pub(crate) mod signature;
 pub(crate) mod stream;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use self::ova::{OvaFiles, OvaIndex};
+use self::verify::VerifyReport;
 use crate::error::{Error, Result};
 use ovf::envelope::{Envelope, VirtualDisk};
 use ovf::manifest::Manifest;
@@ -58,6 +60,9 @@ pub struct Package {
     envelope: Envelope,
     manifest: Option<(String, Manifest)>,
     certificate: Option<String>,
+    /// The report of the first [`Package::verify`], which later calls (an import after the
+    /// caller's own verify, a lint after a check) return instead of digesting every file again.
+    verified: Arc<std::sync::Mutex<Option<VerifyReport>>>,
 }
 
 /// Reads the envelope of a folder package: the `.ovf` itself, at most [`MAX_SMALL`].
@@ -94,12 +99,12 @@ fn read_ova_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
 }
 
 impl Package {
-    /// Opens an `.ovf` (its files beside it) or an `.ova` (by extension), reading its envelope,
+    /// Opens an `.ovf` (its files beside it) or an `.ova` (a tar, whatever its name: see
+    /// [`crate::input_kind`]), reading its envelope,
     /// its manifest (`STEM.mf`) when there is one, and noting its certificate (`STEM.cert`).
     pub fn open(path: &Path) -> Result<Self> {
-        let is_ova = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("ova"));
+        // By content: an OVA named otherwise is read as one, and so is a descriptor.
+        let is_ova = kind::input_kind(path)? == kind::InputKind::Ova;
         let (source, descriptor, text) = if is_ova {
             read_ova_descriptor(path)?
         } else {
@@ -124,6 +129,7 @@ impl Package {
             envelope,
             manifest: None,
             certificate: None,
+            verified: Arc::default(),
         };
         let stem = descriptor
             .rsplit_once('.')

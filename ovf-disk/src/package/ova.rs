@@ -64,6 +64,36 @@ pub(crate) fn cut_short(path: &Path, last: &Option<String>, offset: u64, missing
     }
 }
 
+/// Which member is the OVF descriptor: the first, or else the only `.ovf` member.
+fn descriptor_index(path: &Path, members: &[Member]) -> Result<usize> {
+    let is_ovf = |m: &Member| m.name.to_ascii_lowercase().ends_with(".ovf");
+    let descriptor = if members.first().is_some_and(is_ovf) {
+        0
+    } else {
+        let mut ovfs = members.iter().enumerate().filter(|(_, m)| is_ovf(m));
+        match (ovfs.next(), ovfs.next(), members.first()) {
+            (Some((i, _)), None, _) => i,
+            (Some(_), Some(_), Some(m)) => {
+                return Err(Error::Archive {
+                    path: path.to_path_buf(),
+                    what: format!("tar member {:?}", m.name),
+                    offset: m.header_offset,
+                    reason: "the OVF descriptor must be the first member (there are \
+                        several .ovf members)"
+                        .into(),
+                })
+            }
+            _ => {
+                return Err(Error::Missing {
+                    path: path.to_path_buf(),
+                    name: "an OVF descriptor".into(),
+                })
+            }
+        }
+    };
+    Ok(descriptor)
+}
+
 impl OvaIndex {
     /// Reads the tar headers of `path`.
     pub fn open(path: &Path) -> Result<Self> {
@@ -145,31 +175,7 @@ impl OvaIndex {
         if archive_len < end {
             return Err(cut_short(path, &last, next_header, end - archive_len));
         }
-        let is_ovf = |m: &Member| m.name.to_ascii_lowercase().ends_with(".ovf");
-        let descriptor = if members.first().is_some_and(is_ovf) {
-            0
-        } else {
-            let mut ovfs = members.iter().enumerate().filter(|(_, m)| is_ovf(m));
-            match (ovfs.next(), ovfs.next(), members.first()) {
-                (Some((i, _)), None, _) => i,
-                (Some(_), Some(_), Some(m)) => {
-                    return Err(Error::Archive {
-                        path: path.to_path_buf(),
-                        what: format!("tar member {:?}", m.name),
-                        offset: m.header_offset,
-                        reason: "the OVF descriptor must be the first member (there are \
-                            several .ovf members)"
-                            .into(),
-                    })
-                }
-                _ => {
-                    return Err(Error::Missing {
-                        path: path.to_path_buf(),
-                        name: "an OVF descriptor".into(),
-                    })
-                }
-            }
-        };
+        let descriptor = descriptor_index(path, &members)?;
         Ok(Self {
             path: path.to_path_buf(),
             file: Arc::new(file),

@@ -174,7 +174,22 @@ impl Package {
     /// Checks every file the manifest lists, the signature when the package is signed, and
     /// which references the manifest does not cover. Files are digested side by side (as many
     /// as cores, at most 4); `progress` is called with each file's name before it is digested.
+    ///
+    /// The package remembers the report: a second call (and [`crate::import`], which verifies
+    /// first) returns it without reading the files again. Open the package again to verify
+    /// files that changed since.
     pub fn verify(&self, progress: &(dyn Fn(&str) + Sync)) -> Result<VerifyReport> {
+        let mut cached = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(report) = cached.as_ref() {
+            return Ok(report.clone());
+        }
+        let report = self.verify_files(progress)?;
+        *cached = Some(report.clone());
+        Ok(report)
+    }
+
+    /// [`Package::verify`]'s work, done once per package.
+    fn verify_files(&self, progress: &(dyn Fn(&str) + Sync)) -> Result<VerifyReport> {
         let mut report = VerifyReport {
             package: self.path.clone(),
             certificate: self.certificate.clone(),

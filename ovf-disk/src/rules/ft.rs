@@ -514,28 +514,9 @@ fn raw_device_map(path: &Path) -> Option<bool> {
     }
 }
 
-/// Checks the VM at `vmx` (its disks opened with `options`) against `version`'s rules.
-pub fn ft_check_vm(vmx: &Path, options: &VmOptions, version: FtVersion) -> Result<FtReport> {
-    let vm = Vm::open(vmx)?;
-    let mut r = Rules(Vec::new());
-    size_rules(&mut r, version, u64::from(vm.cpus), vm.memory_bytes);
-    let mut disks = Vec::new();
-    let mut rdms = Vec::new();
-    for d in &vm.disks {
-        match open_disk(&vm, d, options) {
-            Ok(disk) => disks.push((d.device.clone(), disk)),
-            Err(e) => {
-                // A raw device map does not open (its data is a host device), but it is what
-                // the rule asks about.
-                let rdm = vm.disk_path(d, false).ok().and_then(|p| raw_device_map(&p));
-                match rdm {
-                    Some(physical) => rdms.push((d.device.clone(), physical)),
-                    None => return Err(e),
-                }
-            }
-        }
-    }
-    disk_rules(&mut r, version, &disks, &rdms);
+/// The devices a `.vmx` names that FT does not allow: USB, sound, serial and parallel ports,
+/// 3D video, host-device CD-ROMs and floppies, NPIV, unrestricted VMCI.
+fn vmx_device_rules(r: &mut Rules, vm: &Vm) {
     let on = |key: &str| {
         vm.setting(key)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -593,6 +574,31 @@ pub fn ft_check_vm(vmx: &Path, options: &VmOptions, version: FtVersion) -> Resul
         Vec::new()
     };
     r.absent("vmci", "unrestricted VMCI", vmci);
+}
+
+/// Checks the VM at `vmx` (its disks opened with `options`) against `version`'s rules.
+pub fn ft_check_vm(vmx: &Path, options: &VmOptions, version: FtVersion) -> Result<FtReport> {
+    let vm = Vm::open(vmx)?;
+    let mut r = Rules(Vec::new());
+    size_rules(&mut r, version, u64::from(vm.cpus), vm.memory_bytes);
+    let mut disks = Vec::new();
+    let mut rdms = Vec::new();
+    for d in &vm.disks {
+        match open_disk(&vm, d, options) {
+            Ok(disk) => disks.push((d.device.clone(), disk)),
+            Err(e) => {
+                // A raw device map does not open (its data is a host device), but it is what
+                // the rule asks about.
+                let rdm = vm.disk_path(d, false).ok().and_then(|p| raw_device_map(&p));
+                match rdm {
+                    Some(physical) => rdms.push((d.device.clone(), physical)),
+                    None => return Err(e),
+                }
+            }
+        }
+    }
+    disk_rules(&mut r, version, &disks, &rdms);
+    vmx_device_rules(&mut r, &vm);
     if version == FtVersion::Legacy {
         let hw: Option<u32> = vm
             .setting("virtualHW.version")

@@ -179,14 +179,61 @@ fn sparse_flags(head: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(f))
 }
 
+/// What one rule family needs: the package, its envelope and descriptor, the target.
+struct Scope<'a> {
+    pkg: &'a Package,
+    env: &'a ovf::Envelope,
+    descriptor: String,
+    target: Target,
+    vmware: bool,
+}
+
 /// Checks `pkg` for what `target` would refuse or change.
 pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
     let mut f = Findings(Vec::new());
-    let env = pkg.envelope();
-    let descriptor = pkg.descriptor().to_string();
-    let vmware = target.is_vmware();
+    let scope = Scope {
+        pkg,
+        env: pkg.envelope(),
+        descriptor: pkg.descriptor().to_string(),
+        target,
+        vmware: target.is_vmware(),
+    };
+    manifest_rules(&scope, &mut f)?;
+    // The archive: where the descriptor is, and headers only some tar readers know.
+    if let Some(archive) = pkg.archive() {
+        archive_rules(archive, scope.vmware, &mut f);
+    }
+    size_rules(&scope, &mut f)?;
+    envelope_rules(&scope, &mut f);
+    for system in &scope.env.systems {
+        let h = system
+            .hardware
+            .select(scope.env.default_deployment_option());
+        let at = |what: &str| format!("VirtualSystem ovf:id=\"{}\"/{what}", system.id);
+        version_rules(&scope, &h, &at, &mut f);
+        device_rules(&scope, &h, &at, &mut f);
+    }
+    extra_rules(&scope, &mut f);
+    disk_file_rules(&scope, &mut f)?;
+    let refused = f.0.iter().any(|x| x.severity == Severity::Refuse);
+    Ok(LintReport {
+        package: pkg.path().to_path_buf(),
+        target,
+        refused,
+        findings: f.0,
+    })
+}
 
-    // The manifest: spelling and algorithm.
+/// The manifest: spelling and algorithm.
+fn manifest_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
+    let Scope {
+        pkg,
+        descriptor,
+        target,
+        vmware,
+        ..
+    } = scope;
+    let (target, vmware) = (*target, *vmware);
     if let Some((mf, manifest)) = pkg.manifest() {
         let text = String::from_utf8_lossy(&pkg.read_small(mf)?).into_owned();
         let tags = tag_lines(&text);
@@ -230,19 +277,26 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         f.add(
             "manifest-missing",
             Severity::Note,
-            &descriptor,
+            descriptor,
             "package",
             "no manifest: nothing can be verified on import",
             DSP0243,
         );
     }
 
-    // The archive: where the descriptor is, and headers only some tar readers know.
-    if let Some(archive) = pkg.archive() {
-        archive_rules(archive, vmware, &mut f);
-    }
+    Ok(())
+}
 
-    // Sizes and capacities.
+/// Sizes and capacities: each file's `ovf:size`, each disk's capacity against its declared one.
+fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
+    let Scope {
+        pkg,
+        env,
+        descriptor,
+        vmware,
+        ..
+    } = scope;
+    let vmware = *vmware;
     for file in &env.files {
         let present = pkg.size(&file.href);
         if let (Some(declared), Some(present)) = (file.size, present) {
@@ -255,7 +309,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
                 f.add(
                     "file-size",
                     severity,
-                    &descriptor,
+                    descriptor,
                     format!("References/File ovf:href=\"{}\"", file.href),
                     format!("ovf:size says {declared} bytes, the file has {present}"),
                     DSP0243,
@@ -272,7 +326,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         f.add(
             "capacity",
             severity,
-            &descriptor,
+            descriptor,
             format!("DiskSection/Disk ovf:diskId=\"{}\"", d.disk_id),
             format!(
                 "the disk holds {} bytes, {what} the {} its ovf:capacity declares",
@@ -282,12 +336,23 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         );
     }
 
-    // The envelope: version, collections, systems.
+    Ok(())
+}
+
+/// The envelope: its version, and collections a standalone host cannot deploy.
+fn envelope_rules(scope: &Scope<'_>, f: &mut Findings) {
+    let Scope {
+        env,
+        descriptor,
+        target,
+        ..
+    } = scope;
+    let target = *target;
     if env.version == "2.x" && target == Target::Workstation {
         f.add(
             "ovf-version",
             Severity::Refuse,
-            &descriptor,
+            descriptor,
             "Envelope",
             "an OVF 2.x envelope, which Workstation does not import",
             HOST_CLIENT,
@@ -297,7 +362,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         f.add(
             "collection",
             Severity::Refuse,
-            &descriptor,
+            descriptor,
             "VirtualSystemCollection",
             format!(
                 "{} virtual systems in a collection: a standalone host deploys one (vCenter deploys vApps)",
@@ -306,117 +371,153 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
             HOST_CLIENT,
         );
     }
-    for system in &env.systems {
-        let h = system.hardware.select(env.default_deployment_option());
-        let at = |what: &str| format!("VirtualSystem ovf:id=\"{}\"/{what}", system.id);
-        let types: Vec<&str> = h
-            .system_type
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let vmx = h.vmx_version();
-        if vmware && vmx.is_none() && !types.is_empty() {
-            f.add(
-                "system-type",
-                Severity::Refuse,
-                &descriptor,
-                at("VirtualHardwareSection/System/VirtualSystemType"),
-                format!(
-                    "hardware family {:?}: VMware's products refuse it (\"Unsupported hardware family\")",
-                    types.join(" ")
-                ),
-                HW_MATRIX,
-            );
-        }
-        if let Some(v) = vmx.filter(|&v| v > NEWEST_VMX && vmware) {
-            f.add(
-                "system-type",
-                Severity::Refuse,
-                &descriptor,
-                at("VirtualHardwareSection/System/VirtualSystemType"),
-                format!("vmx-{v} is newer than vmx-{NEWEST_VMX}, the newest the targets know"),
-                HW_MATRIX,
-            );
-        }
-        if let Some(version) = vmx.filter(|_| vmware) {
-            for (kind, needs, what) in [
-                (DeviceKind::SataController, 10, "a SATA controller"),
-                (DeviceKind::NvmeController, 13, "an NVMe controller"),
-            ] {
-                for d in h.of(kind) {
-                    if version < needs {
-                        f.add(
-                            "device-version",
-                            Severity::Refuse,
-                            &descriptor,
-                            at(&format!("Item InstanceID {}", d.instance_id)),
-                            format!("{what} needs vmx-{needs}; the system is vmx-{version}"),
-                            HW_MATRIX,
-                        );
-                    }
-                }
-            }
-        }
-        if vmware {
-            for d in &h.devices {
-                let at = at(&format!("Item InstanceID {}", d.instance_id));
-                if d.kind == DeviceKind::Sound && foreign_sound(d.subtype.as_deref()) {
+}
+
+/// A system's hardware family and version: known to VMware, not too new.
+fn version_rules(
+    scope: &Scope<'_>,
+    h: &ovf::hardware::Hardware,
+    at: &dyn Fn(&str) -> String,
+    f: &mut Findings,
+) {
+    let Scope {
+        descriptor, vmware, ..
+    } = scope;
+    let vmware = *vmware;
+    let types: Vec<&str> = h
+        .system_type
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let vmx = h.vmx_version();
+    if vmware && vmx.is_none() && !types.is_empty() {
+        f.add(
+            "system-type",
+            Severity::Refuse,
+            descriptor,
+            at("VirtualHardwareSection/System/VirtualSystemType"),
+            format!(
+                "hardware family {:?}: VMware's products refuse it (\"Unsupported hardware family\")",
+                types.join(" ")
+            ),
+            HW_MATRIX,
+        );
+    }
+    if let Some(v) = vmx.filter(|&v| v > NEWEST_VMX && vmware) {
+        f.add(
+            "system-type",
+            Severity::Refuse,
+            descriptor,
+            at("VirtualHardwareSection/System/VirtualSystemType"),
+            format!("vmx-{v} is newer than vmx-{NEWEST_VMX}, the newest the targets know"),
+            HW_MATRIX,
+        );
+    }
+}
+
+/// A system's devices: those that need a newer hardware version, that VMware has not, or that
+/// VirtualBox replaces.
+fn device_rules(
+    scope: &Scope<'_>,
+    h: &ovf::hardware::Hardware,
+    at: &dyn Fn(&str) -> String,
+    f: &mut Findings,
+) {
+    let Scope {
+        descriptor,
+        target,
+        vmware,
+        ..
+    } = scope;
+    let (target, vmware) = (*target, *vmware);
+    let vmx = h.vmx_version();
+    if let Some(version) = vmx.filter(|_| vmware) {
+        for (kind, needs, what) in [
+            (DeviceKind::SataController, 10, "a SATA controller"),
+            (DeviceKind::NvmeController, 13, "an NVMe controller"),
+        ] {
+            for d in h.of(kind) {
+                if version < needs {
                     f.add(
-                        "device-unsupported",
+                        "device-version",
                         Severity::Refuse,
-                        &descriptor,
-                        at,
-                        format!(
-                            "a sound card of subtype {:?}, which VMware's products do not have \
-                             (fix removes it with --allow-drop)",
-                            d.subtype.as_deref().unwrap_or("")
-                        ),
-                        SOUND,
-                    );
-                } else if d.kind == DeviceKind::IdeController && d.subtype.is_some() {
-                    f.add(
-                        "device-subtype",
-                        Severity::Refuse,
-                        &descriptor,
-                        at,
-                        format!(
-                            "an IDE controller of subtype {:?}: VMware's products take none",
-                            d.subtype.as_deref().unwrap_or("")
-                        ),
-                        IDE,
+                        descriptor,
+                        at(&format!("Item InstanceID {}", d.instance_id)),
+                        format!("{what} needs vmx-{needs}; the system is vmx-{version}"),
+                        HW_MATRIX,
                     );
                 }
             }
         }
-        if target == Target::Virtualbox {
-            for d in &h.devices {
-                let sub = ovf::hardware::norm(d.subtype.as_deref());
-                let what = match (d.kind, sub.as_str()) {
-                    (DeviceKind::ScsiController, "virtualscsi" | "pvscsi") => "a PVSCSI controller",
-                    (DeviceKind::Nic, "vmxnet3" | "vmxnet" | "vmxnet2") => "a vmxnet NIC",
-                    _ => continue,
-                };
+    }
+    if vmware {
+        for d in &h.devices {
+            let at = at(&format!("Item InstanceID {}", d.instance_id));
+            if d.kind == DeviceKind::Sound && foreign_sound(d.subtype.as_deref()) {
                 f.add(
-                    "device-type",
-                    Severity::Change,
-                    &descriptor,
-                    at(&format!("Item InstanceID {}", d.instance_id)),
-                    format!("{what}, which VirtualBox has not: it imports one of its own instead"),
-                    VBOX,
+                    "device-unsupported",
+                    Severity::Refuse,
+                    descriptor,
+                    at,
+                    format!(
+                        "a sound card of subtype {:?}, which VMware's products do not have \
+                         (fix removes it with --allow-drop)",
+                        d.subtype.as_deref().unwrap_or("")
+                    ),
+                    SOUND,
+                );
+            } else if d.kind == DeviceKind::IdeController && d.subtype.is_some() {
+                f.add(
+                    "device-subtype",
+                    Severity::Refuse,
+                    descriptor,
+                    at,
+                    format!(
+                        "an IDE controller of subtype {:?}: VMware's products take none",
+                        d.subtype.as_deref().unwrap_or("")
+                    ),
+                    IDE,
                 );
             }
         }
     }
+    if target == Target::Virtualbox {
+        for d in &h.devices {
+            let sub = ovf::hardware::norm(d.subtype.as_deref());
+            let what = match (d.kind, sub.as_str()) {
+                (DeviceKind::ScsiController, "virtualscsi" | "pvscsi") => "a PVSCSI controller",
+                (DeviceKind::Nic, "vmxnet3" | "vmxnet" | "vmxnet2") => "a vmxnet NIC",
+                _ => continue,
+            };
+            f.add(
+                "device-type",
+                Severity::Change,
+                descriptor,
+                at(&format!("Item InstanceID {}", d.instance_id)),
+                format!("{what}, which VirtualBox has not: it imports one of its own instead"),
+                VBOX,
+            );
+        }
+    }
+}
 
-    // Sections marked required that no product here understands; ExtraConfig settings.
-    required_sections(env, &descriptor, &mut f);
+/// Sections marked required that no product here understands; ExtraConfig settings.
+fn extra_rules(scope: &Scope<'_>, f: &mut Findings) {
+    let Scope {
+        env,
+        descriptor,
+        vmware,
+        ..
+    } = scope;
+    let vmware = *vmware;
+    required_sections(env, descriptor, f);
     let extra = &env.extra_config_keys;
     if vmware && !extra.is_empty() {
         f.add(
             "extra-config",
             Severity::Change,
-            &descriptor,
+            descriptor,
             "VirtualHardwareSection/vmw:ExtraConfig",
             format!(
                 "{} ExtraConfig setting(s) ({}): deployed only when allowed \
@@ -428,8 +529,14 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
             EXTRA,
         );
     }
+}
 
-    // Disk files: stream-optimized as VMware writes them, and as their ovf:format says.
+/// Disk files: stream-optimized as VMware writes them, and as their `ovf:format` says.
+fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
+    let Scope {
+        pkg, env, vmware, ..
+    } = scope;
+    let vmware = *vmware;
     for disk in &env.disks {
         let Some(file) = env.file_of(disk) else {
             continue;
@@ -478,13 +585,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
             }
         }
     }
-    let refused = f.0.iter().any(|x| x.severity == Severity::Refuse);
-    Ok(LintReport {
-        package: pkg.path().to_path_buf(),
-        target,
-        refused,
-        findings: f.0,
-    })
+    Ok(())
 }
 
 /// Sections (children of the envelope and of virtual systems) marked `ovf:required="true"`

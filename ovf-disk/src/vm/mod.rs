@@ -74,6 +74,11 @@ impl VmOptions {
         self
     }
 
+    /// The options disks are opened with (the outside-paths policy included).
+    pub fn disk_open_options(&self) -> &OpenOptions {
+        &self.open
+    }
+
     /// What each disk becomes: raw, or a thick VMDK type (`monolithicFlat`, `vmfs`,
     /// `twoGbMaxExtentFlat`); other formats are refused.
     pub fn output_format(mut self, format: Format) -> Result<Self> {

@@ -43,14 +43,9 @@ const OVF2_ONLY: [&str; 7] = [
     "BootDeviceSection",
 ];
 
-/// An OVF 2.x envelope written as 1.x (DSP0243 1.1 against 2.0), where its content allows:
-/// the OVF namespace declarations point at 1.x, and `EthernetPortItem` and `StorageItem`
-/// become `Item`s whose `epasd:`/`sasd:` properties take the `rasd:` prefix. Every other byte
-/// is copied as it was. `Err` says why it cannot be done: a section only 2.x has, an item
-/// property RASD does not have, no `rasd:` prefix declared, a prefix bound to two namespaces,
-/// or XML quick-xml cannot read.
-pub fn downgrade_envelope(text: &str) -> Result<String, String> {
-    // Every namespace declaration, by prefix ("" for the default namespace).
+/// Every namespace declaration of `text`, by prefix (`""` for the default namespace); a
+/// prefix bound to two namespaces is refused.
+fn namespace_prefixes(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut prefixes: Vec<(String, String)> = Vec::new();
     let mut reader = Reader::from_str(text);
     loop {
@@ -80,6 +75,43 @@ pub fn downgrade_envelope(text: &str) -> Result<String, String> {
             _ => {}
         }
     }
+    Ok(prefixes)
+}
+
+/// The attributes of a start tag's `content` (after its `name_len` bytes of name) with OVF 2.x
+/// namespace declarations pointed at 1.x and, on the `Envelope`, a 2.x `version` written 1.0;
+/// everything else as it was.
+fn attributes_as_1x(content: &str, name_len: usize, local: &str) -> Result<String, String> {
+    let spans = attribute_spans(content.as_bytes(), name_len)
+        .ok_or("attributes quick-xml read could not be located")?;
+    let mut rest = String::new();
+    let mut done = name_len;
+    for span in spans {
+        let key = content.get(span.key.clone()).unwrap_or_default();
+        let value = content.get(span.value.clone()).unwrap_or_default();
+        let new = if (key == "xmlns" || key.starts_with("xmlns:")) && value == OVF2 {
+            OVF1
+        } else if local == "Envelope" && key.ends_with(":version") && value.starts_with('2') {
+            "1.0"
+        } else {
+            continue;
+        };
+        rest.push_str(content.get(done..span.value.start).unwrap_or_default());
+        rest.push_str(new);
+        done = span.value.end;
+    }
+    rest.push_str(content.get(done..).unwrap_or_default());
+    Ok(rest)
+}
+
+/// An OVF 2.x envelope written as 1.x (DSP0243 1.1 against 2.0), where its content allows:
+/// the OVF namespace declarations point at 1.x, and `EthernetPortItem` and `StorageItem`
+/// become `Item`s whose `epasd:`/`sasd:` properties take the `rasd:` prefix. Every other byte
+/// is copied as it was. `Err` says why it cannot be done: a section only 2.x has, an item
+/// property RASD does not have, no `rasd:` prefix declared, a prefix bound to two namespaces,
+/// or XML quick-xml cannot read.
+pub fn downgrade_envelope(text: &str) -> Result<String, String> {
+    let prefixes = namespace_prefixes(text)?;
     let uri_of = |prefix: &str| {
         prefixes
             .iter()
@@ -150,25 +182,7 @@ pub fn downgrade_envelope(text: &str) -> Result<String, String> {
         // Namespace declarations of OVF 2.x now name 1.x, and the root's `ovf:version` says 1.0.
         let content = std::str::from_utf8(&tag).map_err(|e| e.to_string())?;
         let name_len = tag.name().as_ref().len();
-        let spans = attribute_spans(content.as_bytes(), name_len)
-            .ok_or("attributes quick-xml read could not be located")?;
-        let mut rest = String::new();
-        let mut done = name_len;
-        for span in spans {
-            let key = content.get(span.key.clone()).unwrap_or_default();
-            let value = content.get(span.value.clone()).unwrap_or_default();
-            let new = if (key == "xmlns" || key.starts_with("xmlns:")) && value == OVF2 {
-                OVF1
-            } else if local == "Envelope" && key.ends_with(":version") && value.starts_with('2') {
-                "1.0"
-            } else {
-                continue;
-            };
-            rest.push_str(content.get(done..span.value.start).unwrap_or_default());
-            rest.push_str(new);
-            done = span.value.end;
-        }
-        rest.push_str(content.get(done..).unwrap_or_default());
+        let rest = attributes_as_1x(content, name_len, local)?;
         if !empty {
             names.push(new_name.clone());
         }

@@ -569,87 +569,156 @@ pub fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<String, Xm
     if text.len() > MAX_ENVELOPE_SIZE {
         return Err(XmlError::new(None, "larger than 16 MiB"));
     }
-    let mut reader = Reader::from_str(text);
-    let mut writer = Writer::new(Vec::with_capacity(text.len() + 256));
-    let mut used = vec![false; edits.files.len()];
-    // The kinds of the elements open around the next event, and whether the root was read.
-    let mut open: Vec<Kind> = Vec::new();
-    let mut seen_root = false;
-    // Inside a VirtualSystemType element (its text may be edited).
-    let mut in_system_type = false;
-    // The class and instance of each ProductSection open.
-    let mut products: Vec<ProductKey> = Vec::new();
-    // What happens to the hardware item open (its depth in `open`), when items are edited.
-    let mut item: Option<(usize, ItemEdit)> = None;
-    // Input bytes up to here are in the output already.
-    let mut copied = 0usize;
-    // quick-xml's positions leave out a byte-order mark.
-    let skew = if text.starts_with('\u{feff}') { 3 } else { 0 };
-    let position = |p: u64| usize::try_from(p).map_or(usize::MAX, |p| p.saturating_add(skew));
-    loop {
-        let start = reader.buffer_position();
-        let event = reader
-            .read_event()
-            .map_err(|e| XmlError::new(Some(reader.error_position()), e.to_string()))?;
-        let (tag, empty) = match event {
-            Event::Eof if !open.is_empty() => {
-                return Err(XmlError::new(
+    Editor {
+        text,
+        edits,
+        reader: Reader::from_str(text),
+        writer: Writer::new(Vec::with_capacity(text.len() + 256)),
+        used: vec![false; edits.files.len()],
+        open: Vec::new(),
+        seen_root: false,
+        in_system_type: false,
+        products: Vec::new(),
+        item: None,
+        copied: 0,
+        // quick-xml's positions leave out a byte-order mark.
+        skew: if text.starts_with('\u{feff}') { 3 } else { 0 },
+    }
+    .run()
+}
+
+/// The state of one [`edit_envelope`] pass over the text.
+struct Editor<'t, 'e, 'a> {
+    text: &'t str,
+    edits: &'e EnvelopeEdits<'a>,
+    reader: Reader<&'t [u8]>,
+    writer: Writer<Vec<u8>>,
+    /// Which file edits matched a `File`.
+    used: Vec<bool>,
+    /// The kinds of the elements open around the next event.
+    open: Vec<Kind>,
+    /// Whether the root was read.
+    seen_root: bool,
+    /// Inside a VirtualSystemType element (its text may be edited).
+    in_system_type: bool,
+    /// The class and instance of each ProductSection open.
+    products: Vec<ProductKey>,
+    /// What happens to the hardware item open (its depth in `open`), when items are edited.
+    item: Option<(usize, ItemEdit)>,
+    /// Input bytes up to here are in the output already.
+    copied: usize,
+    /// Bytes of a byte-order mark, which quick-xml's positions leave out.
+    skew: usize,
+}
+
+impl<'t> Editor<'t, '_, '_> {
+    /// Where quick-xml's position `p` is in the text.
+    fn position(&self, p: u64) -> usize {
+        usize::try_from(p).map_or(usize::MAX, |p| p.saturating_add(self.skew))
+    }
+
+    /// Copies the input from where copying stopped up to `from` (the start of what quick-xml
+    /// read at `start`, a tag when `tag`).
+    fn copy_to(&mut self, from: usize, start: u64, tag: bool) -> Result<(), XmlError> {
+        let before = self
+            .text
+            .get(self.copied..from)
+            .filter(|_| !tag || self.text.get(from..).is_some_and(|t| t.starts_with('<')))
+            .ok_or_else(|| {
+                let what = if tag { "a tag" } else { "a text" };
+                XmlError::new(
                     Some(start),
-                    "the text ends inside an element",
-                ))
-            }
-            Event::Eof if !seen_root => return Err(XmlError::new(None, "no Envelope element")),
-            Event::Eof => break,
-            Event::DocType(_) => {
-                return Err(XmlError::new(
-                    Some(start),
-                    "a DTD (refused: no entity is ever expanded)",
-                ))
-            }
-            Event::End(_) => {
-                if open.pop() == Some(Kind::Product) {
-                    products.pop();
+                    format!("{what} quick-xml read could not be located"),
+                )
+            })?;
+        self.writer.get_mut().extend_from_slice(before.as_bytes());
+        Ok(())
+    }
+
+    /// The pass: every event read, the edited ones rewritten, the text between copied.
+    fn run(mut self) -> Result<String, XmlError> {
+        loop {
+            let start = self.reader.buffer_position();
+            let event = self
+                .reader
+                .read_event()
+                .map_err(|e| XmlError::new(Some(self.reader.error_position()), e.to_string()))?;
+            let (tag, empty) = match event {
+                Event::Eof if !self.open.is_empty() => {
+                    return Err(XmlError::new(
+                        Some(start),
+                        "the text ends inside an element",
+                    ))
                 }
-                if item.is_some_and(|(depth, _)| depth > open.len()) {
-                    item = None;
+                Event::Eof if !self.seen_root => {
+                    return Err(XmlError::new(None, "no Envelope element"))
                 }
-                in_system_type = false;
-                continue;
-            }
-            Event::Text(t) if in_system_type => {
-                let Some(map) = edits.system_type.as_ref() else {
+                Event::Eof => break,
+                Event::DocType(_) => {
+                    return Err(XmlError::new(
+                        Some(start),
+                        "a DTD (refused: no entity is ever expanded)",
+                    ))
+                }
+                Event::End(_) => {
+                    if self.open.pop() == Some(Kind::Product) {
+                        self.products.pop();
+                    }
+                    if self.item.is_some_and(|(depth, _)| depth > self.open.len()) {
+                        self.item = None;
+                    }
+                    self.in_system_type = false;
                     continue;
-                };
-                // quick-xml hands entity references in separate events: this text holds none.
-                let old = t
-                    .decode()
-                    .map_err(|e| XmlError::new(Some(start), e.to_string()))?;
-                let Some(new) = map(old.trim()) else {
+                }
+                Event::Text(t) if self.in_system_type && self.edits.system_type.is_some() => {
+                    // quick-xml hands entity references in separate events: this text holds
+                    // none.
+                    let old = t
+                        .decode()
+                        .map_err(|e| XmlError::new(Some(start), e.to_string()))?;
+                    self.system_type_text(&old, start)?;
                     continue;
-                };
-                let (from, to) = (position(start), position(reader.buffer_position()));
-                let before = text.get(copied..from).ok_or_else(|| {
-                    XmlError::new(Some(start), "a text quick-xml read could not be located")
-                })?;
-                writer.get_mut().extend_from_slice(before.as_bytes());
-                writer.get_mut().extend_from_slice(
-                    escape_text(&new)
-                        .map_err(|e| XmlError {
-                            offset: Some(start),
-                            ..e
-                        })?
-                        .as_bytes(),
-                );
-                copied = to;
-                continue;
-            }
-            Event::Start(tag) => (tag, false),
-            Event::Empty(tag) => (tag, true),
-            _ => continue,
+                }
+                Event::Start(tag) => (tag, false),
+                Event::Empty(tag) => (tag, true),
+                _ => continue,
+            };
+            self.element(&tag, empty, start)?;
+        }
+        self.finish()
+    }
+
+    /// A `VirtualSystemType`'s text `old`, read at `start`: replaced when the mapping says.
+    fn system_type_text(&mut self, old: &str, start: u64) -> Result<(), XmlError> {
+        let Some(new) = self
+            .edits
+            .system_type
+            .as_ref()
+            .and_then(|map| map(old.trim()))
+        else {
+            return Ok(());
         };
-        let parent = open.last().copied();
-        let kind = kind_of(parent, &tag, start)?;
-        seen_root = true;
+        let (from, to) = (
+            self.position(start),
+            self.position(self.reader.buffer_position()),
+        );
+        self.copy_to(from, start, false)?;
+        let escaped = escape_text(&new).map_err(|e| XmlError {
+            offset: Some(start),
+            ..e
+        })?;
+        self.writer.get_mut().extend_from_slice(escaped.as_bytes());
+        self.copied = to;
+        Ok(())
+    }
+
+    /// A start or empty tag read at `start`: dropped with its content, rewritten, or left to
+    /// be copied.
+    fn element(&mut self, tag: &BytesStart<'t>, empty: bool, start: u64) -> Result<(), XmlError> {
+        let parent = self.open.last().copied();
+        let kind = kind_of(parent, tag, start)?;
+        self.seen_root = true;
+        let edits = self.edits;
         // Only the elements an edit may touch have their attributes read.
         let touched = match (parent, kind, tag.local_name().as_ref()) {
             (Some(Kind::References), _, b"File") => !edits.files.is_empty(),
@@ -660,115 +729,137 @@ pub fn edit_envelope(text: &str, edits: &EnvelopeEdits<'_>) -> Result<String, Xm
             _ => false,
         };
         let attrs = if touched {
-            attributes(&tag, start)?
+            attributes(tag, start)?
         } else {
             Vec::new()
         };
-        // A hardware item: its facts read ahead when items are edited.
-        let mut edit = ItemEdit::Keep;
-        let local = tag.local_name();
-        let is_item = local.as_ref().ends_with(b"Item") || local.as_ref() == b"ExtraConfig";
-        if let (Some(Kind::Hardware), Some(map), true) = (parent, edits.items.as_ref(), is_item) {
-            let inner = if empty {
-                ""
-            } else {
-                // The content between `>` of the start tag and `<` of the end tag.
-                let mut ahead = reader.clone();
-                let span = ahead
-                    .read_to_end(tag.name())
-                    .map_err(|e| XmlError::new(Some(ahead.error_position()), e.to_string()))?;
-                text.get(position(span.start)..position(span.end))
-                    .unwrap_or_default()
-            };
-            let facts = ItemFacts {
-                element: String::from_utf8_lossy(local.as_ref()).into_owned(),
-                ..item_facts(inner)
-            };
-            edit = map(&facts);
-            if !empty {
-                item = Some((open.len() + 1, edit));
-            }
-        }
+        let edit = self.item_edit(tag, empty, parent)?;
         // The ResourceSubType of an item whose subtype is removed.
-        let subtype_removed = item.is_some_and(|(depth, e)| {
+        let subtype_removed = self.item.is_some_and(|(depth, e)| {
             e == ItemEdit::RemoveSubtype
-                && depth == open.len()
+                && depth == self.open.len()
                 && tag.local_name().as_ref() == b"ResourceSubType"
         });
         if edit == ItemEdit::Remove || subtype_removed || dropped(parent, kind, &attrs, edits) {
             if edit == ItemEdit::Remove {
-                item = None;
+                self.item = None;
             }
-            let from = position(start);
-            let before = text.get(copied..from).ok_or_else(|| {
-                XmlError::new(Some(start), "a tag quick-xml read could not be located")
-            })?;
-            writer.get_mut().extend_from_slice(before.as_bytes());
-            if !empty {
-                reader
-                    .read_to_end(tag.name())
-                    .map_err(|e| XmlError::new(Some(reader.error_position()), e.to_string()))?;
-            }
-            copied = position(reader.buffer_position());
-            continue;
+            return self.skip(tag, empty, start);
         }
-        in_system_type = !empty && tag.local_name().as_ref() == b"VirtualSystemType";
+        self.in_system_type = !empty && tag.local_name().as_ref() == b"VirtualSystemType";
         if !empty {
-            open.push(kind);
+            self.open.push(kind);
             if kind == Kind::Product {
                 let attr = |name: &str| find(&attrs, name).map(|(v, _)| v.to_string());
-                products.push((attr("class"), attr("instance")));
+                self.products.push((attr("class"), attr("instance")));
             }
         }
-        let (mut changes, added) =
-            tag_changes(parent, &tag, &attrs, edits, &mut used, products.last());
+        let (mut changes, added) = tag_changes(
+            parent,
+            tag,
+            &attrs,
+            edits,
+            &mut self.used,
+            self.products.last(),
+        );
         // A value that stays the same keeps its bytes (its quotes, entities and references).
         changes.retain(|(_, old, new)| new.as_deref() != Some(*old));
-        let name_len = tag.name().as_ref().len();
         let changes = changes
             .into_iter()
             .map(|(span, _, new)| (span, new))
             .collect();
-        let Some(content) = rewritten(&tag, changes, added).map_err(|e| XmlError {
+        let Some(content) = rewritten(tag, changes, added).map_err(|e| XmlError {
             offset: Some(start),
             ..e
         })?
         else {
-            continue;
+            return Ok(());
         };
-        let (from, to) = (position(start), position(reader.buffer_position()));
-        let before = text
-            .get(copied..from)
-            .filter(|_| text.get(from..).is_some_and(|t| t.starts_with('<')))
-            .ok_or_else(|| {
-                XmlError::new(Some(start), "a tag quick-xml read could not be located")
-            })?;
-        let io = |e: std::io::Error| XmlError::new(Some(start), e.to_string());
-        writer.get_mut().extend_from_slice(before.as_bytes());
-        let tag = BytesStart::from_content(content, name_len);
-        writer
+        let (from, to) = (
+            self.position(start),
+            self.position(self.reader.buffer_position()),
+        );
+        self.copy_to(from, start, true)?;
+        let tag = BytesStart::from_content(content, tag.name().as_ref().len());
+        self.writer
             .write_event(if empty {
                 Event::Empty(tag)
             } else {
                 Event::Start(tag)
             })
-            .map_err(io)?;
-        copied = to;
+            .map_err(|e: std::io::Error| XmlError::new(Some(start), e.to_string()))?;
+        self.copied = to;
+        Ok(())
     }
-    writer
-        .get_mut()
-        .extend_from_slice(text.get(copied..).unwrap_or_default().as_bytes());
-    if let Some(edit) = edits
-        .files
-        .iter()
-        .zip(&used)
-        .find(|(_, u)| !**u)
-        .map(|(e, _)| e)
-    {
-        return Err(XmlError::new(
-            None,
-            format!("no References/File has href {:?}", edit.href),
-        ));
+
+    /// What happens to `tag` when it is a hardware item and items are edited: its facts are
+    /// read ahead (without moving the reader) and mapped; the edit is kept for its children.
+    fn item_edit(
+        &mut self,
+        tag: &BytesStart<'t>,
+        empty: bool,
+        parent: Option<Kind>,
+    ) -> Result<ItemEdit, XmlError> {
+        let local = tag.local_name();
+        let is_item = local.as_ref().ends_with(b"Item") || local.as_ref() == b"ExtraConfig";
+        let (Some(Kind::Hardware), Some(map), true) = (parent, self.edits.items.as_ref(), is_item)
+        else {
+            return Ok(ItemEdit::Keep);
+        };
+        let inner = if empty {
+            ""
+        } else {
+            // The content between `>` of the start tag and `<` of the end tag.
+            let mut ahead = self.reader.clone();
+            let span = ahead
+                .read_to_end(tag.name())
+                .map_err(|e| XmlError::new(Some(ahead.error_position()), e.to_string()))?;
+            self.text
+                .get(self.position(span.start)..self.position(span.end))
+                .unwrap_or_default()
+        };
+        let facts = ItemFacts {
+            element: String::from_utf8_lossy(local.as_ref()).into_owned(),
+            ..item_facts(inner)
+        };
+        let edit = map(&facts);
+        if !empty {
+            self.item = Some((self.open.len() + 1, edit));
+        }
+        Ok(edit)
     }
-    String::from_utf8(writer.into_inner()).map_err(|e| XmlError::new(None, e.to_string()))
+
+    /// Leaves `tag` (read at `start`) and its content out of the output.
+    fn skip(&mut self, tag: &BytesStart<'t>, empty: bool, start: u64) -> Result<(), XmlError> {
+        let from = self.position(start);
+        self.copy_to(from, start, false)
+            .map_err(|_| XmlError::new(Some(start), "a tag quick-xml read could not be located"))?;
+        if !empty {
+            self.reader
+                .read_to_end(tag.name())
+                .map_err(|e| XmlError::new(Some(self.reader.error_position()), e.to_string()))?;
+        }
+        self.copied = self.position(self.reader.buffer_position());
+        Ok(())
+    }
+
+    /// The rest of the input copied; every file edit must have matched a `File`.
+    fn finish(mut self) -> Result<String, XmlError> {
+        let rest = self.text.get(self.copied..).unwrap_or_default();
+        self.writer.get_mut().extend_from_slice(rest.as_bytes());
+        if let Some(edit) = self
+            .edits
+            .files
+            .iter()
+            .zip(&self.used)
+            .find(|(_, u)| !**u)
+            .map(|(e, _)| e)
+        {
+            return Err(XmlError::new(
+                None,
+                format!("no References/File has href {:?}", edit.href),
+            ));
+        }
+        String::from_utf8(self.writer.into_inner()).map_err(|e| XmlError::new(None, e.to_string()))
+    }
 }

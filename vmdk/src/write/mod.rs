@@ -607,6 +607,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unknown_format_lists_every_format_written() {
+        let e = "qcow2".parse::<Format>().unwrap_err().to_string();
+        let all = Format::all();
+        let names: Vec<&str> = all.iter().map(Format::name).collect();
+        let listed = e.split_once("write ").map_or("", |(_, l)| l);
+        let listed: Vec<&str> = listed
+            .trim_end_matches(')')
+            .split([',', ' '])
+            .filter(|w| !w.is_empty() && *w != "and")
+            .collect();
+        assert_eq!(listed, names, "{e}");
+    }
+
+    #[test]
     fn plans_name_files_as_vmware_does() {
         let names = |f: &str, cap: u64| -> Vec<String> {
             Plan::new(f.parse().unwrap(), cap, "d/x.vmdk")

@@ -11,6 +11,9 @@
 //! appended in disk order; all-zero grains stay unallocated (entry 0). The file is written with
 //! positioned writes; memory is the directory plus one grain table, whatever the size.
 
+use std::fs::File;
+use std::path::Path;
+
 use zerocopy::IntoBytes;
 
 use super::copy::{write_all_at, Target};
@@ -91,6 +94,47 @@ impl Layout {
     }
 }
 
+/// Sector `s` as a grain directory or table entry, which holds 32 bits.
+fn sector_u32(path: &Path, s: u64) -> Result<u32> {
+    u32::try_from(s).map_err(|_| {
+        Error::at(
+            path,
+            "output",
+            s * SECTOR_SIZE,
+            ErrorKind::Unsupported(Feature::SectorsBeyond2TiB),
+        )
+    })
+}
+
+/// The metadata before the grains: the file sized to it, the header, the embedded descriptor
+/// when there is one, and both grain directories (pointing at tables written later).
+fn write_head(file: &File, path: &Path, l: &Layout, descriptor: Option<&Descriptor>) -> Result<()> {
+    let err = |offset: u64, e: std::io::Error| Error::at(path, "output", offset, ErrorKind::Io(e));
+    file.set_len(l.over_head * SECTOR_SIZE)
+        .map_err(|e| err(0, e))?;
+    write_all_at(file, l.header().as_bytes(), 0).map_err(|e| err(0, e))?;
+    if let Some(d) = descriptor {
+        let text = d.print();
+        if text.len() as u64 > l.descriptor_sectors * SECTOR_SIZE {
+            return Err(Error::at(
+                path,
+                "embedded descriptor",
+                SECTOR_SIZE,
+                ErrorKind::InvalidInput("descriptor longer than 20 sectors".into()),
+            ));
+        }
+        write_all_at(file, text.as_bytes(), SECTOR_SIZE).map_err(|e| err(SECTOR_SIZE, e))?;
+    }
+    for (dir, first) in [(l.rgd, l.rgt0), (l.gd, l.gt0)] {
+        let entries = (0..l.tables)
+            .map(|t| sector_u32(path, first + t * l.gt_sectors))
+            .collect::<Result<Vec<u32>>>()?;
+        write_all_at(file, entries.as_bytes(), dir * SECTOR_SIZE)
+            .map_err(|e| err(dir * SECTOR_SIZE, e))?;
+    }
+    Ok(())
+}
+
 /// Writes the bytes of `disk` that `target` holds as one hosted sparse extent into its file
 /// (empty), with `descriptor` embedded if given. `threads` read and zero-scan grains in parallel.
 pub(crate) fn write_sparse_extent(
@@ -111,38 +155,8 @@ pub(crate) fn write_sparse_extent(
     let err = |offset: u64, e: std::io::Error| Error::at(path, "output", offset, ErrorKind::Io(e));
     check_write_capacity(len)?;
     let l = Layout::new(len, descriptor.is_some());
-    let sector_u32 = |s: u64| {
-        u32::try_from(s).map_err(|_| {
-            Error::at(
-                path,
-                "output",
-                s * SECTOR_SIZE,
-                ErrorKind::Unsupported(Feature::SectorsBeyond2TiB),
-            )
-        })
-    };
-    file.set_len(l.over_head * SECTOR_SIZE)
-        .map_err(|e| err(0, e))?;
-    write_all_at(file, l.header().as_bytes(), 0).map_err(|e| err(0, e))?;
-    if let Some(d) = descriptor {
-        let text = d.print();
-        if text.len() as u64 > l.descriptor_sectors * SECTOR_SIZE {
-            return Err(Error::at(
-                path,
-                "embedded descriptor",
-                SECTOR_SIZE,
-                ErrorKind::InvalidInput("descriptor longer than 20 sectors".into()),
-            ));
-        }
-        write_all_at(file, text.as_bytes(), SECTOR_SIZE).map_err(|e| err(SECTOR_SIZE, e))?;
-    }
-    for (dir, first) in [(l.rgd, l.rgt0), (l.gd, l.gt0)] {
-        let entries = (0..l.tables)
-            .map(|t| sector_u32(first + t * l.gt_sectors))
-            .collect::<Result<Vec<u32>>>()?;
-        write_all_at(file, entries.as_bytes(), dir * SECTOR_SIZE)
-            .map_err(|e| err(dir * SECTOR_SIZE, e))?;
-    }
+    let sector_u32 = |s: u64| sector_u32(path, s);
+    write_head(file, path, &l, descriptor)?;
 
     let mut table = vec![0u32; GTES_PER_GT as usize];
     let mut current: Option<u64> = None;

@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ovf_disk::{ConvertOptions, ImportOptions, Package};
+use ovf_disk::{ConvertOptions, ImportOptions, Input, InputKind, Package};
 use serde::Serialize;
 use vmdk::{CreateType, Format, OpenOptions, StreamReader, WriteOptions, WriteReport, ZeroMode};
 
@@ -63,6 +63,13 @@ impl InputArgs {
             .mmap(self.mmap)
             .allow_outside_paths(self.allow_outside_paths)
             .ignore_parent_cid(self.ignore_parent_cid)
+    }
+
+    /// The options of a VM's disks (and of any input opened through `Input::open`).
+    fn vm_options(&self) -> ovf_disk::VmOptions {
+        ovf_disk::VmOptions::new()
+            .open_options(self.options())
+            .allow_outside_paths(self.allow_outside_paths)
     }
 }
 
@@ -227,18 +234,15 @@ impl ConvertArgs {
             write = write.compression_level(level);
         }
         if let Some(a) = &self.adapter_type {
-            write = write.adapter_type(a).map_err(|_| {
-                anyhow::anyhow!(
-                    "--adapter-type {a}: expected one of ide, buslogic, \
-                    lsilogic, legacyESX, lsisas1068, pvscsi"
-                )
-            })?;
+            write = write
+                .adapter_type(a)
+                .with_context(|| format!("--adapter-type {a}"))?;
         }
         if let Some(h) = self.hw_version {
             write = write.hw_version(h);
         }
         if let Some(c) = self.cid {
-            write = write.cid(c)?;
+            write = write.cid(c).with_context(|| format!("--cid {c:08x}"))?;
         }
         Ok(write)
     }
@@ -452,20 +456,16 @@ fn parse_prop(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_cid(s: &str) -> Result<u32, String> {
-    match u32::from_str_radix(s, 16) {
-        Ok(c) if c < 0xffff_fffe => Ok(c),
-        _ => Err("a CID is 1 to 8 hex digits, not ffffffff or fffffffe".into()),
-    }
+    // The library says which values are reserved (WriteOptions::cid).
+    u32::from_str_radix(s, 16).map_err(|_| "a CID is 1 to 8 hex digits".to_string())
 }
 
-fn is_vmx(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("vmx"))
-}
-
-fn is_package(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("ovf") || e.eq_ignore_ascii_case("ova"))
+/// Whether `path` holds a package (by content; see `ovf_disk::input_kind`).
+fn is_package(path: &Path) -> Result<bool> {
+    Ok(matches!(
+        ovf_disk::input_kind(path)?,
+        InputKind::Ovf | InputKind::Ova
+    ))
 }
 
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
@@ -547,14 +547,10 @@ struct VmInflateJson<'a> {
 /// `inflate VM.vmx OUTDIR`: every disk's chain consolidated.
 fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     let (vmx, outdir, args) = (a.input.as_path(), a.output.as_path(), &a.out);
-    let format = match (a.format, a.esx) {
-        (Some(ImportFormat::Raw), _) => Format::Raw,
-        (_, true) => Format::Vmdk(CreateType::Vmfs),
-        _ => Format::Vmdk(CreateType::MonolithicFlat),
-    };
-    let options = ovf_disk::VmOptions::new()
-        .open_options(a.input_args.options())
-        .allow_outside_paths(a.input_args.allow_outside_paths)
+    let format = ovf_disk::thick_format(matches!(a.format, Some(ImportFormat::Raw)), a.esx);
+    let options = a
+        .input_args
+        .vm_options()
         .output_format(format)?
         .convert_options(args.convert_options(args.write_options()?));
     if outdir.is_dir() {
@@ -585,7 +581,7 @@ fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
 }
 
 fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
-    if is_vmx(&a.input) {
+    if a.input.as_os_str() != "-" && ovf_disk::input_kind(&a.input)? == InputKind::Vmx {
         return inflate_vm(out, a);
     }
     anyhow::ensure!(
@@ -593,14 +589,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         "--format is for a .vmx input; for a disk, OUT's extension says (.vmdk or raw)"
     );
     let (input, output, args) = (a.input.as_path(), a.output.as_path(), &a.out);
-    let is_vmdk = output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("vmdk"));
-    let format = match (is_vmdk, a.esx) {
-        (false, _) => Format::Raw,
-        (true, false) => Format::Vmdk(CreateType::MonolithicFlat),
-        (true, true) => Format::Vmdk(CreateType::Vmfs),
-    };
+    let format = ovf_disk::thick_format_for(output, a.esx);
     let options = args.convert_options(args.write_options()?);
     args.remove_leftovers_beside(output)?;
     let started = Instant::now();
@@ -632,12 +621,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
 fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     let (input, output, args, to) = (a.input.as_path(), a.output.as_path(), &a.out, &a.to);
     let write = a.write_options()?;
-    let format: Format = to.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--to {to}: expected raw, monolithicSparse, monolithicFlat, \
-            twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs"
-        )
-    })?;
+    let format: Format = to.parse().with_context(|| format!("--to {to}"))?;
     let open = a.input_args.options();
     let disk = match a.from {
         InputFormat::Auto => open.open_vmdk_or_raw(input)?,
@@ -703,15 +687,16 @@ fn check_ft(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
         FtVersionArg::Legacy => ovf_disk::FtVersion::Legacy,
         FtVersionArg::Smp => ovf_disk::FtVersion::Smp,
     };
-    let report = if is_vmx(file) {
-        let options = ovf_disk::VmOptions::new()
-            .open_options(input_args.options())
-            .allow_outside_paths(input_args.allow_outside_paths);
-        ovf_disk::ft_check_vm(file, &options, version)?
-    } else if is_package(file) {
-        ovf_disk::ft_check_package(&Package::open(file)?, version)?
-    } else {
-        ovf_disk::ft_check_disk(file, input_args.options().open(file)?, version)
+    let options = input_args.vm_options();
+    let report = match Input::open(file, &options)? {
+        Input::Vm(vm) => ovf_disk::ft_check_vm(&vm.path, &options, version)?,
+        Input::Package(pkg) => ovf_disk::ft_check_package(&pkg, version)?,
+        Input::Disk(disk) => ovf_disk::ft_check_disk(file, *disk, version),
+        other => anyhow::bail!(
+            "{}: {:?} inputs have no FT check",
+            file.display(),
+            other.kind()
+        ),
     };
     if a.json {
         print_json(out, &report)?;
@@ -766,7 +751,7 @@ fn fix(out: &mut dyn Write, a: &FixArgs) -> Result<ExitCode> {
 fn check_target(out: &mut dyn Write, a: &CheckArgs, target: TargetArg) -> Result<ExitCode> {
     let target = target_of(target);
     anyhow::ensure!(
-        is_package(&a.file),
+        is_package(&a.file)?,
         "--target checks a package (.ovf or .ova)"
     );
     let report = ovf_disk::lint(&Package::open(&a.file)?, target)?;
@@ -786,7 +771,7 @@ fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
         return check_target(out, a, t);
     }
     let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
-    if is_package(file) {
+    if is_package(file).with_context(|| format!("cannot check {}", file.display()))? {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pkg =
             Package::open(file).with_context(|| format!("cannot check {}", file.display()))?;
@@ -855,10 +840,7 @@ struct ImportJson<'a> {
 
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
-    let format = match a.format {
-        ImportFormat::Raw => Format::Raw,
-        ImportFormat::Vmdk => Format::Vmdk(CreateType::MonolithicFlat),
-    };
+    let format = ovf_disk::thick_format(matches!(a.format, ImportFormat::Raw), false);
     let mut options = ImportOptions::new()
         .output_format(format)?
         .convert_options(args.convert_options(args.write_options()?));
@@ -996,31 +978,34 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
 }
 
 fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
-    let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
-    if is_vmx(file) {
-        let options = ovf_disk::VmOptions::new()
-            .open_options(input_args.options())
-            .allow_outside_paths(input_args.allow_outside_paths);
-        let info = ovf_disk::vm_info(file, &options)?;
-        if json {
-            print_json(out, &info)?;
-        } else {
-            text::vm_info(out, &info)?;
+    let (file, json) = (a.file.as_path(), a.json);
+    let options = a.input_args.vm_options();
+    match Input::open(file, &options)? {
+        Input::Vm(vm) => {
+            let info = ovf_disk::vm_info(&vm.path, &options)?;
+            if json {
+                print_json(out, &info)?;
+            } else {
+                text::vm_info(out, &info)?;
+            }
         }
-    } else if is_package(file) {
-        let info = Package::open(file)?.info();
-        if json {
-            print_json(out, &info)?;
-        } else {
-            text::package_info(out, &info)?;
+        Input::Package(pkg) => {
+            let info = pkg.info();
+            if json {
+                print_json(out, &info)?;
+            } else {
+                text::package_info(out, &info)?;
+            }
         }
-    } else {
-        let info = input_args.options().open(file)?.info()?;
-        if json {
-            print_json(out, &info)?;
-        } else {
-            text::disk_info(out, &info)?;
+        Input::Disk(disk) => {
+            let info = disk.info()?;
+            if json {
+                print_json(out, &info)?;
+            } else {
+                text::disk_info(out, &info)?;
+            }
         }
+        other => anyhow::bail!("{}: nothing to show for {:?}", file.display(), other.kind()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -232,6 +232,46 @@ pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
         p.package.display(),
         p.ovf_version
     )?;
+    package_systems(out, p)?;
+    for d in &p.disks {
+        writeln!(
+            out,
+            "disk {}:  {} in {} (format {})",
+            d.disk_id,
+            d.capacity
+                .map_or_else(|| d.capacity_as_written.clone(), human),
+            d.file.as_deref().unwrap_or("no file (a blank disk)"),
+            d.format.as_deref().unwrap_or("not stated")
+        )?;
+    }
+    for f in &p.files {
+        writeln!(
+            out,
+            "file {}:  declared {}; {}",
+            f.href,
+            stated(f.size, |s| format!("{s} bytes")),
+            f.present_size
+                .map_or_else(|| "missing".to_string(), |s| format!("{s} bytes present"))
+        )?;
+    }
+    package_options(out, p)?;
+    match &p.manifest {
+        Some(m) => writeln!(out, "manifest:     {} ({} entries)", m.file, m.entries)?,
+        None => writeln!(out, "manifest:     none")?,
+    }
+    writeln!(
+        out,
+        "signed:       {}",
+        if p.signed {
+            "yes (ovf-disk verify checks the signature)"
+        } else {
+            "no"
+        }
+    )
+}
+
+/// The systems of `package_info`: hardware summary and drives.
+fn package_systems(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
     for s in &p.systems {
         let name = s
             .name
@@ -264,27 +304,11 @@ pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
             )?;
         }
     }
-    for d in &p.disks {
-        writeln!(
-            out,
-            "disk {}:  {} in {} (format {})",
-            d.disk_id,
-            d.capacity
-                .map_or_else(|| d.capacity_as_written.clone(), human),
-            d.file.as_deref().unwrap_or("no file (a blank disk)"),
-            d.format.as_deref().unwrap_or("not stated")
-        )?;
-    }
-    for f in &p.files {
-        writeln!(
-            out,
-            "file {}:  declared {}; {}",
-            f.href,
-            stated(f.size, |s| format!("{s} bytes")),
-            f.present_size
-                .map_or_else(|| "missing".to_string(), |s| format!("{s} bytes present"))
-        )?;
-    }
+    Ok(())
+}
+
+/// The deployment options and properties of `package_info`.
+fn package_options(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
     for d in &p.deployment_options {
         writeln!(
             out,
@@ -318,19 +342,7 @@ pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
                 .map_or_else(String::new, |l| format!(": {l}"))
         )?;
     }
-    match &p.manifest {
-        Some(m) => writeln!(out, "manifest:     {} ({} entries)", m.file, m.entries)?,
-        None => writeln!(out, "manifest:     none")?,
-    }
-    writeln!(
-        out,
-        "signed:       {}",
-        if p.signed {
-            "yes (ovf-disk verify checks the signature)"
-        } else {
-            "no"
-        }
-    )
+    Ok(())
 }
 
 fn link_header(out: &mut dyn Write, l: &LinkInfo) -> Result<()> {
