@@ -7,7 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ovf_disk::{check_package, import_stream, ConvertOptions, ImportOptions, Package};
+use ovf_disk::import::{ImportOptions, import_stream};
+use ovf_disk::output::ConvertOptions;
+use ovf_disk::package::{Package, check_package};
 
 fuzz_target!(|data: &[u8]| {
     let base = if std::path::Path::new("/dev/shm").is_dir() {

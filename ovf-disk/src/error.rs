@@ -3,8 +3,8 @@
 //! library's errors for the disks, with the package's disk id when there is one.
 //!
 //! The convention is `vmdk`'s: `Display` carries everything, the inner error included, and
-//! [`std::error::Error::source`] returns nothing; a caller that needs the inner error matches
-//! the variant.
+//! [`std::error::Error::source`] chains to the inner error too (the `vmdk` or `ovf` error, the
+//! operating system's), for callers that walk the chain or match the variant.
 
 use std::fmt;
 use std::io;
@@ -26,7 +26,8 @@ pub enum Error {
         /// The envelope's `ovf:diskId`, for a disk of a package.
         disk: Option<String>,
         /// What went wrong.
-        error: Box<vmdk::Error>,
+        #[source]
+        error: vmdk::Error,
     },
     /// The operating system refused.
     #[error("{}: {error}", path.display())]
@@ -34,6 +35,7 @@ pub enum Error {
         /// The file concerned.
         path: PathBuf,
         /// The error.
+        #[source]
         error: io::Error,
     },
     /// An output exists and replacing outputs was not asked for.
@@ -152,10 +154,7 @@ impl fmt::Display for DiskMessage<'_> {
 
 impl From<vmdk::Error> for Error {
     fn from(error: vmdk::Error) -> Self {
-        Self::Disk {
-            disk: None,
-            error: Box::new(error),
-        }
+        Self::Disk { disk: None, error }
     }
 }
 

@@ -17,7 +17,7 @@ pub enum Input {
     Disk(Box<vmdk::Disk>),
     /// An OVF package (`.ovf` with its files, or `.ova`), read in place.
     Package(Box<Package>),
-    /// A VM's configuration; its disks open through [`crate::vm_info`] and the like, with the
+    /// A VM's configuration; its disks open through [`crate::vm::vm_info`] and the like, with the
     /// same options.
     Vm(Box<Vm>),
 }
@@ -27,7 +27,8 @@ impl Input {
     /// policy for extents), a package, or a `.vmx`.
     ///
     /// ```no_run
-    /// use ovf_disk::{Input, VmOptions};
+    /// use ovf_disk::Input;
+    /// use ovf_disk::vm::VmOptions;
     ///
     /// match Input::open("appliance.ova".as_ref(), &VmOptions::new())? {
     ///     Input::Package(pkg) => println!("{} systems", pkg.envelope().systems.len()),

@@ -2,9 +2,15 @@
 //! unpacked), verify it against its manifest and certificate, check every disk, import it to
 //! eager-zeroed thick disks (from a file or from a pipe, in one pass), and export disks or a
 //! package to an OVA; plus writing any disk to files that never look complete when they are
-//! not ([`convert`]). The disks themselves are read and written by the [`vmdk`] crate, the
-//! envelope, manifest and certificate are the [`ovf`] crate's (re-exported here as [`ovf`] and
-//! by name).
+//! not ([`output::convert`]). The disks themselves are read and written by the [`vmdk`] crate,
+//! the envelope, manifest and certificate are the [`ovf`] crate's (both re-exported here).
+//!
+//! The API is grouped by what it is for, one module a question: [`package`] (a package on
+//! disk: open, read in place, verify, check, describe), [`import`], [`export`] (and `fix`),
+//! [`rules`] (reports that write nothing: per-product lint, Fault Tolerance), [`emit`] (libvirt
+//! and `.vmx` configurations), [`vm`] (VM folders and their `.vmx`), [`output`] (writing any
+//! disk to files that never look complete when they are not); at the root, the front door
+//! ([`Input::open`], by content) and the one error ([`Error`], with its [`Category`]).
 //!
 //! Spec: DMTF DSP0243 "Open Virtualization Format Specification" 1.x and 2.x (and VMware's 0.9
 //! envelope). Every byte read is untrusted: envelopes, manifests and archives are bounded before
@@ -17,7 +23,8 @@
 //!
 //! ```no_run
 //! # fn main() -> ovf_disk::Result<()> {
-//! use ovf_disk::{import, ImportOptions, Package};
+//! use ovf_disk::import::{ImportOptions, import};
+//! use ovf_disk::package::Package;
 //!
 //! let pkg = Package::open("appliance.ova".as_ref())?;
 //! let verified = pkg.verify(&|_| {})?;
@@ -38,47 +45,18 @@
 
 #![deny(missing_docs)]
 
-mod emit;
+pub mod emit;
 mod error;
-mod export;
-mod import;
+pub mod export;
+pub mod import;
 mod input;
-mod output;
-mod package;
-mod rules;
+pub mod output;
+pub mod package;
+pub mod rules;
+pub mod vm;
 
-mod vm;
-
-pub use emit::{libvirt_domain, vmx_config, Emit, EmitDisk, Emitted};
 pub use error::{Category, Error, Result};
-pub use export::fix::{fix, FixOptions, FixReport};
-pub use export::{export, ExportOptions, ExportReport, ExportedMember, ManifestStyle};
-pub use import::{import, import_stream, EmittedConfig, ImportOptions, ImportReport, ImportedDisk};
 pub use input::Input;
-pub use output::convert::{
-    convert, convert_stream, thick_format, thick_format_for, ConvertOptions,
-};
-pub use output::{interrupt, remove_leftovers};
 pub use ovf;
-pub use ovf::cert::CertificateFile;
-pub use ovf::envelope::{
-    AttachedDisk, DeploymentOption, DiskDrive, Envelope, FileRef, OperatingSystem, System,
-    VirtualDisk,
-};
-pub use ovf::hardware::{Device, DeviceKind, Firmware, Hardware};
-pub use ovf::manifest::{Algorithm, Entry as ManifestEntry, Manifest, Outcome};
-pub use ovf::properties::{ovf_environment, property_values, Property};
-pub use package::check::{check_package, CheckMethod, DiskCheck, PackageCheck};
-pub use package::info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
 pub use package::kind::{input_kind, InputKind};
-pub use package::verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
-pub use package::Package;
-pub use rules::ft::{
-    ft_check_disk, ft_check_package, ft_check_vm, FtReport, FtVersion, MachineFt,
-    Outcome as FtOutcome, RuleCheck,
-};
-pub use rules::lint::{lint, Finding, LintReport, Severity, Target};
-pub use vm::{
-    inflate_vm, vm_info, InflatedDisk, UnusedFile, Vm, VmDisk, VmDiskInfo, VmInflateReport, VmInfo,
-    VmLink, VmOptions, VmxWriter,
-};
+pub use vmdk;

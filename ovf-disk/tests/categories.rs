@@ -11,7 +11,8 @@ mod common;
 use std::path::Path;
 
 use common::{disk_entry, envelope, file_ref, qemu_to_vmdk, sample_raw, tar_of};
-use ovf_disk::{Category, Package};
+use ovf_disk::package::Package;
+use ovf_disk::Category;
 use vmdk::{Disk, ErrorKind};
 
 /// Every byte of `disk`, read in 1 MiB pieces: the first error.
@@ -119,6 +120,30 @@ fn every_error_answers_a_category() {
     let e = Disk::open(d.join("out.vmdk")).unwrap_err();
     assert_eq!(e.category(), Category::Refused, "{e}");
     // ... and an option out of range, through ovf-disk.
-    let e = ovf_disk::ExportOptions::new().chunk_size(3).unwrap_err();
+    let e = ovf_disk::export::ExportOptions::new()
+        .chunk_size(3)
+        .unwrap_err();
     assert_eq!(e.category(), Category::Refused, "{e}");
+}
+
+/// `source()` chains from `ovf-disk`'s error to `vmdk`'s to the operating system's, while each
+/// `Display` still carries the whole message; the tool prints each cause once.
+#[test]
+fn errors_chain_to_their_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let e: ovf_disk::Error = Disk::open(dir.path().join("none.vmdk")).unwrap_err().into();
+    let vmdk = std::error::Error::source(&e).unwrap();
+    assert!(vmdk.downcast_ref::<vmdk::Error>().is_some(), "{vmdk:?}");
+    let io = vmdk.source().unwrap();
+    assert_eq!(
+        io.downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    assert!(e.to_string().contains(&io.to_string()), "{e}");
+    let pkg = Package::open(&dir.path().join("none.ova")).unwrap_err();
+    assert!(std::error::Error::source(&pkg).is_some_and(|s| s.is::<std::io::Error>()));
+    let out = common::ovf_disk(dir.path(), &["info", "none.vmdk"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }

@@ -33,6 +33,15 @@ fn import_example_imports_an_ova() {
         stdout.contains("ovf:/disk/vmdisk0 on SCSI (lsilogic)"),
         "{stdout}"
     );
+    // The drive linked to its disk and file, and the running total of bytes written.
+    assert!(
+        stdout.contains("holds vmdisk0 in app-disk1.vmdk"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("written: {} bytes", 3 << 20)),
+        "{stdout}"
+    );
     assert_eq!(
         qemu_raw_sha(d.path(), "imported/app-disk1-thick.vmdk"),
         sha256(&d.path().join("src.raw"))
@@ -51,4 +60,20 @@ fn import_example_imports_an_ova() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.ova: not verified"), "{err}");
     assert!(!d.path().join("bad").exists());
+    // An archive cut short is told apart by its category: fetch it again.
+    let ova = std::fs::read(d.path().join("app.ova")).unwrap();
+    std::fs::write(d.path().join("cut.ova"), &ova[..ova.len() / 2]).unwrap();
+    let out = Command::new(example("import"))
+        .args(["cut.ova", "cut"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fetch it again"));
+    assert!(!d.path().join("cut").exists());
 }

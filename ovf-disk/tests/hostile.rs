@@ -11,10 +11,12 @@ use std::path::Path;
 
 use common::builders::*;
 use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_of};
-use ovf_disk::{
-    check_package, import_stream, CertificateFile, ConvertOptions, Envelope, ImportOptions,
-    Manifest, Package,
-};
+use ovf_disk::import::{import_stream, ImportOptions};
+use ovf_disk::output::ConvertOptions;
+use ovf_disk::ovf::cert::CertificateFile;
+use ovf_disk::ovf::manifest::Manifest;
+use ovf_disk::ovf::Envelope;
+use ovf_disk::package::{check_package, Package};
 use proptest::prelude::*;
 use proptest::sample::Index;
 

@@ -18,10 +18,13 @@ use cap::Cap;
 use catalogue::{run_catalogue, Case};
 use common::builders::*;
 use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_member, tar_of, NS};
+use ovf_disk::import::{import, import_stream, ImportOptions};
 use ovf_disk::ovf;
-use ovf_disk::{
-    import, import_stream, CertificateFile, Envelope, Error, ImportOptions, Manifest, Package,
-};
+use ovf_disk::ovf::cert::CertificateFile;
+use ovf_disk::ovf::manifest::Manifest;
+use ovf_disk::ovf::Envelope;
+use ovf_disk::package::Package;
+use ovf_disk::Error;
 
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);

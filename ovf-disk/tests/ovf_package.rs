@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use ovf_disk::Algorithm;
+use ovf_disk::ovf::manifest::Algorithm;
 
 fn envelope(ns: &str, disks: &[(&str, u64, u64)]) -> String {
     let mut refs = String::new();
@@ -1112,7 +1112,7 @@ fn an_import_after_verify_reads_each_file_once_and_inputs_open_by_content() {
         ovf_disk::InputKind::Ova
     );
     let ovf_disk::Input::Package(pkg) =
-        ovf_disk::Input::open(&path, &ovf_disk::VmOptions::new()).unwrap()
+        ovf_disk::Input::open(&path, &ovf_disk::vm::VmOptions::new()).unwrap()
     else {
         panic!("not opened as a package");
     };
@@ -1128,9 +1128,14 @@ fn an_import_after_verify_reads_each_file_once_and_inputs_open_by_content() {
     );
     let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let out = d.path().join("out");
-    let imported = ovf_disk::import(&pkg, &out, &ovf_disk::ImportOptions::new(), &|id, _| {
-        seen.lock().unwrap().insert(id.to_string());
-    })
+    let imported = ovf_disk::import::import(
+        &pkg,
+        &out,
+        &ovf_disk::import::ImportOptions::new(),
+        &|id, _| {
+            seen.lock().unwrap().insert(id.to_string());
+        },
+    )
     .unwrap();
     assert_eq!(imported.verify, report);
     let seen = seen.into_inner().unwrap();

@@ -9,7 +9,7 @@
 //! offsets of its members and of the structures inside the disk member are read from the
 //! archive's tar headers and the disk's own header, not written by hand.
 //!
-//! [`ovf_disk::Package::open`] takes a path and reads the archive with its own `File`: it
+//! [`ovf_disk::package::Package::open`] takes a path and reads the archive with its own `File`: it
 //! cannot be given another source, so the in-place reads of `import`, `verify` and `check` are
 //! not covered here (see the vmdk crate's `tests/faults.rs` for the disk reads they share).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -22,7 +22,8 @@ use std::path::Path;
 
 use common::builders::{noise, SparseBuilder};
 use common::ovf_disk_ok;
-use ovf_disk::{import_stream, Error, ImportOptions};
+use ovf_disk::import::{import_stream, ImportOptions};
+use ovf_disk::Error;
 
 /// The message of every injected error: no offset or name in it, so those in an error's text
 /// come from the library.

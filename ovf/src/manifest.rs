@@ -275,7 +275,7 @@ pub fn digest<R: Read>(algorithm: Algorithm, reader: &mut R) -> std::io::Result<
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        h.update(buf.get(..n).unwrap_or(&[]));
+        h.update(buf.split_at(n.min(buf.len())).0);
     }
 }
 

@@ -497,7 +497,7 @@ impl SparseCheck<'_> {
             } else {
                 budget -= grain_bytes;
                 let n = usize::try_from(s.grain_len(g)).unwrap_or(0);
-                s.read_grain(g, sector, scratch.get_mut(..n).unwrap_or(&mut []))
+                s.read_grain(g, sector, crate::io::head_mut(&mut scratch, n))
             };
             if let Err(e) = result {
                 report.add_error(&e);
@@ -724,7 +724,7 @@ impl std::io::Read for BackingReader<'_> {
         if n == 0 {
             return Ok(0);
         }
-        let dst = buf.get_mut(..n).unwrap_or(&mut []);
+        let dst = buf.split_at_mut(n.min(buf.len())).0;
         // The stream reader names the file, the structure and the offset itself: an I/O error
         // goes through as the operating system's, not wrapped in a second location.
         self.backing

@@ -273,7 +273,7 @@ fn push_run(runs: &mut Vec<Run>, offset: u64, len: u64, kind: Allocation) {
 fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<SparseExtent>)> {
     let mut head = [0u8; 8];
     let head_len = backing.len().min(8) as usize;
-    backing.read_exact_at("file", 0, head.get_mut(..head_len).unwrap_or(&mut []))?;
+    backing.read_exact_at("file", 0, crate::io::head_mut(&mut head, head_len))?;
     if has_sparse_magic(&head) {
         let sparse = SparseExtent::open(backing.clone())?;
         let descriptor = match sparse.descriptor() {
@@ -656,9 +656,8 @@ impl Disk {
     fn overlapping(&self, from: u64, to: u64) -> impl Iterator<Item = &Extent> {
         let first = self.extents.partition_point(|e| e.start + e.len <= from);
         self.extents
-            .get(first..)
-            .unwrap_or(&[])
             .iter()
+            .skip(first)
             .take_while(move |e| e.start < to)
     }
 
@@ -891,11 +890,12 @@ fn read_locating(
 fn slice_mut(buf: &mut [u8], start: u64, len: u64) -> &mut [u8] {
     let start = start as usize;
     let end = start + len as usize;
-    // The ranges come from arithmetic on the caller's own buffer, bounded above; an empty slice
-    // here would show as a short read, never as a panic.
+    // The ranges come from arithmetic on the caller's own buffer, bounded above; clamped to it
+    // all the same, so a range past it would show as a short read, never as a panic.
     let total = buf.len();
-    buf.get_mut(start.min(total)..end.min(total))
-        .unwrap_or(&mut [])
+    let (head, _) = buf.split_at_mut(end.min(total));
+    let from = start.min(head.len());
+    head.split_at_mut(from).1
 }
 
 /// The last component of `path`, as text.
@@ -926,8 +926,8 @@ fn read_text_descriptor(backing: &Backing) -> Result<Descriptor> {
     }
     let bytes = backing.read_vec("descriptor", 0, backing.len())?;
     let looks_like = {
-        let head = String::from_utf8_lossy(bytes.get(..bytes.len().min(4096)).unwrap_or(&[]))
-            .to_ascii_lowercase();
+        let head =
+            String::from_utf8_lossy(bytes.split_at(bytes.len().min(4096)).0).to_ascii_lowercase();
         head.contains("# disk descriptorfile") || head.contains("createtype")
     };
     match Descriptor::parse_bytes(&bytes) {
@@ -962,7 +962,7 @@ fn check_capacity<S: Grains>(s: &S, line: &ExtentLine) -> Result<()> {
 fn open_sparse_extent(kind: &ExtentKind, backing: Backing) -> Result<ExtentData> {
     let mut head = [0u8; 4];
     let n = backing.len().min(4) as usize;
-    backing.read_exact_at("file", 0, head.get_mut(..n).unwrap_or(&mut []))?;
+    backing.read_exact_at("file", 0, crate::io::head_mut(&mut head, n))?;
     let cowd = match kind {
         ExtentKind::SeSparse => return Ok(ExtentData::Esx(Box::new(sesparse::open(backing)?))),
         ExtentKind::VmfsSparse => !has_sparse_magic(&head),
@@ -1025,7 +1025,7 @@ impl ReadAt for Disk {
             return Ok(0);
         }
         let n = (self.capacity - pos).min(buf.len() as u64) as usize;
-        let part = buf.get_mut(..n).unwrap_or(&mut []);
+        let part = buf.split_at_mut(n.min(buf.len())).0;
         self.read_link(pos, part, &mut Vec::new())?;
         Ok(n)
     }

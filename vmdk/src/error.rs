@@ -5,9 +5,10 @@
 //! offset (printed in hex). Every error raised while reading untrusted input carries all three
 //! where they are known, so a user can open the file in a hex editor and look.
 //!
-//! One convention: `Display` carries everything, the inner error included, and
-//! [`std::error::Error::source`] returns nothing, so printing an error once prints it whole. A
-//! caller that needs the operating system's error matches [`ErrorKind::Io`].
+//! One convention: `Display` carries everything, the inner error included, so printing an error
+//! once prints it whole; [`std::error::Error::source`] also returns the operating system's
+//! error of an [`ErrorKind::Io`], for callers that walk the chain (a printer that walks it
+//! skips a cause whose text is already shown).
 
 use std::fmt;
 use std::io;
@@ -23,12 +24,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// assert!(matches!(e.kind(), vmdk::ErrorKind::Io(_)));
 /// assert_eq!(e.path(), Some(std::path::Path::new("/no/such/disk.vmdk")));
 /// ```
-#[derive(Debug)]
 pub struct Error {
+    /// Boxed, so a `Result` carrying this error (or an error that wraps it) stays small.
+    inner: Box<Inner>,
+}
+
+/// What an [`Error`] holds.
+struct Inner {
     path: Option<PathBuf>,
     structure: &'static str,
     offset: Option<u64>,
     kind: ErrorKind,
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("path", &self.inner.path)
+            .field("structure", &self.inner.structure)
+            .field("offset", &self.inner.offset)
+            .field("kind", &self.inner.kind)
+            .finish()
+    }
 }
 
 /// A feature of the format (or a size) this library does not read or write, as opposed to
@@ -36,10 +53,6 @@ pub struct Error {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Feature {
-    /// ESXi sparse extents (`COWD`, createType `vmfsSparse`). No longer raised: they are read.
-    VmfsSparse,
-    /// Space-efficient sparse extents (createType `seSparse`). No longer raised: they are read.
-    SeSparse,
     /// A `COWD` header version other than 1.
     CowdVersion(u32),
     /// A seSparse constant header version other than `0x200000001`.
@@ -81,8 +94,6 @@ pub enum Feature {
 impl fmt::Display for Feature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::VmfsSparse => f.write_str("ESXi sparse extents (COWD, vmfsSparse)"),
-            Self::SeSparse => f.write_str("seSparse extents"),
             Self::CowdVersion(v) => write!(f, "COWD version {v} (version 1 is read)"),
             Self::SeSparseVersion(v) => {
                 write!(f, "seSparse version {v:#x} (version 0x200000001 is read)")
@@ -234,10 +245,12 @@ impl Error {
         kind: ErrorKind,
     ) -> Self {
         Self {
-            path: path.map(Path::to_path_buf),
-            structure,
-            offset,
-            kind,
+            inner: Box::new(Inner {
+                path: path.map(Path::to_path_buf),
+                structure,
+                offset,
+                kind,
+            }),
         }
     }
 
@@ -281,43 +294,41 @@ impl Error {
     /// What went wrong, taken out of the error.
     #[cfg(feature = "write")]
     pub(crate) fn into_kind(self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The same error about the file `path`: what a writer that writes under temporary names
     /// uses to name the final output in the message.
-    pub fn with_path(self, path: impl AsRef<Path>) -> Self {
-        Self {
-            path: Some(path.as_ref().to_path_buf()),
-            ..self
-        }
+    pub fn with_path(mut self, path: impl AsRef<Path>) -> Self {
+        self.inner.path = Some(path.as_ref().to_path_buf());
+        self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.inner.kind
     }
 
     /// The file being read (or written), when known.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.inner.path.as_deref()
     }
 
     /// The on-disk structure being read, in the format's own words ("sparse header", "grain
     /// table", "grain marker", "descriptor", ...), or "file" for the file as a whole.
     pub fn structure(&self) -> &'static str {
-        self.structure
+        self.inner.structure
     }
 
     /// Byte offset of the structure (or of the faulty field) in [`Error::path`].
     pub fn offset(&self) -> Option<u64> {
-        self.offset
+        self.inner.offset
     }
 
     /// What kind of failure this is: an end of file met inside a structure is
     /// [`Category::Truncated`], like [`ErrorKind::Truncated`].
     pub fn category(&self) -> Category {
-        match &self.kind {
+        match &self.inner.kind {
             ErrorKind::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => Category::Truncated,
             ErrorKind::Io(_) => Category::Io,
             ErrorKind::Truncated { .. } => Category::Truncated,
@@ -337,13 +348,13 @@ impl Error {
     /// Whether the error is about what the file is, not damage in it: not found or unreadable,
     /// not a VMDK, a feature not read, a name leading outside the folder, a bad argument.
     pub(crate) fn is_about_the_input(&self) -> bool {
-        match &self.kind {
+        match &self.inner.kind {
             ErrorKind::NotVmdk
             | ErrorKind::Unsupported(_)
             | ErrorKind::InvalidInput(_)
             | ErrorKind::PathOutside { .. } => true,
             ErrorKind::Io(io) => {
-                self.structure == "file" && io.kind() != io::ErrorKind::UnexpectedEof
+                self.inner.structure == "file" && io.kind() != io::ErrorKind::UnexpectedEof
             }
             _ => false,
         }
@@ -352,23 +363,30 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(path) = &self.path {
+        if let Some(path) = &self.inner.path {
             write!(f, "{}: ", path.display())?;
         }
-        f.write_str(self.structure)?;
-        if let Some(offset) = self.offset {
+        f.write_str(self.inner.structure)?;
+        if let Some(offset) = self.inner.offset {
             write!(f, " at offset {offset:#x}")?;
         }
-        write!(f, ": {}", self.kind)
+        write!(f, ": {}", self.inner.kind)
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner.kind {
+            ErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
-        match e.kind {
-            ErrorKind::Io(ref inner) if e.path.is_none() => io::Error::new(inner.kind(), e),
+        match e.inner.kind {
+            ErrorKind::Io(ref inner) if e.inner.path.is_none() => io::Error::new(inner.kind(), e),
             _ => io::Error::new(io::ErrorKind::InvalidData, e),
         }
     }
@@ -379,7 +397,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_carries_the_inner_error_and_source_is_empty() {
+    fn display_carries_the_inner_error_and_source_chains_to_it() {
         let e = Error::at(
             Path::new("d.vmdk"),
             "grain table",
@@ -390,7 +408,8 @@ mod tests {
             e.to_string(),
             "d.vmdk: grain table at offset 0x200: disk on fire"
         );
-        assert!(std::error::Error::source(&e).is_none());
+        let inner = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(inner.as_deref(), Some("disk on fire"));
         let u = Error::file(
             Path::new("x"),
             ErrorKind::Unsupported(Feature::CompressAlgorithm(2)),

@@ -34,7 +34,7 @@ struct MemoryStorage(Arc<[u8]>);
 impl MemoryStorage {
     fn copy_out(data: &[u8], pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         let start = usize::try_from(pos).unwrap_or(usize::MAX).min(data.len());
-        let avail = data.get(start..).unwrap_or(&[]);
+        let avail = data.split_at(start.min(data.len())).1;
         let n = avail.len().min(buf.len());
         if let (Some(dst), Some(src)) = (buf.get_mut(..n), avail.get(..n)) {
             dst.copy_from_slice(src);
@@ -509,6 +509,13 @@ pub(crate) fn folder_of(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// The first `n` bytes of `buf`, or all of it when it is shorter: a prefix taken without a
+/// panic and without a silent empty slice.
+pub(crate) fn head_mut(buf: &mut [u8], n: usize) -> &mut [u8] {
+    let n = n.min(buf.len());
+    buf.split_at_mut(n).0
 }
 
 #[cfg(test)]

@@ -27,13 +27,13 @@ pub struct FixReport {
 /// Options of [`fix`]: how disks are written, and whether devices may be removed.
 ///
 /// ```
-/// let options = ovf_disk::FixOptions::new().allow_drop(true);
+/// let options = ovf_disk::export::FixOptions::new().allow_drop(true);
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct FixOptions {
-    convert: crate::ConvertOptions,
+    convert: crate::output::ConvertOptions,
     allow_drop: bool,
 }
 
@@ -44,7 +44,7 @@ impl FixOptions {
     }
 
     /// How the disks are written.
-    pub fn convert_options(mut self, convert: crate::ConvertOptions) -> Self {
+    pub fn convert_options(mut self, convert: crate::output::ConvertOptions) -> Self {
         self.convert = convert;
         self
     }

@@ -12,6 +12,8 @@
 
 pub(crate) mod fix;
 
+pub use fix::{fix, FixOptions, FixReport};
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -60,8 +62,8 @@ pub enum ManifestStyle {
 /// Options of [`export`]: how disks are converted, and how the package is stored.
 ///
 /// ```
-/// let options = ovf_disk::ExportOptions::new()
-///     .manifest(ovf_disk::Algorithm::Sha1)
+/// let options = ovf_disk::export::ExportOptions::new()
+///     .manifest(ovf_disk::ovf::manifest::Algorithm::Sha1)
 ///     .compress(true)
 ///     .chunk_size(1 << 30)
 ///     .unwrap();
@@ -179,7 +181,7 @@ impl Source {
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
 /// let inputs = [std::path::PathBuf::from("disk.raw")];
-/// let report = ovf_disk::export(&inputs, "appliance.ova".as_ref(), &ovf_disk::ExportOptions::new(), &|_| {})?;
+/// let report = ovf_disk::export::export(&inputs, "appliance.ova".as_ref(), &ovf_disk::export::ExportOptions::new(), &|_| {})?;
 /// for m in &report.members {
 ///     println!("{} ({} bytes)", m.name, m.size);
 /// }
@@ -408,7 +410,7 @@ impl Read for Part {
         let n = buf
             .len()
             .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let k = self.file.read(buf.get_mut(..n).unwrap_or(&mut []))?;
+        let k = self.file.read(buf.split_at_mut(n.min(buf.len())).0)?;
         self.left -= k as u64;
         Ok(k)
     }

@@ -44,10 +44,10 @@ use ovf::write::{edit_envelope, vmdk_format, EnvelopeEdits};
 /// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
 ///
 /// ```
-/// let options = ovf_disk::ImportOptions::new()
+/// let options = ovf_disk::import::ImportOptions::new()
 ///     .output_format(vmdk::Format::Raw)
 ///     .unwrap()
-///     .convert_options(ovf_disk::ConvertOptions::new().replace_existing(true));
+///     .convert_options(ovf_disk::output::ConvertOptions::new().replace_existing(true));
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug)]
@@ -106,7 +106,7 @@ impl ImportOptions {
 
     /// Sets the OVF property `key` (as the package names it, or `class.key.instance`) to
     /// `value` for the deployment; checked against the property's type and qualifiers when the
-    /// import starts ([`crate::property_values`]).
+    /// import starts ([`ovf::properties::property_values`]).
     pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.push((key.into(), value.into()));
         self
@@ -477,8 +477,8 @@ fn commit_import(
 ///
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
-/// let pkg = ovf_disk::Package::open("appliance.ova".as_ref())?;
-/// let report = ovf_disk::import(&pkg, "imported".as_ref(), &ovf_disk::ImportOptions::new(), &|_, _| {})?;
+/// let pkg = ovf_disk::package::Package::open("appliance.ova".as_ref())?;
+/// let report = ovf_disk::import::import(&pkg, "imported".as_ref(), &ovf_disk::import::ImportOptions::new(), &|_, _| {})?;
 /// for d in &report.disks {
 ///     println!("{} -> {:?}", d.from, d.files);
 /// }
@@ -594,7 +594,7 @@ impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         for h in &mut self.hashers {
-            h.update(buf.get(..n).unwrap_or(&[]));
+            h.update(buf.split_at(n.min(buf.len())).0);
         }
         Ok(n)
     }

@@ -23,7 +23,7 @@ use crate::output::{check_target, commit_all, remove_leftovers, PendingFile};
 /// outputs may be replaced.
 ///
 /// ```
-/// let options = ovf_disk::ConvertOptions::new()
+/// let options = ovf_disk::output::ConvertOptions::new()
 ///     .write_options(vmdk::WriteOptions::new().threads(2))
 ///     .replace_existing(true);
 /// # let _ = options;
@@ -227,9 +227,9 @@ pub fn thick_format(raw: bool, esx: bool) -> Format {
 /// use std::path::Path;
 /// use vmdk::{CreateType, Format};
 ///
-/// let f = ovf_disk::thick_format_for(Path::new("disk.vmdk"), true);
+/// let f = ovf_disk::output::thick_format_for(Path::new("disk.vmdk"), true);
 /// assert_eq!(f, Format::Vmdk(CreateType::Vmfs));
-/// assert_eq!(ovf_disk::thick_format_for(Path::new("disk.img"), true), Format::Raw);
+/// assert_eq!(ovf_disk::output::thick_format_for(Path::new("disk.img"), true), Format::Raw);
 /// ```
 pub fn thick_format_for(output: &Path, esx: bool) -> Format {
     let vmdk = output
@@ -248,11 +248,11 @@ pub fn thick_format_for(output: &Path, esx: bool) -> Format {
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
 /// let disk = vmdk::Disk::open("appliance-disk1.vmdk")?;
-/// let report = ovf_disk::convert(
+/// let report = ovf_disk::output::convert(
 ///     &disk,
 ///     "thick.vmdk".as_ref(),
 ///     &vmdk::Format::Vmdk(vmdk::CreateType::MonolithicFlat),
-///     &ovf_disk::ConvertOptions::new(),
+///     &ovf_disk::output::ConvertOptions::new(),
 ///     &|_| {},
 /// )?;
 /// assert_eq!(report.files[0], std::path::Path::new("thick.vmdk"));

@@ -1,7 +1,7 @@
 //! Output files that appear under their final name only when complete, and what a failed,
 //! interrupted or killed run leaves behind.
 //!
-//! A [`PendingFile`] is written under a hidden temporary name beside its target,
+//! A `PendingFile` is written under a hidden temporary name beside its target,
 //! `.NAME.ovf-disk-partial`, which it holds an exclusive lock on (`flock`) while it is open. It is
 //! flushed to the device, then renamed into place (refusing to replace a file that appeared
 //! meanwhile, unless replacing was asked for), and the folder synced. Dropped without a commit,
@@ -14,11 +14,13 @@
 //! which removes every temporary file and every folder an import of this process created, and
 //! makes later commits fail.
 //!
-//! An import writes into an [`OutputFolder`]: locked for the import (a second import into it
+//! An import writes into an `OutputFolder`: locked for the import (a second import into it
 //! refuses), and removed on failure when the import created it.
 
 pub(crate) mod convert;
 pub(crate) mod parallel;
+
+pub use convert::{convert, convert_stream, thick_format, thick_format_for, ConvertOptions};
 
 use std::fs::{File, OpenOptions};
 use std::io;

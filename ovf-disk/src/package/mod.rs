@@ -15,13 +15,16 @@ pub(crate) mod signature;
 pub(crate) mod stream;
 pub(crate) mod verify;
 
+pub use check::{check_package, CheckMethod, DiskCheck, PackageCheck};
+pub use info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
+pub use verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
+
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use self::ova::{OvaFiles, OvaIndex};
-use self::verify::VerifyReport;
 use crate::error::{Error, Result};
 use ovf::envelope::{Envelope, VirtualDisk};
 use ovf::manifest::Manifest;
@@ -43,7 +46,7 @@ enum Source {
 ///
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
-/// let pkg = ovf_disk::Package::open("appliance.ova".as_ref())?;
+/// let pkg = ovf_disk::package::Package::open("appliance.ova".as_ref())?;
 /// for disk in &pkg.envelope().disks {
 ///     println!("{}: {:?} bytes", disk.disk_id, disk.capacity_bytes);
 /// }

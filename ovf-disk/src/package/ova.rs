@@ -254,7 +254,7 @@ impl Read for MemberReader {
         }
         let got = self
             .file
-            .read_at(self.offset, buf.get_mut(..n).unwrap_or(&mut []))?;
+            .read_at(self.offset, buf.split_at_mut(n.min(buf.len())).0)?;
         if got == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -280,7 +280,7 @@ impl ReadAt for MemberStorage {
             return Ok(0);
         }
         self.file
-            .read_at(self.offset + pos, buf.get_mut(..n).unwrap_or(&mut []))
+            .read_at(self.offset + pos, buf.split_at_mut(n.min(buf.len())).0)
     }
 }
 

@@ -550,7 +550,7 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         let mut head = [0u8; 512];
         let mut r = pkg.reader(&file.href)?;
         let n = r.read(&mut head).unwrap_or(0);
-        let flags = sparse_flags(head.get(..n).unwrap_or(&[]));
+        let flags = sparse_flags(head.split_at(n.min(head.len())).0);
         let says_stream = disk
             .format
             .as_deref()

@@ -27,7 +27,7 @@ const MAX_LISTED: usize = 10_000;
 /// Options of [`vm_info`] and [`inflate_vm`]: how disks are opened and written.
 ///
 /// ```
-/// let options = ovf_disk::VmOptions::new()
+/// let options = ovf_disk::vm::VmOptions::new()
 ///     .allow_outside_paths(false)
 ///     .output_format(vmdk::Format::Raw)
 ///     .unwrap();
@@ -293,10 +293,10 @@ fn output_stem(disk: &Disk, device: &str, taken: &[String]) -> String {
 ///
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
-/// let report = ovf_disk::inflate_vm(
+/// let report = ovf_disk::vm::inflate_vm(
 ///     "web/web.vmx".as_ref(),
 ///     "thick".as_ref(),
-///     &ovf_disk::VmOptions::new(),
+///     &ovf_disk::vm::VmOptions::new(),
 ///     &|_, _| {},
 /// )?;
 /// for d in &report.disks {

@@ -58,7 +58,7 @@ impl<R: Read> Input<R> {
     fn fill(&mut self, structure: &'static str, buf: &mut [u8]) -> Result<bool> {
         let mut got = 0;
         while got < buf.len() {
-            let dst = buf.get_mut(got..).unwrap_or(&mut []);
+            let dst = buf.split_at_mut(got.min(buf.len())).1;
             match self.inner.read(dst) {
                 Ok(0) if got == 0 => return Ok(false),
                 Ok(0) => {
@@ -97,7 +97,7 @@ impl<R: Read> Input<R> {
         let mut scratch = [0u8; 4096];
         while n > 0 {
             let k = n.min(scratch.len() as u64) as usize;
-            self.fill_all(structure, scratch.get_mut(..k).unwrap_or(&mut []))?;
+            self.fill_all(structure, crate::io::head_mut(&mut scratch, k))?;
             n -= k as u64;
         }
         Ok(())
@@ -323,10 +323,9 @@ impl<R: Read> StreamReader<R> {
         // The last block of a file may end without its padding.
         if pad > 0 {
             let mut p = [0u8; SECTOR_SIZE as usize];
-            let _ = self.input.fill(
-                "grain padding",
-                p.get_mut(..pad as usize).unwrap_or(&mut []),
-            );
+            let _ = self
+                .input
+                .fill("grain padding", crate::io::head_mut(&mut p, pad as usize));
         }
         Ok(Block::Grain(offset, at + GrainMarker::SIZE, packed))
     }
@@ -376,7 +375,7 @@ impl<R: Read> StreamReader<R> {
                                     )),
                                 )
                             })
-                            .and_then(|()| sink.write(offset, out.get(..len).unwrap_or(&[])));
+                            .and_then(|()| sink.write(offset, out.split_at(len.min(out.len())).0));
                         if let Err(e) = r {
                             if let Ok(mut f) = failure.lock() {
                                 f.get_or_insert(e);

@@ -74,7 +74,7 @@ pub(crate) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> std::io::Res
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
-            buf = buf.get(n..).unwrap_or(&[]);
+            buf = buf.split_at(n.min(buf.len())).1;
             offset += n as u64;
         }
         Ok(())
@@ -214,14 +214,18 @@ impl AlignedBuf {
     }
 
     fn get(&self, n: usize) -> &[u8] {
-        self.raw
-            .get(self.start..self.start + n.min(self.len))
-            .unwrap_or(&[])
+        // `start + len` lies within `raw` by construction; clamped all the same.
+        let (aligned, _) = self
+            .raw
+            .split_at((self.start + n.min(self.len)).min(self.raw.len()));
+        aligned.split_at(self.start.min(aligned.len())).1
     }
 
     fn get_mut(&mut self, n: usize) -> &mut [u8] {
-        let end = self.start + n.min(self.len);
-        self.raw.get_mut(self.start..end).unwrap_or(&mut [])
+        let end = (self.start + n.min(self.len)).min(self.raw.len());
+        let (aligned, _) = self.raw.split_at_mut(end);
+        let from = self.start.min(aligned.len());
+        aligned.split_at_mut(from).1
     }
 }
 

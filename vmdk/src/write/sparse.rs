@@ -20,7 +20,7 @@ use super::copy::{write_all_at, Target};
 use super::geometry::{
     check_write_capacity, written_header, DESCRIPTOR_SECTORS, GRAIN_SECTORS, GTES_PER_GT,
 };
-use super::walk::{for_each_grain, GrainWalk};
+use super::walk::{walk_grains, GrainWalk};
 use crate::descriptor::Descriptor;
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Feature, Result};
@@ -199,7 +199,7 @@ pub(crate) fn write_sparse_extent(
         threads,
         batch,
     };
-    for_each_grain(disk, &walk, &work, &mut sink, progress)?;
+    walk_grains(disk, &walk, &work, &mut sink, progress)?;
     if let Some(prev) = current {
         write_table(prev, &mut table)?;
     }

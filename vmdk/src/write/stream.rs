@@ -24,7 +24,7 @@ use super::geometry::{
     check_write_capacity, written_header, DESCRIPTOR_SECTORS, GRAIN_SECTORS, GTES_PER_GT,
 };
 use super::options::WriteOptions;
-use super::walk::{for_each_grain, GrainWalk};
+use super::walk::{walk_grains, GrainWalk};
 use crate::codec::compress_grain;
 use crate::descriptor::Descriptor;
 use crate::disk::Disk;
@@ -81,7 +81,7 @@ impl<W: Write> StreamWriter<'_, W> {
         let rem = (self.pos % SECTOR_SIZE) as usize;
         if rem != 0 {
             let zeros = [0u8; SECTOR_SIZE as usize];
-            self.put(zeros.get(rem..).unwrap_or(&[]))?;
+            self.put(zeros.split_at(rem.min(zeros.len())).1)?;
         }
         Ok(())
     }
@@ -222,7 +222,7 @@ pub(crate) fn write_stream<W: Write>(
         threads: options.threads,
         batch: options.batch,
     };
-    for_each_grain(
+    walk_grains(
         disk,
         &walk,
         &work,

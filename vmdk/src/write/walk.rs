@@ -12,7 +12,7 @@ use crate::disk::{Allocation, Disk};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::SECTOR_SIZE;
 
-/// A walk over a range of a disk in grains, for [`for_each_grain`].
+/// A walk over a range of a disk in grains, for [`walk_grains`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GrainWalk {
     /// First byte of the range.
@@ -187,7 +187,7 @@ fn worker<T>(
 /// range's start), so compression and writing overlap. At most `batch` grains (and at least
 /// two per thread) are in flight (queued, being worked on, or waiting for their turn), which
 /// bounds memory whatever the disk size. A panic in `work` stops the walk and is re-raised.
-pub(crate) fn for_each_grain<T: Send>(
+pub(crate) fn walk_grains<T: Send>(
     disk: &Disk,
     walk: &GrainWalk,
     work: &(dyn Fn(u64, &[u8]) -> Result<T> + Sync),
@@ -343,7 +343,7 @@ mod tests {
                 most.fetch_max(b - sunk.load(SeqCst), SeqCst);
                 Ok(data.to_vec())
             };
-            for_each_grain(&disk, &walk, &work, &mut |g, d| {
+            walk_grains(&disk, &walk, &work, &mut |g, d| {
                 got.push((g, d));
                 sunk.fetch_add(1, SeqCst);
                 Ok(())
@@ -366,7 +366,7 @@ mod tests {
         let (disk, _) = three_extents(sectors(64, 5), 0, sectors(64, 6));
         let walk = whole(&disk, 3, 16);
         let mut got = Vec::new();
-        let r = for_each_grain(
+        let r = walk_grains(
             &disk,
             &walk,
             &|g, _| {
@@ -400,7 +400,7 @@ mod tests {
             let (disk, _) = three_extents(sectors(256, 5), 0, sectors(64, 6));
             let walk = whole(&disk, 2, 64);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                for_each_grain(
+                walk_grains(
                     &disk,
                     &walk,
                     &|g, _| if g == 40 { panic!("grain 40") } else { Ok(g) },

@@ -17,7 +17,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ovf_disk::{ConvertOptions, ImportOptions, Input, InputKind, Package};
+use ovf_disk::import::ImportOptions;
+use ovf_disk::output::ConvertOptions;
+use ovf_disk::package::Package;
+use ovf_disk::{Input, InputKind};
 use serde::Serialize;
 use vmdk::{CreateType, Format, OpenOptions, StreamReader, WriteOptions, WriteReport, ZeroMode};
 
@@ -66,8 +69,8 @@ impl InputArgs {
     }
 
     /// The options of a VM's disks (and of any input opened through `Input::open`).
-    fn vm_options(&self) -> ovf_disk::VmOptions {
-        ovf_disk::VmOptions::new()
+    fn vm_options(&self) -> ovf_disk::vm::VmOptions {
+        ovf_disk::vm::VmOptions::new()
             .open_options(self.options())
             .allow_outside_paths(self.allow_outside_paths)
     }
@@ -134,7 +137,7 @@ impl OutputArgs {
             true => Path::new("."),
             false => folder,
         };
-        for removed in ovf_disk::remove_leftovers(folder)? {
+        for removed in ovf_disk::output::remove_leftovers(folder)? {
             eprintln!(
                 "ovf-disk: removed {}, left by an interrupted run",
                 removed.display()
@@ -540,14 +543,14 @@ fn print_write(
 #[derive(Serialize)]
 struct VmInflateJson<'a> {
     #[serde(flatten)]
-    report: &'a ovf_disk::VmInflateReport,
+    report: &'a ovf_disk::vm::VmInflateReport,
     seconds: f64,
 }
 
 /// `inflate VM.vmx OUTDIR`: every disk's chain consolidated.
 fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     let (vmx, outdir, args) = (a.input.as_path(), a.output.as_path(), &a.out);
-    let format = ovf_disk::thick_format(matches!(a.format, Some(ImportFormat::Raw)), a.esx);
+    let format = ovf_disk::output::thick_format(matches!(a.format, Some(ImportFormat::Raw)), a.esx);
     let options = a
         .input_args
         .vm_options()
@@ -562,7 +565,7 @@ fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         bar.set_message(device.to_string());
         bar.inc(n)
     };
-    let report = ovf_disk::inflate_vm(vmx, outdir, &options, &progress)
+    let report = ovf_disk::vm::inflate_vm(vmx, outdir, &options, &progress)
         .with_context(|| format!("inflating the disks of {}", vmx.display()))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -589,7 +592,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         "--format is for a .vmx input; for a disk, OUT's extension says (.vmdk or raw)"
     );
     let (input, output, args) = (a.input.as_path(), a.output.as_path(), &a.out);
-    let format = ovf_disk::thick_format_for(output, a.esx);
+    let format = ovf_disk::output::thick_format_for(output, a.esx);
     let options = args.convert_options(args.write_options()?);
     args.remove_leftovers_beside(output)?;
     let started = Instant::now();
@@ -601,7 +604,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
             .map_err(ovf_disk::Error::from)
             .and_then(|s| {
                 bar.set_length(s.capacity());
-                ovf_disk::convert_stream(s, output, &format, &options, &|n| bar.inc(n))
+                ovf_disk::output::convert_stream(s, output, &format, &options, &|n| bar.inc(n))
             })
             .with_context(|| format!("inflating standard input to {}", output.display()))?;
         bar.finish_and_clear();
@@ -609,7 +612,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     } else {
         let disk = a.input_args.options().open(input)?;
         let bar = args.progress(disk.capacity());
-        let r = ovf_disk::convert(&disk, output, &format, &options, &|n| bar.inc(n))
+        let r = ovf_disk::output::convert(&disk, output, &format, &options, &|n| bar.inc(n))
             .with_context(|| format!("inflating {} to {}", input.display(), output.display()))?;
         bar.finish_and_clear();
         r
@@ -648,7 +651,7 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     } else {
         let options = args.convert_options(write);
         args.remove_leftovers_beside(output)?;
-        ovf_disk::convert(&disk, output, &format, &options, &|n| bar.inc(n))
+        ovf_disk::output::convert(&disk, output, &format, &options, &|n| bar.inc(n))
             .with_context(|| format!("converting {} to {}", input.display(), output.display()))?
     };
     bar.finish_and_clear();
@@ -684,14 +687,14 @@ struct DiskCheckJson<'a> {
 fn check_ft(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
     let (file, input_args) = (a.file.as_path(), &a.input_args);
     let version = match a.ft_version {
-        FtVersionArg::Legacy => ovf_disk::FtVersion::Legacy,
-        FtVersionArg::Smp => ovf_disk::FtVersion::Smp,
+        FtVersionArg::Legacy => ovf_disk::rules::FtVersion::Legacy,
+        FtVersionArg::Smp => ovf_disk::rules::FtVersion::Smp,
     };
     let options = input_args.vm_options();
     let report = match Input::open(file, &options)? {
-        Input::Vm(vm) => ovf_disk::ft_check_vm(&vm.path, &options, version)?,
-        Input::Package(pkg) => ovf_disk::ft_check_package(&pkg, version)?,
-        Input::Disk(disk) => ovf_disk::ft_check_disk(file, *disk, version),
+        Input::Vm(vm) => ovf_disk::rules::ft_check_vm(&vm.path, &options, version)?,
+        Input::Package(pkg) => ovf_disk::rules::ft_check_package(&pkg, version)?,
+        Input::Disk(disk) => ovf_disk::rules::ft_check_disk(file, *disk, version),
         other => anyhow::bail!(
             "{}: {:?} inputs have no FT check",
             file.display(),
@@ -706,13 +709,13 @@ fn check_ft(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
     Ok(check_exit(report.ready))
 }
 
-fn target_of(t: TargetArg) -> ovf_disk::Target {
+fn target_of(t: TargetArg) -> ovf_disk::rules::Target {
     match t {
-        TargetArg::Esxi => ovf_disk::Target::Esxi,
-        TargetArg::Vcenter => ovf_disk::Target::Vcenter,
-        TargetArg::Workstation => ovf_disk::Target::Workstation,
-        TargetArg::Virtualbox => ovf_disk::Target::Virtualbox,
-        TargetArg::VirtV2v => ovf_disk::Target::VirtV2v,
+        TargetArg::Esxi => ovf_disk::rules::Target::Esxi,
+        TargetArg::Vcenter => ovf_disk::rules::Target::Vcenter,
+        TargetArg::Workstation => ovf_disk::rules::Target::Workstation,
+        TargetArg::Virtualbox => ovf_disk::rules::Target::Virtualbox,
+        TargetArg::VirtV2v => ovf_disk::rules::Target::VirtV2v,
     }
 }
 
@@ -726,15 +729,16 @@ fn fix(out: &mut dyn Write, a: &FixArgs) -> Result<ExitCode> {
         "the output, {}, must end in .ova",
         a.output.display()
     );
-    let options = ovf_disk::FixOptions::new()
+    let options = ovf_disk::export::FixOptions::new()
         .convert_options(args.convert_options(args.write_options()?))
         .allow_drop(a.allow_drop);
     args.remove_leftovers_beside(&a.output)?;
     let bar = args.progress(0);
-    let report = ovf_disk::fix(&a.package, &a.output, target_of(a.target), &options, &|n| {
-        bar.inc(n)
-    })
-    .with_context(|| format!("fixing {}", a.package.display()))?;
+    let report =
+        ovf_disk::export::fix(&a.package, &a.output, target_of(a.target), &options, &|n| {
+            bar.inc(n)
+        })
+        .with_context(|| format!("fixing {}", a.package.display()))?;
     bar.finish_and_clear();
     if args.json {
         print_json(out, &report)?;
@@ -754,7 +758,7 @@ fn check_target(out: &mut dyn Write, a: &CheckArgs, target: TargetArg) -> Result
         is_package(&a.file)?,
         "--target checks a package (.ovf or .ova)"
     );
-    let report = ovf_disk::lint(&Package::open(&a.file)?, target)?;
+    let report = ovf_disk::rules::lint(&Package::open(&a.file)?, target)?;
     if a.json {
         print_json(out, &report)?;
     } else {
@@ -775,7 +779,7 @@ fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pkg =
             Package::open(file).with_context(|| format!("cannot check {}", file.display()))?;
-        let c = ovf_disk::check_package(&pkg, &input_args.options(), threads, &|_| {})
+        let c = ovf_disk::package::check_package(&pkg, &input_args.options(), threads, &|_| {})
             .with_context(|| format!("cannot check {}", file.display()))?;
         if json {
             print_json(out, &c)?;
@@ -830,24 +834,24 @@ fn verify(out: &mut dyn Write, a: &VerifyArgs) -> Result<ExitCode> {
 struct ImportJson<'a> {
     package: &'a Path,
     descriptor: &'a Path,
-    disks: &'a [ovf_disk::ImportedDisk],
+    disks: &'a [ovf_disk::import::ImportedDisk],
     verified: bool,
-    verify: &'a ovf_disk::VerifyReport,
-    configurations: &'a [ovf_disk::EmittedConfig],
+    verify: &'a ovf_disk::package::VerifyReport,
+    configurations: &'a [ovf_disk::import::EmittedConfig],
     environment: &'a [PathBuf],
     seconds: f64,
 }
 
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
-    let format = ovf_disk::thick_format(matches!(a.format, ImportFormat::Raw), false);
+    let format = ovf_disk::output::thick_format(matches!(a.format, ImportFormat::Raw), false);
     let mut options = ImportOptions::new()
         .output_format(format)?
         .convert_options(args.convert_options(args.write_options()?));
     for e in &a.emit {
         options = options.emit(match e {
-            EmitKind::Libvirt => ovf_disk::Emit::Libvirt,
-            EmitKind::Vmx => ovf_disk::Emit::Vmx,
+            EmitKind::Libvirt => ovf_disk::emit::Emit::Libvirt,
+            EmitKind::Vmx => ovf_disk::emit::Emit::Vmx,
         });
     }
     if let Some(v) = a.hw_version {
@@ -871,8 +875,9 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
             bar.inc(n)
         };
         let stdin = std::io::stdin();
-        let r = ovf_disk::import_stream(stdin.lock(), "<stdin>", outdir, &options, &progress)
-            .context("importing the OVA on standard input")?;
+        let r =
+            ovf_disk::import::import_stream(stdin.lock(), "<stdin>", outdir, &options, &progress)
+                .context("importing the OVA on standard input")?;
         (bar, r)
     } else {
         let pkg = Package::open(package)?;
@@ -887,7 +892,7 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
             bar.set_message(format!("disk {id}"));
             bar.inc(n)
         };
-        let r = ovf_disk::import(&pkg, outdir, &options, &progress)
+        let r = ovf_disk::import::import(&pkg, outdir, &options, &progress)
             .with_context(|| format!("importing {}", package.display()))?;
         (bar, r)
     };
@@ -917,7 +922,7 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
 #[derive(Serialize)]
 struct ExportJson<'a> {
     #[serde(flatten)]
-    report: &'a ovf_disk::ExportReport,
+    report: &'a ovf_disk::export::ExportReport,
     seconds: f64,
 }
 
@@ -938,16 +943,16 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
         "the last path, {}, must end in .ova",
         target.display()
     );
-    let mut options = ovf_disk::ExportOptions::new()
+    let mut options = ovf_disk::export::ExportOptions::new()
         .convert_options(args.convert_options(write))
         .manifest(match a.manifest {
-            ManifestAlgorithm::Sha1 => ovf_disk::Algorithm::Sha1,
-            ManifestAlgorithm::Sha256 => ovf_disk::Algorithm::Sha256,
-            ManifestAlgorithm::Sha512 => ovf_disk::Algorithm::Sha512,
+            ManifestAlgorithm::Sha1 => ovf_disk::ovf::manifest::Algorithm::Sha1,
+            ManifestAlgorithm::Sha256 => ovf_disk::ovf::manifest::Algorithm::Sha256,
+            ManifestAlgorithm::Sha512 => ovf_disk::ovf::manifest::Algorithm::Sha512,
         })
         .manifest_style(match a.manifest_style {
-            ManifestStyleArg::Vmware => ovf_disk::ManifestStyle::Vmware,
-            ManifestStyleArg::Tag => ovf_disk::ManifestStyle::Tag,
+            ManifestStyleArg::Vmware => ovf_disk::export::ManifestStyle::Vmware,
+            ManifestStyleArg::Tag => ovf_disk::export::ManifestStyle::Tag,
         })
         .compress(a.compress);
     if let Some(key) = &a.sign {
@@ -959,7 +964,7 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
     args.remove_leftovers_beside(target)?;
     let bar = args.progress(0);
     let started = Instant::now();
-    let report = ovf_disk::export(inputs, target, &options, &|n| bar.inc(n))
+    let report = ovf_disk::export::export(inputs, target, &options, &|n| bar.inc(n))
         .with_context(|| format!("exporting to {}", target.display()))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -982,7 +987,7 @@ fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
     let options = a.input_args.vm_options();
     match Input::open(file, &options)? {
         Input::Vm(vm) => {
-            let info = ovf_disk::vm_info(&vm.path, &options)?;
+            let info = ovf_disk::vm::vm_info(&vm.path, &options)?;
             if json {
                 print_json(out, &info)?;
             } else {
@@ -1036,7 +1041,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// The error for people: its context and the library's message, with the flag that changes
 /// the outcome where there is one.
 fn message(e: &anyhow::Error) -> String {
-    let mut text = format!("{e:#}");
+    // The library's errors carry their causes in their text and chain to them too: a cause
+    // already shown is not repeated.
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
     for cause in e.chain() {
         let hint = match cause.downcast_ref::<ovf_disk::Error>() {
             Some(ovf_disk::Error::Exists(_)) => Some(" (use --force to replace it)"),
@@ -1069,7 +1086,7 @@ fn handle_signals() {
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            let removed = ovf_disk::interrupt();
+            let removed = ovf_disk::output::interrupt();
             eprintln!(
                 "\novf-disk: interrupted by signal {signal}; removed {} temporary file(s) and folder(s)",
                 removed.len()

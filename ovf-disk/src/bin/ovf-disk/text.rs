@@ -4,7 +4,9 @@
 use std::io::{Result, Write};
 use std::path::Path;
 
-use ovf_disk::{ExportReport, ImportReport, PackageCheck, PackageInfo, VerifyReport};
+use ovf_disk::export::ExportReport;
+use ovf_disk::import::ImportReport;
+use ovf_disk::package::{PackageCheck, PackageInfo, VerifyReport};
 use vmdk::{CheckReport, DiskInfo, LinkInfo, WriteReport};
 
 /// `bytes` in binary units: `512 B`, `4.00 MiB`.
@@ -435,7 +437,7 @@ pub fn disk_info(out: &mut dyn Write, info: &DiskInfo) -> Result<()> {
 }
 
 /// A VM: its configuration, each disk's chain, the folder's unused files.
-pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::VmInfo) -> Result<()> {
+pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::vm::VmInfo) -> Result<()> {
     let vm = &info.vm;
     writeln!(out, "vm:           {}", vm.path.display())?;
     writeln!(out, "name:         {}", stated(vm.name.clone(), |n| n))?;
@@ -474,7 +476,11 @@ pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::VmInfo) -> Result<()> {
 }
 
 /// What `inflate VM.vmx` wrote.
-pub fn vm_inflate(out: &mut dyn Write, r: &ovf_disk::VmInflateReport, seconds: f64) -> Result<()> {
+pub fn vm_inflate(
+    out: &mut dyn Write,
+    r: &ovf_disk::vm::VmInflateReport,
+    seconds: f64,
+) -> Result<()> {
     for d in &r.disks {
         let names: Vec<String> = d.files.iter().map(|f| f.display().to_string()).collect();
         writeln!(
@@ -495,9 +501,9 @@ pub fn vm_inflate(out: &mut dyn Write, r: &ovf_disk::VmInflateReport, seconds: f
 }
 
 /// Fault Tolerance readiness: each machine's rules, then the verdict.
-pub fn ft(out: &mut dyn Write, r: &ovf_disk::FtReport) -> Result<()> {
+pub fn ft(out: &mut dyn Write, r: &ovf_disk::rules::FtReport) -> Result<()> {
     let version = match r.version {
-        ovf_disk::FtVersion::Smp => "SMP-FT (vSphere 6.0 on)",
+        ovf_disk::rules::FtVersion::Smp => "SMP-FT (vSphere 6.0 on)",
         _ => "legacy Fault Tolerance (vSphere 4 to 6.0)",
     };
     writeln!(out, "{}: {version}", r.subject.display())?;
@@ -525,11 +531,11 @@ pub fn ft(out: &mut dyn Write, r: &ovf_disk::FtReport) -> Result<()> {
 }
 
 /// What a product would refuse or change, a finding a line.
-pub fn lint(out: &mut dyn Write, r: &ovf_disk::LintReport) -> Result<()> {
+pub fn lint(out: &mut dyn Write, r: &ovf_disk::rules::LintReport) -> Result<()> {
     for f in &r.findings {
         let severity = match f.severity {
-            ovf_disk::Severity::Refuse => "REFUSE",
-            ovf_disk::Severity::Change => "change",
+            ovf_disk::rules::Severity::Refuse => "REFUSE",
+            ovf_disk::rules::Severity::Change => "change",
             _ => "note",
         };
         writeln!(
