@@ -4,11 +4,13 @@
 #   benches/ab.sh REV [SIZE] [ROUNDS]     REV: the git revision to compare the work tree with
 #                                         (built in a temporary worktree); SIZE default 1G;
 #                                         ROUNDS default 3
+# AB_OLD=PATH uses an ovf-disk binary already built at REV instead of building it.
 # Cases: raw -> streamOptimized (convert), streamOptimized -> eager raw and thick VMDK
 # (inflate), an OVA of that disk imported, and info + check of the stream file. Every output
 # is checked by sha256 against the source before its time counts, and flushed inside the time
 # (our commit fsyncs).
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 REV=${1:?usage: benches/ab.sh REV [SIZE] [ROUNDS]}
 SIZE=${2:-1G}
@@ -20,9 +22,13 @@ NEW=$root/target/release/ovf-disk
 old_tree=$(mktemp -d "${TMPDIR:-/tmp}/ovf-disk-ab-old.XXXXXX")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ovf-disk-ab.XXXXXX")
 trap 'git -C "$root" worktree remove --force "$old_tree" >/dev/null 2>&1 || rm -rf "$old_tree"; rm -rf "$WORK"' EXIT
-git worktree add -q --detach "$old_tree" "$REV"
-(cd "$old_tree" && CARGO_TARGET_DIR="$root/target/ab-old" cargo build --release -q -p ovf-disk)
-OLD=$root/target/ab-old/release/ovf-disk
+if [ -n "${AB_OLD:-}" ]; then
+    OLD=$AB_OLD
+else
+    git worktree add -q --detach "$old_tree" "$REV"
+    (cd "$old_tree" && CARGO_TARGET_DIR="$root/target/ab-old" cargo build --release -q -p ovf-disk)
+    OLD=$root/target/ab-old/release/ovf-disk
+fi
 cd "$WORK"
 
 bytes=$(numfmt --from=iec "$SIZE")
@@ -49,7 +55,7 @@ check() { [ "$(sha "$1")" = "$want" ] || { echo "ab.sh: $2: $1 differs from the 
 # case NAME: runs "$bin" for the case into out.*, checks it, prints the seconds.
 run_case() {
     local bin=$1 name=$2 t0 t1
-    rm -rf out.* imported
+    rm -rf out.* out-* imported
     t0=$(now)
     case $name in
         convert) "$bin" convert -q src.raw out.vmdk --to streamOptimized ;;

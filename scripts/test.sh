@@ -8,3 +8,13 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo test --workspace --no-fail-fast "$@"
 cargo test -p vmdk --no-default-features --no-fail-fast "$@"
+# ovf-disk without its writers: the library and its unit tests build, and the read-only
+# importer example verifies and checks an OVA the full tool wrote.
+cargo test -p ovf-disk --no-default-features --lib --no-fail-fast "$@"
+cargo build -q -p ovf-disk --no-default-features --example verify
+work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
+head -c 3M /dev/urandom > "$work/src.raw"
+target/debug/ovf-disk export -q "$work/src.raw" "$work/app.ova"
+target/debug/examples/verify "$work/app.ova" | tee "$work/verify.out"
+grep -q '^verified, clean$' "$work/verify.out" || { echo "test.sh: the read-only example did not verify the OVA" >&2; exit 1; }
+echo "read-only example: 1 passed, 0 failed"

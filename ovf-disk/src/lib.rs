@@ -40,6 +40,10 @@
 //!
 //! # Features
 //!
+//! - `write` (default): everything that writes disks (`import`, `export`, `output::convert`,
+//!   `vm::inflate_vm`), with `vmdk`'s writers. Without it (`default-features = false`), an
+//!   importer that only opens, verifies, checks and reads packages and VMs links no writer.
+//! - `direct-io` (default): `vmdk`'s `O_DIRECT` outputs and `fallocate` preallocation.
 //! - `serde`: `Serialize` for the reports and the envelope summary.
 //! - `cli` (default): the `ovf-disk` command-line tool (clap, indicatif, JSON output).
 
@@ -47,7 +51,9 @@
 
 pub mod emit;
 mod error;
+#[cfg(feature = "write")]
 pub mod export;
+#[cfg(feature = "write")]
 pub mod import;
 mod input;
 pub mod output;

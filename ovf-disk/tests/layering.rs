@@ -198,3 +198,44 @@ fn ovf_links_neither_disks_nor_archives_nor_rsa() {
         assert!(!names.contains(banned), "ovf depends on {banned}:\n{tree}");
     }
 }
+
+/// `ovf-disk` without its default features links `vmdk` without its writers: `vmdk`'s `write`
+/// feature (its whole `write` module) is off, so a read-only importer compiles none of it.
+/// (`scripts/test.sh` builds and runs `examples/verify.rs` so.)
+#[test]
+fn ovf_disk_without_write_links_no_vmdk_writer() {
+    let features = |args: &[&str]| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args([
+                "tree",
+                "--offline",
+                "-p",
+                "ovf-disk",
+                "-e",
+                "features",
+                "-i",
+                "vmdk",
+            ])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let default = features(&[]);
+    assert!(default.contains("vmdk feature \"write\""), "{default}");
+    let read_only = features(&["--no-default-features"]);
+    assert!(read_only.contains("vmdk v"), "{read_only}");
+    for f in ["write", "direct-io"] {
+        assert!(
+            !read_only.contains(&format!("vmdk feature \"{f}\"")),
+            "{f} is on:\n{read_only}"
+        );
+    }
+}

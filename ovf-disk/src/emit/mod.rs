@@ -3,6 +3,7 @@
 //! wrote. Whatever cannot be expressed on the target is listed in [`Emitted::unmapped`], never
 //! dropped silently.
 
+#[cfg(feature = "write")]
 pub(crate) mod iso;
 mod libvirt;
 mod vmx;

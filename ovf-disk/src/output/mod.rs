@@ -17,9 +17,15 @@
 //! An import writes into an `OutputFolder`: locked for the import (a second import into it
 //! refuses), and removed on failure when the import created it.
 
+// Without the writers (feature `write`) nothing creates output files; the machinery stays for
+// `interrupt` and `remove_leftovers`, which a read-only program may still call.
+#![cfg_attr(not(feature = "write"), allow(dead_code))]
+
+#[cfg(feature = "write")]
 pub(crate) mod convert;
 pub(crate) mod parallel;
 
+#[cfg(feature = "write")]
 pub use convert::{convert, convert_stream, thick_format, thick_format_for, ConvertOptions};
 
 use std::fs::{File, OpenOptions};

@@ -312,6 +312,7 @@ pub(crate) fn declared(disk: &VirtualDisk, path: &Path) -> Result<u64> {
     })
 }
 
+#[cfg(feature = "write")]
 /// Refuses a disk (`file`, of `capacity` bytes) larger than `declared`, the capacity its
 /// package declares: an envelope's `ovf:capacity` bounds what an import writes (DSP0243
 /// section 9.1, DiskSection).

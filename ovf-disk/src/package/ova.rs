@@ -322,6 +322,7 @@ impl vmdk::Files for OvaFiles {
 
 /// Writes an OVA: `members` (name, size, data) in the order given, which should be the
 /// descriptor, the manifest, the certificate, then the disks. Sizes are checked against the data.
+#[cfg(feature = "write")]
 pub(crate) fn write_ova<W: std::io::Write>(
     out: W,
     members: Vec<(String, u64, Box<dyn Read + '_>)>,
@@ -362,11 +363,13 @@ pub(crate) fn write_ova<W: std::io::Write>(
     b.into_inner()
 }
 
+#[cfg(feature = "write")]
 struct Counted<R> {
     inner: R,
     n: u64,
 }
 
+#[cfg(feature = "write")]
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let k = self.inner.read(buf)?;

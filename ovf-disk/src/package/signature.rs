@@ -3,7 +3,9 @@
 //! building the certificate's chain to a trusted root, or checking its validity dates and
 //! revocation.
 
-use der::{DecodePem, Encode};
+#[cfg(feature = "write")]
+use der::DecodePem;
+use der::Encode;
 use ovf::cert::CertificateFile;
 use ovf::manifest::Algorithm;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -31,6 +33,7 @@ pub(crate) fn verify(cert: &CertificateFile, signed: &[u8]) -> std::result::Resu
     result.map_err(|_| "the signature does not match the manifest".to_string())
 }
 
+#[cfg(feature = "write")]
 /// Signs `manifest` (the manifest's bytes, named `manifest_name` in the package) with the RSA
 /// private key in `key_pem` (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`), digest
 /// `algorithm`, and returns the `.cert` text: the signature line as ovftool writes it
