@@ -294,15 +294,18 @@ fn info_describes_real_world_envelopes_in_words() {
     let cot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/envelopes/cot");
     for (ovf, cpus, memory, want) in [
         (
+            // The default configuration's (1CPU-4GB), as an import deploys it; the last
+            // configuration's items (4 CPUs, 8 GiB) were shown before (issue 26).
             "csr1000v.ovf",
-            Some(4),
-            Some(8u64 << 30),
+            Some(1),
+            Some(4u64 << 30),
             "controllers: SCSI (virtio lsilogic), IDE, IDE",
         ),
         (
+            // The default configuration, 1CPU-384MB-2NIC (3 GiB was the last one's).
             "iosv.ovf",
             Some(1),
-            Some(3u64 << 30),
+            Some(384u64 << 20),
             "disk flash2:  128.00 MiB in no file (a blank disk)",
         ),
         ("ubuntu.2.0.ovf", Some(1), Some(512u64 << 20), "(OVF 2.x)"),

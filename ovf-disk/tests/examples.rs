@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
-#[path = "../../vmdk/tests/support/run.rs"]
-mod run;
+use test_support::run;
 
 use std::process::Command;
 

@@ -316,6 +316,37 @@ fn compressed_and_chunked_disk_files_import_and_verify() {
         &["export", "--chunk-size", "1000", "a.vmdk", "bad.ova"],
     );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must be a multiple of 512"));
+    // Sizes take units as ovftool's do: 1M is the same package as 1048576.
+    ovf_disk_ok(
+        dir,
+        &[
+            "export",
+            "-q",
+            "--chunk-size",
+            "1M",
+            "a.vmdk",
+            "b.raw",
+            "ch-unit.ova",
+        ],
+    );
+    let sizes = |ova: &str, into: &str| -> Vec<(String, u64)> {
+        untar(dir, ova, into)
+            .into_iter()
+            .filter(|m| m.contains(".vmdk."))
+            .map(|m| {
+                let len = std::fs::metadata(dir.join(into).join(&m)).unwrap().len();
+                (m.replace("ch-unit", "ch"), len)
+            })
+            .collect()
+    };
+    let chunks = sizes("ch-unit.ova", "ch-unit");
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    assert_eq!(chunks, sizes("ch.ova", "ch-again"));
+    let bad = ovf_disk(
+        dir,
+        &["export", "--chunk-size", "1.5G", "a.vmdk", "bad.ova"],
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a size"));
 }
 
 #[test]

@@ -6,8 +6,7 @@
 //! for imports, that the output folder is left empty.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "../../vmdk/tests/support/catalogue.rs"]
-mod catalogue;
+use test_support::catalogue;
 mod common;
 
 use std::alloc::System;

@@ -53,6 +53,8 @@ fn info_lists_properties_and_deployment_options() {
     let out = ovf_disk_ok(d.path(), &["info", "p.ovf"]);
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
+        // The summary is the default configuration's: 1 CPU, not the large one's 4.
+        "system appliance \"appliance\":  CPUs 1, memory 1.00 GiB",
         "deployment option small (default): Small",
         "deployment option large: Large",
         "property vami.hostname.appliance (string, MinLen(1) MaxLen(15), user-configurable) default \"appliance\": Host name",
@@ -67,6 +69,7 @@ fn info_lists_properties_and_deployment_options() {
     assert_eq!(v["properties"].as_array().unwrap().len(), 5);
     assert_eq!(v["properties"][0]["system"], "appliance");
     assert_eq!(v["deployment_options"][0]["default"], true);
+    assert_eq!(v["systems"][0]["cpus"], 1);
 }
 
 #[test]

@@ -112,7 +112,9 @@ pub struct System {
     pub name: Option<String>,
     /// `OperatingSystemSection`.
     pub os: Option<OperatingSystem>,
-    /// Virtual CPUs (ResourceType 3).
+    /// Virtual CPUs (ResourceType 3). This summary (CPUs, memory, drives, controllers, NICs)
+    /// is the default deployment option's, as an import deploys it: items of no
+    /// configuration and of the default one.
     pub cpus: Option<u64>,
     /// Memory in bytes (ResourceType 4).
     #[cfg_attr(feature = "serde", serde(rename = "memory"))]
@@ -356,6 +358,22 @@ impl Envelope {
             version: version.to_string(),
             ..Envelope::default()
         };
+        for n in root
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().name() == "DeploymentOptionSection")
+        {
+            for c in n
+                .children()
+                .filter(|c| c.is_element() && c.tag_name().name() == "Configuration")
+            {
+                env.deployment_options.push(DeploymentOption {
+                    id: attr(c, "id").unwrap_or_default().to_string(),
+                    label: child_text(c, "Label"),
+                    description: child_text(c, "Description"),
+                    default: attr(c, "default").is_some_and(|d| d == "true"),
+                });
+            }
+        }
         for n in root.children().filter(|c| c.is_element()) {
             match n.tag_name().name() {
                 "References" => read_references(n, &line, &mut env.files)
@@ -375,19 +393,8 @@ impl Envelope {
                         )
                     })?
                 }
-                "DeploymentOptionSection" => {
-                    for c in n
-                        .children()
-                        .filter(|c| c.is_element() && c.tag_name().name() == "Configuration")
-                    {
-                        env.deployment_options.push(DeploymentOption {
-                            id: attr(c, "id").unwrap_or_default().to_string(),
-                            label: child_text(c, "Label"),
-                            description: child_text(c, "Description"),
-                            default: attr(c, "default").is_some_and(|d| d == "true"),
-                        });
-                    }
-                }
+                // Read before the systems, whose summaries take its default configuration.
+                "DeploymentOptionSection" => {}
                 other => env.other_sections.push(other.to_string()),
             }
         }
@@ -453,6 +460,8 @@ fn collect_systems<'a, 'i>(
         }
         return Ok(());
     }
+    // The summary describes the default deployment option, as an import deploys it.
+    let default = env.default_deployment_option().map(str::to_string);
     let mut s = System {
         id: attr(n, "id").unwrap_or_default().to_string(),
         name: child_text(n, "Name"),
@@ -467,7 +476,7 @@ fn collect_systems<'a, 'i>(
                     description: child_text(sec, "Description"),
                 })
             }
-            "VirtualHardwareSection" => summarize_hardware(sec, &mut s),
+            "VirtualHardwareSection" => summarize_hardware(sec, &mut s, default.as_deref()),
             _ => {}
         }
     }
@@ -476,8 +485,9 @@ fn collect_systems<'a, 'i>(
 }
 
 /// The summary of a `VirtualHardwareSection` into `s`: CPUs, memory, drives with their
-/// controllers, NICs and controllers.
-fn summarize_hardware(sec: roxmltree::Node<'_, '_>, s: &mut System) {
+/// controllers, NICs and controllers, of the items of no deployment option and of `default`'s
+/// (as [`crate::hardware::Hardware::select`] keeps them).
+fn summarize_hardware(sec: roxmltree::Node<'_, '_>, s: &mut System, default: Option<&str>) {
     let items: Vec<_> = sec
         .children()
         .filter(|c| {
@@ -486,6 +496,10 @@ fn summarize_hardware(sec: roxmltree::Node<'_, '_>, s: &mut System) {
                     c.tag_name().name(),
                     "Item" | "StorageItem" | "EthernetPortItem"
                 )
+        })
+        .filter(|c| match attr(*c, "configuration") {
+            None => true,
+            Some(list) => default.is_some_and(|d| list.split_whitespace().any(|x| x == d)),
         })
         .collect();
     let controller = |item: roxmltree::Node<'_, '_>| -> Option<String> {

@@ -95,3 +95,46 @@ fn errors_name_the_file_and_line() {
     let err = Manifest::parse("SHA256(../x)= 00\n", Path::new("web.mf")).unwrap_err();
     assert!(matches!(err, ovf::Error::Manifest { line: 1, .. }), "{err}");
 }
+
+/// With a DeploymentOptionSection, the summary is the default configuration's (as an import
+/// deploys it), not the last configuration's items.
+#[test]
+fn the_summary_is_the_default_configurations() {
+    let item = |rt: u32, q: u64, config: &str| {
+        let c = if config.is_empty() {
+            String::new()
+        } else {
+            format!(" ovf:configuration=\"{config}\"")
+        };
+        format!("<Item{c}><rasd:InstanceID>{rt}{q}</rasd:InstanceID><rasd:ResourceType>{rt}</rasd:ResourceType><rasd:VirtualQuantity>{q}</rasd:VirtualQuantity><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits></Item>")
+    };
+    let nic = |n: u32, config: &str| {
+        format!("<Item ovf:configuration=\"{config}\"><rasd:Connection>VM Network</rasd:Connection><rasd:InstanceID>9{n}</rasd:InstanceID><rasd:ResourceType>10</rasd:ResourceType></Item>")
+    };
+    let text = format!(
+        r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References/>
+  <VirtualSystem ovf:id="vm"><Info/><VirtualHardwareSection><Info/>{}{}{}{}{}{}</VirtualHardwareSection></VirtualSystem>
+  <DeploymentOptionSection><Info/>
+    <Configuration ovf:id="small" ovf:default="true"><Label>Small</Label></Configuration>
+    <Configuration ovf:id="large"><Label>Large</Label></Configuration>
+  </DeploymentOptionSection>
+</Envelope>"#,
+        item(3, 1, "small"),
+        item(4, 4096, "small"),
+        nic(1, "small large"),
+        item(3, 4, "large"),
+        item(4, 8192, "large"),
+        nic(2, "large")
+    );
+    let env = Envelope::parse(&text, Path::new("d.ovf")).unwrap();
+    let s = &env.systems[0];
+    assert_eq!(env.default_deployment_option(), Some("small"));
+    assert_eq!(s.cpus, Some(1));
+    assert_eq!(s.memory_bytes, Some(4 << 30));
+    assert_eq!(s.nics, ["VM Network"]);
+    // The typed hardware keeps every item, by configuration.
+    let large = s.hardware.select(Some("large"));
+    assert_eq!(large.cpus(), Some(4));
+    assert_eq!(large.memory_bytes(), Some(8 << 30));
+}

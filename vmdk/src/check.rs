@@ -26,7 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::descriptor::CID_NO_PARENT;
-use crate::disk::{ExtentData, OpenOptions};
+use crate::disk::{Disk, ExtentData, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{GrainMarker, MetadataMarker, SparseExtentHeader, SECTOR_SIZE};
 use crate::read::esx::{EsxExtent, EsxFormat, COWD_HEADER, SESPARSE_HEADER};
@@ -195,6 +195,28 @@ pub fn check(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CheckRepor
             return Ok(report);
         }
     };
+    check_into(&disk, &mut report);
+    Ok(report)
+}
+
+/// Checks a disk already open: every structure of every link walked, each problem reported
+/// by file, structure and offset, as [`check`] does after opening. A disk that opened has
+/// passed the checks of opening (a damaged one would not have), so [`check`] is the call for a
+/// file that may not open at all; this one is for an importer that holds the `Disk` already.
+///
+/// ```
+/// let disk = vmdk::Disk::open("../testdata/fuzz-seeds/disk/sparse-tiny.vmdk")?;
+/// assert!(vmdk::check_disk(&disk).is_clean());
+/// # Ok::<(), vmdk::Error>(())
+/// ```
+pub fn check_disk(disk: &Disk) -> CheckReport {
+    let mut report = CheckReport::default();
+    check_into(disk, &mut report);
+    report
+}
+
+/// The walk of [`check`] and [`check_disk`] over an open disk, into `report`.
+fn check_into(disk: &Disk, report: &mut CheckReport) {
     report.files = disk.files();
     for link in disk.chain() {
         if let Some(parent) = link.parent() {
@@ -212,13 +234,12 @@ pub fn check(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CheckRepor
         }
         for e in link.extents() {
             match &e.data {
-                ExtentData::Sparse(s) => check_sparse(s, &mut report),
-                ExtentData::Esx(s) => check_esx(s, &mut report),
+                ExtentData::Sparse(s) => check_sparse(s, report),
+                ExtentData::Esx(s) => check_esx(s, report),
                 _ => {}
             }
         }
     }
-    Ok(report)
 }
 
 /// What a used byte range of a sparse file holds.

@@ -79,7 +79,7 @@ mod sink;
 #[cfg(feature = "write")]
 mod write;
 
-pub use check::{check, CheckReport, Omitted, Problem, LISTED_PER_KIND};
+pub use check::{check, check_disk, CheckReport, Omitted, Problem, LISTED_PER_KIND};
 pub use descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
 pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};
 pub use error::{Category, Error, ErrorKind, Feature, Result};

@@ -4,8 +4,7 @@
 //! `tests/mutants.rs`, which runs every verb under a time limit.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/builders.rs"]
-mod builders;
+use test_support::builders;
 
 use builders::*;
 use vmdk::{MemoryFiles, OpenOptions, LISTED_PER_KIND};
@@ -27,7 +26,11 @@ fn tables_over_tables_are_counted_not_walked() {
     }
     let mut files = MemoryFiles::new();
     files.insert("d.vmdk", bytes);
-    let report = vmdk::check("d.vmdk", &OpenOptions::new().files(files)).unwrap();
+    let options = OpenOptions::new().files(files);
+    let report = vmdk::check("d.vmdk", &options).unwrap();
+    // The same walk over a disk an importer holds open already.
+    let disk = options.open("d.vmdk").unwrap();
+    assert_eq!(vmdk::check_disk(&disk), report);
     let over: Vec<_> = report
         .problems
         .iter()

@@ -7,10 +7,8 @@
 //! seSparse grain reads as zeros in qemu-img (and here), and through to the parent in dissect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/builders.rs"]
-mod builders;
-#[path = "support/peers.rs"]
-mod peers;
+use test_support::builders;
+use test_support::peers;
 
 use std::path::Path;
 

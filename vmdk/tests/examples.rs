@@ -3,8 +3,7 @@
 //! examples before it runs the tests.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/run.rs"]
-mod run;
+use test_support::run;
 
 use std::process::Command;
 

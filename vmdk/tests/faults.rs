@@ -12,8 +12,7 @@
 //! The expected offsets are taken from the layouts the builders return, never written by hand.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/builders.rs"]
-mod builders;
+use test_support::builders;
 
 use std::collections::HashMap;
 use std::io;

@@ -5,8 +5,7 @@
 //! Reads are bounded (1 MiB per case), so memory and time stay bounded too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/builders.rs"]
-mod builders;
+use test_support::builders;
 
 use std::io::Cursor;
 

@@ -5,10 +5,8 @@
 //! terabytes, descriptors of gigabytes, grains that inflate without end).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/builders.rs"]
-mod builders;
-#[path = "support/catalogue.rs"]
-mod catalogue;
+use test_support::builders;
+use test_support::catalogue;
 
 use std::alloc::System;
 use std::io::{Cursor, Write};

@@ -3,8 +3,7 @@
 //! Damaged inputs, each asserting the error's kind, structure and offset, are in `malformed.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/builders.rs"]
-mod builders;
+use test_support::builders;
 
 use builders::*;
 use proptest::prelude::*;

@@ -3,8 +3,7 @@
 //! file. Damaged streams are in `malformed.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/builders.rs"]
-mod builders;
+use test_support::builders;
 
 use std::io::Cursor;
 

@@ -15,8 +15,10 @@ use ovf::envelope::System;
 pub struct PackageDisk {
     /// `ovf:diskId`.
     pub disk_id: String,
-    /// The `ovf:href` of its file (none for a blank disk).
+    /// The `ovf:href` of its file (none for a blank disk, or when `file_ref` names no file).
     pub file: Option<String>,
+    /// `ovf:fileRef` as written: none for a blank disk (DSP0243 section 9.1).
+    pub file_ref: Option<String>,
     /// The capacity in bytes, when `ovf:capacity` and its units give one.
     pub capacity: Option<u64>,
     /// `ovf:capacity` and its units as written (`16 byte * 2^30`).
@@ -106,6 +108,7 @@ impl Package {
                 .map(|d| PackageDisk {
                     disk_id: d.disk_id.clone(),
                     file: e.file_of(d).map(|f| f.href.clone()),
+                    file_ref: d.file_ref.clone(),
                     capacity: d.capacity_bytes,
                     capacity_as_written: format!(
                         "{} {}",

@@ -352,8 +352,10 @@ fn hardware_rules(r: &mut Rules, version: FtVersion, h: &Hardware) {
             "cdrom-floppy",
             Outcome::PassAfterImport,
             format!(
-                "{} have media in the package; an import leaves them empty drives",
-                media.join(", ")
+                "{} {} media in the package; an import leaves {} empty",
+                media.join(", "),
+                if media.len() == 1 { "has" } else { "have" },
+                if media.len() == 1 { "it" } else { "them" }
             ),
             INCOMPATIBLE,
         );

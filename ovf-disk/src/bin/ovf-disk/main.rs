@@ -368,8 +368,9 @@ struct ExportArgs {
     /// The signer's certificate (PEM); default: the one in the key file.
     #[arg(long, value_name = "CERT.pem", requires = "sign")]
     cert: Option<PathBuf>,
-    /// Split each disk file into chunks of this many bytes (NAME.000000000, ...).
-    #[arg(long, value_name = "BYTES")]
+    /// Split each disk file into chunks of this size (NAME.000000000, ...): bytes, or with a
+    /// unit (512K, 100mb, 2GB, 1GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     chunk_size: Option<u64>,
     /// Store disk files gzip-compressed (ovf:compression="gzip").
     #[arg(long)]
@@ -456,6 +457,11 @@ fn parse_prop(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err("expected KEY=VALUE".into()),
     }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    ovf_disk::ovf::units::parse_size(s)
+        .ok_or_else(|| format!("{s:?} is not a size: bytes, or a number with K, M, G or T"))
 }
 
 fn parse_cid(s: &str) -> Result<u32, String> {

@@ -26,6 +26,34 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// A value the package may not state.
+/// `n` and the noun, singular or plural (`1 file`, `2 files`).
+fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Each network once, in order, with how many NICs connect to it when more than one
+/// (`VM Network (3 NICs), Backup`); `none` when there are no NICs.
+fn networks(nics: &[String]) -> String {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for n in nics {
+        match seen.iter_mut().find(|(name, _)| *name == n.as_str()) {
+            Some((_, count)) => *count += 1,
+            None => seen.push((n.as_str(), 1)),
+        }
+    }
+    if seen.is_empty() {
+        return "none".into();
+    }
+    seen.iter()
+        .map(|(name, n)| match n {
+            1 => (*name).to_string(),
+            n => format!("{name} ({n} NICs)"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn stated<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "not stated".to_string(), f)
 }
@@ -86,12 +114,16 @@ fn check_lines(out: &mut dyn Write, report: &CheckReport) -> Result<()> {
     }
     writeln!(
         out,
-        "{} allocated grains ({}), {} zeroed, {} leaked, {} files",
-        report.allocated_grains,
+        "{} ({}), {} zeroed, {} leaked, {}",
+        count(
+            report.allocated_grains,
+            "allocated grain",
+            "allocated grains"
+        ),
         human(report.allocated_bytes),
         human(report.zeroed_bytes),
         human(report.leaked_bytes),
-        report.files.len()
+        count(report.files.len() as u64, "file", "files")
     )
 }
 
@@ -103,8 +135,8 @@ pub fn disk_check(out: &mut dyn Write, report: &CheckReport) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{} errors were found on the image.",
-            report.problem_count()
+            "{} found on the image.",
+            count(report.problem_count(), "error was", "errors were")
         )
     }
 }
@@ -135,8 +167,8 @@ pub fn package_check(out: &mut dyn Write, c: &PackageCheck) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{} errors were found in the package.",
-            c.problem_count()
+            "{} found in the package.",
+            count(c.problem_count() as u64, "error was", "errors were")
         )
     }
 }
@@ -207,7 +239,7 @@ pub fn import(out: &mut dyn Write, package: &Path, r: &ImportReport, seconds: f6
     for c in &r.configurations {
         writeln!(out, "system {}: {}", c.system, c.file.display())?;
         for u in &c.unmapped {
-            writeln!(out, "  not carried over: {u}")?;
+            writeln!(out, "  unmapped: {u}")?;
         }
     }
     writeln!(
@@ -242,16 +274,23 @@ pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
             d.disk_id,
             d.capacity
                 .map_or_else(|| d.capacity_as_written.clone(), human),
-            d.file.as_deref().unwrap_or("no file (a blank disk)"),
+            match (&d.file, &d.file_ref) {
+                (Some(f), _) => f.clone(),
+                (None, Some(r)) => format!("fileRef {r:?}, which names no File in References"),
+                (None, None) => "no file (a blank disk)".into(),
+            },
             d.format.as_deref().unwrap_or("not stated")
         )?;
     }
     for f in &p.files {
         writeln!(
             out,
-            "file {}:  declared {}; {}",
+            "file {}:  {}; {}",
             f.href,
-            stated(f.size, |s| format!("{s} bytes")),
+            f.size.map_or_else(
+                || "size not stated".into(),
+                |s| format!("declared {s} bytes")
+            ),
             f.present_size
                 .map_or_else(|| "missing".to_string(), |s| format!("{s} bytes present"))
         )?;
@@ -295,7 +334,7 @@ fn package_systems(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
             out,
             "  controllers: {}; networks: {}",
             list(&s.controllers),
-            list(&s.nics)
+            networks(&s.nics)
         )?;
         for d in &s.drives {
             writeln!(
@@ -556,4 +595,19 @@ pub fn lint(out: &mut dyn Write, r: &ovf_disk::rules::LintReport) -> Result<()> 
             "the target would import this package"
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_agree_with_their_numbers() {
+        assert_eq!(count(1u64, "file", "files"), "1 file");
+        assert_eq!(count(0u64, "file", "files"), "0 files");
+        assert_eq!(count(2u64, "error was", "errors were"), "2 errors were");
+        let nics = ["VM Network", "Backup", "VM Network", "VM Network"].map(String::from);
+        assert_eq!(networks(&nics), "VM Network (3 NICs), Backup");
+        assert_eq!(networks(&[]), "none");
+    }
 }
