@@ -12,6 +12,7 @@
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
+. benches/testdisk.sh
 REV=${1:?usage: benches/ab.sh REV [SIZE] [ROUNDS]}
 SIZE=${2:-1G}
 ROUNDS=${3:-3}
@@ -32,18 +33,7 @@ fi
 cd "$WORK"
 
 bytes=$(numfmt --from=iec "$SIZE")
-chunk=$((64 << 20))
-truncate -s "$bytes" src.raw
-i=0
-for ((off = 0; off < bytes; off += chunk)); do
-    n=$(( bytes - off < chunk ? bytes - off : chunk ))
-    case $((i % 3)) in
-        0) head -c "$n" /dev/urandom | dd of=src.raw bs=1M seek=$((off >> 20)) conv=notrunc status=none ;;
-        1) head -c "$n" < <(seq 1 100000000) | dd of=src.raw bs=1M seek=$((off >> 20)) conv=notrunc status=none iflag=fullblock ;;
-        2) ;;
-    esac
-    i=$((i + 1))
-done
+test_disk src.raw "$bytes"
 want=$(sha256sum < src.raw | cut -d' ' -f1)
 "$NEW" convert -q src.raw so.vmdk --to streamOptimized
 "$NEW" export -q so.vmdk app.ova

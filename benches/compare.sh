@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/eager.sh
+. benches/testdisk.sh
 SIZE=${1:-2G}
 ROUNDS=${2:-3}
 ./scripts/setup.sh >/dev/null
@@ -24,18 +25,7 @@ trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
 bytes=$(numfmt --from=iec "$SIZE")
-chunk=$((64 << 20))
-truncate -s "$bytes" src.raw
-i=0
-for ((off = 0; off < bytes; off += chunk)); do
-    n=$(( bytes - off < chunk ? bytes - off : chunk ))
-    case $((i % 3)) in
-        0) head -c "$n" /dev/urandom | dd of=src.raw bs=1M seek=$((off >> 20)) conv=notrunc status=none ;;
-        1) head -c "$n" < <(seq 1 100000000) | dd of=src.raw bs=1M seek=$((off >> 20)) conv=notrunc status=none iflag=fullblock ;;
-        2) ;;
-    esac
-    i=$((i + 1))
-done
+test_disk src.raw "$bytes"
 echo "test disk: $SIZE ($bytes bytes): random, text-like and zero chunks of 64 MiB" >&2
 "$BIN" convert -q src.raw so.vmdk --to streamOptimized
 "$BIN" convert -q src.raw sp.vmdk --to monolithicSparse

@@ -106,6 +106,19 @@ fn cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
         .find_map(|n| visit(n, g, &mut Vec::new(), &mut done))
 }
 
+/// `cargo tree --offline ARGS` in this workspace, which must succeed: its output.
+fn cargo_tree(args: &[&str]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--offline"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let out = test_support::peers::succeeded(out, &format!("cargo tree {}", args.join(" ")));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn crate_src(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -168,27 +181,7 @@ fn the_checker_sees_cycles() {
 /// (nor `ovf-disk`) is in its dependency tree, as `cargo tree` resolves it.
 #[test]
 fn ovf_links_neither_disks_nor_archives_nor_rsa() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "-p",
-            "ovf",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tree = String::from_utf8(out.stdout).unwrap();
+    let tree = cargo_tree(&["-p", "ovf", "-e", "normal", "--prefix", "none"]);
     let names: BTreeSet<&str> = tree.lines().filter_map(|l| l.split(' ').next()).collect();
     assert!(
         names.contains("ovf") && names.contains("roxmltree"),
@@ -204,29 +197,10 @@ fn ovf_links_neither_disks_nor_archives_nor_rsa() {
 /// (`scripts/test.sh` builds and runs `examples/verify.rs` so.)
 #[test]
 fn ovf_disk_without_write_links_no_vmdk_writer() {
-    let features = |args: &[&str]| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .args([
-                "tree",
-                "--offline",
-                "-p",
-                "ovf-disk",
-                "-e",
-                "features",
-                "-i",
-                "vmdk",
-            ])
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+    let features = |more: &[&str]| {
+        let mut args = vec!["-p", "ovf-disk", "-e", "features", "-i", "vmdk"];
+        args.extend(more);
+        cargo_tree(&args)
     };
     let default = features(&[]);
     assert!(default.contains("vmdk feature \"write\""), "{default}");

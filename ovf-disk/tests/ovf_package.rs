@@ -104,6 +104,27 @@ fn build_package(dir: &Path, ns: &str, alg: Algorithm) -> Vec<String> {
     vec![sha256(&dir.join("src1.raw")), sha256(&dir.join("src2.raw"))]
 }
 
+/// The package of [`build_package`] (OVF 1.x, SHA256) as the OVA `name` in `dir`, its members in
+/// VMware's order; the raw sources' sha256.
+fn appliance_ova(dir: &Path, name: &str) -> Vec<String> {
+    let shas = build_package(
+        dir,
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    make_ova(
+        dir,
+        name,
+        &[
+            "appliance.ovf",
+            "appliance.mf",
+            "appliance-disk1.vmdk",
+            "appliance-disk2.vmdk",
+        ],
+    );
+    shas
+}
+
 fn make_ova(dir: &Path, name: &str, members: &[&str]) {
     let data: Vec<(String, Vec<u8>)> = members
         .iter()
@@ -504,21 +525,7 @@ fn import_from_pipe(dir: &Path, ova: &str, outdir: &str) -> std::process::Output
 #[test]
 fn streaming_import_from_a_pipe() {
     let d = tempfile::tempdir().unwrap();
-    let shas = build_package(
-        d.path(),
-        "http://schemas.dmtf.org/ovf/envelope/1",
-        Algorithm::Sha256,
-    );
-    make_ova(
-        d.path(),
-        "a.ova",
-        &[
-            "appliance.ovf",
-            "appliance.mf",
-            "appliance-disk1.vmdk",
-            "appliance-disk2.vmdk",
-        ],
-    );
+    let shas = appliance_ova(d.path(), "a.ova");
     let out = import_from_pipe(d.path(), "a.ova", "piped");
     assert!(
         out.status.success(),
@@ -1091,21 +1098,7 @@ fn names_that_need_escaping_export_verify_and_import() {
 #[test]
 fn an_import_after_verify_reads_each_file_once_and_inputs_open_by_content() {
     let d = tempfile::tempdir().unwrap();
-    let shas = build_package(
-        d.path(),
-        "http://schemas.dmtf.org/ovf/envelope/1",
-        Algorithm::Sha256,
-    );
-    make_ova(
-        d.path(),
-        "appliance.bin",
-        &[
-            "appliance.ovf",
-            "appliance.mf",
-            "appliance-disk1.vmdk",
-            "appliance-disk2.vmdk",
-        ],
-    );
+    let shas = appliance_ova(d.path(), "appliance.bin");
     let path = d.path().join("appliance.bin");
     assert_eq!(
         ovf_disk::input_kind(&path).unwrap(),
