@@ -10,9 +10,9 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ovf_disk::import::{import, ImportOptions};
+use ovf_disk::output::Progress;
 use ovf_disk::package::Package;
 use ovf_disk::vm::VmOptions;
 use ovf_disk::{Category, Input};
@@ -85,11 +85,11 @@ fn run(pkg: &Package, package: &str, outdir: &Path) -> ovf_disk::Result<ExitCode
         println!("  networks: {}", s.nics.join(", "));
     }
 
-    // Progress comes as bytes written since the last call, per disk: summed here. The package
-    // keeps its verify report, so the import does not digest the files again.
-    let total = AtomicU64::new(0);
+    // Progress comes as bytes written since the last call, per disk: `Progress` sums them. The
+    // package keeps its verify report, so the import does not digest the files again.
+    let progress = Progress::new();
     let report = import(pkg, outdir, &ImportOptions::new(), &|disk, n| {
-        let done = total.fetch_add(n, Ordering::Relaxed) + n;
+        let done = progress.add(disk, n);
         if n > 0 {
             eprint!("\rdisk {disk}: {done} bytes written in all   ");
         }
@@ -99,7 +99,7 @@ fn run(pkg: &Package, package: &str, outdir: &Path) -> ovf_disk::Result<ExitCode
         let files: Vec<String> = d.files.iter().map(|f| f.display().to_string()).collect();
         println!("disk {}: {} -> {}", d.disk_id, d.from, files.join(" + "));
     }
-    println!("written: {} bytes", total.load(Ordering::Relaxed));
+    println!("written: {} bytes", progress.total());
     println!("descriptor: {}", report.descriptor.display());
     Ok(ExitCode::SUCCESS)
 }

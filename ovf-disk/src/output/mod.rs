@@ -24,9 +24,11 @@
 #[cfg(feature = "write")]
 pub(crate) mod convert;
 pub(crate) mod parallel;
+mod progress;
 
 #[cfg(feature = "write")]
 pub use convert::{convert, convert_stream, thick_format, thick_format_for, ConvertOptions};
+pub use progress::Progress;
 
 use std::fs::{File, OpenOptions};
 use std::io;
