@@ -1141,3 +1141,42 @@ fn an_import_after_verify_reads_each_file_once_and_inputs_open_by_content() {
         assert_eq!(&sha256(flat), sha);
     }
 }
+
+/// A manifest named otherwise (`disk1.mf` beside `appliance.ovf`, as virt-v2v accepts) is the
+/// package's manifest when it is the only one and lists the descriptor; a manifest of another
+/// package in the same folder is not taken.
+#[test]
+fn a_manifest_named_otherwise_is_read() {
+    let d = tempfile::tempdir().unwrap();
+    build_package(
+        d.path(),
+        "http://schemas.dmtf.org/ovf/envelope/1",
+        Algorithm::Sha256,
+    );
+    std::fs::rename(d.path().join("appliance.mf"), d.path().join("disk1.mf")).unwrap();
+    let out = ovf_disk_ok(d.path(), &["verify", "--json", "appliance.ovf"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manifest"], "disk1.mf", "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    // Inside an OVA too.
+    make_ova(
+        d.path(),
+        "other-name.ova",
+        &[
+            "appliance.ovf",
+            "disk1.mf",
+            "appliance-disk1.vmdk",
+            "appliance-disk2.vmdk",
+        ],
+    );
+    let out = ovf_disk_ok(d.path(), &["verify", "--json", "other-name.ova"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manifest"], "disk1.mf", "{v}");
+    // Another package's manifest beside it is not this one's.
+    std::fs::write(d.path().join("disk1.mf"), "SHA256(other.ovf)= 00\n").unwrap();
+    // (no manifest: nothing verified, exit 1)
+    let out = ovf_disk(d.path(), &["verify", "--json", "appliance.ovf"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manifest"], serde_json::Value::Null, "{v}");
+}

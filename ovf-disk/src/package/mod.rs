@@ -102,6 +102,29 @@ fn read_ova_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
 }
 
 impl Package {
+    /// The names of the package's files that end in `.mf` (any case): the OVA's members, or the
+    /// plain files of the descriptor's folder (at most the first 10,000 entries looked at).
+    fn manifest_names(&self) -> Vec<String> {
+        let is_mf = |n: &str| n.to_ascii_lowercase().ends_with(".mf");
+        match &self.source {
+            Source::Ova(index) => index
+                .members()
+                .iter()
+                .map(|m| m.name.clone())
+                .filter(|n| is_mf(n))
+                .collect(),
+            Source::Folder(dir) => std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .take(10_000)
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| is_mf(n))
+                .collect(),
+        }
+    }
+
     /// Opens an `.ovf` (its files beside it) or an `.ova` (a tar, whatever its name: see
     /// [`crate::input_kind`]), reading its envelope,
     /// its manifest (`STEM.mf`) when there is one, and noting its certificate (`STEM.cert`).
@@ -138,7 +161,20 @@ impl Package {
             .rsplit_once('.')
             .map_or(descriptor.as_str(), |(s, _)| s)
             .to_string();
-        let mf = format!("{stem}.mf");
+        let mut mf = format!("{stem}.mf");
+        if pkg.size(&mf).is_none() {
+            // Another name (`disk1.mf` beside `vm.ovf`, which virt-v2v reads): taken when it
+            // is the only manifest there and it lists this descriptor (a folder may hold other
+            // packages' files).
+            if let [only] = pkg.manifest_names().as_slice() {
+                let lists_us = pkg.read_small(only).is_ok_and(|t| {
+                    String::from_utf8_lossy(&t).contains(&format!("({descriptor})"))
+                });
+                if lists_us {
+                    mf = only.clone();
+                }
+            }
+        }
         if pkg.size(&mf).is_some() {
             let text = String::from_utf8(pkg.read_small(&mf)?).map_err(|_| {
                 Error::Ovf(ovf::Error::Manifest {

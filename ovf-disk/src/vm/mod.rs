@@ -283,6 +283,12 @@ sata0:1.fileName = "debian.iso"
 nvme0.present = "FALSE"
 nvme0:0.fileName = "gone.vmdk"
 ide1:0.fileName = "ide.vmdk"
+sata0:2.present = "TRUE"
+sata0:2.deviceType = "ata-hardDisk"
+sata0:2.fileName = "data2.img"
+sata0:3.present = "TRUE"
+sata0:3.deviceType = "atapi-cdrom"
+sata0:3.fileName = "auto detect"
 "#;
 
     #[test]
@@ -303,6 +309,8 @@ ide1:0.fileName = "ide.vmdk"
             [
                 ("scsi0:0", "pvscsi", "web-000002.vmdk"),
                 ("sata0:0", "ahci", "data.vmdk"),
+                // A disk whose file is not named .vmdk is still a disk (issue 26).
+                ("sata0:2", "ahci", "data2.img"),
                 ("ide1:0", "ide", "ide.vmdk"),
             ]
         );

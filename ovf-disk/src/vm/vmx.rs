@@ -166,9 +166,18 @@ impl Vm {
             let kind = BUSES.get(index).copied().unwrap_or("scsi");
             let bus = format!("{kind}{number}");
             let device = format!("{bus}:{unit}");
-            let device_type = s.get(&format!("{device}.deviceType")).unwrap_or("");
-            let is_disk = value.to_ascii_lowercase().ends_with(".vmdk")
-                && !device_type.to_ascii_lowercase().contains("cdrom");
+            // A disk is what its deviceType says is one (`scsi-hardDisk`, `ata-hardDisk`,
+            // `rawDisk`: whatever its file is named), or, with no deviceType, a `.vmdk` file:
+            // a disk of the configuration never vanishes for its name (issue 26).
+            let device_type = s
+                .get(&format!("{device}.deviceType"))
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let is_disk = if device_type.is_empty() {
+                value.to_ascii_lowercase().ends_with(".vmdk")
+            } else {
+                device_type.contains("disk") && !device_type.contains("cdrom")
+            };
             if !is_disk
                 || !s.flag(&format!("{device}.present"), true)
                 || !s.flag(&format!("{bus}.present"), true)
