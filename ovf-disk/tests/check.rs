@@ -511,3 +511,49 @@ fn allocation_map_agrees_with_qemu_img_map() {
         assert!(ours.iter().any(|r| r.2 == "data"), "{file}: {ours:?}");
     }
 }
+
+/// What the envelope names and the package lacks is a problem, manifest or not: a referenced
+/// ISO that is not there, a disk whose fileRef names no File (not "a blank disk").
+#[test]
+fn missing_references_are_problems_without_a_manifest() {
+    let d = tempfile::tempdir().unwrap();
+    let mut b = StreamBuilder::new(4096);
+    b.grains.insert(0, noise(1, 65536));
+    let (disk, _) = b.build();
+    std::fs::write(d.path().join("disk1.vmdk"), &disk).unwrap();
+    let refs = format!(
+        "{}<File ovf:href=\"boot.iso\" ovf:id=\"iso\"/>",
+        file_ref("disk1.vmdk", disk.len(), "")
+    );
+    let disks = format!(
+        "{}<Disk ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"d2\" ovf:fileRef=\"nowhere\"/>",
+        disk_entry(2)
+    );
+    std::fs::write(d.path().join("p.ovf"), envelope(&refs, &disks, "")).unwrap();
+    let out = ovf_disk(d.path(), &["check", "p.ovf"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("File iso (\"boot.iso\") is not in the package"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Disk d2: ovf:fileRef \"nowhere\" names no File"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 errors were found in the package."),
+        "{text}"
+    );
+    // Once both are there (and the second disk blank), the package is clean.
+    std::fs::write(d.path().join("boot.iso"), b"iso").unwrap();
+    let fixed = envelope(&refs, &disks.replace(" ovf:fileRef=\"nowhere\"", ""), "");
+    std::fs::write(d.path().join("p.ovf"), fixed).unwrap();
+    let out = ovf_disk(d.path(), &["check", "p.ovf"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -75,6 +75,9 @@ pub struct PackageCheck {
     pub verify: VerifyReport,
     /// Each disk of the envelope that names a file.
     pub disks: Vec<DiskCheck>,
+    /// What the envelope names that the package lacks, with or without a manifest: a
+    /// referenced file that is not there, a disk whose `ovf:fileRef` names no `File`.
+    pub missing: Vec<String>,
 }
 
 impl PackageCheck {
@@ -82,7 +85,9 @@ impl PackageCheck {
     /// the manifest, and every disk is clean. A package without a manifest, or with files the
     /// manifest does not list, can still be clean (there is nothing to compare).
     pub fn is_clean(&self) -> bool {
-        self.verify.nothing_damaged() && self.disks.iter().all(|d| d.report.is_clean())
+        self.verify.nothing_damaged()
+            && self.missing.is_empty()
+            && self.disks.iter().all(|d| d.report.is_clean())
     }
 
     /// Problems found: damaged digests, an invalid signature, and every disk's problems.
@@ -95,7 +100,7 @@ impl PackageCheck {
             .count();
         let signature = self.verify.signature.as_ref().is_some_and(|s| !s.valid);
         let disks: u64 = self.disks.iter().map(|d| d.report.problem_count()).sum();
-        disks as usize + digests + usize::from(signature)
+        disks as usize + digests + usize::from(signature) + self.missing.len()
     }
 }
 
@@ -138,6 +143,28 @@ pub fn check_package(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<PackageCheck> {
     let verify = pkg.verify(progress)?;
+    let env = pkg.envelope();
+    let mut missing: Vec<String> = env
+        .files
+        .iter()
+        // A disk's own file is checked with the disk, which reports it missing.
+        .filter(|f| {
+            !env.disks
+                .iter()
+                .any(|d| d.file_ref.as_deref() == Some(f.id.as_str()))
+        })
+        .filter(|f| f.chunk_size.is_none() && pkg.size(&f.href).is_none())
+        .map(|f| format!("File {} ({:?}) is not in the package", f.id, f.href))
+        .collect();
+    missing.extend(env.disks.iter().filter_map(|d| {
+        let r = d.file_ref.as_deref()?;
+        env.file_of(d).is_none().then(|| {
+            format!(
+                "Disk {}: ovf:fileRef {r:?} names no File in References",
+                d.disk_id
+            )
+        })
+    }));
     let mut disks = Vec::new();
     for disk in &pkg.envelope().disks {
         let Some(file) = pkg.envelope().file_of(disk) else {
@@ -187,6 +214,7 @@ pub fn check_package(
         clean: false,
         verify,
         disks,
+        missing,
     };
     c.clean = c.is_clean();
     Ok(c)

@@ -144,6 +144,9 @@ pub fn disk_check(out: &mut dyn Write, report: &CheckReport) -> Result<()> {
 /// `check` on a package: the digests, then each disk.
 pub fn package_check(out: &mut dyn Write, c: &PackageCheck) -> Result<()> {
     verify(out, &c.verify)?;
+    for m in &c.missing {
+        writeln!(out, "ERROR {m}")?;
+    }
     for d in &c.disks {
         writeln!(
             out,
