@@ -612,6 +612,25 @@ fn check_esx(s: &EsxExtent, report: &mut CheckReport) {
             what,
         });
     };
+    if let EsxFormat::Cowd(h) = s.format() {
+        // The reader uses the entries the capacity needs; more or fewer in the header is a
+        // header that disagrees with its capacity (fewer does not open at all).
+        let (written, needed) = (
+            u64::from(h.num_gd_entries.get()),
+            s.directory().len() as u64,
+        );
+        if written != needed {
+            report.add(Problem::new(
+                backing.path(),
+                COWD_HEADER,
+                Some(crate::format::CowdHeader::AT_NUM_GD_ENTRIES),
+                format!(
+                    "numGDEntries is {written}, and the capacity needs {needed} grain tables: \
+                     the header disagrees with itself (the entries past {needed} are never read)"
+                ),
+            ));
+        }
+    }
     match s.format() {
         EsxFormat::Cowd(_) => add(0, crate::format::CowdHeader::SIZE, What::Named(COWD_HEADER)),
         EsxFormat::SeSparse { header, .. } => {

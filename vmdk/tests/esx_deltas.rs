@@ -374,3 +374,40 @@ fn check_reports_damaged_delta_tables() {
         report.problems
     );
 }
+
+/// `check` reports a COWD header whose `numGDEntries` disagrees with its capacity (more entries
+/// than it needs: the reader uses what the capacity needs, which is right, and `check` says
+/// the header is wrong); an exact count is clean.
+#[test]
+fn check_reports_a_cowd_directory_count_that_disagrees() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    flat_base(dir, 3 * 4096 + 5);
+    let mut c = CowdBuilder::new(3 * 4096 + 5);
+    fill(&mut c.grains, 3 * 4096 + 5, 4096, 512);
+    let (mut bytes, _) = c.build();
+    for (name, entries, clean) in [("exact", 4u32, true), ("more", 9, false)] {
+        put(&mut bytes, 24, &entries.to_le_bytes());
+        delta(
+            dir,
+            name,
+            "vmfsSparse",
+            0x2222_2222,
+            (BASE_CID, "base.vmdk"),
+            3 * 4096 + 5,
+            "VMFSSPARSE",
+            &bytes,
+        );
+        let report = vmdk::check(dir.join(format!("{name}.vmdk")), &OpenOptions::new()).unwrap();
+        assert_eq!(report.is_clean(), clean, "{name}: {:?}", report.problems);
+        if !clean {
+            let p = &report.problems[0];
+            assert_eq!(
+                (p.structure.as_str(), p.offset),
+                ("COWD header", Some(24)),
+                "{p:?}"
+            );
+            assert!(p.message.contains("numGDEntries is 9"), "{p:?}");
+        }
+    }
+}
