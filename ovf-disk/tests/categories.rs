@@ -147,3 +147,50 @@ fn errors_chain_to_their_causes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
+
+/// Encrypted VMs and disks (vSphere VM encryption) are named as such and refused, never read as
+/// plaintext or shown as defaults: one line saying what and what to do, exit 1.
+#[test]
+fn encrypted_vms_and_disks_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("data-flat.vmdk"), vec![0u8; 10 * 512]).unwrap();
+    let descriptor = |extra: &str| {
+        format!("# Disk DescriptorFile\nversion=1\n{extra}CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 10 FLAT \"data-flat.vmdk\" 0\n")
+    };
+    for (name, extra) in [
+        (
+            "keys.vmdk",
+            "encryptionKeys = \"vmware:key/list/(pair/(null/,HMAC-SHA-256,...))\"\n",
+        ),
+        ("filter.vmdk", "ddb.iofilters = \"vmwarevmcrypt\"\n"),
+    ] {
+        std::fs::write(d.join(name), descriptor(extra)).unwrap();
+        let e = Disk::open(d.join(name)).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::Unsupported(vmdk::Feature::Encrypted)),
+            "{e}"
+        );
+        assert_eq!(e.category(), Category::Unsupported);
+        let out = common::ovf_disk(d, &["info", name]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("encrypted by vSphere VM encryption") && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+    // The same disk without encryption reads.
+    std::fs::write(d.join("plain.vmdk"), descriptor("")).unwrap();
+    assert!(Disk::open(d.join("plain.vmdk")).is_ok());
+    // A VM whose configuration is encrypted: named, not shown as 1 vCPU, BIOS, no disks.
+    std::fs::write(
+        d.join("vm.vmx"),
+        ".encoding = \"UTF-8\"\nencryption.keySafe = \"vmware:key/list/...\"\nencryption.data = \"AAAA\"\n",
+    )
+    .unwrap();
+    let out = common::ovf_disk(d, &["info", "vm.vmx"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the VM is encrypted"), "{err}");
+}

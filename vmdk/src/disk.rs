@@ -357,6 +357,14 @@ impl Disk {
             return Err(Error::file(&path, ErrorKind::ChainTooLong { max }));
         }
         let (descriptor, first) = descriptor_of(&backing)?;
+        if is_encrypted(&descriptor) {
+            return Err(Error::new(
+                Some(&path),
+                "descriptor",
+                None,
+                ErrorKind::Unsupported(Feature::Encrypted),
+            ));
+        }
         let create_type = supported_create_type(&path, &descriptor)?;
         let extents = Self::open_extents(&path, &descriptor, first, options)?;
         let capacity = extents.last().map_or(0, |e| e.start + e.len);
@@ -1017,6 +1025,15 @@ fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> R
     // refused at open rather than at the first read past its end.
     backing.check_range("flat extent", offset, len)?;
     Ok(ExtentData::Flat { backing, offset })
+}
+
+/// Whether vSphere VM encryption holds the link's data: an `encryptionKeys` line, or the
+/// `vmwarevmcrypt` filter among `ddb.iofilters`. Such a disk is refused, never read as plaintext.
+fn is_encrypted(descriptor: &Descriptor) -> bool {
+    descriptor.get("encryptionKeys").is_some()
+        || descriptor
+            .get("ddb.iofilters")
+            .is_some_and(|f| f.to_ascii_lowercase().contains("vmwarevmcrypt"))
 }
 
 impl ReadAt for Disk {

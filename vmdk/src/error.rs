@@ -85,6 +85,9 @@ pub enum Feature {
     WriteCapacity(u64),
     /// Writing a file whose grains lie past 2 TiB (grain table entries are 32-bit sectors).
     SectorsBeyond2TiB,
+    /// A disk encrypted by vSphere VM encryption (the descriptor's `encryptionKeys`, or the
+    /// `vmwarevmcrypt` I/O filter in `ddb.iofilters`): its grains are ciphertext.
+    Encrypted,
     /// Writing a disk of this createType.
     WriteCreateType(String),
     /// Reading a stream into a disk of this createType (only raw and flat types can be).
@@ -123,6 +126,11 @@ impl fmt::Display for Feature {
             ),
             Self::SectorsBeyond2TiB => f.write_str(
                 "an extent file larger than 2 TiB: grain table entries are 32-bit sectors",
+            ),
+            Self::Encrypted => f.write_str(
+                "a disk encrypted by vSphere VM encryption (encryptionKeys, the vmwarevmcrypt \
+                    I/O filter): its data is ciphertext here; decrypt the VM in vSphere, or \
+                    export it through the host, and read that copy",
             ),
             Self::WriteCreateType(t) => write!(
                 f,

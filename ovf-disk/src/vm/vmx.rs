@@ -158,6 +158,16 @@ impl Vm {
     /// Parses `.vmx` text read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let s = parse_settings(text, path)?;
+        if s.get("encryption.keySafe").is_some() || s.get("encryption.data").is_some() {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                line: 0,
+                reason: "the VM is encrypted (vSphere VM encryption: encryption.keySafe, \
+                    encryption.data): its settings and disks are ciphertext here; decrypt it in \
+                    vSphere, or export it through the host, and read that copy"
+                    .into(),
+            });
+        }
         let mut disks = Vec::new();
         for (key, value) in &s.0 {
             let Some((index, number, unit)) = device_of(key) else {
