@@ -621,20 +621,9 @@ impl SeSparseBuilder {
         0x3000_0000_0000_0000 | ((n & 0xfff) << 48) | (n >> 12)
     }
 
-    pub fn build(&self) -> (Vec<u8>, EsxLayout) {
-        let grain_count = self.capacity_sectors.div_ceil(self.grain_sectors);
-        let gtes = self.gtes();
-        let tables = grain_count.div_ceil(gtes);
-        let gd_sectors = sectors(tables as usize * 8).max(1);
-        // Sectors: header 0, volatile 1, journal header 2, journal 3-10.
-        let (volatile, journal_header, journal, journal_size) = (1u64, 2u64, 3u64, 8u64);
-        let gd = journal + journal_size;
-        let gt_area = gd + gd_sectors;
-        let gt_area_size = tables * self.table_sectors;
-        let bitmap = gt_area + gt_area_size;
-        let backmap = bitmap + 1;
-        let grain_area = backmap + 1;
-        let grain_area_size = (grain_count + self.first_grain_number) * self.grain_sectors;
+    /// Each grain's table entry (zeroed, unmapped, allocated) and, for the stored ones, their
+    /// grain numbers: stored last first, from `first_grain_number`.
+    fn grain_entries(&self) -> (BTreeMap<u64, u64>, BTreeMap<u64, u64>) {
         let mut entries: BTreeMap<u64, u64> = BTreeMap::new();
         for g in &self.zeroed {
             entries.insert(*g, 0x2000_0000_0000_0000);
@@ -649,6 +638,24 @@ impl SeSparseBuilder {
             numbers.insert(*g, n);
             entries.insert(*g, Self::allocated(n));
         }
+        (entries, numbers)
+    }
+
+    pub fn build(&self) -> (Vec<u8>, EsxLayout) {
+        let grain_count = self.capacity_sectors.div_ceil(self.grain_sectors);
+        let gtes = self.gtes();
+        let tables = grain_count.div_ceil(gtes);
+        let gd_sectors = sectors(tables as usize * 8).max(1);
+        // Sectors: header 0, volatile 1, journal header 2, journal 3-10.
+        let (volatile, journal_header, journal, journal_size) = (1u64, 2u64, 3u64, 8u64);
+        let gd = journal + journal_size;
+        let gt_area = gd + gd_sectors;
+        let gt_area_size = tables * self.table_sectors;
+        let bitmap = gt_area + gt_area_size;
+        let backmap = bitmap + 1;
+        let grain_area = backmap + 1;
+        let grain_area_size = (grain_count + self.first_grain_number) * self.grain_sectors;
+        let (entries, numbers) = self.grain_entries();
         // Tables that hold any entry, numbered from the last down.
         let used: Vec<u64> = (0..tables)
             .filter(|t| entries.range(t * gtes..(t + 1) * gtes).next().is_some())

@@ -597,6 +597,29 @@ fn report_overlaps(
     covered
 }
 
+/// A COWD header whose `numGDEntries` disagrees with its capacity: the reader uses the entries
+/// the capacity needs (fewer does not open at all), and `check` reports the header.
+fn check_cowd_directory_count(s: &EsxExtent, report: &mut CheckReport) {
+    let EsxFormat::Cowd(h) = s.format() else {
+        return;
+    };
+    let (written, needed) = (
+        u64::from(h.num_gd_entries.get()),
+        s.directory().len() as u64,
+    );
+    if written != needed {
+        report.add(Problem::new(
+            s.backing().path(),
+            COWD_HEADER,
+            Some(crate::format::CowdHeader::AT_NUM_GD_ENTRIES),
+            format!(
+                "numGDEntries is {written}, and the capacity needs {needed} grain tables: \
+                 the header disagrees with itself (the entries past {needed} are never read)"
+            ),
+        ));
+    }
+}
+
 /// Walks an ESXi delta extent (COWD or seSparse): its headers and grain directory, each grain
 /// table (not over another one, clear of the metadata, inside the file; a seSparse table inside
 /// the grain table area), each entry (of a known kind; a seSparse grain inside the grain area)
@@ -612,25 +635,7 @@ fn check_esx(s: &EsxExtent, report: &mut CheckReport) {
             what,
         });
     };
-    if let EsxFormat::Cowd(h) = s.format() {
-        // The reader uses the entries the capacity needs; more or fewer in the header is a
-        // header that disagrees with its capacity (fewer does not open at all).
-        let (written, needed) = (
-            u64::from(h.num_gd_entries.get()),
-            s.directory().len() as u64,
-        );
-        if written != needed {
-            report.add(Problem::new(
-                backing.path(),
-                COWD_HEADER,
-                Some(crate::format::CowdHeader::AT_NUM_GD_ENTRIES),
-                format!(
-                    "numGDEntries is {written}, and the capacity needs {needed} grain tables: \
-                     the header disagrees with itself (the entries past {needed} are never read)"
-                ),
-            ));
-        }
-    }
+    check_cowd_directory_count(s, report);
     match s.format() {
         EsxFormat::Cowd(_) => add(0, crate::format::CowdHeader::SIZE, What::Named(COWD_HEADER)),
         EsxFormat::SeSparse { header, .. } => {

@@ -321,14 +321,21 @@ fn a_sesparse_journal_that_needs_replaying_is_refused() {
     assert!(q.contains("journal"), "{q}");
 }
 
+/// A flat base in `dir` and, over it, a COWD delta of 4 grain tables of one-sector grains
+/// (grains at the ends of the tables and of the disk, as `fill` places them), not yet saved:
+/// its bytes and layout.
+fn cowd_over_a_base(dir: &std::path::Path) -> (Vec<u8>, EsxLayout) {
+    flat_base(dir, 3 * 4096 + 5);
+    let mut c = CowdBuilder::new(3 * 4096 + 5);
+    fill(&mut c.grains, 3 * 4096 + 5, 4096, 512);
+    c.build()
+}
+
 #[test]
 fn check_reports_damaged_delta_tables() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    flat_base(dir, 3 * 4096 + 5);
-    let mut c = CowdBuilder::new(3 * 4096 + 5);
-    fill(&mut c.grains, 3 * 4096 + 5, 4096, 512);
-    let (mut bytes, layout) = c.build();
+    let (mut bytes, layout) = cowd_over_a_base(dir);
     // Grain table 1 over grain table 0, and grain 0 past the end of the file.
     let t0 = layout.grain_tables[&0];
     put(
@@ -382,10 +389,7 @@ fn check_reports_damaged_delta_tables() {
 fn check_reports_a_cowd_directory_count_that_disagrees() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    flat_base(dir, 3 * 4096 + 5);
-    let mut c = CowdBuilder::new(3 * 4096 + 5);
-    fill(&mut c.grains, 3 * 4096 + 5, 4096, 512);
-    let (mut bytes, _) = c.build();
+    let (mut bytes, _) = cowd_over_a_base(dir);
     for (name, entries, clean) in [("exact", 4u32, true), ("more", 9, false)] {
         put(&mut bytes, 24, &entries.to_le_bytes());
         delta(
