@@ -3,11 +3,12 @@
 //! import (into a scratch folder) either work or fail, never panic, and never write outside the
 //! scratch folder.
 //!
-//! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/ova/).
+//! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/ova/), and fuzz/seeds.sh for an OVA
+//! of two qemu-img images made by `ovf-disk export` (fuzz/corpus/ova/).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ovf_disk::import::{ImportOptions, import_stream};
+use ovf_disk::import::{self, import_stream};
 use ovf_disk::output::ConvertOptions;
 use ovf_disk::package::{Package, check_package};
 
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let write = vmdk::WriteOptions::new()
         .zero(vmdk::ZeroMode::Sparse)
         .threads(1);
-    let options = ImportOptions::new()
+    let options = import::Options::new()
         .output_format(vmdk::Format::Raw)
         .expect("raw is a thick format")
         .convert_options(

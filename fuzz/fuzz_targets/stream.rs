@@ -4,7 +4,8 @@
 //! Neither may panic, hang or allocate by an untrusted size.
 //!
 //! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/stream/: VMware-layout and raw-deflate
-//! stream-optimized extents).
+//! stream-optimized extents), and fuzz/seeds.sh for qemu-img's streamOptimized images
+//! (fuzz/corpus/stream/).
 #![no_main]
 
 use std::io::Cursor;

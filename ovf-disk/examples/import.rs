@@ -11,10 +11,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use ovf_disk::import::{import, ImportOptions};
+use ovf_disk::import::{self, import};
 use ovf_disk::output::Progress;
 use ovf_disk::package::Package;
-use ovf_disk::vm::VmOptions;
+use ovf_disk::vm;
 use ovf_disk::{Category, Input};
 
 fn main() -> ExitCode {
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         eprintln!("usage: import PACKAGE OUTDIR");
         return ExitCode::from(2);
     };
-    let pkg = match Input::open(Path::new(package), &VmOptions::new()) {
+    let pkg = match Input::open(Path::new(package), &vm::Options::new()) {
         Ok(Input::Package(pkg)) => pkg,
         Ok(other) => {
             eprintln!("{package}: a {:?}, not a package", other.kind());
@@ -88,7 +88,7 @@ fn run(pkg: &Package, package: &str, outdir: &Path) -> ovf_disk::Result<ExitCode
     // Progress comes as bytes written since the last call, per disk: `Progress` sums them. The
     // package keeps its verify report, so the import does not digest the files again.
     let progress = Progress::new();
-    let report = import(pkg, outdir, &ImportOptions::new(), &|disk, n| {
+    let report = import(pkg, outdir, &import::Options::new(), &|disk, n| {
         let done = progress.add(disk, n);
         if n > 0 {
             eprint!("\rdisk {disk}: {done} bytes written in all   ");

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use ovf_disk::package::check_package;
-use ovf_disk::vm::VmOptions;
+use ovf_disk::vm;
 use ovf_disk::{Category, Input};
 
 fn main() -> ExitCode {
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &Path) -> ovf_disk::Result<bool> {
-    match Input::open(path, &VmOptions::new())? {
+    match Input::open(path, &vm::Options::new())? {
         Input::Package(pkg) => {
             let report = check_package(&pkg, &vmdk::OpenOptions::new(), 2, &|_| {})?;
             for d in &report.disks {

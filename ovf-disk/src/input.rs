@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::package::kind::{input_kind, InputKind};
 use crate::package::Package;
-use crate::vm::{Vm, VmOptions};
+use crate::vm::{self, Vm};
 
 /// An input opened as what it holds.
 #[derive(Debug)]
@@ -28,9 +28,9 @@ impl Input {
     ///
     /// ```no_run
     /// use ovf_disk::Input;
-    /// use ovf_disk::vm::VmOptions;
+    /// use ovf_disk::vm;
     ///
-    /// match Input::open("appliance.ova".as_ref(), &VmOptions::new())? {
+    /// match Input::open("appliance.ova".as_ref(), &vm::Options::new())? {
     ///     Input::Package(pkg) => println!("{} systems", pkg.envelope().systems.len()),
     ///     Input::Disk(disk) => println!("{} bytes", disk.capacity()),
     ///     Input::Vm(vm) => println!("{} disks", vm.disks.len()),
@@ -38,7 +38,7 @@ impl Input {
     /// }
     /// # Ok::<(), ovf_disk::Error>(())
     /// ```
-    pub fn open(path: &Path, options: &VmOptions) -> Result<Self> {
+    pub fn open(path: &Path, options: &vm::Options) -> Result<Self> {
         Ok(match input_kind(path)? {
             InputKind::Ovf | InputKind::Ova => Self::Package(Box::new(Package::open(path)?)),
             InputKind::Vmx => Self::Vm(Box::new(Vm::open(path)?)),

@@ -23,7 +23,7 @@
 //!
 //! ```no_run
 //! # fn main() -> ovf_disk::Result<()> {
-//! use ovf_disk::import::{ImportOptions, import};
+//! use ovf_disk::import::{self, import};
 //! use ovf_disk::package::Package;
 //!
 //! let pkg = Package::open("appliance.ova".as_ref())?;
@@ -32,7 +32,7 @@
 //! for system in &pkg.envelope().systems {
 //!     println!("{}: {:?} CPUs, {:?} bytes", system.id, system.cpus, system.memory_bytes);
 //! }
-//! let report = import(&pkg, "imported".as_ref(), &ImportOptions::new(), &|_, _| {})?;
+//! let report = import(&pkg, "imported".as_ref(), &import::Options::new(), &|_, _| {})?;
 //! println!("{}", report.descriptor.display());
 //! # Ok(())
 //! # }

@@ -120,9 +120,7 @@ fn every_error_answers_a_category() {
     let e = Disk::open(d.join("out.vmdk")).unwrap_err();
     assert_eq!(e.category(), Category::Refused, "{e}");
     // ... and an option out of range, through ovf-disk.
-    let e = ovf_disk::export::ExportOptions::new()
-        .chunk_size(3)
-        .unwrap_err();
+    let e = ovf_disk::export::Options::new().chunk_size(3).unwrap_err();
     assert_eq!(e.category(), Category::Refused, "{e}");
 }
 

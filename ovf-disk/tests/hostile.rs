@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::builders::*;
 use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_of};
-use ovf_disk::import::{import_stream, ImportOptions};
+use ovf_disk::import::{self, import_stream};
 use ovf_disk::output::ConvertOptions;
 use ovf_disk::ovf::cert::CertificateFile;
 use ovf_disk::ovf::manifest::Manifest;
@@ -90,7 +90,7 @@ fn open_archive(bytes: &[u8]) {
     let write = vmdk::WriteOptions::new()
         .zero(vmdk::ZeroMode::Sparse)
         .threads(1);
-    let options = ImportOptions::new()
+    let options = import::Options::new()
         .output_format(vmdk::Format::Raw)
         .unwrap()
         .convert_options(ConvertOptions::new().write_options(write));

@@ -17,7 +17,7 @@ use cap::Cap;
 use catalogue::{run_catalogue, Case};
 use common::builders::*;
 use common::{disk_entry, envelope, file_ref, sha256_bytes, tar_member, tar_of, NS};
-use ovf_disk::import::{import, import_stream, ImportOptions};
+use ovf_disk::import::{self, import, import_stream};
 use ovf_disk::ovf;
 use ovf_disk::ovf::cert::CertificateFile;
 use ovf_disk::ovf::manifest::Manifest;
@@ -78,8 +78,8 @@ fn ova_with(sample: &Sample, extra: &[u8]) -> Vec<u8> {
 }
 
 /// Raw outputs, as `import --format raw`.
-fn raw() -> ImportOptions {
-    ImportOptions::new()
+fn raw() -> import::Options {
+    import::Options::new()
         .output_format(vmdk::Format::Raw)
         .unwrap()
 }

@@ -1105,7 +1105,7 @@ fn an_import_after_verify_reads_each_file_once_and_inputs_open_by_content() {
         ovf_disk::InputKind::Ova
     );
     let ovf_disk::Input::Package(pkg) =
-        ovf_disk::Input::open(&path, &ovf_disk::vm::VmOptions::new()).unwrap()
+        ovf_disk::Input::open(&path, &ovf_disk::vm::Options::new()).unwrap()
     else {
         panic!("not opened as a package");
     };
@@ -1121,15 +1121,11 @@ fn an_import_after_verify_reads_each_file_once_and_inputs_open_by_content() {
     );
     let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let out = d.path().join("out");
-    let imported = ovf_disk::import::import(
-        &pkg,
-        &out,
-        &ovf_disk::import::ImportOptions::new(),
-        &|id, _| {
+    let imported =
+        ovf_disk::import::import(&pkg, &out, &ovf_disk::import::Options::new(), &|id, _| {
             seen.lock().unwrap().insert(id.to_string());
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     assert_eq!(imported.verify, report);
     let seen = seen.into_inner().unwrap();
     assert!(

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use common::builders::{noise, SparseBuilder};
 use common::ovf_disk_ok;
-use ovf_disk::import::{import_stream, ImportOptions};
+use ovf_disk::import::{self, import_stream};
 use ovf_disk::Error;
 
 /// The message of every injected error: no offset or name in it, so those in an error's text
@@ -160,7 +160,7 @@ fn import_failing(s: &Sample, fail_at: usize) -> Error {
         fail_at,
     };
     let result = catch_unwind(AssertUnwindSafe(|| {
-        import_stream(input, PACKAGE, &out, &ImportOptions::new(), &|_, _| {})
+        import_stream(input, PACKAGE, &out, &import::Options::new(), &|_, _| {})
     }))
     .unwrap_or_else(|_| panic!("the import panicked (reads failing at {fail_at:#x})"));
     let e = match result {
@@ -272,7 +272,7 @@ fn the_sample_imports_when_nothing_fails() {
         pos: 0,
         fail_at: usize::MAX,
     };
-    let report = import_stream(input, PACKAGE, &out, &ImportOptions::new(), &|_, _| {}).unwrap();
+    let report = import_stream(input, PACKAGE, &out, &import::Options::new(), &|_, _| {}).unwrap();
     assert_eq!(report.disks.len(), 1);
     assert!(std::fs::read_dir(&out).unwrap().count() >= 2);
     assert_eq!(s.grain_markers().len(), 4);

@@ -3,7 +3,7 @@
 
 use ovf::hardware::DeviceKind;
 
-use super::ExportOptions;
+use super::Options;
 use crate::error::Result;
 use crate::package::Package;
 use crate::rules::lint::{lint, LintReport, Target, NEWEST_VMX};
@@ -92,7 +92,7 @@ pub fn fix(
     } else {
         ovf::manifest::Algorithm::Sha256
     };
-    let mut export = ExportOptions::new()
+    let mut export = Options::new()
         .convert_options(options.convert.clone())
         .manifest(algorithm);
     changes.push(format!(

@@ -2,7 +2,7 @@
 //! every disk converted to a stream-optimized VMDK in VMware's layout on the way, the other
 //! files the envelope names carried as they are, a manifest, optionally a signature, and the
 //! members in the order importers expect: descriptor, manifest, certificate, then the files
-//! (DSP0243 §5.3). Options ([`ExportOptions`]): the manifest's algorithm and spelling, signing,
+//! (DSP0243 §5.3). Options ([`Options`]): the manifest's algorithm and spelling, signing,
 //! gzip-compressed disk files and chunks (DSP0243 §7.1: `ovf:compression`, `ovf:chunkSize`,
 //! members `NAME.000000000`, `NAME.000000001`, ...). Members are plain ustar entries: a name
 //! longer than ustar's 100 bytes is refused rather than written as a GNU extension.
@@ -30,7 +30,7 @@ use ovf::write::{edit_envelope, envelope_for_disks, vmdk_format, EnvelopeEdits, 
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct ExportedMember {
+pub struct Member {
     /// Its name.
     pub name: String,
     /// Its size in bytes.
@@ -41,11 +41,11 @@ pub struct ExportedMember {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct ExportReport {
+pub struct Report {
     /// The archive.
     pub ova: PathBuf,
     /// Its members in order.
-    pub members: Vec<ExportedMember>,
+    pub members: Vec<Member>,
 }
 
 /// How a manifest's lines are spelled.
@@ -62,7 +62,7 @@ pub enum ManifestStyle {
 /// Options of [`export`]: how disks are converted, and how the package is stored.
 ///
 /// ```
-/// let options = ovf_disk::export::ExportOptions::new()
+/// let options = ovf_disk::export::Options::new()
 ///     .manifest(ovf_disk::ovf::manifest::Algorithm::Sha1)
 ///     .compress(true)
 ///     .chunk_size(1 << 30)
@@ -70,7 +70,7 @@ pub enum ManifestStyle {
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct ExportOptions {
+pub struct Options {
     convert: ConvertOptions,
     algorithm: Algorithm,
     style: ManifestStyle,
@@ -85,7 +85,7 @@ pub struct ExportOptions {
     pub(crate) downgrade: bool,
 }
 
-impl ExportOptions {
+impl Options {
     /// The defaults: a SHA256 manifest spelled as VMware writes it, unsigned, whole and
     /// uncompressed disk files.
     pub fn new() -> Self {
@@ -181,7 +181,7 @@ impl Source {
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
 /// let inputs = [std::path::PathBuf::from("disk.raw")];
-/// let report = ovf_disk::export::export(&inputs, "appliance.ova".as_ref(), &ovf_disk::export::ExportOptions::new(), &|_| {})?;
+/// let report = ovf_disk::export::export(&inputs, "appliance.ova".as_ref(), &ovf_disk::export::Options::new(), &|_| {})?;
 /// for m in &report.members {
 ///     println!("{} ({} bytes)", m.name, m.size);
 /// }
@@ -191,9 +191,9 @@ impl Source {
 pub fn export(
     inputs: &[PathBuf],
     out: &Path,
-    options: &ExportOptions,
+    options: &Options,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<ExportReport> {
+) -> Result<Report> {
     let convert = &options.convert;
     let folder = out
         .parent()
@@ -279,7 +279,7 @@ fn stage_package(
     ovf: &Path,
     stage: &StageFn<'_>,
     storage: &Storage,
-    options: &ExportOptions,
+    options: &Options,
     folder: &Path,
 ) -> Result<(String, String, Staged3)> {
     let pkg = Package::open(ovf)?;
@@ -448,9 +448,9 @@ fn write_archive(
     descriptor_name: &str,
     text: String,
     files: &[(String, Source, bool)],
-    options: &ExportOptions,
+    options: &Options,
     signing: Option<&(String, String)>,
-) -> Result<ExportReport> {
+) -> Result<Report> {
     let algorithm = options.algorithm;
     let mut manifest = Manifest::default();
     manifest.entries.push(Entry::new(
@@ -521,7 +521,7 @@ fn write_archive(
     }
     let listed = members
         .iter()
-        .map(|(name, size, _)| ExportedMember {
+        .map(|(name, size, _)| Member {
             name: name.clone(),
             size: *size,
         })
@@ -532,7 +532,7 @@ fn write_archive(
     w.flush().map_err(Error::io(out))?;
     drop(w);
     pending.commit()?;
-    Ok(ExportReport {
+    Ok(Report {
         ova: out.to_path_buf(),
         members: listed,
     })

@@ -44,14 +44,14 @@ use ovf::write::{edit_envelope, vmdk_format, EnvelopeEdits};
 /// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
 ///
 /// ```
-/// let options = ovf_disk::import::ImportOptions::new()
+/// let options = ovf_disk::import::Options::new()
 ///     .output_format(vmdk::Format::Raw)
 ///     .unwrap()
 ///     .convert_options(ovf_disk::output::ConvertOptions::new().replace_existing(true));
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug)]
-pub struct ImportOptions {
+pub struct Options {
     convert: ConvertOptions,
     format: Format,
     emit: Vec<Emit>,
@@ -61,7 +61,7 @@ pub struct ImportOptions {
     environment_iso: bool,
 }
 
-impl Default for ImportOptions {
+impl Default for Options {
     fn default() -> Self {
         Self {
             convert: ConvertOptions::default(),
@@ -75,7 +75,7 @@ impl Default for ImportOptions {
     }
 }
 
-impl ImportOptions {
+impl Options {
     /// The defaults: thick VMDKs (a `monolithicFlat` descriptor and its flat extent), every
     /// byte written, existing outputs refused.
     pub fn new() -> Self {
@@ -157,14 +157,14 @@ pub struct ImportedDisk {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct ImportReport {
+pub struct Report {
     /// The verification done first (for [`import_stream`], while reading).
     pub verify: VerifyReport,
     /// Each disk written.
     pub disks: Vec<ImportedDisk>,
     /// The new descriptor, referencing the thick disks.
     pub descriptor: PathBuf,
-    /// The VM configurations written ([`ImportOptions::emit`]).
+    /// The VM configurations written ([`Options::emit`]).
     pub configurations: Vec<EmittedConfig>,
     /// The OVF environment documents written (`ovf-env.xml`, and `ovf-env.iso` when asked).
     pub environment: Vec<PathBuf>,
@@ -175,7 +175,7 @@ type Deployment = (Option<String>, Vec<(String, String)>);
 
 /// Checks what `options` ask of `env` before anything is written: the deployment option
 /// exists, every property value is allowed. Returns the configuration to use and the values.
-fn check_deployment(env: &Envelope, options: &ImportOptions) -> Result<Deployment> {
+fn check_deployment(env: &Envelope, options: &Options) -> Result<Deployment> {
     let chosen = match &options.deployment_option {
         Some(id) if !env.deployment_options.iter().any(|d| d.id == *id) => {
             let offered: Vec<&str> = env
@@ -206,7 +206,7 @@ fn environment_files(
     env: &Envelope,
     outdir: &Path,
     values: &[(String, String)],
-    options: &ImportOptions,
+    options: &Options,
 ) -> Result<(Vec<PendingFile>, Vec<PathBuf>)> {
     let (mut pending, mut written) = (Vec::new(), Vec::new());
     let systems: Vec<&str> = env.systems.iter().map(|s| s.id.as_str()).collect();
@@ -293,7 +293,7 @@ fn emit_configs(
     outdir: &Path,
     disks: &[ImportedDisk],
     configuration: Option<&str>,
-    options: &ImportOptions,
+    options: &Options,
 ) -> Result<(Vec<PendingFile>, Vec<EmittedConfig>)> {
     let mut pending = Vec::new();
     let mut emitted = Vec::new();
@@ -432,12 +432,7 @@ fn grown(declared: u64) -> u64 {
 
 /// Refuses to start an import whose thick disks, at their declared capacities, do not fit in
 /// the free space of `outdir`'s file system.
-fn check_import_space(
-    env: &Envelope,
-    path: &Path,
-    outdir: &Path,
-    options: &ImportOptions,
-) -> Result<()> {
+fn check_import_space(env: &Envelope, path: &Path, outdir: &Path, options: &Options) -> Result<()> {
     if !options.convert.space_check {
         return Ok(());
     }
@@ -478,7 +473,7 @@ fn commit_import(
 /// ```no_run
 /// # fn main() -> ovf_disk::Result<()> {
 /// let pkg = ovf_disk::package::Package::open("appliance.ova".as_ref())?;
-/// let report = ovf_disk::import::import(&pkg, "imported".as_ref(), &ovf_disk::import::ImportOptions::new(), &|_, _| {})?;
+/// let report = ovf_disk::import::import(&pkg, "imported".as_ref(), &ovf_disk::import::Options::new(), &|_, _| {})?;
 /// for d in &report.disks {
 ///     println!("{} -> {:?}", d.from, d.files);
 /// }
@@ -488,9 +483,9 @@ fn commit_import(
 pub fn import(
     pkg: &Package,
     outdir: &Path,
-    options: &ImportOptions,
+    options: &Options,
     progress: &(dyn Fn(&str, u64) + Sync),
-) -> Result<ImportReport> {
+) -> Result<Report> {
     let verify = pkg.verify(&|name| progress(name, 0))?;
     if !verify.nothing_damaged() {
         return Err(Error::Verification(pkg.path().to_path_buf()));
@@ -498,9 +493,9 @@ pub fn import(
     let (chosen, values) = check_deployment(pkg.envelope(), options)?;
     let folder = OutputFolder::open(outdir)?;
     check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
-    let mut report = ImportReport {
+    let mut report = Report {
         verify,
-        ..ImportReport::default()
+        ..Report::default()
     };
     let text = String::from_utf8(pkg.read_small(pkg.descriptor())?).map_err(|_| {
         Error::Ovf(ovf::Error::Envelope {
@@ -565,7 +560,7 @@ fn import_disk(
     disk: &VirtualDisk,
     file: &FileRef,
     out: &Path,
-    options: &ImportOptions,
+    options: &Options,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PendingWrite> {
     let declared = pkg.declared(disk)?;
@@ -604,8 +599,8 @@ impl<R: Read> Read for Hashing<R> {
 struct StreamImport<'a> {
     path: PathBuf,
     outdir: &'a Path,
-    options: &'a ImportOptions,
-    report: ImportReport,
+    options: &'a Options,
+    report: Report,
     /// The descriptor's name, its text as read, and the envelope.
     envelope: Option<(String, String, Envelope)>,
     edits: Vec<ReferenceEdit>,
@@ -627,16 +622,16 @@ pub fn import_stream<R: Read>(
     input: R,
     name: &str,
     outdir: &Path,
-    options: &ImportOptions,
+    options: &Options,
     progress: &(dyn Fn(&str, u64) + Sync),
-) -> Result<ImportReport> {
+) -> Result<Report> {
     let path = PathBuf::from(name);
     let folder = OutputFolder::open(outdir)?;
     let mut state = StreamImport {
         path: path.clone(),
         outdir,
         options,
-        report: ImportReport::default(),
+        report: Report::default(),
         envelope: None,
         edits: Vec::new(),
         manifest: None,
@@ -1005,7 +1000,7 @@ impl StreamImport<'_> {
 
     /// After the last member: every listed file passed, every referenced disk was found; the
     /// descriptor is written.
-    fn finish(mut self) -> Result<ImportReport> {
+    fn finish(mut self) -> Result<Report> {
         let Some((descriptor, text, env)) = self.envelope.take() else {
             return Err(Error::Missing {
                 path: self.path.clone(),

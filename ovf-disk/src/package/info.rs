@@ -65,7 +65,7 @@ pub struct ManifestSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct PackageInfo {
+pub struct Info {
     /// The package, as opened.
     pub package: PathBuf,
     /// The descriptor's file name.
@@ -95,9 +95,9 @@ pub struct PackageInfo {
 impl Package {
     /// What the package is: systems, disks, files, manifest and signature, from the envelope and
     /// the files present (nothing is digested: see [`Package::verify`]).
-    pub fn info(&self) -> PackageInfo {
+    pub fn info(&self) -> Info {
         let e = self.envelope();
-        PackageInfo {
+        Info {
             package: self.path().to_path_buf(),
             descriptor: self.descriptor().to_string(),
             ovf_version: e.version.clone(),

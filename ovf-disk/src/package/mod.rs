@@ -16,7 +16,7 @@ pub(crate) mod stream;
 pub(crate) mod verify;
 
 pub use check::{check_package, CheckMethod, DiskCheck, PackageCheck};
-pub use info::{ManifestSummary, PackageDisk, PackageFile, PackageInfo};
+pub use info::{Info, ManifestSummary, PackageDisk, PackageFile};
 pub use verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
 
 use std::fs::File;

@@ -22,7 +22,7 @@ use vmdk::{CreateType, Disk};
 
 use crate::error::Result;
 use crate::package::Package;
-use crate::vm::{open_disk, Vm, VmOptions};
+use crate::vm::{self, open_disk, Vm};
 use ovf::hardware::norm_with;
 use ovf::hardware::{DeviceKind, Hardware};
 
@@ -579,7 +579,7 @@ fn vmx_device_rules(r: &mut Rules, vm: &Vm) {
 }
 
 /// Checks the VM at `vmx` (its disks opened with `options`) against `version`'s rules.
-pub fn ft_check_vm(vmx: &Path, options: &VmOptions, version: FtVersion) -> Result<FtReport> {
+pub fn ft_check_vm(vmx: &Path, options: &vm::Options, version: FtVersion) -> Result<FtReport> {
     let vm = Vm::open(vmx)?;
     let mut r = Rules(Vec::new());
     size_rules(&mut r, version, u64::from(vm.cpus), vm.memory_bytes);

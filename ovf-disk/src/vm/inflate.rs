@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use vmdk::{Disk, Format};
 
-use super::{open_disk, Vm, VmDisk, VmOptions};
+use super::{open_disk, Options, Vm, VmDisk};
 use crate::error::Result;
 use crate::output::convert::{check_space, write_pending};
 use crate::output::parallel::{self, disks_at_once};
@@ -30,7 +30,7 @@ pub struct InflatedDisk {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct VmInflateReport {
+pub struct InflateReport {
     /// The configuration read.
     pub vmx: PathBuf,
     /// Each disk written.
@@ -64,7 +64,7 @@ fn output_stem(disk: &Disk, device: &str, taken: &[String]) -> String {
 /// let report = ovf_disk::vm::inflate_vm(
 ///     "web/web.vmx".as_ref(),
 ///     "thick".as_ref(),
-///     &ovf_disk::vm::VmOptions::new(),
+///     &ovf_disk::vm::Options::new(),
 ///     &|_, _| {},
 /// )?;
 /// for d in &report.disks {
@@ -76,9 +76,9 @@ fn output_stem(disk: &Disk, device: &str, taken: &[String]) -> String {
 pub fn inflate_vm(
     vmx: &Path,
     outdir: &Path,
-    options: &VmOptions,
+    options: &Options,
     progress: &(dyn Fn(&str, u64) + Sync),
-) -> Result<VmInflateReport> {
+) -> Result<InflateReport> {
     let (format, convert) = (&options.format, &options.convert);
     let vm = Vm::open(vmx)?;
     let disks: Vec<(&VmDisk, Disk)> = vm
@@ -113,7 +113,7 @@ pub fn inflate_vm(
         })
         .map_err(|e| e.for_disk(device))
     })?;
-    let report = VmInflateReport {
+    let report = InflateReport {
         vmx: vmx.to_path_buf(),
         disks: jobs
             .iter()

@@ -13,7 +13,7 @@ mod inflate;
 mod vmx;
 
 #[cfg(feature = "write")]
-pub use inflate::{inflate_vm, InflatedDisk, VmInflateReport};
+pub use inflate::{inflate_vm, InflateReport, InflatedDisk};
 pub use vmx::{Vm, VmDisk, VmxWriter};
 
 use std::path::{Path, PathBuf};
@@ -33,14 +33,14 @@ const MAX_LISTED: usize = 10_000;
 /// written.
 ///
 /// ```
-/// let options = ovf_disk::vm::VmOptions::new()
+/// let options = ovf_disk::vm::Options::new()
 ///     .allow_outside_paths(false)
 ///     .output_format(vmdk::Format::Raw)
 ///     .unwrap();
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug)]
-pub struct VmOptions {
+pub struct Options {
     open: OpenOptions,
     allow_outside: bool,
     #[cfg(feature = "write")]
@@ -49,7 +49,7 @@ pub struct VmOptions {
     convert: ConvertOptions,
 }
 
-impl Default for VmOptions {
+impl Default for Options {
     fn default() -> Self {
         Self {
             open: OpenOptions::new(),
@@ -62,7 +62,7 @@ impl Default for VmOptions {
     }
 }
 
-impl VmOptions {
+impl Options {
     /// The defaults: disks and their extents must stay in the VM's folder; each disk written
     /// as a thick VMDK (`monolithicFlat`), eager-zeroed, existing outputs refused.
     pub fn new() -> Self {
@@ -70,7 +70,7 @@ impl VmOptions {
     }
 
     /// How disks are opened (memory maps, parent CIDs). Its outside-paths setting is replaced
-    /// by [`VmOptions::allow_outside_paths`]'s.
+    /// by [`Options::allow_outside_paths`]'s.
     pub fn open_options(mut self, open: OpenOptions) -> Self {
         self.open = open.allow_outside_paths(self.allow_outside);
         self
@@ -110,11 +110,11 @@ impl VmOptions {
     }
 }
 
-/// One link of a disk's chain in a [`VmInfo`].
+/// One link of a disk's chain in a [`Info`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct VmLink {
+pub struct Link {
     /// The link's descriptor (or only file).
     pub file: PathBuf,
     /// Its `createType`.
@@ -123,11 +123,11 @@ pub struct VmLink {
     pub size: u64,
 }
 
-/// A disk of a [`VmInfo`]: its device, capacity and chain, leaf first.
+/// A disk of a [`Info`]: its device, capacity and chain, leaf first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct VmDiskInfo {
+pub struct DiskInfo {
     /// Controller and unit.
     pub device: String,
     /// The controller's model.
@@ -135,7 +135,7 @@ pub struct VmDiskInfo {
     /// Capacity in bytes.
     pub capacity: u64,
     /// The chain, from the current leaf down to the base.
-    pub chain: Vec<VmLink>,
+    pub chain: Vec<Link>,
 }
 
 /// A file of the VM's folder that no disk and not the configuration uses.
@@ -154,13 +154,13 @@ pub struct UnusedFile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
-pub struct VmInfo {
+pub struct Info {
     /// The configuration.
     #[cfg_attr(feature = "serde", serde(flatten))]
     pub vm: Vm,
     /// Each disk, by device, with its chain.
     #[cfg_attr(feature = "serde", serde(rename = "disk_chains"))]
-    pub chains: Vec<VmDiskInfo>,
+    pub chains: Vec<DiskInfo>,
     /// Files of the folder no disk uses (at most 10000 listed).
     pub unused: Vec<UnusedFile>,
 }
@@ -186,7 +186,7 @@ fn kind_of(name: &str) -> &'static str {
 }
 
 /// Opens `disk` of `vm`: its leaf and the chain below it.
-pub(crate) fn open_disk(vm: &Vm, disk: &VmDisk, options: &VmOptions) -> Result<Disk> {
+pub(crate) fn open_disk(vm: &Vm, disk: &VmDisk, options: &Options) -> Result<Disk> {
     let path = vm.disk_path(disk, options.allow_outside)?;
     options
         .open
@@ -207,20 +207,20 @@ fn link_size(link: &Disk) -> u64 {
 
 /// The VM at `vmx`: its configuration, each disk's chain, and the files of its folder that
 /// nothing uses.
-pub fn vm_info(vmx: &Path, options: &VmOptions) -> Result<VmInfo> {
+pub fn vm_info(vmx: &Path, options: &Options) -> Result<Info> {
     let vm = Vm::open(vmx)?;
     let mut chains = Vec::new();
     let mut used: Vec<PathBuf> = vec![vm.path.clone()];
     for d in &vm.disks {
         let disk = open_disk(&vm, d, options)?;
         used.extend(disk.files());
-        chains.push(VmDiskInfo {
+        chains.push(DiskInfo {
             device: d.device.clone(),
             controller: d.controller.clone(),
             capacity: disk.capacity(),
             chain: disk
                 .chain()
-                .map(|l| VmLink {
+                .map(|l| Link {
                     file: l.path().to_path_buf(),
                     create_type: l.create_type().as_str().to_string(),
                     size: link_size(l),
@@ -252,7 +252,7 @@ pub fn vm_info(vmx: &Path, options: &VmOptions) -> Result<VmInfo> {
         }
     }
     unused.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(VmInfo { vm, chains, unused })
+    Ok(Info { vm, chains, unused })
 }
 
 #[cfg(test)]

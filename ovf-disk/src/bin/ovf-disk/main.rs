@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ovf_disk::import::ImportOptions;
+use ovf_disk::import;
 use ovf_disk::output::ConvertOptions;
 use ovf_disk::package::Package;
 use ovf_disk::{Input, InputKind};
@@ -69,8 +69,8 @@ impl InputArgs {
     }
 
     /// The options of a VM's disks (and of any input opened through `Input::open`).
-    fn vm_options(&self) -> ovf_disk::vm::VmOptions {
-        ovf_disk::vm::VmOptions::new()
+    fn vm_options(&self) -> ovf_disk::vm::Options {
+        ovf_disk::vm::Options::new()
             .open_options(self.options())
             .allow_outside_paths(self.allow_outside_paths)
     }
@@ -549,7 +549,7 @@ fn print_write(
 #[derive(Serialize)]
 struct VmInflateJson<'a> {
     #[serde(flatten)]
-    report: &'a ovf_disk::vm::VmInflateReport,
+    report: &'a ovf_disk::vm::InflateReport,
     seconds: f64,
 }
 
@@ -851,7 +851,7 @@ struct ImportJson<'a> {
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
     let format = ovf_disk::output::thick_format(matches!(a.format, ImportFormat::Raw), false);
-    let mut options = ImportOptions::new()
+    let mut options = import::Options::new()
         .output_format(format)?
         .convert_options(args.convert_options(args.write_options()?));
     for e in &a.emit {
@@ -928,7 +928,7 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
 #[derive(Serialize)]
 struct ExportJson<'a> {
     #[serde(flatten)]
-    report: &'a ovf_disk::export::ExportReport,
+    report: &'a ovf_disk::export::Report,
     seconds: f64,
 }
 
@@ -949,7 +949,7 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
         "the last path, {}, must end in .ova",
         target.display()
     );
-    let mut options = ovf_disk::export::ExportOptions::new()
+    let mut options = ovf_disk::export::Options::new()
         .convert_options(args.convert_options(write))
         .manifest(match a.manifest {
             ManifestAlgorithm::Sha1 => ovf_disk::ovf::manifest::Algorithm::Sha1,

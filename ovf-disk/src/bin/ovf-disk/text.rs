@@ -4,9 +4,9 @@
 use std::io::{Result, Write};
 use std::path::Path;
 
-use ovf_disk::export::ExportReport;
-use ovf_disk::import::ImportReport;
-use ovf_disk::package::{PackageCheck, PackageInfo, VerifyReport};
+use ovf_disk::export;
+use ovf_disk::import;
+use ovf_disk::package::{self, PackageCheck, VerifyReport};
 use vmdk::{CheckReport, DiskInfo, LinkInfo, WriteReport};
 
 /// `bytes` in binary units: `512 B`, `4.00 MiB`.
@@ -218,7 +218,7 @@ pub fn verify(out: &mut dyn Write, report: &VerifyReport) -> Result<()> {
 }
 
 /// What an import wrote.
-pub fn import(out: &mut dyn Write, package: &Path, r: &ImportReport, seconds: f64) -> Result<()> {
+pub fn import(out: &mut dyn Write, package: &Path, r: &import::Report, seconds: f64) -> Result<()> {
     if r.verify.manifest.is_none() {
         writeln!(
             out,
@@ -254,7 +254,7 @@ pub fn import(out: &mut dyn Write, package: &Path, r: &ImportReport, seconds: f6
 }
 
 /// What an export wrote.
-pub fn export(out: &mut dyn Write, r: &ExportReport, seconds: f64) -> Result<()> {
+pub fn export(out: &mut dyn Write, r: &export::Report, seconds: f64) -> Result<()> {
     for m in &r.members {
         writeln!(out, "  {}: {}", m.name, human(m.size))?;
     }
@@ -262,7 +262,7 @@ pub fn export(out: &mut dyn Write, r: &ExportReport, seconds: f64) -> Result<()>
 }
 
 /// A package: its systems and hardware, disks, files, manifest and signature.
-pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
+pub fn package_info(out: &mut dyn Write, p: &package::Info) -> Result<()> {
     writeln!(
         out,
         "package:      {} (OVF {})",
@@ -315,7 +315,7 @@ pub fn package_info(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
 }
 
 /// The systems of `package_info`: hardware summary and drives.
-fn package_systems(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
+fn package_systems(out: &mut dyn Write, p: &package::Info) -> Result<()> {
     for s in &p.systems {
         let name = s
             .name
@@ -352,7 +352,7 @@ fn package_systems(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
 }
 
 /// The deployment options and properties of `package_info`.
-fn package_options(out: &mut dyn Write, p: &PackageInfo) -> Result<()> {
+fn package_options(out: &mut dyn Write, p: &package::Info) -> Result<()> {
     for d in &p.deployment_options {
         writeln!(
             out,
@@ -479,7 +479,7 @@ pub fn disk_info(out: &mut dyn Write, info: &DiskInfo) -> Result<()> {
 }
 
 /// A VM: its configuration, each disk's chain, the folder's unused files.
-pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::vm::VmInfo) -> Result<()> {
+pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::vm::Info) -> Result<()> {
     let vm = &info.vm;
     writeln!(out, "vm:           {}", vm.path.display())?;
     writeln!(out, "name:         {}", stated(vm.name.clone(), |n| n))?;
@@ -520,7 +520,7 @@ pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::vm::VmInfo) -> Result<()> {
 /// What `inflate VM.vmx` wrote.
 pub fn vm_inflate(
     out: &mut dyn Write,
-    r: &ovf_disk::vm::VmInflateReport,
+    r: &ovf_disk::vm::InflateReport,
     seconds: f64,
 ) -> Result<()> {
     for d in &r.disks {
