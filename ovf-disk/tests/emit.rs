@@ -84,34 +84,16 @@ const VSPHERE_PAIR: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 /// A package folder `dir/name` holding `ovf` and a small stream-optimized disk (or a few bytes
 /// for an ISO) for every file it references; returns the descriptor's path.
 fn package(dir: &Path, name: &str, ovf: &str) -> String {
-    let pkg = dir.join(name);
-    std::fs::create_dir_all(&pkg).unwrap();
-    let file = format!("{name}/{name}.ovf");
-    std::fs::write(dir.join(&file), ovf).unwrap();
-    for href in ovf
-        .split("ovf:href=\"")
-        .skip(1)
-        .filter_map(|s| s.split('"').next())
-    {
+    let pkg = PackageDir::new(&dir.join(name));
+    pkg.file(&format!("{name}.ovf"), ovf.as_bytes());
+    for href in hrefs(ovf) {
         if href.ends_with(".vmdk") {
-            qemu_img(
-                &pkg,
-                &[
-                    "create",
-                    "-q",
-                    "-f",
-                    "vmdk",
-                    "-o",
-                    "subformat=streamOptimized",
-                    href,
-                    "1M",
-                ],
-            );
+            qemu_create(&pkg.dir, &href, "streamOptimized", "1M");
         } else {
-            std::fs::write(pkg.join(href), vec![0u8; 2048]).unwrap();
+            pkg.file(&href, &[0u8; 2048]);
         }
     }
-    file
+    format!("{name}/{name}.ovf")
 }
 
 #[test]

@@ -46,8 +46,8 @@ fn lint(dir: &Path, pkg: &str, target: &str) -> (i32, Vec<(String, String)>) {
 /// as qemu-img writes it, no end-of-stream marker), `sparse` (qemu-img's monolithicSparse),
 /// else our VMware-layout writer; a manifest spelled `tag` or not.
 fn package(dir: &Path, name: &str, ovf_text: &str, writer: &str, tag: bool) -> String {
-    let p = dir.join(name);
-    std::fs::create_dir_all(&p).unwrap();
+    let pkg = PackageDir::new(&dir.join(name));
+    let p = &pkg.dir;
     if writer == "qemu" || writer == "sparse" {
         let sub = if writer == "qemu" {
             "subformat=streamOptimized"
@@ -66,10 +66,10 @@ fn package(dir: &Path, name: &str, ovf_text: &str, writer: &str, tag: bool) -> S
             "../src.raw",
             "d.vmdk",
         ];
-        qemu_img(&p, &args);
+        qemu_img(p, &args);
     } else {
         ovf_disk_ok(
-            &p,
+            p,
             &[
                 "convert",
                 "-q",
@@ -82,21 +82,13 @@ fn package(dir: &Path, name: &str, ovf_text: &str, writer: &str, tag: bool) -> S
             ],
         );
     }
-    let size = std::fs::metadata(p.join("d.vmdk")).unwrap().len() as usize;
-    let text = ovf_text.replace("SIZE", &size.to_string());
-    std::fs::write(p.join("p.ovf"), &text).unwrap();
-    let mf: String = ["p.ovf", "d.vmdk"]
-        .iter()
-        .map(|f| {
-            let sha = sha256(&p.join(f));
-            if tag {
-                format!("SHA256 ({f}) = {sha}\n")
-            } else {
-                format!("SHA256({f})= {sha}\n")
-            }
-        })
-        .collect();
-    std::fs::write(p.join("p.mf"), mf).unwrap();
+    let style = if tag {
+        MfStyle::Tagged
+    } else {
+        MfStyle::Ovftool
+    };
+    pkg.ovf("p.ovf", ovf_text)
+        .manifest("p.mf", &["p.ovf", "d.vmdk"], "SHA256", style);
     format!("{name}/p.ovf")
 }
 
@@ -154,7 +146,7 @@ fn each_problem_is_flagged_and_fixed() {
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 1 << 20);
     let sata = "<Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>vmware.sata.ahci</rasd:ResourceSubType><rasd:ResourceType>20</rasd:ResourceType></Item>";
-    let clean = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+    let clean = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
     let cases: Vec<(&str, String, &str, bool, &str)> = vec![
         ("clean", clean.clone(), "ours", false, ""),
         (
@@ -166,7 +158,7 @@ fn each_problem_is_flagged_and_fixed() {
         ),
         (
             "wrong size",
-            clean.replace("ovf:size=\"SIZE\"", "ovf:size=\"12345\""),
+            clean.replace("ovf:size=\"SIZE(d.vmdk)\"", "ovf:size=\"12345\""),
             "ours",
             false,
             "file-size",
@@ -242,7 +234,7 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 1 << 20);
-    let base = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+    let base = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
     // OVF 2.x: Workstation refuses it; fix writes it as 1.x where nothing 2.x-only is in it
     // (a StorageItem becomes an Item), and keeps it, saying why, where something is.
     let storage = "<StorageItem xmlns:sasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData\"><sasd:AddressOnParent>0</sasd:AddressOnParent><sasd:HostResource>ovf:/disk/d1</sasd:HostResource><sasd:InstanceID>9</sasd:InstanceID><sasd:ResourceType>17</sasd:ResourceType></StorageItem>";
@@ -334,7 +326,7 @@ fn archives_with_the_descriptor_late_pax_headers_or_resource_forks() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 1 << 20);
-    let clean = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+    let clean = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
     package(dir, "ar", &clean, "ours", false);
     std::fs::write(dir.join("ar/._d.vmdk"), b"\0\x05\x16\x07AppleDouble").unwrap();
     // GNU tar writes each archive: plain ustar with the disk first; POSIX pax (an extended
@@ -423,7 +415,7 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
     let sound = "<Item><rasd:AddressOnParent>3</rasd:AddressOnParent><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceSubType>ensoniq1371</rasd:ResourceSubType><rasd:ResourceType>35</rasd:ResourceType></Item>";
     let extra = "<vmw:ExtraConfig xmlns:vmw=\"http://www.vmware.com/schema/ovf\" vmw:key=\"disk.enableUUID\" vmw:value=\"TRUE\"/>";
     let text = ovf("vmx-13", &format!("{ide}{sound}{extra}"), "", 0)
-        .replace("ovf:size=\"0\"", "ovf:size=\"SIZE\"");
+        .replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
     let pkg = package(dir, "vbox", &text, "ours", false);
     let (code, findings) = lint(dir, &pkg, "esxi");
     assert_eq!(code, 2);

@@ -72,35 +72,32 @@ fn build_package(dir: &Path, ns: &str, alg: Algorithm) -> Vec<String> {
         "appliance-disk2.vmdk",
         "subformat=streamOptimized",
     );
-    let size = |n: &str| std::fs::metadata(dir.join(n)).unwrap().len();
+    let pkg = PackageDir::new(dir);
     let ovf = envelope(
         ns,
         &[
             (
                 "appliance-disk1.vmdk",
-                size("appliance-disk1.vmdk"),
+                pkg.size("appliance-disk1.vmdk"),
                 6 << 20,
             ),
             (
                 "appliance-disk2.vmdk",
-                size("appliance-disk2.vmdk"),
+                pkg.size("appliance-disk2.vmdk"),
                 3 << 20,
             ),
         ],
     );
-    std::fs::write(dir.join("appliance.ovf"), ovf).unwrap();
-    let mut mf = String::new();
-    for n in [
-        "appliance.ovf",
-        "appliance-disk1.vmdk",
-        "appliance-disk2.vmdk",
-    ] {
-        let d = alg
-            .digest(&mut std::fs::File::open(dir.join(n)).unwrap())
-            .unwrap();
-        mf.push_str(&format!("{}({n})= {d}\n", alg.as_str()));
-    }
-    std::fs::write(dir.join("appliance.mf"), mf).unwrap();
+    pkg.file("appliance.ovf", ovf.as_bytes()).manifest(
+        "appliance.mf",
+        &[
+            "appliance.ovf",
+            "appliance-disk1.vmdk",
+            "appliance-disk2.vmdk",
+        ],
+        alg.as_str(),
+        MfStyle::Ovftool,
+    );
     vec![sha256(&dir.join("src1.raw")), sha256(&dir.join("src2.raw"))]
 }
 
@@ -126,15 +123,7 @@ fn appliance_ova(dir: &Path, name: &str) -> Vec<String> {
 }
 
 fn make_ova(dir: &Path, name: &str, members: &[&str]) {
-    let data: Vec<(String, Vec<u8>)> = members
-        .iter()
-        .map(|m| (m.to_string(), std::fs::read(dir.join(m)).unwrap()))
-        .collect();
-    let entries: Vec<(&str, &[u8])> = data
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    std::fs::write(dir.join(name), tar_of(&entries)).unwrap();
+    PackageDir::new(dir).ova(name, members);
 }
 
 #[test]

@@ -42,7 +42,7 @@ const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 "#;
 
 fn package(dir: &Path) {
-    std::fs::write(dir.join("p.ovf"), OVF).unwrap();
+    PackageDir::new(dir).file("p.ovf", OVF.as_bytes());
     qemu_create(dir, "d.vmdk", "streamOptimized", "1M");
 }
 

@@ -2,7 +2,8 @@
 //! [`builders`] lay VMDK files out byte by byte, independent of any writer of ours; [`peers`]
 //! run qemu-img and the Python readers (libvmdk, dissect) and hash what they read; [`catalogue`]
 //! runs malformed-input cases under a heap budget; [`run`] finds the built examples; [`ovf`]
-//! builds tar members, OVAs and envelopes. It depends on neither crate, so the tests of both
+//! builds tar members, envelopes, and package folders with their manifests and OVAs
+//! ([`ovf::PackageDir`], the one package builder of the tests). It depends on neither crate, so the tests of both
 //! use it without a second copy of their types.
 
 // Test plumbing: the catalogue's cases hold closures, which have no Debug.

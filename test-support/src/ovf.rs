@@ -56,3 +56,109 @@ pub fn file_ref(href: &str, size: usize, extra: &str) -> String {
 pub fn disk_entry(mib: u64) -> String {
     format!("<Disk ovf:capacity=\"{mib}\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"vmdisk1\" ovf:fileRef=\"file1\" ovf:format=\"{STREAM_FORMAT}\"/>")
 }
+
+/// How a test manifest spells its lines: `SHA256(name)= hex` as ovftool writes them, or the
+/// BSD tag form `SHA256 (name) = hex` that `sha256sum --tag` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MfStyle {
+    /// `SHA256(name)= hex`.
+    Ovftool,
+    /// `SHA256 (name) = hex`.
+    Tagged,
+}
+
+/// A package folder the tests of the OVF side build: files written into it, its envelope (with
+/// sizes filled in), a manifest of any of its files, and an OVA of them in any order. The one
+/// package builder the tests share; each test still says what goes in.
+#[derive(Debug)]
+pub struct PackageDir {
+    /// The folder (created by [`PackageDir::new`]).
+    pub dir: std::path::PathBuf,
+}
+
+impl PackageDir {
+    /// The folder `dir`, created when missing.
+    pub fn new(dir: &std::path::Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The path of `name` in the folder.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The length of the file `name`.
+    pub fn size(&self, name: &str) -> u64 {
+        std::fs::metadata(self.path(name)).unwrap().len()
+    }
+
+    /// Writes `bytes` as `name`.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> &Self {
+        std::fs::write(self.path(name), bytes).unwrap();
+        self
+    }
+
+    /// Writes the envelope `name`, each `SIZE(file)` in `text` replaced by that file's length.
+    pub fn ovf(&self, name: &str, text: &str) -> &Self {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("SIZE(") {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at + 5..];
+            let end = tail.find(')').unwrap();
+            out.push_str(&self.size(&tail[..end]).to_string());
+            rest = &tail[end + 1..];
+        }
+        out.push_str(rest);
+        self.file(name, out.as_bytes())
+    }
+
+    /// Writes the manifest `name` listing `files` with `alg` (`SHA1`, `SHA256` or `SHA512`),
+    /// digests computed here (not by the code under test).
+    pub fn manifest(&self, name: &str, files: &[&str], alg: &str, style: MfStyle) -> &Self {
+        use sha2::Digest;
+        let mut mf = String::new();
+        for f in files {
+            let data = std::fs::read(self.path(f)).unwrap();
+            let hex: String = match alg {
+                "SHA1" => hex(&sha1::Sha1::digest(&data)),
+                "SHA256" => hex(&sha2::Sha256::digest(&data)),
+                "SHA512" => hex(&sha2::Sha512::digest(&data)),
+                other => panic!("no digest {other}"),
+            };
+            mf.push_str(&match style {
+                MfStyle::Ovftool => format!("{alg}({f})= {hex}\n"),
+                MfStyle::Tagged => format!("{alg} ({f}) = {hex}\n"),
+            });
+        }
+        self.file(name, mf.as_bytes())
+    }
+
+    /// Writes the OVA `path` (relative to the folder, or absolute) of the folder's `members`,
+    /// in that order.
+    pub fn ova(&self, path: &str, members: &[&str]) -> &Self {
+        let data: Vec<(&str, Vec<u8>)> = members
+            .iter()
+            .map(|m| (*m, std::fs::read(self.path(m)).unwrap()))
+            .collect();
+        let entries: Vec<(&str, &[u8])> = data.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+        std::fs::write(self.path(path), tar_of(&entries)).unwrap();
+        self
+    }
+}
+
+/// The `ovf:href` values of an envelope's text, in order.
+pub fn hrefs(ovf: &str) -> Vec<String> {
+    ovf.split("ovf:href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
