@@ -31,14 +31,14 @@ fn edited(text: &str) -> Option<String> {
     edit_envelope(text, &edits).ok()
 }
 
-/// A plain file name, as a package may use one: not empty, no path separator, no `..`, not
-/// absolute, no NUL (the rule `ovf` enforces, restated here as the oracle).
-fn is_plain_name(name: &str) -> bool {
+/// A path inside a package, as `ovf::names::locate` must give one: relative, `/`-separated,
+/// no empty, `.` or `..` component, no backslash or NUL, no drive letter (restated here as the
+/// oracle).
+fn is_inside(name: &str) -> bool {
     !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0'])
+        && !name.contains(['\\', '\0'])
         && !(name.len() >= 2 && name.as_bytes().get(1) == Some(&b':'))
+        && name.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -51,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = env.file_of(d);
         }
         for f in &env.files {
-            assert!(is_plain_name(&f.href), "an unsafe href was accepted");
+            if let Ok(inside) = f.location() {
+                assert!(is_inside(&inside), "an href leading out was taken as inside");
+            }
         }
     }
     if let Some(same) = edit_envelope(text, &EnvelopeEdits::new()).ok() {

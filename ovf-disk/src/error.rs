@@ -113,6 +113,17 @@ pub enum Error {
         /// The file name.
         name: String,
     },
+    /// A file the envelope names outside the package (`..`, an absolute path, a URL), which is
+    /// not read: see [`crate::package::Package::allow_outside_paths`].
+    #[error("{}: ovf:href {href:?} {reason}: not followed{}", path.display(), hint(reason))]
+    Outside {
+        /// The package.
+        path: PathBuf,
+        /// The href as the envelope writes it.
+        href: String,
+        /// Why it is not a file of the package.
+        reason: ovf::names::Outside,
+    },
     /// The manifest does not match, or does not cover a file it must: nothing was written.
     #[error("{}: verification failed, nothing was imported", .0.display())]
     Verification(PathBuf),
@@ -180,6 +191,7 @@ impl Error {
             | Self::Config { .. }
             | Self::Archive { .. }
             | Self::Missing { .. }
+            | Self::Outside { .. }
             | Self::Verification(_)
             | Self::LargerThanDeclared { .. } => Category::Damaged,
         }
@@ -202,5 +214,16 @@ impl Error {
             },
             other => other,
         }
+    }
+}
+
+/// What the user can do about an href not followed.
+fn hint(reason: &ovf::names::Outside) -> &'static str {
+    match reason {
+        ovf::names::Outside::Parent | ovf::names::Outside::Absolute => {
+            " (--allow-outside-paths follows it in a package folder)"
+        }
+        ovf::names::Outside::Url(_) => " (download the file beside the descriptor)",
+        ovf::names::Outside::Invalid(_) => "",
     }
 }

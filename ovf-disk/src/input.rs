@@ -40,7 +40,9 @@ impl Input {
     /// ```
     pub fn open(path: &Path, options: &vm::Options) -> Result<Self> {
         Ok(match input_kind(path)? {
-            InputKind::Ovf | InputKind::Ova => Self::Package(Box::new(Package::open(path)?)),
+            InputKind::Ovf | InputKind::Ova => Self::Package(Box::new(
+                Package::open(path)?.allow_outside_paths(options.allow_outside),
+            )),
             InputKind::Vmx => Self::Vm(Box::new(Vm::open(path)?)),
             _ => Self::Disk(Box::new(options.disk_open_options().open(path)?)),
         })

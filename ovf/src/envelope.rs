@@ -35,7 +35,8 @@ pub const MAX_COLLECTION_DEPTH: usize = 32;
 pub struct FileRef {
     /// `ovf:id`.
     pub id: String,
-    /// `ovf:href`, a plain file name in the package.
+    /// `ovf:href` as written: a path inside the package, or one leading outside it, or a URL
+    /// ([`FileRef::location`] says which).
     pub href: String,
     /// `ovf:size` in bytes.
     pub size: Option<u64>,
@@ -46,6 +47,12 @@ pub struct FileRef {
 }
 
 impl FileRef {
+    /// Where the href leads: the normalised path inside the package, or why it names no file
+    /// of the package (a reader describes those and follows them only when allowed).
+    pub fn location(&self) -> std::result::Result<String, crate::names::Outside> {
+        crate::names::locate(&self.href)
+    }
+
     /// Whether the file is stored compressed (`ovf:compression` other than `identity` or empty).
     pub fn is_compressed(&self) -> bool {
         self.compression
@@ -267,12 +274,6 @@ fn read_references(
         .filter(|c| c.is_element() && c.tag_name().name() == "File")
     {
         let href = attr(f, "href").ok_or_else(|| (line(f), "a File without ovf:href".into()))?;
-        if !crate::names::is_plain_name(href) {
-            return Err((
-                line(f),
-                format!("ovf:href {href:?} is not a plain file name in the package"),
-            ));
-        }
         let num = |name: &str| -> std::result::Result<Option<u64>, SectionError> {
             attr(f, name)
                 .map(|v| {
@@ -639,10 +640,9 @@ pub(crate) mod tests {
             "ovf:href=\"vm-disk1.vmdk\"",
             "ovf:href=\"../../etc/passwd\"",
         );
-        assert!(Envelope::parse(&escape, p)
-            .unwrap_err()
-            .to_string()
-            .contains("not a plain file name"));
+        // An href leading outside is read and described, never followed here.
+        let env = Envelope::parse(&escape, p).unwrap();
+        assert_eq!(env.files[0].location(), Err(crate::names::Outside::Parent));
         assert!(Envelope::parse("<Envelope xmlns=\"urn:other\"/>", p).is_err());
         assert!(Envelope::parse("<Envelope", p).is_err());
         assert!(Envelope::parse(&V1.replace("ovf:size=\"68608\"", "ovf:size=\"big\""), p).is_err());

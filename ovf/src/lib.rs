@@ -8,7 +8,8 @@
 //!
 //! Every input is untrusted: envelope text is bounded before it is parsed (size, markup and
 //! nesting, no DTD so no entity is ever expanded; [`xml`]), manifests are bounded too, file
-//! names must be plain names ([`names`]), and errors ([`Error`]) name the file and the line.
+//! names are located before anything follows them (inside the package, or why not:
+//! [`names::locate`]), and errors ([`Error`]) name the file and the line.
 //!
 //! # Reading an envelope
 //!

@@ -10,7 +10,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::{Error, Result};
-use crate::names::is_plain_name;
+use crate::names::{is_plain_name, locate};
 
 /// A digest algorithm of a manifest line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -131,12 +131,10 @@ impl Manifest {
                     ))
                 }
             };
-            if !is_plain_name(name) {
-                return Err(err(
-                    i + 1,
-                    format!("file name {name:?} is not a plain name in the package"),
-                ));
-            }
+            let name = &match locate(name) {
+                Ok(inside) => inside,
+                Err(why) => return Err(err(i + 1, format!("file name {name:?} {why}"))),
+            };
             if digest.len() != algorithm.hex_len() || !digest.bytes().all(|b| b.is_ascii_hexdigit())
             {
                 return Err(err(
@@ -219,7 +217,8 @@ impl Manifest {
 
     /// The entry for `name`, if listed.
     pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.first.get(name).and_then(|&i| self.entries.get(i))
+        let name = locate(name).ok()?;
+        self.first.get(&name).and_then(|&i| self.entries.get(i))
     }
 }
 

@@ -291,6 +291,8 @@ fn stage_package(
         })
     })?;
     let mut files = Vec::new();
+    // The hrefs already carried.
+    let mut done: Vec<String> = Vec::new();
     let mut edits = EnvelopeEdits::new();
     let env = pkg.envelope();
     for disk in &env.disks {
@@ -298,20 +300,27 @@ fn stage_package(
             continue;
         };
         let vdisk = pkg.open_disk(&file.href).map_err(|e| about(e, ovf))?;
-        let (s, size) = stage(&vdisk, &file.href, ovf)?;
-        edits.stored_file(&file.href, &file.href, size, storage.clone());
-        files.push((
-            file.href.clone(),
-            Source::Staged(s),
-            storage.chunk_size.is_some(),
-        ));
+        // Members are plain names: `disks/data.vmdk` becomes `disks_data.vmdk`.
+        let name = crate::output::flat_name(&file.href);
+        let (s, size) = stage(&vdisk, &name, ovf)?;
+        edits.stored_file(&file.href, &name, size, storage.clone());
+        files.push((name, Source::Staged(s), storage.chunk_size.is_some()));
+        done.push(file.href.clone());
     }
     // The other files the envelope names (ISOs, NVRAM), as they are; a chunked or compressed
     // one is read whole and stored plainly.
     for f in &env.files {
-        if files.iter().any(|(n, _, _)| *n == f.href) {
+        if done.contains(&f.href) {
             continue;
         }
+        pkg.not_followed(&f.href).map_or(Ok(()), |reason| {
+            Err(Error::Outside {
+                path: ovf.to_path_buf(),
+                href: f.href.clone(),
+                reason,
+            })
+        })?;
+        let name = crate::output::flat_name(&f.href);
         let Some(size) = pkg
             .size(&f.href)
             .filter(|_| !f.is_compressed() && f.chunk_size.is_none())
@@ -321,20 +330,21 @@ fn stage_package(
                 what: "carrying a file that is compressed, chunked or missing".into(),
             });
         };
-        edits.file(&f.href, &f.href, size);
+        edits.file(&f.href, &name, size);
         let path = pkg.member_path(&f.href);
         if path.is_file() {
-            files.push((f.href.clone(), Source::Carried(path), false));
+            files.push((name, Source::Carried(path), false));
         } else {
             // A member of an OVA: copied beside the output while the archive is written.
             let staged = Staged(PendingFile::create(
-                &folder.join(format!("{}.export", f.href)),
+                &folder.join(format!("{name}.export")),
                 true,
             )?);
             let mut r = pkg.reader(&f.href)?;
             std::io::copy(&mut r, &mut staged.0.file()).map_err(Error::io(staged.path()))?;
-            files.push((f.href.clone(), Source::Staged(staged), false));
+            files.push((name, Source::Staged(staged), false));
         }
+        done.push(f.href.clone());
     }
     if let Some(t) = &options.system_type {
         edits.system_type(move |old| (old != t).then(|| t.clone()));

@@ -37,7 +37,6 @@ use crate::package::verify::{CapacityDifference, FileDigest, VerifyReport};
 use crate::package::{declared, within_declared, Package, MAX_SMALL};
 use ovf::envelope::{Envelope, FileRef, VirtualDisk};
 use ovf::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
-use ovf::names::is_plain_name;
 use ovf::properties::{ovf_environment, property_values};
 use ovf::write::{edit_envelope, vmdk_format, EnvelopeEdits};
 
@@ -357,7 +356,8 @@ fn emit_configs(
 
 /// The thick output for a disk file of the package: `STEM.raw`, or `STEM-thick.vmdk`.
 fn output_for(outdir: &Path, href: &str, format: &Format) -> PathBuf {
-    let stem = href.rsplit_once('.').map_or(href, |(s, _)| s);
+    let name = crate::output::flat_name(href);
+    let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
     match format {
         Format::Raw => outdir.join(format!("{stem}.raw")),
         _ => outdir.join(format!("{stem}-thick.vmdk")),
@@ -609,6 +609,8 @@ struct StreamImport<'a> {
     seen: HashSet<String>,
     /// Every member name so far (the descriptor's and the manifest's too).
     names: HashSet<String>,
+    /// The folder the descriptor sits in inside the archive (`sub/`, or empty), once read.
+    root: Option<String>,
     /// Digests of members read before the manifest, in all three algorithms.
     early: Vec<(String, Vec<(Algorithm, String)>)>,
     /// The disks written, under temporary names until the import is complete.
@@ -637,6 +639,7 @@ pub fn import_stream<R: Read>(
         manifest: None,
         seen: HashSet::new(),
         names: HashSet::new(),
+        root: None,
         early: Vec::new(),
         written: Vec::new(),
     };
@@ -746,7 +749,6 @@ impl StreamImport<'_> {
     ) -> Result<()> {
         let offset = entry.raw_header_position();
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let member = raw_name.strip_prefix("./").unwrap_or(&raw_name).to_string();
         let path = self.path.clone();
         let bad = |reason: &str| Error::Archive {
             path: path.clone(),
@@ -754,9 +756,31 @@ impl StreamImport<'_> {
             offset,
             reason: reason.to_string(),
         };
-        if !is_plain_name(&member) {
-            return Err(bad("its name is absolute, has a path or '..'"));
+        let folder = entry.header().entry_type() == tar::EntryType::Directory;
+        let name = raw_name.strip_suffix('/').filter(|_| folder);
+        let member =
+            crate::package::ova::member_name(name.unwrap_or(&raw_name)).map_err(|e| bad(&e))?;
+        if folder && entry.size() == 0 {
+            return Ok(());
         }
+        // Every member in the descriptor's folder (`sub/x.ovf`, `sub/disk1.vmdk`): named
+        // inside it, as the seekable reader names them.
+        let member = match &self.root {
+            None => {
+                let root = crate::package::ova::root_of(&member).to_string();
+                let name = member.get(root.len()..).unwrap_or_default().to_string();
+                self.root = Some(root);
+                name
+            }
+            Some(root) => match member.strip_prefix(root.as_str()) {
+                Some(inside) => inside.to_string(),
+                None => {
+                    return Err(bad(&format!(
+                        "it is not in the descriptor's folder {root:?}"
+                    )))
+                }
+            },
+        };
         if !matches!(
             entry.header().entry_type(),
             tar::EntryType::Regular | tar::EntryType::Continuous
@@ -818,7 +842,10 @@ impl StreamImport<'_> {
         }
         // The disk this member holds, if it holds one.
         let target = self.envelope.as_ref().and_then(|(_, _, env)| {
-            let f = env.files.iter().find(|f| f.href == member)?;
+            let f = env
+                .files
+                .iter()
+                .find(|f| f.location().as_deref() == Ok(member))?;
             let d = env
                 .disks
                 .iter()

@@ -40,6 +40,25 @@ use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, Result};
 
+/// The plain name in the output folder of the package file `href`: its path inside the package
+/// with each `/` a `_` (`disks/data.vmdk` is `disks_data.vmdk`), or the last part of an href
+/// leading outside it, so nothing an import writes leaves its folder.
+pub(crate) fn flat_name(href: &str) -> String {
+    let name = match ovf::names::locate(href) {
+        Ok(inside) => inside.replace('/', "_"),
+        Err(_) => href
+            .rsplit(['/', '\\'])
+            .find(|p| !p.is_empty() && *p != "." && *p != "..")
+            .unwrap_or("disk")
+            .to_string(),
+    };
+    if ovf::names::is_plain_name(&name) {
+        name
+    } else {
+        "disk".to_string()
+    }
+}
+
 /// What the temporary name of an output ends with: `.NAME.ovf-disk-partial`.
 const SUFFIX: &str = ".ovf-disk-partial";
 

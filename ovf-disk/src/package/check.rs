@@ -154,7 +154,10 @@ pub fn check_package(
                 .any(|d| d.file_ref.as_deref() == Some(f.id.as_str()))
         })
         .filter(|f| f.chunk_size.is_none() && pkg.size(&f.href).is_none())
-        .map(|f| format!("File {} ({:?}) is not in the package", f.id, f.href))
+        .map(|f| match pkg.not_followed(&f.href) {
+            Some(why) => format!("File {} ({:?}) {why}: not followed", f.id, f.href),
+            None => format!("File {} ({:?}) is not in the package", f.id, f.href),
+        })
         .collect();
     missing.extend(env.disks.iter().filter_map(|d| {
         let r = d.file_ref.as_deref()?;
@@ -183,12 +186,20 @@ pub fn check_package(
             check.method = CheckMethod::Streamed;
             check_streamed(pkg, file, &disk.disk_id, threads, &mut check.report)
         } else {
-            let (path, options) = pkg.disk_location(&file.href, base);
-            match vmdk::check(&path, &options) {
-                Ok(r) => check.report = r,
-                Err(e) => check.report.add(Problem::from_error(&e)),
+            match pkg.disk_location(&file.href, base) {
+                Ok((path, options)) => {
+                    match vmdk::check(&path, &options) {
+                        Ok(r) => check.report = r,
+                        Err(e) => check.report.add(Problem::from_error(&e)),
+                    }
+                    options.open(&path).ok().map(|d| d.capacity())
+                }
+                Err(e) => {
+                    let problem = Problem::new(&file.href, "file", None, e.to_string());
+                    check.report.add(problem);
+                    None
+                }
             }
-            options.open(&path).ok().map(|d| d.capacity())
         };
         check.capacity = capacity;
         let href = Path::new(&file.href);

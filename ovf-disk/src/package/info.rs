@@ -42,8 +42,11 @@ pub struct PackageFile {
     pub href: String,
     /// `ovf:size` as declared.
     pub size: Option<u64>,
-    /// The size of the file present in the package (none when it is missing).
+    /// The size of the file present in the package (none when it is missing or not followed).
     pub present_size: Option<u64>,
+    /// Why the href is not read, when it is not: it leads outside the package, is absolute, or
+    /// is a URL (see [`super::Package::allow_outside_paths`]).
+    pub not_followed: Option<String>,
     /// `ovf:compression`.
     pub compression: Option<String>,
     /// `ovf:chunkSize`.
@@ -128,6 +131,7 @@ impl Package {
                     href: f.href.clone(),
                     size: f.size,
                     present_size: self.size(&f.href),
+                    not_followed: self.not_followed(&f.href).map(|w| w.to_string()),
                     compression: f.compression.clone(),
                     chunk_size: f.chunk_size,
                 })

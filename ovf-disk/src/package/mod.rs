@@ -4,8 +4,12 @@
 //! Spec: DMTF DSP0243 "Open Virtualization Format Specification" 1.x and 2.x, and VMware's
 //! pre-standard 0.9 envelope (namespace `http://www.vmware.com/schema/ovf/1/envelope`); elements
 //! are matched by local name so all three read alike. Refused: XML with a DTD (no entity
-//! expansion ever), file names in a package that are absolute, contain `..` or a path
-//! separator, tar members that are links or not regular files.
+//! expansion ever), tar members that are links or not regular files, tar member names that lead
+//! outside the archive. An `ovf:href` is a path relative to the descriptor: one inside the
+//! package's folder (or the OVA, whose members may sit in one common folder) is read; one that
+//! leads outside it, an absolute path or a URL is described by `info` and `check` with the reason,
+//! and refused where its bytes must be read ([`Error::Outside`]) unless
+//! [`Package::allow_outside_paths`] allows paths.
 
 pub(crate) mod check;
 pub(crate) mod info;
@@ -28,7 +32,7 @@ use self::ova::{OvaFiles, OvaIndex};
 use crate::error::{Error, Result};
 use ovf::envelope::{Envelope, VirtualDisk};
 use ovf::manifest::Manifest;
-use ovf::names::is_plain_name;
+use ovf::names::{locate, Outside};
 
 /// Largest descriptor, manifest or certificate read.
 pub(crate) const MAX_SMALL: u64 = 16 << 20;
@@ -66,6 +70,16 @@ pub struct Package {
     /// The report of the first [`Package::verify`], which later calls (an import after the
     /// caller's own verify, a lint after a check) return instead of digesting every file again.
     verified: Arc<std::sync::Mutex<Option<VerifyReport>>>,
+    /// Whether hrefs that lead outside the package folder (or are absolute) are followed.
+    allow_outside: bool,
+}
+
+/// Where a file of the package is.
+enum Place<'a> {
+    /// A path on the file system.
+    Path(PathBuf),
+    /// A member of the OVA.
+    Member(&'a Arc<OvaIndex>, &'a ova::Member),
 }
 
 /// Reads the envelope of a folder package: the `.ovf` itself, at most [`MAX_SMALL`].
@@ -156,6 +170,7 @@ impl Package {
             manifest: None,
             certificate: None,
             verified: Arc::default(),
+            allow_outside: false,
         };
         let stem = descriptor
             .rsplit_once('.')
@@ -218,12 +233,71 @@ impl Package {
         self.certificate.as_deref()
     }
 
+    /// Follows hrefs that lead outside the package folder or are absolute paths (never URLs,
+    /// never outside an OVA), as `--allow-outside-paths` does: for packages the user trusts,
+    /// such as a VM's own folder exported with `../` paths.
+    pub fn allow_outside_paths(mut self, allow: bool) -> Self {
+        self.allow_outside = allow;
+        self
+    }
+
+    /// Why the file `href` is not read, when it is not: it leads outside the package (and that
+    /// is not allowed), it is a URL, or it is not a file name.
+    pub fn not_followed(&self, href: &str) -> Option<Outside> {
+        match (locate(href), &self.source) {
+            (Ok(_), _) => None,
+            (Err(Outside::Parent | Outside::Absolute), Source::Folder(_)) if self.allow_outside => {
+                None
+            }
+            (Err(why), _) => Some(why),
+        }
+    }
+
+    /// Where the file `href` is, or the error of a file not followed.
+    fn place(&self, href: &str) -> Result<Place<'_>> {
+        let refused = |why: Outside| Error::Outside {
+            path: self.path.clone(),
+            href: href.to_string(),
+            reason: why,
+        };
+        match (locate(href), &self.source) {
+            (Ok(inside), Source::Folder(dir)) => {
+                let path = dir.join(&inside);
+                if inside.contains('/') && !self.allow_outside {
+                    // A folder of the package may be a link leading elsewhere.
+                    let real = |p: &Path| std::fs::canonicalize(p).ok();
+                    let within = match (path.parent().and_then(real), real(dir)) {
+                        (Some(parent), Some(root)) => parent.starts_with(root),
+                        _ => true,
+                    };
+                    if !within {
+                        return Err(refused(Outside::Parent));
+                    }
+                }
+                Ok(Place::Path(path))
+            }
+            (Ok(inside), Source::Ova(index)) => index
+                .get(&inside)
+                .map(|m| Place::Member(index, m))
+                .ok_or_else(|| Error::Missing {
+                    path: self.path.clone(),
+                    name: href.to_string(),
+                }),
+            (Err(Outside::Parent | Outside::Absolute), Source::Folder(dir))
+                if self.allow_outside =>
+            {
+                Ok(Place::Path(dir.join(href)))
+            }
+            (Err(why), _) => Err(refused(why)),
+        }
+    }
+
     /// Where a file of the package is, for messages: beside the `.ovf`, or inside the `.ova`
     /// (`appliance.ova/appliance.mf`).
     pub(crate) fn member_path(&self, name: &str) -> PathBuf {
-        match &self.source {
-            Source::Folder(dir) => dir.join(name),
-            Source::Ova(_) => self.path.join(name),
+        match self.place(name) {
+            Ok(Place::Path(p)) => p,
+            _ => self.path.join(name),
         }
     }
 
@@ -235,17 +309,15 @@ impl Package {
         }
     }
 
-    /// The size of a file of the package, if it is there.
+    /// The size of a file of the package, if it is there (and followed: see
+    /// [`Package::not_followed`]).
     pub fn size(&self, name: &str) -> Option<u64> {
-        if !is_plain_name(name) {
-            return None;
-        }
-        match &self.source {
-            Source::Folder(dir) => std::fs::metadata(dir.join(name))
+        match self.place(name).ok()? {
+            Place::Path(p) => std::fs::metadata(p)
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| m.len()),
-            Source::Ova(index) => index.get(name).map(|m| m.size),
+            Place::Member(_, m) => Some(m.size),
         }
     }
 
@@ -255,15 +327,9 @@ impl Package {
             path: self.path.clone(),
             name: name.to_string(),
         };
-        if !is_plain_name(name) {
-            return Err(missing());
-        }
-        match &self.source {
-            Source::Folder(dir) => {
-                let p = dir.join(name);
-                Ok(Box::new(File::open(&p).map_err(|_| missing())?))
-            }
-            Source::Ova(index) => Ok(Box::new(index.reader(index.get(name).ok_or_else(missing)?))),
+        match self.place(name)? {
+            Place::Path(p) => Ok(Box::new(File::open(&p).map_err(|_| missing())?)),
+            Place::Member(index, m) => Ok(Box::new(index.reader(m))),
         }
     }
 
@@ -280,14 +346,13 @@ impl Package {
                 buf.len()
             )));
         }
-        match &self.source {
-            Source::Folder(dir) => {
+        match self.place(name)? {
+            Place::Path(p) => {
                 use std::os::unix::fs::FileExt;
-                let p = dir.join(name);
                 let f = File::open(&p).map_err(Error::io(&p))?;
                 f.read_exact_at(buf, offset).map_err(Error::io(&p))
             }
-            Source::Ova(index) => index.read_member_at(name, offset, buf),
+            Place::Member(index, m) => index.read_member_at(&m.name, offset, buf),
         }
     }
 
@@ -308,19 +373,19 @@ impl Package {
         &self,
         href: &str,
         base: &vmdk::OpenOptions,
-    ) -> (PathBuf, vmdk::OpenOptions) {
-        match &self.source {
-            Source::Folder(dir) => (dir.join(href), base.clone()),
-            Source::Ova(index) => (
-                PathBuf::from(href),
+    ) -> Result<(PathBuf, vmdk::OpenOptions)> {
+        Ok(match self.place(href)? {
+            Place::Member(index, m) => (
+                PathBuf::from(&m.name),
                 base.clone().files(OvaFiles(index.clone())),
             ),
-        }
+            Place::Path(p) => (p, base.clone()),
+        })
     }
 
     /// Opens the disk file `href` in place (inside the OVA, for an archive).
     pub fn open_disk(&self, href: &str) -> Result<vmdk::Disk> {
-        let (path, options) = self.disk_location(href, &vmdk::OpenOptions::default());
+        let (path, options) = self.disk_location(href, &vmdk::OpenOptions::default())?;
         Ok(options.open(path)?)
     }
 

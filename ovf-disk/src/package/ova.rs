@@ -22,7 +22,8 @@ use ovf::names::is_plain_name;
 /// One member of the archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Member {
-    /// Its name (a plain file name).
+    /// Its name inside the package: a relative path, without the folder of the descriptor
+    /// when every member sits in that folder.
     pub name: String,
     /// Byte offset of its header in the archive.
     pub header_offset: u64,
@@ -61,6 +62,35 @@ pub(crate) fn cut_short(path: &Path, last: &Option<String>, offset: u64, missing
         },
         offset,
         missing,
+    }
+}
+
+/// The name of the tar member `raw` inside the package (`./` and inner `.` dropped), or why it
+/// is refused: it leads outside the archive, is absolute, or is no file name.
+pub(crate) fn member_name(raw: &str) -> std::result::Result<String, String> {
+    ovf::names::locate(raw).map_err(|why| format!("its name {why}"))
+}
+
+/// The folder the descriptor `name` sits in inside the archive, with its `/` (`sub/`), or
+/// nothing for the archive's root.
+pub(crate) fn root_of(descriptor: &str) -> &str {
+    descriptor
+        .rfind('/')
+        .map_or("", |i| descriptor.get(..=i).unwrap_or(""))
+}
+
+/// Names every member relative to the descriptor's folder when every member sits in it (as
+/// some exporters and virt-v2v's tests write OVAs: `sub/x.ovf`, `sub/disk1.vmdk`).
+fn strip_root(members: &mut [Member], descriptor: usize) {
+    let root = members
+        .get(descriptor)
+        .map(|m| root_of(&m.name).to_string())
+        .unwrap_or_default();
+    if root.is_empty() || !members.iter().all(|m| m.name.starts_with(&root)) {
+        return;
+    }
+    for m in members.iter_mut() {
+        m.name = m.name.get(root.len()..).unwrap_or_default().to_string();
     }
 }
 
@@ -129,12 +159,16 @@ impl OvaIndex {
             };
             let raw = String::from_utf8(entry.path_bytes().into_owned())
                 .map_err(|_| bad("its name is not UTF-8".into()))?;
-            let name = raw.strip_prefix("./").unwrap_or(&raw).to_string();
-            if !is_plain_name(&name) {
-                return Err(bad("its name is absolute, has a path or '..'".into()));
-            }
+            let folder = entry.header().entry_type() == tar::EntryType::Directory;
+            let name = member_name(raw.strip_suffix('/').filter(|_| folder).unwrap_or(&raw))
+                .map_err(bad)?;
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {}
+                // A folder the members sit in: nothing to read.
+                tar::EntryType::Directory if entry.size() == 0 => {
+                    next_header = entry.raw_file_position();
+                    continue;
+                }
                 t if t.is_symlink() || t.is_hard_link() => return Err(bad("it is a link".into())),
                 t => return Err(bad(format!("it is not a regular file ({t:?})"))),
             }
@@ -176,6 +210,7 @@ impl OvaIndex {
             return Err(cut_short(path, &last, next_header, end - archive_len));
         }
         let descriptor = descriptor_index(path, &members)?;
+        strip_root(&mut members, descriptor);
         Ok(Self {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -291,14 +326,8 @@ pub(crate) struct OvaFiles(pub Arc<OvaIndex>);
 
 impl vmdk::Files for OvaFiles {
     fn open(&self, path: &Path) -> vmdk::Result<vmdk::Backing> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let in_root = path
-            .parent()
-            .is_none_or(|p| p.as_os_str().is_empty() || p == Path::new("."));
-        let m = self.0.get(&name).filter(|_| in_root).ok_or_else(|| {
+        let name = path.to_str().and_then(|p| ovf::names::locate(p).ok());
+        let m = name.and_then(|n| self.0.get(&n)).ok_or_else(|| {
             vmdk::Error::io(
                 path,
                 std::io::Error::new(

@@ -42,7 +42,7 @@ const MAX_LISTED: usize = 10_000;
 #[derive(Clone, Debug)]
 pub struct Options {
     open: OpenOptions,
-    allow_outside: bool,
+    pub(crate) allow_outside: bool,
     #[cfg(feature = "write")]
     format: Format,
     #[cfg(feature = "write")]

@@ -300,6 +300,23 @@ struct VerifyArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    package_args: PackageArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct PackageArgs {
+    /// Read files the envelope names outside the package folder ('..' or absolute hrefs);
+    /// off by default: a package from a stranger must not make us read host files.
+    #[arg(long)]
+    allow_outside_paths: bool,
+}
+
+impl PackageArgs {
+    /// Opens the package `path` with these options.
+    fn open(&self, path: &Path) -> ovf_disk::Result<Package> {
+        Ok(Package::open(path)?.allow_outside_paths(self.allow_outside_paths))
+    }
 }
 
 /// `import`.
@@ -332,6 +349,8 @@ struct ImportArgs {
     /// VMware guests and cloud-init read.
     #[arg(long)]
     ovf_env_iso: bool,
+    #[command(flatten)]
+    package_args: PackageArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -764,7 +783,8 @@ fn check_target(out: &mut dyn Write, a: &CheckArgs, target: TargetArg) -> Result
         is_package(&a.file)?,
         "--target checks a package (.ovf or .ova)"
     );
-    let report = ovf_disk::rules::lint(&Package::open(&a.file)?, target)?;
+    let pkg = Package::open(&a.file)?.allow_outside_paths(a.input_args.allow_outside_paths);
+    let report = ovf_disk::rules::lint(&pkg, target)?;
     if a.json {
         print_json(out, &report)?;
     } else {
@@ -783,8 +803,9 @@ fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
     let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
     if is_package(file).with_context(|| format!("cannot check {}", file.display()))? {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let pkg =
-            Package::open(file).with_context(|| format!("cannot check {}", file.display()))?;
+        let pkg = Package::open(file)
+            .with_context(|| format!("cannot check {}", file.display()))?
+            .allow_outside_paths(input_args.allow_outside_paths);
         let c = ovf_disk::package::check_package(&pkg, &input_args.options(), threads, &|_| {})
             .with_context(|| format!("cannot check {}", file.display()))?;
         if json {
@@ -812,7 +833,7 @@ fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
 
 fn verify(out: &mut dyn Write, a: &VerifyArgs) -> Result<ExitCode> {
     let (package, json) = (a.package.as_path(), a.json);
-    let pkg = Package::open(package)?;
+    let pkg = a.package_args.open(package)?;
     let report = pkg.verify(&|_| {})?;
     if json {
         print_json(out, &report)?;
@@ -886,7 +907,7 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
                 .context("importing the OVA on standard input")?;
         (bar, r)
     } else {
-        let pkg = Package::open(package)?;
+        let pkg = a.package_args.open(package)?;
         let total = pkg
             .envelope()
             .disks

@@ -294,8 +294,11 @@ pub fn package_info(out: &mut dyn Write, p: &package::Info) -> Result<()> {
                 || "size not stated".into(),
                 |s| format!("declared {s} bytes")
             ),
-            f.present_size
-                .map_or_else(|| "missing".to_string(), |s| format!("{s} bytes present"))
+            match (&f.not_followed, f.present_size) {
+                (Some(why), _) => format!("{why}: not followed"),
+                (None, Some(s)) => format!("{s} bytes present"),
+                (None, None) => "missing".to_string(),
+            }
         )?;
     }
     package_options(out, p)?;
