@@ -551,9 +551,10 @@ fn two_runs_writing_one_output_or_importing_into_one_folder_do_not_mix() {
     assert!(err.contains("imported: another run is writing it"), "{err}");
     let (status, err) = finish(first);
     assert!(status.success(), "{err}");
+    // The first's files: the disk, the OVF and its manifest.
     assert_eq!(
         names(&outdir),
-        ["p-disk1-thick-flat.vmdk", "p-disk1-thick.vmdk", "p.ovf"]
+        ["p-disk1-thick-flat.vmdk", "p-disk1-thick.vmdk", "p.mf", "p.ovf"]
     );
 }
 

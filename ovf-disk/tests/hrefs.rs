@@ -124,14 +124,141 @@ fn a_disk_in_a_subfolder_is_read_and_hrefs_leading_out_are_described() {
     assert_eq!(v["files"][1]["present_size"], 2048, "{v}");
     assert!(v["files"][2]["not_followed"].is_string(), "{v}");
 
-    // import writes the disk under a plain name in its folder and reads as the source.
-    ovf_disk_ok(dir, &["import", "-q", "pkg/vm.ovf", "out"]);
+    // import carries every file the envelope references: one not followed stops it before a
+    // disk is written; without the extra files it writes the disk under a plain name, drops
+    // their references, and the output verifies.
+    let out = ovf_disk(dir, &["import", "-q", "pkg/vm.ovf", "out"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ovf:href \"../shared/tools.iso\" leads outside"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("out").exists());
+    ovf_disk_ok(
+        dir,
+        &["import", "-q", "--no-extra-files", "pkg/vm.ovf", "out"],
+    );
     qemu_same(dir, "out/disks_data-thick.vmdk", "vmdk", "src.raw", "raw");
     let written = std::fs::read_to_string(dir.join("out/vm.ovf")).unwrap();
     assert!(
         written.contains("ovf:href=\"disks_data-thick.vmdk\""),
         "{written}"
     );
+    for gone in ["tools.iso", "extra.iso", "/etc/hostname"] {
+        assert!(!written.contains(gone), "{written}");
+    }
+    ovf_disk_ok(dir, &["verify", "out/vm.ovf"]);
+    ovf_disk_ok(dir, &["check", "out/vm.ovf"]);
+}
+
+#[test]
+fn import_carries_the_other_files_and_writes_a_manifest_the_output_verifies_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pkg = PackageDir::new(&dir.join("pkg"));
+    disk(&pkg.dir, "disk1.vmdk");
+    std::fs::copy(pkg.path("src.raw"), dir.join("src.raw")).unwrap();
+    std::fs::create_dir_all(pkg.path("media")).unwrap();
+    pkg.file("media/tools.iso", &[0x5a; 4096])
+        .file("notes.txt", b"read me\n");
+    let hardware = "<VirtualSystem ovf:id=\"vm\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info>\
+        <Item><rasd:ElementName>IDE 0</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType></Item>\
+        <Item><rasd:ElementName>CD-ROM 1</rasd:ElementName><rasd:HostResource>ovf:/file/iso</rasd:HostResource><rasd:InstanceID>2</rasd:InstanceID><rasd:Parent>1</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>\
+        <Item><rasd:ElementName>Disk 1</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>3</rasd:InstanceID><rasd:Parent>1</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>\
+        </VirtualHardwareSection></VirtualSystem>\n";
+    let refs = format!(
+        "{}<File ovf:href=\"media/tools.iso\" ovf:id=\"iso\" ovf:size=\"4096\"/><File ovf:href=\"notes.txt\" ovf:id=\"notes\"/>",
+        file_ref("disk1.vmdk", pkg.size("disk1.vmdk") as usize, "")
+    );
+    let files = [
+        "vm.ovf",
+        "vm.mf",
+        "disk1.vmdk",
+        "media/tools.iso",
+        "notes.txt",
+    ];
+    pkg.file(
+        "vm.ovf",
+        envelope(&refs, &disk_entry(1), hardware).as_bytes(),
+    )
+    .manifest(
+        "vm.mf",
+        &[files[0], files[2], files[3], files[4]],
+        "SHA1",
+        MfStyle::Ovftool,
+    );
+    std::fs::write(dir.join("vm.ova"), ova_in_folder(&pkg, "", &files)).unwrap();
+
+    for (input, outdir) in [("pkg/vm.ovf", "folder"), ("vm.ova", "ova"), ("-", "pipe")] {
+        let out = if input == "-" {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+                .args(["import", "--json", "-", outdir])
+                .current_dir(dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let ova = std::fs::read(dir.join("vm.ova")).unwrap();
+            child.stdin.take().unwrap().write_all(&ova).unwrap();
+            child.wait_with_output().unwrap()
+        } else {
+            ovf_disk(dir, &["import", "--json", input, outdir])
+        };
+        assert!(out.status.success(), "{input}: {}", stderr(&out));
+        let v = json(&out);
+        assert_eq!(
+            v["carried"],
+            serde_json::json!([
+                format!("{outdir}/media_tools.iso"),
+                format!("{outdir}/notes.txt")
+            ]),
+            "{input}: {v}"
+        );
+        assert_eq!(v["manifest"], format!("{outdir}/vm.mf"), "{v}");
+        let o = dir.join(outdir);
+        assert_eq!(
+            std::fs::read(o.join("media_tools.iso")).unwrap(),
+            [0x5a; 4096]
+        );
+        assert_eq!(std::fs::read(o.join("notes.txt")).unwrap(), b"read me\n");
+        let mf = std::fs::read_to_string(o.join("vm.mf")).unwrap();
+        let names: Vec<&str> = mf
+            .lines()
+            .map(|l| l.split_once('(').unwrap().1.split_once(')').unwrap().0)
+            .collect();
+        assert_eq!(
+            names,
+            ["vm.ovf", "disk1-thick.vmdk", "media_tools.iso", "notes.txt"],
+            "{mf}"
+        );
+        assert!(mf.starts_with("SHA1("), "{mf}");
+        let verified = ovf_disk_ok(dir, &["verify", &format!("{outdir}/vm.ovf")]);
+        assert!(String::from_utf8_lossy(&verified.stdout).contains("verified"));
+        ovf_disk_ok(dir, &["check", &format!("{outdir}/vm.ovf")]);
+        qemu_same(
+            dir,
+            &format!("{outdir}/disk1-thick.vmdk"),
+            "vmdk",
+            "src.raw",
+            "raw",
+        );
+    }
+
+    // Without the extra files: the CD-ROM's ISO and the text file are gone, with the item.
+    ovf_disk_ok(dir, &["import", "-q", "--no-extra-files", "vm.ova", "bare"]);
+    let written = std::fs::read_to_string(dir.join("bare/vm.ovf")).unwrap();
+    assert!(
+        !written.contains("tools.iso") && !written.contains("notes.txt"),
+        "{written}"
+    );
+    assert!(
+        !written.contains("CD-ROM 1") && written.contains("Disk 1"),
+        "{written}"
+    );
+    assert!(!dir.join("bare/media_tools.iso").exists());
+    ovf_disk_ok(dir, &["verify", "bare/vm.ovf"]);
 }
 
 #[test]

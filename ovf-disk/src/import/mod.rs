@@ -31,6 +31,8 @@ use crate::output::convert::{
 };
 use crate::output::parallel::{self, disks_at_once};
 use crate::output::{commit_all, OutputFolder, PendingFile};
+
+mod files;
 use crate::package::ova::{cut_short, MAX_MEMBERS};
 use crate::package::stream::{decompressed, disk_stream};
 use crate::package::verify::{CapacityDifference, FileDigest, VerifyReport};
@@ -38,7 +40,7 @@ use crate::package::{declared, within_declared, Package, MAX_SMALL};
 use ovf::envelope::{Envelope, FileRef, VirtualDisk};
 use ovf::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
 use ovf::properties::{ovf_environment, property_values};
-use ovf::write::{edit_envelope, vmdk_format, EnvelopeEdits};
+use ovf::write::{edit_envelope, vmdk_format, EnvelopeEdits, ItemEdit};
 
 /// Options of [`import`] and [`import_stream`]: how disks are written, and as what.
 ///
@@ -58,6 +60,7 @@ pub struct Options {
     properties: Vec<(String, String)>,
     deployment_option: Option<String>,
     environment_iso: bool,
+    no_extra_files: bool,
 }
 
 impl Default for Options {
@@ -70,6 +73,7 @@ impl Default for Options {
             properties: Vec::new(),
             deployment_option: None,
             environment_iso: false,
+            no_extra_files: false,
         }
     }
 }
@@ -125,6 +129,14 @@ impl Options {
         self
     }
 
+    /// Carries the other files the envelope references (ISOs, NVRAM, text) beside the disks
+    /// (the default), or, with `false`, leaves them out and removes their `File`s and the items
+    /// naming them from the written OVF, so it points at nothing missing either way.
+    pub fn extra_files(mut self, carry: bool) -> Self {
+        self.no_extra_files = !carry;
+        self
+    }
+
     /// What each disk becomes: raw, or a thick VMDK type (`monolithicFlat`, `vmfs`,
     /// `twoGbMaxExtentFlat`); other formats are refused.
     pub fn output_format(mut self, format: Format) -> Result<Self> {
@@ -167,6 +179,10 @@ pub struct Report {
     pub configurations: Vec<EmittedConfig>,
     /// The OVF environment documents written (`ovf-env.xml`, and `ovf-env.iso` when asked).
     pub environment: Vec<PathBuf>,
+    /// The other files the envelope references (ISOs, NVRAM, text), carried beside the disks.
+    pub carried: Vec<PathBuf>,
+    /// The manifest of the written package (the OVF and every file it references).
+    pub manifest: Option<PathBuf>,
 }
 
 /// The deployment option chosen (if the package offers any) and every property's value.
@@ -382,12 +398,34 @@ fn write_descriptor(
     (text, env): (&str, &Envelope),
     edits: &[ReferenceEdit],
     (chosen, values): (Option<&str>, &[(String, String)]),
-    format: &Format,
+    (format, drop_extras): (&Format, bool),
 ) -> Result<PendingFile> {
     let out = outdir.join(name);
     let mut e = EnvelopeEdits::new();
     for r in edits {
         e.plain_file(&r.href, &r.new_href, r.new_size);
+    }
+    // Without the other files: their references go, and the items (a CD-ROM's ISO) naming them.
+    let extras: Vec<&FileRef> = env
+        .files
+        .iter()
+        .filter(|f| drop_extras && !files::is_disk_file(env, &f.id))
+        .collect();
+    let named: Vec<String> = extras
+        .iter()
+        .map(|f| format!("ovf:/file/{}", f.id))
+        .collect();
+    for f in &extras {
+        e.remove_file(&f.href);
+    }
+    if !named.is_empty() {
+        e.items(move |item| {
+            if item.host_resources.iter().any(|h| named.contains(h)) {
+                ItemEdit::Remove
+            } else {
+                ItemEdit::Keep
+            }
+        });
     }
     // The VM as deployed: the chosen configuration's hardware, the properties' values (a
     // password's only in the OVF environment, never in the descriptor).
@@ -513,6 +551,12 @@ pub fn import(
             Some((disk, file, output_for(outdir, &file.href, &options.format)))
         })
         .collect();
+    // The other files first: one missing stops the import before the disks are written.
+    let (carried, carried_edits) = if options.no_extra_files {
+        (Vec::new(), Vec::new())
+    } else {
+        files::carry_files(pkg, outdir, options.convert.replace)?
+    };
     let workers = disks_at_once(options.convert.disks_at_once, jobs.len());
     let written = parallel::each(&jobs, workers, |(disk, file, out)| {
         let id = disk.disk_id.as_str();
@@ -527,6 +571,8 @@ pub fn import(
             files: w.report.files.clone(),
         });
     }
+    report.carried = carried.iter().map(|p| p.target().to_path_buf()).collect();
+    edits.extend(carried_edits);
     let (mut configs, emitted) = emit_configs(
         pkg.envelope(),
         outdir,
@@ -544,9 +590,17 @@ pub fn import(
         (&text, pkg.envelope()),
         &edits,
         (chosen.as_deref(), &values),
-        &options.format,
+        (&options.format, options.no_extra_files),
     )?;
     report.descriptor = descriptor.target().to_path_buf();
+    let pending = written.iter().flat_map(|w| &w.files).chain(&carried);
+    let listed = files::listed(outdir, &edits, pending);
+    let source = pkg.manifest().map(|(_, m)| m);
+    let manifest = files::write_manifest(source, &descriptor, &listed, options.convert.replace)?;
+    report.manifest = Some(manifest.target().to_path_buf());
+    drop(listed);
+    configs.extend(carried);
+    configs.push(manifest);
     commit_import(written, configs, descriptor)?;
     folder.keep();
     Ok(report)
@@ -611,6 +665,8 @@ struct StreamImport<'a> {
     names: HashSet<String>,
     /// The folder the descriptor sits in inside the archive (`sub/`, or empty), once read.
     root: Option<String>,
+    /// The non-disk files the envelope references, written beside the disks.
+    carried: Vec<PendingFile>,
     /// Digests of members read before the manifest, in all three algorithms.
     early: Vec<(String, Vec<(Algorithm, String)>)>,
     /// The disks written, under temporary names until the import is complete.
@@ -640,6 +696,7 @@ pub fn import_stream<R: Read>(
         seen: HashSet::new(),
         names: HashSet::new(),
         root: None,
+        carried: Vec::new(),
         early: Vec::new(),
         written: Vec::new(),
     };
@@ -859,8 +916,22 @@ impl StreamImport<'_> {
                     .map_err(|e| e.for_disk(&id))?;
             }
             None => {
-                // Certificates and other members: digested if listed, not used.
-                if member.to_ascii_lowercase().ends_with(".cert") {
+                // A file the envelope references (an ISO, NVRAM): carried beside the disks.
+                let referenced = self.envelope.as_ref().and_then(|(_, _, env)| {
+                    let f = env
+                        .files
+                        .iter()
+                        .find(|f| f.location().as_deref() == Ok(member))?;
+                    (!files::is_disk_file(env, &f.id)).then(|| f.href.clone())
+                });
+                if let Some(href) = referenced.filter(|_| !self.options.no_extra_files) {
+                    let replace = self.options.convert.replace;
+                    let (p, edit) = files::carry_member(reader, &href, self.outdir, replace)?;
+                    self.report.carried.push(p.target().to_path_buf());
+                    self.carried.push(p);
+                    self.edits.push(edit);
+                } else if member.to_ascii_lowercase().ends_with(".cert") {
+                    // Certificates and other members: digested if listed, not used.
                     self.report.verify.certificate = Some(member.to_string());
                 }
             }
@@ -1054,6 +1125,25 @@ impl StreamImport<'_> {
                 }
             }
         }
+        let extras = env
+            .files
+            .iter()
+            .filter(|f| !files::is_disk_file(&env, &f.id));
+        for f in extras.filter(|_| !self.options.no_extra_files) {
+            if !self.edits.iter().any(|e| e.href == f.href) {
+                return Err(match f.location() {
+                    Err(reason) => Error::Outside {
+                        path: self.path.clone(),
+                        href: f.href.clone(),
+                        reason,
+                    },
+                    Ok(_) => Error::Missing {
+                        path: self.path.clone(),
+                        name: f.href.clone(),
+                    },
+                });
+            }
+        }
         for d in &env.disks {
             if let Some(f) = env.file_of(d) {
                 if !self.report.disks.iter().any(|r| r.from == f.href) {
@@ -1082,9 +1172,18 @@ impl StreamImport<'_> {
             (&text, &env),
             &self.edits,
             (chosen.as_deref(), &values),
-            &self.options.format,
+            (&self.options.format, self.options.no_extra_files),
         )?;
         self.report.descriptor = pending.target().to_path_buf();
+        let carried = std::mem::take(&mut self.carried);
+        let files = self.written.iter().flat_map(|w| &w.files).chain(&carried);
+        let listed = files::listed(self.outdir, &self.edits, files);
+        let replace = self.options.convert.replace;
+        let manifest = files::write_manifest(self.manifest.as_ref(), &pending, &listed, replace)?;
+        self.report.manifest = Some(manifest.target().to_path_buf());
+        drop(listed);
+        configs.extend(carried);
+        configs.push(manifest);
         commit_import(std::mem::take(&mut self.written), configs, pending)?;
         self.report.verify.package = self.path.clone();
         let mut report = std::mem::take(&mut self.report);

@@ -68,6 +68,8 @@ pub struct ItemFacts {
     pub subtype: Option<String>,
     /// `InstanceID`, trimmed.
     pub instance_id: Option<String>,
+    /// Each `HostResource`, trimmed (`ovf:/disk/vmdisk1`, `ovf:/file/file2`).
+    pub host_resources: Vec<String>,
 }
 
 /// What happens to a hardware item.
@@ -91,6 +93,8 @@ type ItemMap<'a> = Box<dyn Fn(&ItemFacts) -> ItemEdit + 'a>;
 pub struct EnvelopeEdits<'a> {
     /// The files to repoint.
     files: Vec<FileEdit>,
+    /// The `href`s of the `File`s to remove.
+    removed_files: Vec<String>,
     /// How `Disk` formats change, if they do.
     format: Option<FormatMap<'a>>,
     /// How `VirtualSystemType` texts change, if they do.
@@ -107,6 +111,7 @@ impl std::fmt::Debug for EnvelopeEdits<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnvelopeEdits")
             .field("files", &self.files)
+            .field("removed_files", &self.removed_files)
             .field("format", &self.format.as_ref().map(|_| "fn"))
             .field("system_type", &self.system_type.as_ref().map(|_| "fn"))
             .field("configuration", &self.configuration)
@@ -155,6 +160,13 @@ impl<'a> EnvelopeEdits<'a> {
     /// disk): its `compression` and `chunkSize` attributes are removed too.
     pub fn plain_file(&mut self, href: &str, new_href: &str, new_size: u64) -> &mut Self {
         self.stored_file(href, new_href, new_size, Storage::default())
+    }
+
+    /// Removes every `References/File` whose `href` is `href` (unescaped); the items naming it
+    /// are the caller's to remove ([`EnvelopeEdits::items`], [`ItemFacts::host_resources`]).
+    pub fn remove_file(&mut self, href: &str) -> &mut Self {
+        self.removed_files.push(href.to_string());
+        self
     }
 
     /// Rewrites each `Disk`'s `format` for which `map` returns a value.
@@ -527,6 +539,7 @@ fn item_facts(inner: &str) -> ItemFacts {
                         Some(b"ResourceType") => facts.resource_type = value.parse().ok(),
                         Some(b"ResourceSubType") => facts.subtype = Some(value),
                         Some(b"InstanceID") => facts.instance_id = Some(value),
+                        Some(b"HostResource") => facts.host_resources.push(value),
                         _ => {}
                     }
                 }
@@ -551,6 +564,11 @@ fn dropped(
     attrs: &[(QName<'_>, String, Span)],
     edits: &EnvelopeEdits<'_>,
 ) -> bool {
+    if parent == Some(Kind::References)
+        && find(attrs, "href").is_some_and(|(h, _)| edits.removed_files.iter().any(|r| *r == h))
+    {
+        return true;
+    }
     let Some(chosen) = &edits.configuration else {
         return false;
     };
@@ -721,7 +739,9 @@ impl<'t> Editor<'t, '_, '_> {
         let edits = self.edits;
         // Only the elements an edit may touch have their attributes read.
         let touched = match (parent, kind, tag.local_name().as_ref()) {
-            (Some(Kind::References), _, b"File") => !edits.files.is_empty(),
+            (Some(Kind::References), _, b"File") => {
+                !edits.files.is_empty() || !edits.removed_files.is_empty()
+            }
             (Some(Kind::DiskSection), _, b"Disk") => edits.format.is_some(),
             (Some(Kind::Hardware), _, _) => edits.configuration.is_some(),
             (_, Kind::Product, _) => !edits.properties.is_empty(),

@@ -304,6 +304,7 @@ fn items_are_removed_or_lose_their_subtype_as_the_map_says() {
             resource_type: Some(35),
             subtype: Some("ensoniq1371".into()),
             instance_id: Some("5".into()),
+            host_resources: Vec::new(),
         }
     );
 }

@@ -349,6 +349,10 @@ struct ImportArgs {
     /// VMware guests and cloud-init read.
     #[arg(long)]
     ovf_env_iso: bool,
+    /// Leave out the other files the envelope references (ISOs, NVRAM, text) and remove their
+    /// references from the written OVF (by default they are copied beside the disks).
+    #[arg(long)]
+    no_extra_files: bool,
     #[command(flatten)]
     package_args: PackageArgs,
     #[command(flatten)]
@@ -866,6 +870,8 @@ struct ImportJson<'a> {
     verify: &'a ovf_disk::package::VerifyReport,
     configurations: &'a [ovf_disk::import::EmittedConfig],
     environment: &'a [PathBuf],
+    carried: &'a [PathBuf],
+    manifest: Option<&'a Path>,
     seconds: f64,
 }
 
@@ -890,7 +896,9 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     if let Some(d) = &a.deployment_option {
         options = options.deployment_option(d);
     }
-    options = options.environment_iso(a.ovf_env_iso);
+    options = options
+        .environment_iso(a.ovf_env_iso)
+        .extra_files(!a.no_extra_files);
     if outdir.is_dir() {
         args.remove_leftovers(outdir)?;
     }
@@ -936,6 +944,8 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
                 verify: &report.verify,
                 configurations: &report.configurations,
                 environment: &report.environment,
+                carried: &report.carried,
+                manifest: report.manifest.as_deref(),
                 seconds,
             },
         )?;

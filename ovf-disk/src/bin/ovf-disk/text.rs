@@ -236,8 +236,14 @@ pub fn import(out: &mut dyn Write, package: &Path, r: &import::Report, seconds: 
             names.join(" + ")
         )?;
     }
+    for c in &r.carried {
+        writeln!(out, "file: {}", c.display())?;
+    }
     for e in &r.environment {
         writeln!(out, "OVF environment: {}", e.display())?;
+    }
+    if let Some(m) = &r.manifest {
+        writeln!(out, "manifest: {}", m.display())?;
     }
     for c in &r.configurations {
         writeln!(out, "system {}: {}", c.system, c.file.display())?;
