@@ -81,11 +81,11 @@ const VSPHERE_PAIR: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </Envelope>
 "#;
 
-/// A package folder `dir/name` holding `ovf` and a small stream-optimized disk (or a few bytes
-/// for an ISO) for every file it references; returns the descriptor's path.
+/// A package folder `dir/name` holding `ovf` (its `ovf:size`s fitted) and a small
+/// stream-optimized disk (or a few bytes for an ISO) for every file it references; returns the
+/// descriptor's path.
 fn package(dir: &Path, name: &str, ovf: &str) -> String {
     let pkg = PackageDir::new(&dir.join(name));
-    pkg.file(&format!("{name}.ovf"), ovf.as_bytes());
     for href in hrefs(ovf) {
         if href.ends_with(".vmdk") {
             qemu_create(&pkg.dir, &href, "streamOptimized", "1M");
@@ -93,6 +93,8 @@ fn package(dir: &Path, name: &str, ovf: &str) -> String {
             pkg.file(&href, &[0u8; 2048]);
         }
     }
+    // The envelopes' own sizes are those of the real files, which these stand in for.
+    pkg.file(&format!("{name}.ovf"), pkg.fit_sizes(ovf).as_bytes());
     format!("{name}/{name}.ovf")
 }
 

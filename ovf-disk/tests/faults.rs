@@ -554,7 +554,12 @@ fn two_runs_writing_one_output_or_importing_into_one_folder_do_not_mix() {
     // The first's files: the disk, the OVF and its manifest.
     assert_eq!(
         names(&outdir),
-        ["p-disk1-thick-flat.vmdk", "p-disk1-thick.vmdk", "p.mf", "p.ovf"]
+        [
+            "p-disk1-thick-flat.vmdk",
+            "p-disk1-thick.vmdk",
+            "p.mf",
+            "p.ovf"
+        ]
     );
 }
 

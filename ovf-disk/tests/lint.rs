@@ -237,7 +237,7 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
     let base = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
     // OVF 2.x: Workstation refuses it; fix writes it as 1.x where nothing 2.x-only is in it
     // (a StorageItem becomes an Item), and keeps it, saying why, where something is.
-    let storage = "<StorageItem xmlns:sasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData\"><sasd:AddressOnParent>0</sasd:AddressOnParent><sasd:HostResource>ovf:/disk/d1</sasd:HostResource><sasd:InstanceID>9</sasd:InstanceID><sasd:ResourceType>17</sasd:ResourceType></StorageItem>";
+    let storage = "<StorageItem xmlns:sasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData\"><sasd:AddressOnParent>0</sasd:AddressOnParent><sasd:HostResource>ovf:/disk/vmdisk1</sasd:HostResource><sasd:InstanceID>9</sasd:InstanceID><sasd:ResourceType>17</sasd:ResourceType></StorageItem>";
     let v2 = base.replace("ovf/envelope/1", "ovf/envelope/2").replace(
         "</VirtualHardwareSection>",
         &format!("{storage}</VirtualHardwareSection>"),

@@ -44,6 +44,8 @@ pub struct FileRef {
     pub compression: Option<String>,
     /// `ovf:chunkSize`: the file is split into `href.000000000`, `.000000001`, ...
     pub chunk_size: Option<u64>,
+    /// The line of its element in the descriptor (for findings).
+    pub line: Option<u32>,
 }
 
 impl FileRef {
@@ -83,6 +85,8 @@ pub struct VirtualDisk {
     pub format: Option<String>,
     /// `ovf:parentRef`.
     pub parent_ref: Option<String>,
+    /// The line of its element in the descriptor (for findings).
+    pub line: Option<u32>,
 }
 
 /// An `OperatingSystemSection`.
@@ -289,6 +293,7 @@ fn read_references(
             size: num("size")?,
             compression: attr(f, "compression").map(str::to_string),
             chunk_size: num("chunkSize")?,
+            line: line(f),
         });
     }
     Ok(())
@@ -312,6 +317,7 @@ fn read_disks(n: roxmltree::Node<'_, '_>, disks: &mut Vec<VirtualDisk>) {
             populated_size: attr(d, "populatedSize").and_then(|v| v.trim().parse().ok()),
             format: attr(d, "format").map(str::to_string),
             parent_ref: attr(d, "parentRef").map(str::to_string),
+            line: Some(d.document().text_pos_at(d.range().start).row),
         });
     }
 }
@@ -588,7 +594,8 @@ pub(crate) mod tests {
                 href: "vm-disk1.vmdk".into(),
                 size: Some(68608),
                 compression: None,
-                chunk_size: None
+                chunk_size: None,
+                line: Some(3),
             }]
         );
         assert_eq!(e.disks[0].capacity_bytes, Some(16 << 30));

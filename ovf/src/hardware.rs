@@ -120,6 +120,8 @@ pub struct Device {
     pub configurations: Vec<String>,
     /// Settings vSphere attaches to the item (`vmw:Config`: `slotInfo.pciSlotNumber`, ...).
     pub config: Vec<(String, String)>,
+    /// The line of its element in the descriptor (for findings).
+    pub line: Option<u32>,
 }
 
 /// Whether a system boots with BIOS or UEFI.
@@ -259,6 +261,7 @@ fn device(item: roxmltree::Node<'_, '_>) -> Device {
             .map(|c| c.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default(),
         config: item.children().filter_map(config_pair).collect(),
+        line: Some(item.document().text_pos_at(item.range().start).row),
     }
 }
 

@@ -38,6 +38,7 @@
 pub mod cert;
 pub mod envelope;
 mod error;
+pub mod faults;
 pub mod hardware;
 pub mod manifest;
 pub mod names;

@@ -116,6 +116,30 @@ impl PackageDir {
         self.file(name, out.as_bytes())
     }
 
+    /// `text` with the `ovf:size` of each `File` whose file is in the folder set to that file's
+    /// length (envelopes taken from real packages, whose files the tests replace).
+    pub fn fit_sizes(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for href in hrefs(text) {
+            let Ok(meta) = std::fs::metadata(self.path(&href)) else {
+                continue;
+            };
+            let Some(at) = out.find(&format!("ovf:href=\"{href}\"")) else {
+                continue;
+            };
+            let start = out[..at].rfind('<').unwrap();
+            let end = at + out[at..].find('>').unwrap();
+            let element = &out[start..end];
+            let Some(size_at) = element.find("ovf:size=\"") else {
+                continue;
+            };
+            let value = start + size_at + "ovf:size=\"".len();
+            let value_end = value + out[value..].find('"').unwrap();
+            out.replace_range(value..value_end, &meta.len().to_string());
+        }
+        out
+    }
+
     /// Writes the manifest `name` listing `files` with `alg` (`SHA1`, `SHA256` or `SHA512`),
     /// digests computed here (not by the code under test).
     pub fn manifest(&self, name: &str, files: &[&str], alg: &str, style: MfStyle) -> &Self {

@@ -857,6 +857,20 @@ impl StreamImport<'_> {
             (Some(_), None) => Vec::new(),
         };
         let size = entry.size();
+        // A member shorter than its File's ovf:size is cut short, whatever its digest says.
+        let declared = self.envelope.as_ref().and_then(|(_, _, env)| {
+            let f = env
+                .files
+                .iter()
+                .find(|f| f.location().as_deref() == Ok(&member))?;
+            (f.chunk_size.is_none() && !f.is_compressed())
+                .then_some(f.size)
+                .flatten()
+        });
+        if let Some(short) = crate::package::ShortFile::of(&member, declared, size) {
+            self.report.verify.short.push(short);
+            return Err(Error::Verification(self.path.clone()));
+        }
         let mut reader = Hashing {
             inner: Member {
                 inner: entry,

@@ -78,6 +78,9 @@ pub struct PackageCheck {
     /// What the envelope names that the package lacks, with or without a manifest: a
     /// referenced file that is not there, a disk whose `ovf:fileRef` names no `File`.
     pub missing: Vec<String>,
+    /// Faults of the envelope itself (duplicate ids, capacities that are no size, items naming
+    /// nothing, ...: [`ovf::Envelope::faults`]), each with its element and line.
+    pub faults: Vec<ovf::faults::Fault>,
 }
 
 impl PackageCheck {
@@ -87,6 +90,7 @@ impl PackageCheck {
     pub fn is_clean(&self) -> bool {
         self.verify.nothing_damaged()
             && self.missing.is_empty()
+            && self.faults.is_empty()
             && self.disks.iter().all(|d| d.report.is_clean())
     }
 
@@ -100,7 +104,7 @@ impl PackageCheck {
             .count();
         let signature = self.verify.signature.as_ref().is_some_and(|s| !s.valid);
         let disks: u64 = self.disks.iter().map(|d| d.report.problem_count()).sum();
-        disks as usize + digests + usize::from(signature) + self.missing.len()
+        disks as usize + digests + usize::from(signature) + self.missing.len() + self.faults.len()
     }
 }
 
@@ -226,6 +230,7 @@ pub fn check_package(
         verify,
         disks,
         missing,
+        faults: env.faults(),
     };
     c.clean = c.is_clean();
     Ok(c)

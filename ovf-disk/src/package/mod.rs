@@ -21,7 +21,7 @@ pub(crate) mod verify;
 
 pub use check::{check_package, CheckMethod, DiskCheck, PackageCheck};
 pub use info::{Info, ManifestSummary, PackageDisk, PackageFile};
-pub use verify::{CapacityDifference, FileDigest, SignatureCheck, VerifyReport};
+pub use verify::{CapacityDifference, FileDigest, ShortFile, SignatureCheck, VerifyReport};
 
 use std::fs::File;
 use std::io::Read;

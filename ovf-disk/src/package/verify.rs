@@ -122,6 +122,33 @@ pub struct VerifyReport {
     /// chunks are not opened by `verify`, and not listed). Not damage: see
     /// [`CapacityDifference`].
     pub capacities: Vec<CapacityDifference>,
+    /// Files shorter than their `ovf:size` (not chunked or compressed): cut short, damaged even when the
+    /// manifest's digest matches what is there.
+    pub short: Vec<ShortFile>,
+}
+
+/// A file of the package shorter than the `ovf:size` its `File` declares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ShortFile {
+    /// Its href.
+    pub file: String,
+    /// The `ovf:size`.
+    pub declared: u64,
+    /// The bytes there.
+    pub present: u64,
+}
+
+impl ShortFile {
+    /// The file `file` if `present` is less than `declared`.
+    pub(crate) fn of(file: &str, declared: Option<u64>, present: u64) -> Option<Self> {
+        declared.filter(|&d| present < d).map(|declared| Self {
+            file: file.to_string(),
+            declared,
+            present,
+        })
+    }
 }
 
 impl VerifyReport {
@@ -131,11 +158,12 @@ impl VerifyReport {
         self.manifest.is_some() && self.unlisted.is_empty() && self.nothing_damaged()
     }
 
-    /// Whether every listed digest matches and the signature (if any) is valid: nothing is
-    /// damaged, though a package without a manifest or with unlisted files is not verified.
+    /// Whether every listed digest matches, the signature (if any) is valid and no file is
+    /// shorter than its `ovf:size`: nothing is damaged, though a package without a manifest or with unlisted files is not verified.
     pub fn nothing_damaged(&self) -> bool {
         self.files.iter().all(|f| f.outcome == Outcome::Ok)
             && self.signature.as_ref().is_none_or(|s| s.valid)
+            && self.short.is_empty()
     }
 
     /// Records `ok` and `signed` from the rest.
@@ -196,6 +224,14 @@ impl Package {
             ..VerifyReport::default()
         };
         report.capacities = self.capacity_differences();
+        report.short = self
+            .envelope
+            .files
+            .iter()
+            // Chunked and compressed files: ovf:size is the whole, or the data's, by writer.
+            .filter(|f| f.chunk_size.is_none() && !f.is_compressed())
+            .filter_map(|f| ShortFile::of(&f.href, f.size, self.size(&f.href)?))
+            .collect();
         let Some((name, manifest)) = &self.manifest else {
             return Ok(report.settle());
         };

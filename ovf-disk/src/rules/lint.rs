@@ -204,6 +204,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         archive_rules(archive, scope.vmware, &mut f);
     }
     size_rules(&scope, &mut f)?;
+    fault_rules(&scope, &mut f);
     envelope_rules(&scope, &mut f);
     for system in &scope.env.systems {
         let h = system
@@ -301,7 +302,9 @@ fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         let present = pkg.size(&file.href);
         if let (Some(declared), Some(present)) = (file.size, present) {
             if declared != present && file.chunk_size.is_none() {
-                let severity = if vmware {
+                // Shorter is cut short, which every product refuses; longer, only VMware's.
+                let cut = present < declared && !file.is_compressed();
+                let severity = if vmware || cut {
                     Severity::Refuse
                 } else {
                     Severity::Note
@@ -311,7 +314,11 @@ fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
                     severity,
                     descriptor,
                     format!("References/File ovf:href=\"{}\"", file.href),
-                    format!("ovf:size says {declared} bytes, the file has {present}"),
+                    if cut {
+                        format!("ovf:size says {declared} bytes, the file has {present}: cut short")
+                    } else {
+                        format!("ovf:size says {declared} bytes, the file has {present}")
+                    },
                     DSP0243,
                 );
             }
@@ -337,6 +344,30 @@ fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
     }
 
     Ok(())
+}
+
+/// The envelope's own faults ([`ovf::Envelope::faults`]): every product refuses a package
+/// whose references it cannot resolve; a populated size over the capacity is only noted.
+fn fault_rules(scope: &Scope<'_>, f: &mut Findings) {
+    for fault in scope.env.faults() {
+        let severity = if fault.rule == "populated-size" {
+            Severity::Note
+        } else {
+            Severity::Refuse
+        };
+        let at = match fault.line {
+            Some(line) => format!("line {line}: {}", fault.at),
+            None => fault.at.clone(),
+        };
+        f.add(
+            fault.rule,
+            severity,
+            &scope.descriptor,
+            at,
+            fault.message,
+            DSP0243,
+        );
+    }
 }
 
 /// The envelope: its version, and collections a standalone host cannot deploy.
@@ -544,19 +575,43 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         if file.is_compressed() || file.chunk_size.is_some() {
             continue;
         }
+        let at = format!("DiskSection/Disk ovf:diskId=\"{}\"", disk.disk_id);
         let Some(len) = pkg.size(&file.href) else {
+            let message = match pkg.not_followed(&file.href) {
+                Some(why) => format!("the disk's file {:?} {why}: not read", file.href),
+                None => format!("the disk's file {:?} is not in the package", file.href),
+            };
+            f.add(
+                "disk-file",
+                Severity::Refuse,
+                &file.href,
+                at,
+                message,
+                DSP0243,
+            );
             continue;
         };
         let mut head = [0u8; 512];
         let mut r = pkg.reader(&file.href)?;
         let n = r.read(&mut head).unwrap_or(0);
-        let flags = sparse_flags(head.split_at(n.min(head.len())).0);
+        let head = head.split_at(n.min(head.len())).0;
+        if !looks_like_vmdk(head) {
+            f.add(
+                "disk-not-vmdk",
+                Severity::Refuse,
+                &file.href,
+                at,
+                "the file is no VMDK (no sparse, COWD or seSparse header, no descriptor)",
+                DSP0243,
+            );
+            continue;
+        }
+        let flags = sparse_flags(head);
         let says_stream = disk
             .format
             .as_deref()
             .is_some_and(|fm| fm.ends_with("#streamOptimized"));
         let is_stream = flags.is_some_and(|fl| fl & 0x30000 == 0x30000);
-        let at = format!("DiskSection/Disk ovf:diskId=\"{}\"", disk.disk_id);
         if says_stream && !is_stream {
             f.add(
                 "disk-format",
@@ -586,6 +641,18 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the first bytes of a disk file are a VMDK's: a hosted sparse (`KDMV`), ESXi COWD
+/// (`COWD`) or seSparse header, or a text descriptor.
+fn looks_like_vmdk(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    use vmdk::format::{CowdHeader, SeSparseConstHeader, SparseExtentHeader};
+    head.starts_with(&SparseExtentHeader::MAGIC.to_le_bytes())
+        || head.starts_with(&CowdHeader::MAGIC.to_le_bytes())
+        || head.starts_with(&SeSparseConstHeader::MAGIC.to_le_bytes())
+        || text.trim_start().starts_with('#')
+        || text.contains("createType")
 }
 
 /// Sections (children of the envelope and of virtual systems) marked `ovf:required="true"`

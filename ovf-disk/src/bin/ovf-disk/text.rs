@@ -147,6 +147,9 @@ pub fn package_check(out: &mut dyn Write, c: &PackageCheck) -> Result<()> {
     for m in &c.missing {
         writeln!(out, "ERROR {m}")?;
     }
+    for f in &c.faults {
+        writeln!(out, "ERROR {}: {f}", c.verify.package.display())?;
+    }
     for d in &c.disks {
         writeln!(
             out,
@@ -188,6 +191,13 @@ pub fn verify(out: &mut dyn Write, report: &VerifyReport) -> Result<()> {
     }
     for n in &report.unlisted {
         writeln!(out, "  {n}: not listed in the manifest")?;
+    }
+    for s in &report.short {
+        writeln!(
+            out,
+            "  {}: {} bytes, shorter than the {} its ovf:size declares: cut short",
+            s.file, s.present, s.declared
+        )?;
     }
     for c in &report.capacities {
         let what = if c.capacity < c.declared {

@@ -1,0 +1,245 @@
+//! Packages broken by their own fault: `check` reports each class (with the element and line
+//! where the envelope is at fault) and is not clean, and `check --target` refuses it for every
+//! product, naming its rule; a package whose disk cannot be read is never "would import". A
+//! disk file cut short fails `verify` even when its digest matches.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const TARGETS: [&str; 3] = ["esxi", "virtualbox", "virt-v2v"];
+
+/// A package folder `name/` of the envelope `text` (each `SIZE(f)` filled in) with the disk
+/// `d.vmdk` as `disk` gives it (the bytes of a good one otherwise), no manifest.
+fn package(dir: &Path, name: &str, text: &str, disk: Option<&[u8]>) -> String {
+    let pkg = PackageDir::new(&dir.join(name));
+    match disk {
+        Some(bytes) => {
+            pkg.file("d.vmdk", bytes);
+        }
+        None => {
+            std::fs::copy(dir.join("good.vmdk"), pkg.path("d.vmdk")).unwrap();
+        }
+    }
+    pkg.ovf("p.ovf", text);
+    format!("{name}/p.ovf")
+}
+
+/// A one-disk envelope with `disk_attrs` on the Disk, `refs_extra` after the File, `items` in
+/// the hardware.
+fn ovf(disk_attrs: &str, refs_extra: &str, items: &str) -> String {
+    envelope(
+        &format!("{}{refs_extra}", file_ref("d.vmdk", 0, "").replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"")),
+        &format!("<Disk {disk_attrs} ovf:diskId=\"vmdisk1\" ovf:fileRef=\"file1\" ovf:format=\"{STREAM_FORMAT}\"/>"),
+        &format!(
+            "<VirtualSystem ovf:id=\"vm\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info><System><vssd:VirtualSystemType xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\">vmx-13</vssd:VirtualSystemType></System>\
+             <Item><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>\
+             <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>2</rasd:InstanceID><rasd:Parent>1</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>{items}</VirtualHardwareSection></VirtualSystem>\n"
+        ),
+    )
+}
+
+const CAPACITY: &str = "ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\"";
+
+/// `check --target T --json`: whether refused, and the findings' (rule, severity, where).
+fn lint(dir: &Path, pkg: &str, target: &str) -> (bool, Vec<(String, String, String)>) {
+    let out = ovf_disk(dir, &["check", "--target", target, "--json", pkg]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let findings = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap().to_string();
+            (s("rule"), s("severity"), s("where"))
+        })
+        .collect();
+    (v["refused"].as_bool().unwrap(), findings)
+}
+
+/// `check` of `pkg`: not clean (exit 2, as for a damaged disk), and its text.
+fn check_fails(dir: &Path, pkg: &str) -> String {
+    let out = ovf_disk(dir, &["check", pkg]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{pkg}: {text}");
+    text
+}
+
+#[test]
+fn each_class_of_broken_package_is_found_for_its_own_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    sample_raw(&dir.join("src.raw"), 1 << 20);
+    ovf_disk_ok(
+        dir,
+        &[
+            "convert",
+            "-q",
+            "--to",
+            "streamOptimized",
+            "src.raw",
+            "good.vmdk",
+        ],
+    );
+
+    let good = package(dir, "good", &ovf(CAPACITY, "", ""), None);
+    ovf_disk_ok(dir, &["check", &good]);
+    for t in TARGETS {
+        let (refused, findings) = lint(dir, &good, t);
+        assert!(!refused, "{t}: {findings:?}");
+        assert!(
+            findings.iter().all(|(_, s, _)| s == "note"),
+            "{t}: {findings:?}"
+        );
+    }
+
+    // Envelope faults: (package, rule, the line and element check names).
+    let cd = |parent: u32, host: &str| {
+        format!("<Item><rasd:ElementName>CD-ROM 1</rasd:ElementName><rasd:HostResource>{host}</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>{parent}</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>")
+    };
+    let nic = "<Item><rasd:ElementName>Network adapter 1</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>10</rasd:ResourceType></Item>";
+    let duplicate_disk = ovf(CAPACITY, "", "").replace(
+        "</DiskSection>",
+        &format!("<Disk {CAPACITY} ovf:diskId=\"vmdisk1\"/></DiskSection>"),
+    );
+    let cases = [
+        ("dup-disk", duplicate_disk, "duplicate-disk-id", "line 4: DiskSection/Disk ovf:diskId=\"vmdisk1\"", "the same id as the element at line 4"),
+        ("dup-file", ovf(CAPACITY, "<File ovf:href=\"d.vmdk\" ovf:id=\"file2\"/>", ""), "duplicate-href", "line 3: References/File ovf:id=\"file2\"", "names the file a File at line 3 names already"),
+        ("zero", ovf("ovf:capacity=\"0\"", "", ""), "disk-capacity", "line 4: DiskSection/Disk ovf:diskId=\"vmdisk1\"", "ovf:capacity is zero"),
+        ("host", ovf(CAPACITY, "", &cd(1, "vmdisk1")), "host-resource", "line 5: VirtualSystem ovf:id=\"vm\"/Item InstanceID 4", "HostResource \"vmdisk1\" is neither ovf:/disk/ID nor ovf:/file/ID"),
+        ("parent", ovf(CAPACITY, "", &format!("{nic}{}", cd(3, ""))), "parent", "line 5: VirtualSystem ovf:id=\"vm\"/Item InstanceID 4", "its Parent 3 is Network adapter 1, not a controller"),
+        ("old-body", ovf(CAPACITY, "", "").replace("<VirtualSystem", "<Section xsi:type=\"ovf:NetworkSection_Type\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><Info>n</Info></Section><VirtualSystem"), "ovf-0.9-body", "line 2: Envelope", "under the OVF 1.x namespace"),
+    ];
+    for (name, text, rule, at, message) in cases {
+        let pkg = package(dir, name, &text, None);
+        let report = check_fails(dir, &pkg);
+        assert!(
+            report.contains(&format!("ERROR {pkg}: {at}: ")) && report.contains(message),
+            "{name}: {report}"
+        );
+        for t in TARGETS {
+            let (refused, findings) = lint(dir, &pkg, t);
+            assert!(refused, "{name} {t}: {findings:?}");
+            assert!(
+                findings.contains(&(rule.to_string(), "refuse".to_string(), at.to_string())),
+                "{name} {t}: {findings:?}"
+            );
+        }
+    }
+
+    // A populated size over the capacity: a fault check reports, a note for the products.
+    let pkg = package(
+        dir,
+        "populated",
+        &ovf(&format!("{CAPACITY} ovf:populatedSize=\"9999999\""), "", ""),
+        None,
+    );
+    assert!(check_fails(dir, &pkg)
+        .contains("ovf:populatedSize 9999999 is more than the capacity, 1048576 bytes"));
+    let (refused, findings) = lint(dir, &pkg, "esxi");
+    assert!(!refused, "{findings:?}");
+    assert!(
+        findings
+            .iter()
+            .any(|(r, s, _)| r == "populated-size" && s == "note"),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn a_disk_missing_cut_short_or_not_a_vmdk_is_never_would_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    sample_raw(&dir.join("src.raw"), 4 << 20);
+    ovf_disk_ok(
+        dir,
+        &[
+            "convert",
+            "-q",
+            "--to",
+            "streamOptimized",
+            "src.raw",
+            "good.vmdk",
+        ],
+    );
+    let good = std::fs::read(dir.join("good.vmdk")).unwrap();
+    let text = ovf(CAPACITY.replace("\"1\"", "\"4\"").as_str(), "", "");
+
+    // Missing: the file is gone.
+    let missing = package(dir, "missing", &text.replace("SIZE(d.vmdk)", "1000"), None);
+    std::fs::remove_file(dir.join("missing/d.vmdk")).unwrap();
+    // Cut to a tenth of its ovf:size, with a manifest whose digest matches what is left.
+    let cut_pkg = PackageDir::new(&dir.join("cut"));
+    cut_pkg
+        .file("d.vmdk", &good[..good.len() / 10])
+        .ovf(
+            "p.ovf",
+            &text.replace("SIZE(d.vmdk)", &good.len().to_string()),
+        )
+        .manifest("p.mf", &["p.ovf", "d.vmdk"], "SHA256", MfStyle::Ovftool);
+    // Raw bytes named .vmdk.
+    let raw = package(
+        dir,
+        "raw",
+        &text,
+        Some(&std::fs::read(dir.join("src.raw")).unwrap()),
+    );
+
+    for (pkg, rule) in [
+        (missing.as_str(), "disk-file"),
+        ("cut/p.ovf", "file-size"),
+        (raw.as_str(), "disk-not-vmdk"),
+    ] {
+        check_fails(dir, pkg);
+        for t in TARGETS {
+            let (refused, findings) = lint(dir, pkg, t);
+            assert!(refused, "{pkg} {t}: {findings:?}");
+            assert!(
+                findings.iter().any(|(r, s, _)| r == rule && s == "refuse"),
+                "{pkg} {t}: {findings:?}"
+            );
+            let out = ovf_disk(dir, &["check", "--target", t, pkg]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("the target would refuse this package"),
+                "{text}"
+            );
+        }
+    }
+
+    // verify: the cut file's digest matches, yet it is cut short: not verified, and no import.
+    let out = ovf_disk(dir, &["verify", "cut/p.ovf"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("d.vmdk: SHA256 ok"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "d.vmdk: {} bytes, shorter than the {} its ovf:size declares: cut short",
+            good.len() / 10,
+            good.len()
+        )),
+        "{report}"
+    );
+    let out = ovf_disk(dir, &["import", "-q", "cut/p.ovf", "out"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.join("out").exists());
+    // The same package as an OVA read from a pipe: refused at the member.
+    cut_pkg.ova("cut.ova", &["p.ovf", "p.mf", "d.vmdk"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args(["import", "-q", "-", "piped"])
+        .current_dir(dir)
+        .stdin(std::fs::File::open(dir.join("cut/cut.ova")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("piped").exists());
+}
