@@ -202,6 +202,11 @@ fn a_disk_missing_cut_short_or_not_a_vmdk_is_never_would_import() {
                 findings.iter().any(|(r, s, _)| r == rule && s == "refuse"),
                 "{pkg} {t}: {findings:?}"
             );
+            // Cut short, not "laid out as qemu-img writes them".
+            assert!(
+                !findings.iter().any(|(r, _, _)| r == "stream-layout"),
+                "{pkg} {t}: {findings:?}"
+            );
             let out = ovf_disk(dir, &["check", "--target", t, pkg]);
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(
@@ -242,4 +247,16 @@ fn a_disk_missing_cut_short_or_not_a_vmdk_is_never_would_import() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!dir.join("piped").exists());
+
+    // The bare disk cut short: info says what it found and that the file looks cut.
+    let out = ovf_disk(dir, &["info", "cut/d.vmdk"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "a stream-optimized extent of {} bytes (capacity 4194304 bytes) whose gdOffset is GD_AT_END, but the file does not end with the footer and end-of-stream marker such an extent ends with: the file looks cut short",
+            good.len() / 10
+        )),
+        "{err}"
+    );
 }

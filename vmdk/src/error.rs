@@ -183,6 +183,11 @@ pub enum ErrorKind {
         /// Length of the file.
         file_len: u64,
     },
+    /// A file that ends before what its header says must come last (a stream-optimized
+    /// extent without its footer and end-of-stream marker): cut short, as an interrupted copy
+    /// or download leaves it.
+    #[error("{0}: the file looks cut short")]
+    CutShort(String),
     /// A field holds a value the format does not allow.
     #[error("field {field} = {value:#x}: {reason}")]
     InvalidField {
@@ -339,7 +344,7 @@ impl Error {
         match &self.inner.kind {
             ErrorKind::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => Category::Truncated,
             ErrorKind::Io(_) => Category::Io,
-            ErrorKind::Truncated { .. } => Category::Truncated,
+            ErrorKind::Truncated { .. } | ErrorKind::CutShort(_) => Category::Truncated,
             ErrorKind::Unsupported(_) | ErrorKind::NotVmdk => Category::Unsupported,
             ErrorKind::PathOutside { .. }
             | ErrorKind::InvalidInput(_)

@@ -550,7 +550,7 @@ fn stream_cases(cases: &mut Vec<Case<Error>>) {
             &|b| put(b, layout.footer_marker + 12, &9u32.to_le_bytes()),
             "sparse header",
             Some(56),
-            |k| matches!(k, ErrorKind::Inconsistent(m) if m.contains("GD_AT_END")),
+            |k| matches!(k, ErrorKind::CutShort(m) if m.contains("GD_AT_END")),
         ),
         open_case(
             "markers",
@@ -558,7 +558,7 @@ fn stream_cases(cases: &mut Vec<Case<Error>>) {
             &|b| b.truncate(b.len() - 512),
             "sparse header",
             Some(56),
-            |k| matches!(k, ErrorKind::Inconsistent(_)),
+            |k| matches!(k, ErrorKind::CutShort(_)),
         ),
         open_case(
             "headers",

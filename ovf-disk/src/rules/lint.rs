@@ -626,7 +626,9 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
                 DSP0243,
             );
         }
-        if is_stream && vmware {
+        // A file shorter than its ovf:size is cut short (`file-size`), not laid out otherwise.
+        let cut = file.size.is_some_and(|declared| len < declared);
+        if is_stream && vmware && !cut {
             let ends = ends_like_vmware(pkg, &file.href, len)?;
             if !ends {
                 f.add(

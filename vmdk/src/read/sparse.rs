@@ -237,11 +237,13 @@ impl SparseExtent {
                 path,
                 HEADER,
                 SparseExtentHeader::AT_GD_OFFSET,
-                ErrorKind::Inconsistent(
-                    "gdOffset is GD_AT_END but there is no footer marker and footer before the \
-                        end-of-stream marker at the end of the file"
-                        .into(),
-                ),
+                ErrorKind::CutShort(format!(
+                    "a stream-optimized extent of {} bytes (capacity {} bytes) whose gdOffset is \
+                     GD_AT_END, but the file does not end with the footer and end-of-stream \
+                     marker such an extent ends with",
+                    backing.len(),
+                    header.capacity.get().saturating_mul(SECTOR_SIZE)
+                )),
             ));
         }
         let bad = |reason| Error::field(path, structure, field_at, "gdOffset", gd_sector, reason);
