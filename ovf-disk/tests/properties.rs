@@ -56,7 +56,7 @@ fn info_lists_properties_and_deployment_options() {
         // The summary is the default configuration's: 1 CPU, not the large one's 4.
         "system appliance \"appliance\":  CPUs 1, memory 1.00 GiB",
         "deployment option small (default): Small",
-        "deployment option large: Large",
+        "deployment option large: Large (4 CPUs instead of 1 CPU)\n",
         "property vami.hostname.appliance (string, MinLen(1) MaxLen(15), user-configurable) default \"appliance\": Host name",
         "property vami.workers.appliance (uint16, ValueMap{\"1..8\"}, user-configurable) default \"2\": Workers",
         "property vami.secret.appliance (string, user-configurable) default hidden (a password)",
@@ -70,6 +70,13 @@ fn info_lists_properties_and_deployment_options() {
     assert_eq!(v["properties"][0]["system"], "appliance");
     assert_eq!(v["deployment_options"][0]["default"], true);
     assert_eq!(v["systems"][0]["cpus"], 1);
+    assert_eq!(
+        v["configurations"],
+        serde_json::json!([
+            { "option": "small", "system": "appliance", "cpus": 1, "memory_bytes": 1u64 << 30, "nics": 0 },
+            { "option": "large", "system": "appliance", "cpus": 4, "memory_bytes": 1u64 << 30, "nics": 0 },
+        ])
+    );
 }
 
 #[test]

@@ -93,6 +93,45 @@ pub struct Info {
     pub properties: Vec<ovf::properties::Property>,
     /// Its deployment options (`DeploymentOptionSection`).
     pub deployment_options: Vec<ovf::envelope::DeploymentOption>,
+    /// The hardware each deployment option gives each system (CPUs, memory, NICs), so the
+    /// options can be told apart; empty without a `DeploymentOptionSection`. The systems'
+    /// summaries above are the default option's, as an import deploys it.
+    pub configurations: Vec<ConfigurationHardware>,
+}
+
+/// The hardware one deployment option gives one system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ConfigurationHardware {
+    /// The deployment option's `ovf:id`.
+    pub option: String,
+    /// The system's `ovf:id`.
+    pub system: String,
+    /// Virtual CPUs.
+    pub cpus: Option<u64>,
+    /// Memory in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Network cards.
+    pub nics: usize,
+}
+
+/// The hardware every deployment option of `env` gives each of its systems.
+fn configurations(env: &ovf::Envelope) -> Vec<ConfigurationHardware> {
+    let mut out = Vec::new();
+    for option in &env.deployment_options {
+        for system in &env.systems {
+            let h = system.hardware.select(Some(&option.id));
+            out.push(ConfigurationHardware {
+                option: option.id.clone(),
+                system: system.id.clone(),
+                cpus: h.cpus(),
+                memory_bytes: h.memory_bytes(),
+                nics: h.of(ovf::hardware::DeviceKind::Nic).count(),
+            });
+        }
+    }
+    out
 }
 
 impl Package {
@@ -145,6 +184,7 @@ impl Package {
             other_sections: e.other_sections.clone(),
             properties: e.properties.clone(),
             deployment_options: e.deployment_options.clone(),
+            configurations: configurations(e),
         }
     }
 }

@@ -20,7 +20,7 @@ pub(crate) mod stream;
 pub(crate) mod verify;
 
 pub use check::{check_package, CheckMethod, DiskCheck, PackageCheck};
-pub use info::{Info, ManifestSummary, PackageDisk, PackageFile};
+pub use info::{ConfigurationHardware, Info, ManifestSummary, PackageDisk, PackageFile};
 pub use verify::{CapacityDifference, FileDigest, ShortFile, SignatureCheck, VerifyReport};
 
 use std::fs::File;

@@ -371,14 +371,77 @@ fn package_systems(out: &mut dyn Write, p: &package::Info) -> Result<()> {
 }
 
 /// The deployment options and properties of `package_info`.
+/// How the hardware of deployment option `other` differs from `default`'s, per system:
+/// ` (4 CPUs, 8.00 GiB memory instead of 1 CPU, 4.00 GiB)`, or nothing.
+fn option_differences(p: &package::Info, default: &str, other: &str) -> String {
+    let of = |id: &str, system: &str| {
+        p.configurations
+            .iter()
+            .find(|c| c.option == id && c.system == system)
+    };
+    let mut parts = Vec::new();
+    for system in &p.systems {
+        let (Some(a), Some(b)) = (of(default, &system.id), of(other, &system.id)) else {
+            continue;
+        };
+        let mut now = Vec::new();
+        let mut was = Vec::new();
+        if a.cpus != b.cpus {
+            now.push(
+                b.cpus
+                    .map_or_else(|| "CPUs not stated".into(), |c| count(c, "CPU", "CPUs")),
+            );
+            was.push(
+                a.cpus
+                    .map_or_else(|| "not stated".into(), |c| count(c, "CPU", "CPUs")),
+            );
+        }
+        if a.memory_bytes != b.memory_bytes {
+            let m = |v: Option<u64>| v.map_or_else(|| "not stated".into(), human);
+            now.push(format!("{} memory", m(b.memory_bytes)));
+            was.push(m(a.memory_bytes));
+        }
+        if a.nics != b.nics {
+            now.push(count(b.nics as u64, "NIC", "NICs"));
+            was.push(count(a.nics as u64, "NIC", "NICs"));
+        }
+        if !now.is_empty() {
+            let who = if p.systems.len() > 1 {
+                format!("{}: ", system.id)
+            } else {
+                String::new()
+            };
+            parts.push(format!(
+                "{who}{} instead of {}",
+                now.join(", "),
+                was.join(", ")
+            ));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
+}
+
 fn package_options(out: &mut dyn Write, p: &package::Info) -> Result<()> {
+    let default = p
+        .deployment_options
+        .iter()
+        .find(|d| d.default)
+        .or(p.deployment_options.first());
     for d in &p.deployment_options {
+        let is_default = default.is_some_and(|x| x.id == d.id);
         writeln!(
             out,
-            "deployment option {}{}: {}",
+            "deployment option {}{}: {}{}",
             d.id,
-            if d.default { " (default)" } else { "" },
-            d.label.as_deref().unwrap_or("")
+            if is_default { " (default)" } else { "" },
+            d.label.as_deref().unwrap_or(""),
+            default
+                .filter(|_| !is_default)
+                .map_or_else(String::new, |x| option_differences(p, &x.id, &d.id))
         )?;
     }
     for prop in &p.properties {
