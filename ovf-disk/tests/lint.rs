@@ -140,6 +140,86 @@ fn fixed_with(dir: &Path, pkg: &str, target: &str, out: &str, extra: &[&str]) ->
     code
 }
 
+/// The raw image `testdata/peers/vmdk-convert-1m.vmdk` holds (see testdata/peers/README.md).
+fn vmdk_convert_source() -> Vec<u8> {
+    let mut b = vec![0u8; 1 << 20];
+    b[..65536].fill(0xab);
+    let text = b"open-vmdk vmdk-convert fixture for ovf-disk\n".repeat(100);
+    b[300000..300000 + text.len()].copy_from_slice(&text);
+    let tail: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    b[(1 << 20) - 4096..].copy_from_slice(&tail);
+    b
+}
+
+#[test]
+fn the_esxi_stream_rule_follows_what_each_writer_writes() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let fixture = repo().join("testdata/peers/vmdk-convert-1m.vmdk");
+    std::fs::write(dir.join("src.raw"), vmdk_convert_source()).unwrap();
+    // The fixture is what its README says: qemu-img and we read the same bytes from it.
+    assert_eq!(
+        qemu_raw_sha(dir, fixture.to_str().unwrap()),
+        sha256(&dir.join("src.raw"))
+    );
+    let text = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
+    // Each writer: (name, whether ESXi takes its stream layout).
+    for (writer, accepted) in [
+        ("ours", true),
+        ("vmdk-convert", true),
+        ("qemu", false),
+        ("qemu-empty", false),
+    ] {
+        let pkg = PackageDir::new(&dir.join(writer));
+        match writer {
+            "ours" => {
+                ovf_disk_ok(
+                    dir,
+                    &[
+                        "convert",
+                        "-q",
+                        "--to",
+                        "streamOptimized",
+                        "src.raw",
+                        "ours/d.vmdk",
+                    ],
+                );
+            }
+            "vmdk-convert" => {
+                std::fs::copy(&fixture, pkg.path("d.vmdk")).unwrap();
+            }
+            "qemu" => qemu_to_vmdk(dir, "src.raw", "qemu/d.vmdk", "subformat=streamOptimized"),
+            _ => qemu_create(&pkg.dir, "d.vmdk", "streamOptimized", "1M"),
+        }
+        pkg.ovf("p.ovf", &text);
+        let (code, findings) = lint(dir, &format!("{writer}/p.ovf"), "esxi");
+        let layout = findings
+            .iter()
+            .any(|(r, s)| r == "stream-layout" && s == "refuse");
+        assert_eq!(!layout, accepted, "{writer}: {findings:?}");
+        assert_eq!(code == 0, accepted, "{writer}: {findings:?}");
+        // Every writer's file reads as the source.
+        if writer != "qemu-empty" {
+            ovf_disk_ok(
+                dir,
+                &[
+                    "convert",
+                    "-q",
+                    "--to",
+                    "raw",
+                    &format!("{writer}/d.vmdk"),
+                    &format!("{writer}.raw"),
+                ],
+            );
+            assert_eq!(
+                sha256(&dir.join(format!("{writer}.raw"))),
+                sha256(&dir.join("src.raw")),
+                "{writer}"
+            );
+        }
+    }
+}
+
 #[test]
 fn each_problem_is_flagged_and_fixed() {
     let d = tempfile::tempdir().unwrap();

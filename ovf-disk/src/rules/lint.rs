@@ -156,18 +156,112 @@ fn tag_lines(text: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Whether the stream-optimized file `href` of `pkg` (of `len` bytes) ends as VMware's layout
-/// does: a footer (magic `KDMV` one sector after a footer marker) and an all-zero
-/// end-of-stream marker.
-fn ends_like_vmware(pkg: &Package, href: &str, len: u64) -> Result<bool> {
-    if len < 1536 {
-        return Ok(false);
+/// What keeps a stream-optimized file from the layout ESXi imports, if anything. The evidence:
+/// VMware's writers (GD_AT_END, a footer, an end-of-stream marker) and open-vmdk's
+/// `vmdk-convert` (the grain directory in the header, an end-of-stream marker, no footer) are
+/// accepted; qemu-img's files (no marker, no footer) are refused (qemu issue 1357). So: version
+/// 3, an end-of-stream marker right after the last grain ending the file, and a footer where
+/// the header says GD_AT_END. Reads the header, the tail, and for a directory in the header the
+/// grain tables (4 bytes a grain) and the last grain's marker: never the grains.
+fn stream_layout_fault(pkg: &Package, href: &str, len: u64) -> Result<Option<String>> {
+    use vmdk::format::{SparseExtentHeader, SECTOR_SIZE};
+    use zerocopy::FromBytes;
+    let mut sector = [0u8; 512];
+    if len < 1024 {
+        return Ok(Some(
+            "a stream-optimized file too short to hold its end-of-stream marker".into(),
+        ));
     }
-    let mut tail = [0u8; 1536];
-    pkg.read_at(href, len - 1536, &mut tail)?;
-    let footer = tail.get(512..516) == Some(b"KDMV".as_slice());
-    let eos = tail.get(1024..).is_some_and(|t| t.iter().all(|&b| b == 0));
-    Ok(footer && eos)
+    pkg.read_at(href, 0, &mut sector)?;
+    let Ok(h) = SparseExtentHeader::read_from_bytes(&sector[..]) else {
+        return Ok(None);
+    };
+    if h.version.get() != 3 {
+        return Ok(Some(format!(
+            "a stream-optimized file of version {}, not 3",
+            h.version.get()
+        )));
+    }
+    let mut tail = [0u8; 512];
+    pkg.read_at(href, len - 512, &mut tail)?;
+    let eos_last = tail.iter().all(|&b| b == 0);
+    if h.gd_offset.get() == SparseExtentHeader::GD_AT_END {
+        let mut footer = [0u8; 4];
+        let has_footer = len >= 1536 && {
+            pkg.read_at(href, len - 1024, &mut footer)?;
+            footer == *b"KDMV"
+        };
+        return Ok((!(has_footer && eos_last)).then(|| {
+            "a stream-optimized file whose header says GD_AT_END without the footer and \
+             end-of-stream marker that must end it"
+                .to_string()
+        }));
+    }
+    // The directory in the header: the marker must follow the last grain and end the file.
+    let end = last_grain_end(pkg, href, &h, len)?;
+    let fault = match end {
+        Some(end) if eos_last && end.checked_add(SECTOR_SIZE) == Some(len) => None,
+        _ => Some(
+            "a stream-optimized file without an end-of-stream marker after its last grain (as \
+             qemu-img writes them)"
+                .to_string(),
+        ),
+    };
+    Ok(fault)
+}
+
+/// Where the last grain of a stream-optimized file whose grain directory is in its header ends
+/// (sector-aligned), or the end of its metadata when it has no grain; `None` when its tables
+/// or the marker lie outside the file.
+fn last_grain_end(
+    pkg: &Package,
+    href: &str,
+    h: &vmdk::format::SparseExtentHeader,
+    len: u64,
+) -> Result<Option<u64>> {
+    use vmdk::format::SECTOR_SIZE;
+    let read_u32s = |at: u64, count: u64| -> Result<Option<Vec<u32>>> {
+        let bytes = count
+            .checked_mul(4)
+            .filter(|&b| at.checked_add(b).is_some_and(|e| e <= len));
+        let Some(bytes) = bytes.and_then(|b| usize::try_from(b).ok()) else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; bytes];
+        pkg.read_at(href, at, &mut buf)?;
+        Ok(Some(
+            buf.chunks_exact(4)
+                .map(|c| <[u8; 4]>::try_from(c).map_or(0, u32::from_le_bytes))
+                .collect(),
+        ))
+    };
+    let per_gt = u64::from(h.num_gtes_per_gt.get()).max(1);
+    let grains = h.capacity.get().div_ceil(h.grain_size.get().max(1));
+    let tables = grains.div_ceil(per_gt);
+    let Some(gd_at) = h.gd_offset.get().checked_mul(SECTOR_SIZE) else {
+        return Ok(None);
+    };
+    let Some(gd) = read_u32s(gd_at, tables)? else {
+        return Ok(None);
+    };
+    let mut last = 0u64;
+    for &gt in gd.iter().filter(|&&gt| gt != 0) {
+        let Some(entries) = read_u32s(u64::from(gt) * SECTOR_SIZE, per_gt)? else {
+            return Ok(None);
+        };
+        last = last.max(entries.into_iter().map(u64::from).max().unwrap_or(0));
+    }
+    if last <= 1 {
+        return Ok(h.over_head.get().checked_mul(SECTOR_SIZE));
+    }
+    // The grain's marker: its LBA (8 bytes), then the size of its compressed data (4 bytes).
+    let Some(marker) = read_u32s(last * SECTOR_SIZE + 8, 1)? else {
+        return Ok(None);
+    };
+    let size = u64::from(marker.first().copied().unwrap_or(0));
+    Ok((last * SECTOR_SIZE + 12 + size)
+        .div_ceil(SECTOR_SIZE)
+        .checked_mul(SECTOR_SIZE))
 }
 
 /// The sparse header's flags and whether the file starts with `KDMV`, when it does.
@@ -629,14 +723,13 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         // A file shorter than its ovf:size is cut short (`file-size`), not laid out otherwise.
         let cut = file.size.is_some_and(|declared| len < declared);
         if is_stream && vmware && !cut {
-            let ends = ends_like_vmware(pkg, &file.href, len)?;
-            if !ends {
+            if let Some(fault) = stream_layout_fault(pkg, &file.href, len)? {
                 f.add(
                     "stream-layout",
                     Severity::Refuse,
                     &file.href,
-                    format!("offset {:#x}", len.saturating_sub(1536)),
-                    "a stream-optimized file without footer and end-of-stream marker (as qemu-img writes them); ESXi refuses it",
+                    format!("offset {:#x}", len.saturating_sub(512)),
+                    format!("{fault}; ESXi refuses it"),
                     STREAM,
                 );
             }
