@@ -17,7 +17,6 @@ use std::sync::Arc;
 use positioned_io::ReadAt;
 
 use crate::error::{Error, Result};
-use ovf::names::is_plain_name;
 
 /// One member of the archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -359,7 +358,7 @@ pub(crate) fn write_ova<W: std::io::Write>(
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Deterministic);
     for (name, size, data) in members {
-        if !is_plain_name(&name) {
+        if !ovf::names::is_plain_name(&name) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("{name:?} is not a plain file name"),
