@@ -538,7 +538,7 @@ fn missing_references_are_problems_without_a_manifest() {
         "{text}"
     );
     assert!(
-        text.contains("Disk d2: ovf:fileRef \"nowhere\" names no File"),
+        text.contains("ovf:diskId=\"d2\": ovf:fileRef \"nowhere\" names no File in References"),
         "{text}"
     );
     assert!(

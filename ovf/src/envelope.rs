@@ -310,7 +310,10 @@ fn read_disks(n: roxmltree::Node<'_, '_>, disks: &mut Vec<VirtualDisk>) {
         let capacity_bytes = in_bytes(&capacity, units.as_deref());
         disks.push(VirtualDisk {
             disk_id: attr(d, "diskId").unwrap_or_default().to_string(),
-            file_ref: attr(d, "fileRef").map(str::to_string),
+            // An empty fileRef (ova-compose writes one for a blank disk) is no fileRef.
+            file_ref: attr(d, "fileRef")
+                .filter(|r| !r.trim().is_empty())
+                .map(str::to_string),
             capacity,
             capacity_units: units,
             capacity_bytes,

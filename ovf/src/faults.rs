@@ -34,7 +34,7 @@ impl std::fmt::Display for Fault {
 
 impl Envelope {
     /// The envelope's own faults, in document order of the rules: duplicate file and disk ids,
-    /// duplicate hrefs, capacities that are absent, zero or not a size, a populated size over
+    /// duplicate hrefs, a disk's `fileRef` naming no `File`, capacities that are absent, zero or not a size, a populated size over
     /// the capacity, an OVF 0.9 body under a 1.x or 2.x namespace, and hardware items whose
     /// `HostResource` names no disk or file of the package or whose drive hangs on something
     /// that is not a controller.
@@ -91,6 +91,14 @@ impl Envelope {
             let at = format!("DiskSection/Disk ovf:diskId=\"{}\"", d.disk_id);
             if let Some(first) = ids.insert(d.disk_id.as_str(), d.line) {
                 out.push(duplicate("duplicate-disk-id", at.clone(), d.line, first));
+            }
+            if let Some(r) = d.file_ref.as_deref().filter(|_| self.file_of(d).is_none()) {
+                out.push(Fault {
+                    rule: "disk-file-ref",
+                    at: at.clone(),
+                    line: d.line,
+                    message: format!("ovf:fileRef {r:?} names no File in References"),
+                });
             }
             let message = match d.capacity_bytes {
                 _ if d.capacity.trim().is_empty() => Some("no ovf:capacity".to_string()),

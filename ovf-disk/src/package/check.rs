@@ -76,7 +76,7 @@ pub struct PackageCheck {
     /// Each disk of the envelope that names a file.
     pub disks: Vec<DiskCheck>,
     /// What the envelope names that the package lacks, with or without a manifest: a
-    /// referenced file that is not there, a disk whose `ovf:fileRef` names no `File`.
+    /// referenced file that is not there (or not followed).
     pub missing: Vec<String>,
     /// Faults of the envelope itself (duplicate ids, capacities that are no size, items naming
     /// nothing, ...: [`ovf::Envelope::faults`]), each with its element and line.
@@ -148,7 +148,7 @@ pub fn check_package(
 ) -> Result<PackageCheck> {
     let verify = pkg.verify(progress)?;
     let env = pkg.envelope();
-    let mut missing: Vec<String> = env
+    let missing: Vec<String> = env
         .files
         .iter()
         // A disk's own file is checked with the disk, which reports it missing.
@@ -163,15 +163,6 @@ pub fn check_package(
             None => format!("File {} ({:?}) is not in the package", f.id, f.href),
         })
         .collect();
-    missing.extend(env.disks.iter().filter_map(|d| {
-        let r = d.file_ref.as_deref()?;
-        env.file_of(d).is_none().then(|| {
-            format!(
-                "Disk {}: ovf:fileRef {r:?} names no File in References",
-                d.disk_id
-            )
-        })
-    }));
     let mut disks = Vec::new();
     for disk in &pkg.envelope().disks {
         let Some(file) = pkg.envelope().file_of(disk) else {
