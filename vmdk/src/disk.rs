@@ -112,7 +112,7 @@ impl OpenOptions {
         let path = path.as_ref();
         let backing = self.files.open(path)?;
         let mut seen = Vec::new();
-        Disk::open_link(backing, self, &mut seen)
+        Disk::open_link(backing, self, &mut seen).map_err(|e| self.name_other_format(path, e))
     }
 
     /// Opens a raw image as a disk: one flat extent over the whole file, whose length must be
@@ -122,11 +122,36 @@ impl OpenOptions {
     }
 
     /// Opens `path` as a VMDK, or as a raw image when it is not one (neither the sparse magic
-    /// nor a descriptor): what a converter does with a file of unknown kind.
+    /// nor a descriptor): what a converter does with a file of unknown kind. A file whose magic
+    /// names another image format (qcow2, VHDX, VHD, VDI, QED, LUKS) is refused by name
+    /// ([`ErrorKind::OtherFormat`], as [`OpenOptions::open`] refuses it), never taken for raw
+    /// bytes; [`OpenOptions::open_raw`] still reads any file as raw.
     pub fn open_vmdk_or_raw(&self, path: impl AsRef<Path>) -> Result<Disk> {
         match self.open(&path) {
             Err(e) if matches!(e.kind(), ErrorKind::NotVmdk) => self.open_raw(path),
             other => other,
+        }
+    }
+
+    /// `error`, or, when it says `path` is no VMDK and the file's magic names another image
+    /// format, that format.
+    fn name_other_format(&self, path: &Path, error: Error) -> Error {
+        if !matches!(error.kind(), ErrorKind::NotVmdk) {
+            return error;
+        }
+        let Ok(backing) = self.files.open(path) else {
+            return error;
+        };
+        let len = backing.len();
+        let tail_at = len.saturating_sub(SECTOR_SIZE);
+        let head = backing.read_vec("image header", 0, len.min(SECTOR_SIZE));
+        let tail = backing.read_vec("image footer", tail_at, len - tail_at);
+        match (head, tail) {
+            (Ok(head), Ok(tail)) => match other_format(&head, &tail) {
+                Some(name) => Error::file(path, ErrorKind::OtherFormat(name)),
+                None => error,
+            },
+            _ => error,
         }
     }
 
@@ -1045,5 +1070,52 @@ impl ReadAt for Disk {
         let part = buf.split_at_mut(n.min(buf.len())).0;
         self.read_link(pos, part, &mut Vec::new())?;
         Ok(n)
+    }
+}
+
+/// The image format other than VMDK whose magic `head` (the first sector) or `tail` (the last)
+/// holds, if any.
+fn other_format(head: &[u8], tail: &[u8]) -> Option<&'static str> {
+    let at = |bytes: &[u8], offset: usize, magic: &[u8]| {
+        bytes.get(offset..offset + magic.len()) == Some(magic)
+    };
+    if at(head, 0, b"QFI\xfb") {
+        Some("qcow2 (or qcow)")
+    } else if at(head, 0, b"vhdxfile") {
+        Some("VHDX")
+    } else if at(head, 0, b"conectix") || at(tail, 0, b"conectix") || at(tail, 1, b"conectix") {
+        // A VHD's footer ends the file (511 bytes in old writers); a dynamic VHD copies it first.
+        Some("VHD")
+    } else if at(head, 0x40, &[0x7f, 0x10, 0xda, 0xbe]) {
+        Some("VDI")
+    } else if at(head, 0, b"QED\0") {
+        Some("QED")
+    } else if at(head, 0, b"LUKS\xba\xbe") {
+        Some("LUKS-encrypted")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::other_format;
+
+    #[test]
+    fn other_formats_are_named_by_their_magic() {
+        let zeros = [0u8; 512];
+        let with = |at: usize, magic: &[u8]| {
+            let mut b = [0u8; 512];
+            b[at..at + magic.len()].copy_from_slice(magic);
+            b
+        };
+        assert_eq!(other_format(&zeros, &zeros), None);
+        assert_eq!(other_format(&with(0, b"LUKS\xba\xbe"), &zeros), Some("LUKS-encrypted"));
+        assert_eq!(other_format(&with(0, b"QED\0"), &zeros), Some("QED"));
+        // A VHD footer ends the file: 512 bytes, or 511 as old writers left it.
+        assert_eq!(other_format(&zeros, &with(0, b"conectix")), Some("VHD"));
+        assert_eq!(other_format(&zeros, &with(1, b"conectix")), Some("VHD"));
+        // Short files are read whole: no magic past their end.
+        assert_eq!(other_format(b"QFI", b"QFI"), None);
     }
 }

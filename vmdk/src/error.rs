@@ -212,6 +212,13 @@ pub enum ErrorKind {
     /// The file is not a VMDK at all: no sparse extent magic and not a text descriptor.
     #[error("not a VMDK: no sparse extent magic (KDMV) and not a text descriptor")]
     NotVmdk,
+    /// The file is an image of another format (its magic says which): never taken for raw
+    /// bytes by [`crate::OpenOptions::open_vmdk_or_raw`].
+    #[error(
+        "a {0} image, not a VMDK: not read as raw bytes (open it as raw explicitly to copy its \
+         bytes as they are; qemu-img converts it)"
+    )]
+    OtherFormat(&'static str),
     /// A compressed grain is damaged.
     #[error("{0}")]
     Decompress(String),
@@ -345,7 +352,9 @@ impl Error {
             ErrorKind::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => Category::Truncated,
             ErrorKind::Io(_) => Category::Io,
             ErrorKind::Truncated { .. } | ErrorKind::CutShort(_) => Category::Truncated,
-            ErrorKind::Unsupported(_) | ErrorKind::NotVmdk => Category::Unsupported,
+            ErrorKind::Unsupported(_) | ErrorKind::NotVmdk | ErrorKind::OtherFormat(_) => {
+                Category::Unsupported
+            }
             ErrorKind::PathOutside { .. }
             | ErrorKind::InvalidInput(_)
             | ErrorKind::ChainTooLong { .. } => Category::Refused,
