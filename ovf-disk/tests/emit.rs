@@ -169,6 +169,17 @@ fn a_vsphere_collection_becomes_two_domains_and_two_vmx() {
         web_notes.iter().any(|u| u.contains("NVMe")),
         "{web_notes:?}"
     );
+    // Its boot disk is on VMware's paravirtual SCSI, which OVMF cannot boot from: said.
+    assert!(
+        web_notes.iter().any(|u| u.starts_with(
+            "SCSI controller 0 (item 3): OVMF (the EFI firmware) has no driver for VMware's paravirtual SCSI"
+        )),
+        "{web_notes:?}"
+    );
+    assert!(
+        !unmapped("db", "libvirt").iter().any(|u| u.contains("OVMF")),
+        "BIOS, LSI Logic SAS: nothing to say"
+    );
     let db_notes = unmapped("db", "libvirt");
     assert!(
         db_notes
@@ -275,4 +286,48 @@ fn every_cot_envelope_becomes_a_domain_libvirt_accepts() {
         let vmx = xmls[0].with_extension("vmx");
         ovf_disk_ok(dir, &["info", vmx.to_str().unwrap()]);
     }
+}
+
+#[test]
+fn efi_without_secure_boot_says_so_to_libvirt_and_vmware() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // The web system alone, Secure Boot unstated: off.
+    let start = VSPHERE_PAIR.find("  <VirtualSystem ovf:id=\"db\"").unwrap();
+    let end = VSPHERE_PAIR.find("  </VirtualSystemCollection>").unwrap();
+    let text = format!("{}{}", &VSPHERE_PAIR[..start], &VSPHERE_PAIR[end..])
+        .replace(
+            "      <vmw:Config ovf:required=\"false\" vmw:key=\"bootOptions.efiSecureBootEnabled\" vmw:value=\"true\"/>\n",
+            "",
+        )
+        .replace("    <File ovf:href=\"db-1.vmdk\" ovf:id=\"f3\"/>\n", "")
+        .replace(
+            "    <Disk ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"db1\" ovf:fileRef=\"f3\" ovf:format=\"http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized\"/>\n",
+            "",
+        );
+    assert!(
+        !text.contains("efiSecureBootEnabled") && !text.contains("db1"),
+        "{text}"
+    );
+    let ovf = package(dir, "efi", &text);
+    ovf_disk_ok(
+        dir,
+        &[
+            "import", "-q", "--zero", "sparse", "--emit", "libvirt", "--emit", "vmx", &ovf, "out",
+        ],
+    );
+    let xml = dir.join("out/web__front_.xml");
+    let domain = std::fs::read_to_string(&xml).unwrap();
+    for want in [
+        "<os firmware=\"efi\">",
+        "<feature enabled=\"no\" name=\"enrolled-keys\"/>",
+        "<feature enabled=\"no\" name=\"secure-boot\"/>",
+    ] {
+        assert!(domain.contains(want), "{want} missing:\n{domain}");
+    }
+    assert!(!domain.contains("<smm"), "{domain}");
+    libvirt_accepts(&xml);
+    let vmx = std::fs::read_to_string(dir.join("out/web__front_.vmx")).unwrap();
+    assert!(vmx.contains("firmware = \"efi\""), "{vmx}");
+    assert!(vmx.contains("uefi.secureBoot.enabled = \"FALSE\""), "{vmx}");
 }

@@ -1110,7 +1110,10 @@ mod tests {
             b
         };
         assert_eq!(other_format(&zeros, &zeros), None);
-        assert_eq!(other_format(&with(0, b"LUKS\xba\xbe"), &zeros), Some("LUKS-encrypted"));
+        assert_eq!(
+            other_format(&with(0, b"LUKS\xba\xbe"), &zeros),
+            Some("LUKS-encrypted")
+        );
         assert_eq!(other_format(&with(0, b"QED\0"), &zeros), Some("QED"));
         // A VHD footer ends the file: 512 bytes, or 511 as old writers left it.
         assert_eq!(other_format(&zeros, &with(0, b"conectix")), Some("VHD"));

@@ -251,6 +251,18 @@ fn map_domain<'a>(
                 if let Some(n) = note {
                     unmapped.push(format!("{}: {n}", named(c)));
                 }
+                let holds_disk = h.of(DeviceKind::Disk).any(|d| {
+                    h.controller_of(d)
+                        .is_some_and(|x| x.instance_id == c.instance_id)
+                });
+                if model == "vmpvscsi" && h.firmware == Firmware::Efi && holds_disk {
+                    unmapped.push(format!(
+                        "{}: OVMF (the EFI firmware) has no driver for VMware's paravirtual SCSI: \
+                         the VM cannot boot from its disks there; move the boot disk to SATA or \
+                         virtio-scsi, or boot with BIOS",
+                        named(c)
+                    ));
+                }
                 scsi.push((controller_index(h, c), model));
             }
             DeviceKind::SataController => controllers.push(("sata", controller_index(h, c))),
@@ -440,11 +452,14 @@ fn write_os<W: Write>(w: &mut Writer<W>, h: &Hardware, machine: &str) -> std::io
             .with_attribute(("arch", "x86_64"))
             .with_attribute(("machine", machine))
             .write_text_content(BytesText::new("hvm"))?;
-        if h.firmware == Firmware::Efi && h.secure_boot {
+        // Stated either way: left out, libvirt may pick a Secure Boot firmware with Microsoft's
+        // keys enrolled, which refuses an unsigned boot loader the OVF never asked to check.
+        if h.firmware == Firmware::Efi {
+            let enabled = if h.secure_boot { "yes" } else { "no" };
             w.create_element("firmware").write_inner_content(|w| {
                 for feature in ["enrolled-keys", "secure-boot"] {
                     w.create_element("feature")
-                        .with_attribute(("enabled", "yes"))
+                        .with_attribute(("enabled", enabled))
                         .with_attribute(("name", feature))
                         .write_empty()?;
                 }

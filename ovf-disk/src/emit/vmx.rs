@@ -132,9 +132,9 @@ fn set_machine(
     w.set("memSize", memory.to_string())?;
     if h.firmware == Firmware::Efi {
         w.set("firmware", "efi")?;
-        if h.secure_boot {
-            w.set("uefi.secureBoot.enabled", "TRUE")?;
-        }
+        // Stated either way, as the OVF says (unstated: off).
+        let enabled = if h.secure_boot { "TRUE" } else { "FALSE" };
+        w.set("uefi.secureBoot.enabled", enabled)?;
     }
     Ok(())
 }
