@@ -196,6 +196,12 @@ fn folder_and_ova_packages_verify_and_import() {
                         );
                     }
                 }
+                // The output is a package of its own: its manifest verifies, and check reads
+                // every disk clean.
+                let written = format!("{out}/appliance.ovf");
+                let verified = ovf_disk_ok(d.path(), &["verify", &written]);
+                assert!(String::from_utf8_lossy(&verified.stdout).ends_with("verified\n"));
+                ovf_disk_ok(d.path(), &["check", &written]);
                 // The new envelope references the thick disks and parses.
                 let text = std::fs::read_to_string(od.join("appliance.ovf")).unwrap();
                 let want = if raw {
@@ -775,6 +781,9 @@ fn virtualbox_style_package() {
         &["import", "-q", "vbox.ova", "inplace", "--format", "raw"],
     );
     assert_eq!(sha256(&d.path().join("inplace/vbox-disk001.raw")), want);
+    // VirtualBox's package imported is a package of its own: verified and clean.
+    ovf_disk_ok(d.path(), &["verify", "inplace/vbox.ovf"]);
+    ovf_disk_ok(d.path(), &["check", "inplace/vbox.ovf"]);
     let out = import_from_pipe(d.path(), "vbox.ova", "piped");
     assert!(
         out.status.success(),

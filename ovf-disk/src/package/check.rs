@@ -25,6 +25,10 @@ pub enum CheckMethod {
     /// Read through once (gzip-compressed or chunked files): markers and grains checked.
     #[cfg_attr(feature = "serde", serde(rename = "streamed"))]
     Streamed,
+    /// A raw image (as `import --format raw` writes them): no structure, its length is its
+    /// capacity.
+    #[cfg_attr(feature = "serde", serde(rename = "raw"))]
+    Raw,
 }
 
 impl CheckMethod {
@@ -33,6 +37,7 @@ impl CheckMethod {
         match self {
             Self::InPlace => "in place",
             Self::Streamed => "streamed",
+            Self::Raw => "raw",
         }
     }
 }
@@ -182,13 +187,27 @@ pub fn check_package(
             check_streamed(pkg, file, &disk.disk_id, threads, &mut check.report)
         } else {
             match pkg.disk_location(&file.href, base) {
-                Ok((path, options)) => {
-                    match vmdk::check(&path, &options) {
-                        Ok(r) => check.report = r,
-                        Err(e) => check.report.add(Problem::from_error(&e)),
+                Ok((path, options)) => match vmdk::check(&path, &options) {
+                    Ok(r) => {
+                        check.report = r;
+                        options.open(&path).ok().map(|d| d.capacity())
                     }
-                    options.open(&path).ok().map(|d| d.capacity())
-                }
+                    // No VMDK and no other format's magic: a raw image, whole if it opens.
+                    Err(e) if matches!(e.kind(), vmdk::ErrorKind::NotVmdk) => {
+                        check.method = CheckMethod::Raw;
+                        match options.open_raw(&path) {
+                            Ok(d) => Some(d.capacity()),
+                            Err(e) => {
+                                check.report.add(Problem::from_error(&e));
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        check.report.add(Problem::from_error(&e));
+                        options.open(&path).ok().map(|d| d.capacity())
+                    }
+                },
                 Err(e) => {
                     let problem = Problem::new(&file.href, "file", None, e.to_string());
                     check.report.add(problem);
