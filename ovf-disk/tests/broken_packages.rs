@@ -42,6 +42,20 @@ fn ovf(disk_attrs: &str, refs_extra: &str, items: &str) -> String {
     )
 }
 
+/// `src.raw` of `mib` MiB of sample bytes, and `good.vmdk`, our stream-optimized copy of it.
+fn good_disk(dir: &Path, mib: u64) {
+    sample_raw(&dir.join("src.raw"), mib << 20);
+    let args = [
+        "convert",
+        "-q",
+        "--to",
+        "streamOptimized",
+        "src.raw",
+        "good.vmdk",
+    ];
+    ovf_disk_ok(dir, &args);
+}
+
 const CAPACITY: &str = "ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\"";
 
 /// `check --target T --json`: whether refused, and the findings' (rule, severity, where).
@@ -73,18 +87,7 @@ fn check_fails(dir: &Path, pkg: &str) -> String {
 fn each_class_of_broken_package_is_found_for_its_own_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    sample_raw(&dir.join("src.raw"), 1 << 20);
-    ovf_disk_ok(
-        dir,
-        &[
-            "convert",
-            "-q",
-            "--to",
-            "streamOptimized",
-            "src.raw",
-            "good.vmdk",
-        ],
-    );
+    good_disk(dir, 1);
 
     let good = package(dir, "good", &ovf(CAPACITY, "", ""), None);
     ovf_disk_ok(dir, &["check", &good]);
@@ -154,18 +157,7 @@ fn each_class_of_broken_package_is_found_for_its_own_reason() {
 fn a_disk_missing_cut_short_or_not_a_vmdk_is_never_would_import() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    sample_raw(&dir.join("src.raw"), 4 << 20);
-    ovf_disk_ok(
-        dir,
-        &[
-            "convert",
-            "-q",
-            "--to",
-            "streamOptimized",
-            "src.raw",
-            "good.vmdk",
-        ],
-    );
+    good_disk(dir, 4);
     let good = std::fs::read(dir.join("good.vmdk")).unwrap();
     let text = ovf(CAPACITY.replace("\"1\"", "\"4\"").as_str(), "", "");
 

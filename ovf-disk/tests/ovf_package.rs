@@ -210,6 +210,13 @@ fn folder_and_ova_packages_verify_and_import() {
                     "appliance-disk1-thick.vmdk"
                 };
                 assert!(text.contains(&format!("href=\"{want}\"")), "{text}");
+                // A raw disk is named raw (as oVirt names one), a thick one by its type.
+                let format = if raw {
+                    "ovf:format=\"http://en.wikipedia.org/wiki/Byte\""
+                } else {
+                    "vmdk.html#monolithicFlat\""
+                };
+                assert!(text.contains(format), "{text}");
                 let again: serde_json::Value = serde_json::from_slice(
                     &ovf_disk_ok(&od, &["info", "--json", "appliance.ovf"]).stdout,
                 )

@@ -9,6 +9,10 @@
 pub const STREAM_OPTIMIZED_FORMAT: &str =
     "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
 
+/// The `ovf:format` of a raw disk image, as oVirt's OVFs (and virt-v2v writing them) name it:
+/// DSP0243 defines none.
+pub const RAW_FORMAT: &str = "http://en.wikipedia.org/wiki/Byte";
+
 /// The OVF 1.x envelope namespace.
 pub const OVF1: &str = "http://schemas.dmtf.org/ovf/envelope/1";
 /// The OVF 2.x envelope namespace.

@@ -391,7 +391,8 @@ struct ReferenceEdit {
 
 /// Writes the imported package's descriptor into `outdir` under a temporary name, its
 /// references pointing at the thick disks (whole and uncompressed: their `ovf:compression` and
-/// `ovf:chunkSize` go) and their `ovf:format` the output's VMDK type (kept for raw outputs).
+/// `ovf:chunkSize` go) and their `ovf:format` the output's VMDK type (for raw outputs, the raw
+/// format oVirt names, [`ovf::envelope::RAW_FORMAT`]).
 fn write_descriptor(
     outdir: &Path,
     name: &str,
@@ -441,8 +442,16 @@ fn write_descriptor(
             e.property_value(key, value);
         }
     }
-    if let Format::Vmdk(t) = format {
-        e.format(vmdk_format(t.as_str()));
+    match format {
+        Format::Vmdk(t) => {
+            e.format(vmdk_format(t.as_str()));
+        }
+        // A raw disk named as oVirt names one, so no reader takes it for a VMDK.
+        _ => {
+            e.format(|f| {
+                (f != ovf::envelope::RAW_FORMAT).then(|| ovf::envelope::RAW_FORMAT.into())
+            });
+        }
     }
     let text = edit_envelope(text, &e).map_err(|x| x.in_envelope(&out, text))?;
     let pending = PendingFile::create(&out, false)?;

@@ -25,8 +25,8 @@ pub enum CheckMethod {
     /// Read through once (gzip-compressed or chunked files): markers and grains checked.
     #[cfg_attr(feature = "serde", serde(rename = "streamed"))]
     Streamed,
-    /// A raw image (as `import --format raw` writes them): no structure, its length is its
-    /// capacity.
+    /// A raw image whose `ovf:format` does not say VMDK (as `import --format raw` writes
+    /// them, naming it as oVirt does): no structure, its length is its capacity.
     #[cfg_attr(feature = "serde", serde(rename = "raw"))]
     Raw,
 }
@@ -192,8 +192,15 @@ pub fn check_package(
                         check.report = r;
                         options.open(&path).ok().map(|d| d.capacity())
                     }
-                    // No VMDK and no other format's magic: a raw image, whole if it opens.
-                    Err(e) if matches!(e.kind(), vmdk::ErrorKind::NotVmdk) => {
+                    // No VMDK and no other format's magic, where the envelope does not say
+                    // VMDK: a raw image, whole if it opens.
+                    Err(e)
+                        if matches!(e.kind(), vmdk::ErrorKind::NotVmdk)
+                            && !disk
+                                .format
+                                .as_deref()
+                                .is_some_and(|f| f.contains("vmdk.html")) =>
+                    {
                         check.method = CheckMethod::Raw;
                         match options.open_raw(&path) {
                             Ok(d) => Some(d.capacity()),
