@@ -321,7 +321,11 @@ fn a_file_system_filled_during_the_run_fails_cleanly() {
             assert_eq!(refused.kind(), std::io::ErrorKind::StorageFull, "{refused}");
             assert!(status.success(), "{err}");
             assert_eq!(sha256(&out), want);
-            assert_no_holes(&out);
+            // tmpfs reports no extents (no FIEMAP): only the allocation is verifiable here;
+            // the eager-zero (no unwritten extent) claim is the ext4 tests' (cli.rs,
+            // ovf_package.rs, inflate_qemu.rs).
+            assert!(allocated(&out) >= std::fs::metadata(&out).unwrap().len());
+            eprintln!("not verified on tmpfs: unwritten extents of {}", out.display());
         } else {
             other.unwrap();
             assert_eq!(status.code(), Some(1), "{err}");

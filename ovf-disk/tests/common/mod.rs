@@ -50,10 +50,9 @@ pub fn ovf_disk_ok(dir: &Path, args: &[&str]) -> Output {
     succeeded(ovf_disk(dir, args), &format!("ovf-disk {}", args.join(" ")))
 }
 
-/// Asserts the file is eager-zeroed: no holes (its allocated blocks cover its whole size) and,
-/// where the file system reports extents (`filefrag -v`, FIEMAP), none preallocated but never
-/// written: outputs are preallocated before they are written, and allocated blocks alone would
-/// not show whether every byte was.
+/// Asserts the file is eager-zeroed: no holes (its allocated blocks cover its whole size) and
+/// no extent preallocated but never written (`filefrag -v`, FIEMAP): outputs are preallocated
+/// before they are written, and allocated blocks alone would not show whether every byte was.
 pub fn assert_no_holes(path: &Path) {
     let m = std::fs::metadata(path).unwrap();
     assert!(
@@ -63,25 +62,30 @@ pub fn assert_no_holes(path: &Path) {
         m.blocks() * 512,
         m.len()
     );
-    assert_ne!(
-        unwritten_extents(path),
-        Some(true),
+    assert!(
+        !unwritten_extents(path),
         "{} has preallocated extents never written",
         path.display()
     );
 }
 
-/// Whether the file has extents preallocated and never written (`filefrag -v`); `None` where
-/// the file system does not report extents (tmpfs has no FIEMAP).
-pub fn unwritten_extents(path: &Path) -> Option<bool> {
+/// Whether the file has extents preallocated and never written (`filefrag -v`). Fails loudly
+/// where the file system does not report extents (tmpfs has no FIEMAP): an eager-zero claim
+/// that cannot be verified must not pass.
+pub fn unwritten_extents(path: &Path) -> bool {
     let out = Command::new("filefrag")
         .arg("-v")
         .arg(path)
         .output()
         .expect("filefrag (e2fsprogs) runs: scripts/setup.sh installs it");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).contains("unwritten"))
+    assert!(
+        out.status.success(),
+        "filefrag cannot report the extents of {} (no FIEMAP on its file system?): whether \
+         every byte was written is not verified there: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).contains("unwritten")
 }
 
 /// Bytes allocated to a file.
