@@ -129,7 +129,10 @@ fn zero_modes() {
                 // Every block allocated, the zeros not written: what tells eager-zeroed
                 // outputs (preallocated too, then written) from this one.
                 assert!(allocated(&p) >= 64 << 20);
-                assert!(unwritten_extents(&p), "falloc output has no unwritten extent");
+                assert!(
+                    unwritten_extents(&p),
+                    "falloc output has no unwritten extent"
+                );
             }
             _ => assert_no_holes(&p),
         }

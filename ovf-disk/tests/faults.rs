@@ -325,7 +325,10 @@ fn a_file_system_filled_during_the_run_fails_cleanly() {
             // the eager-zero (no unwritten extent) claim is the ext4 tests' (cli.rs,
             // ovf_package.rs, inflate_qemu.rs).
             assert!(allocated(&out) >= std::fs::metadata(&out).unwrap().len());
-            eprintln!("not verified on tmpfs: unwritten extents of {}", out.display());
+            eprintln!(
+                "not verified on tmpfs: unwritten extents of {}",
+                out.display()
+            );
         } else {
             other.unwrap();
             assert_eq!(status.code(), Some(1), "{err}");

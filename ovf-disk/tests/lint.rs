@@ -585,3 +585,98 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
         .unwrap()
         .contains("ensoniq1371"));
 }
+
+/// The rules no other test trips (`manifest-missing`, `manifest-algorithm`, `capacity`,
+/// `collection`): each tripped by one package and not by another, for every target, and a clean
+/// package with no finding at all anywhere.
+#[test]
+fn every_rule_is_tripped_and_cleared_for_each_target() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 2 << 20);
+    ovf_disk_ok(
+        dir,
+        &[
+            "convert",
+            "-q",
+            "--to",
+            "streamOptimized",
+            "src.raw",
+            "d.vmdk",
+        ],
+    );
+    let disk = std::fs::read(dir.join("d.vmdk")).unwrap();
+    let targets = ["esxi", "vcenter", "workstation", "virtualbox", "virt-v2v"];
+    // (name, capacity in MiB, systems, manifest algorithm or none)
+    let build = |name: &str, mib: u64, systems: usize, alg: Option<&str>| -> String {
+        let pkg = PackageDir::new(&dir.join(name));
+        pkg.file("d.vmdk", &disk);
+        let system = |id: &str| {
+            format!("<VirtualSystem ovf:id=\"{id}\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info><System><vssd:VirtualSystemType xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\">vmx-13</vssd:VirtualSystemType></System><Item><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item><Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>2</rasd:InstanceID><rasd:Parent>1</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item></VirtualHardwareSection></VirtualSystem>\n")
+        };
+        let body = if systems == 1 {
+            system("vm")
+        } else {
+            format!("<VirtualSystemCollection ovf:id=\"pair\"><Info>two</Info>{}{}</VirtualSystemCollection>\n", system("a"), system("b"))
+        };
+        let text = envelope(&file_ref("d.vmdk", disk.len(), ""), &disk_entry(mib), &body);
+        pkg.file("p.ovf", text.as_bytes());
+        if let Some(alg) = alg {
+            pkg.manifest("p.mf", &["p.ovf", "d.vmdk"], alg, MfStyle::Ovftool);
+        }
+        format!("{name}/p.ovf")
+    };
+    let clean = build("clean", 2, 1, Some("SHA1"));
+    for t in targets {
+        assert_eq!(lint(dir, &clean, t), (0, Vec::new()), "clean {t}");
+    }
+    let vmware = |t: &str| matches!(t, "esxi" | "vcenter" | "workstation");
+    // (package, rule, the targets it applies to, its severity there)
+    let cases: Vec<(String, &str, &dyn Fn(&str) -> bool, &str)> = vec![
+        (
+            build("no-mf", 2, 1, None),
+            "manifest-missing",
+            &vmware,
+            "note",
+        ),
+        (
+            build("sha256", 2, 1, Some("SHA256")),
+            "manifest-algorithm",
+            &|t: &str| matches!(t, "esxi" | "workstation"),
+            "note",
+        ),
+        (
+            build("larger", 1, 1, Some("SHA1")),
+            "capacity",
+            &|_: &str| true,
+            "refuse",
+        ),
+        (
+            build("smaller", 4, 1, Some("SHA1")),
+            "capacity",
+            &|_: &str| true,
+            "change",
+        ),
+        (
+            build("pair", 2, 2, Some("SHA1")),
+            "collection",
+            &|t: &str| matches!(t, "esxi" | "workstation"),
+            "refuse",
+        ),
+    ];
+    for (pkg, rule, applies, severity) in &cases {
+        for t in targets {
+            let (code, findings) = lint(dir, pkg, t);
+            if applies(t) {
+                assert_eq!(
+                    findings,
+                    [(rule.to_string(), severity.to_string())],
+                    "{pkg} {t}"
+                );
+                assert_eq!(code == 2, *severity == "refuse", "{pkg} {t}");
+            } else {
+                assert_eq!((code, findings), (0, Vec::new()), "{pkg} {t}");
+            }
+        }
+    }
+}
