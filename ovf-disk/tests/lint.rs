@@ -632,7 +632,8 @@ fn every_rule_is_tripped_and_cleared_for_each_target() {
     }
     let vmware = |t: &str| matches!(t, "esxi" | "vcenter" | "workstation");
     // (package, rule, the targets it applies to, its severity there)
-    let cases: Vec<(String, &str, &dyn Fn(&str) -> bool, &str)> = vec![
+    type Applies<'a> = &'a dyn Fn(&str) -> bool;
+    let cases: Vec<(String, &str, Applies<'_>, &str)> = vec![
         (
             build("no-mf", 2, 1, None),
             "manifest-missing",
