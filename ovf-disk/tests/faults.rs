@@ -185,24 +185,27 @@ fn an_output_that_cannot_fit_is_refused_before_anything_is_written() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(names(fs.path()).is_empty(), "{:?}", names(fs.path()));
 
-    // Thick VMDK and convert: the same check.
+    // Thick VMDK and convert: the same check, the same exit, nothing left.
     let vmdk = fs.path().join("out.vmdk");
-    let run = ovf_disk(
-        work.path(),
-        &["inflate", "d64.vmdk", vmdk.to_str().unwrap()],
-    );
-    assert!(String::from_utf8_lossy(&run.stderr).contains("bytes to write"));
-    let run = ovf_disk(
-        work.path(),
-        &[
-            "convert",
-            "--to",
-            "monolithicFlat",
-            "d64.vmdk",
-            vmdk.to_str().unwrap(),
-        ],
-    );
-    assert!(String::from_utf8_lossy(&run.stderr).contains("bytes to write"));
+    let thick = ["inflate", "d64.vmdk", vmdk.to_str().unwrap()];
+    let flat = [
+        "convert",
+        "--to",
+        "monolithicFlat",
+        "d64.vmdk",
+        vmdk.to_str().unwrap(),
+    ];
+    for args in [&thick[..], &flat[..]] {
+        let run = ovf_disk(work.path(), args);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("bytes to write"), "{args:?}: {err}");
+        assert!(
+            names(fs.path()).is_empty(),
+            "{args:?}: {:?}",
+            names(fs.path())
+        );
+    }
     // Outputs whose size follows the data are not refused: this one fits.
     ovf_disk_ok(
         work.path(),
@@ -428,8 +431,8 @@ fn killed_inflates_and_converts_leave_nothing_under_a_final_name() {
         &out,
         &["inflate", "-q", "--threads", "1", "d.vmdk", "out/t.vmdk"],
         &|| {
-            assert!(out.join("t.vmdk").is_file());
             assert_eq!(sha256(&flat), sha);
+            assert_eq!(qemu_raw_sha(&out, "t.vmdk"), sha);
         },
     );
     // convert to a sparse VMDK: compressing is the slow part.
@@ -447,7 +450,8 @@ fn killed_inflates_and_converts_leave_nothing_under_a_final_name() {
             "d.vmdk",
             "out/s.vmdk",
         ],
-        &|| assert!(sparse.is_file()),
+        // The output qemu-img reads is the source's bytes, not merely a file.
+        &|| assert_eq!(qemu_raw_sha(&out, "s.vmdk"), sha),
     );
 }
 

@@ -286,6 +286,13 @@ impl PendingFile {
         let temp = folder_of(target).join(format!(".{}{SUFFIX}", name.to_string_lossy()));
         // Three rounds: a leftover removed, then a race with another run's cleanup lost.
         for _ in 0..3 {
+            // Held from the file's creation to its registration, so an `interrupt` (another
+            // thread, on a signal) either comes first and no file is made, or finds the file
+            // registered and removes it: never a file made and not yet known.
+            let mut r = registry();
+            if r.interrupted {
+                return Err(interrupted(&temp));
+            }
             let file = match create_locked(&temp) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -307,12 +314,6 @@ impl PendingFile {
                 || !same_file(&file, &temp)
             {
                 continue;
-            }
-            let mut r = registry();
-            if r.interrupted {
-                drop(r);
-                let _ = std::fs::remove_file(&temp);
-                return Err(interrupted(&temp));
             }
             r.temps.push(temp.clone());
             return Ok(Self {
@@ -457,11 +458,20 @@ impl OutputFolder {
         }
         let mut created = Vec::new();
         for m in missing.into_iter().rev() {
-            match std::fs::create_dir(&m) {
-                Ok(()) => {
-                    registry().folders.push(m.clone());
-                    created.push(m);
-                }
+            // Held from creation to registration, as for temporary files (see `PendingFile`).
+            let mut r = registry();
+            if r.interrupted {
+                drop(r);
+                remove_created(&created);
+                return Err(interrupted(&m));
+            }
+            let made = std::fs::create_dir(&m);
+            if made.is_ok() {
+                r.folders.push(m.clone());
+            }
+            drop(r);
+            match made {
+                Ok(()) => created.push(m),
                 // Another run created it meanwhile: not ours to remove.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
