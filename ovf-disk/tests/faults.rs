@@ -436,7 +436,6 @@ fn killed_inflates_and_converts_leave_nothing_under_a_final_name() {
         },
     );
     // convert to a sparse VMDK: compressing is the slow part.
-    let sparse = out.join("s.vmdk");
     killed_at_several_points(
         work.path(),
         &out,
