@@ -385,6 +385,14 @@ fn check_agrees_with_qemu_img_check() {
     damaged("meta.vmdk", gt0 + 12, (gd / 512) as u32);
     damaged("rgt.vmdk", rgt0 + 12, 12345);
     damaged("gteof.vmdk", gd, 0x00ff_ffff);
+    // The file cut after two thirds: grains past the end, as a cut copy leaves it.
+    std::fs::write(dir.join("cut.vmdk"), &good[..good.len() * 2 / 3]).unwrap();
+    // A stream-optimized image with two bytes of a compressed grain flipped.
+    qemu_to_vmdk(dir, "src.raw", "st.vmdk", "subformat=streamOptimized");
+    let mut st = std::fs::read(dir.join("st.vmdk")).unwrap();
+    st[70000] ^= 0xff;
+    st[70001] ^= 0xff;
+    std::fs::write(dir.join("stbad.vmdk"), st).unwrap();
     for (file, qemu_finds, ours_must_find) in [
         ("sp.vmdk", false, false),
         ("eof.vmdk", true, true),
@@ -394,6 +402,10 @@ fn check_agrees_with_qemu_img_check() {
         ("rgt.vmdk", false, true),
         // A grain table past the end of the file: qemu-img reads it as absent.
         ("gteof.vmdk", false, true),
+        ("cut.vmdk", true, true),
+        ("st.vmdk", false, false),
+        // A damaged compressed grain: qemu-img's check does not inflate grains.
+        ("stbad.vmdk", false, true),
     ] {
         let q = std::process::Command::new(tool("qemu-img"))
             .args(["check", "-f", "vmdk", file])
@@ -412,6 +424,13 @@ fn check_agrees_with_qemu_img_check() {
         );
         let (code, v) = check(dir, file);
         assert_eq!(code == 2, ours_must_find, "{file}: {}", problems(&v));
+        if file == "stbad.vmdk" {
+            assert!(
+                problems(&v).contains("not a valid zlib stream"),
+                "{}",
+                problems(&v)
+            );
+        }
         if qemu_finds {
             assert!(
                 qemu_text.contains("points after EOF")
