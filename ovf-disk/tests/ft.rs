@@ -260,3 +260,60 @@ fn vm_folder_rules_and_a_lone_disk() {
         ["thick-disks", "disk-size", "snapshots", "physical-rdm"]
     );
 }
+
+/// Each size limit on both sides of its boundary, for the FT it applies to: vCPUs (legacy 1,
+/// SMP-FT 8), memory (legacy 64 GiB, SMP-FT 128 GiB), a disk (2 TiB, not one sector more),
+/// the hardware version (legacy: 7 or later). The limits are VMware's published ones, cited
+/// in `ft.rs` and in each rule's source.
+#[test]
+fn every_limit_passes_on_it_and_fails_one_past_it() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    qemu_create(dir, "d.vmdk", "streamOptimized", "1M");
+    let cpus = |n: u32| {
+        (
+            "<rasd:VirtualQuantity>1</".to_string(),
+            format!("<rasd:VirtualQuantity>{n}</"),
+        )
+    };
+    let mib = |n: u64| {
+        (
+            "<rasd:VirtualQuantity>4096</".to_string(),
+            format!("<rasd:VirtualQuantity>{n}</"),
+        )
+    };
+    let disk = |sectors: u64| {
+        (
+            "ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\"".to_string(),
+            format!("ovf:capacity=\"{sectors}\" ovf:capacityAllocationUnits=\"byte * 2^9\""),
+        )
+    };
+    let hw = |v: &str| ("vmx-13".to_string(), v.to_string());
+    // (FT version, the edit, the rule it bears on, whether it passes)
+    let cases = [
+        ("legacy", cpus(1), "vcpus", true),
+        ("legacy", cpus(2), "vcpus", false),
+        ("smp", cpus(8), "vcpus", true),
+        ("smp", cpus(9), "vcpus", false),
+        ("legacy", mib(64 << 10), "memory", true),
+        ("legacy", mib((64 << 10) + 1), "memory", false),
+        ("smp", mib(128 << 10), "memory", true),
+        ("smp", mib((128 << 10) + 1), "memory", false),
+        ("legacy", disk(2 << 31), "disk-size", true),
+        ("legacy", disk((2 << 31) + 1), "disk-size", false),
+        ("smp", disk(2 << 31), "disk-size", true),
+        ("smp", disk((2 << 31) + 1), "disk-size", false),
+        ("legacy", hw("vmx-07"), "hardware-version", true),
+        ("legacy", hw("vmx-06"), "hardware-version", false),
+    ];
+    for (version, (from, to), rule, passes) in &cases {
+        let text = envelope_with("", "", &[(from.as_str(), to.as_str())]);
+        std::fs::write(dir.join("p.ovf"), text).unwrap();
+        let (code, rules) = ft(dir, "p.ovf", &["--ft-version", version]);
+        let failing: &[&str] = if *passes { &[] } else { &[*rule] };
+        let case = format!("{version} {to}");
+        only_failing(&rules, failing, &case);
+        assert!(rules.iter().any(|(r, _, _)| r == rule), "{case}: {rules:?}");
+        assert_eq!(code, if *passes { 0 } else { 2 }, "{case}");
+    }
+}
