@@ -173,6 +173,32 @@ fn each_package_rule_fails_alone_and_a_clean_package_passes() {
         "{text}"
     );
     assert!(text.ends_with("FT-ready after import.\n"), "{text}");
+    // What only the cluster can show is listed, to check there.
+    assert!(
+        text.contains("check on the cluster (no package shows these):\n  - the hosts in a vSphere HA cluster, with HA enabled\n"),
+        "{text}"
+    );
+    let out = ovf_disk(
+        dir,
+        &["check", "--ft", "--json", "--ft-version", "smp", "p.ovf"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cluster: Vec<&str> = v["on_the_cluster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["requirement"].as_str().unwrap())
+        .collect();
+    assert!(
+        cluster.contains(&"a 10 Gbit/s Fault Tolerance logging network, dedicated"),
+        "{cluster:?}"
+    );
+    assert!(
+        cluster
+            .iter()
+            .any(|c| c.contains("hardware-assisted virtualisation")),
+        "{cluster:?}"
+    );
 }
 
 /// A VM folder: `vm.vmx` with `settings`, and its disk `d.vmdk` (with a snapshot over it when

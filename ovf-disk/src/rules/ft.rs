@@ -103,6 +103,56 @@ pub struct FtReport {
     pub ready: bool,
     /// Each machine.
     pub machines: Vec<MachineFt>,
+    /// What FT also needs that no package, VM folder or disk can show: the cluster's own
+    /// requirements, to check there (the report is the whole checklist).
+    pub on_the_cluster: Vec<ClusterRequirement>,
+}
+
+/// A Fault Tolerance requirement of the hosts and cluster, not of the VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ClusterRequirement {
+    /// What the cluster must have.
+    pub requirement: &'static str,
+    /// Where VMware says so.
+    pub source: &'static str,
+}
+
+/// The cluster's side of `version`'s requirements ("vSphere Availability", "Fault Tolerance
+/// Requirements, Limits, and Licensing" and the legacy "Fault Tolerance Checklist").
+fn cluster_requirements(version: FtVersion) -> Vec<ClusterRequirement> {
+    let mut out = vec![
+        "the hosts in a vSphere HA cluster, with HA enabled",
+        "host certificate checking enabled in vCenter",
+        "a VMkernel adapter for Fault Tolerance logging and one for vMotion on each host",
+        "host CPUs of a family FT supports, hardware-assisted virtualisation (Intel VT-x or AMD-V) enabled in their BIOS",
+    ];
+    match version {
+        FtVersion::Legacy => {
+            out.push("the VM's disks on storage every host shares");
+            out.push("a 1 Gbit/s (or faster) Fault Tolerance logging network");
+        }
+        FtVersion::Smp => {
+            out.push("a 10 Gbit/s Fault Tolerance logging network, dedicated");
+            out.push(
+                "the primary's and the secondary's files on datastores of their own (SMP-FT copies the disks)",
+            );
+            out.push(
+                "a vSphere licence that allows the VM's vCPUs under FT (Standard and Enterprise allow fewer than Enterprise Plus)",
+            );
+        }
+    }
+    let source = match version {
+        FtVersion::Legacy => LEGACY_CHECKLIST,
+        FtVersion::Smp => REQUIREMENTS,
+    };
+    out.into_iter()
+        .map(|requirement| ClusterRequirement {
+            requirement,
+            source,
+        })
+        .collect()
 }
 
 impl FtReport {
@@ -115,6 +165,7 @@ impl FtReport {
             version,
             ready,
             machines,
+            on_the_cluster: cluster_requirements(version),
         }
     }
 }

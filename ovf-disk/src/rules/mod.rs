@@ -6,7 +6,7 @@ pub(crate) mod ft;
 pub(crate) mod lint;
 
 pub use ft::{
-    ft_check_disk, ft_check_package, ft_check_vm, FtReport, FtVersion, MachineFt, Outcome,
-    RuleCheck,
+    ft_check_disk, ft_check_package, ft_check_vm, ClusterRequirement, FtReport, FtVersion,
+    MachineFt, Outcome, RuleCheck,
 };
 pub use lint::{lint, Finding, LintReport, Severity, Target};

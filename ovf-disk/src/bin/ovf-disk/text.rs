@@ -643,6 +643,10 @@ pub fn ft(out: &mut dyn Write, r: &ovf_disk::rules::FtReport) -> Result<()> {
             )?;
         }
     }
+    writeln!(out, "check on the cluster (no package shows these):")?;
+    for c in &r.on_the_cluster {
+        writeln!(out, "  - {}", c.requirement)?;
+    }
     writeln!(
         out,
         "{}",
