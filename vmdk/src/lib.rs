@@ -90,7 +90,6 @@ pub use read::sparse::MetadataSource;
 pub use read::stream::{StreamReader, StreamStats};
 #[cfg(feature = "write")]
 pub use write::{
-    behind::WriteBehind,
     copy::{CopyStats, Target},
     options::{WriteOptions, ZeroMode},
     write_stream_optimized, Format, Plan, PlannedFile, WriteReport,

@@ -223,7 +223,7 @@ pub fn export(
         let tmp = staged.path().to_path_buf();
         let file = staged.0.file();
         let write = convert.write.clone().extent_name(name);
-        let w = vmdk::WriteBehind::new(file);
+        let w = write_behind::WriteBehind::new(file);
         if options.compress {
             let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
             vmdk::write_stream_optimized(disk, &mut gz, &write, progress)
@@ -537,7 +537,7 @@ fn write_archive(
         })
         .collect();
     let pending = PendingFile::create(out, options.convert.replace)?;
-    let w = vmdk::WriteBehind::new(pending.file());
+    let w = write_behind::WriteBehind::new(pending.file());
     let mut w = write_ova(w, members).map_err(Error::io(out))?;
     w.flush().map_err(Error::io(out))?;
     drop(w);

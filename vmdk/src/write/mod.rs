@@ -19,7 +19,6 @@
 //! [`stream`] (stream-optimized, VMware's layout), [`flat`] (thick descriptors), [`ddb`] (the
 //! disk database). Disks larger than 64 TiB are refused.
 
-pub(crate) mod behind;
 pub(crate) mod copy;
 pub(crate) mod ddb;
 pub(crate) mod flat;
@@ -34,7 +33,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use self::behind::WriteBehind;
+use write_behind::WriteBehind;
 use self::copy::Target;
 use self::ddb::DiskSettings;
 use self::flat::{flat_descriptor, split, TWO_GB_EXTENT_SECTORS};

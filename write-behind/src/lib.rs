@@ -1,4 +1,5 @@
-//! A buffered writer that has the device write what it was given while more is produced.
+//! A buffered writer that has the device write what it was given while more is produced: what
+//! `vmdk`'s stream writer and `ovf-disk`'s export write their files through.
 //!
 //! The page cache holds a written file's bytes until the kernel's flusher or an `fsync` sends
 //! them to the device; with a few GiB of memory, the whole of a stream-optimized output can wait
@@ -6,6 +7,8 @@
 //! the benchmark machine, 3% of the conversion). [`WriteBehind`] starts the device write of
 //! each few MiB as soon as they are written, usually without waiting for it, so the device works
 //! while the grains after them are compressed.
+
+#![deny(missing_docs)]
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
@@ -30,7 +33,7 @@ const PAGE: u64 = 4096;
 /// use std::io::Write;
 /// let dir = tempfile::tempdir()?;
 /// let file = std::fs::File::create(dir.path().join("disk.vmdk"))?;
-/// let mut out = vmdk::WriteBehind::new(&file);
+/// let mut out = write_behind::WriteBehind::new(&file);
 /// out.write_all(b"grains")?;
 /// out.flush()?;
 /// file.sync_all()?;
