@@ -33,7 +33,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use write_behind::WriteBehind;
 use self::copy::Target;
 use self::ddb::DiskSettings;
 use self::flat::{flat_descriptor, split, TWO_GB_EXTENT_SECTORS};
@@ -44,6 +43,7 @@ use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Feature, Result};
 use crate::format::SECTOR_SIZE;
 use crate::read::stream::StreamReader;
+use write_behind::WriteBehind;
 
 /// What a disk is written as: its bytes, or a VMDK of a createType.
 #[derive(Clone, Debug, PartialEq, Eq)]
