@@ -142,6 +142,52 @@ fn check_streamed(
     }
 }
 
+/// Checks the disk `disk` (stored plainly as `file`) where it lies: walks a VMDK's structures
+/// into `check`, or takes a raw image whole where the envelope does not say VMDK. Its
+/// capacity, when it opens.
+fn check_in_place(
+    pkg: &Package,
+    disk: &ovf::envelope::VirtualDisk,
+    file: &ovf::envelope::FileRef,
+    base: &vmdk::OpenOptions,
+    check: &mut DiskCheck,
+) -> Option<u64> {
+    let (path, options) = match pkg.disk_location(&file.href, base) {
+        Ok(location) => location,
+        Err(e) => {
+            let problem = Problem::new(&file.href, "file", None, e.to_string());
+            check.report.add(problem);
+            return None;
+        }
+    };
+    let says_vmdk = disk
+        .format
+        .as_deref()
+        .is_some_and(|f| f.contains("vmdk.html"));
+    match vmdk::check(&path, &options) {
+        Ok(r) => {
+            check.report = r;
+            options.open(&path).ok().map(|d| d.capacity())
+        }
+        // No VMDK and no other format's magic, where the envelope does not say VMDK: a raw
+        // image, whole if it opens.
+        Err(e) if matches!(e.kind(), vmdk::ErrorKind::NotVmdk) && !says_vmdk => {
+            check.method = CheckMethod::Raw;
+            match options.open_raw(&path) {
+                Ok(d) => Some(d.capacity()),
+                Err(e) => {
+                    check.report.add(Problem::from_error(&e));
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            check.report.add(Problem::from_error(&e));
+            options.open(&path).ok().map(|d| d.capacity())
+        }
+    }
+}
+
 /// Checks `pkg`: its digests, then each disk with `base` options (outside paths, parent CIDs;
 /// files come from the package), streamed disks on `threads` workers. `Err` only when the
 /// package cannot be read at all. `progress` is called with each file's name.
@@ -186,41 +232,7 @@ pub fn check_package(
             check.method = CheckMethod::Streamed;
             check_streamed(pkg, file, &disk.disk_id, threads, &mut check.report)
         } else {
-            match pkg.disk_location(&file.href, base) {
-                Ok((path, options)) => match vmdk::check(&path, &options) {
-                    Ok(r) => {
-                        check.report = r;
-                        options.open(&path).ok().map(|d| d.capacity())
-                    }
-                    // No VMDK and no other format's magic, where the envelope does not say
-                    // VMDK: a raw image, whole if it opens.
-                    Err(e)
-                        if matches!(e.kind(), vmdk::ErrorKind::NotVmdk)
-                            && !disk
-                                .format
-                                .as_deref()
-                                .is_some_and(|f| f.contains("vmdk.html")) =>
-                    {
-                        check.method = CheckMethod::Raw;
-                        match options.open_raw(&path) {
-                            Ok(d) => Some(d.capacity()),
-                            Err(e) => {
-                                check.report.add(Problem::from_error(&e));
-                                None
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        check.report.add(Problem::from_error(&e));
-                        options.open(&path).ok().map(|d| d.capacity())
-                    }
-                },
-                Err(e) => {
-                    let problem = Problem::new(&file.href, "file", None, e.to_string());
-                    check.report.add(problem);
-                    None
-                }
-            }
+            check_in_place(pkg, disk, file, base, &mut check)
         };
         check.capacity = capacity;
         let href = Path::new(&file.href);
