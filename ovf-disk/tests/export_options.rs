@@ -286,18 +286,8 @@ fn compressed_and_chunked_disk_files_import_and_verify() {
     // Readers no one here wrote: the manifest checks with sha256sum (over the members as
     // stored), and each disk, its chunks joined and gunzipped, reads in qemu-img as its source.
     let mf = std::fs::read_to_string(dir.join("x/cc.mf")).unwrap();
-    let tagged: String = mf
-        .lines()
-        .map(|l| {
-            let (name, hex) = l
-                .strip_prefix("SHA256(")
-                .unwrap()
-                .split_once(")= ")
-                .unwrap();
-            format!("SHA256 ({name}) = {hex}\n")
-        })
-        .collect();
-    std::fs::write(dir.join("x/cc.sha256"), tagged).unwrap();
+    let sums = sha256sum_lines(&mf);
+    std::fs::write(dir.join("x/cc.sha256"), sums).unwrap();
     run_ok(
         &dir.join("x"),
         "sha256sum",

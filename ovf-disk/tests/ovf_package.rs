@@ -415,17 +415,7 @@ fn export_then_import_round_trips() {
         .success());
     // The manifest, checked the way sha256sum checks.
     let mf = std::fs::read_to_string(x.join("appliance.mf")).unwrap();
-    let sums: String = mf
-        .lines()
-        .map(|l| {
-            let (name, hex) = l
-                .strip_prefix("SHA256(")
-                .unwrap()
-                .split_once(")= ")
-                .unwrap();
-            format!("{hex}  {name}\n")
-        })
-        .collect();
+    let sums = sha256sum_lines(&mf);
     std::fs::write(x.join("SHA256SUMS"), sums).unwrap();
     assert!(std::process::Command::new("sha256sum")
         .args(["-c", "--quiet", "SHA256SUMS"])

@@ -186,3 +186,17 @@ pub fn hrefs(ovf: &str) -> Vec<String> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A manifest's `SHA256(name)= hex` lines as `sha256sum -c` reads them (`hex  name`).
+pub fn sha256sum_lines(manifest: &str) -> String {
+    manifest
+        .lines()
+        .map(|l| {
+            let (name, hex) = l
+                .strip_prefix("SHA256(")
+                .and_then(|rest| rest.split_once(")= "))
+                .unwrap_or_else(|| panic!("not a SHA256 manifest line: {l:?}"));
+            format!("{hex}  {name}\n")
+        })
+        .collect()
+}
