@@ -317,10 +317,12 @@ fn info_describes_real_world_envelopes_in_words() {
             "OS Red Hat Enterprise Linux 6 (64-bit) (id 80)",
         ),
         (
+            // OVF 0.9 (`Section xsi:type=...`): summarised like 1.x (the emitters read the same
+            // 1 CPU and 8 GiB).
             "v0.9.ovf",
-            None,
-            None,
-            "CPUs not stated, memory not stated, OS not stated",
+            Some(1),
+            Some(8u64 << 30),
+            "system v0.9:  CPUs 1, memory 8.00 GiB, OS id 107\n  controllers: SCSI (lsilogic), IDE; networks: bridged\n  disk drive /disk/vmdisk1 on SCSI (lsilogic)",
         ),
     ] {
         let out = ovf_disk_ok(&cot, &["info", ovf]);

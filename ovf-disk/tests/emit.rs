@@ -357,6 +357,43 @@ fn every_cot_envelope_becomes_a_domain_libvirt_accepts() {
         }
         let vmx = xmls[0].with_extension("vmx");
         ovf_disk_ok(dir, &["info", vmx.to_str().unwrap()]);
+        // dissect.hypervisor's VMX parser reads what the envelope says (as `info` reads the
+        // envelope): vCPUs, memory in MiB, and as many disks as the system has drives with one.
+        let info: serde_json::Value =
+            serde_json::from_slice(&ovf_disk_ok(dir, &["info", "--json", &ovf]).stdout).unwrap();
+        let system = &info["systems"][0];
+        let v = dissect_vmx(&vmx);
+        let attr = &v["attr"];
+        if let Some(cpus) = system["cpus"].as_u64() {
+            assert_eq!(attr["numvcpus"], cpus.to_string(), "{name}: {v}");
+        }
+        if let Some(memory) = system["memory"].as_u64() {
+            assert_eq!(attr["memsize"], (memory >> 20).to_string(), "{name}: {v}");
+        }
+        // Drives whose disk has a file (a blank disk is not written: the import lists it as
+        // left out).
+        let written: Vec<String> = info["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| !d["file"].is_null())
+            .map(|d| format!("/disk/{}", d["disk_id"].as_str().unwrap()))
+            .collect();
+        let with_disk = system["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d["host_resource"]
+                    .as_str()
+                    .is_some_and(|h| written.iter().any(|w| h.ends_with(w.as_str())))
+            })
+            .count();
+        assert_eq!(
+            v["disks"].as_array().unwrap().len(),
+            with_disk,
+            "{name}: {v}"
+        );
     }
 }
 

@@ -479,7 +479,7 @@ fn collect_systems<'a, 'i>(
         ..System::default()
     };
     for sec in n.children().filter(|c| c.is_element()) {
-        match sec.tag_name().name() {
+        match crate::hardware::section_name(sec) {
             "OperatingSystemSection" => {
                 s.os = Some(OperatingSystem {
                     id: attr(sec, "id").unwrap_or_default().to_string(),
@@ -542,7 +542,12 @@ fn summarize_hardware(sec: roxmltree::Node<'_, '_>, s: &mut System, default: Opt
                 let on = parent.and_then(|p| {
                     items
                         .iter()
-                        .find(|i| child_text(**i, "InstanceID").as_deref() == Some(p.as_str()))
+                        // OVF 0.9 spells it InstanceId.
+                        .find(|i| {
+                            let id = child_text(**i, "InstanceID")
+                                .or_else(|| child_text(**i, "InstanceId"));
+                            id.as_deref() == Some(p.as_str())
+                        })
                         .and_then(|i| controller(*i))
                 });
                 s.drives.push(DiskDrive {

@@ -265,19 +265,23 @@ fn device(item: roxmltree::Node<'_, '_>) -> Device {
     }
 }
 
+/// A section's name, also as OVF 0.9 writes it: `<Section xsi:type="ovf:VirtualHardwareSection_Type">`
+/// is a `VirtualHardwareSection`.
+pub(crate) fn section_name<'a>(sec: roxmltree::Node<'a, '_>) -> &'a str {
+    match sec.tag_name().name() {
+        "Section" => attr(sec, "type")
+            .map(|t| t.rsplit(':').next().unwrap_or(t))
+            .and_then(|t| t.strip_suffix("_Type"))
+            .unwrap_or("Section"),
+        other => other,
+    }
+}
+
 /// Reads the hardware of the `VirtualSystem` node `system`.
 pub(crate) fn read(system: roxmltree::Node<'_, '_>) -> Hardware {
     let mut h = Hardware::default();
     for sec in system.children().filter(|c| c.is_element()) {
-        // OVF 0.9 writes `<Section xsi:type="ovf:VirtualHardwareSection_Type">`.
-        let name = match sec.tag_name().name() {
-            "Section" => attr(sec, "type")
-                .map(|t| t.rsplit(':').next().unwrap_or(t))
-                .and_then(|t| t.strip_suffix("_Type"))
-                .unwrap_or("Section"),
-            other => other,
-        };
-        match name {
+        match section_name(sec) {
             "OperatingSystemSection" => {
                 h.os_id = attr(sec, "id").and_then(|i| i.parse().ok());
                 h.os_type = attr(sec, "osType")

@@ -152,3 +152,33 @@ fn a_thousand_descriptors_read_without_a_panic() {
     }
     assert!(read >= 34 * 25, "{read}");
 }
+
+/// OVF 0.9 envelopes (`Section xsi:type=...`, `InstanceId`) summarise like 1.x ones: their
+/// drives and the controllers they hang on are in the system's summary, not only in its
+/// typed hardware.
+#[test]
+fn ovf_0_9_systems_summarise_their_drives() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/envelopes");
+    for (file, controller) in [
+        ("cot/v0.9.ovf", "SCSI (lsilogic)"),
+        ("govmomi/vbox1_0.9.ovf", "IDE (PIIX4)"),
+    ] {
+        let path = root.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let env = Envelope::parse(&text, &path).unwrap();
+        assert_eq!(env.version, "0.9", "{file}");
+        let s = &env.systems[0];
+        assert_eq!(s.drives.len(), 1, "{file}: {:?}", s.drives);
+        assert_eq!(
+            s.drives[0].controller.as_deref(),
+            Some(controller),
+            "{file}: {:?}",
+            s.drives
+        );
+        assert_eq!(
+            s.hardware.of(ovf::hardware::DeviceKind::Disk).count(),
+            1,
+            "{file}"
+        );
+    }
+}
