@@ -45,15 +45,7 @@ fn ovf(disk_attrs: &str, refs_extra: &str, items: &str) -> String {
 /// `src.raw` of `mib` MiB of sample bytes, and `good.vmdk`, our stream-optimized copy of it.
 fn good_disk(dir: &Path, mib: u64) {
     sample_raw(&dir.join("src.raw"), mib << 20);
-    let args = [
-        "convert",
-        "-q",
-        "--to",
-        "streamOptimized",
-        "src.raw",
-        "good.vmdk",
-    ];
-    ovf_disk_ok(dir, &args);
+    ours_stream(dir, "src.raw", "good.vmdk");
 }
 
 const CAPACITY: &str = "ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\"";

@@ -173,17 +173,7 @@ fn the_esxi_stream_rule_follows_what_each_writer_writes() {
         let pkg = PackageDir::new(&dir.join(writer));
         match writer {
             "ours" => {
-                ovf_disk_ok(
-                    dir,
-                    &[
-                        "convert",
-                        "-q",
-                        "--to",
-                        "streamOptimized",
-                        "src.raw",
-                        "ours/d.vmdk",
-                    ],
-                );
+                ours_stream(dir, "src.raw", "ours/d.vmdk");
             }
             "vmdk-convert" => {
                 std::fs::copy(&fixture, pkg.path("d.vmdk")).unwrap();
@@ -594,17 +584,7 @@ fn every_rule_is_tripped_and_cleared_for_each_target() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 2 << 20);
-    ovf_disk_ok(
-        dir,
-        &[
-            "convert",
-            "-q",
-            "--to",
-            "streamOptimized",
-            "src.raw",
-            "d.vmdk",
-        ],
-    );
+    ours_stream(dir, "src.raw", "d.vmdk");
     let disk = std::fs::read(dir.join("d.vmdk")).unwrap();
     let targets = ["esxi", "vcenter", "workstation", "virtualbox", "virt-v2v"];
     // (name, capacity in MiB, systems, manifest algorithm or none)

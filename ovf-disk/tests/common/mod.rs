@@ -45,6 +45,13 @@ pub fn ovf_disk(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Our stream-optimized copy of the raw image `src` (in `dir`) as `out`: `ovf-disk convert
+/// --to streamOptimized`, which must succeed.
+pub fn ours_stream(dir: &Path, src: &str, out: &str) {
+    let args = ["convert", "-q", "--to", "streamOptimized", src, out];
+    ovf_disk_ok(dir, &args);
+}
+
 /// Runs ovf-disk, which must succeed.
 pub fn ovf_disk_ok(dir: &Path, args: &[&str]) -> Output {
     succeeded(ovf_disk(dir, args), &format!("ovf-disk {}", args.join(" ")))
