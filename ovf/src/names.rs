@@ -94,11 +94,6 @@ pub fn is_plain_name(name: &str) -> bool {
         && !(name.len() >= 2 && name.as_bytes().get(1) == Some(&b':'))
 }
 
-/// Whether `name` names a file inside the package, as [`locate`] says.
-pub fn is_inside(name: &str) -> bool {
-    locate(name).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
