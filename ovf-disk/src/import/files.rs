@@ -6,18 +6,12 @@
 use std::fs::File;
 use std::path::Path;
 
-use ovf::envelope::Envelope;
 use ovf::manifest::{digest, Algorithm, Entry, Manifest};
 
 use super::ReferenceEdit;
 use crate::error::{Error, Result};
 use crate::output::{flat_name, PendingFile};
-use crate::package::Package;
-
-/// Whether the File `href` of `env` holds a disk (those are written by the import itself).
-pub(super) fn is_disk_file(env: &Envelope, id: &str) -> bool {
-    env.disks.iter().any(|d| d.file_ref.as_deref() == Some(id))
-}
+use crate::package::{holds_disk, Package};
 
 /// Copies every non-disk file `pkg`'s envelope references into `outdir` under temporary names,
 /// with the edits that point the written OVF at them. A file that is missing, leads outside the
@@ -29,7 +23,8 @@ pub(super) fn carry_files(
 ) -> Result<(Vec<PendingFile>, Vec<ReferenceEdit>)> {
     let env = pkg.envelope();
     let (mut pending, mut edits) = (Vec::new(), Vec::new());
-    for f in env.files.iter().filter(|f| !is_disk_file(env, &f.id)) {
+    // A disk's file is written by the import itself.
+    for f in env.files.iter().filter(|f| !holds_disk(env, &f.id)) {
         if f.is_compressed() || f.chunk_size.is_some() {
             return Err(Error::Unsupported {
                 disk: f.href.clone(),

@@ -410,7 +410,7 @@ fn write_descriptor(
     let extras: Vec<&FileRef> = env
         .files
         .iter()
-        .filter(|f| drop_extras && !files::is_disk_file(env, &f.id))
+        .filter(|f| drop_extras && !crate::package::holds_disk(env, &f.id))
         .collect();
     let named: Vec<String> = extras
         .iter()
@@ -945,7 +945,7 @@ impl StreamImport<'_> {
                         .files
                         .iter()
                         .find(|f| f.location().as_deref() == Ok(member))?;
-                    (!files::is_disk_file(env, &f.id)).then(|| f.href.clone())
+                    (!crate::package::holds_disk(env, &f.id)).then(|| f.href.clone())
                 });
                 if let Some(href) = referenced.filter(|_| !self.options.no_extra_files) {
                     let replace = self.options.convert.replace;
@@ -1151,7 +1151,7 @@ impl StreamImport<'_> {
         let extras = env
             .files
             .iter()
-            .filter(|f| !files::is_disk_file(&env, &f.id));
+            .filter(|f| !crate::package::holds_disk(&env, &f.id));
         for f in extras.filter(|_| !self.options.no_extra_files) {
             if !self.edits.iter().any(|e| e.href == f.href) {
                 return Err(match f.location() {

@@ -203,11 +203,7 @@ pub fn check_package(
         .files
         .iter()
         // A disk's own file is checked with the disk, which reports it missing.
-        .filter(|f| {
-            !env.disks
-                .iter()
-                .any(|d| d.file_ref.as_deref() == Some(f.id.as_str()))
-        })
+        .filter(|f| !super::holds_disk(env, &f.id))
         .filter(|f| f.chunk_size.is_none() && pkg.size(&f.href).is_none())
         .map(|f| match pkg.not_followed(&f.href) {
             Some(why) => format!("File {} ({:?}) {why}: not followed", f.id, f.href),

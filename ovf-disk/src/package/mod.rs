@@ -82,6 +82,26 @@ enum Place<'a> {
     Member(&'a Arc<OvaIndex>, &'a ova::Member),
 }
 
+impl Place<'_> {
+    /// The file's length, when it is there (a regular file, or a member).
+    fn len(&self) -> Option<u64> {
+        match self {
+            Self::Path(p) => std::fs::metadata(p)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            Self::Member(_, m) => Some(m.size),
+        }
+    }
+}
+
+/// Whether the `File` `file_id` of `env` holds one of its disks.
+pub(crate) fn holds_disk(env: &Envelope, file_id: &str) -> bool {
+    env.disks
+        .iter()
+        .any(|d| d.file_ref.as_deref() == Some(file_id))
+}
+
 /// Reads the envelope of a folder package: the `.ovf` itself, at most [`MAX_SMALL`].
 fn read_folder_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
     let folder = path
@@ -242,14 +262,11 @@ impl Package {
     }
 
     /// Why the file `href` is not read, when it is not: it leads outside the package (and that
-    /// is not allowed), it is a URL, or it is not a file name.
+    /// is not allowed), it is a URL, or it is not a file name: what reading it would refuse.
     pub fn not_followed(&self, href: &str) -> Option<Outside> {
-        match (locate(href), &self.source) {
-            (Ok(_), _) => None,
-            (Err(Outside::Parent | Outside::Absolute), Source::Folder(_)) if self.allow_outside => {
-                None
-            }
-            (Err(why), _) => Some(why),
+        match self.place(href) {
+            Err(Error::Outside { reason, .. }) => Some(reason),
+            _ => None,
         }
     }
 
@@ -312,13 +329,7 @@ impl Package {
     /// The size of a file of the package, if it is there (and followed: see
     /// [`Package::not_followed`]).
     pub fn size(&self, name: &str) -> Option<u64> {
-        match self.place(name).ok()? {
-            Place::Path(p) => std::fs::metadata(p)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len()),
-            Place::Member(_, m) => Some(m.size),
-        }
+        self.place(name).ok()?.len()
     }
 
     /// Reads a file of the package.
@@ -335,10 +346,12 @@ impl Package {
 
     /// Reads `buf.len()` bytes of the file `name` from `offset` (which must lie inside it).
     pub(crate) fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let len = self.size(name).ok_or_else(|| Error::Missing {
+        let missing = || Error::Missing {
             path: self.path.clone(),
             name: name.to_string(),
-        })?;
+        };
+        let place = self.place(name).map_err(|_| missing())?;
+        let len = place.len().ok_or_else(missing)?;
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|e| e > len) {
             return Err(Error::InvalidInput(format!(
@@ -346,7 +359,7 @@ impl Package {
                 buf.len()
             )));
         }
-        match self.place(name)? {
+        match place {
             Place::Path(p) => {
                 use std::os::unix::fs::FileExt;
                 let f = File::open(&p).map_err(Error::io(&p))?;
