@@ -24,6 +24,9 @@ command -v tar >/dev/null 2>&1 || apt_install tar
 command -v virsh >/dev/null 2>&1 && command -v virt-xml-validate >/dev/null 2>&1 || apt_install libvirt-clients
 command -v xmllint >/dev/null 2>&1 || apt_install libxml2-utils
 command -v xorriso >/dev/null 2>&1 || apt_install xorriso
+# nginx (nginx-light) serves disks over HTTP(S) with ranges, TLS and basic authentication to
+# the remote-reading tests (ovf-disk/tests/remote.rs), which start it themselves.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 # filefrag shows whether an eager-zeroed output has extents preallocated but never written.
 command -v filefrag >/dev/null 2>&1 || apt_install e2fsprogs
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }

@@ -3,7 +3,8 @@
 //! run qemu-img and the Python readers (libvmdk, dissect) and hash what they read; [`catalogue`]
 //! runs malformed-input cases under a heap budget; [`run`] finds the built examples; [`ovf`]
 //! builds tar members, envelopes, and package folders with their manifests and OVAs
-//! ([`ovf::PackageDir`], the one package builder of the tests). It depends on neither crate, so the tests of both
+//! ([`ovf::PackageDir`], the one package builder of the tests); [`http`] starts nginx and a
+//! fault-injecting server on the loopback. It depends on neither crate, so the tests of both
 //! use it without a second copy of their types.
 
 // Test plumbing: the catalogue's cases hold closures, which have no Debug.
@@ -16,6 +17,7 @@
 
 pub mod builders;
 pub mod catalogue;
+pub mod http;
 pub mod ovf;
 pub mod peers;
 pub mod run;

@@ -60,6 +60,7 @@
 //!
 //! - `write` (default): the copy engine, `Plan` and the writers.
 //! - `direct-io` (default): `O_DIRECT` outputs and `fallocate` preallocation on Linux.
+//! - `remote`: disks read over HTTP(S) with byte ranges ([`remote::RemoteFiles`]).
 //! - `serde`: `Serialize` for the reports ([`DiskInfo`], [`CheckReport`], ...).
 //! - `unstable-internals`: the grain codec and the raw sparse extent reader, for this
 //!   repository's benchmarks and fuzz targets; not covered by semver.
@@ -75,6 +76,8 @@ pub mod format;
 mod info;
 mod io;
 mod read;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod sink;
 #[cfg(feature = "write")]
 mod write;

@@ -7,6 +7,7 @@
 //! 2 when it finds problems. A closed standard output (`ovf-disk info x | head -3`) ends the
 //! command quietly.
 
+mod remote;
 mod text;
 
 use std::io::{IsTerminal, Write};
@@ -58,6 +59,8 @@ struct InputArgs {
     /// Memory-map input files instead of reading them with positioned reads.
     #[arg(long)]
     mmap: bool,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
 }
 
 impl InputArgs {
@@ -66,6 +69,11 @@ impl InputArgs {
             .mmap(self.mmap)
             .allow_outside_paths(self.allow_outside_paths)
             .ignore_parent_cid(self.ignore_parent_cid)
+    }
+
+    /// A disk input, local or at a URL, with these options.
+    fn open(&self, input: &Path) -> Result<remote::Opened> {
+        self.remote.open(input, self.options())
     }
 
     /// The options of a VM's disks (and of any input opened through `Input::open`).
@@ -531,6 +539,9 @@ struct CopyJson<'a> {
     zero_bytes: u64,
     written_bytes: u64,
     seconds: f64,
+    /// What a URL input cost (absent for local inputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetched: Option<vmdk::remote::FetchStats>,
 }
 
 /// Prints the result of an inflate or a convert (`verb`): JSON on standard output, or a line
@@ -542,6 +553,7 @@ fn print_write(
     verb: &str,
     report: &WriteReport,
     started: Instant,
+    fetched: Option<vmdk::remote::FetchStats>,
 ) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
@@ -555,10 +567,14 @@ fn print_write(
                 zero_bytes: report.capacity.saturating_sub(report.data),
                 written_bytes: report.written,
                 seconds,
+                fetched,
             },
         );
     }
     if !args.quiet {
+        if let Some(f) = &fetched {
+            let _ = writeln!(std::io::stderr(), "{}", remote::summary(f));
+        }
         let _ = writeln!(
             std::io::stderr(),
             "{}",
@@ -613,7 +629,10 @@ fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
 }
 
 fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
-    if a.input.as_os_str() != "-" && ovf_disk::input_kind(&a.input)? == InputKind::Vmx {
+    let url = remote::is_url(&a.input);
+    if url {
+        remote::refuse_package_url(&a.input)?;
+    } else if a.input.as_os_str() != "-" && ovf_disk::input_kind(&a.input)? == InputKind::Vmx {
         return inflate_vm(out, a);
     }
     anyhow::ensure!(
@@ -622,44 +641,82 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     );
     let (input, output, args) = (a.input.as_path(), a.output.as_path(), &a.out);
     let format = ovf_disk::output::thick_format_for(output, a.esx);
-    let options = args.convert_options(args.write_options()?);
+    let opened = a.input_args.open(input)?;
+    let mut write = args.write_options()?;
+    if opened.remote.is_some() && args.threads.is_none() {
+        // Each worker has one request in flight: as many workers as connections.
+        write = write.threads(cores().max(a.input_args.remote.connections()));
+    }
+    let options = args.convert_options(write);
     args.remove_leftovers_beside(output)?;
     let started = Instant::now();
-    let report = if input.as_os_str() == "-" {
-        // A stream-optimized disk on standard input, read in one forward pass.
+    let shown = remote::shown(&opened);
+    let report = if input.as_os_str() == "-" || !remote::serves_ranges(&opened)? {
+        // A stream-optimized disk read in one forward pass: standard input, or a server
+        // without byte ranges.
         let bar = args.progress(0);
-        let stdin = std::io::stdin();
-        let r = StreamReader::new(stdin.lock(), "<stdin>")
+        let (reader, name): (Box<dyn std::io::Read>, &str) = match &opened.remote {
+            Some(r) => (r.stream(&opened.name)?, shown.as_str()),
+            None => (Box::new(std::io::stdin().lock()), "<stdin>"),
+        };
+        let r = StreamReader::new(std::io::BufReader::with_capacity(1 << 20, reader), name)
             .map_err(ovf_disk::Error::from)
             .and_then(|s| {
                 bar.set_length(s.capacity());
                 ovf_disk::output::convert_stream(s, output, &format, &options, &|n| bar.inc(n))
             })
-            .with_context(|| format!("inflating standard input to {}", output.display()))?;
+            .with_context(|| match &opened.remote {
+                Some(_) => format!(
+                    "inflating {name} to {}: the server does not serve byte ranges, so the disk \
+                     is read in one pass, as only a stream-optimized disk can be",
+                    output.display()
+                ),
+                None => format!("inflating {name} to {}", output.display()),
+            })?;
         bar.finish_and_clear();
         r
     } else {
-        let disk = a.input_args.options().open(input)?;
+        let disk = opened.options.open(&opened.name)?;
         let bar = args.progress(disk.capacity());
         let r = ovf_disk::output::convert(&disk, output, &format, &options, &|n| bar.inc(n))
-            .with_context(|| format!("inflating {} to {}", input.display(), output.display()))?;
+            .with_context(|| format!("inflating {shown} to {}", output.display()))?;
         bar.finish_and_clear();
         r
     };
-    print_write(out, args, input, "inflated", &report, started)?;
+    let fetched = opened.remote.as_ref().map(|r| r.stats());
+    print_write(
+        out,
+        args,
+        Path::new(&shown),
+        "inflated",
+        &report,
+        started,
+        fetched,
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The machine's cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     let (input, output, args, to) = (a.input.as_path(), a.output.as_path(), &a.out, &a.to);
-    let write = a.write_options()?;
+    let mut write = a.write_options()?;
     let format: Format = to.parse().with_context(|| format!("--to {to}"))?;
-    let open = a.input_args.options();
+    remote::refuse_package_url(input)?;
+    let opened = a.input_args.open(input)?;
+    if opened.remote.is_some() && args.threads.is_none() {
+        write = write.threads(cores().max(a.input_args.remote.connections()));
+    }
+    let (open, name) = (&opened.options, &opened.name);
     let disk = match a.from {
-        InputFormat::Auto => open.open_vmdk_or_raw(input)?,
-        InputFormat::Vmdk => open.open(input)?,
-        InputFormat::Raw => open.open_raw(input)?,
+        InputFormat::Auto => open.open_vmdk_or_raw(name)?,
+        InputFormat::Vmdk => open.open(name)?,
+        InputFormat::Raw => open.open_raw(name)?,
     };
+    let input = name.as_path();
     let to_stdout = output.as_os_str() == "-";
     let bar = progress_bar(disk.capacity(), args.quiet || (args.json && !to_stdout));
     let started = Instant::now();
@@ -691,7 +748,8 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
         quiet: args.quiet,
         ..*args
     };
-    print_write(out, &shown, input, "converted", &report, started)?;
+    let fetched = opened.remote.as_ref().map(|r| r.stats());
+    print_write(out, &shown, input, "converted", &report, started, fetched)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -798,6 +856,9 @@ fn check_target(out: &mut dyn Write, a: &CheckArgs, target: TargetArg) -> Result
 }
 
 fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
+    if remote::is_url(&a.file) {
+        return check_url(out, a);
+    }
     if a.ft {
         return check_ft(out, a);
     }
@@ -822,6 +883,31 @@ fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
     let report = vmdk::check(file, &input_args.options())
         .with_context(|| format!("cannot check {}", file.display()))?;
     if json {
+        print_json(
+            out,
+            &DiskCheckJson {
+                file,
+                report: &report,
+            },
+        )?;
+    } else {
+        text::disk_check(out, &report)?;
+    }
+    Ok(check_exit(report.is_clean()))
+}
+
+/// `check URL`: a disk read over HTTP(S).
+fn check_url(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
+    remote::refuse_package_url(&a.file)?;
+    anyhow::ensure!(
+        !a.ft && a.target.is_none(),
+        "--ft and --target check packages and VMs, which are not read from a URL yet"
+    );
+    let opened = a.input_args.open(&a.file)?;
+    let file = opened.name.as_path();
+    let report = vmdk::check(file, &opened.options)
+        .with_context(|| format!("cannot check {}", file.display()))?;
+    if a.json {
         print_json(
             out,
             &DiskCheckJson {
@@ -1022,6 +1108,17 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
 fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
     let (file, json) = (a.file.as_path(), a.json);
     let options = a.input_args.vm_options();
+    if remote::is_url(file) {
+        remote::refuse_package_url(file)?;
+        let opened = a.input_args.open(file)?;
+        let info = opened.options.open(&opened.name)?.info()?;
+        if json {
+            print_json(out, &info)?;
+        } else {
+            text::disk_info(out, &info)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match Input::open(file, &options)? {
         Input::Vm(vm) => {
             let info = ovf_disk::vm::vm_info(&vm.path, &options)?;

@@ -1,0 +1,161 @@
+//! Inputs given as `http://` or `https://` URLs: the options that say how they are fetched,
+//! and the disk's files opened through `vmdk::remote`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use vmdk::remote::{Credentials, FetchStats, RemoteFiles, RemoteOptions, Tls};
+use vmdk::OpenOptions;
+
+/// How URL inputs are fetched.
+#[derive(clap::Args, Debug)]
+pub struct RemoteArgs {
+    /// For a URL input: requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    connections: usize,
+    /// For a URL input: retries of a request that failed in a way that may pass (a dropped
+    /// connection, a short body, 5xx, 429, a timeout).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    retries: u32,
+    /// For a URL input: seconds without a byte from the server before a request is retried.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+    /// For an https URL: trust the CA certificates (PEM) of this file as well as the system's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tls_thumbprint", "insecure"])]
+    ca_cert: Option<PathBuf>,
+    /// For an https URL: accept only the server certificate with this SHA-256 thumbprint
+    /// (sha256:HEX, colons allowed), as ESXi hosts with self-signed certificates are pinned.
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "insecure")]
+    tls_thumbprint: Option<String>,
+    /// For an https URL: do not check the server's certificate at all (prints a warning).
+    #[arg(long)]
+    insecure: bool,
+    /// For a URL input: a file of `user=`, `password=` and `cookie=` lines. Otherwise the URL's
+    /// own credentials, then OVF_DISK_USER / OVF_DISK_PASSWORD / OVF_DISK_COOKIE, then ~/.netrc.
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
+}
+
+/// A disk input: the options that open it, the name to open, and the remote source when it is
+/// one.
+pub struct Opened {
+    pub options: OpenOptions,
+    pub name: PathBuf,
+    pub remote: Option<RemoteFiles>,
+}
+
+impl RemoteArgs {
+    /// The options of a remote source at `url`.
+    fn remote_options(&self, url: &str) -> Result<RemoteOptions> {
+        let tls = match (&self.ca_cert, &self.tls_thumbprint, self.insecure) {
+            (Some(ca), _, _) => Tls::CaFile(ca.clone()),
+            (_, Some(t), _) => Tls::thumbprint(t)?,
+            (_, _, true) => {
+                eprintln!(
+                    "ovf-disk: warning: --insecure: the server's certificate is not checked; \
+                     anyone on the path can read and change what is fetched"
+                );
+                Tls::Insecure
+            }
+            _ => Tls::Verify,
+        };
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let credentials = match &self.credentials {
+            Some(file) => Credentials::from_file(file)?,
+            None => Credentials::default(),
+        };
+        // The URL's own credentials come before the environment's: RemoteFiles takes them
+        // when these are empty, so the environment is asked only when the URL has none.
+        let credentials = match credentials.is_empty() && !url_has_user(url) {
+            true => Credentials::from_environment(&host),
+            false => credentials,
+        };
+        Ok(RemoteOptions::new()
+            .connections(self.connections)
+            .retries(self.retries)
+            .read_timeout(Duration::from_secs(self.timeout.max(1)))
+            .tls(tls)
+            .credentials(credentials))
+    }
+
+    /// `input` opened with `options`: through a remote source when it is a URL.
+    pub fn open(&self, input: &Path, options: OpenOptions) -> Result<Opened> {
+        let Some(url) = input.to_str().filter(|s| vmdk::remote::is_url(s)) else {
+            return Ok(Opened {
+                options,
+                name: input.to_path_buf(),
+                remote: None,
+            });
+        };
+        let (files, name) = RemoteFiles::new(url, &self.remote_options(url)?)?;
+        Ok(Opened {
+            options: options.files(files.clone()),
+            name,
+            remote: Some(files),
+        })
+    }
+
+    /// Requests in flight at once for a URL input.
+    pub fn connections(&self) -> usize {
+        self.connections.max(1)
+    }
+}
+
+fn url_has_user(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| !u.username().is_empty())
+}
+
+/// Whether `input` is a URL.
+pub fn is_url(input: &Path) -> bool {
+    input.to_str().is_some_and(vmdk::remote::is_url)
+}
+
+/// Refuses what is not read from a URL yet, naming it.
+pub fn refuse_package_url(input: &Path) -> Result<()> {
+    let name = input.to_str().unwrap_or("").to_ascii_lowercase();
+    let path = name.split(['?', '#']).next().unwrap_or("");
+    for (ext, what) in [
+        (".ova", "an OVA"),
+        (".ovf", "an OVF package"),
+        (".vmx", "a VM's .vmx"),
+    ] {
+        if path.ends_with(ext) {
+            anyhow::bail!(
+                "{what} is not read from a URL yet, only disks are: download it first \
+                 (curl -O) or stream an OVA member (curl ... | tar xO disk.vmdk | ovf-disk inflate - OUT)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line of what a remote source cost, for the summary on standard error.
+pub fn summary(stats: &FetchStats) -> String {
+    format!(
+        "fetched {:.1} MiB in {} requests over at most {} connections, {} retries",
+        stats.bytes_fetched as f64 / f64::from(1 << 20),
+        stats.requests,
+        stats.connections,
+        stats.retries
+    )
+}
+
+/// `context` for errors about a URL input: its name without credentials and query.
+pub fn shown(opened: &Opened) -> String {
+    opened.name.display().to_string()
+}
+
+/// Whether the remote source serves byte ranges for the disk (`true` for local files).
+pub fn serves_ranges(opened: &Opened) -> Result<bool> {
+    match &opened.remote {
+        Some(r) => Ok(r
+            .probe(&opened.name)
+            .with_context(|| format!("reading {}", opened.name.display()))?
+            .0),
+        None => Ok(true),
+    }
+}
