@@ -104,8 +104,17 @@ fn inflate_url(dir: &Path, url: &str, extra: &[&str]) -> (String, serde_json::Va
     let sha = sha256(&dir.join(out_name));
     std::fs::remove_file(dir.join(out_name)).unwrap();
     // The shape JSON.md documents.
-    let keys: Vec<_> = json["fetched"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys, ["bytes_fetched", "connections", "requests", "retries"], "{json}");
+    let keys: Vec<_> = json["fetched"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys,
+        ["bytes_fetched", "connections", "requests", "retries"],
+        "{json}"
+    );
     assert!(!json["input"].as_str().unwrap().contains('@'), "{json}");
     (sha, json["fetched"].clone())
 }
@@ -417,4 +426,90 @@ fn a_misbehaving_server_is_retried_or_refused_as_it_should_be() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("503"), "{err}");
+}
+
+/// `ovf-disk ARGS --json` in `dir`, which must succeed: its JSON.
+fn json_of(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_slice(&ovf_disk_ok(dir, &all).stdout).unwrap()
+}
+
+#[test]
+fn packages_over_http_verify_check_and_import_like_local_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 12 << 20);
+    let want = sha256(&dir.join("src.raw"));
+    ovf_disk_ok(dir, &["export", "-q", "src.raw", "app.ova"]);
+    // The same package as a folder: the OVA's members, unpacked by tar.
+    std::fs::create_dir(dir.join("pkg")).unwrap();
+    run_ok(dir, "tar", &["xf", "app.ova", "-C", "pkg"]);
+    let nginx = Nginx::start(dir, &NginxOptions::default());
+    let server = FaultServer::start(dir);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let ovf_name = std::fs::read_dir(dir.join("pkg"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .find(|n| n.ends_with(".ovf"))
+        .unwrap();
+    let ova = nginx.url("app.ova");
+    let ovf = nginx.url(&format!("pkg/{ovf_name}"));
+    for url in [&ova, &ovf] {
+        let v = ovf_disk_ok(w, &["verify", url]);
+        assert!(
+            String::from_utf8_lossy(&v.stdout).ends_with("verified\n"),
+            "{url}"
+        );
+        ovf_disk_ok(w, &["check", url]);
+        ovf_disk_ok(w, &["check", "--target", "esxi", url]);
+        let info = json_of(w, &["info", url]);
+        assert_eq!(info["disks"].as_array().unwrap().len(), 1, "{info}");
+    }
+    // Imported from the OVA (one pass, fetched ahead), from the folder, and from a server
+    // without ranges and one that drops connections: the same disk each time, and an output
+    // that verifies.
+    let cases = [
+        ("ova", ova.clone()),
+        ("ovf", ovf.clone()),
+        ("norange", server.url("norange", "app.ova")),
+        ("drop", server.url("drop", "app.ova")),
+    ];
+    for (case, url) in cases {
+        let out = w.join(case);
+        nginx.clear_log();
+        let json = json_of(
+            w,
+            &["import", "--format", "raw", &url, out.to_str().unwrap()],
+        );
+        let raw = json["disks"][0]["files"][0].as_str().unwrap().to_string();
+        assert_eq!(sha256(Path::new(&raw)), want, "{case}: {json}");
+        ovf_disk_ok(w, &["verify", json["descriptor"].as_str().unwrap()]);
+        let fetched = &json["fetched"];
+        assert!(
+            fetched["bytes_fetched"].as_u64().unwrap() > 0,
+            "{case}: {json}"
+        );
+        if case == "ova" {
+            // One pass: the archive once, bar the probes.
+            let size = std::fs::metadata(dir.join("app.ova")).unwrap().len();
+            let (sent, _) = nginx.sent();
+            assert!(
+                sent <= size + 16,
+                "{case}: {sent} bytes sent for a {size}-byte OVA"
+            );
+        }
+        if case == "drop" {
+            assert!(fetched["retries"].as_u64().unwrap() > 0, "{case}: {json}");
+        }
+    }
+    // A VM's .vmx is not read from a URL yet: said so.
+    let out = ovf_disk(w, &["info", &nginx.url("vm.vmx")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not read from a URL yet"), "{err}");
+    // A disk command given a package URL says what to run.
+    let out = ovf_disk(w, &["inflate", &ova, "x.raw"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ovf-disk import URL"));
 }

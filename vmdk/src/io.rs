@@ -323,6 +323,20 @@ impl Backing {
     }
 }
 
+/// Positioned reads of the file's bytes, as stored: reads past its length return nothing.
+/// What a caller reads besides a disk (the members of an archive at a URL, say) goes through
+/// the same storage, cache and retries as the disk's own reads.
+impl ReadAt for Backing {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(pos);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        self.storage.read_at(pos, head_mut(buf, n))
+    }
+}
+
 /// Opens the files a disk is made of: its descriptor, extents and parents.
 ///
 /// [`crate::OpenOptions`] opens the host's files unless given another `Files`. Implement it to

@@ -50,6 +50,12 @@ pub fn input_kind(path: &Path) -> Result<InputKind> {
     Ok(kind_of(&head).unwrap_or_else(|| by_extension(path)))
 }
 
+#[cfg(feature = "remote")]
+/// What a file named `path` whose first bytes are `head` is: by content, else by extension.
+pub(crate) fn kind_of_head(head: &[u8], path: &Path) -> InputKind {
+    kind_of(head).unwrap_or_else(|| by_extension(path))
+}
+
 /// What `head` (a file's first bytes) says the file is, when it says.
 fn kind_of(head: &[u8]) -> Option<InputKind> {
     if head.get(257..262) == Some(b"ustar".as_slice()) {

@@ -44,6 +44,12 @@ enum Source {
     Folder(PathBuf),
     /// An `.ova` archive.
     Ova(Arc<OvaIndex>),
+    /// An `.ovf` at a URL and the files under the same URL folder.
+    #[cfg(feature = "remote")]
+    Remote {
+        files: vmdk::remote::RemoteFiles,
+        folder: PathBuf,
+    },
 }
 
 /// An open package: an `.ovf` with the files beside it, or an `.ova` read in place.
@@ -80,6 +86,9 @@ enum Place<'a> {
     Path(PathBuf),
     /// A member of the OVA.
     Member(&'a Arc<OvaIndex>, &'a ova::Member),
+    /// A file under the URL of the descriptor.
+    #[cfg(feature = "remote")]
+    Remote(&'a vmdk::remote::RemoteFiles, PathBuf),
 }
 
 impl Place<'_> {
@@ -91,6 +100,8 @@ impl Place<'_> {
                 .filter(|m| m.is_file())
                 .map(|m| m.len()),
             Self::Member(_, m) => Some(m.size),
+            #[cfg(feature = "remote")]
+            Self::Remote(files, p) => vmdk::Files::open(*files, p).ok().map(|b| b.len()),
         }
     }
 }
@@ -126,7 +137,12 @@ fn read_folder_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
 
 /// Reads the envelope of an OVA: its first member (or its only `.ovf` member).
 fn read_ova_descriptor(path: &Path) -> Result<(Source, String, Vec<u8>)> {
-    let index = Arc::new(OvaIndex::open(path)?);
+    read_ova_index(path, OvaIndex::open(path)?)
+}
+
+/// The descriptor of an indexed OVA.
+fn read_ova_index(path: &Path, index: OvaIndex) -> Result<(Source, String, Vec<u8>)> {
+    let index = Arc::new(index);
     let first = index.descriptor().cloned().ok_or_else(|| Error::Missing {
         path: path.to_path_buf(),
         name: "an OVF descriptor".into(),
@@ -147,6 +163,9 @@ impl Package {
                 .map(|m| m.name.clone())
                 .filter(|n| is_mf(n))
                 .collect(),
+            // A URL folder is not listed: only `NAME.mf` is looked for.
+            #[cfg(feature = "remote")]
+            Source::Remote { .. } => Vec::new(),
             Source::Folder(dir) => std::fs::read_dir(dir)
                 .into_iter()
                 .flatten()
@@ -170,6 +189,48 @@ impl Package {
         } else {
             read_folder_descriptor(path)?
         };
+        Self::from_source(path, source, descriptor, text)
+    }
+
+    /// Opens the package at `name` under a remote source (`vmdk::remote::RemoteFiles::new`
+    /// gives both from a URL): an `.ova` read in place with byte ranges, or an `.ovf` with the
+    /// files under the same URL folder (the URL's query kept for each). Errors and
+    /// [`Package::path`] show the URL without its credentials and query.
+    #[cfg(feature = "remote")]
+    pub fn open_remote(files: vmdk::remote::RemoteFiles, name: &Path) -> Result<Self> {
+        use vmdk::Files as _;
+        let name = name.to_path_buf();
+        let backing = files.open(&name)?;
+        let len = backing.len();
+        let mut head = vec![0u8; usize::try_from(len.min(1024)).unwrap_or(0)];
+        positioned_io::ReadAt::read_exact_at(&backing, 0, &mut head).map_err(Error::io(&name))?;
+        let (source, descriptor, text) = if kind::kind_of_head(&head, &name) == kind::InputKind::Ova
+        {
+            let index = OvaIndex::from_storage(&name, Arc::new(backing), len)?;
+            read_ova_index(&name, index)?
+        } else {
+            if len > MAX_SMALL {
+                return Err(Error::Ovf(ovf::Error::Envelope {
+                    path: name,
+                    line: None,
+                    reason: "larger than 16 MiB".into(),
+                }));
+            }
+            let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            positioned_io::ReadAt::read_exact_at(&backing, 0, &mut bytes)
+                .map_err(Error::io(&name))?;
+            let file_name = name
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let folder = name.parent().map(Path::to_path_buf).unwrap_or_default();
+            (Source::Remote { files, folder }, file_name, bytes)
+        };
+        Self::from_source(&name, source, descriptor, text)
+    }
+
+    /// The package whose descriptor `descriptor` (its bytes `text`) was read from `source`.
+    fn from_source(path: &Path, source: Source, descriptor: String, text: Vec<u8>) -> Result<Self> {
         let text = String::from_utf8(text).map_err(|_| {
             Error::Ovf(ovf::Error::Envelope {
                 path: path.to_path_buf(),
@@ -178,8 +239,8 @@ impl Package {
             })
         })?;
         let envelope_path = match &source {
-            Source::Folder(_) => path.to_path_buf(),
             Source::Ova(_) => path.join(&descriptor),
+            _ => path.to_path_buf(),
         };
         let envelope = Envelope::parse(&text, &envelope_path)?;
         let mut pkg = Self {
@@ -305,6 +366,15 @@ impl Package {
             {
                 Ok(Place::Path(dir.join(href)))
             }
+            // Under the URL's folder; `..` only when allowed, and on the same server still.
+            #[cfg(feature = "remote")]
+            (Ok(inside), Source::Remote { files, folder }) => {
+                Ok(Place::Remote(files, folder.join(inside)))
+            }
+            #[cfg(feature = "remote")]
+            (Err(Outside::Parent), Source::Remote { files, folder }) if self.allow_outside => {
+                Ok(Place::Remote(files, folder.join(href)))
+            }
             (Err(why), _) => Err(refused(why)),
         }
     }
@@ -322,7 +392,7 @@ impl Package {
     pub(crate) fn archive(&self) -> Option<&OvaIndex> {
         match &self.source {
             Source::Ova(index) => Some(index),
-            Source::Folder(_) => None,
+            _ => None,
         }
     }
 
@@ -341,6 +411,9 @@ impl Package {
         match self.place(name)? {
             Place::Path(p) => Ok(Box::new(File::open(&p).map_err(|_| missing())?)),
             Place::Member(index, m) => Ok(Box::new(index.reader(m))),
+            #[cfg(feature = "remote")]
+            // Fetched ahead over every connection while it is digested.
+            Place::Remote(files, p) => Ok(files.reader(&p)?),
         }
     }
 
@@ -366,6 +439,11 @@ impl Package {
                 f.read_exact_at(buf, offset).map_err(Error::io(&p))
             }
             Place::Member(index, m) => index.read_member_at(&m.name, offset, buf),
+            #[cfg(feature = "remote")]
+            Place::Remote(files, p) => {
+                let backing = vmdk::Files::open(files, &p)?;
+                positioned_io::ReadAt::read_exact_at(&backing, offset, buf).map_err(Error::io(&p))
+            }
         }
     }
 
@@ -393,6 +471,8 @@ impl Package {
                 base.clone().files(OvaFiles(index.clone())),
             ),
             Place::Path(p) => (p, base.clone()),
+            #[cfg(feature = "remote")]
+            Place::Remote(files, p) => (p, base.clone().files(files.clone())),
         })
     }
 

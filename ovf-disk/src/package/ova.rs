@@ -35,14 +35,58 @@ pub(crate) struct Member {
     pub extended: bool,
 }
 
+/// The bytes of an archive: a local file, or any positioned storage (an object at a URL).
+pub(crate) type Storage = Arc<dyn ReadAt + Send + Sync>;
+
 /// The members of an OVA, in archive order.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct OvaIndex {
     path: PathBuf,
-    file: Arc<File>,
+    file: Storage,
     members: Vec<Member>,
     /// Which member is the descriptor.
     descriptor: usize,
+}
+
+impl std::fmt::Debug for OvaIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OvaIndex")
+            .field("path", &self.path)
+            .field("members", &self.members)
+            .field("descriptor", &self.descriptor)
+            .finish()
+    }
+}
+
+/// Sequential reads and seeks over positioned storage, for the tar reader.
+struct SeekCursor {
+    data: Storage,
+    pos: u64,
+    len: u64,
+}
+
+impl Read for SeekCursor {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.len.saturating_sub(self.pos).min(buf.len() as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self.data.read_at(self.pos, buf.split_at_mut(n).0)?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl std::io::Seek for SeekCursor {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek out of range");
+        self.pos = match to {
+            std::io::SeekFrom::Start(p) => p,
+            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d).ok_or_else(bad)?,
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(bad)?,
+        };
+        Ok(self.pos)
+    }
 }
 
 /// Most members an OVA may have (a package has a handful of files).
@@ -128,7 +172,16 @@ impl OvaIndex {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(Error::io(path))?;
         let archive_len = file.metadata().map_err(Error::io(path))?.len();
-        let mut archive = tar::Archive::new(File::open(path).map_err(Error::io(path))?);
+        Self::from_storage(path, Arc::new(file), archive_len)
+    }
+
+    /// Reads the tar headers of an archive of `archive_len` bytes held in `file`, named `path`.
+    pub fn from_storage(path: &Path, file: Storage, archive_len: u64) -> Result<Self> {
+        let mut archive = tar::Archive::new(SeekCursor {
+            data: file.clone(),
+            pos: 0,
+            len: archive_len,
+        });
         let mut members = Vec::new();
         // Where the next header should be, for errors the tar reader reports without one.
         let mut next_header = 0u64;
@@ -212,7 +265,7 @@ impl OvaIndex {
         strip_root(&mut members, descriptor);
         Ok(Self {
             path: path.to_path_buf(),
-            file: Arc::new(file),
+            file,
             members,
             descriptor,
         })
@@ -273,9 +326,8 @@ impl OvaIndex {
 }
 
 /// Sequential reads of one member's data.
-#[derive(Debug)]
 pub(crate) struct MemberReader {
-    file: Arc<File>,
+    file: Storage,
     offset: u64,
     end: u64,
 }
@@ -302,7 +354,7 @@ impl Read for MemberReader {
 
 /// Positioned reads of one member, for [`vmdk::Backing`].
 struct MemberStorage {
-    file: Arc<File>,
+    file: Storage,
     offset: u64,
     len: u64,
 }

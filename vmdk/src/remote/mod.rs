@@ -30,6 +30,7 @@
 mod auth;
 mod client;
 mod object;
+mod prefetch;
 mod tls;
 
 use std::collections::HashMap;
@@ -145,6 +146,7 @@ pub struct RemoteFiles {
     query: String,
     client: Arc<Client>,
     cache_chunks: usize,
+    connections: usize,
     /// Objects opened so far, by URL: a file opened again (a parent checked, then read) shares
     /// its probe and its chunks.
     opened: Arc<Mutex<HashMap<String, Arc<RemoteObject>>>>,
@@ -189,6 +191,7 @@ impl RemoteFiles {
                     .saturating_add(8),
                 n => n,
             },
+            connections: options.connections.max(1),
             opened: Arc::default(),
         };
         Ok((files, PathBuf::from(format!("{origin}{}", parsed.path()))))
@@ -231,6 +234,28 @@ impl RemoteFiles {
             .probe(&url)
             .map_err(|e| Error::file(path, ErrorKind::Io(e)))?;
         Ok((p.ranges, p.len))
+    }
+
+    /// The object at `path` read forward from its start: with byte ranges, blocks of 8 MiB
+    /// are fetched ahead of the reader over every connection; without, one GET. For what is
+    /// read in one pass: an OVA imported while its disks are digested, a manifest digest, a
+    /// stream-optimized disk through [`crate::StreamReader`].
+    pub fn reader(&self, path: &Path) -> Result<Box<dyn Read + Send>> {
+        let url = self.url_of(path)?;
+        let probe = self
+            .client
+            .probe(&url)
+            .map_err(|e| Error::file(path, ErrorKind::Io(e)))?;
+        match (probe.ranges, probe.len) {
+            (true, Some(len)) => Ok(Box::new(prefetch::Prefetch::new(
+                self.client.clone(),
+                url,
+                len,
+                probe.validator,
+                self.connections,
+            ))),
+            _ => self.stream(path),
+        }
     }
 
     /// The whole object at `path` read forward with one GET: for servers without ranges and

@@ -76,6 +76,34 @@ impl InputArgs {
         self.remote.open(input, self.options())
     }
 
+    /// Any input, local or at a URL, opened as what it holds.
+    fn input(&self, file: &Path) -> Result<Input> {
+        if !remote::is_url(file) {
+            return Ok(Input::open(file, &self.vm_options())?);
+        }
+        if let Some(pkg) = self.package(file)? {
+            return Ok(Input::Package(Box::new(pkg)));
+        }
+        remote::refuse_package_url(file)?;
+        let opened = self.open(file)?;
+        Ok(Input::Disk(Box::new(opened.options.open(&opened.name)?)))
+    }
+
+    /// The package `file` is, local or at a URL; `None` when it is not one.
+    fn package(&self, file: &Path) -> Result<Option<Package>> {
+        let pkg = if remote::is_url(file) {
+            match remote::url_kind(file) {
+                remote::UrlKind::Ova | remote::UrlKind::Ovf => self.remote.package(file)?.0,
+                _ => return Ok(None),
+            }
+        } else if is_package(file)? {
+            Package::open(file)?
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(pkg.allow_outside_paths(self.allow_outside_paths)))
+    }
+
     /// The options of a VM's disks (and of any input opened through `Input::open`).
     fn vm_options(&self) -> ovf_disk::vm::Options {
         ovf_disk::vm::Options::new()
@@ -318,12 +346,18 @@ struct PackageArgs {
     /// off by default: a package from a stranger must not make us read host files.
     #[arg(long)]
     allow_outside_paths: bool,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
 }
 
 impl PackageArgs {
-    /// Opens the package `path` with these options.
-    fn open(&self, path: &Path) -> ovf_disk::Result<Package> {
-        Ok(Package::open(path)?.allow_outside_paths(self.allow_outside_paths))
+    /// Opens the package `path` (or URL) with these options.
+    fn open(&self, path: &Path) -> Result<Package> {
+        let pkg = match remote::is_url(path) {
+            true => self.remote.package(path)?.0,
+            false => Package::open(path)?,
+        };
+        Ok(pkg.allow_outside_paths(self.allow_outside_paths))
     }
 }
 
@@ -778,10 +812,13 @@ fn check_ft(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
         FtVersionArg::Smp => ovf_disk::rules::FtVersion::Smp,
     };
     let options = input_args.vm_options();
-    let report = match Input::open(file, &options)? {
+    let report = match input_args.input(file)? {
         Input::Vm(vm) => ovf_disk::rules::ft_check_vm(&vm.path, &options, version)?,
         Input::Package(pkg) => ovf_disk::rules::ft_check_package(&pkg, version)?,
-        Input::Disk(disk) => ovf_disk::rules::ft_check_disk(file, *disk, version),
+        Input::Disk(disk) => {
+            let shown = disk.path().to_path_buf();
+            ovf_disk::rules::ft_check_disk(&shown, *disk, version)
+        }
         other => anyhow::bail!(
             "{}: {:?} inputs have no FT check",
             file.display(),
@@ -841,11 +878,10 @@ fn fix(out: &mut dyn Write, a: &FixArgs) -> Result<ExitCode> {
 /// `check --target`: what a product would refuse or change in a package.
 fn check_target(out: &mut dyn Write, a: &CheckArgs, target: TargetArg) -> Result<ExitCode> {
     let target = target_of(target);
-    anyhow::ensure!(
-        is_package(&a.file)?,
-        "--target checks a package (.ovf or .ova)"
-    );
-    let pkg = Package::open(&a.file)?.allow_outside_paths(a.input_args.allow_outside_paths);
+    let pkg = a
+        .input_args
+        .package(&a.file)?
+        .context("--target checks a package (.ovf or .ova)")?;
     let report = ovf_disk::rules::lint(&pkg, target)?;
     if a.json {
         print_json(out, &report)?;
@@ -856,21 +892,20 @@ fn check_target(out: &mut dyn Write, a: &CheckArgs, target: TargetArg) -> Result
 }
 
 fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
-    if remote::is_url(&a.file) {
-        return check_url(out, a);
-    }
     if a.ft {
         return check_ft(out, a);
     }
     if let Some(t) = a.target {
         return check_target(out, a, t);
     }
-    let (file, json, input_args) = (a.file.as_path(), a.json, &a.input_args);
-    if is_package(file).with_context(|| format!("cannot check {}", file.display()))? {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let pkg = Package::open(file)
-            .with_context(|| format!("cannot check {}", file.display()))?
-            .allow_outside_paths(input_args.allow_outside_paths);
+    let (json, input_args) = (a.json, &a.input_args);
+    let opened = input_args.open(&a.file)?;
+    let file = opened.name.as_path();
+    let package = input_args
+        .package(&a.file)
+        .with_context(|| format!("cannot check {}", file.display()))?;
+    if let Some(pkg) = package {
+        let threads = cores();
         let c = ovf_disk::package::check_package(&pkg, &input_args.options(), threads, &|_| {})
             .with_context(|| format!("cannot check {}", file.display()))?;
         if json {
@@ -880,34 +915,10 @@ fn check(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
         }
         return Ok(check_exit(c.is_clean()));
     }
-    let report = vmdk::check(file, &input_args.options())
-        .with_context(|| format!("cannot check {}", file.display()))?;
-    if json {
-        print_json(
-            out,
-            &DiskCheckJson {
-                file,
-                report: &report,
-            },
-        )?;
-    } else {
-        text::disk_check(out, &report)?;
-    }
-    Ok(check_exit(report.is_clean()))
-}
-
-/// `check URL`: a disk read over HTTP(S).
-fn check_url(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
     remote::refuse_package_url(&a.file)?;
-    anyhow::ensure!(
-        !a.ft && a.target.is_none(),
-        "--ft and --target check packages and VMs, which are not read from a URL yet"
-    );
-    let opened = a.input_args.open(&a.file)?;
-    let file = opened.name.as_path();
     let report = vmdk::check(file, &opened.options)
         .with_context(|| format!("cannot check {}", file.display()))?;
-    if a.json {
+    if json {
         print_json(
             out,
             &DiskCheckJson {
@@ -959,6 +970,9 @@ struct ImportJson<'a> {
     carried: &'a [PathBuf],
     manifest: Option<&'a Path>,
     seconds: f64,
+    /// What a URL input cost (absent for local inputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetched: Option<vmdk::remote::FetchStats>,
 }
 
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
@@ -989,19 +1003,38 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
         args.remove_leftovers(outdir)?;
     }
     let started = Instant::now();
-    let (bar, report) = if package.as_os_str() == "-" {
+    let ova_url = remote::is_url(package) && remote::url_kind(package) == remote::UrlKind::Ova;
+    let mut fetched = None;
+    let (bar, report) = if package.as_os_str() == "-" || ova_url {
+        // An OVA read forward in one pass, each disk digested while it is inflated: standard
+        // input, or a URL (fetched ahead over every connection when the server has ranges).
         let bar = args.progress(0);
         let progress = |id: &str, n| {
             bar.set_message(format!("disk {id}"));
             bar.inc(n)
         };
-        let stdin = std::io::stdin();
-        let r =
-            ovf_disk::import::import_stream(stdin.lock(), "<stdin>", outdir, &options, &progress)
-                .context("importing the OVA on standard input")?;
+        let (reader, name): (Box<dyn std::io::Read>, String) = match ova_url {
+            true => {
+                let (files, name) = a.package_args.remote.source(package)?;
+                let reader = files.reader(&name)?;
+                fetched = Some(files);
+                (reader, name.display().to_string())
+            }
+            false => (Box::new(std::io::stdin().lock()), "<stdin>".into()),
+        };
+        let reader = std::io::BufReader::with_capacity(1 << 20, reader);
+        let r = ovf_disk::import::import_stream(reader, &name, outdir, &options, &progress)
+            .with_context(|| format!("importing the OVA {name}"))?;
         (bar, r)
     } else {
-        let pkg = a.package_args.open(package)?;
+        let pkg = match remote::is_url(package) {
+            true => {
+                let (pkg, files) = a.package_args.remote.package(package)?;
+                fetched = Some(files);
+                pkg.allow_outside_paths(a.package_args.allow_outside_paths)
+            }
+            false => a.package_args.open(package)?,
+        };
         let total = pkg
             .envelope()
             .disks
@@ -1014,16 +1047,19 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
             bar.inc(n)
         };
         let r = ovf_disk::import::import(&pkg, outdir, &options, &progress)
-            .with_context(|| format!("importing {}", package.display()))?;
+            .with_context(|| format!("importing {}", pkg.path().display()))?;
         (bar, r)
     };
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    if let (Some(f), false) = (&fetched, args.quiet || args.json) {
+        eprintln!("{}", remote::summary(&f.stats()));
+    }
     if args.json {
         print_json(
             out,
             &ImportJson {
-                package,
+                package: &remote::redacted(package),
                 descriptor: &report.descriptor,
                 disks: &report.disks,
                 verified: report.verify.manifest.is_some(),
@@ -1033,10 +1069,16 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
                 carried: &report.carried,
                 manifest: report.manifest.as_deref(),
                 seconds,
+                fetched: fetched.as_ref().map(|f| f.stats()),
             },
         )?;
     } else if !args.quiet {
-        let _ = text::import(&mut std::io::stderr(), package, &report, seconds);
+        let _ = text::import(
+            &mut std::io::stderr(),
+            &remote::redacted(package),
+            &report,
+            seconds,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1108,18 +1150,7 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
 fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
     let (file, json) = (a.file.as_path(), a.json);
     let options = a.input_args.vm_options();
-    if remote::is_url(file) {
-        remote::refuse_package_url(file)?;
-        let opened = a.input_args.open(file)?;
-        let info = opened.options.open(&opened.name)?.info()?;
-        if json {
-            print_json(out, &info)?;
-        } else {
-            text::disk_info(out, &info)?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    match Input::open(file, &options)? {
+    match a.input_args.input(file)? {
         Input::Vm(vm) => {
             let info = ovf_disk::vm::vm_info(&vm.path, &options)?;
             if json {
@@ -1200,7 +1231,7 @@ fn message(e: &anyhow::Error) -> String {
             break;
         }
     }
-    text
+    remote::scrub(&text)
 }
 
 fn vmdk_hint(e: &vmdk::Error) -> Option<&'static str> {

@@ -99,6 +99,22 @@ impl RemoteArgs {
         })
     }
 
+    /// The remote source of the URL `input` and the name to open under it.
+    pub fn source(&self, input: &Path) -> Result<(RemoteFiles, PathBuf)> {
+        let url = input.to_str().unwrap_or("");
+        Ok(RemoteFiles::new(url, &self.remote_options(url)?)?)
+    }
+
+    /// The package at the URL `input`, and its source (for what it fetched).
+    pub fn package(&self, input: &Path) -> Result<(ovf_disk::package::Package, RemoteFiles)> {
+        if url_kind(input) == UrlKind::Vmx {
+            refuse_package_url(input)?;
+        }
+        let (files, name) = self.source(input)?;
+        let pkg = ovf_disk::package::Package::open_remote(files.clone(), &name)?;
+        Ok((pkg, files))
+    }
+
     /// Requests in flight at once for a URL input.
     pub fn connections(&self) -> usize {
         self.connections.max(1)
@@ -109,28 +125,82 @@ fn url_has_user(url: &str) -> bool {
     url::Url::parse(url).is_ok_and(|u| !u.username().is_empty())
 }
 
+/// `input` as it may be shown: a URL without its credentials, query and fragment.
+pub fn redacted(input: &Path) -> PathBuf {
+    let Some(text) = input.to_str().filter(|s| vmdk::remote::is_url(s)) else {
+        return input.to_path_buf();
+    };
+    match url::Url::parse(text) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            PathBuf::from(u.as_str())
+        }
+        Err(_) => PathBuf::from("<a URL that does not parse>"),
+    }
+}
+
+/// `text` with every URL argument of this run replaced by its redacted form: the last guard
+/// before a message is printed.
+pub fn scrub(text: &str) -> String {
+    let mut out = text.to_string();
+    for arg in std::env::args().skip(1) {
+        if vmdk::remote::is_url(&arg) {
+            let shown = redacted(Path::new(&arg)).display().to_string();
+            if shown != arg {
+                out = out.replace(&arg, &shown);
+            }
+            // Credentials on their own, wherever they appear.
+            if let Ok(u) = url::Url::parse(&arg) {
+                if let Some(p) = u.password().filter(|p| p.len() >= 3) {
+                    out = out.replace(p, "<redacted>");
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Whether `input` is a URL.
 pub fn is_url(input: &Path) -> bool {
     input.to_str().is_some_and(vmdk::remote::is_url)
 }
 
-/// Refuses what is not read from a URL yet, naming it.
-pub fn refuse_package_url(input: &Path) -> Result<()> {
+/// What a URL names, by the extension of its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlKind {
+    Ova,
+    Ovf,
+    Vmx,
+    Disk,
+}
+
+/// What the URL `input` names.
+pub fn url_kind(input: &Path) -> UrlKind {
     let name = input.to_str().unwrap_or("").to_ascii_lowercase();
     let path = name.split(['?', '#']).next().unwrap_or("");
-    for (ext, what) in [
-        (".ova", "an OVA"),
-        (".ovf", "an OVF package"),
-        (".vmx", "a VM's .vmx"),
-    ] {
-        if path.ends_with(ext) {
-            anyhow::bail!(
-                "{what} is not read from a URL yet, only disks are: download it first \
-                 (curl -O) or stream an OVA member (curl ... | tar xO disk.vmdk | ovf-disk inflate - OUT)"
-            );
-        }
+    match path.rsplit_once('.').map(|(_, e)| e) {
+        Some("ova") => UrlKind::Ova,
+        Some("ovf") => UrlKind::Ovf,
+        Some("vmx") => UrlKind::Vmx,
+        _ => UrlKind::Disk,
     }
-    Ok(())
+}
+
+/// Refuses a URL that names a package or a VM where a disk is wanted.
+pub fn refuse_package_url(input: &Path) -> Result<()> {
+    match url_kind(input) {
+        UrlKind::Ova | UrlKind::Ovf => {
+            anyhow::bail!("a package: `ovf-disk import URL OUTDIR` imports it from the URL")
+        }
+        UrlKind::Vmx => anyhow::bail!(
+            "a VM's .vmx is not read from a URL yet, only disks and packages are: inflate each \
+             disk's URL, or copy the folder first"
+        ),
+        UrlKind::Disk => Ok(()),
+    }
 }
 
 /// One line of what a remote source cost, for the summary on standard error.
