@@ -513,3 +513,60 @@ fn packages_over_http_verify_check_and_import_like_local_ones() {
     let out = ovf_disk(w, &["inflate", &ova, "x.raw"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ovf-disk import URL"));
 }
+
+/// An ESXi VM folder (a vmfs base under COWD and seSparse snapshots, and a second disk) served
+/// as an ESXi host's `/folder` URLs are, with `dcPath` and `dsName` in the query: `info` lists
+/// the chains, `check --ft` reads it, and `inflate VM.vmx` consolidates each disk to the bytes
+/// qemu-img reads from the local folder.
+#[test]
+fn a_vm_folder_at_a_url_consolidates_like_the_local_one() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::create_dir(dir.join("web")).unwrap();
+    esxi_vm_folder(&dir.join("web"));
+    let web = qemu_raw_sha(&dir.join("web"), "web-000002.vmdk");
+    let data = qemu_raw_sha(&dir.join("web"), "data.vmdk");
+    let nginx = Nginx::start(dir, &NginxOptions::default());
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let url = format!(
+        "{}?dcPath=ha-datacenter&dsName=datastore1",
+        nginx.url("web/web.vmx")
+    );
+    let info = ovf_disk_ok(w, &["info", &url]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    for want in [
+        "disk scsi0:0 (pvscsi)",
+        "3 links",
+        "(seSparse,",
+        "(vmfsSparse,",
+        "disk scsi1:0",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    assert!(!text.contains("dsName"), "the query is not shown: {text}");
+    let ft = ovf_disk(w, &["check", "--ft", &url]);
+    assert!(
+        matches!(ft.status.code(), Some(0 | 2)),
+        "{}",
+        String::from_utf8_lossy(&ft.stderr)
+    );
+    ovf_disk_ok(w, &["inflate", "-q", &url, "thick"]);
+    assert_eq!(sha256(&w.join("thick/web-flat.vmdk")), web);
+    assert_eq!(sha256(&w.join("thick/data-flat.vmdk")), data);
+    // Every file was asked for with the query, as ESXi needs it.
+    let log = nginx.log();
+    for name in [
+        "web-000002-sesparse.vmdk",
+        "web-000001-delta.vmdk",
+        "web-flat.vmdk",
+        "data-flat.vmdk",
+    ] {
+        let asked = format!("/web/{name}?dcPath=ha-datacenter&dsName=datastore1 ");
+        assert!(log.contains(&asked), "{asked} not in the log:\n{log}");
+    }
+    assert!(
+        log.lines().all(|l| l.contains("dsName=datastore1")),
+        "{log}"
+    );
+}

@@ -188,6 +188,11 @@ impl Nginx {
         })
     }
 
+    /// The access log: one line per request, `METHOD URI PROTOCOL STATUS BYTES`.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default()
+    }
+
     /// Clears the access log (nginx keeps appending to the same file).
     pub fn clear_log(&self) {
         std::fs::write(self.dir.path().join("logs/access.log"), "").unwrap();

@@ -631,7 +631,7 @@ fn vmx_device_rules(r: &mut Rules, vm: &Vm) {
 
 /// Checks the VM at `vmx` (its disks opened with `options`) against `version`'s rules.
 pub fn ft_check_vm(vmx: &Path, options: &vm::Options, version: FtVersion) -> Result<FtReport> {
-    let vm = Vm::open(vmx)?;
+    let vm = options.read_vm(vmx)?;
     let mut r = Rules(Vec::new());
     size_rules(&mut r, version, u64::from(vm.cpus), vm.memory_bytes);
     let mut disks = Vec::new();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use vmdk::{Disk, Format};
 
-use super::{open_disk, Options, Vm, VmDisk};
+use super::{open_disk, Options, VmDisk};
 use crate::error::Result;
 use crate::output::convert::{check_space, write_pending};
 use crate::output::parallel::{self, disks_at_once};
@@ -80,7 +80,7 @@ pub fn inflate_vm(
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<InflateReport> {
     let (format, convert) = (&options.format, &options.convert);
-    let vm = Vm::open(vmx)?;
+    let vm = options.read_vm(vmx)?;
     let disks: Vec<(&VmDisk, Disk)> = vm
         .disks
         .iter()

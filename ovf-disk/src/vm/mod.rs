@@ -43,6 +43,8 @@ const MAX_LISTED: usize = 10_000;
 pub struct Options {
     open: OpenOptions,
     pub(crate) allow_outside: bool,
+    /// Where the `.vmx` and the disks are read, when not from the host's files.
+    files: Option<std::sync::Arc<dyn vmdk::Files>>,
     #[cfg(feature = "write")]
     format: Format,
     #[cfg(feature = "write")]
@@ -54,6 +56,7 @@ impl Default for Options {
         Self {
             open: OpenOptions::new(),
             allow_outside: false,
+            files: None,
             #[cfg(feature = "write")]
             format: Format::Vmdk(vmdk::CreateType::MonolithicFlat),
             #[cfg(feature = "write")]
@@ -82,6 +85,41 @@ impl Options {
         self.allow_outside = allow;
         self.open = self.open.allow_outside_paths(allow);
         self
+    }
+
+    /// Reads the `.vmx` and the disks through `files` (a VM folder at a URL:
+    /// `vmdk::remote::RemoteFiles`) instead of the host's files. Such a folder is not listed:
+    /// [`Info::unused`] stays empty.
+    pub fn files(mut self, files: impl vmdk::Files + Clone + 'static) -> Self {
+        self.open = self.open.files(files.clone());
+        self.files = Some(std::sync::Arc::new(files));
+        self
+    }
+
+    /// Reads the `.vmx` at `vmx` through these options' files (the host's by default).
+    pub fn read_vm(&self, vmx: &Path) -> Result<Vm> {
+        let Some(files) = &self.files else {
+            return Vm::open(vmx);
+        };
+        let backing = files.open(vmx)?;
+        if backing.len() > vmx::MAX_VMX {
+            return Err(Error::Config {
+                path: vmx.to_path_buf(),
+                line: 0,
+                reason: format!("larger than {} bytes: not a VM configuration", vmx::MAX_VMX),
+            });
+        }
+        let mut bytes = vec![0u8; usize::try_from(backing.len()).unwrap_or(0)];
+        positioned_io::ReadAt::read_exact_at(&backing, 0, &mut bytes).map_err(Error::io(vmx))?;
+        Vm::parse(&String::from_utf8_lossy(&bytes), vmx)
+    }
+
+    /// The size of a file of a disk: through these options' files, or the host's.
+    fn file_size(&self, path: &Path) -> Option<u64> {
+        match &self.files {
+            Some(files) => files.open(path).ok().map(|b| b.len()),
+            None => std::fs::metadata(path).ok().map(|m| m.len()),
+        }
     }
 
     /// The options disks are opened with (the outside-paths policy included).
@@ -195,20 +233,19 @@ pub(crate) fn open_disk(vm: &Vm, disk: &VmDisk, options: &Options) -> Result<Dis
 }
 
 /// Bytes the files of the link `link` take: its files, not its parents'.
-fn link_size(link: &Disk) -> u64 {
+fn link_size(link: &Disk, options: &Options) -> u64 {
     let below = link.parent().map(Disk::files).unwrap_or_default();
     link.files()
         .iter()
         .filter(|f| !below.contains(f))
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
+        .filter_map(|f| options.file_size(f))
         .sum()
 }
 
 /// The VM at `vmx`: its configuration, each disk's chain, and the files of its folder that
 /// nothing uses.
 pub fn vm_info(vmx: &Path, options: &Options) -> Result<Info> {
-    let vm = Vm::open(vmx)?;
+    let vm = options.read_vm(vmx)?;
     let mut chains = Vec::new();
     let mut used: Vec<PathBuf> = vec![vm.path.clone()];
     for d in &vm.disks {
@@ -223,7 +260,7 @@ pub fn vm_info(vmx: &Path, options: &Options) -> Result<Info> {
                 .map(|l| Link {
                     file: l.path().to_path_buf(),
                     create_type: l.create_type().as_str().to_string(),
-                    size: link_size(l),
+                    size: link_size(l, options),
                 })
                 .collect(),
         });
@@ -233,6 +270,9 @@ pub fn vm_info(vmx: &Path, options: &Options) -> Result<Info> {
         .filter_map(|p| p.file_name().map(PathBuf::from))
         .collect();
     let mut unused = Vec::new();
+    if options.files.is_some() {
+        return Ok(Info { vm, chains, unused });
+    }
     let entries = std::fs::read_dir(vm.folder()).map_err(Error::io(vm.folder()))?;
     for entry in entries {
         let entry = entry.map_err(Error::io(vm.folder()))?;

@@ -11,7 +11,7 @@ use ovf::names::is_plain_name;
 use crate::error::{Error, Result};
 
 /// Largest `.vmx` read: configurations are a few KiB.
-const MAX_VMX: u64 = 1 << 20;
+pub(crate) const MAX_VMX: u64 = 1 << 20;
 
 /// A VM's configuration, from its `.vmx`.
 #[derive(Clone, Debug, PartialEq, Eq)]

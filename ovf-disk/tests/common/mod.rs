@@ -236,3 +236,66 @@ pub fn run_ok(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = succeeded(out, &format!("{program} {}", args.join(" ")));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An ESXi datastore folder in `dir`: `web.vmx` with `web.vmdk` (createType vmfs over
+/// `web-flat.vmdk`) under a COWD snapshot (vmfsSparse, `web-000001.vmdk`) and a seSparse
+/// snapshot (`web-000002.vmdk`), with change-tracking files, and `data.vmdk` (vmfs) on a second
+/// SCSI controller.
+pub fn esxi_vm_folder(dir: &Path) {
+    use builders::{esx_descriptor, CowdBuilder, SeSparseBuilder};
+    let sectors: u32 = 3 * 4096 + 5;
+    let base = noise(7, sectors as usize * 512);
+    std::fs::write(dir.join("web-flat.vmdk"), &base).unwrap();
+    let flat = |name: &str| format!("RW {sectors} VMFS \"{name}\"");
+    std::fs::write(
+        dir.join("web.vmdk"),
+        esx_descriptor("vmfs", 0x1111_1111, None, &[flat("web-flat.vmdk")]),
+    )
+    .unwrap();
+    let mut cowd = CowdBuilder::new(sectors);
+    for g in [0u64, 1, 4095, 4096, u64::from(sectors) - 1] {
+        cowd.grains.insert(g, noise(g + 3, 512));
+    }
+    std::fs::write(dir.join("web-000001-delta.vmdk"), cowd.build().0).unwrap();
+    std::fs::write(
+        dir.join("web-000001.vmdk"),
+        esx_descriptor(
+            "vmfsSparse",
+            0x2222_2222,
+            Some((0x1111_1111, "web.vmdk")),
+            &[format!("RW {sectors} VMFSSPARSE \"web-000001-delta.vmdk\"")],
+        ),
+    )
+    .unwrap();
+    let mut se = SeSparseBuilder::new(sectors.into());
+    se.grains.insert(1, noise(91, 4096));
+    se.grains.insert(600, noise(92, 4096));
+    se.zeroed = vec![2];
+    std::fs::write(dir.join("web-000002-sesparse.vmdk"), se.build().0).unwrap();
+    std::fs::write(
+        dir.join("web-000002.vmdk"),
+        esx_descriptor(
+            "seSparse",
+            0x3333_3333,
+            Some((0x2222_2222, "web-000001.vmdk")),
+            &[format!(
+                "RW {sectors} SESPARSE \"web-000002-sesparse.vmdk\""
+            )],
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("data-flat.vmdk"), noise(8, sectors as usize * 512)).unwrap();
+    std::fs::write(
+        dir.join("data.vmdk"),
+        esx_descriptor("vmfs", 0x4444_4444, None, &[flat("data-flat.vmdk")]),
+    )
+    .unwrap();
+    for ctk in ["web-ctk.vmdk", "web-000001-ctk.vmdk", "web-000002-ctk.vmdk"] {
+        std::fs::write(dir.join(ctk), b"# Change Tracking File\n").unwrap();
+    }
+    std::fs::write(
+        dir.join("web.vmx"),
+        "displayName = \"web\"\nscsi0.present = \"TRUE\"\nscsi0.virtualDev = \"pvscsi\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"web-000002.vmdk\"\nscsi1.present = \"TRUE\"\nscsi1.virtualDev = \"lsilogic\"\nscsi1:0.present = \"TRUE\"\nscsi1:0.fileName = \"data.vmdk\"\n",
+    )
+    .unwrap();
+}

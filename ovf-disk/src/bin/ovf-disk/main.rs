@@ -84,6 +84,10 @@ impl InputArgs {
         if let Some(pkg) = self.package(file)? {
             return Ok(Input::Package(Box::new(pkg)));
         }
+        if remote::url_kind(file) == remote::UrlKind::Vmx {
+            let (options, name) = self.vm_options_for(file)?;
+            return Ok(Input::Vm(Box::new(options.read_vm(&name)?)));
+        }
         remote::refuse_package_url(file)?;
         let opened = self.open(file)?;
         Ok(Input::Disk(Box::new(opened.options.open(&opened.name)?)))
@@ -102,6 +106,15 @@ impl InputArgs {
             return Ok(None);
         };
         Ok(Some(pkg.allow_outside_paths(self.allow_outside_paths)))
+    }
+
+    /// The options of the VM `vmx` (a path or a URL), and the name to open it by.
+    fn vm_options_for(&self, vmx: &Path) -> Result<(ovf_disk::vm::Options, PathBuf)> {
+        if !remote::is_url(vmx) {
+            return Ok((self.vm_options(), vmx.to_path_buf()));
+        }
+        let (files, name) = self.remote.source(vmx)?;
+        Ok((self.vm_options().files(files), name))
     }
 
     /// The options of a VM's disks (and of any input opened through `Input::open`).
@@ -628,13 +641,17 @@ struct VmInflateJson<'a> {
 
 /// `inflate VM.vmx OUTDIR`: every disk's chain consolidated.
 fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
-    let (vmx, outdir, args) = (a.input.as_path(), a.output.as_path(), &a.out);
+    let (outdir, args) = (a.output.as_path(), &a.out);
     let format = ovf_disk::output::thick_format(matches!(a.format, Some(ImportFormat::Raw)), a.esx);
-    let options = a
-        .input_args
-        .vm_options()
+    let (options, vmx) = a.input_args.vm_options_for(&a.input)?;
+    let vmx = vmx.as_path();
+    let mut write = args.write_options()?;
+    if remote::is_url(&a.input) && args.threads.is_none() {
+        write = write.threads(cores().max(a.input_args.remote.connections()));
+    }
+    let options = options
         .output_format(format)?
-        .convert_options(args.convert_options(args.write_options()?));
+        .convert_options(args.convert_options(write));
     if outdir.is_dir() {
         args.remove_leftovers(outdir)?;
     }
@@ -663,12 +680,14 @@ fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
 }
 
 fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
-    let url = remote::is_url(&a.input);
-    if url {
-        remote::refuse_package_url(&a.input)?;
-    } else if a.input.as_os_str() != "-" && ovf_disk::input_kind(&a.input)? == InputKind::Vmx {
+    let vmx = match remote::is_url(&a.input) {
+        true => remote::url_kind(&a.input) == remote::UrlKind::Vmx,
+        false => a.input.as_os_str() != "-" && ovf_disk::input_kind(&a.input)? == InputKind::Vmx,
+    };
+    if vmx {
         return inflate_vm(out, a);
     }
+    remote::refuse_package_url(&a.input)?;
     anyhow::ensure!(
         a.format.is_none(),
         "--format is for a .vmx input; for a disk, OUT's extension says (.vmdk or raw)"
@@ -811,7 +830,7 @@ fn check_ft(out: &mut dyn Write, a: &CheckArgs) -> Result<ExitCode> {
         FtVersionArg::Legacy => ovf_disk::rules::FtVersion::Legacy,
         FtVersionArg::Smp => ovf_disk::rules::FtVersion::Smp,
     };
-    let options = input_args.vm_options();
+    let (options, _) = input_args.vm_options_for(file)?;
     let report = match input_args.input(file)? {
         Input::Vm(vm) => ovf_disk::rules::ft_check_vm(&vm.path, &options, version)?,
         Input::Package(pkg) => ovf_disk::rules::ft_check_package(&pkg, version)?,
@@ -1149,7 +1168,7 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
 
 fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
     let (file, json) = (a.file.as_path(), a.json);
-    let options = a.input_args.vm_options();
+    let (options, _) = a.input_args.vm_options_for(file)?;
     match a.input_args.input(file)? {
         Input::Vm(vm) => {
             let info = ovf_disk::vm::vm_info(&vm.path, &options)?;

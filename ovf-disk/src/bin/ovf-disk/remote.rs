@@ -107,9 +107,6 @@ impl RemoteArgs {
 
     /// The package at the URL `input`, and its source (for what it fetched).
     pub fn package(&self, input: &Path) -> Result<(ovf_disk::package::Package, RemoteFiles)> {
-        if url_kind(input) == UrlKind::Vmx {
-            refuse_package_url(input)?;
-        }
         let (files, name) = self.source(input)?;
         let pkg = ovf_disk::package::Package::open_remote(files.clone(), &name)?;
         Ok((pkg, files))
@@ -195,10 +192,9 @@ pub fn refuse_package_url(input: &Path) -> Result<()> {
         UrlKind::Ova | UrlKind::Ovf => {
             anyhow::bail!("a package: `ovf-disk import URL OUTDIR` imports it from the URL")
         }
-        UrlKind::Vmx => anyhow::bail!(
-            "a VM's .vmx is not read from a URL yet, only disks and packages are: inflate each \
-             disk's URL, or copy the folder first"
-        ),
+        UrlKind::Vmx => {
+            anyhow::bail!("a VM's .vmx: `ovf-disk inflate URL OUTDIR` consolidates its disks")
+        }
         UrlKind::Disk => Ok(()),
     }
 }
