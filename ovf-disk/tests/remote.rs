@@ -96,7 +96,16 @@ fn url_name(name: &str) -> String {
 /// `ovf-disk inflate URL out.raw --json` in `dir`, which must succeed: the output's sha256 and
 /// the JSON's `fetched` object.
 fn inflate_url(dir: &Path, url: &str, extra: &[&str]) -> (String, serde_json::Value) {
-    let out_name = "remote-out.raw";
+    inflate_url_to(dir, url, "remote-out.raw", extra)
+}
+
+/// [`inflate_url`] to `out_name`.
+fn inflate_url_to(
+    dir: &Path,
+    url: &str,
+    out_name: &str,
+    extra: &[&str],
+) -> (String, serde_json::Value) {
     let mut args = vec!["inflate", "--json", "--force", url, out_name];
     args.extend(extra);
     let out = ovf_disk_ok(dir, &args);
@@ -565,4 +574,130 @@ fn a_vm_folder_at_a_url_consolidates_like_the_local_one() {
         log.lines().all(|l| l.contains("dsName=datastore1")),
         "{log}"
     );
+}
+
+/// `done` of the checkpoint at `path`, when there is one.
+fn checkpoint_done(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().last()?.strip_prefix("done ")?.parse().ok()
+}
+
+/// Starts `ovf-disk inflate --connections 1 --threads 1 URL out.raw` in `w` (one window after
+/// the other, so the checkpoint moves a window at a time) and kills it (SIGKILL) once its
+/// checkpoint says `percent` of `capacity` is written; returns that.
+fn kill_at(w: &Path, url: &str, capacity: u64, percent: u64) -> u64 {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args([
+            "inflate",
+            "-q",
+            "--connections",
+            "1",
+            "--threads",
+            "1",
+            url,
+            "out.raw",
+        ])
+        .current_dir(w)
+        .spawn()
+        .unwrap();
+    let checkpoint = w.join(".out.raw.ovf-disk-checkpoint");
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let now = checkpoint_done(&checkpoint);
+        if now.is_some() && seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        if let Some(done) = now.filter(|d| d * 100 >= capacity * percent) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return done;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the run ended ({status}) before {percent}%: checkpoints {seen:?} in {:?}",
+                started.elapsed()
+            );
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no checkpoint at {percent}%"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A remote inflate killed at 20, 50 and 80% continues with `--resume` from its checkpoint,
+/// fetching only what was left, to the bytes an uninterrupted run writes; a source changed
+/// between the runs refuses to resume, and a run without `--resume` starts over.
+#[test]
+fn a_killed_remote_inflate_resumes_to_the_same_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // Ten windows of 8 MiB: the checkpoint moves by 10%.
+    let capacity = 80u64 << 20;
+    sample_raw(&dir.join("src.raw"), capacity);
+    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=monolithicFlat");
+    let want = sha256(&dir.join("src.raw"));
+    // 12 MiB/s per connection: a window every 0.67 s on one connection.
+    let nginx = Nginx::start(
+        dir,
+        &NginxOptions {
+            limit_rate: Some("12m".into()),
+            ..NginxOptions::default()
+        },
+    );
+    let url = nginx.url("disk.vmdk");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for percent in [20, 50, 80] {
+        let done = kill_at(w, &url, capacity, percent);
+        assert!(
+            !w.join("out.raw").exists(),
+            "{percent}%: a killed run left its output"
+        );
+        assert!(w.join(".out.raw.ovf-disk-partial").exists(), "{percent}%");
+        let (sha, fetched) =
+            inflate_url_to(w, &url, "out.raw", &["--resume", "--connections", "8"]);
+        assert_eq!(sha, want, "resumed at {percent}%");
+        // Only what was left was fetched (and the descriptor, and the probes).
+        let bytes = fetched["bytes_fetched"].as_u64().unwrap();
+        assert!(
+            bytes <= capacity - done + (1 << 20),
+            "{percent}%: {bytes} bytes fetched after {done} were done"
+        );
+        let left: Vec<_> = std::fs::read_dir(w)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{percent}%: {left:?}");
+    }
+    // The source changes between the runs: resuming is refused, nothing is written; a run
+    // without --resume removes the leftovers and starts over.
+    kill_at(w, &url, capacity, 30);
+    let flat = dir.join("disk-flat.vmdk");
+    let f = std::fs::OpenOptions::new().write(true).open(&flat).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let out = ovf_disk(w, &["inflate", "--resume", &url, "out.raw"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot resume"), "{err}");
+    assert!(!w.join("out.raw").exists());
+    let out = ovf_disk_ok(w, &["inflate", "--connections", "8", &url, "out.raw"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("left by an interrupted run"));
+    assert_eq!(sha256(&w.join("out.raw")), want);
+    // --resume is for URL inputs.
+    let out = ovf_disk(
+        w,
+        &[
+            "inflate",
+            "--resume",
+            &dir.join("disk.vmdk").display().to_string(),
+            "local.raw",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume continues a run from a URL"));
 }

@@ -94,7 +94,7 @@ pub use read::stream::{StreamReader, StreamStats};
 #[cfg(feature = "write")]
 pub use write::{
     copy::{CopyStats, Target},
-    options::{WriteOptions, ZeroMode},
+    options::{Checkpoint, WriteOptions, ZeroMode},
     write_stream_optimized, Format, Plan, PlannedFile, WriteReport,
 };
 

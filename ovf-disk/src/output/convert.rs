@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use vmdk::{Disk, Format, Plan, StreamReader, WriteOptions, WriteReport};
 
 use crate::error::{Error, Result};
-use crate::output::{check_target, commit_all, remove_leftovers, PendingFile};
+use crate::output::{check_target, commit_all, remove_leftovers, resume, PendingFile};
 
 /// Options of [`convert`] and [`convert_stream`]: `vmdk`'s write options, and whether existing
 /// outputs may be replaced.
@@ -34,6 +34,8 @@ pub struct ConvertOptions {
     pub(crate) replace: bool,
     pub(crate) space_check: bool,
     pub(crate) disks_at_once: usize,
+    /// What the source is (lines of the caller's), and whether to resume an interrupted run.
+    pub(crate) resumable: Option<(Vec<String>, bool)>,
 }
 
 impl Default for ConvertOptions {
@@ -43,6 +45,7 @@ impl Default for ConvertOptions {
             replace: false,
             space_check: true,
             disks_at_once: 0,
+            resumable: None,
         }
     }
 }
@@ -52,6 +55,17 @@ impl ConvertOptions {
     /// refused, free space checked first.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps a checkpoint beside the temporary output of a copy to raw or thick outputs, and
+    /// keeps the temporary output when the copy fails, so a later run with `resume` continues
+    /// where this one stopped instead of starting over. `source` describes the input (each
+    /// object's name, length and validator: `vmdk::remote::RemoteFiles::identity`); a later
+    /// run whose source or output differs refuses to resume. Without `resume` a checkpoint
+    /// is started afresh. Other outputs (sparse, stream-optimized) are not resumed.
+    pub fn resumable(mut self, source: Vec<String>, resume: bool) -> Self {
+        self.resumable = Some((source, resume));
+        self
     }
 
     /// Whether to compare the free space of the output's file system with what an
@@ -118,12 +132,17 @@ pub(crate) fn folder_of(path: &Path) -> &Path {
 pub(crate) struct PendingWrite {
     pub(crate) report: WriteReport,
     pub(crate) files: Vec<PendingFile>,
+    /// The checkpoint to remove once committed.
+    pub(crate) checkpoint: Option<PathBuf>,
 }
 
 impl PendingWrite {
     /// Moves every file into place.
     pub(crate) fn commit(self) -> Result<WriteReport> {
         commit_all(self.files)?;
+        if let Some(c) = &self.checkpoint {
+            resume::FileCheckpoint::remove(c);
+        }
         Ok(self.report)
     }
 
@@ -185,11 +204,47 @@ pub(crate) fn write_pending(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PendingWrite> {
     let plan = Plan::new(format.clone(), capacity, out)?;
-    let files = create_outputs(&plan, &disk.files(), options)?;
+    let Some((source, resume)) = options.resumable.as_ref().filter(|_| format.is_thick()) else {
+        let files = create_outputs(&plan, &disk.files(), options)?;
+        let report = plan
+            .write(disk, &outputs(&files), &options.write, progress)
+            .map_err(|e| name_outputs(e, &files))?;
+        return Ok(PendingWrite {
+            report,
+            files,
+            checkpoint: None,
+        });
+    };
+    // The checkpoint sits beside the last planned file (the one the user named).
+    let main = plan.files().last().map_or(out, |f| f.path());
+    let path = resume::checkpoint_of(main);
+    let mut identity = source.clone();
+    identity.push(format!("format {format} capacity {capacity}"));
+    let probe = resume::FileCheckpoint::new(path.clone(), &identity, 0);
+    let targets: Vec<&Path> = plan.files().iter().map(|f| f.path()).collect();
+    let reopened = match resume {
+        true => resume::reopen(&targets, &probe, options.replace)?,
+        false => None,
+    };
+    let (mut files, from) = match reopened {
+        Some(r) => r,
+        None => (create_outputs(&plan, &disk.files(), options)?, 0),
+    };
+    for f in &mut files {
+        f.keep_on_failure();
+    }
+    let write = options
+        .write
+        .clone()
+        .checkpoint(resume::shared(path.clone(), &identity, from));
     let report = plan
-        .write(disk, &outputs(&files), &options.write, progress)
+        .write(disk, &outputs(&files), &write, progress)
         .map_err(|e| name_outputs(e, &files))?;
-    Ok(PendingWrite { report, files })
+    Ok(PendingWrite {
+        report,
+        files,
+        checkpoint: Some(path),
+    })
 }
 
 /// [`convert_stream`] up to the commit, at `capacity` bytes (the stream's own, or larger).
@@ -206,7 +261,11 @@ pub(crate) fn write_stream_pending<R: Read>(
     let report = plan
         .write_stream(stream, &outputs(&files), &options.write, progress)
         .map_err(|e| name_outputs(e, &files))?;
-    Ok(PendingWrite { report, files })
+    Ok(PendingWrite {
+        report,
+        files,
+        checkpoint: None,
+    })
 }
 
 /// The format of an eager-zeroed thick output, the one rule `inflate` (a disk or a VM's

@@ -25,6 +25,8 @@
 pub(crate) mod convert;
 pub(crate) mod parallel;
 mod progress;
+#[cfg(feature = "write")]
+pub(crate) mod resume;
 
 #[cfg(feature = "write")]
 pub use convert::{convert, convert_stream, thick_format, thick_format_for, ConvertOptions};
@@ -106,7 +108,7 @@ pub fn interrupt() -> Vec<PathBuf> {
 }
 
 /// The folder `path` is in (`.` for a bare name).
-fn folder_of(path: &Path) -> PathBuf {
+pub(crate) fn folder_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -237,6 +239,34 @@ pub fn remove_leftovers(folder: &Path) -> Result<Vec<PathBuf>> {
             removed.push(path);
         }
     }
+    removed.extend(remove_stale_checkpoints(folder)?);
+    Ok(removed)
+}
+
+/// What the checkpoint of an output ends with: `.NAME.ovf-disk-checkpoint`.
+pub(crate) const CHECKPOINT_SUFFIX: &str = ".ovf-disk-checkpoint";
+
+/// Removes the checkpoints in `folder` whose temporary file is gone (removed as a leftover, or
+/// never made): a live run's temporary file is locked and kept, and so is its checkpoint.
+fn remove_stale_checkpoints(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let entries = std::fs::read_dir(folder).map_err(Error::io(folder))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(CHECKPOINT_SUFFIX))
+            .filter(|n| n.len() > 1 && n.starts_with('.'))
+        else {
+            continue;
+        };
+        if folder.join(format!("{stem}{SUFFIX}")).exists() {
+            continue;
+        }
+        if std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
     Ok(removed)
 }
 
@@ -272,6 +302,8 @@ pub(crate) struct PendingFile {
     file: File,
     replace: bool,
     committed: bool,
+    /// Left in place when dropped uncommitted, for a later run to resume.
+    keep: bool,
 }
 
 impl PendingFile {
@@ -322,12 +354,58 @@ impl PendingFile {
                 file,
                 replace,
                 committed: false,
+                keep: false,
             });
         }
         Err(Error::Busy {
             path: target.to_path_buf(),
             temp: Some(temp),
         })
+    }
+
+    /// The temporary file an earlier run left for `target`, opened again and locked: `None`
+    /// when there is none; [`Error::Busy`] when a live run holds it.
+    pub(crate) fn reopen(target: &Path, replace: bool) -> Result<Option<Self>> {
+        let temp = Self::temp_of(target)?;
+        let mut r = registry();
+        if r.interrupted {
+            return Err(interrupted(&temp));
+        }
+        let file = match OpenOptions::new().read(true).write(true).open(&temp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&temp)(e)),
+        };
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(Error::Busy {
+                path: target.to_path_buf(),
+                temp: Some(temp),
+            });
+        }
+        r.temps.push(temp.clone());
+        Ok(Some(Self {
+            target: target.to_path_buf(),
+            temp,
+            file,
+            replace,
+            committed: false,
+            keep: false,
+        }))
+    }
+
+    /// The temporary name of `target`: `.NAME.ovf-disk-partial` beside it.
+    pub(crate) fn temp_of(target: &Path) -> Result<PathBuf> {
+        let name = target.file_name().ok_or_else(|| Error::Io {
+            path: target.to_path_buf(),
+            error: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+        })?;
+        Ok(folder_of(target).join(format!(".{}{SUFFIX}", name.to_string_lossy())))
+    }
+
+    /// Leaves the temporary file in place if this is dropped without a commit (a failed
+    /// write a later run may resume); an interrupt still removes it.
+    pub(crate) fn keep_on_failure(&mut self) {
+        self.keep = true;
     }
 
     /// The open temporary file.
@@ -428,7 +506,9 @@ pub(crate) fn commit_all(mut pending: Vec<PendingFile>) -> Result<()> {
 impl Drop for PendingFile {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
+            if !self.keep {
+                let _ = std::fs::remove_file(&self.temp);
+            }
             registry().temps.retain(|t| t != &self.temp);
         }
     }

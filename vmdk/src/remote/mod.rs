@@ -136,6 +136,9 @@ pub fn is_url(name: &str) -> bool {
     lower.starts_with("http://") || lower.starts_with("https://")
 }
 
+/// Objects opened, by URL: each with its name.
+type Opened = HashMap<String, (PathBuf, Arc<RemoteObject>)>;
+
 /// The files of one remote source: the objects under one scheme, host and port, read through
 /// one client (one connection cap, one set of counters).
 #[derive(Clone, Debug)]
@@ -149,7 +152,7 @@ pub struct RemoteFiles {
     connections: usize,
     /// Objects opened so far, by URL: a file opened again (a parent checked, then read) shares
     /// its probe and its chunks.
-    opened: Arc<Mutex<HashMap<String, Arc<RemoteObject>>>>,
+    opened: Arc<Mutex<Opened>>,
 }
 
 impl RemoteFiles {
@@ -195,6 +198,19 @@ impl RemoteFiles {
             opened: Arc::default(),
         };
         Ok((files, PathBuf::from(format!("{origin}{}", parsed.path()))))
+    }
+
+    /// Each object opened so far: its name (the URL without credentials and query), length
+    /// and validator (`ETag`, else `Last-Modified`), sorted by name. What a checkpoint keeps to
+    /// tell whether the source changed between two runs.
+    pub fn identity(&self) -> Vec<(PathBuf, u64, Option<String>)> {
+        let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = opened
+            .values()
+            .map(|(name, o)| (name.clone(), o.len, o.validator.clone()))
+            .collect();
+        all.sort();
+        all
     }
 
     /// What the reads so far fetched.
@@ -272,7 +288,7 @@ impl Files for RemoteFiles {
     fn open(&self, path: &Path) -> Result<Backing> {
         let url = self.url_of(path)?;
         let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(object) = opened.get(&url) {
+        if let Some((_, object)) = opened.get(&url) {
             return Ok(Backing::new(path, Shared(object.clone()), object.len));
         }
         let io_err = |e| Error::file(path, ErrorKind::Io(e));
@@ -292,7 +308,7 @@ impl Files for RemoteFiles {
             self.client.clone(),
             self.cache_chunks,
         ));
-        opened.insert(url, object.clone());
+        opened.insert(url, (path.to_path_buf(), object.clone()));
         Ok(Backing::new(path, Shared(object), len))
     }
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::options::{WriteOptions, ZeroMode};
+use super::options::{Checkpoint, WriteOptions, ZeroMode};
 use crate::disk::{Allocation, Disk, Run};
 use crate::error::{Error, ErrorKind, Result};
 use crate::read::stream::{StreamReader, StreamStats};
@@ -176,6 +176,16 @@ impl<'a> Targets<'a> {
         Ok(())
     }
 
+    /// Flushes every target to the device.
+    fn sync(&self) -> Result<()> {
+        for t in self.targets {
+            t.file
+                .sync_data()
+                .map_err(|e| Error::at(t.path, "output", 0, ErrorKind::Io(e)))?;
+        }
+        Ok(())
+    }
+
     /// Checks that the targets together hold at least `capacity` bytes, and returns how many
     /// they hold (what follows the disk's end is written as zeros).
     fn check_holds(&self, capacity: u64) -> Result<u64> {
@@ -242,9 +252,46 @@ struct Copy<'a> {
     stop: AtomicBool,
     data: AtomicU64,
     zero: AtomicU64,
+    /// How far the copy got, for the checkpoint.
+    done: Mutex<Done>,
+    checkpoint: Option<&'a dyn Checkpoint>,
+}
+
+/// Windows finished: every byte below `below` is written; `above` holds the starts of windows
+/// finished past it.
+struct Done {
+    below: u64,
+    above: std::collections::BTreeSet<u64>,
+    /// When the checkpoint was last told, and what.
+    told: (std::time::Instant, u64),
 }
 
 impl Copy<'_> {
+    /// Records the window at `start` as written; tells the checkpoint (after a flush) when
+    /// half a second has passed since it was last told.
+    fn finished(&self, start: u64) -> Result<()> {
+        let Some(checkpoint) = self.checkpoint else {
+            return Ok(());
+        };
+        let mut guard = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let done = &mut *guard;
+        done.above.insert(start);
+        while done.above.remove(&done.below) {
+            done.below = (done.below + self.window).min(self.held);
+        }
+        if done.told.0.elapsed() < std::time::Duration::from_millis(500)
+            || done.below == done.told.1
+        {
+            return Ok(());
+        }
+        let below = done.below;
+        // Held while flushing: the windows counted were written before they were recorded.
+        self.out.sync()?;
+        checkpoint.reached(below)?;
+        done.told = (std::time::Instant::now(), below);
+        Ok(())
+    }
+
     /// Takes windows in turn until the disk is done or another worker failed.
     fn work(&self, buf: &mut AlignedBuf, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
         let capacity = self.disk.capacity();
@@ -283,6 +330,7 @@ impl Copy<'_> {
                 }
             }
             progress(len);
+            self.finished(start)?;
         }
         Ok(())
     }
@@ -325,6 +373,12 @@ impl Disk {
             )
         })?;
         let writes_zeros = writes_zeros(options.zero);
+        let checkpoint = options.checkpoint.as_deref();
+        // An earlier run's work, to the window: skipped, and counted as done.
+        let resumed = checkpoint.map_or(0, |c| c.resume_from()).min(held) / window * window;
+        if resumed > 0 {
+            progress(resumed);
+        }
         let copy = Copy {
             disk: self,
             out,
@@ -332,10 +386,16 @@ impl Disk {
             window,
             writes_zeros,
             zeros: AlignedBuf::new(if writes_zeros { window_usize } else { 0 }),
-            next: AtomicU64::new(0),
+            next: AtomicU64::new(resumed),
             stop: AtomicBool::new(false),
             data: AtomicU64::new(0),
             zero: AtomicU64::new(0),
+            done: Mutex::new(Done {
+                below: resumed,
+                above: Default::default(),
+                told: (std::time::Instant::now(), resumed),
+            }),
+            checkpoint,
         };
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|scope| {
@@ -353,6 +413,10 @@ impl Disk {
         });
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
+        }
+        if let Some(c) = checkpoint {
+            copy.out.sync()?;
+            c.reached(held)?;
         }
         Ok(CopyStats {
             data: copy.data.into_inner(),

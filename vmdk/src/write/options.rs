@@ -36,6 +36,20 @@ pub enum ZeroMode {
     Sparse,
 }
 
+/// Where a copy to thick outputs starts, and where it records how far it got, so a copy that
+/// was killed or failed can continue instead of starting over (`ovf-disk inflate --resume`).
+///
+/// The copy engine ([`crate::Disk::copy_to`], and [`crate::Plan::write`] to raw and flat
+/// outputs) starts at [`Checkpoint::resume_from`] (rounded down to its window), and at most
+/// twice a second, after flushing the outputs to the device, calls [`Checkpoint::reached`] with
+/// the offset below which every byte is written; once more at the end.
+pub trait Checkpoint: Send + Sync + std::fmt::Debug {
+    /// Bytes from the start of the disk an earlier run wrote and flushed (0: none).
+    fn resume_from(&self) -> u64;
+    /// Every byte below `done` is written and on the device.
+    fn reached(&self, done: u64) -> Result<()>;
+}
+
 /// Options of a write: threads, how zeros are written, compression, and the disk database of
 /// VMDK outputs. Built with setters from [`WriteOptions::new`].
 ///
@@ -62,6 +76,7 @@ pub struct WriteOptions {
     pub(crate) hw_version: Option<String>,
     pub(crate) cid: Option<u32>,
     pub(crate) extent_name: String,
+    pub(crate) checkpoint: Option<std::sync::Arc<dyn Checkpoint>>,
 }
 
 impl Default for WriteOptions {
@@ -77,6 +92,7 @@ impl Default for WriteOptions {
             hw_version: None,
             cid: None,
             extent_name: "disk.vmdk".into(),
+            checkpoint: None,
         }
     }
 }
@@ -86,6 +102,14 @@ impl WriteOptions {
     /// compression level 6, the source's disk database.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records the progress of copies to raw and flat outputs, and starts them where an
+    /// earlier run stopped ([`Checkpoint`]). Other outputs (sparse, stream-optimized) are
+    /// written from the start whatever it says.
+    pub fn checkpoint(mut self, checkpoint: std::sync::Arc<dyn Checkpoint>) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
     }
 
     /// How zero ranges of raw and flat outputs are written (default [`ZeroMode::Write`]).

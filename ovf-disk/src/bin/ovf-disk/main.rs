@@ -154,6 +154,11 @@ struct OutputArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// For a URL input written to raw or thick outputs: continue the run that was killed or
+    /// failed writing this output, from its checkpoint, instead of starting over (refused when
+    /// the source changed since). Without it, what such a run left is removed.
+    #[arg(long)]
+    resume: bool,
 }
 
 impl OutputArgs {
@@ -701,7 +706,13 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         write = write.threads(cores().max(a.input_args.remote.connections()));
     }
     let options = args.convert_options(write);
-    args.remove_leftovers_beside(output)?;
+    anyhow::ensure!(
+        !args.resume || opened.remote.is_some(),
+        "--resume continues a run from a URL; a local disk is inflated again from the start"
+    );
+    if !args.resume {
+        args.remove_leftovers_beside(output)?;
+    }
     let started = Instant::now();
     let shown = remote::shown(&opened);
     let report = if input.as_os_str() == "-" || !remote::serves_ranges(&opened)? {
@@ -730,6 +741,10 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         r
     } else {
         let disk = opened.options.open(&opened.name)?;
+        let options = match &opened.remote {
+            Some(r) => options.resumable(remote::identity(r), args.resume),
+            None => options,
+        };
         let bar = args.progress(disk.capacity());
         let r = ovf_disk::output::convert(&disk, output, &format, &options, &|n| bar.inc(n))
             .with_context(|| format!("inflating {shown} to {}", output.display()))?;

@@ -199,6 +199,17 @@ pub fn refuse_package_url(input: &Path) -> Result<()> {
     }
 }
 
+/// What the source of a run is, for its checkpoint: each object's name, length and validator.
+pub fn identity(files: &RemoteFiles) -> Vec<String> {
+    files
+        .identity()
+        .into_iter()
+        .map(|(name, len, validator)| {
+            format!("{} {len} {}", name.display(), validator.unwrap_or_default())
+        })
+        .collect()
+}
+
 /// One line of what a remote source cost, for the summary on standard error.
 pub fn summary(stats: &FetchStats) -> String {
     format!(
