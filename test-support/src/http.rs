@@ -311,6 +311,78 @@ impl Drop for FaultServer {
     }
 }
 
+/// moto's S3 server (PyPI `moto[server]`, installed in `.venv` by scripts/setup.sh) on the
+/// loopback, a stand-in for S3 that the tests check with boto3, an independent client;
+/// stopped when dropped.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: Child,
+    /// The endpoint, `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+/// The environment every S3 client of the tests gets: made-up credentials and a region.
+pub const AWS_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "AKIDTESTONLY"),
+    ("AWS_SECRET_ACCESS_KEY", "test-secret-never-printed"),
+    ("AWS_REGION", "us-east-1"),
+];
+
+impl MotoServer {
+    /// Starts moto's server.
+    pub fn start() -> Self {
+        let venv = crate::peers::python();
+        let bin = venv.parent().unwrap().join("moto_server");
+        assert!(
+            bin.is_file(),
+            "{} not found: run scripts/setup.sh",
+            bin.display()
+        );
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server starts");
+            std::thread::sleep(Duration::from_millis(100));
+            if let Ok(Some(_)) = child.try_wait() {
+                continue;
+            }
+            wait_listening(port, &mut child, "moto_server");
+            return Self {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            };
+        }
+        panic!("moto_server did not start");
+    }
+
+    /// Runs `script` with boto3 (`s3` is a client of this server), which must succeed; its
+    /// standard output.
+    pub fn boto3(&self, script: &str) -> String {
+        let program = format!(
+            "import boto3, sys\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\n{script}\n",
+            self.endpoint
+        );
+        let out = Command::new(crate::peers::python())
+            .arg("-c")
+            .arg(program)
+            .envs(AWS_ENV)
+            .output()
+            .unwrap();
+        String::from_utf8(succeeded(out, "boto3").stdout).unwrap()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A temporary folder removed when dropped (test-support depends on no tempfile crate).
 mod tempfile_dir {
     use std::path::{Path, PathBuf};

@@ -194,12 +194,40 @@ pub fn export(
     options: &Options,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report> {
-    let convert = &options.convert;
     let folder = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    check_target(out, inputs, convert.replace)?;
+    check_target(out, inputs, options.convert.replace)?;
+    export_into(inputs, out, &folder, None, options, progress)
+}
+
+/// [`export`] to a writer instead of a file (an upload, a pipe): the archive is written to
+/// `writer` in one pass, named `out` in the report and in errors; the disks are staged in
+/// `staging` (a local folder with room for them, stream-optimized) first. The caller makes
+/// the writer's result final (an upload's finish) only when this succeeds.
+pub fn export_to_writer(
+    inputs: &[PathBuf],
+    out: &Path,
+    staging: &Path,
+    writer: &mut dyn Write,
+    options: &Options,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report> {
+    export_into(inputs, out, staging, Some(writer), options, progress)
+}
+
+/// [`export`] and [`export_to_writer`]: staged in `folder`, written to `writer` or `out`.
+fn export_into(
+    inputs: &[PathBuf],
+    out: &Path,
+    folder: &Path,
+    writer: Option<&mut dyn Write>,
+    options: &Options,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report> {
+    let convert = &options.convert;
+    let folder = folder.to_path_buf();
     remove_leftovers(&folder)?;
     // The signing key and certificate are read first: a bad one fails before any work.
     let signing = match &options.signing {
@@ -257,6 +285,7 @@ pub fn export(
     };
     write_archive(
         out,
+        writer,
         &descriptor_name,
         text,
         &files,
@@ -455,6 +484,7 @@ fn members_of(name: &str, size: u64, chunk_size: Option<u64>) -> Vec<(String, u6
 /// when signing, the files.
 fn write_archive(
     out: &Path,
+    writer: Option<&mut dyn Write>,
     descriptor_name: &str,
     text: String,
     files: &[(String, Source, bool)],
@@ -536,6 +566,14 @@ fn write_archive(
             size: *size,
         })
         .collect();
+    if let Some(writer) = writer {
+        let w = write_ova(writer, members).map_err(Error::io(out))?;
+        w.flush().map_err(Error::io(out))?;
+        return Ok(Report {
+            ova: out.to_path_buf(),
+            members: listed,
+        });
+    }
     let pending = PendingFile::create(out, options.convert.replace)?;
     let w = write_behind::WriteBehind::new(pending.file());
     let mut w = write_ova(w, members).map_err(Error::io(out))?;

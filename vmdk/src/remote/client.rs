@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Credentials, RemoteOptions};
+use sha2::Digest as _;
+
+use super::{Credentials, RemoteOptions, S3Config};
 use crate::error::Result;
 
 /// What a source's reads cost: bytes of response bodies, requests sent, retries, and the most
@@ -38,7 +40,7 @@ pub(crate) struct Probe {
 }
 
 /// A failure of one attempt: whether trying again may help, and what to say.
-struct Failure {
+pub(crate) struct Failure {
     retry: bool,
     error: io::Error,
     /// `Retry-After`, in seconds, when the server said.
@@ -46,7 +48,7 @@ struct Failure {
 }
 
 impl Failure {
-    fn fatal(kind: io::ErrorKind, message: String) -> Self {
+    pub(crate) fn fatal(kind: io::ErrorKind, message: String) -> Self {
         Self {
             retry: false,
             error: io::Error::new(kind, message),
@@ -54,7 +56,7 @@ impl Failure {
         }
     }
 
-    fn transient(message: String) -> Self {
+    pub(crate) fn transient(message: String) -> Self {
         Self {
             retry: true,
             error: io::Error::other(message),
@@ -67,6 +69,8 @@ impl Failure {
 pub(crate) struct Client {
     agent: ureq::Agent,
     credentials: Credentials,
+    /// Signs every request (S3).
+    signer: Option<S3Config>,
     retries: u32,
     backoff: Duration,
     max: usize,
@@ -101,7 +105,11 @@ impl Drop for Permit<'_> {
 }
 
 impl Client {
-    pub(crate) fn new(options: &RemoteOptions, credentials: Credentials) -> Result<Self> {
+    pub(crate) fn new(
+        options: &RemoteOptions,
+        credentials: Credentials,
+        signer: Option<S3Config>,
+    ) -> Result<Self> {
         let agent = ureq::AgentBuilder::new()
             .tls_config(options.tls.client_config()?)
             .timeout_connect(options.connect_timeout)
@@ -112,6 +120,7 @@ impl Client {
         Ok(Self {
             agent,
             credentials,
+            signer,
             retries: options.retries,
             backoff: options.backoff,
             max: options.connections.max(1),
@@ -149,22 +158,75 @@ impl Client {
         url: &str,
         range: Option<(u64, u64)>,
     ) -> std::result::Result<ureq::Response, Failure> {
-        let mut req = self.agent.get(url);
-        if let Some((first, last)) = range {
-            req = req.set("Range", &format!("bytes={first}-{last}"));
+        let range = range.map(|(first, last)| format!("bytes={first}-{last}"));
+        self.send("GET", url, range.as_deref(), None)
+    }
+
+    /// A request: `range` as its `Range` header, `body` sent when given; signed for S3
+    /// (the body's digest in the signature) or with the credentials.
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        url: &str,
+        range: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> std::result::Result<ureq::Response, Failure> {
+        let mut req = self.agent.request(method, url);
+        if let Some(r) = range {
+            req = req.set("Range", r);
         }
-        if let Some(a) = self.credentials.authorization() {
+        if let Some(signer) = &self.signer {
+            let payload = match body {
+                Some(b) if !b.is_empty() => hex(&sha2::Sha256::digest(b)),
+                _ => super::s3::EMPTY_SHA256.to_string(),
+            };
+            let extra: Vec<(&str, &str)> = range.map(|r| ("Range", r)).into_iter().collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let headers = signer
+                .sign(method, url, &extra, &payload, now)
+                .map_err(|e| Failure::fatal(io::ErrorKind::InvalidInput, e.to_string()))?;
+            for (k, v) in &headers {
+                req = req.set(k, v);
+            }
+        } else if let Some(a) = self.credentials.authorization() {
             req = req.set("Authorization", &a);
         }
         if let Some(c) = self.credentials.cookie_header() {
             req = req.set("Cookie", c);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        match req.call() {
+        let sent = match body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        };
+        match sent {
             Ok(r) => Ok(r),
-            Err(ureq::Error::Status(code, r)) => Err(status_failure(code, &r)),
+            Err(ureq::Error::Status(code, r)) => Err(status_failure(code, r)),
             Err(ureq::Error::Transport(t)) => Err(transport_failure(&t)),
         }
+    }
+
+    /// [`Client::send`] with retries, holding a connection slot; the answer's body read
+    /// whole (at most 1 MiB: S3's XML answers).
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> io::Result<(Option<String>, String)> {
+        self.with_retries(|| {
+            let _permit = self.permit();
+            let r = self.send(method, url, None, body)?;
+            let etag = r.header("ETag").map(str::to_string);
+            let mut text = String::new();
+            r.into_reader()
+                .take(1 << 20)
+                .read_to_string(&mut text)
+                .map_err(|e| Failure::transient(format!("reading the answer: {e}")))?;
+            Ok((etag, text))
+        })
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
@@ -374,19 +436,35 @@ fn transport_failure(t: &ureq::Transport) -> Failure {
     }
 }
 
-/// The failure an error status means: 408, 429 and 5xx may pass; other 4xx do not.
-fn status_failure(code: u16, r: &ureq::Response) -> Failure {
-    let message = format!("HTTP {code} {}", r.status_text());
+/// The failure an error status means: 408, 429 and 5xx may pass; other 4xx do not. S3's
+/// error code (`<Code>NoSuchKey</Code>`) is added to the message when the body says it.
+fn status_failure(code: u16, r: ureq::Response) -> Failure {
+    let mut message = format!("HTTP {code} {}", r.status_text());
+    let after: Option<u64> = r.header("Retry-After").and_then(|v| v.trim().parse().ok());
     let kind = match code {
         401 | 403 => io::ErrorKind::PermissionDenied,
         404 | 410 => io::ErrorKind::NotFound,
         _ => io::ErrorKind::Other,
     };
+    let mut body = String::new();
+    let _ = r.into_reader().take(64 << 10).read_to_string(&mut body);
+    let code_in_body = body
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(c, _)| c)
+        .filter(|c| !c.is_empty() && c.len() < 64 && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if let Some(c) = code_in_body {
+        message.push_str(&format!(" ({c})"));
+    }
     Failure {
         retry: matches!(code, 408 | 429 | 500..=599),
         error: io::Error::new(kind, message),
-        after: r.header("Retry-After").and_then(|v| v.trim().parse().ok()),
+        after,
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `(first byte, object length)` of a `Content-Range: bytes A-B/LEN` header.

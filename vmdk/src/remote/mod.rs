@@ -31,7 +31,9 @@ mod auth;
 mod client;
 mod object;
 mod prefetch;
+mod s3;
 mod tls;
+mod upload;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -41,7 +43,9 @@ use std::time::Duration;
 
 pub use auth::Credentials;
 pub use client::FetchStats;
+pub use s3::S3Config;
 pub use tls::Tls;
+pub use upload::Upload;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::{Backing, Files};
@@ -67,6 +71,9 @@ pub struct RemoteOptions {
     /// Credentials sent with every request (default none; those written in the URL are used
     /// when none are given).
     pub credentials: Credentials,
+    /// Where S3 is and the credentials that sign its requests (default: from the environment,
+    /// as the AWS tools find them, when an `s3://` URL is opened).
+    pub s3: Option<S3Config>,
     /// Chunks of 1 MiB each object keeps; 0 (the default) keeps eight per connection and
     /// eight more, so workers reading 8 MiB windows at once do not evict each other's chunks.
     pub cache_chunks: usize,
@@ -82,6 +89,7 @@ impl Default for RemoteOptions {
             read_timeout: Duration::from_secs(60),
             tls: Tls::Verify,
             credentials: Credentials::default(),
+            s3: None,
             cache_chunks: 0,
         }
     }
@@ -128,12 +136,18 @@ impl RemoteOptions {
         self.credentials = c;
         self
     }
+
+    /// Where S3 is and who signs its requests.
+    pub fn s3(mut self, config: S3Config) -> Self {
+        self.s3 = Some(config);
+        self
+    }
 }
 
-/// Whether `name` is a URL this module reads (`http://` or `https://`).
+/// Whether `name` is a URL this module reads (`http://`, `https://` or `s3://`).
 pub fn is_url(name: &str) -> bool {
     let lower = name.get(..8).unwrap_or(name).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
+    lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("s3://")
 }
 
 /// Objects opened, by URL: each with its name.
@@ -143,8 +157,12 @@ type Opened = HashMap<String, (PathBuf, Arc<RemoteObject>)>;
 /// one client (one connection cap, one set of counters).
 #[derive(Clone, Debug)]
 pub struct RemoteFiles {
-    /// `scheme://host[:port]`, as names start.
+    /// `scheme://host[:port]` (`s3://bucket`), as names start.
     origin: String,
+    /// What `origin` stands for in request URLs (the same for HTTP; the bucket's URL for S3).
+    base: String,
+    /// Names are S3 keys: every reserved character encoded.
+    s3: bool,
     /// `?query`, or empty: appended to every object's URL.
     query: String,
     client: Arc<Client>,
@@ -162,16 +180,28 @@ impl RemoteFiles {
     pub fn new(url: &str, options: &RemoteOptions) -> Result<(Self, PathBuf)> {
         let bad = |why: String| Error::new(None, "URL", None, ErrorKind::InvalidInput(why));
         let parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL ({e})")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad(format!(
-                "scheme {:?} is not read (http or https)",
-                parsed.scheme()
-            )));
-        }
         let host = parsed.host_str().ok_or_else(|| bad("no host".into()))?;
-        let origin = match parsed.port() {
-            Some(p) => format!("{}://{host}:{p}", parsed.scheme()),
-            None => format!("{}://{host}", parsed.scheme()),
+        let (origin, base, s3, signer) = match parsed.scheme() {
+            "http" | "https" => {
+                let origin = match parsed.port() {
+                    Some(p) => format!("{}://{host}:{p}", parsed.scheme()),
+                    None => format!("{}://{host}", parsed.scheme()),
+                };
+                (origin.clone(), origin, false, None)
+            }
+            "s3" => {
+                let config = match &options.s3 {
+                    Some(c) => c.clone(),
+                    None => S3Config::from_environment()?,
+                };
+                let base = config.bucket_url(host);
+                (format!("s3://{host}"), base, true, Some(config))
+            }
+            other => {
+                return Err(bad(format!(
+                    "scheme {other:?} is not read (http, https or s3)"
+                )))
+            }
         };
         let in_url = match parsed.username() {
             "" => Credentials::default(),
@@ -182,10 +212,17 @@ impl RemoteFiles {
         };
         let credentials = options.credentials.clone().or(in_url);
         let query = parsed.query().map(|q| format!("?{q}")).unwrap_or_default();
+        // An S3 key is shown as written (decoded); an HTTP path as the user encoded it.
+        let path = match s3 {
+            true => percent_decode(parsed.path()),
+            false => parsed.path().to_string(),
+        };
         let files = Self {
             origin: origin.clone(),
+            base,
+            s3,
             query,
-            client: Arc::new(Client::new(options, credentials)?),
+            client: Arc::new(Client::new(options, credentials, signer)?),
             cache_chunks: match options.cache_chunks {
                 0 => options
                     .connections
@@ -197,7 +234,7 @@ impl RemoteFiles {
             connections: options.connections.max(1),
             opened: Arc::default(),
         };
-        Ok((files, PathBuf::from(format!("{origin}{}", parsed.path()))))
+        Ok((files, PathBuf::from(format!("{origin}{path}"))))
     }
 
     /// Each object opened so far: its name (the URL without credentials and query), length
@@ -233,12 +270,26 @@ impl RemoteFiles {
                     },
                 )
             })?;
-        Ok(format!(
-            "{}{}{}",
-            self.origin,
-            encode_path(rest),
-            self.query
-        ))
+        let rest = match self.s3 {
+            true => s3::uri_encode(rest, true),
+            false => encode_path(rest),
+        };
+        Ok(format!("{}{rest}{}", self.base, self.query))
+    }
+
+    /// A new object at `path` (an S3 key), written forward and stored when
+    /// [`Upload::finish`] succeeds: a multipart upload, aborted if dropped unfinished, so a
+    /// failed or killed write leaves no object (S3's lifecycle rules remove the parts of a
+    /// killed one; a failed one is aborted at once).
+    pub fn upload(&self, path: &Path) -> Result<Upload> {
+        if !self.s3 {
+            return Err(Error::file(
+                path,
+                ErrorKind::InvalidInput("only s3:// URLs are written".into()),
+            ));
+        }
+        let url = self.url_of(path)?;
+        Upload::start(self.client.clone(), url, path.to_path_buf())
     }
 
     /// Whether the server answers byte ranges for `path`, and the object's length when it
@@ -397,7 +448,8 @@ mod tests {
     #[test]
     fn only_http_urls() {
         assert!(is_url("https://h/x") && is_url("HTTP://h/x") && !is_url("disk.vmdk"));
-        for bad in ["ftp://h/x", "https://", "s3://bucket/key"] {
+        assert!(is_url("s3://bucket/key"));
+        for bad in ["ftp://h/x", "https://"] {
             assert!(
                 RemoteFiles::new(bad, &RemoteOptions::new()).is_err(),
                 "{bad}"

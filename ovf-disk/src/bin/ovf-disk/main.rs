@@ -458,6 +458,9 @@ struct ExportArgs {
     /// Store disk files gzip-compressed (ovf:compression="gzip").
     #[arg(long)]
     compress: bool,
+    /// For an s3:// output.
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -801,6 +804,21 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         let r = vmdk::write_stream_optimized(&disk, &mut w, &write, &|n| bar.inc(n))?;
         w.flush().context("writing standard output")?;
+        r
+    } else if remote::is_url(output) {
+        anyhow::ensure!(
+            format == Format::Vmdk(CreateType::StreamOptimized),
+            "only --to streamOptimized is written to an s3:// URL (in one pass)"
+        );
+        let (files, name) = a.input_args.remote.source(output)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, files.upload(&name)?);
+        let mut r = vmdk::write_stream_optimized(&disk, &mut w, &write, &|n| bar.inc(n))
+            .with_context(|| format!("converting {} to {}", input.display(), name.display()))?;
+        let upload = w
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing {}: {}", name.display(), e.error()))?;
+        upload.finish()?;
+        r.files = vec![name];
         r
     } else {
         let options = args.convert_options(write);
@@ -1160,11 +1178,28 @@ fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
     if let Some(c) = a.chunk_size {
         options = options.chunk_size(c)?;
     }
-    args.remove_leftovers_beside(target)?;
     let bar = args.progress(0);
     let started = Instant::now();
-    let report = ovf_disk::export::export(inputs, target, &options, &|n| bar.inc(n))
-        .with_context(|| format!("exporting to {}", target.display()))?;
+    let report = if remote::is_url(target) {
+        // An OVA uploaded in one pass; its disks staged in the temporary folder first.
+        let (files, name) = a.remote.source(target)?;
+        let staging = std::env::temp_dir();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, files.upload(&name)?);
+        let report =
+            ovf_disk::export::export_to_writer(inputs, &name, &staging, &mut w, &options, &|n| {
+                bar.inc(n)
+            })
+            .with_context(|| format!("exporting to {}", name.display()))?;
+        let upload = w
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing {}: {}", name.display(), e.error()))?;
+        upload.finish()?;
+        report
+    } else {
+        args.remove_leftovers_beside(target)?;
+        ovf_disk::export::export(inputs, target, &options, &|n| bar.inc(n))
+            .with_context(|| format!("exporting to {}", target.display()))?
+    };
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     if args.json {

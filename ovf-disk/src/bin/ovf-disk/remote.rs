@@ -35,6 +35,11 @@ pub struct RemoteArgs {
     /// own credentials, then OVF_DISK_USER / OVF_DISK_PASSWORD / OVF_DISK_COOKIE, then ~/.netrc.
     #[arg(long, value_name = "FILE")]
     credentials: Option<PathBuf>,
+    /// For an s3:// URL: the endpoint of an S3-compatible service (MinIO, Ceph), addressed in
+    /// path style. Default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS itself.
+    /// Credentials and region as the AWS tools take them (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...).
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
 }
 
 /// A disk input: the options that open it, the name to open, and the remote source when it is
@@ -74,7 +79,15 @@ impl RemoteArgs {
             true => Credentials::from_environment(&host),
             false => credentials,
         };
-        Ok(RemoteOptions::new()
+        let mut options = RemoteOptions::new();
+        if url.to_ascii_lowercase().starts_with("s3://") {
+            let mut s3 = vmdk::remote::S3Config::from_environment()?;
+            if let Some(e) = &self.s3_endpoint {
+                s3 = s3.endpoint(e);
+            }
+            options = options.s3(s3);
+        }
+        Ok(options
             .connections(self.connections)
             .retries(self.retries)
             .read_timeout(Duration::from_secs(self.timeout.max(1)))
@@ -128,6 +141,15 @@ pub fn redacted(input: &Path) -> PathBuf {
         return input.to_path_buf();
     };
     match url::Url::parse(text) {
+        // Nothing to hide: shown as given (an S3 key keeps its spaces).
+        Ok(u)
+            if u.username().is_empty()
+                && u.password().is_none()
+                && u.query().is_none()
+                && u.fragment().is_none() =>
+        {
+            input.to_path_buf()
+        }
         Ok(mut u) => {
             let _ = u.set_username("");
             let _ = u.set_password(None);
