@@ -27,6 +27,9 @@ command -v xorriso >/dev/null 2>&1 || apt_install xorriso
 # nginx (nginx-light) serves disks over HTTP(S) with ranges, TLS and basic authentication to
 # the remote-reading tests (ovf-disk/tests/remote.rs), which start it themselves.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-light
+# nbdinfo and nbdcopy (libnbd-bin): the NBD clients the tests of `serve` run.
+command -v nbdinfo >/dev/null 2>&1 && command -v nbdcopy >/dev/null 2>&1 || apt_install libnbd-bin
+command -v ss >/dev/null 2>&1 || apt_install iproute2
 # filefrag shows whether an eager-zeroed output has extents preallocated but never written.
 command -v filefrag >/dev/null 2>&1 || apt_install e2fsprogs
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }

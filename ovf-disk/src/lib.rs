@@ -9,7 +9,8 @@
 //! disk: open, read in place, verify, check, describe), [`import`], [`export`] (and `fix`),
 //! [`rules`] (reports that write nothing: per-product lint, Fault Tolerance), [`emit`] (libvirt
 //! and `.vmx` configurations), [`vm`] (VM folders and their `.vmx`), [`output`] (writing any
-//! disk to files that never look complete when they are not); at the root, the front door
+//! disk to files that never look complete when they are not), [`nbd`] (a read-only NBD server
+//! of any disk); at the root, the front door
 //! ([`Input::open`], by content) and the one error ([`Error`], with its [`Category`]).
 //!
 //! Spec: DMTF DSP0243 "Open Virtualization Format Specification" 1.x and 2.x (and VMware's 0.9
@@ -56,6 +57,7 @@ pub mod export;
 #[cfg(feature = "write")]
 pub mod import;
 mod input;
+pub mod nbd;
 pub mod output;
 pub mod package;
 pub mod rules;

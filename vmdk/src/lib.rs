@@ -60,7 +60,7 @@
 //!
 //! - `write` (default): the copy engine, `Plan` and the writers.
 //! - `direct-io` (default): `O_DIRECT` outputs and `fallocate` preallocation on Linux.
-//! - `remote`: disks read over HTTP(S) with byte ranges ([`remote::RemoteFiles`]).
+//! - `remote`: disks read over HTTP(S) and S3 (`remote::RemoteFiles`), S3 uploads.
 //! - `serde`: `Serialize` for the reports ([`DiskInfo`], [`CheckReport`], ...).
 //! - `unstable-internals`: the grain codec and the raw sparse extent reader, for this
 //!   repository's benchmarks and fuzz targets; not covered by semver.

@@ -232,6 +232,16 @@ pub(crate) fn open_disk(vm: &Vm, disk: &VmDisk, options: &Options) -> Result<Dis
         .map_err(|e| Error::from(e).for_disk(&disk.device))
 }
 
+/// Each disk of the VM at `vmx` opened (its whole chain), with its device (`scsi0:0`): what
+/// `nbd` serves, one export a disk.
+pub fn open_disks(vmx: &Path, options: &Options) -> Result<Vec<(String, Disk)>> {
+    let vm = options.read_vm(vmx)?;
+    vm.disks
+        .iter()
+        .map(|d| open_disk(&vm, d, options).map(|disk| (d.device.clone(), disk)))
+        .collect()
+}
+
 /// Bytes the files of the link `link` take: its files, not its parents'.
 fn link_size(link: &Disk, options: &Options) -> u64 {
     let below = link.parent().map(Disk::files).unwrap_or_default();

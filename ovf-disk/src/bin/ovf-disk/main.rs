@@ -536,6 +536,27 @@ enum Command {
     /// package (systems, hardware, disks, files, manifest) or a VM's .vmx (its disks' chains
     /// and the folder's other files).
     Info(InfoArgs),
+    /// Serve disks read-only over NBD (qemu-img, nbdcopy, nbdinfo, virt-v2v read them
+    /// decoded): each disk an export named by its file name, each disk of a VM's .vmx by its
+    /// device (scsi0:0), each disk of a package by its disk id; the first is also the default
+    /// export. Runs until killed.
+    Serve(ServeArgs),
+}
+
+/// `serve`.
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Disks (paths or URLs), one VM's .vmx, or one package.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Where to listen: unix:PATH, tcp:HOST:PORT, or tcp:PORT (the loopback only).
+    #[arg(long, value_name = "unix:PATH|tcp:[HOST:]PORT")]
+    nbd: String,
+    /// Clients served at once; more are disconnected.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_connections: usize,
+    #[command(flatten)]
+    input_args: InputArgs,
 }
 
 fn parse_prop(s: &str) -> Result<(String, String), String> {
@@ -1249,6 +1270,65 @@ fn info(out: &mut dyn Write, a: &InfoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The exports of `serve`: (name, disk) for each input.
+fn exports(a: &ServeArgs) -> Result<Vec<(String, vmdk::Disk)>> {
+    let mut exports = Vec::new();
+    for input in &a.inputs {
+        let named = |name: &str| format!("{}: {name}", input.display());
+        match a.input_args.input(input)? {
+            Input::Disk(disk) => {
+                let name = disk
+                    .path()
+                    .file_name()
+                    .map_or_else(|| "disk".into(), |n| n.to_string_lossy().into_owned());
+                exports.push((name, *disk));
+            }
+            Input::Vm(vm) => {
+                let (options, _) = a.input_args.vm_options_for(input)?;
+                for (device, disk) in ovf_disk::vm::open_disks(&vm.path, &options)? {
+                    exports.push((device, disk));
+                }
+            }
+            Input::Package(pkg) => {
+                let env = pkg.envelope();
+                for d in &env.disks {
+                    let Some(file) = env.file_of(d) else { continue };
+                    let disk = pkg
+                        .open_disk(&file.href)
+                        .with_context(|| named(&d.disk_id))?;
+                    exports.push((d.disk_id.clone(), disk));
+                }
+            }
+            other => anyhow::bail!(
+                "{}: nothing to serve in a {:?}",
+                input.display(),
+                other.kind()
+            ),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in &exports {
+        anyhow::ensure!(
+            seen.insert(name.clone()),
+            "two exports would be named {name:?}"
+        );
+    }
+    Ok(exports)
+}
+
+/// `serve`: until killed.
+fn serve(a: &ServeArgs) -> Result<ExitCode> {
+    let listen: ovf_disk::nbd::Listen = a.nbd.parse()?;
+    let server = ovf_disk::nbd::Server::new(exports(a)?).max_connections(a.max_connections);
+    eprintln!(
+        "ovf-disk: serving {} over NBD on {}",
+        server.names().join(", "),
+        a.nbd
+    );
+    server.run(&listen, &std::sync::atomic::AtomicBool::new(false))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
     match &cli.command {
         Command::Inflate(a) => inflate(out, a),
@@ -1259,6 +1339,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         Command::Export(a) => export(out, a),
         Command::Fix(a) => fix(out, a),
         Command::Info(a) => info(out, a),
+        Command::Serve(a) => serve(a),
     }
 }
 
