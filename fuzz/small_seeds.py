@@ -173,6 +173,26 @@ def sesparse(capacity, table_sectors, data_grains, zeroed=(), unmapped=(), dirty
     return bytes(out)
 
 
+def nbd_client(export=b"disk", structured=True, go=True):
+    """A client's side of an NBD conversation: flags, options, then requests (read, block
+    status, cache, flush, a read past the end, disconnect)."""
+    def opt(code, data=b""):
+        return b"IHAVEOPT" + struct.pack(">II", code, len(data)) + data
+    def req(kind, offset, length, flags=0):
+        return struct.pack(">IHHQQI", 0x25609513, flags, kind, 7, offset, length)
+    out = struct.pack(">I", 3) + opt(3)
+    if structured:
+        out += opt(8) + opt(10, struct.pack(">I", len(export)) + export + struct.pack(">I", 1)
+                         + struct.pack(">I", 15) + b"base:allocation")
+    if go:
+        out += opt(7, struct.pack(">I", len(export)) + export + struct.pack(">HH", 1, 3))
+    else:
+        out += opt(1, export)
+    out += req(0, 0, 4096) + req(7, 0, 65536) + req(7, 512, 512, 8) + req(5, 0, 4096)
+    out += req(3, 0, 0) + req(0, 65000, 1000) + req(1, 0, 4) + b"DATA" + req(2, 0, 0)
+    return out
+
+
 def write(target, name, data):
     folder = os.path.join(ROOT, target)
     os.makedirs(folder, exist_ok=True)
@@ -203,6 +223,9 @@ def main():
     write("sesparse", "sesparse-small-tables.vmdk",
           sesparse(2051, 1, (0, 64, 200, 256), (1, 65), (130,)))
     write("sesparse", "sesparse-dirty.vmdk", sesparse(2051, 1, (0, 256), dirty=True))
+    write("nbd", "go-structured.bin", nbd_client())
+    write("nbd", "export-name-simple.bin", nbd_client(structured=False, go=False))
+    write("nbd", "default-export.bin", nbd_client(export=b""))
     write("descriptor", "crlf.txt", descriptor(
         "twoGbMaxExtentSparse", [f'RW 4192256 SPARSE "d-s{i:03}.vmdk"' for i in range(1, 4)],
         "\r\n", ['ddb.uuid = "60 00 C2 9b 69 2f c9 76-74 c4 07 9e 10 87 3b f9"']))

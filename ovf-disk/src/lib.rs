@@ -7,6 +7,7 @@
 //!
 //! The API is grouped by what it is for, one module a question: [`package`] (a package on
 //! disk: open, read in place, verify, check, describe), [`import`], [`export`] (and `fix`),
+//! [`apply`] (warm migration: only a delta's grains, or changed areas, onto a copy),
 //! [`rules`] (reports that write nothing: per-product lint, Fault Tolerance), [`emit`] (libvirt
 //! and `.vmx` configurations), [`vm`] (VM folders and their `.vmx`), [`output`] (writing any
 //! disk to files that never look complete when they are not), [`nbd`] (a read-only NBD server
@@ -50,6 +51,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "write")]
+pub mod apply;
 pub mod emit;
 mod error;
 #[cfg(feature = "write")]

@@ -52,6 +52,7 @@ pub struct OpenOptions {
     allow_outside_paths: bool,
     ignore_parent_cid: bool,
     max_chain_length: usize,
+    link_only: bool,
     files: Arc<dyn Files>,
 }
 
@@ -61,6 +62,7 @@ impl Default for OpenOptions {
             allow_outside_paths: false,
             ignore_parent_cid: false,
             max_chain_length: 64,
+            link_only: false,
             files: Arc::new(HostFiles::default()),
         }
     }
@@ -89,6 +91,14 @@ impl OpenOptions {
     /// The longest parent chain followed, in links, the disk itself included (default 64).
     pub fn max_chain_length(mut self, links: usize) -> Self {
         self.max_chain_length = links;
+        self
+    }
+
+    /// Opens the link alone: its parent is neither opened nor read, and what the link does not
+    /// hold maps as [`Allocation::Unallocated`] and reads as zeros. What a snapshot delta
+    /// itself holds, for writing only the change onto a copy of its parent.
+    pub fn link_only(mut self, alone: bool) -> Self {
+        self.link_only = alone;
         self
     }
 
@@ -393,7 +403,7 @@ impl Disk {
         let create_type = supported_create_type(&path, &descriptor)?;
         let extents = Self::open_extents(&path, &descriptor, first, options)?;
         let capacity = extents.last().map_or(0, |e| e.start + e.len);
-        let parent = if descriptor.has_parent() {
+        let parent = if descriptor.has_parent() && !options.link_only {
             Some(Box::new(Self::open_parent(
                 &path,
                 &descriptor,

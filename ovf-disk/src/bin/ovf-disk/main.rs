@@ -242,6 +242,10 @@ struct InflateArgs {
     /// With a .vmdk output, write ESXi's thick type (createType "vmfs", VMFS extent).
     #[arg(long)]
     esx: bool,
+    /// Record what the output holds (the disk's CID, capacity, sampled blocks) beside it, for
+    /// `apply` to bring it forward with snapshot deltas later (warm migration).
+    #[arg(long)]
+    record_state: bool,
     /// For a .vmx: write each disk as a thick VMDK (default) or a raw image.
     #[arg(long, value_enum)]
     format: Option<ImportFormat>,
@@ -536,11 +540,44 @@ enum Command {
     /// package (systems, hardware, disks, files, manifest) or a VM's .vmx (its disks' chains
     /// and the folder's other files).
     Info(InfoArgs),
+    /// Warm migration: write only what changed onto a target an earlier copy made (a raw
+    /// image, a block device or a thick VMDK): the grains of snapshot deltas (DELTA... TARGET,
+    /// oldest first, each read alone), or with --changed-areas the areas vSphere's
+    /// changed-block tracking lists, copied from SOURCE (SOURCE TARGET). Each applies only onto
+    /// the state the previous copy recorded (`inflate --record-state`); a killed run finishes
+    /// when started again.
+    Apply(ApplyArgs),
     /// Serve disks read-only over NBD (qemu-img, nbdcopy, nbdinfo, virt-v2v read them
     /// decoded): each disk an export named by its file name, each disk of a VM's .vmx by its
     /// device (scsi0:0), each disk of a package by its disk id; the first is also the default
     /// export. Runs until killed.
     Serve(ServeArgs),
+}
+
+/// `apply`.
+#[derive(clap::Args, Debug)]
+struct ApplyArgs {
+    /// The deltas, oldest first, then the target; with --changed-areas, SOURCE then TARGET.
+    #[arg(required = true, num_args = 2..)]
+    paths: Vec<PathBuf>,
+    /// A JSON file of changed areas as vSphere's QueryChangedDiskAreas returns them
+    /// ({"changedArea": [{"start": N, "length": N}, ...]}), or a list of such areas.
+    #[arg(long, value_name = "AREAS.json")]
+    changed_areas: Option<PathBuf>,
+    /// Apply even when the target's state does not show it as the change's base.
+    #[arg(long)]
+    force: bool,
+    /// The state file (default: .TARGET.ovf-disk-state beside the target).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No summary.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    input_args: InputArgs,
 }
 
 /// `serve`.
@@ -739,6 +776,10 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     }
     let started = Instant::now();
     let shown = remote::shown(&opened);
+    anyhow::ensure!(
+        !a.record_state || input.as_os_str() != "-",
+        "--record-state needs the disk itself, not a stream on standard input"
+    );
     let report = if input.as_os_str() == "-" || !remote::serves_ranges(&opened)? {
         // A stream-optimized disk read in one forward pass: standard input, or a server
         // without byte ranges.
@@ -773,6 +814,9 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         let r = ovf_disk::output::convert(&disk, output, &format, &options, &|n| bar.inc(n))
             .with_context(|| format!("inflating {shown} to {}", output.display()))?;
         bar.finish_and_clear();
+        if a.record_state {
+            ovf_disk::apply::record(output, &disk, &ovf_disk::apply::Options::new())?;
+        }
         r
     };
     let fetched = opened.remote.as_ref().map(|r| r.stats());
@@ -1316,6 +1360,115 @@ fn exports(a: &ServeArgs) -> Result<Vec<(String, vmdk::Disk)>> {
     Ok(exports)
 }
 
+/// The areas of a QueryChangedDiskAreas answer (or a bare list of areas) in `path`.
+fn changed_areas(path: &Path, capacity: u64) -> Result<ovf_disk::apply::ChangedAreas> {
+    let meta = std::fs::metadata(path).with_context(|| path.display().to_string())?;
+    anyhow::ensure!(
+        meta.len() <= 64 << 20,
+        "{}: larger than 64 MiB",
+        path.display()
+    );
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let list = v.get("changedArea").unwrap_or(&v);
+    let list = list
+        .as_array()
+        .with_context(|| format!("{}: no changedArea list", path.display()))?;
+    let areas = list
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let n = |k: &str| a.get(k).and_then(serde_json::Value::as_u64);
+            match (n("start"), n("length")) {
+                (Some(s), Some(l)) => Ok((s, l)),
+                _ => Err(anyhow::anyhow!(
+                    "{}: changed area {i} has no whole start and length",
+                    path.display()
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    ovf_disk::apply::ChangedAreas::new(areas, capacity).with_context(|| path.display().to_string())
+}
+
+/// `apply`.
+fn apply(out: &mut dyn Write, a: &ApplyArgs) -> Result<ExitCode> {
+    let (target, sources) = a.paths.split_last().context("apply needs a target")?;
+    let mut options = ovf_disk::apply::Options::new().force(a.force);
+    if let Some(s) = &a.state {
+        options = options.state_file(s);
+    }
+    let started = Instant::now();
+    let report = match &a.changed_areas {
+        Some(json) => {
+            let [source] = sources else {
+                anyhow::bail!("with --changed-areas: one SOURCE, then TARGET");
+            };
+            let opened = a.input_args.open(source)?;
+            let disk = opened.options.open_vmdk_or_raw(&opened.name)?;
+            let areas = changed_areas(json, disk.capacity())?;
+            ovf_disk::apply::apply_areas(&disk, &areas, target, &options, &|_| {})?
+        }
+        None => {
+            // Each delta at a URL reads through its own source; local ones through the host.
+            let mut report: Option<ovf_disk::apply::Report> = None;
+            for delta in sources {
+                let opened = a.input_args.open(delta)?;
+                let r = ovf_disk::apply::apply(
+                    std::slice::from_ref(&opened.name),
+                    target,
+                    &opened.options,
+                    &options,
+                    &|_| {},
+                )?;
+                report = Some(match report {
+                    None => r,
+                    Some(mut all) => {
+                        all.applied.extend(r.applied);
+                        all.state = r.state;
+                        all
+                    }
+                });
+            }
+            report.context("apply needs a delta")?
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if a.json {
+        #[derive(Serialize)]
+        struct ApplyJson<'a> {
+            #[serde(flatten)]
+            report: &'a ovf_disk::apply::Report,
+            seconds: f64,
+        }
+        print_json(
+            out,
+            &ApplyJson {
+                report: &report,
+                seconds,
+            },
+        )?;
+    } else if !a.quiet {
+        for d in &report.applied {
+            eprintln!(
+                "applied {} (CID {:08x}) to {}: {} data, {} zeros in {} ranges{}",
+                d.from.display(),
+                d.cid,
+                report.target.display(),
+                text::human(d.data_bytes),
+                text::human(d.zero_bytes),
+                d.ranges,
+                match d.resumed_from {
+                    0 => String::new(),
+                    at => format!(", resumed at {}", text::human(at)),
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `serve`: until killed.
 fn serve(a: &ServeArgs) -> Result<ExitCode> {
     let listen: ovf_disk::nbd::Listen = a.nbd.parse()?;
@@ -1340,6 +1493,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
         Command::Fix(a) => fix(out, a),
         Command::Info(a) => info(out, a),
         Command::Serve(a) => serve(a),
+        Command::Apply(a) => apply(out, a),
     }
 }
 

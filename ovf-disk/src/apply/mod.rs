@@ -1,0 +1,430 @@
+//! Warm migration: copy a disk once, then bring the copy forward by writing only what changed
+//! — the grains a snapshot delta holds ([`apply`]), or the areas vSphere's changed-block
+//! tracking lists ([`apply_areas`]) — so the downtime at cutover is the last change, not the
+//! whole disk.
+//!
+//! A target is a raw image, a block device, or a thick VMDK (its flat extent is written). What
+//! it holds is recorded in a small state file beside it (`.NAME.ovf-disk-state`, or one the
+//! caller names): the `CID` of the link it equals, its capacity, and a digest of 64 sampled
+//! blocks. A delta applies only onto the target its `parentCID` names (and whose sampled blocks
+//! are unchanged since the record), unless forced; afterwards the state names the delta, so the
+//! next delta of the chain applies on top. While a change is written the state says which and
+//! how far it got (written after the target is flushed): a run killed at any point finishes the
+//! same change when started again, and nothing else applies until it has.
+
+mod state;
+
+pub use state::State;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vmdk::{Allocation, Disk, OpenOptions};
+
+use crate::error::{Error, Result};
+
+/// Options of [`apply`] and [`apply_areas`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    force: bool,
+    state: Option<PathBuf>,
+}
+
+impl Options {
+    /// The defaults: the state file beside the target; mismatches refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply even when the state does not show the target as the change's base (or there
+    /// is no state): the caller vouches for it.
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// The state file, instead of `.NAME.ovf-disk-state` beside the target.
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state = Some(path.into());
+        self
+    }
+
+    fn state_path(&self, target: &Path) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| state::beside(target))
+    }
+}
+
+/// What one change wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Applied {
+    /// The delta, or the source of the areas.
+    pub from: PathBuf,
+    /// Its `CID` (the state's new one).
+    pub cid: u32,
+    /// Bytes of data written.
+    pub data_bytes: u64,
+    /// Bytes written as zeros (zeroed or unmapped grains).
+    pub zero_bytes: u64,
+    /// Ranges written.
+    pub ranges: u64,
+    /// Where an interrupted run of the same change had got to.
+    pub resumed_from: u64,
+}
+
+/// What [`apply`] or [`apply_areas`] did, and the target's state after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Report {
+    /// The target written (the flat extent, for a thick VMDK).
+    pub target: PathBuf,
+    /// Each change, in the order applied.
+    pub applied: Vec<Applied>,
+    /// The state recorded.
+    pub state: State,
+}
+
+/// The file a target's bytes go to, and its capacity: the target itself (a raw image, a block
+/// device), or the flat extent of a thick VMDK (one FLAT or VMFS extent from offset 0).
+pub(crate) fn target_file(target: &Path) -> Result<(PathBuf, u64)> {
+    let head = {
+        let mut f = File::open(target).map_err(Error::io(target))?;
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 4096), &mut b)
+            .map_err(Error::io(target))?;
+        b
+    };
+    let text = String::from_utf8_lossy(&head);
+    if text.contains("# Disk DescriptorFile") || text.contains("createType") {
+        let disk = OpenOptions::new().open(target)?;
+        let files = disk.files();
+        let thick = matches!(disk.create_type().as_str(), "monolithicFlat" | "vmfs")
+            && files.len() == 2
+            && disk.parent().is_none();
+        let flat = files.into_iter().find(|f| f != target).filter(|_| thick);
+        return match flat {
+            Some(f) => Ok((f, disk.capacity())),
+            None => Err(Error::InvalidInput(format!(
+                "{}: a target is a raw image, a block device or a thick VMDK (monolithicFlat or \
+                 vmfs, one extent), not {}",
+                target.display(),
+                disk.create_type()
+            ))),
+        };
+    }
+    let mut f = File::open(target).map_err(Error::io(target))?;
+    let len = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).map_err(Error::io(target))?;
+    Ok((target.to_path_buf(), len))
+}
+
+/// Records that `target` (written by a full copy of `disk`) holds `disk`: the first state of a
+/// warm migration. Returns it.
+pub fn record(target: &Path, disk: &Disk, options: &Options) -> Result<State> {
+    let (file, capacity) = target_file(target)?;
+    let f = File::open(&file).map_err(Error::io(&file))?;
+    let state = State {
+        cid: disk.descriptor().cid().unwrap_or(0),
+        capacity,
+        sample: state::sample(&f, capacity).map_err(Error::io(&file))?,
+        applying: None,
+    };
+    state.save(&options.state_path(target))?;
+    Ok(state)
+}
+
+/// Writes the deltas (each a snapshot delta link, opened alone: only its own grains are read,
+/// never its parent), oldest first, into `target`, each onto the state the previous one left.
+/// `open` gives the files and the outside-path policy (a delta at a URL reads through it).
+pub fn apply(
+    deltas: &[PathBuf],
+    target: &Path,
+    open: &OpenOptions,
+    options: &Options,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report> {
+    let (file, capacity) = target_file(target)?;
+    let out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&file)
+        .map_err(Error::io(&file))?;
+    let state_path = options.state_path(target);
+    let mut state = State::load(&state_path)?;
+    let mut applied = Vec::new();
+    for path in deltas {
+        let delta = open.clone().link_only(true).open(path)?;
+        let cid = delta.descriptor().cid().unwrap_or(0);
+        let parent = delta.descriptor().parent_cid();
+        if delta.capacity() != capacity {
+            return Err(Error::InvalidInput(format!(
+                "{}: its capacity, {} bytes, is not the target's ({capacity})",
+                path.display(),
+                delta.capacity()
+            )));
+        }
+        let from = state::check(
+            &state,
+            cid,
+            parent,
+            &out,
+            capacity,
+            options.force,
+            path,
+            target,
+        )?;
+        let mut now = state.clone().unwrap_or(State {
+            cid: parent.unwrap_or(0),
+            capacity,
+            sample: String::new(),
+            applying: None,
+        });
+        now.applying = Some((cid, from));
+        now.save(&state_path)?;
+        let mut done = Applied {
+            from: path.clone(),
+            cid,
+            data_bytes: 0,
+            zero_bytes: 0,
+            ranges: 0,
+            resumed_from: from,
+        };
+        let ranges = vec![(from, capacity - from)];
+        write_ranges(
+            &delta,
+            &ranges,
+            &out,
+            &file,
+            &mut done,
+            progress,
+            &mut |at| {
+                now.applying = Some((cid, at));
+                now.save(&state_path)
+            },
+        )?;
+        now = State {
+            cid,
+            capacity,
+            sample: state::sample(&out, capacity).map_err(Error::io(&file))?,
+            applying: None,
+        };
+        now.save(&state_path)?;
+        state = Some(now);
+        applied.push(done);
+    }
+    Ok(Report {
+        target: file,
+        applied,
+        state: state.unwrap_or_default(),
+    })
+}
+
+/// Copies the runs of `src` over `ranges` into `out` (data read, zeros written for zeroed
+/// grains, unallocated ranges skipped: they are the base's), windows of 8 MiB in order;
+/// `checkpoint` is called with the offset reached, after a flush, at most twice a second.
+fn write_ranges(
+    src: &Disk,
+    ranges: &[(u64, u64)],
+    out: &File,
+    file: &Path,
+    done: &mut Applied,
+    progress: &(dyn Fn(u64) + Sync),
+    checkpoint: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: u64 = 8 << 20;
+    let zeros = vec![0u8; WINDOW as usize];
+    let mut buf = vec![0u8; WINDOW as usize];
+    let mut told = Instant::now();
+    for &(start, len) in ranges {
+        let end = start + len;
+        let mut at = start;
+        while at < end {
+            let n = WINDOW.min(end - at);
+            for run in src.map(at, n)? {
+                let k = run.len as usize;
+                match run.kind {
+                    Allocation::Data => {
+                        let part = buf.get_mut(..k).unwrap_or_default();
+                        src.read_exact_at(run.offset, part)?;
+                        out.write_all_at(part, run.offset)
+                            .map_err(Error::io(file))?;
+                        done.data_bytes += run.len;
+                    }
+                    Allocation::Zero => {
+                        let part = zeros.get(..k).unwrap_or_default();
+                        out.write_all_at(part, run.offset)
+                            .map_err(Error::io(file))?;
+                        done.zero_bytes += run.len;
+                    }
+                    Allocation::Unallocated => continue,
+                }
+                done.ranges += 1;
+            }
+            at += n;
+            progress(n);
+            if told.elapsed() >= Duration::from_millis(500) {
+                out.sync_data().map_err(Error::io(file))?;
+                checkpoint(at)?;
+                told = Instant::now();
+            }
+        }
+    }
+    out.sync_data().map_err(Error::io(file))
+}
+
+/// Changed areas of a disk, as vSphere's `QueryChangedDiskAreas` returns them: byte ranges,
+/// sorted, not overlapping, sector-aligned, inside the capacity.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangedAreas {
+    areas: Vec<(u64, u64)>,
+}
+
+impl ChangedAreas {
+    /// Checks `areas` (start, length) against a disk of `capacity` bytes.
+    pub fn new(areas: Vec<(u64, u64)>, capacity: u64) -> Result<Self> {
+        let mut end = 0u64;
+        for (i, &(start, len)) in areas.iter().enumerate() {
+            let bad =
+                |why: &str| Error::InvalidInput(format!("changed area {i} ({start}+{len}): {why}"));
+            if start % 512 != 0 || len % 512 != 0 {
+                return Err(bad("not sector-aligned"));
+            }
+            if start < end {
+                return Err(bad("unsorted or overlapping the one before"));
+            }
+            end = start
+                .checked_add(len)
+                .filter(|&e| e <= capacity)
+                .ok_or_else(|| bad(&format!("past the disk's end ({capacity} bytes)")))?;
+        }
+        Ok(Self { areas })
+    }
+
+    /// The areas.
+    pub fn areas(&self) -> &[(u64, u64)] {
+        &self.areas
+    }
+
+    /// Bytes they cover.
+    pub fn bytes(&self) -> u64 {
+        self.areas.iter().map(|a| a.1).sum()
+    }
+}
+
+/// Copies `areas` of `source` (any disk or chain: the disk as it is now) into `target`. The
+/// state is checked for an unfinished change first, and records `source`'s `CID` after.
+pub fn apply_areas(
+    source: &Disk,
+    areas: &ChangedAreas,
+    target: &Path,
+    options: &Options,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report> {
+    let (file, capacity) = target_file(target)?;
+    if source.capacity() != capacity {
+        return Err(Error::InvalidInput(format!(
+            "{}: its capacity, {} bytes, is not the target's ({capacity})",
+            source.path().display(),
+            source.capacity()
+        )));
+    }
+    let out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&file)
+        .map_err(Error::io(&file))?;
+    let state_path = options.state_path(target);
+    let state = State::load(&state_path)?;
+    let cid = source.descriptor().cid().unwrap_or(0);
+    // Areas come from the caller's own bookkeeping: only an unfinished other change stops
+    // them. The same areas again resume where they stopped.
+    let from = match state.as_ref().and_then(|s| s.applying) {
+        Some((c, at)) if c == cid => at,
+        Some((c, _)) if !options.force => {
+            return Err(Error::InvalidInput(format!(
+                "{}: a change (CID {c:08x}) was being applied and did not finish: run it again \
+                 first (or --force)",
+                target.display()
+            )))
+        }
+        _ => 0,
+    };
+    let mut now = state.unwrap_or(State {
+        cid,
+        capacity,
+        sample: String::new(),
+        applying: None,
+    });
+    now.applying = Some((cid, from));
+    now.save(&state_path)?;
+    let mut done = Applied {
+        from: source.path().to_path_buf(),
+        cid,
+        data_bytes: 0,
+        zero_bytes: 0,
+        ranges: 0,
+        resumed_from: from,
+    };
+    // What is left of the areas past `from`.
+    let left: Vec<(u64, u64)> = areas
+        .areas
+        .iter()
+        .filter(|&&(s, l)| s + l > from)
+        .map(|&(s, l)| (s.max(from), s + l - s.max(from)))
+        .collect();
+    write_areas(source, &left, &out, &file, &mut done, progress, &mut |at| {
+        now.applying = Some((cid, at));
+        now.save(&state_path)
+    })?;
+    let now = State {
+        cid,
+        capacity,
+        sample: state::sample(&out, capacity).map_err(Error::io(&file))?,
+        applying: None,
+    };
+    now.save(&state_path)?;
+    Ok(Report {
+        target: file,
+        applied: vec![done],
+        state: now,
+    })
+}
+
+/// [`write_ranges`] for areas copied whole: every byte of each area is written (the source's
+/// unallocated ranges as zeros too: the area changed, whatever the target held).
+fn write_areas(
+    src: &Disk,
+    areas: &[(u64, u64)],
+    out: &File,
+    file: &Path,
+    done: &mut Applied,
+    progress: &(dyn Fn(u64) + Sync),
+    checkpoint: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: u64 = 8 << 20;
+    let mut buf = vec![0u8; WINDOW as usize];
+    let mut told = Instant::now();
+    for &(start, len) in areas {
+        let mut at = start;
+        while at < start + len {
+            let n = WINDOW.min(start + len - at);
+            let part = buf.get_mut(..n as usize).unwrap_or_default();
+            src.read_exact_at(at, part)?;
+            out.write_all_at(part, at).map_err(Error::io(file))?;
+            done.data_bytes += n;
+            at += n;
+            progress(n);
+            if told.elapsed() >= Duration::from_millis(500) {
+                out.sync_data().map_err(Error::io(file))?;
+                checkpoint(at)?;
+                told = Instant::now();
+            }
+        }
+        done.ranges += 1;
+    }
+    out.sync_data().map_err(Error::io(file))
+}
