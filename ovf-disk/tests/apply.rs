@@ -19,6 +19,26 @@ fn apply(dir: &Path, args: &[&str]) -> std::process::Output {
     ovf_disk(dir, &all)
 }
 
+/// The keys of an object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// `apply --json`'s output has the shape JSON.md documents.
+fn documented_shape(v: &serde_json::Value) {
+    let doc = include_str!("../JSON.md");
+    let at = doc.find("<!-- json: apply -->").unwrap();
+    let block = &doc[at..];
+    let start = block.find("```json\n").unwrap() + 8;
+    let end = block[start..].find("```").unwrap();
+    let d: serde_json::Value = serde_json::from_str(&block[start..start + end]).unwrap();
+    assert_eq!(keys(v), keys(&d));
+    assert_eq!(keys(&v["applied"][0]), keys(&d["applied"][0]));
+    assert_eq!(keys(&v["state"]), keys(&d["state"]));
+}
+
 /// Asserts `apply ARGS` is refused saying `says`, and `target` is unchanged.
 fn refused(dir: &Path, args: &[&str], target: &str, says: &str) {
     let before = sha256(&dir.join(target));
@@ -92,6 +112,7 @@ fn qemu_img_deltas_apply_one_by_one_to_the_bytes_of_each_leaf() {
         );
         let out = ovf_disk_ok(dir, &["apply", "--json", "d1.vmdk", target]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        documented_shape(&v);
         // Only the delta's grains: 5 MiB of data, none of the base's.
         assert_eq!(v["applied"][0]["data_bytes"], 5 << 20, "{v}");
         assert_eq!(

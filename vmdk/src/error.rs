@@ -134,7 +134,7 @@ impl fmt::Display for Feature {
             ),
             Self::WriteCreateType(t) => write!(
                 f,
-                "writing createType {t} (the writers write raw, monolithicSparse, \
+                "writing createType {t} (the writers write raw, qcow2, monolithicSparse, \
                     monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized \
                     and vmfs)"
             ),

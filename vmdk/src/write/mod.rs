@@ -10,6 +10,7 @@
 //! | `monolithicFlat`, `vmfs` | `OUT-flat.vmdk`, then the descriptor `OUT` |
 //! | `twoGbMaxExtentFlat` | `OUT-f001.vmdk`, `OUT-f002.vmdk`, ... (2047 MiB each), then `OUT` |
 //! | `twoGbMaxExtentSparse` | `OUT-s001.vmdk`, `OUT-s002.vmdk`, ... (2047 MiB each), then `OUT` |
+//! | qcow2 (version 3) | `OUT` |
 //!
 //! The caller opens each planned file (under a temporary name, so that nothing incomplete ever
 //! carries the final name), [`Plan::write`] fills them from a [`Disk`] (or
@@ -24,6 +25,7 @@ pub(crate) mod ddb;
 pub(crate) mod flat;
 pub(crate) mod geometry;
 pub(crate) mod options;
+pub(crate) mod qcow2;
 pub(crate) mod sparse;
 pub(crate) mod stream;
 pub(crate) mod walk;
@@ -54,13 +56,17 @@ pub enum Format {
     /// A VMDK: `monolithicSparse`, `monolithicFlat`, `twoGbMaxExtentSparse`,
     /// `twoGbMaxExtentFlat`, `streamOptimized` or `vmfs`.
     Vmdk(CreateType),
+    /// A qcow2 image, version 3 (compat 1.1), 64 KiB clusters: what KVM hosts, Proxmox and
+    /// OpenStack keep.
+    Qcow2,
 }
 
 impl Format {
     /// Every format the writers produce.
-    pub fn all() -> [Format; 7] {
+    pub fn all() -> [Format; 8] {
         [
             Self::Raw,
+            Self::Qcow2,
             Self::Vmdk(CreateType::MonolithicSparse),
             Self::Vmdk(CreateType::MonolithicFlat),
             Self::Vmdk(CreateType::TwoGbMaxExtentSparse),
@@ -74,6 +80,7 @@ impl Format {
     pub fn name(&self) -> &str {
         match self {
             Self::Raw => "raw",
+            Self::Qcow2 => "qcow2",
             Self::Vmdk(t) => t.as_str(),
         }
     }
@@ -114,6 +121,8 @@ impl FromStr for Format {
     fn from_str(name: &str) -> Result<Self> {
         let wanted = if name.eq_ignore_ascii_case("raw") {
             Self::Raw
+        } else if name.eq_ignore_ascii_case("qcow2") {
+            Self::Qcow2
         } else {
             Self::Vmdk(name.parse().unwrap_or(CreateType::Other(name.to_string())))
         };
@@ -151,6 +160,8 @@ enum Part {
     },
     /// The whole disk as a stream-optimized extent.
     Stream,
+    /// The whole disk as a qcow2 image.
+    Qcow2,
 }
 
 /// One file of a [`Plan`].
@@ -272,6 +283,7 @@ impl Plan {
         };
         let mut files = match &format {
             Format::Raw => vec![file(out.to_path_buf(), whole)],
+            Format::Qcow2 => vec![file(out.to_path_buf(), Part::Qcow2)],
             Format::Vmdk(CreateType::MonolithicFlat | CreateType::Vmfs) => {
                 vec![file(sibling(out, "flat"), whole)]
             }
@@ -307,11 +319,13 @@ impl Plan {
         };
         if !matches!(
             format,
-            Format::Raw | Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
+            Format::Raw
+                | Format::Qcow2
+                | Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
         ) {
             files.push(file(out.to_path_buf(), Part::Descriptor));
         }
-        if format != Format::Raw {
+        if !matches!(format, Format::Raw | Format::Qcow2) {
             for f in files.iter().filter(|f| f.part != Part::Descriptor) {
                 check_extent_name(&name_of(&f.path), &f.path)?;
             }
@@ -393,7 +407,8 @@ impl Plan {
                 (ExtentKind::Flat, t.clone())
             }
             Format::Vmdk(t) => (ExtentKind::Sparse, t.clone()),
-            Format::Raw => (ExtentKind::Flat, CreateType::MonolithicFlat),
+            // Neither has a descriptor; one is made all the same (unused).
+            Format::Raw | Format::Qcow2 => (ExtentKind::Flat, CreateType::MonolithicFlat),
         };
         if kind != ExtentKind::Sparse {
             let files: Vec<(String, u64)> = self
@@ -483,6 +498,10 @@ impl Plan {
                     data += (stats.grains * grain_bytes).min(self.capacity);
                 }
                 Part::Descriptor => write_descriptor(file, path, &descriptor)?,
+                Part::Qcow2 => {
+                    data += qcow2::write_qcow2(disk, file, path, self.capacity, options, progress)
+                        .map_err(|e| in_file(e, path))?;
+                }
                 Part::Data { .. } => {}
             }
         }
@@ -607,7 +626,7 @@ mod tests {
 
     #[test]
     fn an_unknown_format_lists_every_format_written() {
-        let e = "qcow2".parse::<Format>().unwrap_err().to_string();
+        let e = "vhdx".parse::<Format>().unwrap_err().to_string();
         let all = Format::all();
         let names: Vec<&str> = all.iter().map(Format::name).collect();
         let listed = e.split_once("write ").map_or("", |(_, l)| l);
@@ -630,6 +649,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names("raw", 512), ["d/x.vmdk"]);
+        assert_eq!(names("qcow2", 512), ["d/x.vmdk"]);
         assert_eq!(names("monolithicFlat", 512), ["d/x-flat.vmdk", "d/x.vmdk"]);
         assert_eq!(names("vmfs", 512), ["d/x-flat.vmdk", "d/x.vmdk"]);
         assert_eq!(names("streamOptimized", 512), ["d/x.vmdk"]);

@@ -262,8 +262,8 @@ struct ConvertArgs {
     input: PathBuf,
     /// The file to write; `-` writes a stream-optimized VMDK to standard output.
     output: PathBuf,
-    /// raw, monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat,
-    /// streamOptimized or vmfs.
+    /// raw, qcow2 (version 3), monolithicSparse, monolithicFlat, twoGbMaxExtentSparse,
+    /// twoGbMaxExtentFlat, streamOptimized or vmfs.
     #[arg(long = "to")]
     to: String,
     /// What the input is.
