@@ -142,8 +142,8 @@ fn ovf_disk_keeps_its_layers() {
         &["error"],
         &["output"],
         &["package"],
-        &["rules", "emit", "vm"],
-        &["import", "export", "input"],
+        &["rules", "emit", "vm", "nbd"],
+        &["import", "export", "input", "apply"],
     ];
     let layer = |m: &str| layers.iter().position(|l| l.contains(&m));
     let g = graph(&crate_src("ovf-disk"));
