@@ -5,10 +5,10 @@
 # when it is missing. Long runs stay with fuzz/run.sh; this only proves the targets build and
 # that the committed seeds and a few seconds of mutation crash nothing.
 #
-#   fuzz/ci.sh [SECONDS]     default 8 s per target
+#   fuzz/ci.sh [SECONDS]     default 5 s per target
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-seconds=${1:-8}
+seconds=${1:-5}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz" >&2

@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-cargo build --release -q -p ovf-disk
-bin=target/release/ovf-disk
+# The dev profile (dependencies optimised, see Cargo.toml): what the test suite builds too, so
+# a machine that runs both compiles the dependencies once. `cargo build --release` for real
+# disks.
+cargo build -q -p ovf-disk
+bin=target/debug/ovf-disk
 work=target/demo
 rm -rf "$work" && mkdir -p "$work"
 # 64 MiB: random data, text, and zeros, converted to a stream-optimized VMDK by qemu-img.
