@@ -874,3 +874,48 @@ fn s3_objects_are_read_and_written_like_files() {
         }
     }
 }
+
+/// ESXi's session cookie: sent from `OVF_DISK_COOKIE` (or a credentials file) with every
+/// request; a server that requires it refuses a client without it, and the value is never
+/// printed.
+#[test]
+fn a_session_cookie_is_sent_with_every_request() {
+    let c = corpus();
+    let cookie = "52a1b2c3-0000-1111-2222-deadbeefcafe";
+    let nginx = Nginx::start(
+        c.dir.path(),
+        &NginxOptions {
+            session_cookie: Some(cookie.into()),
+            ..NginxOptions::default()
+        },
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let url = nginx.url("delta.vmdk");
+    let want = &c.disks.iter().find(|(n, _)| n == "delta.vmdk").unwrap().1;
+    let run = |cookie: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"));
+        cmd.args(["inflate", "--force", &url, "out.raw"])
+            .current_dir(w);
+        if let Some(c) = cookie {
+            cmd.env("OVF_DISK_COOKIE", format!("vmware_soap_session={c}"));
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    nginx.clear_log();
+    let out = succeeded(run(Some(cookie)), "inflate with the session cookie");
+    assert_eq!(&sha256(&w.join("out.raw")), want);
+    // The delta and its parent were asked for with it: no request was refused.
+    let log = nginx.log();
+    assert!(
+        log.contains("/sparse.vmdk ") && log.contains("/delta.vmdk "),
+        "{log}"
+    );
+    assert!(log.lines().all(|l| l.contains(" 206 ")), "{log}");
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains("deadbeefcafe"));
+    }
+}

@@ -22,6 +22,8 @@ pub struct NginxOptions {
     pub basic_auth: Option<(String, String)>,
     /// nginx's `limit_rate` per connection (`25m` for 25 MB/s).
     pub limit_rate: Option<String>,
+    /// Require the cookie `vmware_soap_session` with this value (ESXi's session), else 401.
+    pub session_cookie: Option<String>,
 }
 
 /// A running nginx serving a folder; stopped when dropped.
@@ -93,6 +95,11 @@ impl Nginx {
             server.push_str(&format!(
                 "auth_basic \"test\"; auth_basic_user_file {}/htpasswd;\n",
                 d.display()
+            ));
+        }
+        if let Some(cookie) = &options.session_cookie {
+            server.push_str(&format!(
+                "if ($cookie_vmware_soap_session != \"{cookie}\") {{ return 401; }}\n"
             ));
         }
         if let Some(rate) = &options.limit_rate {
