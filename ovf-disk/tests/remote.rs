@@ -919,3 +919,47 @@ fn a_session_cookie_is_sent_with_every_request() {
         assert!(!String::from_utf8_lossy(stream).contains("deadbeefcafe"));
     }
 }
+
+/// `--progress json`: a JSON line a second on standard error while a remote inflate runs (what
+/// a Kubernetes Job's log shows), bytes done rising to the total.
+#[test]
+fn progress_json_is_a_line_a_second_up_to_the_total() {
+    let c = corpus();
+    let nginx = Nginx::start(
+        c.dir.path(),
+        &NginxOptions {
+            limit_rate: Some("8m".into()),
+            ..NginxOptions::default()
+        },
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = ovf_disk_ok(
+        work.path(),
+        &[
+            "inflate",
+            "--progress",
+            "json",
+            "--connections",
+            "1",
+            "--threads",
+            "1",
+            &nginx.url("flat%20disk.vmdk"),
+            "o.raw",
+        ],
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    let done: Vec<u64> = lines.iter().map(|l| l["done"].as_u64().unwrap()).collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
+    assert_eq!(*done.last().unwrap(), 24 << 20);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["total"] == 24 << 20 && l["rate"].is_number()),
+        "{lines:?}"
+    );
+}

@@ -125,6 +125,16 @@ impl InputArgs {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProgressMode {
+    /// A progress bar when standard error is a terminal.
+    Bar,
+    /// One JSON line a second on standard error.
+    Json,
+    /// Nothing.
+    None,
+}
+
 #[derive(clap::Args, Debug)]
 struct OutputArgs {
     /// How zero ranges of raw and flat outputs are written.
@@ -154,6 +164,10 @@ struct OutputArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// How progress is shown: a bar on a terminal (bar), a JSON line a second on standard
+    /// error (json: {"done","total","rate","elapsed","item"}, for job runners), or not at all.
+    #[arg(long = "progress", value_enum, default_value = "bar")]
+    progress_mode: ProgressMode,
     /// For a URL input written to raw or thick outputs: continue the run that was killed or
     /// failed writing this output, from its checkpoint, instead of starting over (refused when
     /// the source changed since). Without it, what such a run left is removed.
@@ -208,7 +222,11 @@ impl OutputArgs {
     /// A progress bar of `len` bytes on standard error, hidden when quiet, printing JSON, or
     /// not on a terminal.
     fn progress(&self, len: u64) -> ProgressBar {
-        progress_bar(len, self.quiet || self.json)
+        match self.progress_mode {
+            ProgressMode::Json => json_progress(len),
+            ProgressMode::None => ProgressBar::hidden(),
+            ProgressMode::Bar => progress_bar(len, self.quiet || self.json),
+        }
     }
 }
 
@@ -635,6 +653,60 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     bar
 }
 
+/// A hidden bar whose position a thread prints as a JSON line on standard error every second
+/// until it is finished: the progress a job runner (a Kubernetes Job's log) parses.
+fn json_progress(len: u64) -> ProgressBar {
+    let bar = ProgressBar::hidden();
+    bar.set_length(len);
+    let seen = bar.clone();
+    let reporter = std::thread::spawn(move || {
+        let started = Instant::now();
+        loop {
+            for _ in 0..10 {
+                if seen.is_finished() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let (done, elapsed) = (seen.position(), started.elapsed().as_secs_f64());
+            let line = serde_json::json!({
+                "done": done,
+                "total": seen.length().unwrap_or(0),
+                "rate": (done as f64 / elapsed.max(1e-3)).round(),
+                "elapsed": (elapsed * 1000.0).round() / 1000.0,
+                "item": seen.message(),
+            });
+            eprintln!("{line}");
+            if seen.is_finished() {
+                break;
+            }
+        }
+    });
+    if let Ok(mut all) = JSON_PROGRESS.lock() {
+        all.push((bar.clone(), reporter));
+    }
+    bar
+}
+
+/// The JSON progress reporters of this run: ended (their last line printed) before the
+/// process exits.
+static JSON_PROGRESS: std::sync::Mutex<Vec<(ProgressBar, std::thread::JoinHandle<()>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Ends every JSON progress reporter: a bar not finished (the command failed) is abandoned.
+fn end_json_progress() {
+    let all = JSON_PROGRESS
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    for (bar, reporter) in all {
+        if !bar.is_finished() {
+            bar.abandon();
+        }
+        let _ = reporter.join();
+    }
+}
+
 /// Writes `value` as pretty JSON and a newline.
 fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
@@ -854,7 +926,10 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     };
     let input = name.as_path();
     let to_stdout = output.as_os_str() == "-";
-    let bar = progress_bar(disk.capacity(), args.quiet || (args.json && !to_stdout));
+    let bar = match to_stdout {
+        true => progress_bar(disk.capacity(), args.quiet),
+        false => args.progress(disk.capacity()),
+    };
     let started = Instant::now();
     let report = if to_stdout {
         anyhow::ensure!(
@@ -1574,6 +1649,7 @@ fn main() -> ExitCode {
         out.flush()?;
         Ok(code)
     });
+    end_json_progress();
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
