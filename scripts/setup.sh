@@ -30,6 +30,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-
 # nbdinfo and nbdcopy (libnbd-bin): the NBD clients the tests of `serve` run.
 command -v nbdinfo >/dev/null 2>&1 && command -v nbdcopy >/dev/null 2>&1 || apt_install libnbd-bin
 command -v ss >/dev/null 2>&1 || apt_install iproute2
+# losetup: loop devices stand in for block-mode volumes in the block-device tests.
+command -v losetup >/dev/null 2>&1 || apt_install mount
 # filefrag shows whether an eager-zeroed output has extents preallocated but never written.
 command -v filefrag >/dev/null 2>&1 || apt_install e2fsprogs
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }

@@ -123,7 +123,8 @@ pub(crate) fn target_file(target: &Path) -> Result<(PathBuf, u64)> {
 /// Records that `target` (written by a full copy of `disk`) holds `disk`: the first state of a
 /// warm migration. Returns it.
 pub fn record(target: &Path, disk: &Disk, options: &Options) -> Result<State> {
-    let (file, capacity) = target_file(target)?;
+    let (file, _) = target_file(target)?;
+    let capacity = disk.capacity();
     let f = File::open(&file).map_err(Error::io(&file))?;
     let state = State {
         cid: disk.descriptor().cid().unwrap_or(0),
@@ -145,7 +146,7 @@ pub fn apply(
     options: &Options,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report> {
-    let (file, capacity) = target_file(target)?;
+    let (file, room) = target_file(target)?;
     let out = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -158,11 +159,14 @@ pub fn apply(
         let delta = open.clone().link_only(true).open(path)?;
         let cid = delta.descriptor().cid().unwrap_or(0);
         let parent = delta.descriptor().parent_cid();
-        if delta.capacity() != capacity {
+        let capacity = delta.capacity();
+        // The target holds the disk (a block device may hold more); the state says how much.
+        let recorded = state.as_ref().map_or(capacity, |s| s.capacity);
+        if capacity > room || (recorded != capacity && !options.force) {
             return Err(Error::InvalidInput(format!(
-                "{}: its capacity, {} bytes, is not the target's ({capacity})",
+                "{}: its capacity, {capacity} bytes, is not the target's ({recorded}, in {room} \
+                 bytes)",
                 path.display(),
-                delta.capacity()
             )));
         }
         let from = state::check(
@@ -323,12 +327,12 @@ pub fn apply_areas(
     options: &Options,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report> {
-    let (file, capacity) = target_file(target)?;
-    if source.capacity() != capacity {
+    let (file, room) = target_file(target)?;
+    let capacity = source.capacity();
+    if capacity > room {
         return Err(Error::InvalidInput(format!(
-            "{}: its capacity, {} bytes, is not the target's ({capacity})",
+            "{}: its capacity, {capacity} bytes, is more than the target holds ({room})",
             source.path().display(),
-            source.capacity()
         )));
     }
     let out = std::fs::OpenOptions::new()

@@ -325,7 +325,63 @@ pub fn convert(
     options: &ConvertOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<WriteReport> {
+    if is_block_device(out) {
+        return convert_to_device(disk, out, format, options, progress);
+    }
     write_pending(disk, out, format, disk.capacity(), options, progress)?.commit()
+}
+
+/// Whether `path` is a block device (a volume a Kubernetes Job is given, `/dev/vg/lv`).
+pub fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// [`convert`] onto a block device: written in place (a device cannot be renamed into
+/// place), raw only, every zero written whatever the zero mode (a device holds what it held
+/// before), only with `replace_existing` (its old contents are lost), and flushed before it
+/// returns. A device smaller than the disk is refused before anything is written.
+fn convert_to_device(
+    disk: &Disk,
+    out: &Path,
+    format: &Format,
+    options: &ConvertOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<WriteReport> {
+    use std::io::Seek;
+    if *format != Format::Raw {
+        return Err(Error::InvalidInput(format!(
+            "{}: a block device takes a raw image, not {format}",
+            out.display()
+        )));
+    }
+    if !options.replace {
+        return Err(Error::InvalidInput(format!(
+            "{} is a block device: --force writes the disk over what it holds",
+            out.display()
+        )));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(out)
+        .map_err(Error::io(out))?;
+    let size = file
+        .seek(std::io::SeekFrom::End(0))
+        .map_err(Error::io(out))?;
+    if size < disk.capacity() {
+        return Err(Error::InvalidInput(format!(
+            "{}: the device holds {size} bytes, the disk {}",
+            out.display(),
+            disk.capacity()
+        )));
+    }
+    let plan = Plan::new(Format::Raw, disk.capacity(), out)?;
+    let write = options.write.clone().zero(vmdk::ZeroMode::Write);
+    let mut report = plan.write(disk, &[(&file, out)], &write, progress)?;
+    file.sync_all().map_err(Error::io(out))?;
+    report.written = disk.capacity();
+    Ok(report)
 }
 
 /// Writes a stream-optimized disk read in one forward pass (standard input, a pipe, a tar

@@ -29,7 +29,9 @@ mod progress;
 pub(crate) mod resume;
 
 #[cfg(feature = "write")]
-pub use convert::{convert, convert_stream, thick_format, thick_format_for, ConvertOptions};
+pub use convert::{
+    convert, convert_stream, is_block_device, thick_format, thick_format_for, ConvertOptions,
+};
 pub use progress::Progress;
 
 use std::fs::{File, OpenOptions};

@@ -159,6 +159,13 @@ impl<'a> Targets<'a> {
     fn prepare(&self, zero: ZeroMode) -> Result<()> {
         for t in self.targets {
             let err = |e: std::io::Error| Error::at(t.path, "output", 0, ErrorKind::Io(e));
+            // A block device has its size: nothing to set or preallocate.
+            #[cfg(unix)]
+            if std::os::unix::fs::FileTypeExt::is_block_device(
+                &t.file.metadata().map_err(err)?.file_type(),
+            ) {
+                continue;
+            }
             #[cfg(all(target_os = "linux", feature = "direct-io"))]
             if matches!(zero, ZeroMode::Falloc | ZeroMode::Write) && t.len > 0 {
                 use rustix::io::Errno;

@@ -264,6 +264,10 @@ struct InflateArgs {
     /// `apply` to bring it forward with snapshot deltas later (warm migration).
     #[arg(long)]
     record_state: bool,
+    /// Where --record-state writes the state (default: .OUT.ovf-disk-state beside OUT; give
+    /// one for a block device, whose folder is /dev).
+    #[arg(long, value_name = "FILE", requires = "record_state")]
+    state: Option<PathBuf>,
     /// For a .vmx: write each disk as a thick VMDK (default) or a raw image.
     #[arg(long, value_enum)]
     format: Option<ImportFormat>,
@@ -843,7 +847,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         !args.resume || opened.remote.is_some(),
         "--resume continues a run from a URL; a local disk is inflated again from the start"
     );
-    if !args.resume {
+    if !args.resume && !ovf_disk::output::is_block_device(output) {
         args.remove_leftovers_beside(output)?;
     }
     let started = Instant::now();
@@ -887,7 +891,11 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
             .with_context(|| format!("inflating {shown} to {}", output.display()))?;
         bar.finish_and_clear();
         if a.record_state {
-            ovf_disk::apply::record(output, &disk, &ovf_disk::apply::Options::new())?;
+            let mut o = ovf_disk::apply::Options::new();
+            if let Some(s) = &a.state {
+                o = o.state_file(s);
+            }
+            ovf_disk::apply::record(output, &disk, &o)?;
         }
         r
     };
