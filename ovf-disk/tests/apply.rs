@@ -3,7 +3,8 @@
 //! the bytes qemu-img reads from that step's leaf; changed areas copied from a source give the
 //! source; the wrong delta, a delta twice, a target that moved on, or a new change over an
 //! unfinished one are refused with the target unchanged; a run killed (SIGKILL) at 10, 50 and
-//! 90% finishes when started again, to the same bytes.
+//! 90% finishes when started again, to the same bytes. Block devices (loop devices, losetup as
+//! root; without them the test fails) as outputs of `inflate` and targets of `apply`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -395,4 +396,105 @@ fn an_apply_killed_midway_finishes_when_run_again() {
         );
         assert_eq!(sha256(&w.join("t.raw")), want, "killed at {percent}%");
     }
+}
+
+/// A loop device over a file, detached when dropped.
+struct Loop(std::path::PathBuf);
+
+impl Loop {
+    fn new(file: &Path, size: u64) -> Self {
+        let f = std::fs::File::create(file).unwrap();
+        f.set_len(size).unwrap();
+        // Garbage: what a reused volume holds.
+        std::os::unix::fs::FileExt::write_all_at(&f, &vec![0xa5; size as usize], 0).unwrap();
+        let dev = run_ok(
+            Path::new("."),
+            "losetup",
+            &["-f", "--show", file.to_str().unwrap()],
+        );
+        Self(std::path::PathBuf::from(dev.trim()))
+    }
+
+    fn sha_of_first(&self, len: u64) -> String {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&self.0).unwrap().take(len);
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).unwrap();
+        sha256_bytes(&buf)
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn inflate_and_apply_write_a_block_device_in_place() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let size = 24u64 << 20;
+    sample_raw(&dir.join("base.raw"), size);
+    qemu_to_vmdk(dir, "base.raw", "base.vmdk", "subformat=monolithicSparse");
+    qemu_img(
+        dir,
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            "base.vmdk",
+            "-F",
+            "vmdk",
+            "d1.vmdk",
+        ],
+    );
+    qemu_io(dir, "d1.vmdk", &["write -P 0x11 1M 3M"]);
+    let dev = Loop::new(&dir.join("volume.img"), size + (4 << 20));
+    let name = dev.0.display().to_string();
+    // Without --force: refused, nothing written.
+    let out = ovf_disk(dir, &["inflate", "base.vmdk", &name]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a block device: --force"));
+    assert_eq!(dev.sha_of_first(4096), sha256_bytes(&[0xa5; 4096]));
+    ovf_disk_ok(
+        dir,
+        &[
+            "inflate",
+            "-q",
+            "--force",
+            "--record-state",
+            "--state",
+            "vol.state",
+            "base.vmdk",
+            &name,
+        ],
+    );
+    // Every byte written, zeros included, over the garbage.
+    assert_eq!(dev.sha_of_first(size), qemu_raw_sha(dir, "base.vmdk"));
+    ovf_disk_ok(
+        dir,
+        &["apply", "-q", "--state", "vol.state", "d1.vmdk", &name],
+    );
+    assert_eq!(dev.sha_of_first(size), qemu_raw_sha(dir, "d1.vmdk"));
+    // A device smaller than the disk: refused.
+    let small = Loop::new(&dir.join("small.img"), size / 2);
+    let out = ovf_disk(
+        dir,
+        &[
+            "inflate",
+            "--force",
+            "base.vmdk",
+            &small.0.display().to_string(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the device holds"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

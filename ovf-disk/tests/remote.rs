@@ -3,7 +3,8 @@
 //! server's own access log); TLS verified, pinned or refused; credentials never shown; and a
 //! server that drops connections, sends short bodies, answers 503 or 429, stalls, has no ranges
 //! or refuses, each met as it should be (fault_server.py). nginx and openssl are required
-//! (scripts/setup.sh installs them): missing, the tests fail.
+//! (scripts/setup.sh installs them): missing, the tests fail. The cluster job contract
+//! (`deploy/job.yaml`) is run here too: its exact argument list onto a loop device.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -962,4 +963,149 @@ fn progress_json_is_a_line_a_second_up_to_the_total() {
             .all(|l| l["total"] == 24 << 20 && l["rate"].is_number()),
         "{lines:?}"
     );
+}
+
+/// `--max-per-host 1`: three runs started at once against one host read from it one after the
+/// other (each run's requests form one block in the server's log), and all finish.
+#[test]
+fn max_per_host_lets_one_run_at_a_time_read_from_a_host() {
+    let c = corpus();
+    let nginx = Nginx::start(
+        c.dir.path(),
+        &NginxOptions {
+            limit_rate: Some("16m".into()),
+            ..NginxOptions::default()
+        },
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let locks = w.join("locks");
+    let names = ["sparse.vmdk", "qemu-stream.vmdk", "ours-stream.vmdk"];
+    let children: Vec<_> = names
+        .iter()
+        .map(|name| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+                .args([
+                    "inflate",
+                    "-q",
+                    "--max-per-host",
+                    "1",
+                    &nginx.url(name),
+                    &format!("{name}.raw"),
+                ])
+                .env("OVF_DISK_LOCK_DIR", &locks)
+                .current_dir(w)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (mut child, name) in children.into_iter().zip(names) {
+        assert!(child.wait().unwrap().success(), "{name}");
+        let want = &c.disks.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(&sha256(&w.join(format!("{name}.raw"))), want, "{name}");
+    }
+    let order: Vec<&str> = nginx
+        .log()
+        .lines()
+        .filter_map(|l| {
+            names
+                .iter()
+                .copied()
+                .find(|n| l.contains(&format!("/{n} ")))
+        })
+        .collect();
+    let mut blocks = order.clone();
+    blocks.dedup();
+    assert_eq!(blocks.len(), 3, "the runs' requests interleave: {order:?}");
+}
+
+/// The `args:` list of the Job's container.
+fn job_args() -> Vec<String> {
+    let text = include_str!("../../deploy/job.yaml");
+    let mut lines = text.lines().skip_while(|l| l.trim() != "args:").skip(1);
+    let mut args = Vec::new();
+    for l in lines.by_ref() {
+        match l.trim().strip_prefix("- ") {
+            Some(a) => args.push(a.to_string()),
+            None => break,
+        }
+    }
+    assert!(args.len() > 4, "{args:?}");
+    args
+}
+
+#[test]
+fn the_jobs_command_line_writes_the_volume_and_logs_progress() {
+    use std::io::Read;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let web = dir.join("folder/web");
+    std::fs::create_dir_all(&web).unwrap();
+    sample_raw(&web.join("src.raw"), 48 << 20);
+    qemu_to_vmdk(&web, "src.raw", "web.vmdk", "subformat=monolithicFlat");
+    let want = sha256(&web.join("src.raw"));
+    let nginx = Nginx::start(
+        dir,
+        &NginxOptions {
+            tls: true,
+            basic_auth: Some(("root".into(), "job-secret-pw".into())),
+            // 2 MiB/s a connection: the run lasts a few seconds, a progress line each.
+            limit_rate: Some("2m".into()),
+            ..NginxOptions::default()
+        },
+    );
+    std::fs::write(
+        dir.join("credentials"),
+        "user=root\npassword=job-secret-pw\n",
+    )
+    .unwrap();
+    // The volume: a loop device over a file of garbage, larger than the disk.
+    let img = dir.join("volume.img");
+    std::fs::write(&img, vec![0x5au8; 52 << 20]).unwrap();
+    let dev = run_ok(dir, "losetup", &["-f", "--show", img.to_str().unwrap()]);
+    let dev = dev.trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &self.0])
+                .status();
+        }
+    }
+    let _detach = Detach(dev.clone());
+    let origin = format!("https://127.0.0.1:{}", nginx.port);
+    let args: Vec<String> = job_args()
+        .into_iter()
+        .map(|a| {
+            a.replace("https://esx1.example", &origin)
+                .replace("$(ESX_THUMBPRINT)", &nginx.thumbprint())
+                .replace(
+                    "/secrets/esx/credentials",
+                    dir.join("credentials").to_str().unwrap(),
+                )
+                .replace("/dev/xvda", &dev)
+        })
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let out = succeeded(out, &format!("the Job's command {args:?}"));
+    let mut volume = Vec::new();
+    std::fs::File::open(&dev)
+        .unwrap()
+        .take(48 << 20)
+        .read_to_end(&mut volume)
+        .unwrap();
+    assert_eq!(sha256_bytes(&volume), want);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let progress: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(progress.len() >= 2, "{log}");
+    assert_eq!(progress.last().unwrap()["done"], 48 << 20, "{log}");
+    assert!(!log.contains("job-secret-pw"), "{log}");
 }

@@ -74,8 +74,10 @@ pub(crate) struct Client {
     retries: u32,
     backoff: Duration,
     max: usize,
-    in_flight: Mutex<usize>,
-    freed: Condvar,
+    /// This source's cap.
+    own: Gate,
+    /// The host's cap, shared with the other sources on it.
+    host: Option<Arc<Gate>>,
     bytes: AtomicU64,
     requests: AtomicU64,
     retried: AtomicU64,
@@ -92,15 +94,64 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// A slot of the connection cap, given back when dropped.
+/// A cap on requests in flight: per client, and per host across every client of the process.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    max: usize,
+    in_flight: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            in_flight: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot; returns how many are in flight with it.
+    fn take(&self) -> usize {
+        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= self.max {
+            n = self.freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        *n
+    }
+
+    fn give(&self) {
+        if let Ok(mut n) = self.in_flight.lock() {
+            *n = n.saturating_sub(1);
+        }
+        self.freed.notify_one();
+    }
+}
+
+/// The per-host gates of this process, by `host:port`: every source on one host shares one.
+static HOSTS: Mutex<Vec<(String, Arc<Gate>)>> = Mutex::new(Vec::new());
+
+/// The gate of `host` (created with `max` slots the first time).
+pub(crate) fn host_gate(host: &str, max: usize) -> Arc<Gate> {
+    let mut hosts = HOSTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, g)) = hosts.iter().find(|(h, _)| h == host) {
+        return g.clone();
+    }
+    let g = Arc::new(Gate::new(max));
+    hosts.push((host.to_string(), g.clone()));
+    g
+}
+
+/// A slot of the connection caps, given back when dropped.
 struct Permit<'a>(&'a Client);
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if let Ok(mut n) = self.0.in_flight.lock() {
-            *n = n.saturating_sub(1);
+        if let Some(h) = &self.0.host {
+            h.give();
         }
-        self.0.freed.notify_one();
+        self.0.own.give();
     }
 }
 
@@ -124,8 +175,8 @@ impl Client {
             retries: options.retries,
             backoff: options.backoff,
             max: options.connections.max(1),
-            in_flight: Mutex::new(0),
-            freed: Condvar::new(),
+            own: Gate::new(options.connections),
+            host: None,
             bytes: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             retried: AtomicU64::new(0),
@@ -142,13 +193,18 @@ impl Client {
         }
     }
 
+    /// Shares the cap of `gate` (the host's) with the other sources on the host.
+    pub(crate) fn with_host(mut self, gate: Arc<Gate>) -> Self {
+        self.host = Some(gate);
+        self
+    }
+
     fn permit(&self) -> Permit<'_> {
-        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        while *n >= self.max {
-            n = self.freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        let n = self.own.take();
+        if let Some(h) = &self.host {
+            h.take();
         }
-        *n += 1;
-        self.peak.fetch_max(*n as u64, Ordering::Relaxed);
+        self.peak.fetch_max(n as u64, Ordering::Relaxed);
         Permit(self)
     }
 
@@ -482,4 +538,30 @@ fn validator_of(r: &ureq::Response) -> Option<&str> {
 
 fn validator(r: &ureq::Response) -> Option<String> {
     validator_of(r).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_gate_per_host_caps_every_source_on_it() {
+        let a = host_gate("gate-test.example:443", 2);
+        let b = host_gate("gate-test.example:443", 99);
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second source shares the first one's gate"
+        );
+        assert_eq!((a.take(), b.take()), (1, 2));
+        // A third slot waits until one is given back.
+        let waiter = {
+            let g = a.clone();
+            std::thread::spawn(move || g.take())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        b.give();
+        assert_eq!(waiter.join().unwrap(), 2);
+        assert!(!Arc::ptr_eq(&a, &host_gate("other.example:443", 2)));
+    }
 }

@@ -71,6 +71,9 @@ pub struct RemoteOptions {
     /// Credentials sent with every request (default none; those written in the URL are used
     /// when none are given).
     pub credentials: Credentials,
+    /// Requests in flight at once to one host, across every source of this process on it
+    /// (default 8; at least `connections` of one source are never blocked by it alone).
+    pub per_host: usize,
     /// Where S3 is and the credentials that sign its requests (default: from the environment,
     /// as the AWS tools find them, when an `s3://` URL is opened).
     pub s3: Option<S3Config>,
@@ -90,6 +93,7 @@ impl Default for RemoteOptions {
             tls: Tls::Verify,
             credentials: Credentials::default(),
             s3: None,
+            per_host: 8,
             cache_chunks: 0,
         }
     }
@@ -137,6 +141,12 @@ impl RemoteOptions {
         self
     }
 
+    /// Requests in flight at once to one host across every source of the process.
+    pub fn per_host(mut self, n: usize) -> Self {
+        self.per_host = n.max(1);
+        self
+    }
+
     /// Where S3 is and who signs its requests.
     pub fn s3(mut self, config: S3Config) -> Self {
         self.s3 = Some(config);
@@ -181,6 +191,7 @@ impl RemoteFiles {
         let bad = |why: String| Error::new(None, "URL", None, ErrorKind::InvalidInput(why));
         let parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL ({e})")))?;
         let host = parsed.host_str().ok_or_else(|| bad("no host".into()))?;
+        let host_key = format!("{host}:{}", parsed.port_or_known_default().unwrap_or(0));
         let (origin, base, s3, signer) = match parsed.scheme() {
             "http" | "https" => {
                 let origin = match parsed.port() {
@@ -222,7 +233,10 @@ impl RemoteFiles {
             base,
             s3,
             query,
-            client: Arc::new(Client::new(options, credentials, signer)?),
+            client: Arc::new(
+                Client::new(options, credentials, signer)?
+                    .with_host(client::host_gate(&host_key, options.per_host.max(1))),
+            ),
             cache_chunks: match options.cache_chunks {
                 0 => options
                     .connections

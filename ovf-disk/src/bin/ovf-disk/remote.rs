@@ -40,6 +40,14 @@ pub struct RemoteArgs {
     /// Credentials and region as the AWS tools take them (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...).
     #[arg(long, value_name = "URL")]
     s3_endpoint: Option<String>,
+    /// For URL inputs: requests in flight to one host across every URL of this run (default:
+    /// 8, or --connections when more).
+    #[arg(long, value_name = "N")]
+    per_host: Option<usize>,
+    /// For URL inputs: at most N runs of ovf-disk on this machine read from one host at once
+    /// (slots locked in $OVF_DISK_LOCK_DIR, default /run/lock/ovf-disk); a run waits for a slot.
+    #[arg(long, value_name = "N")]
+    max_per_host: Option<usize>,
 }
 
 /// A disk input: the options that open it, the name to open, and the remote source when it is
@@ -87,7 +95,11 @@ impl RemoteArgs {
             }
             options = options.s3(s3);
         }
+        if let Some(n) = self.max_per_host {
+            hold_host_slot(url, n)?;
+        }
         Ok(options
+            .per_host(self.per_host.unwrap_or(self.connections.max(8)))
             .connections(self.connections)
             .retries(self.retries)
             .read_timeout(Duration::from_secs(self.timeout.max(1)))
@@ -218,6 +230,58 @@ pub fn refuse_package_url(input: &Path) -> Result<()> {
             anyhow::bail!("a VM's .vmx: `ovf-disk inflate URL OUTDIR` consolidates its disks")
         }
         UrlKind::Disk => Ok(()),
+    }
+}
+
+/// The host slots this run holds (locked files, released when the process ends).
+static SLOTS: std::sync::Mutex<Vec<(String, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+
+/// Holds one of `n` slots of the host of `url` across the processes of this machine: files
+/// `HOST.0` ... `HOST.N-1` in the lock folder, the first one free locked (`flock`) for the rest
+/// of the run. Waits, saying so once, while every slot is taken.
+fn hold_host_slot(url: &str, n: usize) -> Result<()> {
+    use rustix::fs::{flock, FlockOperation};
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}_{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| "host".into());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut held = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+    if held.iter().any(|(h, _)| *h == host) {
+        return Ok(());
+    }
+    let dir = std::env::var_os("OVF_DISK_LOCK_DIR")
+        .map_or_else(|| PathBuf::from("/run/lock/ovf-disk"), PathBuf::from);
+    std::fs::create_dir_all(&dir).with_context(|| format!("the lock folder {}", dir.display()))?;
+    let mut said = false;
+    loop {
+        for i in 0..n.max(1) {
+            let path = dir.join(format!("{host}.{i}"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("the host slot {}", path.display()))?;
+            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                held.push((host, file));
+                return Ok(());
+            }
+        }
+        if !said {
+            eprintln!("ovf-disk: waiting: {n} run(s) already read from {host} (--max-per-host)");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
