@@ -60,20 +60,7 @@ fn qemu_img_deltas_apply_one_by_one_to_the_bytes_of_each_leaf() {
     let dir = d.path();
     sample_raw(&dir.join("base.raw"), 40 << 20);
     qemu_to_vmdk(dir, "base.raw", "base.vmdk", "subformat=monolithicSparse");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "base.vmdk",
-            "-F",
-            "vmdk",
-            "d1.vmdk",
-        ],
-    );
+    qemu_delta(dir, "base.vmdk", "d1.vmdk");
     qemu_io(
         dir,
         "d1.vmdk",
@@ -83,12 +70,7 @@ fn qemu_img_deltas_apply_one_by_one_to_the_bytes_of_each_leaf() {
             "write -P 0x12 39M 1M",
         ],
     );
-    qemu_img(
-        dir,
-        &[
-            "create", "-q", "-f", "vmdk", "-b", "d1.vmdk", "-F", "vmdk", "d2.vmdk",
-        ],
-    );
+    qemu_delta(dir, "d1.vmdk", "d2.vmdk");
     qemu_io(
         dir,
         "d2.vmdk",
@@ -320,27 +302,9 @@ fn an_apply_killed_midway_finishes_when_run_again() {
     let size = 80u64 << 20;
     sample_raw(&dir.join("base.raw"), size);
     qemu_to_vmdk(dir, "base.raw", "base.vmdk", "subformat=monolithicSparse");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "base.vmdk",
-            "-F",
-            "vmdk",
-            "d1.vmdk",
-        ],
-    );
+    qemu_delta(dir, "base.vmdk", "d1.vmdk");
     qemu_io(dir, "d1.vmdk", &["write -P 0x31 0 80M"]);
-    qemu_img(
-        dir,
-        &[
-            "create", "-q", "-f", "vmdk", "-b", "d1.vmdk", "-F", "vmdk", "d2.vmdk",
-        ],
-    );
+    qemu_delta(dir, "d1.vmdk", "d2.vmdk");
     qemu_io(dir, "d2.vmdk", &["write -P 0x32 1M 1M"]);
     let want = qemu_raw_sha(dir, "d1.vmdk");
     // The delta read over HTTP at 12 MiB/s: an apply takes about seven seconds.
@@ -372,19 +336,9 @@ fn an_apply_killed_midway_finishes_when_run_again() {
             .current_dir(w)
             .spawn()
             .unwrap();
-        let started = std::time::Instant::now();
-        loop {
-            if applying(&state).is_some_and(|at| at * 100 >= size * percent) {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the apply ended ({status}) before {percent}%");
-            }
-            assert!(started.elapsed().as_secs() < 60);
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        kill_when(&mut child, &format!("{percent}%"), || {
+            applying(&state).is_some_and(|at| at * 100 >= size * percent)
+        });
         // Another change is refused until the interrupted one completes.
         let d2 = dir.join("d2.vmdk").display().to_string();
         refused(w, &[&d2, "t.raw"], "t.raw", "did not finish");
@@ -440,20 +394,7 @@ fn inflate_and_apply_write_a_block_device_in_place() {
     let size = 24u64 << 20;
     sample_raw(&dir.join("base.raw"), size);
     qemu_to_vmdk(dir, "base.raw", "base.vmdk", "subformat=monolithicSparse");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "base.vmdk",
-            "-F",
-            "vmdk",
-            "d1.vmdk",
-        ],
-    );
+    qemu_delta(dir, "base.vmdk", "d1.vmdk");
     qemu_io(dir, "d1.vmdk", &["write -P 0x11 1M 3M"]);
     let dev = Loop::new(&dir.join("volume.img"), size + (4 << 20));
     let name = dev.0.display().to_string();

@@ -53,20 +53,7 @@ fn clean_images_pass() {
     }
     qemu_to_vmdk(d.path(), "src.raw", "z.vmdk", "zeroed_grain=on");
     qemu_io(d.path(), "z.vmdk", &["write -z 0 1M"]);
-    qemu_img(
-        d.path(),
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "z.vmdk",
-            "-F",
-            "vmdk",
-            "child.vmdk",
-        ],
-    );
+    qemu_delta(d.path(), "z.vmdk", "child.vmdk");
     qemu_io(d.path(), "child.vmdk", &["write -P 1 2M 64k"]);
     let (code, v) = check(d.path(), "child.vmdk");
     assert_eq!(code, 0, "{}", problems(&v));
@@ -468,20 +455,7 @@ fn allocation_map_agrees_with_qemu_img_map() {
     qemu_to_vmdk(dir, "src.raw", "sparse.vmdk", "");
     qemu_to_vmdk(dir, "src.raw", "z.vmdk", "zeroed_grain=on");
     qemu_io(dir, "z.vmdk", &["write -z 0 256k", "write -z 1M 64k"]);
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "z.vmdk",
-            "-F",
-            "vmdk",
-            "child.vmdk",
-        ],
-    );
+    qemu_delta(dir, "z.vmdk", "child.vmdk");
     qemu_io(
         dir,
         "child.vmdk",

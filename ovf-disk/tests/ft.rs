@@ -206,20 +206,7 @@ fn each_package_rule_fails_alone_and_a_clean_package_passes() {
 fn vm_folder(dir: &Path, settings: &str, snapshot: bool) {
     if !dir.join("d.vmdk").exists() {
         qemu_create(dir, "d.vmdk", "monolithicFlat", "1M");
-        qemu_img(
-            dir,
-            &[
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-b",
-                "d.vmdk",
-                "-F",
-                "vmdk",
-                "d-000001.vmdk",
-            ],
-        );
+        qemu_delta(dir, "d.vmdk", "d-000001.vmdk");
     }
     let leaf = if snapshot { "d-000001.vmdk" } else { "d.vmdk" };
     std::fs::write(

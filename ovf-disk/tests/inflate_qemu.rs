@@ -165,20 +165,7 @@ fn delta_disks_on_parents() {
             "write -P 0x78 11M 1000k",
         ],
     );
-    qemu_img(
-        d.path(),
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "child.vmdk",
-            "-F",
-            "vmdk",
-            "grandchild.vmdk",
-        ],
-    );
+    qemu_delta(d.path(), "child.vmdk", "grandchild.vmdk");
     qemu_io(d.path(), "grandchild.vmdk", &["write -P 0x79 3M 64k"]);
     assert_inflates_like_qemu(d.path(), "child.vmdk");
     assert_inflates_like_qemu(d.path(), "grandchild.vmdk");

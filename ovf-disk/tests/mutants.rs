@@ -113,20 +113,7 @@ fn fixtures(root: &Path) -> Vec<Fixture> {
         "qemu-delta",
         &|d| {
             qemu_to_vmdk(d, "src.raw", "base.vmdk", "");
-            qemu_img(
-                d,
-                &[
-                    "create",
-                    "-q",
-                    "-f",
-                    "vmdk",
-                    "-b",
-                    "base.vmdk",
-                    "-F",
-                    "vmdk",
-                    "d.vmdk",
-                ],
-            );
+            qemu_delta(d, "base.vmdk", "d.vmdk");
             qemu_io(d, "d.vmdk", &["write -P 0x5a 64k 128k"]);
         },
         &["d.vmdk", "base.vmdk"],

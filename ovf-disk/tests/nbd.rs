@@ -129,20 +129,7 @@ fn every_layout_a_vm_folder_and_an_ova_are_served_as_qemu_reads_them() {
     );
     qemu_to_vmdk(dir, "src.raw", "flat.vmdk", "subformat=monolithicFlat");
     ours_stream(dir, "src.raw", "ours-stream.vmdk");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "sparse.vmdk",
-            "-F",
-            "vmdk",
-            "delta.vmdk",
-        ],
-    );
+    qemu_delta(dir, "sparse.vmdk", "delta.vmdk");
     qemu_io(
         dir,
         "delta.vmdk",

@@ -43,20 +43,7 @@ fn every_layout_converts_to_a_qcow2_qemu_img_finds_identical_and_clean() {
     qemu_to_vmdk(dir, "src.raw", "sparse.vmdk", "subformat=monolithicSparse");
     qemu_to_vmdk(dir, "src.raw", "flat.vmdk", "subformat=monolithicFlat");
     ours_stream(dir, "src.raw", "stream.vmdk");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "sparse.vmdk",
-            "-F",
-            "vmdk",
-            "delta.vmdk",
-        ],
-    );
+    qemu_delta(dir, "sparse.vmdk", "delta.vmdk");
     qemu_io(
         dir,
         "delta.vmdk",

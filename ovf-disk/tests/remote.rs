@@ -41,20 +41,7 @@ fn corpus() -> Corpus {
     );
     ours_stream(dir, "src.raw", "ours-stream.vmdk");
     // A snapshot chain: a delta over the sparse base, some grains rewritten.
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "sparse.vmdk",
-            "-F",
-            "vmdk",
-            "delta.vmdk",
-        ],
-    );
+    qemu_delta(dir, "sparse.vmdk", "delta.vmdk");
     qemu_io(
         dir,
         "delta.vmdk",
@@ -192,20 +179,7 @@ fn only_what_the_disk_holds_is_fetched() {
             .unwrap();
     }
     qemu_to_vmdk(dir, "thin.raw", "thin.vmdk", "subformat=monolithicSparse");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "thin.vmdk",
-            "-F",
-            "vmdk",
-            "top.vmdk",
-        ],
-    );
+    qemu_delta(dir, "thin.vmdk", "top.vmdk");
     qemu_io(
         dir,
         "top.vmdk",
@@ -602,30 +576,12 @@ fn kill_at(w: &Path, url: &str, capacity: u64, percent: u64) -> u64 {
         .spawn()
         .unwrap();
     let checkpoint = w.join(".out.raw.ovf-disk-checkpoint");
-    let started = std::time::Instant::now();
-    let mut seen = Vec::new();
-    loop {
-        let now = checkpoint_done(&checkpoint);
-        if now.is_some() && seen.last() != Some(&now) {
-            seen.push(now);
-        }
-        if let Some(done) = now.filter(|d| d * 100 >= capacity * percent) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return done;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "the run ended ({status}) before {percent}%: checkpoints {seen:?} in {:?}",
-                started.elapsed()
-            );
-        }
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "no checkpoint at {percent}%"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut done = 0;
+    kill_when(&mut child, &format!("{percent}%"), || {
+        done = checkpoint_done(&checkpoint).unwrap_or(0);
+        done * 100 >= capacity * percent
+    });
+    done
 }
 
 /// A remote inflate killed at 20, 50 and 80% continues with `--resume` from its checkpoint,
@@ -730,20 +686,7 @@ fn s3_objects_are_read_and_written_like_files() {
     sample_raw(&dir.join("src.raw"), 24 << 20);
     let want = sha256(&dir.join("src.raw"));
     qemu_to_vmdk(dir, "src.raw", "sparse.vmdk", "subformat=monolithicSparse");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "sparse.vmdk",
-            "-F",
-            "vmdk",
-            "delta.vmdk",
-        ],
-    );
+    qemu_delta(dir, "sparse.vmdk", "delta.vmdk");
     qemu_io(dir, "delta.vmdk", &["write -P 0x5a 1M 3M"]);
     ours_stream(dir, "src.raw", "stream.vmdk");
     ovf_disk_ok(dir, &["export", "-q", "src.raw", "app.ova"]);

@@ -255,3 +255,61 @@ fn an_esxi_folder_with_cowd_and_sesparse_snapshots_consolidates_like_qemu_reads_
     assert_eq!(sha256(&dir.join("thick/data-flat.vmdk")), data);
     qemu_same(dir, "web-000002.vmdk", "vmdk", "thick/web.vmdk", "vmdk");
 }
+
+/// The snapshot list (`web.vmsd`): `info` shows it; `inflate --snapshot NAME` consolidates each
+/// disk as that snapshot froze it (the bytes qemu-img reads from the link the list names);
+/// an unknown snapshot is an error naming those there are.
+#[test]
+fn a_snapshot_of_the_vmsd_is_inflated_as_it_was() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    esxi_vm_folder(dir);
+    std::fs::write(
+        dir.join("web.vmsd"),
+        ".encoding = \"UTF-8\"\nsnapshot.lastUID = \"2\"\nsnapshot.current = \"2\"\n\
+         snapshot0.uid = \"1\"\nsnapshot0.displayName = \"base\"\n\
+         snapshot0.createTimeHigh = \"406441\"\nsnapshot0.createTimeLow = \"-1851591469\"\n\
+         snapshot0.disk0.fileName = \"web.vmdk\"\nsnapshot0.disk0.node = \"scsi0:0\"\n\
+         snapshot0.disk1.fileName = \"data.vmdk\"\nsnapshot0.disk1.node = \"scsi1:0\"\n\
+         snapshot1.uid = \"2\"\nsnapshot1.parent = \"1\"\nsnapshot1.displayName = \"first\"\n\
+         snapshot1.disk0.fileName = \"web-000001.vmdk\"\nsnapshot1.disk0.node = \"scsi0:0\"\n\
+         snapshot1.disk1.fileName = \"data.vmdk\"\nsnapshot1.disk1.node = \"scsi1:0\"\n",
+    )
+    .unwrap();
+    let info = ovf_disk_ok(dir, &["info", "--json", "web.vmx"]);
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let s = &v["snapshots"];
+    assert_eq!(s.as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        (s[0]["name"].as_str(), s[1]["parent"].as_u64()),
+        (Some("base"), Some(1))
+    );
+    assert_eq!(s[1]["current"], true);
+    assert_eq!(s[1]["disks"][0]["file"], "web-000001.vmdk");
+    let text = ovf_disk_ok(dir, &["info", "web.vmx"]);
+    assert!(String::from_utf8_lossy(&text.stdout)
+        .contains("snapshot 2 \"first\", after 1, current: scsi0:0 web-000001.vmdk"));
+    for (name, leaf) in [
+        ("base", "web.vmdk"),
+        ("first", "web-000001.vmdk"),
+        ("2", "web-000001.vmdk"),
+    ] {
+        let out = format!("at-{name}");
+        ovf_disk_ok(dir, &["inflate", "-q", "--snapshot", name, "web.vmx", &out]);
+        assert_eq!(
+            sha256(&dir.join(&out).join("web-flat.vmdk")),
+            qemu_raw_sha(dir, leaf),
+            "{name}"
+        );
+        assert_eq!(
+            sha256(&dir.join(&out).join("data-flat.vmdk")),
+            qemu_raw_sha(dir, "data.vmdk")
+        );
+    }
+    let out = ovf_disk(dir, &["inflate", "--snapshot", "nope", "web.vmx", "x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no snapshot \"nope\"") && err.contains("\"base\", \"first\""),
+        "{err}"
+    );
+}

@@ -39,20 +39,7 @@ fn convert_of_vmdk_sources_is_ours_and_reads_as_qemu_img_reads() {
     sample_raw(&dir.join("src.raw"), 24 << 20);
     qemu_to_vmdk(dir, "src.raw", "sparse.vmdk", "subformat=monolithicSparse");
     ours_stream(dir, "src.raw", "stream.vmdk");
-    qemu_img(
-        dir,
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "sparse.vmdk",
-            "-F",
-            "vmdk",
-            "delta.vmdk",
-        ],
-    );
+    qemu_delta(dir, "sparse.vmdk", "delta.vmdk");
     qemu_io(dir, "delta.vmdk", &["write -P 0x5a 1M 3M"]);
     // A qemu-img that does not exist: whatever succeeds below was done by vmdk-img itself.
     let ours_only = [("QEMU_IMG", "/nonexistent/qemu-img")];

@@ -10,10 +10,12 @@
 
 #[cfg(feature = "write")]
 mod inflate;
+mod vmsd;
 mod vmx;
 
 #[cfg(feature = "write")]
 pub use inflate::{inflate_vm, InflateReport, InflatedDisk};
+pub use vmsd::{Snapshot, SnapshotDisk};
 pub use vmx::{Vm, VmDisk, VmxWriter};
 
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub struct Options {
     pub(crate) allow_outside: bool,
     /// Where the `.vmx` and the disks are read, when not from the host's files.
     files: Option<std::sync::Arc<dyn vmdk::Files>>,
+    /// The snapshot whose disks are opened instead of the current ones.
+    snapshot: Option<String>,
     #[cfg(feature = "write")]
     format: Format,
     #[cfg(feature = "write")]
@@ -57,6 +61,7 @@ impl Default for Options {
             open: OpenOptions::new(),
             allow_outside: false,
             files: None,
+            snapshot: None,
             #[cfg(feature = "write")]
             format: Format::Vmdk(vmdk::CreateType::MonolithicFlat),
             #[cfg(feature = "write")]
@@ -96,22 +101,69 @@ impl Options {
         self
     }
 
+    /// Opens each disk as it was when the snapshot `name` (its display name or uid in the
+    /// folder's `.vmsd`) was taken, instead of its current leaf.
+    pub fn snapshot(mut self, name: impl Into<String>) -> Self {
+        self.snapshot = Some(name.into());
+        self
+    }
+
+    /// The text of `path` (at most `max` bytes) through these options' files; `None` when it
+    /// does not exist.
+    fn read_text(&self, path: &Path, max: u64) -> Result<Option<String>> {
+        let too_big = || Error::Config {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: format!("larger than {max} bytes: not a VM configuration"),
+        };
+        let bytes = match &self.files {
+            Some(files) => {
+                let backing = match files.open(path) {
+                    Ok(b) => b,
+                    Err(e) if matches!(e.kind(), vmdk::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if backing.len() > max {
+                    return Err(too_big());
+                }
+                let mut bytes = vec![0u8; usize::try_from(backing.len()).unwrap_or(0)];
+                positioned_io::ReadAt::read_exact_at(&backing, 0, &mut bytes)
+                    .map_err(Error::io(path))?;
+                bytes
+            }
+            None => match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io(path)(e)),
+                Ok(m) if m.len() > max => return Err(too_big()),
+                Ok(_) => std::fs::read(path).map_err(Error::io(path))?,
+            },
+        };
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
     /// Reads the `.vmx` at `vmx` through these options' files (the host's by default).
     pub fn read_vm(&self, vmx: &Path) -> Result<Vm> {
-        let Some(files) = &self.files else {
+        if self.files.is_none() {
             return Vm::open(vmx);
-        };
-        let backing = files.open(vmx)?;
-        if backing.len() > vmx::MAX_VMX {
-            return Err(Error::Config {
-                path: vmx.to_path_buf(),
-                line: 0,
-                reason: format!("larger than {} bytes: not a VM configuration", vmx::MAX_VMX),
-            });
         }
-        let mut bytes = vec![0u8; usize::try_from(backing.len()).unwrap_or(0)];
-        positioned_io::ReadAt::read_exact_at(&backing, 0, &mut bytes).map_err(Error::io(vmx))?;
-        Vm::parse(&String::from_utf8_lossy(&bytes), vmx)
+        let text = self
+            .read_text(vmx, vmx::MAX_VMX)?
+            .ok_or_else(|| Error::Missing {
+                path: vmx.to_path_buf(),
+                name: "the .vmx".into(),
+            })?;
+        Vm::parse(&text, vmx)
+    }
+
+    /// The snapshots the folder's `.vmsd` lists (none without one).
+    pub fn snapshots(&self, vmx: &Path) -> Result<Vec<Snapshot>> {
+        let path = vmsd::path_of(vmx);
+        match self.read_text(&path, vmx::MAX_VMX)? {
+            Some(text) => vmsd::parse(&text, &path),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The size of a file of a disk: through these options' files, or the host's.
@@ -201,6 +253,8 @@ pub struct Info {
     pub chains: Vec<DiskInfo>,
     /// Files of the folder no disk uses (at most 10000 listed).
     pub unused: Vec<UnusedFile>,
+    /// The snapshots the folder's `.vmsd` lists, oldest first.
+    pub snapshots: Vec<Snapshot>,
 }
 
 /// What a file of a VM folder is, by its name.
@@ -225,6 +279,14 @@ fn kind_of(name: &str) -> &'static str {
 
 /// Opens `disk` of `vm`: its leaf and the chain below it.
 pub(crate) fn open_disk(vm: &Vm, disk: &VmDisk, options: &Options) -> Result<Disk> {
+    let as_of;
+    let disk = match &options.snapshot {
+        Some(name) => {
+            as_of = disk_as_of(vm, disk, name, options)?;
+            &as_of
+        }
+        None => disk,
+    };
     let path = vm.disk_path(disk, options.allow_outside)?;
     options
         .open
@@ -240,6 +302,32 @@ pub fn open_disks(vmx: &Path, options: &Options) -> Result<Vec<(String, Disk)>> 
         .iter()
         .map(|d| open_disk(&vm, d, options).map(|disk| (d.device.clone(), disk)))
         .collect()
+}
+
+/// `disk` as the snapshot `name` froze it: the file the `.vmsd` lists for its device.
+fn disk_as_of(vm: &Vm, disk: &VmDisk, name: &str, options: &Options) -> Result<VmDisk> {
+    let snapshots = options.snapshots(&vm.path)?;
+    let listed: Vec<&str> = snapshots.iter().map(|s| s.name.as_str()).collect();
+    let s = vmsd::find(&snapshots, name).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "{}: no snapshot {name:?} (the .vmsd lists {listed:?})",
+            vm.path.display()
+        ))
+    })?;
+    let file = s
+        .disks
+        .iter()
+        .find(|d| d.device.eq_ignore_ascii_case(&disk.device))
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: snapshot {name:?} lists no disk {}",
+                vm.path.display(),
+                disk.device
+            ))
+        })?;
+    let mut at = disk.clone();
+    at.file = file.file.clone();
+    Ok(at)
 }
 
 /// Bytes the files of the link `link` take: its files, not its parents'.
@@ -280,8 +368,14 @@ pub fn vm_info(vmx: &Path, options: &Options) -> Result<Info> {
         .filter_map(|p| p.file_name().map(PathBuf::from))
         .collect();
     let mut unused = Vec::new();
+    let snapshots = options.snapshots(vmx)?;
     if options.files.is_some() {
-        return Ok(Info { vm, chains, unused });
+        return Ok(Info {
+            vm,
+            chains,
+            unused,
+            snapshots,
+        });
     }
     let entries = std::fs::read_dir(vm.folder()).map_err(Error::io(vm.folder()))?;
     for entry in entries {
@@ -302,7 +396,12 @@ pub fn vm_info(vmx: &Path, options: &Options) -> Result<Info> {
         }
     }
     unused.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Info { vm, chains, unused })
+    Ok(Info {
+        vm,
+        chains,
+        unused,
+        snapshots,
+    })
 }
 
 #[cfg(test)]

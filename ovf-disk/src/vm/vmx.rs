@@ -52,10 +52,10 @@ pub struct VmDisk {
 }
 
 /// What the `.vmx` says, key by lower-cased key.
-struct Settings(BTreeMap<String, String>);
+pub(super) struct Settings(BTreeMap<String, String>);
 
 impl Settings {
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0.get(&key.to_ascii_lowercase()).map(String::as_str)
     }
 
@@ -92,7 +92,7 @@ pub(super) fn unescape(value: &str) -> String {
 }
 
 /// Parses `.vmx` text (`path` for errors): `key = "value"` lines, `#` comments, blank lines.
-fn parse_settings(text: &str, path: &Path) -> Result<Settings> {
+pub(super) fn parse_settings(text: &str, path: &Path) -> Result<Settings> {
     let mut map = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -209,6 +209,37 @@ pub fn raw_ddb(dir: &Path, file: &str) -> std::collections::BTreeMap<String, Str
         .collect()
 }
 
+/// qemu-img creates `delta` (in `dir`), an empty VMDK delta over `parent` (a snapshot).
+pub fn qemu_delta(dir: &Path, parent: &str, delta: &str) {
+    qemu_img(
+        dir,
+        &[
+            "create", "-q", "-f", "vmdk", "-b", parent, "-F", "vmdk", delta,
+        ],
+    );
+}
+
+/// Kills `child` (SIGKILL) as soon as `reached()` says so, polling; fails when it ends first
+/// (`what` says what was awaited) or a minute passes.
+pub fn kill_when(child: &mut std::process::Child, what: &str, mut reached: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    loop {
+        if reached() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {what}");
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no {what} within a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// qemu-img creates an empty VMDK `name` (in `dir`) of `subformat` and `size` (`1M`, `2G`).
 pub fn qemu_create(dir: &Path, name: &str, subformat: &str, size: &str) {
     qemu_img(

@@ -264,6 +264,10 @@ struct InflateArgs {
     /// `apply` to bring it forward with snapshot deltas later (warm migration).
     #[arg(long)]
     record_state: bool,
+    /// For a .vmx: each disk as the snapshot NAME (its name or uid in the folder's .vmsd) froze
+    /// it, instead of its current state.
+    #[arg(long, value_name = "NAME")]
+    snapshot: Option<String>,
     /// Where --record-state writes the state (default: .OUT.ovf-disk-state beside OUT; give
     /// one for a block device, whose folder is /dev).
     #[arg(long, value_name = "FILE", requires = "record_state")]
@@ -785,7 +789,10 @@ struct VmInflateJson<'a> {
 fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     let (outdir, args) = (a.output.as_path(), &a.out);
     let format = ovf_disk::output::thick_format(matches!(a.format, Some(ImportFormat::Raw)), a.esx);
-    let (options, vmx) = a.input_args.vm_options_for(&a.input)?;
+    let (mut options, vmx) = a.input_args.vm_options_for(&a.input)?;
+    if let Some(name) = &a.snapshot {
+        options = options.snapshot(name);
+    }
     let vmx = vmx.as_path();
     let mut write = args.write_options()?;
     if remote::is_url(&a.input) && args.threads.is_none() {

@@ -596,6 +596,26 @@ pub fn vm_info(out: &mut dyn Write, info: &ovf_disk::vm::Info) -> Result<()> {
     for u in &info.unused {
         writeln!(out, "unused:       {} ({})", u.name, u.kind)?;
     }
+    for s in &info.snapshots {
+        let disks: Vec<String> = s
+            .disks
+            .iter()
+            .map(|d| format!("{} {}", d.device, d.file))
+            .collect();
+        writeln!(
+            out,
+            "snapshot {} {:?}{}{}{}: {}",
+            s.uid,
+            s.name,
+            s.parent.map_or(String::new(), |p| format!(", after {p}")),
+            s.created.map_or(String::new(), |t| format!(
+                ", taken {} s after 1970 (UTC)",
+                t
+            )),
+            if s.current { ", current" } else { "" },
+            disks.join(", ")
+        )?;
+    }
     Ok(())
 }
 
