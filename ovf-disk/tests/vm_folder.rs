@@ -306,6 +306,58 @@ fn a_snapshot_of_the_vmsd_is_inflated_as_it_was() {
             qemu_raw_sha(dir, "data.vmdk")
         );
     }
+    // Warm migration of the folder: the copy as of "base", brought to "first", then to now.
+    ovf_disk_ok(
+        dir,
+        &[
+            "inflate",
+            "-q",
+            "--snapshot",
+            "base",
+            "--record-state",
+            "web.vmx",
+            "warm",
+        ],
+    );
+    assert_eq!(
+        sha256(&dir.join("warm/web-flat.vmdk")),
+        qemu_raw_sha(dir, "web.vmdk")
+    );
+    ovf_disk_ok(
+        dir,
+        &[
+            "apply",
+            "-q",
+            "--from-snapshot",
+            "base",
+            "--to-snapshot",
+            "first",
+            "web.vmx",
+            "warm",
+        ],
+    );
+    assert_eq!(
+        sha256(&dir.join("warm/web-flat.vmdk")),
+        qemu_raw_sha(dir, "web-000001.vmdk")
+    );
+    ovf_disk_ok(
+        dir,
+        &["apply", "-q", "--from-snapshot", "first", "web.vmx", "warm"],
+    );
+    assert_eq!(
+        sha256(&dir.join("warm/web-flat.vmdk")),
+        qemu_raw_sha(dir, "web-000002.vmdk")
+    );
+    assert_eq!(
+        sha256(&dir.join("warm/data-flat.vmdk")),
+        qemu_raw_sha(dir, "data.vmdk")
+    );
+    // The same step twice: refused (the copy already holds it).
+    let again = ovf_disk(
+        dir,
+        &["apply", "--from-snapshot", "first", "web.vmx", "warm"],
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds it"));
     let out = ovf_disk(dir, &["inflate", "--snapshot", "nope", "web.vmx", "x"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

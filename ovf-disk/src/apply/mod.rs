@@ -225,6 +225,102 @@ pub fn apply(
     })
 }
 
+/// Brings a VM folder's copy forward: for each disk of the VM at `vmx`, the links written since
+/// the snapshot `from` (up to the snapshot `to`, or to the current state), oldest first, applied
+/// onto the disk's copy in `outdir` (what `inflate VM.vmx OUTDIR --snapshot FROM
+/// --record-state` wrote: `STEM.vmdk` or `STEM.raw`, named as `inflate` names them). One report
+/// a disk that changed.
+pub fn apply_vm(
+    vmx: &Path,
+    outdir: &Path,
+    from: &str,
+    to: Option<&str>,
+    vm: &crate::vm::Options,
+    options: &Options,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Report>> {
+    let config = vm.read_vm(vmx)?;
+    let snapshots = vm.snapshots(vmx)?;
+    let pick = |name: &str| {
+        crate::vm::find_snapshot(&snapshots, name).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: no snapshot {name:?} in its .vmsd",
+                vmx.display()
+            ))
+        })
+    };
+    let (from, to) = (pick(from)?, to.map(pick).transpose()?);
+    let mut taken = Vec::new();
+    let mut reports = Vec::new();
+    for d in &config.disks {
+        let frozen = |s: &crate::vm::Snapshot| {
+            s.disks
+                .iter()
+                .find(|x| x.device.eq_ignore_ascii_case(&d.device))
+                .map(|x| x.file.clone())
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "{}: snapshot {:?} lists no disk {}",
+                        vmx.display(),
+                        s.name,
+                        d.device
+                    ))
+                })
+        };
+        let base = frozen(from)?;
+        let mut top = d.clone();
+        if let Some(s) = to {
+            top.file = frozen(s)?;
+        }
+        let chain = crate::vm::open_disk(&config, &top, vm)?;
+        let stem = crate::vm::output_stem(&chain, &d.device, &taken);
+        taken.push(stem.clone());
+        // The links above the one the snapshot froze, leaf first.
+        let base_name = Path::new(&base).file_name();
+        let mut deltas: Vec<PathBuf> = Vec::new();
+        let mut found = false;
+        for link in chain.chain() {
+            if link.path().file_name() == base_name {
+                found = true;
+                break;
+            }
+            deltas.push(link.path().to_path_buf());
+        }
+        if !found {
+            return Err(Error::InvalidInput(format!(
+                "{}: disk {} was {base} at snapshot {:?}, which is not in the chain of {}",
+                vmx.display(),
+                d.device,
+                from.name,
+                top.file
+            )));
+        }
+        if deltas.is_empty() {
+            continue;
+        }
+        deltas.reverse();
+        let target = [format!("{stem}.vmdk"), format!("{stem}.raw")]
+            .map(|n| outdir.join(n))
+            .into_iter()
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{}: no copy of disk {} ({stem}.vmdk or {stem}.raw)",
+                    outdir.display(),
+                    d.device
+                ))
+            })?;
+        reports.push(apply(
+            &deltas,
+            &target,
+            vm.disk_open_options(),
+            options,
+            progress,
+        )?);
+    }
+    Ok(reports)
+}
+
 /// Copies the runs of `src` over `ranges` into `out` (data read, zeros written for zeroed
 /// grains, unallocated ranges skipped: they are the base's), windows of 8 MiB in order;
 /// `checkpoint` is called with the offset reached, after a flush, at most twice a second.

@@ -39,7 +39,7 @@ pub struct InflateReport {
 
 /// The output name of a disk: its base link's name (snapshot suffixes such as `-000002` and
 /// the `-flat` of a flat base dropped), made unique with the device when two disks share it.
-fn output_stem(disk: &Disk, device: &str, taken: &[String]) -> String {
+pub(crate) fn output_stem(disk: &Disk, device: &str, taken: &[String]) -> String {
     let base = disk.chain().last().unwrap_or(disk);
     let stem = base
         .path()

@@ -14,7 +14,11 @@ mod vmsd;
 mod vmx;
 
 #[cfg(feature = "write")]
+pub(crate) use inflate::output_stem;
+#[cfg(feature = "write")]
 pub use inflate::{inflate_vm, InflateReport, InflatedDisk};
+#[cfg(feature = "write")]
+pub(crate) use vmsd::find as find_snapshot;
 pub use vmsd::{Snapshot, SnapshotDisk};
 pub use vmx::{Vm, VmDisk, VmxWriter};
 

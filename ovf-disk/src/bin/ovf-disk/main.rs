@@ -590,6 +590,13 @@ struct ApplyArgs {
     /// ({"changedArea": [{"start": N, "length": N}, ...]}), or a list of such areas.
     #[arg(long, value_name = "AREAS.json")]
     changed_areas: Option<PathBuf>,
+    /// With VM.vmx OUTDIR: apply, to each disk's copy in OUTDIR, what was written since this
+    /// snapshot of the folder's .vmsd (its name or uid).
+    #[arg(long, value_name = "NAME", conflicts_with = "changed_areas")]
+    from_snapshot: Option<String>,
+    /// With --from-snapshot: up to this snapshot instead of the disks' current state.
+    #[arg(long, value_name = "NAME", requires = "from_snapshot")]
+    to_snapshot: Option<String>,
     /// Apply even when the target's state does not show it as the change's base.
     #[arg(long)]
     force: bool,
@@ -812,6 +819,15 @@ fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     };
     let report = ovf_disk::vm::inflate_vm(vmx, outdir, &options, &progress)
         .with_context(|| format!("inflating the disks of {}", vmx.display()))?;
+    if a.record_state {
+        // Each copy's state, for `apply VM.vmx OUTDIR --from-snapshot` later.
+        for (device, disk) in ovf_disk::vm::open_disks(vmx, &options)? {
+            if let Some(d) = report.disks.iter().find(|d| d.device == device) {
+                let first = d.files.first().context("an inflated disk without files")?;
+                ovf_disk::apply::record(first, &disk, &ovf_disk::apply::Options::new())?;
+            }
+        }
+    }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
@@ -1490,6 +1506,25 @@ fn apply(out: &mut dyn Write, a: &ApplyArgs) -> Result<ExitCode> {
         options = options.state_file(s);
     }
     let started = Instant::now();
+    if let Some(from) = &a.from_snapshot {
+        let [vmx] = sources else {
+            anyhow::bail!("with --from-snapshot: VM.vmx, then the folder of its disks' copies");
+        };
+        let (vm, vmx) = a.input_args.vm_options_for(vmx)?;
+        let reports = ovf_disk::apply::apply_vm(
+            &vmx,
+            target,
+            from,
+            a.to_snapshot.as_deref(),
+            &vm,
+            &options,
+            &|_| {},
+        )?;
+        for r in &reports {
+            print_applied(out, a, r, started)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = match &a.changed_areas {
         Some(json) => {
             let [source] = sources else {
@@ -1524,6 +1559,17 @@ fn apply(out: &mut dyn Write, a: &ApplyArgs) -> Result<ExitCode> {
             report.context("apply needs a delta")?
         }
     };
+    print_applied(out, a, &report, started)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what `apply` did to one target: JSON, or a line a change on standard error.
+fn print_applied(
+    out: &mut dyn Write,
+    a: &ApplyArgs,
+    report: &ovf_disk::apply::Report,
+    started: Instant,
+) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     if a.json {
         #[derive(Serialize)]
@@ -1532,14 +1578,9 @@ fn apply(out: &mut dyn Write, a: &ApplyArgs) -> Result<ExitCode> {
             report: &'a ovf_disk::apply::Report,
             seconds: f64,
         }
-        print_json(
-            out,
-            &ApplyJson {
-                report: &report,
-                seconds,
-            },
-        )?;
-    } else if !a.quiet {
+        return print_json(out, &ApplyJson { report, seconds });
+    }
+    if !a.quiet {
         for d in &report.applied {
             eprintln!(
                 "applied {} (CID {:08x}) to {}: {} data, {} zeros in {} ranges{}",
@@ -1556,7 +1597,7 @@ fn apply(out: &mut dyn Write, a: &ApplyArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `serve`: until killed.
