@@ -566,24 +566,31 @@ fn write_archive(
             size: *size,
         })
         .collect();
-    if let Some(writer) = writer {
-        let w = write_ova(writer, members).map_err(Error::io(out))?;
-        w.flush().map_err(Error::io(out))?;
-        return Ok(Report {
-            ova: out.to_path_buf(),
-            members: listed,
-        });
-    }
-    let pending = PendingFile::create(out, options.convert.replace)?;
-    let w = write_behind::WriteBehind::new(pending.file());
-    let mut w = write_ova(w, members).map_err(Error::io(out))?;
-    w.flush().map_err(Error::io(out))?;
-    drop(w);
-    pending.commit()?;
+    write_members(out, writer, members, options.convert.replace)?;
     Ok(Report {
         ova: out.to_path_buf(),
         members: listed,
     })
+}
+
+/// Writes the archive of `members` to `writer`, or to `out` under a temporary name moved into
+/// place when complete.
+fn write_members(
+    out: &Path,
+    writer: Option<&mut dyn Write>,
+    members: Vec<(String, u64, Box<dyn Read + '_>)>,
+    replace: bool,
+) -> Result<()> {
+    if let Some(writer) = writer {
+        let w = write_ova(writer, members).map_err(Error::io(out))?;
+        return w.flush().map_err(Error::io(out));
+    }
+    let pending = PendingFile::create(out, replace)?;
+    let w = write_behind::WriteBehind::new(pending.file());
+    let mut w = write_ova(w, members).map_err(Error::io(out))?;
+    w.flush().map_err(Error::io(out))?;
+    drop(w);
+    pending.commit()
 }
 
 /// The hardware items `fix` repairs for VMware's products: IDE controllers' subtypes removed

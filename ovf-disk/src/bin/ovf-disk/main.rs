@@ -1198,6 +1198,25 @@ struct ImportJson<'a> {
     fetched: Option<vmdk::remote::FetchStats>,
 }
 
+/// The OVA `import` reads in one pass: from its URL (with the source, for what it fetched), or
+/// standard input.
+fn ova_reader(
+    a: &ImportArgs,
+    package: &Path,
+    url: bool,
+) -> Result<(
+    Box<dyn std::io::Read>,
+    String,
+    Option<vmdk::remote::RemoteFiles>,
+)> {
+    if !url {
+        return Ok((Box::new(std::io::stdin().lock()), "<stdin>".into(), None));
+    }
+    let (files, name) = a.package_args.remote.source(package)?;
+    let reader = files.reader(&name)?;
+    Ok((reader, name.display().to_string(), Some(files)))
+}
+
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
     let format = ovf_disk::output::thick_format(matches!(a.format, ImportFormat::Raw), false);
@@ -1236,15 +1255,8 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
             bar.set_message(format!("disk {id}"));
             bar.inc(n)
         };
-        let (reader, name): (Box<dyn std::io::Read>, String) = match ova_url {
-            true => {
-                let (files, name) = a.package_args.remote.source(package)?;
-                let reader = files.reader(&name)?;
-                fetched = Some(files);
-                (reader, name.display().to_string())
-            }
-            false => (Box::new(std::io::stdin().lock()), "<stdin>".into()),
-        };
+        let (reader, name, files) = ova_reader(a, package, ova_url)?;
+        fetched = files;
         let reader = std::io::BufReader::with_capacity(1 << 20, reader);
         let r = ovf_disk::import::import_stream(reader, &name, outdir, &options, &progress)
             .with_context(|| format!("importing the OVA {name}"))?;
