@@ -199,6 +199,7 @@ pub fn apply(
         write_ranges(
             &delta,
             &ranges,
+            What::Held,
             &out,
             &file,
             &mut done,
@@ -321,12 +322,23 @@ pub fn apply_vm(
     Ok(reports)
 }
 
-/// Copies the runs of `src` over `ranges` into `out` (data read, zeros written for zeroed
-/// grains, unallocated ranges skipped: they are the base's), windows of 8 MiB in order;
-/// `checkpoint` is called with the offset reached, after a flush, at most twice a second.
+/// What of a range [`write_ranges`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum What {
+    /// What the link holds: data read, zeros written for zeroed grains, unallocated ranges
+    /// skipped (they are the base's).
+    Held,
+    /// Every byte (changed areas: whatever the target held there changed).
+    Every,
+}
+
+/// Copies `what` of `src` over `ranges` into `out`, windows of 8 MiB in order; `checkpoint`
+/// is called with the offset reached, after a flush, at most twice a second.
+#[allow(clippy::too_many_arguments)]
 fn write_ranges(
     src: &Disk,
     ranges: &[(u64, u64)],
+    what: What,
     out: &File,
     file: &Path,
     done: &mut Applied,
@@ -343,7 +355,15 @@ fn write_ranges(
         let mut at = start;
         while at < end {
             let n = WINDOW.min(end - at);
-            for run in src.map(at, n)? {
+            let runs = match what {
+                What::Held => src.map(at, n)?,
+                What::Every => vec![vmdk::Run {
+                    offset: at,
+                    len: n,
+                    kind: Allocation::Data,
+                }],
+            };
+            for run in runs {
                 let k = run.len as usize;
                 match run.kind {
                     Allocation::Data => {
@@ -361,7 +381,9 @@ fn write_ranges(
                     }
                     Allocation::Unallocated => continue,
                 }
-                done.ranges += 1;
+                if what == What::Held {
+                    done.ranges += 1;
+                }
             }
             at += n;
             progress(n);
@@ -370,6 +392,9 @@ fn write_ranges(
                 checkpoint(at)?;
                 told = Instant::now();
             }
+        }
+        if what == What::Every {
+            done.ranges += 1;
         }
     }
     out.sync_data().map_err(Error::io(file))
@@ -475,10 +500,19 @@ pub fn apply_areas(
         .filter(|&&(s, l)| s + l > from)
         .map(|&(s, l)| (s.max(from), s + l - s.max(from)))
         .collect();
-    write_areas(source, &left, &out, &file, &mut done, progress, &mut |at| {
-        now.applying = Some((cid, at));
-        now.save(&state_path)
-    })?;
+    write_ranges(
+        source,
+        &left,
+        What::Every,
+        &out,
+        &file,
+        &mut done,
+        progress,
+        &mut |at| {
+            now.applying = Some((cid, at));
+            now.save(&state_path)
+        },
+    )?;
     let now = State {
         cid,
         capacity,
@@ -491,40 +525,4 @@ pub fn apply_areas(
         applied: vec![done],
         state: now,
     })
-}
-
-/// [`write_ranges`] for areas copied whole: every byte of each area is written (the source's
-/// unallocated ranges as zeros too: the area changed, whatever the target held).
-fn write_areas(
-    src: &Disk,
-    areas: &[(u64, u64)],
-    out: &File,
-    file: &Path,
-    done: &mut Applied,
-    progress: &(dyn Fn(u64) + Sync),
-    checkpoint: &mut dyn FnMut(u64) -> Result<()>,
-) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    const WINDOW: u64 = 8 << 20;
-    let mut buf = vec![0u8; WINDOW as usize];
-    let mut told = Instant::now();
-    for &(start, len) in areas {
-        let mut at = start;
-        while at < start + len {
-            let n = WINDOW.min(start + len - at);
-            let part = buf.get_mut(..n as usize).unwrap_or_default();
-            src.read_exact_at(at, part)?;
-            out.write_all_at(part, at).map_err(Error::io(file))?;
-            done.data_bytes += n;
-            at += n;
-            progress(n);
-            if told.elapsed() >= Duration::from_millis(500) {
-                out.sync_data().map_err(Error::io(file))?;
-                checkpoint(at)?;
-                told = Instant::now();
-            }
-        }
-        done.ranges += 1;
-    }
-    out.sync_data().map_err(Error::io(file))
 }

@@ -57,29 +57,29 @@ use object::RemoteObject;
 #[non_exhaustive]
 pub struct RemoteOptions {
     /// Requests in flight at once per source (default 4).
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Times a failed request that may pass is sent again (default 5).
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// First wait before a retry, doubled each time (default 250 ms, at most 10 s).
-    pub backoff: Duration,
+    pub(crate) backoff: Duration,
     /// Time allowed to connect (default 15 s).
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Time allowed without a byte from the server (default 60 s).
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     /// How the server's certificate is checked (default: the system's roots).
-    pub tls: Tls,
+    pub(crate) tls: Tls,
     /// Credentials sent with every request (default none; those written in the URL are used
     /// when none are given).
-    pub credentials: Credentials,
+    pub(crate) credentials: Credentials,
     /// Requests in flight at once to one host, across every source of this process on it
-    /// (default 8; at least `connections` of one source are never blocked by it alone).
-    pub per_host: usize,
+    /// (default 8).
+    pub(crate) per_host: usize,
     /// Where S3 is and the credentials that sign its requests (default: from the environment,
     /// as the AWS tools find them, when an `s3://` URL is opened).
-    pub s3: Option<S3Config>,
+    pub(crate) s3: Option<S3Config>,
     /// Chunks of 1 MiB each object keeps; 0 (the default) keeps eight per connection and
     /// eight more, so workers reading 8 MiB windows at once do not evict each other's chunks.
-    pub cache_chunks: usize,
+    pub(crate) cache_chunks: usize,
 }
 
 impl Default for RemoteOptions {
@@ -120,6 +120,12 @@ impl RemoteOptions {
     /// First wait before a retry.
     pub fn backoff(mut self, wait: Duration) -> Self {
         self.backoff = wait;
+        self
+    }
+
+    /// Time allowed to connect.
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
         self
     }
 

@@ -18,9 +18,9 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// A custom endpoint (`http://127.0.0.1:9000`): requests go there in path style.
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// The region requests are signed for.
-    pub region: String,
+    pub(crate) region: String,
     access_key: String,
     secret_key: String,
     session_token: Option<String>,
