@@ -365,3 +365,49 @@ fn a_snapshot_of_the_vmsd_is_inflated_as_it_was() {
         "{err}"
     );
 }
+
+/// Damaged and hostile `.vmsd` files: each refused naming the file and the line, or read with
+/// what it holds bounded; a snapshot naming a disk outside the folder is refused like a `.vmx`
+/// naming one.
+#[test]
+fn damaged_and_hostile_vmsd_files_are_refused_clearly() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    esxi_vm_folder(dir);
+    let big = format!(
+        "snapshot0.uid = \"1\"\n{}",
+        "# padding padding padding\n".repeat(50_000)
+    );
+    for (text, says) in [
+        ("snapshot0.uid = \"1\n", "line 1"),
+        ("snapshot0.uid \"1\"\n", "line 1"),
+        ("snapshot0.uid = \"one\"\n", "snapshot0.uid is not a number"),
+        ("bad key = \"1\"\n", "line 1"),
+        (big.as_str(), "larger than"),
+    ] {
+        std::fs::write(dir.join("web.vmsd"), text).unwrap();
+        let out = ovf_disk(dir, &["info", "web.vmx"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text:.40}: {err}");
+        assert!(
+            err.contains("web.vmsd") && err.contains(says),
+            "{text:.40}: {err}"
+        );
+    }
+    // Values that parse but say nonsense: read, bounded.
+    std::fs::write(
+        dir.join("web.vmsd"),
+        "snapshot0.uid = \"1\"\nsnapshot0.createTimeHigh = \"-1\"\nsnapshot0.createTimeLow = \"-1\"\n\
+         snapshot0.disk0.fileName = \"../../etc/passwd\"\nsnapshot0.disk0.node = \"scsi0:0\"\n\
+         snapshot999999.uid = \"7\"\n",
+    )
+    .unwrap();
+    let info = ovf_disk_ok(dir, &["info", "--json", "web.vmx"]);
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 1, "{v}");
+    let out = ovf_disk(dir, &["inflate", "--snapshot", "1", "web.vmx", "x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("leads outside"), "{err}");
+    assert!(!dir.join("x").exists());
+}
