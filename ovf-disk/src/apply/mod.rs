@@ -126,14 +126,8 @@ pub fn record(target: &Path, disk: &Disk, options: &Options) -> Result<State> {
     let (file, _) = target_file(target)?;
     let capacity = disk.capacity();
     let f = File::open(&file).map_err(Error::io(&file))?;
-    let state = State {
-        cid: disk.descriptor().cid().unwrap_or(0),
-        capacity,
-        sample: state::sample(&f, capacity).map_err(Error::io(&file))?,
-        applying: None,
-    };
-    state.save(&options.state_path(target))?;
-    Ok(state)
+    let cid = disk.descriptor().cid().unwrap_or(0);
+    State::holding(cid, capacity, &f, &file, &options.state_path(target))
 }
 
 /// Writes the deltas (each a snapshot delta link, opened alone: only its own grains are read,
@@ -209,14 +203,7 @@ pub fn apply(
                 now.save(&state_path)
             },
         )?;
-        now = State {
-            cid,
-            capacity,
-            sample: state::sample(&out, capacity).map_err(Error::io(&file))?,
-            applying: None,
-        };
-        now.save(&state_path)?;
-        state = Some(now);
+        state = Some(State::holding(cid, capacity, &out, &file, &state_path)?);
         applied.push(done);
     }
     Ok(Report {
@@ -513,13 +500,7 @@ pub fn apply_areas(
             now.save(&state_path)
         },
     )?;
-    let now = State {
-        cid,
-        capacity,
-        sample: state::sample(&out, capacity).map_err(Error::io(&file))?,
-        applying: None,
-    };
-    now.save(&state_path)?;
+    let now = State::holding(cid, capacity, &out, &file, &state_path)?;
     Ok(Report {
         target: file,
         applied: vec![done],

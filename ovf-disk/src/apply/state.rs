@@ -90,6 +90,25 @@ impl State {
         Ok(Some(state))
     }
 
+    /// The state of a target that now holds the link `cid` of `capacity` bytes (its sampled
+    /// blocks read from `out`, the file `file`), saved at `path`.
+    pub(crate) fn holding(
+        cid: u32,
+        capacity: u64,
+        out: &File,
+        file: &Path,
+        path: &Path,
+    ) -> Result<Self> {
+        let state = Self {
+            cid,
+            capacity,
+            sample: sample(out, capacity).map_err(Error::io(file))?,
+            applying: None,
+        };
+        state.save(path)?;
+        Ok(state)
+    }
+
     /// Writes the state to `path`, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut text = format!(
