@@ -313,11 +313,7 @@ impl PendingFile {
     /// that a finished run left is removed first; one a live run holds is refused. `replace`:
     /// the commit may replace a file at `target`.
     pub(crate) fn create(target: &Path, replace: bool) -> Result<Self> {
-        let name = target.file_name().ok_or_else(|| Error::Io {
-            path: target.to_path_buf(),
-            error: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
-        })?;
-        let temp = folder_of(target).join(format!(".{}{SUFFIX}", name.to_string_lossy()));
+        let temp = Self::temp_of(target)?;
         // Three rounds: a leftover removed, then a race with another run's cleanup lost.
         for _ in 0..3 {
             // Held from the file's creation to its registration, so an `interrupt` (another
@@ -349,15 +345,7 @@ impl PendingFile {
             {
                 continue;
             }
-            r.temps.push(temp.clone());
-            return Ok(Self {
-                target: target.to_path_buf(),
-                temp,
-                file,
-                replace,
-                committed: false,
-                keep: false,
-            });
+            return Ok(Self::registered(&mut r, target, temp, file, replace));
         }
         Err(Error::Busy {
             path: target.to_path_buf(),
@@ -384,15 +372,26 @@ impl PendingFile {
                 temp: Some(temp),
             });
         }
+        Ok(Some(Self::registered(&mut r, target, temp, file, replace)))
+    }
+
+    /// The locked temporary file `temp` of `target`, registered for `interrupt`.
+    fn registered(
+        r: &mut Registry,
+        target: &Path,
+        temp: PathBuf,
+        file: File,
+        replace: bool,
+    ) -> Self {
         r.temps.push(temp.clone());
-        Ok(Some(Self {
+        Self {
             target: target.to_path_buf(),
             temp,
             file,
             replace,
             committed: false,
             keep: false,
-        }))
+        }
     }
 
     /// The temporary name of `target`: `.NAME.ovf-disk-partial` beside it.
