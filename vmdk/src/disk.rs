@@ -143,6 +143,24 @@ impl OpenOptions {
         }
     }
 
+    /// What `path` claims to be, read from its head and its descriptor alone, without opening
+    /// any file the descriptor names (extent and parent names are resolved and checked against
+    /// the descriptor's folder, never opened): what an image service checks before it trusts
+    /// a file. Errors only when `path` itself cannot be read or its descriptor is damaged.
+    ///
+    /// ```no_run
+    /// let found = vmdk::OpenOptions::new().inspect("upload.vmdk")?;
+    /// let allowed = ["monolithicSparse", "streamOptimized"];
+    /// let trusted = found.format == "vmdk"
+    ///     && found.create_type.as_deref().is_some_and(|t| allowed.contains(&t))
+    ///     && !found.names_outside();
+    /// # let _ = trusted;
+    /// # Ok::<(), vmdk::Error>(())
+    /// ```
+    pub fn inspect(&self, path: impl AsRef<Path>) -> Result<crate::Inspection> {
+        crate::inspect::inspect(&*self.files, path.as_ref())
+    }
+
     /// `error`, or, when it says `path` is no VMDK and the file's magic names another image
     /// format, that format.
     fn name_other_format(&self, path: &Path, error: Error) -> Error {
@@ -305,7 +323,7 @@ fn push_run(runs: &mut Vec<Run>, offset: u64, len: u64, kind: Allocation) {
 }
 
 /// The descriptor of a link and, for a sparse file, the extent it opened.
-fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<SparseExtent>)> {
+pub(crate) fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<SparseExtent>)> {
     let mut head = [0u8; 8];
     let head_len = backing.len().min(8) as usize;
     backing.read_exact_at("file", 0, crate::io::head_mut(&mut head, head_len))?;
@@ -1064,7 +1082,7 @@ fn open_extent(descriptor: &Path, line: &ExtentLine, options: &OpenOptions) -> R
 
 /// Whether vSphere VM encryption holds the link's data: an `encryptionKeys` line, or the
 /// `vmwarevmcrypt` filter among `ddb.iofilters`. Such a disk is refused, never read as plaintext.
-fn is_encrypted(descriptor: &Descriptor) -> bool {
+pub(crate) fn is_encrypted(descriptor: &Descriptor) -> bool {
     descriptor.get("encryptionKeys").is_some()
         || descriptor
             .get("ddb.iofilters")
@@ -1085,7 +1103,7 @@ impl ReadAt for Disk {
 
 /// The image format other than VMDK whose magic `head` (the first sector) or `tail` (the last)
 /// holds, if any.
-fn other_format(head: &[u8], tail: &[u8]) -> Option<&'static str> {
+pub(crate) fn other_format(head: &[u8], tail: &[u8]) -> Option<&'static str> {
     let at = |bytes: &[u8], offset: usize, magic: &[u8]| {
         bytes.get(offset..offset + magic.len()) == Some(magic)
     };

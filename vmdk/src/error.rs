@@ -254,6 +254,9 @@ pub enum ErrorKind {
     /// hold the disk, a bad option).
     #[error("{0}")]
     InvalidInput(String),
+    /// The caller stopped a write ([`crate::WriteOptions::cancel`]).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {
@@ -357,6 +360,7 @@ impl Error {
             }
             ErrorKind::PathOutside { .. }
             | ErrorKind::InvalidInput(_)
+            | ErrorKind::Cancelled
             | ErrorKind::ChainTooLong { .. } => Category::Refused,
             ErrorKind::InvalidField { .. }
             | ErrorKind::Descriptor { .. }

@@ -74,6 +74,7 @@ mod disk;
 mod error;
 pub mod format;
 mod info;
+mod inspect;
 mod io;
 mod read;
 #[cfg(feature = "remote")]
@@ -87,6 +88,7 @@ pub use descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
 pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};
 pub use error::{Category, Error, ErrorKind, Feature, Result};
 pub use info::{CowdInfo, DiskInfo, ExtentInfo, LinkInfo, SeSparseInfo, SparseInfo};
+pub use inspect::{Inspection, NamedFile};
 pub use io::{Backing, Files, MemoryFiles};
 pub use positioned_io::ReadAt;
 pub use read::sparse::MetadataSource;

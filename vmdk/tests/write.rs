@@ -185,3 +185,58 @@ fn a_raw_image_in_memory_reads_back() {
         (0..1024u32).map(|i| i as u8).collect::<Vec<_>>()
     );
 }
+
+/// A write whose cancel flag is set after its first progress stops with `Cancelled`, for every
+/// writer: the copy to flat and raw outputs, the sparse and stream-optimized writers, qcow2.
+#[test]
+fn every_writer_stops_when_cancelled() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    // 64 MiB of data in every grain, so no writer finishes within one window or batch.
+    let raw: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8 | 1).collect();
+    let disk = memory_disk("src.raw", raw, true);
+    let formats = [
+        Format::Raw,
+        Format::Vmdk(CreateType::MonolithicFlat),
+        Format::Vmdk(CreateType::MonolithicSparse),
+        Format::Vmdk(CreateType::StreamOptimized),
+        Format::Qcow2,
+    ];
+    for format in formats {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let options = WriteOptions::new()
+            .threads(2)
+            .window(1 << 20)
+            .cancel(stop.clone());
+        let plan = Plan::new(format.clone(), disk.capacity(), dir.path().join("o.vmdk")).unwrap();
+        let files: Vec<File> = plan
+            .files()
+            .iter()
+            .map(|f| File::create_new(f.path()).unwrap())
+            .collect();
+        let outputs: Vec<(&File, &Path)> = files
+            .iter()
+            .zip(plan.files())
+            .map(|(f, p)| (f, p.path()))
+            .collect();
+        let done = AtomicU64::new(0);
+        let progress = |n: u64| {
+            done.fetch_add(n, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+        };
+        let e = plan
+            .write(&disk, &outputs, &options, &progress)
+            .unwrap_err();
+        assert!(
+            matches!(e.kind(), vmdk::ErrorKind::Cancelled),
+            "{format:?}: {e}"
+        );
+        assert_eq!(e.category(), vmdk::Category::Refused);
+        let done = done.load(Ordering::Relaxed);
+        assert!(
+            done < disk.capacity(),
+            "{format:?}: wrote {done} bytes, all of it"
+        );
+    }
+}

@@ -262,6 +262,8 @@ struct Copy<'a> {
     /// How far the copy got, for the checkpoint.
     done: Mutex<Done>,
     checkpoint: Option<&'a dyn Checkpoint>,
+    /// Set by the caller to stop the copy.
+    cancel: Option<&'a AtomicBool>,
 }
 
 /// Windows finished: every byte below `below` is written; `above` holds the starts of windows
@@ -303,6 +305,7 @@ impl Copy<'_> {
     fn work(&self, buf: &mut AlignedBuf, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
         let capacity = self.disk.capacity();
         while !self.stop.load(Ordering::Relaxed) {
+            super::walk::cancelled(self.cancel)?;
             let start = self.next.fetch_add(self.window, Ordering::Relaxed);
             if start >= self.held {
                 break;
@@ -403,6 +406,7 @@ impl Disk {
                 told: (std::time::Instant::now(), resumed),
             }),
             checkpoint,
+            cancel: options.cancel.as_deref(),
         };
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|scope| {

@@ -486,6 +486,7 @@ impl Plan {
                         &target,
                         embedded,
                         options.threads,
+                        options.cancel.as_deref(),
                         progress,
                     )?;
                     data += (stats.grains * grain_bytes).min(len);

@@ -77,6 +77,7 @@ pub struct WriteOptions {
     pub(crate) cid: Option<u32>,
     pub(crate) extent_name: String,
     pub(crate) checkpoint: Option<std::sync::Arc<dyn Checkpoint>>,
+    pub(crate) cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for WriteOptions {
@@ -93,6 +94,7 @@ impl Default for WriteOptions {
             cid: None,
             extent_name: "disk.vmdk".into(),
             checkpoint: None,
+            cancel: None,
         }
     }
 }
@@ -109,6 +111,23 @@ impl WriteOptions {
     /// written from the start whatever it says.
     pub fn checkpoint(mut self, checkpoint: std::sync::Arc<dyn Checkpoint>) -> Self {
         self.checkpoint = Some(checkpoint);
+        self
+    }
+
+    /// Stops the write soon after `flag` is set (within a window of each worker): the write
+    /// then fails with [`crate::ErrorKind::Cancelled`], and the caller removes what it had
+    /// written. What a program embedding the library sets when its user interrupts a copy
+    /// (the Python package's `KeyboardInterrupt`), without ending the process.
+    ///
+    /// ```
+    /// use std::sync::{atomic::AtomicBool, Arc};
+    ///
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let options = vmdk::WriteOptions::new().cancel(stop.clone());
+    /// # let _ = options;
+    /// ```
+    pub fn cancel(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.cancel = Some(flag);
         self
     }
 

@@ -55,6 +55,8 @@ struct Copy<'a> {
     /// The L2 tables, by L1 index: host offsets of the data clusters.
     l2: Mutex<Vec<Option<Vec<u64>>>>,
     data: AtomicU64,
+    /// Set by the caller to stop the copy.
+    cancel: Option<&'a AtomicBool>,
 }
 
 impl Copy<'_> {
@@ -62,6 +64,7 @@ impl Copy<'_> {
         let capacity = self.disk.capacity();
         let mut buf = vec![0u8; (WINDOW_CLUSTERS * CLUSTER) as usize];
         while !self.stop.load(Ordering::Relaxed) {
+            super::walk::cancelled(self.cancel)?;
             let first = self
                 .next_window
                 .fetch_add(WINDOW_CLUSTERS, Ordering::Relaxed);
@@ -167,6 +170,7 @@ pub(crate) fn write_qcow2(
         stop: AtomicBool::new(false),
         l2: Mutex::new(vec![None; l1_size as usize]),
         data: AtomicU64::new(0),
+        cancel: options.cancel.as_deref(),
     };
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|scope| {

@@ -142,6 +142,7 @@ pub(crate) fn write_sparse_extent(
     target: &Target<'_>,
     descriptor: Option<&Descriptor>,
     threads: usize,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SparseStats> {
     // Grains are not compressed: 64 in flight (4 MiB) keep the workers busy.
@@ -198,6 +199,7 @@ pub(crate) fn write_sparse_extent(
         grain_bytes,
         threads,
         batch,
+        cancel,
     };
     walk_grains(disk, &walk, &work, &mut sink, progress)?;
     if let Some(prev) = current {
@@ -250,7 +252,7 @@ mod tests {
                 let p = dir.path().join(&name);
                 let f = std::fs::File::create_new(&p).unwrap();
                 let target = Target { file: &f, path: &p, start, len };
-                write_sparse_extent(&src, &target, None, threads, &|_| {}).unwrap();
+                write_sparse_extent(&src, &target, None, threads, None, &|_| {}).unwrap();
                 lines.push(ExtentLine { access: Access::ReadWrite, sectors: len / 512, kind: ExtentKind::Sparse, file_name: Some(name), offset: 0 });
             }
             let desc = DiskSettings::new(raw.len() as u64).descriptor(&CreateType::TwoGbMaxExtentSparse, lines);
@@ -279,6 +281,6 @@ mod tests {
             start: 0,
             len: disk.capacity(),
         };
-        assert!(write_sparse_extent(&disk, &t, None, 1, &|_| {}).is_err());
+        assert!(write_sparse_extent(&disk, &t, None, 1, None, &|_| {}).is_err());
     }
 }

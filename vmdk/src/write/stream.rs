@@ -221,6 +221,7 @@ pub(crate) fn write_stream<W: Write>(
         grain_bytes,
         threads: options.threads,
         batch: options.batch,
+        cancel: options.cancel.as_deref(),
     };
     walk_grains(
         disk,

@@ -14,7 +14,7 @@ use crate::format::SECTOR_SIZE;
 
 /// A walk over a range of a disk in grains, for [`walk_grains`].
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct GrainWalk {
+pub(crate) struct GrainWalk<'a> {
     /// First byte of the range.
     pub(crate) start: u64,
     /// Bytes in the range.
@@ -25,12 +25,27 @@ pub(crate) struct GrainWalk {
     pub(crate) threads: usize,
     /// Grains per batch: bounds the results held at once.
     pub(crate) batch: usize,
+    /// Set by the caller to stop the walk ([`crate::WriteOptions::cancel`]).
+    pub(crate) cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Grains a worker takes at most at once (512 KiB of 64 KiB grains): one hand-back per job
 /// rather than per grain, so the writing thread is woken an eighth as often. Jobs are shorter at
 /// the end of a run of data, and when the bound on grains in flight is small.
 const JOB_GRAINS: u64 = 8;
+
+/// [`ErrorKind::Cancelled`] once `cancel` is set.
+pub(crate) fn cancelled(cancel: Option<&std::sync::atomic::AtomicBool>) -> Result<()> {
+    match cancel {
+        Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::new(
+            None,
+            "copy",
+            None,
+            crate::error::ErrorKind::Cancelled,
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// A job for a worker: its sequence number, its first grain and how many grains follow.
 type Job = (u64, u64, u64);
@@ -189,7 +204,7 @@ fn worker<T>(
 /// bounds memory whatever the disk size. A panic in `work` stops the walk and is re-raised.
 pub(crate) fn walk_grains<T: Send>(
     disk: &Disk,
-    walk: &GrainWalk,
+    walk: &GrainWalk<'_>,
     work: &(dyn Fn(u64, &[u8]) -> Result<T> + Sync),
     sink: &mut dyn FnMut(u64, T) -> Result<()>,
     progress: &(dyn Fn(u64) + Sync),
@@ -229,6 +244,10 @@ pub(crate) fn walk_grains<T: Send>(
         // Windows grow while they find no data, so a huge empty range costs a few map calls.
         let mut w_size = window;
         'walk: while offset < start + len && ordered.first_error.is_none() {
+            if let Err(e) = cancelled(walk.cancel) {
+                ordered.first_error = Some(e);
+                break;
+            }
             let w_len = w_size.min(start + len - offset);
             let runs = match disk.map(offset, w_len) {
                 Ok(r) => r,
@@ -297,8 +316,9 @@ mod tests {
     }
 
     /// A walk over all of `disk` in 1 KiB grains.
-    fn whole(disk: &Disk, threads: usize, batch: usize) -> GrainWalk {
+    fn whole(disk: &Disk, threads: usize, batch: usize) -> GrainWalk<'static> {
         GrainWalk {
+            cancel: None,
             start: 0,
             len: disk.capacity(),
             grain_bytes: 1024,
@@ -331,7 +351,7 @@ mod tests {
             let start = (from % cap) * 512;
             let len = (len * 512).min(disk.capacity() - start);
             let grain_bytes = 512u64 << grain_shift;
-            let walk = GrainWalk { start, len, grain_bytes, threads, batch };
+            let walk = GrainWalk { start, len, grain_bytes, threads, batch, cancel: None };
             // Grains whose work began and that the sink has not had yet: never more than the
             // bound on grains in flight.
             let begun = std::sync::atomic::AtomicU64::new(0);
