@@ -81,6 +81,36 @@ fn existing_outputs_need_force_and_inputs_are_never_overwritten() {
     assert!(listing(d.path()).iter().all(|n| !n.contains("partial")));
 }
 
+/// `--force` replaces files, never a device node, FIFO or socket: renaming the output over
+/// `/dev/null` once turned it into a regular file. A FIFO stands in for the device (mkfifo
+/// needs no privilege).
+#[test]
+fn force_never_replaces_a_fifo_or_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let d = tempfile::tempdir().unwrap();
+    sparse_disk(d.path());
+    let status = std::process::Command::new("mkfifo")
+        .arg(d.path().join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for args in [
+        &["inflate", "a.vmdk", "pipe", "--force"][..],
+        &["convert", "a.vmdk", "pipe", "--to", "raw", "--force"][..],
+    ] {
+        let out = ovf_disk(d.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("pipe is a device, FIFO or socket, not a file"),
+            "{}",
+            stderr(&out)
+        );
+        let meta = std::fs::symlink_metadata(d.path().join("pipe")).unwrap();
+        assert!(meta.file_type().is_fifo(), "{args:?}");
+    }
+    assert!(listing(d.path()).iter().all(|n| !n.contains("partial")));
+}
+
 #[test]
 fn a_failure_leaves_no_output_behind() {
     let d = tempfile::tempdir().unwrap();

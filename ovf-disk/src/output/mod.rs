@@ -293,6 +293,14 @@ pub(crate) fn check_target(target: &Path, inputs: &[PathBuf], force: bool) -> Re
             error: io::Error::new(io::ErrorKind::IsADirectory, "is a folder"),
         });
     }
+    if !meta.is_file() {
+        // A rename would put a regular file where a device node (/dev/null), FIFO or socket
+        // was: never, whatever `force` says. Block devices are written in place elsewhere.
+        return Err(Error::InvalidInput(format!(
+            "{} is a device, FIFO or socket, not a file: refusing to replace it",
+            target.display()
+        )));
+    }
     Ok(())
 }
 
