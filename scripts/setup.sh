@@ -30,6 +30,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-
 # nbdinfo and nbdcopy (libnbd-bin): the NBD clients the tests of `serve` run.
 command -v nbdinfo >/dev/null 2>&1 && command -v nbdcopy >/dev/null 2>&1 || apt_install libnbd-bin
 command -v ss >/dev/null 2>&1 || apt_install iproute2
+# strace: the Python tests prove `inspect` never opens a file a descriptor names.
+command -v strace >/dev/null 2>&1 || apt_install strace
+# python3-venv: the Python package's tests build it into a fresh virtual environment.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 # losetup: loop devices stand in for block-mode volumes in the block-device tests.
 command -v losetup >/dev/null 2>&1 || apt_install mount
 # filefrag shows whether an eager-zeroed output has extents preallocated but never written.

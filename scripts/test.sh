@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need, then runs every test of the workspace
-# (unit, integration, interop against qemu-img, the examples, doc tests), and the `vmdk` reader
+# (unit, integration, interop against qemu-img, the examples, doc tests), the Python package's
+# pytest suite (scripts/python-test.sh), and the `vmdk` reader
 # built alone (no writers, no O_DIRECT) with its own tests. The interop tests fail, never skip,
 # when a reference reader is missing.
 set -euo pipefail
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo test --workspace --no-fail-fast "$@"
 cargo test -p vmdk --no-default-features --no-fail-fast "$@"
+# The Python package: built into a fresh virtual environment, its pytest suite run.
+./scripts/python-test.sh
 # ovf-disk without its writers: the library and its unit tests build, and the read-only
 # importer example verifies and checks an OVA the full tool wrote.
 cargo test -p ovf-disk --no-default-features --lib --no-fail-fast "$@"
