@@ -254,7 +254,7 @@ pub enum ErrorKind {
     /// hold the disk, a bad option).
     #[error("{0}")]
     InvalidInput(String),
-    /// The caller stopped a write ([`crate::WriteOptions::cancel`]).
+    /// The caller stopped a write (`WriteOptions::cancel`, with the `write` feature).
     #[error("cancelled")]
     Cancelled,
 }
