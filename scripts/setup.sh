@@ -36,6 +36,40 @@ command -v strace >/dev/null 2>&1 || apt_install strace
 python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 # losetup: loop devices stand in for block-mode volumes in the block-device tests.
 command -v losetup >/dev/null 2>&1 || apt_install mount
+# The boot tests (ovf-disk/tests/boot.rs): libvirt's daemon with its QEMU driver, QEMU, OVMF
+# (UEFI), SYSLINUX (BIOS), and the tools that build the tiny bootable disk (a FAT32 partition
+# written with mtools, an MBR partition table, a cpio initramfs).
+boot_tools() {
+    command -v libvirtd && command -v qemu-system-x86_64 && [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] \
+        && command -v syslinux && [ -f /usr/lib/syslinux/mbr/mbr.bin ] && command -v mcopy \
+        && command -v mkfs.vfat && command -v sfdisk && command -v cpio
+}
+if ! boot_tools >/dev/null 2>&1; then
+    # QEMU's emulator from the release the machine's qemu-img comes from: bookworm-backports'
+    # 10.x on these machines (installing bookworm's 7.2 emulator would take qemu-utils back to
+    # 7.2, whose quirks the interop tests do not expect).
+    qemu_version=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    from=()
+    if [[ $qemu_version == *bpo12* ]]; then
+        if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            echo "deb http://deb.debian.org/debian bookworm-backports main" \
+                | $sudo tee /etc/apt/sources.list.d/ovf-disk-backports.list >/dev/null
+            apt_updated=""
+        fi
+        from=(-t bookworm-backports)
+    fi
+    apt_install --no-install-recommends "${from[@]}" qemu-system-x86
+    apt_install --no-install-recommends libvirt-daemon-system libvirt-daemon-driver-qemu ovmf \
+        syslinux syslinux-common mtools dosfstools fdisk cpio
+    boot_tools >/dev/null || { echo "setup: the boot tests' tools did not install" >&2; exit 1; }
+    [ "$(dpkg-query -W -f='${Version}' qemu-utils)" = "$qemu_version" ] \
+        || { echo "setup: installing QEMU changed qemu-utils from $qemu_version" >&2; exit 1; }
+fi
+# /dev/kvm as udev leaves it on a host (group kvm, which libvirt's QEMU user is in): a device
+# only root may open makes libvirtd probe QEMU again on every define (a minute each).
+if [ -c /dev/kvm ] && [ "$(stat -c %G /dev/kvm)" != kvm ] && getent group kvm >/dev/null; then
+    $sudo chgrp kvm /dev/kvm && $sudo chmod 660 /dev/kvm
+fi
 # filefrag shows whether an eager-zeroed output has extents preallocated but never written.
 command -v filefrag >/dev/null 2>&1 || apt_install e2fsprogs
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }

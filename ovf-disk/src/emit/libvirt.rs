@@ -84,6 +84,19 @@ fn scsi_model(subtype: Option<&str>) -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// The SCSI controllers (libvirt models) OVMF, the EFI firmware distributions ship, cannot boot
+/// from, named for the note: it has a driver for virtio-scsi only (edk2 builds its LSI, MPT and
+/// PVSCSI drivers only when asked; Debian's does not). Booting the domains showed it: OVMF
+/// falls back to its shell (ovf-disk/tests/boot.rs).
+fn ovmf_cannot_boot(model: &str) -> Option<&'static str> {
+    match model {
+        "vmpvscsi" => Some("VMware's paravirtual SCSI"),
+        "lsilogic" => Some("LSI Logic's parallel SCSI (the LSI 53C895A QEMU emulates)"),
+        "lsisas1068" => Some("LSI Logic SAS (the SAS1068 QEMU emulates)"),
+        _ => None,
+    }
+}
+
 /// libvirt's NIC model for an OVF subtype, and whether it is a substitution.
 fn nic_model(subtype: Option<&str>) -> (&'static str, Option<&'static str>) {
     match norm(subtype).as_str() {
@@ -255,13 +268,15 @@ fn map_domain<'a>(
                     h.controller_of(d)
                         .is_some_and(|x| x.instance_id == c.instance_id)
                 });
-                if model == "vmpvscsi" && h.firmware == Firmware::Efi && holds_disk {
-                    unmapped.push(format!(
-                        "{}: OVMF (the EFI firmware) has no driver for VMware's paravirtual SCSI: \
-                         the VM cannot boot from its disks there; move the boot disk to SATA or \
-                         virtio-scsi, or boot with BIOS",
-                        named(c)
-                    ));
+                if let Some(what) = ovmf_cannot_boot(model).filter(|_| holds_disk) {
+                    if h.firmware == Firmware::Efi {
+                        unmapped.push(format!(
+                            "{}: OVMF (the EFI firmware) has no driver for {what}: the VM cannot \
+                             boot from its disks there; move the boot disk to SATA or \
+                             virtio-scsi, or boot with BIOS",
+                            named(c)
+                        ));
+                    }
                 }
                 scsi.push((controller_index(h, c), model));
             }
@@ -282,6 +297,7 @@ fn map_domain<'a>(
         nics.push((escaped(network, "network name", true)?, model));
     }
     note_not_carried(h, unmapped);
+    note_vmdk_data_files(&drives, unmapped);
     let os = h.os_type.as_deref().and_then(libosinfo_id);
     if os.is_none() {
         unmapped.push(format!(
@@ -307,6 +323,22 @@ fn map_domain<'a>(
         paths,
         nics,
     })
+}
+
+/// Says, for each VMDK disk the domain names, that libvirt gives QEMU only that file: under
+/// `qemu:///system` (QEMU running as libvirt's own user, each named file handed to it for the
+/// run) QEMU cannot open the VMDK's data file, which its descriptor names and libvirt does not
+/// know. Found by booting the domains (ovf-disk/tests/boot.rs); raw outputs have one file.
+fn note_vmdk_data_files(drives: &[Drive<'_>], unmapped: &mut Vec<String>) {
+    for disk in drives.iter().filter_map(|d| d.disk).filter(|d| !d.raw) {
+        unmapped.push(format!(
+            "disk {}: a VMDK whose data is in a second file its descriptor names; libvirt gives \
+             QEMU only {}, so under qemu:///system QEMU's user must be allowed to read and \
+             write the data file too (or import with --format raw)",
+            disk.disk_id,
+            disk.path.display()
+        ));
+    }
 }
 
 /// The drives in item order (disks, CD-ROMs, floppies), placed on their buses; a disk the
