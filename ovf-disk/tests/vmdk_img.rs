@@ -83,6 +83,21 @@ fn convert_of_vmdk_sources_is_ours_and_reads_as_qemu_img_reads() {
     );
     qemu_img(dir, &["check", "-q", "-f", "qcow2", "d.qcow2"]);
     qemu_same(dir, "delta.vmdk", "vmdk", "d.qcow2", "qcow2");
+    // A dynamic VHD (qemu's vpc), as qemu-img is asked for one.
+    vmdk_img(
+        dir,
+        &[
+            "convert",
+            "-O",
+            "vpc",
+            "-o",
+            "subformat=dynamic",
+            "delta.vmdk",
+            "d.vhd",
+        ],
+        &ours_only,
+    );
+    qemu_same(dir, "delta.vmdk", "vmdk", "d.vhd", "vpc");
     // -S 0: every zero written, no hole.
     vmdk_img(
         dir,

@@ -187,7 +187,8 @@ fn a_raw_image_in_memory_reads_back() {
 }
 
 /// A write whose cancel flag is set after its first progress stops with `Cancelled`, for every
-/// writer: the copy to flat and raw outputs, the sparse and stream-optimized writers, qcow2.
+/// writer: the copy to flat and raw outputs, the sparse and stream-optimized writers, qcow2,
+/// VHD.
 #[test]
 fn every_writer_stops_when_cancelled() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -201,6 +202,7 @@ fn every_writer_stops_when_cancelled() {
         Format::Vmdk(CreateType::MonolithicSparse),
         Format::Vmdk(CreateType::StreamOptimized),
         Format::Qcow2,
+        Format::Vhd,
     ];
     for format in formats {
         let dir = tempfile::tempdir().unwrap();

@@ -290,7 +290,7 @@ def convert(
     """Writes the disk ``src`` (a path, URL or open :class:`Disk`; a file that is no VMDK is
     read as raw) as ``to`` at ``dst``: any VMDK createType (``streamOptimized``,
     ``monolithicSparse``, ``monolithicFlat``, ``twoGbMaxExtentSparse``, ``vmfs``, ...),
-    ``raw`` or ``qcow2``.
+    ``raw``, ``qcow2`` or ``vhd`` (dynamic).
 
     ``zero`` says how zeros reach raw and flat outputs: ``"write"`` (eager-zeroed),
     ``"falloc"`` (preallocated) or ``"sparse"`` (holes). ``progress(done, total)`` is called on

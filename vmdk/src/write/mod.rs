@@ -28,6 +28,7 @@ pub(crate) mod options;
 pub(crate) mod qcow2;
 pub(crate) mod sparse;
 pub(crate) mod stream;
+pub(crate) mod vhd;
 pub(crate) mod walk;
 
 use std::fs::File;
@@ -59,14 +60,18 @@ pub enum Format {
     /// A qcow2 image, version 3 (compat 1.1), 64 KiB clusters: what KVM hosts, Proxmox and
     /// OpenStack keep.
     Qcow2,
+    /// A dynamic VHD (2 MiB blocks, at most 2040 GiB): what Hyper-V takes and XCP-ng imports
+    /// (`vpc` to qemu-img).
+    Vhd,
 }
 
 impl Format {
     /// Every format the writers produce.
-    pub fn all() -> [Format; 8] {
+    pub fn all() -> [Format; 9] {
         [
             Self::Raw,
             Self::Qcow2,
+            Self::Vhd,
             Self::Vmdk(CreateType::MonolithicSparse),
             Self::Vmdk(CreateType::MonolithicFlat),
             Self::Vmdk(CreateType::TwoGbMaxExtentSparse),
@@ -81,6 +86,7 @@ impl Format {
         match self {
             Self::Raw => "raw",
             Self::Qcow2 => "qcow2",
+            Self::Vhd => "vhd",
             Self::Vmdk(t) => t.as_str(),
         }
     }
@@ -123,6 +129,8 @@ impl FromStr for Format {
             Self::Raw
         } else if name.eq_ignore_ascii_case("qcow2") {
             Self::Qcow2
+        } else if name.eq_ignore_ascii_case("vhd") || name.eq_ignore_ascii_case("vpc") {
+            Self::Vhd
         } else {
             Self::Vmdk(name.parse().unwrap_or(CreateType::Other(name.to_string())))
         };
@@ -162,6 +170,8 @@ enum Part {
     Stream,
     /// The whole disk as a qcow2 image.
     Qcow2,
+    /// The whole disk as a dynamic VHD.
+    Vhd,
 }
 
 /// One file of a [`Plan`].
@@ -284,6 +294,7 @@ impl Plan {
         let mut files = match &format {
             Format::Raw => vec![file(out.to_path_buf(), whole)],
             Format::Qcow2 => vec![file(out.to_path_buf(), Part::Qcow2)],
+            Format::Vhd => vec![file(out.to_path_buf(), Part::Vhd)],
             Format::Vmdk(CreateType::MonolithicFlat | CreateType::Vmfs) => {
                 vec![file(sibling(out, "flat"), whole)]
             }
@@ -321,11 +332,12 @@ impl Plan {
             format,
             Format::Raw
                 | Format::Qcow2
+                | Format::Vhd
                 | Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
         ) {
             files.push(file(out.to_path_buf(), Part::Descriptor));
         }
-        if !matches!(format, Format::Raw | Format::Qcow2) {
+        if !matches!(format, Format::Raw | Format::Qcow2 | Format::Vhd) {
             for f in files.iter().filter(|f| f.part != Part::Descriptor) {
                 check_extent_name(&name_of(&f.path), &f.path)?;
             }
@@ -408,7 +420,9 @@ impl Plan {
             }
             Format::Vmdk(t) => (ExtentKind::Sparse, t.clone()),
             // Neither has a descriptor; one is made all the same (unused).
-            Format::Raw | Format::Qcow2 => (ExtentKind::Flat, CreateType::MonolithicFlat),
+            Format::Raw | Format::Qcow2 | Format::Vhd => {
+                (ExtentKind::Flat, CreateType::MonolithicFlat)
+            }
         };
         if kind != ExtentKind::Sparse {
             let files: Vec<(String, u64)> = self
@@ -501,6 +515,10 @@ impl Plan {
                 Part::Descriptor => write_descriptor(file, path, &descriptor)?,
                 Part::Qcow2 => {
                     data += qcow2::write_qcow2(disk, file, path, self.capacity, options, progress)
+                        .map_err(|e| in_file(e, path))?;
+                }
+                Part::Vhd => {
+                    data += vhd::write_vhd(disk, file, path, self.capacity, options, progress)
                         .map_err(|e| in_file(e, path))?;
                 }
                 Part::Data { .. } => {}

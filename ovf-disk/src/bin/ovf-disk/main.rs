@@ -288,8 +288,8 @@ struct ConvertArgs {
     input: PathBuf,
     /// The file to write; `-` writes a stream-optimized VMDK to standard output.
     output: PathBuf,
-    /// raw, qcow2 (version 3), monolithicSparse, monolithicFlat, twoGbMaxExtentSparse,
-    /// twoGbMaxExtentFlat, streamOptimized or vmfs.
+    /// raw, qcow2 (version 3), vhd (dynamic; `vpc` too), monolithicSparse, monolithicFlat,
+    /// twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs.
     #[arg(long = "to")]
     to: String,
     /// What the input is.

@@ -104,6 +104,15 @@ fn output_of(c: &Convert) -> Option<(Format, WriteOptions)> {
             }
             return Some((Format::Qcow2, write));
         }
+        // qemu's VHD: dynamic (its default) is ours; fixed, and force_size (which only says
+        // how qemu sizes it: ours always takes the exact size), are left to qemu-img.
+        "vpc" => {
+            let dynamic = c
+                .options
+                .iter()
+                .all(|(k, v)| k == "subformat" && v == "dynamic");
+            return dynamic.then_some((Format::Vhd, write));
+        }
         "vmdk" => {
             let mut format = Format::Vmdk(CreateType::MonolithicSparse);
             for (k, v) in &c.options {
