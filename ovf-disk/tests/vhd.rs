@@ -1,4 +1,4 @@
-//! `convert --to vhd`: every layout written as a dynamic VHD and read back by qemu-img
+//! `convert --to vhd` and `--to vhd-fixed`: every layout written as a dynamic VHD and read back by qemu-img
 //! (`qemu-img compare` identical to the source, `qemu-img info` showing vpc, 2 MiB blocks and
 //! the exact capacity, not one rounded to a CHS geometry) and by dissect.hypervisor's VHD
 //! reader (the same sha256); all-zero blocks left unallocated. qemu-img has no `check` for
@@ -137,4 +137,43 @@ fn a_disk_past_2040_gib_is_refused_before_writing() {
         std::fs::read_dir(dir).unwrap().count() == 1,
         "something was left"
     );
+}
+
+/// `--to vhd-fixed`: the disk's bytes and a footer, grown to a whole MiB (Azure's rule), read
+/// back by qemu-img (`-f vpc`: a fixed VHD has no magic at its start) and dissect; the bytes
+/// past the source's end are zeros.
+#[test]
+fn fixed_vhds_are_the_bytes_a_footer_and_whole_mib() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 12 << 20);
+    ours_stream(dir, "src.raw", "stream.vmdk");
+    sample_raw(&dir.join("odd.raw"), (5 << 20) + 4096 + 512);
+    for (src, fmt, capacity) in [
+        ("stream.vmdk", "vmdk", 12u64 << 20),
+        ("odd.raw", "raw", 6 << 20),
+    ] {
+        let out = format!("{src}.fixed.vhd");
+        ovf_disk_ok(dir, &["convert", "-q", "--to", "vhd-fixed", src, &out]);
+        assert_eq!(
+            std::fs::metadata(dir.join(&out)).unwrap().len(),
+            capacity + 512
+        );
+        assert_eq!(qemu_virtual_size(dir, &out, "vpc"), capacity, "{src}");
+        let (size, sha) = dissect_vhd(dir, &out);
+        assert_eq!(size, capacity);
+        // What qemu-img reads of the source, zero-extended to the whole MiB.
+        qemu_img(dir, &["convert", "-f", fmt, "-O", "raw", src, "want.raw"]);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("want.raw"))
+            .unwrap();
+        f.set_len(capacity).unwrap();
+        drop(f);
+        assert_eq!(sha, sha256(&dir.join("want.raw")), "{src}");
+        qemu_img(
+            dir,
+            &["compare", "-q", "-f", "raw", "-F", "vpc", "want.raw", &out],
+        );
+    }
 }

@@ -134,9 +134,9 @@ impl fmt::Display for Feature {
             ),
             Self::WriteCreateType(t) => write!(
                 f,
-                "writing createType {t} (the writers write raw, qcow2, monolithicSparse, \
-                    monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized \
-                    and vmfs)"
+                "writing createType {t} (the writers write raw, qcow2, vhd, vhd-fixed, \
+                    monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, \
+                    streamOptimized and vmfs)"
             ),
             Self::StreamInto(t) => write!(f, "reading a stream into a {t} disk"),
         }

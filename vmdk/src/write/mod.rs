@@ -63,15 +63,19 @@ pub enum Format {
     /// A dynamic VHD (2 MiB blocks, at most 2040 GiB): what Hyper-V takes and XCP-ng imports
     /// (`vpc` to qemu-img).
     Vhd,
+    /// A fixed VHD: the disk's bytes and a footer, its size rounded up to a whole MiB as Azure
+    /// requires (`vhd-fixed`).
+    VhdFixed,
 }
 
 impl Format {
     /// Every format the writers produce.
-    pub fn all() -> [Format; 9] {
+    pub fn all() -> [Format; 10] {
         [
             Self::Raw,
             Self::Qcow2,
             Self::Vhd,
+            Self::VhdFixed,
             Self::Vmdk(CreateType::MonolithicSparse),
             Self::Vmdk(CreateType::MonolithicFlat),
             Self::Vmdk(CreateType::TwoGbMaxExtentSparse),
@@ -87,6 +91,7 @@ impl Format {
             Self::Raw => "raw",
             Self::Qcow2 => "qcow2",
             Self::Vhd => "vhd",
+            Self::VhdFixed => "vhd-fixed",
             Self::Vmdk(t) => t.as_str(),
         }
     }
@@ -97,6 +102,7 @@ impl Format {
         matches!(
             self,
             Self::Raw
+                | Self::VhdFixed
                 | Self::Vmdk(
                     CreateType::MonolithicFlat | CreateType::TwoGbMaxExtentFlat | CreateType::Vmfs
                 )
@@ -131,6 +137,8 @@ impl FromStr for Format {
             Self::Qcow2
         } else if name.eq_ignore_ascii_case("vhd") || name.eq_ignore_ascii_case("vpc") {
             Self::Vhd
+        } else if name.eq_ignore_ascii_case("vhd-fixed") {
+            Self::VhdFixed
         } else {
             Self::Vmdk(name.parse().unwrap_or(CreateType::Other(name.to_string())))
         };
@@ -172,6 +180,8 @@ enum Part {
     Qcow2,
     /// The whole disk as a dynamic VHD.
     Vhd,
+    /// The first `len` bytes of the disk as they are, then a fixed VHD's footer.
+    VhdFixed { len: u64 },
 }
 
 /// One file of a [`Plan`].
@@ -274,6 +284,11 @@ impl Plan {
                 )),
             ));
         }
+        // Azure takes fixed VHDs of whole MiB only: the disk is grown to the next one.
+        let capacity = match format {
+            Format::VhdFixed => capacity.div_ceil(1 << 20) << 20,
+            _ => capacity,
+        };
         let file = |path: PathBuf, part| PlannedFile { path, part };
         let pieces = |prefix: char, part: fn(u64, u64) -> Part| -> Vec<PlannedFile> {
             split(capacity, TWO_GB_EXTENT_SECTORS)
@@ -295,6 +310,7 @@ impl Plan {
             Format::Raw => vec![file(out.to_path_buf(), whole)],
             Format::Qcow2 => vec![file(out.to_path_buf(), Part::Qcow2)],
             Format::Vhd => vec![file(out.to_path_buf(), Part::Vhd)],
+            Format::VhdFixed => vec![file(out.to_path_buf(), Part::VhdFixed { len: capacity })],
             Format::Vmdk(CreateType::MonolithicFlat | CreateType::Vmfs) => {
                 vec![file(sibling(out, "flat"), whole)]
             }
@@ -333,11 +349,15 @@ impl Plan {
             Format::Raw
                 | Format::Qcow2
                 | Format::Vhd
+                | Format::VhdFixed
                 | Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
         ) {
             files.push(file(out.to_path_buf(), Part::Descriptor));
         }
-        if !matches!(format, Format::Raw | Format::Qcow2 | Format::Vhd) {
+        if !matches!(
+            format,
+            Format::Raw | Format::Qcow2 | Format::Vhd | Format::VhdFixed
+        ) {
             for f in files.iter().filter(|f| f.part != Part::Descriptor) {
                 check_extent_name(&name_of(&f.path), &f.path)?;
             }
@@ -406,6 +426,12 @@ impl Plan {
                     start,
                     len,
                 }),
+                Part::VhdFixed { len } => Some(Target {
+                    file,
+                    path,
+                    start: 0,
+                    len,
+                }),
                 _ => None,
             })
             .collect()
@@ -420,7 +446,7 @@ impl Plan {
             }
             Format::Vmdk(t) => (ExtentKind::Sparse, t.clone()),
             // Neither has a descriptor; one is made all the same (unused).
-            Format::Raw | Format::Qcow2 | Format::Vhd => {
+            Format::Raw | Format::Qcow2 | Format::Vhd | Format::VhdFixed => {
                 (ExtentKind::Flat, CreateType::MonolithicFlat)
             }
         };
@@ -521,6 +547,7 @@ impl Plan {
                     data += vhd::write_vhd(disk, file, path, self.capacity, options, progress)
                         .map_err(|e| in_file(e, path))?;
                 }
+                Part::VhdFixed { len } => vhd::write_fixed_footer(file, path, len)?,
                 Part::Data { .. } => {}
             }
         }
@@ -558,8 +585,10 @@ impl Plan {
         let descriptor = self.descriptor(&settings);
         let stats = stream.copy_to(&self.data_targets(outputs), options, progress)?;
         for (f, &(file, path)) in self.files.iter().zip(outputs) {
-            if f.is_descriptor() {
-                write_descriptor(file, path, &descriptor)?;
+            match f.part {
+                Part::Descriptor => write_descriptor(file, path, &descriptor)?,
+                Part::VhdFixed { len } => vhd::write_fixed_footer(file, path, len)?,
+                _ => {}
             }
         }
         self.report(outputs, stats.data)

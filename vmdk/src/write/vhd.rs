@@ -3,7 +3,8 @@
 //! disk header, the block allocation table (BAT), the data blocks (each a sector bitmap and
 //! 2 MiB of data), the footer. Every field big-endian; the footer and the header carry the
 //! one's complement of their byte sum. What Hyper-V takes, and Azure and XCP-ng import
-//! (Azure wants fixed disks; `qemu-img convert -O vpc -o subformat=fixed` makes one of this).
+//! Fixed VHDs (what Azure takes) are the disk's bytes, written by the copy engine as a raw
+//! image, and the same footer after them ([`write_fixed_footer`]).
 //!
 //! Written in one pass by the copy engine's workers, like qcow2: each takes four blocks (8 MiB)
 //! of the disk, reads what the allocation map says holds data, leaves blocks that are all
@@ -85,8 +86,8 @@ fn geometry(capacity: u64) -> (u16, u8, u8) {
     (cylinders as u16, heads as u8, spt as u8)
 }
 
-/// The 512-byte footer of a dynamic disk of `capacity` bytes.
-fn footer(capacity: u64, seed: u64) -> [u8; 512] {
+/// The 512-byte footer of a disk of `capacity` bytes, dynamic (its header at 512) or fixed.
+fn footer(capacity: u64, seed: u64, fixed: bool) -> [u8; 512] {
     let mut f = [0u8; 512];
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -95,7 +96,8 @@ fn footer(capacity: u64, seed: u64) -> [u8; 512] {
     put(&mut f, 0, b"conectix");
     put(&mut f, 8, &2u32.to_be_bytes()); // features: reserved bit, always set
     put(&mut f, 12, &0x0001_0000u32.to_be_bytes()); // file format version 1.0
-    put(&mut f, 16, &HEADER_AT.to_be_bytes()); // data offset: the dynamic header
+    let data_offset = if fixed { u64::MAX } else { HEADER_AT };
+    put(&mut f, 16, &data_offset.to_be_bytes()); // data offset: the dynamic header
     put(
         &mut f,
         24,
@@ -108,8 +110,9 @@ fn footer(capacity: u64, seed: u64) -> [u8; 512] {
     put(&mut f, 48, &capacity.to_be_bytes()); // current size
     put(&mut f, 56, &c.to_be_bytes());
     put(&mut f, 58, &[h, s]);
-    put(&mut f, 60, &3u32.to_be_bytes()); // disk type: dynamic
-                                          // A unique id: the seed (the time and this process's randomness) spread over 16 bytes.
+    let disk_type: u32 = if fixed { 2 } else { 3 };
+    put(&mut f, 60, &disk_type.to_be_bytes());
+    // A unique id: the seed (the time and this process's randomness) spread over 16 bytes.
     let id: Vec<u8> = [seed, seed.rotate_left(29) ^ now]
         .iter()
         .flat_map(|x| x.to_be_bytes())
@@ -118,6 +121,18 @@ fn footer(capacity: u64, seed: u64) -> [u8; 512] {
     let sum = checksum(&f);
     put(&mut f, 64, &sum.to_be_bytes());
     f
+}
+
+/// Randomness for the footer's unique id.
+fn seed() -> u64 {
+    u64::from(super::ddb::new_cid()) | (u64::from(super::ddb::new_cid()) << 32)
+}
+
+/// Writes the footer of a fixed VHD whose `len` bytes of data precede it in `file` (written by
+/// the copy engine, as a raw image).
+pub(crate) fn write_fixed_footer(file: &File, path: &Path, len: u64) -> Result<()> {
+    write_at(file, path, &footer(len, seed(), true), len)?;
+    file.set_len(len + 512).map_err(io(path, len))
 }
 
 /// The 1024-byte dynamic disk header for `entries` BAT entries.
@@ -272,8 +287,7 @@ pub(crate) fn write_vhd(
     write_at(file, path, &table, BAT_AT)?;
     let entries = u32::try_from(blocks).unwrap_or(u32::MAX);
     write_at(file, path, &dynamic_header(entries), HEADER_AT)?;
-    let seed = super::ddb::new_cid() as u64 | (u64::from(super::ddb::new_cid()) << 32);
-    let foot = footer(capacity, seed);
+    let foot = footer(capacity, seed(), false);
     write_at(file, path, &foot, 0)?;
     let end = data_start + copy.allocated.load(Ordering::Relaxed) * (BITMAP + BLOCK);
     write_at(file, path, &foot, end)?;
@@ -298,7 +312,7 @@ mod tests {
 
     #[test]
     fn checksums_make_the_sums_all_ones() {
-        let f = footer(64 << 20, 7);
+        let f = footer(64 << 20, 7, false);
         let mut zeroed = f;
         zeroed[64..68].fill(0);
         assert_eq!(

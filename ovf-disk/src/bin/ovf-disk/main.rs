@@ -288,7 +288,7 @@ struct ConvertArgs {
     input: PathBuf,
     /// The file to write; `-` writes a stream-optimized VMDK to standard output.
     output: PathBuf,
-    /// raw, qcow2 (version 3), vhd (dynamic; `vpc` too), monolithicSparse, monolithicFlat,
+    /// raw, qcow2 (version 3), vhd (dynamic; `vpc` too), vhd-fixed, monolithicSparse, monolithicFlat,
     /// twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs.
     #[arg(long = "to")]
     to: String,
