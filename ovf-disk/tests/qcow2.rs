@@ -73,20 +73,7 @@ fn random_sparse_contents_round_trip_through_qemu_img() {
     let mut seed = 42u64;
     for case in 0..6 {
         // A disk of up to 24 MiB with random runs of data, zeros and unwritten space.
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let len = ((seed >> 33) % (24 << 20) + (1 << 20)) / 512 * 512;
-        let f = std::fs::File::create(dir.join("r.raw")).unwrap();
-        f.set_len(len).unwrap();
-        let mut at = 0u64;
-        while at < len {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let n = ((seed >> 40) % (300 << 10)).min(len - at);
-            if seed % 3 == 0 {
-                std::os::unix::fs::FileExt::write_all_at(&f, &noise(seed, n as usize), at).unwrap();
-            }
-            at += n + (seed >> 20) % (200 << 10);
-        }
-        drop(f);
+        random_sparse_raw(&dir.join("r.raw"), &mut seed, 200 << 10);
         let src = format!("r{case}.vmdk");
         ours_stream(dir, "r.raw", &src);
         ovf_disk_ok(

@@ -143,22 +143,9 @@ impl OpenOptions {
         }
     }
 
-    /// What `path` claims to be, read from its head and its descriptor alone, without opening
-    /// any file the descriptor names (extent and parent names are resolved and checked against
-    /// the descriptor's folder, never opened): what an image service checks before it trusts
-    /// a file. Errors only when `path` itself cannot be read or its descriptor is damaged.
-    ///
-    /// ```no_run
-    /// let found = vmdk::OpenOptions::new().inspect("upload.vmdk")?;
-    /// let allowed = ["monolithicSparse", "streamOptimized"];
-    /// let trusted = found.format == "vmdk"
-    ///     && found.create_type.as_deref().is_some_and(|t| allowed.contains(&t))
-    ///     && !found.names_outside();
-    /// # let _ = trusted;
-    /// # Ok::<(), vmdk::Error>(())
-    /// ```
-    pub fn inspect(&self, path: impl AsRef<Path>) -> Result<crate::Inspection> {
-        crate::inspect::inspect(&*self.files, path.as_ref())
+    /// The files this opens through: the host's, memory, or an importer's own.
+    pub(crate) fn files_in_use(&self) -> &dyn Files {
+        &*self.files
     }
 
     /// `error`, or, when it says `path` is no VMDK and the file's magic names another image

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::descriptor::{CreateType, ExtentKind};
-use crate::disk::{descriptor_of, is_encrypted, other_format};
+use crate::disk::{descriptor_of, is_encrypted, other_format, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::SECTOR_SIZE;
 use crate::io::{folder_of, resolve_name, Files};
@@ -62,6 +62,26 @@ impl Inspection {
     /// Whether any file the descriptor names leads outside its folder.
     pub fn names_outside(&self) -> bool {
         self.files.iter().any(|f| f.outside.is_some())
+    }
+}
+
+impl OpenOptions {
+    /// What `path` claims to be, read from its head and its descriptor alone, without opening
+    /// any file the descriptor names (extent and parent names are resolved and checked against
+    /// the descriptor's folder, never opened): what an image service checks before it trusts
+    /// a file. Errors only when `path` itself cannot be read or its descriptor is damaged.
+    ///
+    /// ```no_run
+    /// let found = vmdk::OpenOptions::new().inspect("upload.vmdk")?;
+    /// let allowed = ["monolithicSparse", "streamOptimized"];
+    /// let trusted = found.format == "vmdk"
+    ///     && found.create_type.as_deref().is_some_and(|t| allowed.contains(&t))
+    ///     && !found.names_outside();
+    /// # let _ = trusted;
+    /// # Ok::<(), vmdk::Error>(())
+    /// ```
+    pub fn inspect(&self, path: impl AsRef<Path>) -> Result<Inspection> {
+        inspect(self.files_in_use(), path.as_ref())
     }
 }
 

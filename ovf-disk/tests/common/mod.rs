@@ -330,3 +330,25 @@ pub fn esxi_vm_folder(dir: &Path) {
     )
     .unwrap();
 }
+
+/// A raw image at `path` of random contents drawn from `seed` (advanced): up to 25 MiB, runs
+/// of noise up to 300 KiB apart by gaps of up to `max_gap` bytes, the rest unwritten (holes).
+/// The random sparse disks the writers' round trips go through.
+pub fn random_sparse_raw(path: &Path, seed: &mut u64, max_gap: u64) {
+    let mut next = || {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        *seed
+    };
+    let len = ((next() >> 33) % (24 << 20) + (1 << 20)) / 512 * 512;
+    let f = File::create(path).unwrap();
+    f.set_len(len).unwrap();
+    let mut at = 0u64;
+    while at < len {
+        let s = next();
+        let n = ((s >> 40) % (300 << 10)).min(len - at);
+        if s % 3 == 0 {
+            std::os::unix::fs::FileExt::write_all_at(&f, &noise(s, n as usize), at).unwrap();
+        }
+        at += n + (s >> 20) % max_gap;
+    }
+}

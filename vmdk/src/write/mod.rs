@@ -30,6 +30,7 @@ pub(crate) mod sparse;
 pub(crate) mod stream;
 pub(crate) mod vhd;
 pub(crate) mod walk;
+pub(crate) mod workers;
 
 use std::fs::File;
 use std::io::{Read, Write};

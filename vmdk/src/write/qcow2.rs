@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::WriteOptions;
-use crate::disk::{Allocation, Disk};
+use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
 
 const CLUSTER_BITS: u32 = 16;
@@ -75,19 +75,7 @@ impl Copy<'_> {
             let start = first * CLUSTER;
             let len = (count * CLUSTER).min(capacity.saturating_sub(start));
             // Which clusters of the window hold data, read whole.
-            let mut holds = vec![false; count as usize];
-            if len > 0 {
-                for run in self.disk.map(start, len)? {
-                    if run.kind != Allocation::Data {
-                        continue;
-                    }
-                    let a = (run.offset - start) / CLUSTER;
-                    let b = (run.offset + run.len - start).div_ceil(CLUSTER);
-                    for h in holds.iter_mut().take(b as usize).skip(a as usize) {
-                        *h = true;
-                    }
-                }
-            }
+            let holds = super::workers::units_with_data(self.disk, start, len, CLUSTER, count)?;
             let mut keep = Vec::new();
             for (i, h) in holds.iter().enumerate() {
                 if !h {
@@ -172,22 +160,7 @@ pub(crate) fn write_qcow2(
         data: AtomicU64::new(0),
         cancel: options.cancel.as_deref(),
     };
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..options.copy_workers().max(1) {
-            scope.spawn(|| {
-                if let Err(e) = copy.work(progress) {
-                    copy.stop.store(true, Ordering::Relaxed);
-                    if let Ok(mut slot) = failure.lock() {
-                        slot.get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
-    }
+    super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
     let tables = copy.l2.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut next = copy.data_start + copy.allocated.load(Ordering::Relaxed);
     // The L2 tables after the data, and the L1 table pointing at them.

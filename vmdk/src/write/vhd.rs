@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::WriteOptions;
-use crate::disk::{Allocation, Disk};
+use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Bytes of data per block (the spec's default, and qemu's).
@@ -179,19 +179,7 @@ impl Copy<'_> {
             let count = WINDOW_BLOCKS.min(self.blocks - first);
             let start = first * BLOCK;
             let len = (count * BLOCK).min(capacity.saturating_sub(start));
-            let mut holds = vec![false; count as usize];
-            if len > 0 {
-                for run in self.disk.map(start, len)? {
-                    if run.kind != Allocation::Data {
-                        continue;
-                    }
-                    let a = (run.offset - start) / BLOCK;
-                    let b = (run.offset + run.len - start).div_ceil(BLOCK);
-                    for h in holds.iter_mut().take(b as usize).skip(a as usize) {
-                        *h = true;
-                    }
-                }
-            }
+            let holds = super::workers::units_with_data(self.disk, start, len, BLOCK, count)?;
             for (i, _) in holds.iter().enumerate().filter(|(_, h)| **h) {
                 let at = start + i as u64 * BLOCK;
                 let n = BLOCK.min(capacity - at) as usize;
@@ -263,22 +251,7 @@ pub(crate) fn write_vhd(
         data: AtomicU64::new(0),
         cancel: options.cancel.as_deref(),
     };
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..options.copy_workers().max(1) {
-            scope.spawn(|| {
-                if let Err(e) = copy.work(progress) {
-                    copy.stop.store(true, Ordering::Relaxed);
-                    if let Ok(mut slot) = failure.lock() {
-                        slot.get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
-    }
+    super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
     let bat = copy.bat.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut table = vec![0xffu8; bat_bytes as usize];
     for (slot, e) in table.chunks_exact_mut(4).zip(&bat) {

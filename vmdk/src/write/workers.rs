@@ -1,0 +1,61 @@
+//! What the copies into qcow2 and VHD outputs share: their workers run side by side until one
+//! fails, and each asks the allocation map which units (clusters, blocks) of its window hold
+//! data.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::disk::{Allocation, Disk};
+use crate::error::{Error, Result};
+
+/// Runs `work` on `workers` threads (at least one) until each returns. The first error sets
+/// `stop`, which the others watch, and is returned.
+pub(crate) fn run_workers(
+    workers: usize,
+    stop: &AtomicBool,
+    work: impl Fn() -> Result<()> + Sync,
+) -> Result<()> {
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            scope.spawn(|| {
+                if let Err(e) = work() {
+                    stop.store(true, Ordering::Relaxed);
+                    if let Ok(mut slot) = failure.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    match failure.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Which of the `count` units of `unit` bytes from `start` hold data, by the allocation map of
+/// the `len` bytes of the disk there (`len` may end before the units do, at the disk's end).
+pub(crate) fn units_with_data(
+    disk: &Disk,
+    start: u64,
+    len: u64,
+    unit: u64,
+    count: u64,
+) -> Result<Vec<bool>> {
+    let mut holds = vec![false; count as usize];
+    if len == 0 {
+        return Ok(holds);
+    }
+    for run in disk.map(start, len)? {
+        if run.kind != Allocation::Data {
+            continue;
+        }
+        let a = (run.offset - start) / unit;
+        let b = (run.offset + run.len - start).div_ceil(unit);
+        for h in holds.iter_mut().take(b as usize).skip(a as usize) {
+            *h = true;
+        }
+    }
+    Ok(holds)
+}
