@@ -126,29 +126,6 @@ fn source(
     Py::new(py, open_image(py, &path, allow_outside_paths, raw)?)
 }
 
-/// The JSON of a write, as `ovf-disk inflate|convert --json` prints it.
-fn report_json(input: &Path, report: &vmdk::WriteReport, seconds: f64) -> PyResult<String> {
-    #[derive(serde::Serialize)]
-    struct CopyJson<'a> {
-        input: &'a Path,
-        files: &'a [PathBuf],
-        capacity: u64,
-        data_bytes: u64,
-        zero_bytes: u64,
-        written_bytes: u64,
-        seconds: f64,
-    }
-    crate::to_json(&CopyJson {
-        input,
-        files: &report.files,
-        capacity: report.capacity,
-        data_bytes: report.data,
-        zero_bytes: report.capacity.saturating_sub(report.data),
-        written_bytes: report.written,
-        seconds,
-    })
-}
-
 /// Writes `image` as `format` at `dst`.
 fn write(
     py: Python<'_>,
@@ -166,7 +143,10 @@ fn write(
             .replace_existing(replace);
         ovf_disk::output::convert(&image.disk, dst, format, &options, count)
     })?;
-    report_json(&image.name, &report, started.elapsed().as_secs_f64())
+    let seconds = started.elapsed().as_secs_f64();
+    let mut summary = ovf_disk::output::WriteSummary::new(&image.name, &report, seconds);
+    summary.fetched = image.remote.as_ref().map(|r| r.stats());
+    crate::to_json(&summary)
 }
 
 /// Converts a disk (path, URL or open `Image`) to `to` at `dst`; the report as JSON text.

@@ -97,6 +97,50 @@ impl ConvertOptions {
     }
 }
 
+/// What a write produced, as `ovf-disk inflate|convert --json` prints it and the Python
+/// package returns it: the input, the files, the capacity, the bytes of data, of zeros and in
+/// the files, the time, and for a URL input what was fetched.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct WriteSummary {
+    /// The disk read (a URL without its credentials and query).
+    pub input: PathBuf,
+    /// The files written, the one to open first.
+    pub files: Vec<PathBuf>,
+    /// The disk's capacity in bytes.
+    pub capacity: u64,
+    /// Bytes of data read and written.
+    pub data_bytes: u64,
+    /// Bytes of the capacity that are zeros.
+    pub zero_bytes: u64,
+    /// Bytes the files hold.
+    pub written_bytes: u64,
+    /// Seconds the write took.
+    pub seconds: f64,
+    /// What a URL input cost (absent for local inputs).
+    #[cfg(feature = "remote")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub fetched: Option<vmdk::remote::FetchStats>,
+}
+
+impl WriteSummary {
+    /// The summary of `report`, a write of `input` that took `seconds`.
+    pub fn new(input: &Path, report: &WriteReport, seconds: f64) -> Self {
+        Self {
+            input: input.to_path_buf(),
+            files: report.files.clone(),
+            capacity: report.capacity,
+            data_bytes: report.data,
+            zero_bytes: report.capacity.saturating_sub(report.data),
+            written_bytes: report.written,
+            seconds,
+            #[cfg(feature = "remote")]
+            fetched: None,
+        }
+    }
+}
+
 /// Bytes free for this user on the file system holding `path` (a file or a folder).
 fn free_space(path: &Path) -> Result<u64> {
     let st = rustix::fs::statvfs(path).map_err(|e| Error::io(path)(e.into()))?;

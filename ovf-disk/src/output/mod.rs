@@ -31,6 +31,7 @@ pub(crate) mod resume;
 #[cfg(feature = "write")]
 pub use convert::{
     convert, convert_stream, is_block_device, thick_format, thick_format_for, ConvertOptions,
+    WriteSummary,
 };
 pub use progress::Progress;
 

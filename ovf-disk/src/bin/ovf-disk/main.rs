@@ -729,21 +729,6 @@ fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-/// The JSON of `inflate` and `convert`: what was written, with the input and the time.
-#[derive(Serialize)]
-struct CopyJson<'a> {
-    input: &'a Path,
-    files: &'a [PathBuf],
-    capacity: u64,
-    data_bytes: u64,
-    zero_bytes: u64,
-    written_bytes: u64,
-    seconds: f64,
-    /// What a URL input cost (absent for local inputs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fetched: Option<vmdk::remote::FetchStats>,
-}
-
 /// Prints the result of an inflate or a convert (`verb`): JSON on standard output, or a line
 /// on standard error.
 fn print_write(
@@ -757,19 +742,9 @@ fn print_write(
 ) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
-        return print_json(
-            out,
-            &CopyJson {
-                input,
-                files: &report.files,
-                capacity: report.capacity,
-                data_bytes: report.data,
-                zero_bytes: report.capacity.saturating_sub(report.data),
-                written_bytes: report.written,
-                seconds,
-                fetched,
-            },
-        );
+        let mut summary = ovf_disk::output::WriteSummary::new(input, report, seconds);
+        summary.fetched = fetched;
+        return print_json(out, &summary);
     }
     if !args.quiet {
         if let Some(f) = &fetched {
