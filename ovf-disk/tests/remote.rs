@@ -485,6 +485,23 @@ fn packages_over_http_verify_check_and_import_like_local_ones() {
                 "{case}: {sent} bytes sent for a {size}-byte OVA"
             );
         }
+        if case == "ovf" {
+            // The descriptor fetched once, when the package was opened: the manifest's digest
+            // of it is taken from those bytes (the log says `request status bytes`).
+            let size = std::fs::metadata(dir.join("pkg").join(&ovf_name))
+                .unwrap()
+                .len();
+            let log = nginx.log();
+            let sent: u64 = log
+                .lines()
+                .filter(|l| l.contains(&format!("/pkg/{ovf_name} ")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            assert!(
+                sent <= size + 16,
+                "{sent} bytes sent for a {size}-byte .ovf:\n{log}"
+            );
+        }
         if case == "drop" {
             assert!(fetched["retries"].as_u64().unwrap() > 0, "{case}: {json}");
         }

@@ -49,6 +49,9 @@ enum Source {
     Remote {
         files: vmdk::remote::RemoteFiles,
         folder: PathBuf,
+        /// The descriptor's bytes, read when the package was opened: digested from here, not
+        /// fetched a second time.
+        descriptor: Arc<Vec<u8>>,
     },
 }
 
@@ -224,7 +227,12 @@ impl Package {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let folder = name.parent().map(Path::to_path_buf).unwrap_or_default();
-            (Source::Remote { files, folder }, file_name, bytes)
+            let source = Source::Remote {
+                files,
+                folder,
+                descriptor: Arc::new(bytes.clone()),
+            };
+            (source, file_name, bytes)
         };
         Self::from_source(&name, source, descriptor, text)
     }
@@ -368,11 +376,11 @@ impl Package {
             }
             // Under the URL's folder; `..` only when allowed, and on the same server still.
             #[cfg(feature = "remote")]
-            (Ok(inside), Source::Remote { files, folder }) => {
+            (Ok(inside), Source::Remote { files, folder, .. }) => {
                 Ok(Place::Remote(files, folder.join(inside)))
             }
             #[cfg(feature = "remote")]
-            (Err(Outside::Parent), Source::Remote { files, folder }) if self.allow_outside => {
+            (Err(Outside::Parent), Source::Remote { files, folder, .. }) if self.allow_outside => {
                 Ok(Place::Remote(files, folder.join(href)))
             }
             (Err(why), _) => Err(refused(why)),
@@ -408,6 +416,12 @@ impl Package {
             path: self.path.clone(),
             name: name.to_string(),
         };
+        #[cfg(feature = "remote")]
+        if let Source::Remote { descriptor, .. } = &self.source {
+            if name == self.descriptor {
+                return Ok(Box::new(std::io::Cursor::new(descriptor.to_vec())));
+            }
+        }
         match self.place(name)? {
             Place::Path(p) => Ok(Box::new(File::open(&p).map_err(|_| missing())?)),
             Place::Member(index, m) => Ok(Box::new(index.reader(m))),
