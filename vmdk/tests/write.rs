@@ -29,10 +29,13 @@ fn read_all(disk: &Disk) -> Vec<u8> {
     buf
 }
 
-/// Writes `disk` as `format` at `out` through a plan (every planned file created fresh), and
-/// returns the file to open.
-fn write_plan(disk: &Disk, format: Format, out: &Path, options: &WriteOptions) -> PathBuf {
-    let plan = Plan::new(format, disk.capacity(), out).unwrap();
+/// Runs `plan`'s write of `disk` into its files, each created fresh.
+fn run_plan(
+    plan: &Plan,
+    disk: &Disk,
+    options: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> vmdk::Result<vmdk::WriteReport> {
     let files: Vec<File> = plan
         .files()
         .iter()
@@ -43,7 +46,14 @@ fn write_plan(disk: &Disk, format: Format, out: &Path, options: &WriteOptions) -
         .zip(plan.files())
         .map(|(f, p)| (f, p.path()))
         .collect();
-    let report = plan.write(disk, &outputs, options, &no_progress).unwrap();
+    plan.write(disk, &outputs, options, progress)
+}
+
+/// Writes `disk` as `format` at `out` through a plan (every planned file created fresh), and
+/// returns the file to open.
+fn write_plan(disk: &Disk, format: Format, out: &Path, options: &WriteOptions) -> PathBuf {
+    let plan = Plan::new(format, disk.capacity(), out).unwrap();
+    let report = run_plan(&plan, disk, options, &no_progress).unwrap();
     report.files[0].clone()
 }
 
@@ -212,24 +222,12 @@ fn every_writer_stops_when_cancelled() {
             .window(1 << 20)
             .cancel(stop.clone());
         let plan = Plan::new(format.clone(), disk.capacity(), dir.path().join("o.vmdk")).unwrap();
-        let files: Vec<File> = plan
-            .files()
-            .iter()
-            .map(|f| File::create_new(f.path()).unwrap())
-            .collect();
-        let outputs: Vec<(&File, &Path)> = files
-            .iter()
-            .zip(plan.files())
-            .map(|(f, p)| (f, p.path()))
-            .collect();
         let done = AtomicU64::new(0);
         let progress = |n: u64| {
             done.fetch_add(n, Ordering::Relaxed);
             stop.store(true, Ordering::Relaxed);
         };
-        let e = plan
-            .write(&disk, &outputs, &options, &progress)
-            .unwrap_err();
+        let e = run_plan(&plan, &disk, &options, &progress).unwrap_err();
         assert!(
             matches!(e.kind(), vmdk::ErrorKind::Cancelled),
             "{format:?}: {e}"

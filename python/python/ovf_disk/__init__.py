@@ -266,9 +266,7 @@ def inspect(path: PathLike, allowed: Optional[Iterable[str]] = GLANCE_ALLOWED) -
     ``reasons`` it is not. Raises only when the file itself cannot be read or its descriptor is
     damaged.
     """
-    allow = None if allowed is None else list(allowed)
-    if allow is None:
-        allow = list(GLANCE_ALLOWED)
+    allow = list(GLANCE_ALLOWED if allowed is None else allowed)
     return json.loads(_native.inspect(_name(path), allow))
 
 
