@@ -65,17 +65,23 @@ impl Copy<'_> {
         let mut buf = vec![0u8; (WINDOW_CLUSTERS * CLUSTER) as usize];
         while !self.stop.load(Ordering::Relaxed) {
             super::walk::cancelled(self.cancel)?;
-            let first = self
-                .next_window
-                .fetch_add(WINDOW_CLUSTERS, Ordering::Relaxed);
-            if first >= self.clusters {
-                break;
-            }
-            let count = WINDOW_CLUSTERS.min(self.clusters - first);
-            let start = first * CLUSTER;
-            let len = (count * CLUSTER).min(capacity.saturating_sub(start));
+            let window = super::workers::next_window(
+                self.disk,
+                &self.next_window,
+                WINDOW_CLUSTERS,
+                self.clusters,
+                CLUSTER,
+            )?;
             // Which clusters of the window hold data, read whole.
-            let holds = super::workers::units_with_data(self.disk, start, len, CLUSTER, count)?;
+            let Some(super::workers::Window {
+                first,
+                start,
+                len,
+                holds,
+            }) = window
+            else {
+                break;
+            };
             let mut keep = Vec::new();
             for (i, h) in holds.iter().enumerate() {
                 if !h {

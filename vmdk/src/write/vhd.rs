@@ -172,14 +172,22 @@ impl Copy<'_> {
         let mut buf = vec![0u8; (BITMAP + BLOCK) as usize];
         while !self.stop.load(Ordering::Relaxed) {
             super::walk::cancelled(self.cancel)?;
-            let first = self.next_window.fetch_add(WINDOW_BLOCKS, Ordering::Relaxed);
-            if first >= self.blocks {
+            let window = super::workers::next_window(
+                self.disk,
+                &self.next_window,
+                WINDOW_BLOCKS,
+                self.blocks,
+                BLOCK,
+            )?;
+            let Some(super::workers::Window {
+                first,
+                start,
+                len,
+                holds,
+            }) = window
+            else {
                 break;
-            }
-            let count = WINDOW_BLOCKS.min(self.blocks - first);
-            let start = first * BLOCK;
-            let len = (count * BLOCK).min(capacity.saturating_sub(start));
-            let holds = super::workers::units_with_data(self.disk, start, len, BLOCK, count)?;
+            };
             for (i, _) in holds.iter().enumerate().filter(|(_, h)| **h) {
                 let at = start + i as u64 * BLOCK;
                 let n = BLOCK.min(capacity - at) as usize;

@@ -2,7 +2,7 @@
 //! fails, and each asks the allocation map which units (clusters, blocks) of its window hold
 //! data.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::disk::{Allocation, Disk};
@@ -36,13 +36,7 @@ pub(crate) fn run_workers(
 
 /// Which of the `count` units of `unit` bytes from `start` hold data, by the allocation map of
 /// the `len` bytes of the disk there (`len` may end before the units do, at the disk's end).
-pub(crate) fn units_with_data(
-    disk: &Disk,
-    start: u64,
-    len: u64,
-    unit: u64,
-    count: u64,
-) -> Result<Vec<bool>> {
+fn units_with_data(disk: &Disk, start: u64, len: u64, unit: u64, count: u64) -> Result<Vec<bool>> {
     let mut holds = vec![false; count as usize];
     if len == 0 {
         return Ok(holds);
@@ -58,4 +52,38 @@ pub(crate) fn units_with_data(
         }
     }
     Ok(holds)
+}
+
+/// A window of units a worker took: its first unit, its first byte, the bytes of the disk in
+/// it (fewer at the disk's end), and which of its units hold data.
+pub(crate) struct Window {
+    pub(crate) first: u64,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) holds: Vec<bool>,
+}
+
+/// Takes from `next` the next window of at most `per_window` units of `unit` bytes, of `units`
+/// in all, with the map of its data; `None` when every unit is taken.
+pub(crate) fn next_window(
+    disk: &Disk,
+    next: &AtomicU64,
+    per_window: u64,
+    units: u64,
+    unit: u64,
+) -> Result<Option<Window>> {
+    let first = next.fetch_add(per_window, Ordering::Relaxed);
+    if first >= units {
+        return Ok(None);
+    }
+    let count = per_window.min(units - first);
+    let start = first * unit;
+    let len = (count * unit).min(disk.capacity().saturating_sub(start));
+    let holds = units_with_data(disk, start, len, unit, count)?;
+    Ok(Some(Window {
+        first,
+        start,
+        len,
+        holds,
+    }))
 }
