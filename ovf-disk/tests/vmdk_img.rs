@@ -1,4 +1,4 @@
-//! `vmdk-img`: qemu-img's command line. `convert` of VMDK and raw sources is ours (the bytes
+//! `vmdk-img`: qemu-img's command line. `convert` of VMDK, qcow2 and raw sources is ours (the bytes
 //! qemu-img reads, the progress line CDI parses); everything else runs the real qemu-img with
 //! the same arguments and gives its output; first on `PATH` as `qemu-img`, it finds the real
 //! one and never itself.
@@ -135,13 +135,21 @@ fn everything_else_runs_the_real_qemu_img_with_the_same_arguments() {
         let theirs = qemu_img(dir, args);
         assert_eq!(ours.stdout, theirs.stdout, "{args:?}");
     }
-    // Another source format, and an option vmdk-img leaves to qemu-img (-c: compressed).
+    // qcow2 sources are ours, even with no qemu-img at all.
     vmdk_img(
         dir,
         &["convert", "-f", "qcow2", "-O", "raw", "src.qcow2", "q.raw"],
-        &[],
+        &[("QEMU_IMG", "/nonexistent/qemu-img")],
     );
     assert_eq!(sha256(&dir.join("q.raw")), sha256(&dir.join("src.raw")));
+    // Another source format, and an option vmdk-img leaves to qemu-img (-c: compressed).
+    qemu_img(dir, &["convert", "-O", "vhdx", "src.raw", "src.vhdx"]);
+    vmdk_img(
+        dir,
+        &["convert", "-f", "vhdx", "-O", "raw", "src.vhdx", "x.raw"],
+        &[],
+    );
+    assert_eq!(sha256(&dir.join("x.raw")), sha256(&dir.join("src.raw")));
     vmdk_img(
         dir,
         &["convert", "-c", "-O", "qcow2", "sparse.vmdk", "c.qcow2"],

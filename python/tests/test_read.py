@@ -161,11 +161,17 @@ def test_errors_are_typed_and_name_file_and_offset(images, tmp_path):
     assert isinstance(e.value, ovf_disk.TruncatedError)
     assert e.value.path == str(cut) and e.value.structure is not None
 
+    x = tmp_path / "x.vhdx"
+    run("qemu-img", "create", "-q", "-f", "vhdx", x, "1M")
+    with pytest.raises(ovf_disk.UnsupportedError) as e:
+        ovf_disk.open(x, raw=None)
+    assert "VHDX" in str(e.value)
+
+    # qcow2 is read (its tests: ovf-disk/tests/qcow2_read.rs).
     q = tmp_path / "x.qcow2"
     run("qemu-img", "create", "-q", "-f", "qcow2", q, "1M")
-    with pytest.raises(ovf_disk.UnsupportedError) as e:
-        ovf_disk.open(q, raw=None)
-    assert "qcow2" in str(e.value)
+    with ovf_disk.open(q) as d:
+        assert (d.capacity, d.create_type, d.read(4)) == (1 << 20, "qcow2", bytes(4))
 
     with pytest.raises(ovf_disk.RefusedError) as e:
         ovf_disk.convert(images["monolithicSparse"], images["raw"], to="raw")

@@ -64,6 +64,27 @@ pub fn inflate(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     })
 }
 
+/// Inflates the raw deflate stream (no zlib wrapper) at the start of `input` into `out`,
+/// bytes after the stream's end ignored: a qcow2 compressed cluster, whose descriptor counts
+/// whole sectors. Returns the bytes produced; a stream that would produce more than
+/// `out.len()` is an error.
+pub fn inflate_raw(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    INFLATER.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = vmdk_libdeflate::Decompressor::new();
+        }
+        let d = d.as_mut().ok_or("no memory for a decompressor")?;
+        let room = out.len();
+        d.deflate_decompress(input, out).map_err(|e| match e {
+            vmdk_libdeflate::DecompressError::InsufficientSpace => {
+                format!("inflates to more than {room} bytes")
+            }
+            vmdk_libdeflate::DecompressError::BadData => "not a valid deflate stream".into(),
+        })
+    })
+}
+
 /// Inflates a compressed grain that is followed by other bytes (no marker gives its size),
 /// stopping at the end of its stream.
 pub fn inflate_until_end(input: &[u8], out: &mut [u8]) -> Result<usize, String> {

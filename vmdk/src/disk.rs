@@ -32,8 +32,9 @@ use crate::io::{folder_of, resolve_name, Backing, Files, HostFiles};
 use crate::read::esx::{EsxExtent, COWD_HEADER, SESPARSE_HEADER};
 use crate::read::grains::{GrainEntry, Grains};
 use crate::read::header::has_sparse_magic;
+use crate::read::qcow2::Qcow2Extent;
 use crate::read::sparse::SparseExtent;
-use crate::read::{cowd, sesparse};
+use crate::read::{cowd, qcow2, sesparse};
 
 /// How a disk is opened: where its files come from and how far to trust what they name.
 ///
@@ -200,6 +201,8 @@ pub(crate) enum ExtentData {
     Sparse(Box<SparseExtent>),
     /// An ESXi delta extent: vmfsSparse (VMFSSPARSE, `COWD`) or seSparse (SESPARSE).
     Esx(Box<EsxExtent>),
+    /// A qcow2 image, the whole of its link.
+    Qcow2(Box<Qcow2Extent>),
 }
 
 /// One extent of a link, placed in the disk.
@@ -222,6 +225,7 @@ impl Extent {
             ExtentData::Flat { backing, .. } => Some(backing),
             ExtentData::Sparse(s) => Some(s.backing()),
             ExtentData::Esx(s) => Some(Grains::backing(&**s)),
+            ExtentData::Qcow2(s) => Some(Grains::backing(&**s)),
             ExtentData::Zero => None,
         }
     }
@@ -311,9 +315,7 @@ fn push_run(runs: &mut Vec<Run>, offset: u64, len: u64, kind: Allocation) {
 
 /// The descriptor of a link and, for a sparse file, the extent it opened.
 pub(crate) fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<SparseExtent>)> {
-    let mut head = [0u8; 8];
-    let head_len = backing.len().min(8) as usize;
-    backing.read_exact_at("file", 0, crate::io::head_mut(&mut head, head_len))?;
+    let head = head_of(backing)?;
     if has_sparse_magic(&head) {
         let sparse = SparseExtent::open(backing.clone())?;
         let descriptor = match sparse.descriptor() {
@@ -341,6 +343,14 @@ pub(crate) fn descriptor_of(backing: &Backing) -> Result<(Descriptor, Option<Spa
         ));
     }
     Ok((read_text_descriptor(backing)?, None))
+}
+
+/// The first 8 bytes of the file (fewer, zero-padded, when it is shorter).
+fn head_of(backing: &Backing) -> Result<[u8; 8]> {
+    let mut head = [0u8; 8];
+    let head_len = backing.len().min(8) as usize;
+    backing.read_exact_at("file", 0, crate::io::head_mut(&mut head, head_len))?;
+    Ok(head)
 }
 
 /// The `createType` of `descriptor` at `path`, refused unless this library reads it.
@@ -395,6 +405,9 @@ impl Disk {
         if seen.len() > options.max_chain_length {
             let max = options.max_chain_length;
             return Err(Error::file(&path, ErrorKind::ChainTooLong { max }));
+        }
+        if qcow2::has_magic(&head_of(&backing)?) {
+            return Self::open_qcow2(backing, options, seen);
         }
         let (descriptor, first) = descriptor_of(&backing)?;
         if is_encrypted(&descriptor) {
@@ -498,8 +511,93 @@ impl Disk {
         Ok(parent)
     }
 
+    /// Opens the qcow2 image in `backing` as a link: one extent, the image, and its backing
+    /// file as the parent (held to the folder policy like a VMDK's parent).
+    fn open_qcow2(
+        backing: Backing,
+        options: &OpenOptions,
+        seen: &mut Vec<PathBuf>,
+    ) -> Result<Self> {
+        let path = backing.path().to_path_buf();
+        let image = Qcow2Extent::open(backing)?;
+        let capacity = image.capacity_bytes();
+        let create_type = CreateType::Other("qcow2".into());
+        let line = ExtentLine {
+            access: Access::ReadWrite,
+            sectors: capacity / SECTOR_SIZE,
+            kind: ExtentKind::Other("QCOW2".into()),
+            file_name: Some(file_name_of(&path)),
+            offset: 0,
+        };
+        let mut descriptor = Descriptor::new(&create_type, CID_NO_PARENT - 1);
+        descriptor.push_extent(line.clone());
+        let parent = match image.backing_file() {
+            Some(name) if !options.link_only => {
+                let format = image.backing_format();
+                Some(Box::new(Self::open_backing_file(
+                    &path, name, format, options, seen,
+                )?))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            path,
+            descriptor,
+            create_type,
+            capacity,
+            extents: vec![Extent {
+                line,
+                start: 0,
+                len: capacity,
+                data: ExtentData::Qcow2(Box::new(image)),
+            }],
+            parent,
+        })
+    }
+
+    /// Opens the backing file `name` of the qcow2 image at `path`: raw when `format` says so
+    /// (or when probing finds no image format, as qemu probes), else any image this library
+    /// reads.
+    fn open_backing_file(
+        path: &Path,
+        name: &str,
+        format: Option<&str>,
+        options: &OpenOptions,
+        seen: &mut Vec<PathBuf>,
+    ) -> Result<Self> {
+        if name.starts_with("json:") || name.contains("://") {
+            return Err(Error::new(
+                Some(path),
+                "backing file name",
+                None,
+                ErrorKind::Unsupported(Feature::Qcow2(format!(
+                    "a backing file given as a protocol or JSON ({name})"
+                ))),
+            ));
+        }
+        let backing = options.open_named(path, name)?;
+        match format {
+            Some("raw") => Self::raw_link(backing),
+            None => match Self::open_link(backing.clone(), options, seen) {
+                Err(e) if matches!(e.kind(), ErrorKind::NotVmdk) => Self::raw_link(backing),
+                other => other,
+            },
+            Some("qcow2" | "vmdk") => Self::open_link(backing, options, seen),
+            Some(other) => Err(Error::file(
+                backing.path(),
+                ErrorKind::Unsupported(Feature::Qcow2(format!("a backing file of format {other}"))),
+            )),
+        }
+    }
+
     fn open_raw(path: &Path, options: &OpenOptions) -> Result<Self> {
-        let backing = options.files.open(path)?;
+        Self::raw_link(options.files.open(path)?)
+    }
+
+    /// The raw image in `backing` as a link: one flat extent over the whole file.
+    fn raw_link(backing: Backing) -> Result<Self> {
+        let path = backing.path().to_path_buf();
+        let path = path.as_path();
         let len = backing.len();
         if len % SECTOR_SIZE != 0 {
             return Err(Error::file(
@@ -549,6 +647,12 @@ impl Disk {
     /// [`OpenOptions::open_raw`]).
     pub fn create_type(&self) -> &CreateType {
         &self.create_type
+    }
+
+    /// Whether this link is a VMDK (not a raw image or a qcow2 image, whose descriptors are
+    /// made up and carry no content IDs).
+    pub(crate) fn is_vmdk(&self) -> bool {
+        !matches!(&self.create_type, CreateType::Other(t) if t == "raw" || t == "qcow2")
     }
 
     /// Virtual capacity in bytes.
@@ -602,6 +706,7 @@ impl Disk {
             .filter_map(|e| match &e.data {
                 ExtentData::Sparse(s) => Some(s.grain_bytes()),
                 ExtentData::Esx(s) => Some(s.grain_bytes()),
+                ExtentData::Qcow2(s) => Some(s.grain_bytes()),
                 _ => None,
             })
             .max()
@@ -659,6 +764,7 @@ impl Disk {
                 ExtentData::Zero => push_run(runs, from, to - from, Allocation::Zero),
                 ExtentData::Sparse(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
                 ExtentData::Esx(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
+                ExtentData::Qcow2(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
             }
         }
         Ok(())
@@ -740,7 +846,7 @@ impl Disk {
                     }
                 }
                 ExtentData::Zero => add(Allocation::Zero, e.len),
-                ExtentData::Sparse(_) | ExtentData::Esx(_) => {
+                ExtentData::Sparse(_) | ExtentData::Esx(_) | ExtentData::Qcow2(_) => {
                     let window = 4u64 << 30;
                     let mut offset = e.start;
                     while offset < e.start + e.len {
@@ -792,6 +898,7 @@ impl Disk {
                 ExtentData::Zero => dst.fill(0),
                 ExtentData::Sparse(s) => self.read_sparse(&**s, e.start, from, dst, scratch)?,
                 ExtentData::Esx(s) => self.read_sparse(&**s, e.start, from, dst, scratch)?,
+                ExtentData::Qcow2(s) => self.read_sparse(&**s, e.start, from, dst, scratch)?,
             }
         }
         Ok(())
@@ -820,11 +927,12 @@ impl Disk {
             let within = g_from - g * gb;
             let d_start = g_from - rel;
             let n = g_to - g_from;
-            if !matches!(entry, GrainEntry::Data(_)) || s.is_compressed() {
+            let compressed = matches!(entry, GrainEntry::Data(v) if s.is_compressed_grain(v));
+            if !matches!(entry, GrainEntry::Data(_)) || compressed {
                 pending.flush(s, dst)?;
             }
             match entry {
-                GrainEntry::Data(sector) if !s.is_compressed() => {
+                GrainEntry::Data(sector) if !compressed => {
                     let at = s.grain_offset(g, sector)?;
                     s.refuse_metadata("grain", at, gb)?;
                     pending.add(s, dst, at, within, d_start, n)?;

@@ -92,6 +92,9 @@ pub enum Feature {
     WriteCreateType(String),
     /// Reading a stream into a disk of this createType (only raw and flat types can be).
     StreamInto(String),
+    /// A qcow2 feature this library does not read (encryption, an external data file,
+    /// extended L2 entries, a version or compression type), as named.
+    Qcow2(String),
 }
 
 impl fmt::Display for Feature {
@@ -139,6 +142,7 @@ impl fmt::Display for Feature {
                     streamOptimized and vmfs)"
             ),
             Self::StreamInto(t) => write!(f, "reading a stream into a {t} disk"),
+            Self::Qcow2(what) => write!(f, "qcow2 with {what}"),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::disk::{AllocationSummary, Disk, Extent, ExtentData};
 use crate::error::Result;
 use crate::read::esx::{EsxExtent, EsxFormat};
 use crate::read::grains::Grains;
+use crate::read::qcow2::Qcow2Extent;
 use crate::read::sparse::MetadataSource;
 
 /// A disk: its first link, the allocation over the whole chain, and the parent links.
@@ -83,6 +84,66 @@ pub struct ExtentInfo {
     /// The headers of a seSparse extent.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub sesparse: Option<SeSparseInfo>,
+    /// The header of a qcow2 image.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub qcow2: Option<Qcow2Info>,
+}
+
+/// The header fields of a qcow2 image (qemu's `docs/interop/qcow2.txt`), as `qemu-img info`
+/// shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Qcow2Info {
+    /// `version`: 2 (compat 0.10) or 3 (compat 1.1).
+    pub version: u32,
+    /// Cluster size in bytes.
+    pub cluster_size: u64,
+    /// Compression type of compressed clusters: `zlib` or `zstd`.
+    pub compression_type: String,
+    /// Refcount width in bits.
+    pub refcount_bits: u32,
+    /// Incompatible feature bits (dirty, corrupt, compression type).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "hex::u64"))]
+    pub incompatible_features: u64,
+    /// Compatible feature bits (bit 0: lazy refcounts).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "hex::u64"))]
+    pub compatible_features: u64,
+    /// Internal snapshots (not read: the active state is the disk).
+    pub snapshots: u32,
+    /// Entries of the L1 table, as written.
+    pub l1_size: u32,
+    /// L1 entries that name an L2 table.
+    pub l2_tables: u64,
+    /// The backing file's name as written.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub backing_file: Option<String>,
+    /// The backing file's format, from the header extension.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub backing_format: Option<String>,
+}
+
+impl Qcow2Info {
+    fn of(q: &Qcow2Extent) -> Self {
+        let h = q.header();
+        Self {
+            version: h.version.get(),
+            cluster_size: q.grain_bytes(),
+            compression_type: q.compression().as_str().to_string(),
+            refcount_bits: 1u32.checked_shl(h.refcount_order.get()).unwrap_or(0),
+            incompatible_features: h.incompatible_features.get(),
+            compatible_features: h.compatible_features.get(),
+            snapshots: h.nb_snapshots.get(),
+            l1_size: h.l1_size.get(),
+            l2_tables: q
+                .l1()
+                .iter()
+                .filter(|&&e| e & 0x00ff_ffff_ffff_fe00 != 0)
+                .count() as u64,
+            backing_file: q.backing_file().map(str::to_string),
+            backing_format: q.backing_format().map(str::to_string),
+        }
+    }
 }
 
 /// The header fields of a hosted sparse or stream-optimized extent (spec p. 6).
@@ -294,6 +355,11 @@ impl ExtentInfo {
                 (Some(s.backing().path().to_path_buf()), None, Some(info))
             }
             ExtentData::Esx(s) => (Some(s.backing().path().to_path_buf()), None, None),
+            ExtentData::Qcow2(q) => (Some(q.backing().path().to_path_buf()), None, None),
+        };
+        let qcow2 = match &e.data {
+            ExtentData::Qcow2(q) => Some(Qcow2Info::of(q)),
+            _ => None,
         };
         Self {
             access: e.line.access.as_str().to_string(),
@@ -307,6 +373,7 @@ impl ExtentInfo {
             sparse,
             cowd,
             sesparse,
+            qcow2,
         }
     }
 }
@@ -318,8 +385,8 @@ impl LinkInfo {
             file: disk.path().to_path_buf(),
             create_type: disk.create_type().as_str().to_string(),
             capacity: disk.capacity(),
-            cid: d.cid(),
-            parent_cid: d.parent_cid(),
+            cid: d.cid().filter(|_| disk.is_vmdk()),
+            parent_cid: d.parent_cid().filter(|_| disk.is_vmdk()),
             parent_file_name_hint: d.parent_file_name_hint().map(str::to_string),
             extents: disk.extents().iter().map(ExtentInfo::of).collect(),
             ddb: d

@@ -9,7 +9,8 @@ use crate::descriptor::{CreateType, ExtentKind};
 use crate::disk::{descriptor_of, is_encrypted, other_format, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::SECTOR_SIZE;
-use crate::io::{folder_of, resolve_name, Files};
+use crate::io::{folder_of, resolve_name, Backing, Files};
+use crate::read::qcow2::{self, Qcow2Extent};
 use crate::read::{cowd, sesparse};
 
 /// What [`crate::OpenOptions::inspect`] found in a file.
@@ -44,7 +45,7 @@ pub struct Inspection {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct NamedFile {
-    /// `extent` or `parent`.
+    /// `extent`, `parent`, or `backing` (a qcow2 image's backing file).
     pub role: &'static str,
     /// The name as the descriptor writes it.
     pub name: String,
@@ -111,6 +112,10 @@ pub(crate) fn inspect(files: &dyn Files, path: &Path) -> Result<Inspection> {
         found.format = format.into();
         return Ok(found);
     }
+    if qcow2::has_magic(&head) {
+        inspect_qcow2(files, path, backing, &head, &mut found)?;
+        return Ok(found);
+    }
     let descriptor = match descriptor_of(&backing) {
         Ok((d, _)) => d,
         Err(e) if matches!(e.kind(), ErrorKind::NotVmdk) => {
@@ -155,6 +160,35 @@ pub(crate) fn inspect(files: &dyn Files, path: &Path) -> Result<Inspection> {
         }
     }
     Ok(found)
+}
+
+/// What a qcow2 image says of itself: its size, its backing file (checked like a VMDK's
+/// parent, without opening it) and its encryption; `supported` when this library reads it
+/// (not for a feature it does not read, nor for a damaged header or L1 table).
+fn inspect_qcow2(
+    files: &dyn Files,
+    path: &Path,
+    backing: Backing,
+    head: &[u8],
+    found: &mut Inspection,
+) -> Result<()> {
+    found.format = "qcow2".into();
+    found.encrypted = head.get(32..36).is_some_and(|m| m != [0; 4]);
+    match Qcow2Extent::open(backing) {
+        Ok(q) => {
+            found.supported = true;
+            found.capacity = Some(q.capacity_bytes());
+            if let Some(name) = q.backing_file() {
+                found.has_parent = true;
+                found
+                    .files
+                    .push(named(files, path, "backing", name, false)?);
+            }
+            Ok(())
+        }
+        // A feature not read, or damage: not supported, which is the verdict.
+        Err(_) => Ok(()),
+    }
 }
 
 /// A name the descriptor at `descriptor` writes, resolved and checked without opening it.

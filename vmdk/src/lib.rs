@@ -87,7 +87,7 @@ pub use check::{check, check_disk, CheckReport, Omitted, Problem, LISTED_PER_KIN
 pub use descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
 pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};
 pub use error::{Category, Error, ErrorKind, Feature, Result};
-pub use info::{CowdInfo, DiskInfo, ExtentInfo, LinkInfo, SeSparseInfo, SparseInfo};
+pub use info::{CowdInfo, DiskInfo, ExtentInfo, LinkInfo, Qcow2Info, SeSparseInfo, SparseInfo};
 pub use inspect::{Inspection, NamedFile};
 pub use io::{Backing, Files, MemoryFiles};
 pub use positioned_io::ReadAt;
@@ -132,6 +132,9 @@ pub mod internals {
             .map(|e| match &e.data {
                 crate::disk::ExtentData::Sparse(s) => (e.len, Some(s.grain_bytes())),
                 crate::disk::ExtentData::Esx(s) => {
+                    (e.len, Some(crate::read::grains::Grains::grain_bytes(&**s)))
+                }
+                crate::disk::ExtentData::Qcow2(s) => {
                     (e.len, Some(crate::read::grains::Grains::grain_bytes(&**s)))
                 }
                 _ => (e.len, None),

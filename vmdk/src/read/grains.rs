@@ -107,6 +107,12 @@ pub(crate) trait Grains {
     ) -> Result<()>;
     /// Whether grains are compressed (then read with [`Grains::read_grain_part`]).
     fn is_compressed(&self) -> bool;
+    /// Whether the grain whose entry is `Data(value)` is compressed: every grain of a
+    /// compressed extent, some clusters of a qcow2 image.
+    fn is_compressed_grain(&self, value: u64) -> bool {
+        let _ = value;
+        self.is_compressed()
+    }
     /// Byte offset of grain `grain` stored at `sector`.
     fn grain_offset(&self, grain: u64, sector: u64) -> Result<u64>;
     /// Refuses a grain table or grain at `at..at + len` that overlaps metadata.

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use super::options::WriteOptions;
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
+use crate::read::qcow2::Qcow2Header;
 
 const CLUSTER_BITS: u32 = 16;
 const CLUSTER: u64 = 1 << CLUSTER_BITS;
@@ -218,25 +219,29 @@ pub(crate) fn write_qcow2(
 
 /// The version 3 header, then the end of the header extensions.
 fn header(capacity: u64, l1_size: u64, l1_at: u64, rt_at: u64, rt_clusters: u64) -> Vec<u8> {
-    let mut h = Vec::with_capacity(HEADER_LENGTH as usize + 8);
-    h.extend_from_slice(&0x5146_49fbu32.to_be_bytes()); // "QFI\xfb"
-    h.extend_from_slice(&3u32.to_be_bytes()); // version
-    h.extend_from_slice(&0u64.to_be_bytes()); // backing_file_offset
-    h.extend_from_slice(&0u32.to_be_bytes()); // backing_file_size
-    h.extend_from_slice(&CLUSTER_BITS.to_be_bytes());
-    h.extend_from_slice(&capacity.to_be_bytes()); // size
-    h.extend_from_slice(&0u32.to_be_bytes()); // crypt_method
-    h.extend_from_slice(&(l1_size as u32).to_be_bytes());
-    h.extend_from_slice(&(l1_at * CLUSTER).to_be_bytes());
-    h.extend_from_slice(&(rt_at * CLUSTER).to_be_bytes());
-    h.extend_from_slice(&(rt_clusters as u32).to_be_bytes());
-    h.extend_from_slice(&0u32.to_be_bytes()); // nb_snapshots
-    h.extend_from_slice(&0u64.to_be_bytes()); // snapshots_offset
-    h.extend_from_slice(&0u64.to_be_bytes()); // incompatible_features
-    h.extend_from_slice(&0u64.to_be_bytes()); // compatible_features
-    h.extend_from_slice(&0u64.to_be_bytes()); // autoclear_features
-    h.extend_from_slice(&4u32.to_be_bytes()); // refcount_order: 16-bit refcounts
-    h.extend_from_slice(&HEADER_LENGTH.to_be_bytes());
-    h.extend_from_slice(&[0u8; 8]); // end of header extensions
-    h
+    use zerocopy::big_endian::{U32, U64};
+    use zerocopy::IntoBytes;
+    let h = Qcow2Header {
+        magic: U32::new(Qcow2Header::MAGIC),
+        version: U32::new(3),
+        backing_file_offset: U64::new(0),
+        backing_file_size: U32::new(0),
+        cluster_bits: U32::new(CLUSTER_BITS),
+        size: U64::new(capacity),
+        crypt_method: U32::new(0),
+        l1_size: U32::new(l1_size as u32),
+        l1_table_offset: U64::new(l1_at * CLUSTER),
+        refcount_table_offset: U64::new(rt_at * CLUSTER),
+        refcount_table_clusters: U32::new(rt_clusters as u32),
+        nb_snapshots: U32::new(0),
+        snapshots_offset: U64::new(0),
+        incompatible_features: U64::new(0),
+        compatible_features: U64::new(0),
+        autoclear_features: U64::new(0),
+        refcount_order: U32::new(4), // 16-bit refcounts
+        header_length: U32::new(HEADER_LENGTH),
+    };
+    let mut bytes = h.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0u8; 8]); // end of header extensions
+    bytes
 }

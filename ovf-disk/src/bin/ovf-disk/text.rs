@@ -481,6 +481,9 @@ fn link_header(out: &mut dyn Write, l: &LinkInfo) -> Result<()> {
         human(l.capacity),
         l.capacity
     )?;
+    if l.cid.is_none() && l.parent_cid.is_none() {
+        return Ok(());
+    }
     writeln!(
         out,
         "CID:          {}  parentCID: {}",
@@ -545,16 +548,36 @@ pub fn disk_info(out: &mut dyn Write, info: &DiskInfo) -> Result<()> {
                 s.num_gtes_per_gt
             )?;
         }
+        if let Some(q) = &e.qcow2 {
+            write!(
+                out,
+                "  (qcow2 version {}, cluster {}, {} compression, {} L2 tables{})",
+                q.version,
+                human(q.cluster_size),
+                q.compression_type,
+                q.l2_tables,
+                q.backing_file
+                    .as_deref()
+                    .map_or_else(String::new, |b| format!(
+                        ", backing file {b}{}",
+                        q.backing_format
+                            .as_deref()
+                            .map_or_else(String::new, |f| format!(" ({f})"))
+                    ))
+            )?;
+        }
         writeln!(out)?;
     }
     for (i, link) in info.chain.iter().enumerate() {
+        let cid = link
+            .cid
+            .map_or_else(String::new, |c| format!(", CID {c:08x}"));
         writeln!(
             out,
-            "parent {}:     {} ({}, CID {})",
+            "parent {}:     {} ({}{cid})",
             i + 1,
             link.file.display(),
             link.create_type,
-            stated(link.cid, |c| format!("{c:08x}"))
         )?;
     }
     Ok(())

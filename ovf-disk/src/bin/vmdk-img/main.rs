@@ -134,7 +134,7 @@ fn output_of(c: &Convert) -> Option<(Format, WriteOptions)> {
 /// Runs `convert` with the copy engine: `None` when the source is not one this program reads
 /// (the caller passes the command to qemu-img).
 fn convert(c: &Convert) -> Option<Result<(), String>> {
-    if !matches!(c.from.as_deref(), None | Some("vmdk" | "raw")) {
+    if !matches!(c.from.as_deref(), None | Some("vmdk" | "raw" | "qcow2")) {
         return None;
     }
     let (format, write) = output_of(c)?;
@@ -150,6 +150,13 @@ fn convert(c: &Convert) -> Option<Result<(), String>> {
         Err(e) if matches!(e.kind(), vmdk::ErrorKind::OtherFormat(_)) => return None,
         Err(e) => return Some(Err(e.to_string())),
     };
+    // `-f` naming the other format than the file has: qemu-img's error to give.
+    let is_qcow2 = disk.create_type().as_str() == "qcow2";
+    match c.from.as_deref() {
+        Some("qcow2") if !is_qcow2 => return None,
+        Some("vmdk") if is_qcow2 => return None,
+        _ => {}
+    }
     let total = disk.capacity().max(1);
     let done = std::sync::atomic::AtomicU64::new(0);
     let shown = std::sync::Mutex::new(-1i64);
