@@ -142,7 +142,7 @@ fn everything_else_runs_the_real_qemu_img_with_the_same_arguments() {
         &[("QEMU_IMG", "/nonexistent/qemu-img")],
     );
     assert_eq!(sha256(&dir.join("q.raw")), sha256(&dir.join("src.raw")));
-    // Another source format, and an option vmdk-img leaves to qemu-img (-c: compressed).
+    // Another source format, and an option vmdk-img leaves to qemu-img (lazy refcounts)...
     qemu_img(dir, &["convert", "-O", "vhdx", "src.raw", "src.vhdx"]);
     vmdk_img(
         dir,
@@ -152,10 +152,40 @@ fn everything_else_runs_the_real_qemu_img_with_the_same_arguments() {
     assert_eq!(sha256(&dir.join("x.raw")), sha256(&dir.join("src.raw")));
     vmdk_img(
         dir,
-        &["convert", "-c", "-O", "qcow2", "sparse.vmdk", "c.qcow2"],
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            "-o",
+            "lazy_refcounts=on",
+            "sparse.vmdk",
+            "l.qcow2",
+        ],
         &[],
     );
-    qemu_same(dir, "sparse.vmdk", "vmdk", "c.qcow2", "qcow2");
+    qemu_same(dir, "sparse.vmdk", "vmdk", "l.qcow2", "qcow2");
+    // ... while -c and qcow2's cluster size, compression type and preallocation are ours.
+    for options in [
+        "cluster_size=4k",
+        "compression_type=zstd",
+        "preallocation=metadata,cluster_size=1M",
+    ] {
+        let mut args = vec![
+            "convert",
+            "-O",
+            "qcow2",
+            "-o",
+            options,
+            "sparse.vmdk",
+            "c.qcow2",
+        ];
+        if options.contains("zstd") {
+            args.insert(1, "-c");
+        }
+        vmdk_img(dir, &args, &[("QEMU_IMG", "/nonexistent/qemu-img")]);
+        qemu_img(dir, &["check", "-q", "c.qcow2"]);
+        qemu_same(dir, "sparse.vmdk", "vmdk", "c.qcow2", "qcow2");
+    }
     // First on PATH as `qemu-img`: the real one is found behind it, not itself.
     let bin = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vmdk-img"), bin.path().join("qemu-img"))

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::units::unit_bytes;
 use crate::xml::{attr, child_text, line_of};
 
-pub use crate::xml::{RAW_FORMAT, STREAM_OPTIMIZED_FORMAT};
+pub use crate::xml::{QCOW2_FORMAT, RAW_FORMAT, STREAM_OPTIMIZED_FORMAT};
 
 /// A capacity and its `capacityAllocationUnits` in bytes, when both are numbers that fit.
 fn in_bytes(capacity: &str, units: Option<&str>) -> Option<u64> {

@@ -13,6 +13,10 @@ pub const STREAM_OPTIMIZED_FORMAT: &str =
 /// DSP0243 defines none.
 pub const RAW_FORMAT: &str = "http://en.wikipedia.org/wiki/Byte";
 
+/// The `ovf:format` of a qcow2 disk image, as oVirt's OVFs name their `COW` volumes (oVirt
+/// engine's `OvfWriter`): DSP0243 defines none.
+pub const QCOW2_FORMAT: &str = "http://www.gnome.org/~markmc/qcow-image-format.html";
+
 /// The OVF 1.x envelope namespace.
 pub const OVF1: &str = "http://schemas.dmtf.org/ovf/envelope/1";
 /// The OVF 2.x envelope namespace.

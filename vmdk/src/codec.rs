@@ -267,6 +267,32 @@ pub fn compress_grain(level: u32, data: &[u8]) -> Result<Vec<u8>, String> {
     })
 }
 
+/// Compresses one qcow2 cluster into a raw deflate stream at `level` (see [`compressor`]),
+/// reusing this thread's compressor; `None` when the stream would not be shorter than
+/// `limit` bytes (the cluster is then stored as it is) or memory is short.
+#[cfg(feature = "write")]
+pub fn compress_cluster(level: u32, data: &[u8], limit: usize) -> Option<Vec<u8>> {
+    let level = level.clamp(1, 12);
+    if incompressible(data, INCOMPRESSIBLE_CHI_SQUARE) {
+        return None;
+    }
+    DEFLATE.with(|cell| {
+        let mut compressors = cell.borrow_mut();
+        let at = match compressors.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                compressors.push((level, compressor(level)?));
+                compressors.len() - 1
+            }
+        };
+        let (_, c) = compressors.get_mut(at)?;
+        let mut out = vec![0u8; limit];
+        let n = c.deflate_compress(data, &mut out)?;
+        out.truncate(n);
+        Some(out)
+    })
+}
+
 #[cfg(feature = "write")]
 thread_local! {
     /// Room for one grain's deflate output, kept per thread so that no grain pays for zeroing

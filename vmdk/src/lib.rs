@@ -96,7 +96,7 @@ pub use read::stream::{StreamReader, StreamStats};
 #[cfg(feature = "write")]
 pub use write::{
     copy::{CopyStats, Target},
-    options::{Checkpoint, WriteOptions, ZeroMode},
+    options::{Checkpoint, Compression, Preallocation, WriteOptions, ZeroMode},
     write_stream_optimized, Format, Plan, PlannedFile, WriteReport,
 };
 

@@ -328,9 +328,10 @@ fn map_domain<'a>(
 /// Says, for each VMDK disk the domain names, that libvirt gives QEMU only that file: under
 /// `qemu:///system` (QEMU running as libvirt's own user, each named file handed to it for the
 /// run) QEMU cannot open the VMDK's data file, which its descriptor names and libvirt does not
-/// know. Found by booting the domains (ovf-disk/tests/boot.rs); raw outputs have one file.
+/// know. Found by booting the domains (ovf-disk/tests/boot.rs); raw and qcow2 outputs have one
+/// file.
 fn note_vmdk_data_files(drives: &[Drive<'_>], unmapped: &mut Vec<String>) {
-    for disk in drives.iter().filter_map(|d| d.disk).filter(|d| !d.raw) {
+    for disk in drives.iter().filter_map(|d| d.disk).filter(|d| d.is_vmdk()) {
         unmapped.push(format!(
             "disk {}: a VMDK whose data is in a second file its descriptor names; libvirt gives \
              QEMU only {}, so under qemu:///system QEMU's user must be allowed to read and \
@@ -600,10 +601,7 @@ fn write_drives<W: Write>(
             .with_attribute(("type", "file"))
             .with_attribute(("device", d.device))
             .write_inner_content(|w| {
-                let kind = match d.disk {
-                    Some(x) if !x.raw => "vmdk",
-                    _ => "raw",
-                };
+                let kind = d.disk.map_or("raw", |x| x.format.as_str());
                 w.create_element("driver")
                     .with_attribute(("name", "qemu"))
                     .with_attribute(("type", kind))

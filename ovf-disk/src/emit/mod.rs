@@ -27,8 +27,8 @@ pub enum Emit {
     Vmx,
 }
 
-/// A disk the configuration names: the package's disk id, the file written for it, and
-/// whether it is raw (else a VMDK descriptor).
+/// A disk the configuration names: the package's disk id, the file written for it, and its
+/// format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EmitDisk {
@@ -36,18 +36,27 @@ pub struct EmitDisk {
     pub disk_id: String,
     /// The file to name: absolute for libvirt, the file name for a `.vmx` beside it.
     pub path: PathBuf,
-    /// Raw image (else a VMDK).
-    pub raw: bool,
+    /// The file's format as QEMU and libvirt name it: `vmdk` (a descriptor), `raw` or `qcow2`.
+    pub format: String,
 }
 
 impl EmitDisk {
-    /// A disk of id `disk_id` written at `path`.
-    pub fn new(disk_id: impl Into<String>, path: impl Into<PathBuf>, raw: bool) -> Self {
+    /// A disk of id `disk_id` written at `path` in `format` (`vmdk`, `raw`, `qcow2`).
+    pub fn new(
+        disk_id: impl Into<String>,
+        path: impl Into<PathBuf>,
+        format: impl Into<String>,
+    ) -> Self {
         Self {
             disk_id: disk_id.into(),
             path: path.into(),
-            raw,
+            format: format.into(),
         }
+    }
+
+    /// Whether the file is a VMDK descriptor.
+    pub fn is_vmdk(&self) -> bool {
+        self.format == "vmdk"
     }
 }
 

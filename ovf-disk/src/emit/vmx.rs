@@ -207,10 +207,11 @@ fn set_drives(
                 ));
                 continue;
             };
-            if disk.raw {
+            if !disk.is_vmdk() {
                 unmapped.push(format!(
-                    "{}: a raw image, which a .vmx cannot name: left out (import as VMDK)",
-                    named(d)
+                    "{}: a {} image, which a .vmx cannot name: left out (import as VMDK)",
+                    named(d),
+                    disk.format
                 ));
                 continue;
             }

@@ -140,9 +140,9 @@ impl Options {
     /// What each disk becomes: raw, or a thick VMDK type (`monolithicFlat`, `vmfs`,
     /// `twoGbMaxExtentFlat`); other formats are refused.
     pub fn output_format(mut self, format: Format) -> Result<Self> {
-        if !format.is_thick() {
+        if !format.is_thick() && format != Format::Qcow2 {
             return Err(Error::InvalidInput(format!(
-                "imports write raw or thick VMDK disks, not {format}"
+                "imports write raw, qcow2 or thick VMDK disks, not {format}"
             )));
         }
         self.format = format;
@@ -316,7 +316,11 @@ fn emit_configs(
         return Ok((pending, emitted));
     }
     let absolute = std::fs::canonicalize(outdir).map_err(Error::io(outdir))?;
-    let raw = options.format == Format::Raw;
+    let driver = match options.format {
+        Format::Raw => "raw",
+        Format::Qcow2 => "qcow2",
+        _ => "vmdk",
+    };
     let mut stems: Vec<String> = Vec::new();
     for system in &env.systems {
         let hardware = system.hardware.select(configuration);
@@ -332,7 +336,7 @@ fn emit_configs(
                         .iter()
                         .filter_map(|d| {
                             let name = d.files.first()?.file_name()?;
-                            Some(EmitDisk::new(&d.disk_id, absolute.join(name), raw))
+                            Some(EmitDisk::new(&d.disk_id, absolute.join(name), driver))
                         })
                         .collect();
                     (
@@ -345,7 +349,7 @@ fn emit_configs(
                         .iter()
                         .filter_map(|d| {
                             let name = d.files.first()?.file_name()?;
-                            Some(EmitDisk::new(&d.disk_id, name, raw))
+                            Some(EmitDisk::new(&d.disk_id, name, driver))
                         })
                         .collect();
                     (
@@ -370,12 +374,13 @@ fn emit_configs(
     Ok((pending, emitted))
 }
 
-/// The thick output for a disk file of the package: `STEM.raw`, or `STEM-thick.vmdk`.
+/// The output for a disk file of the package: `STEM.raw`, `STEM.qcow2`, or `STEM-thick.vmdk`.
 fn output_for(outdir: &Path, href: &str, format: &Format) -> PathBuf {
     let name = crate::output::flat_name(href);
     let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
     match format {
         Format::Raw => outdir.join(format!("{stem}.raw")),
+        Format::Qcow2 => outdir.join(format!("{stem}.qcow2")),
         _ => outdir.join(format!("{stem}-thick.vmdk")),
     }
 }
@@ -445,6 +450,12 @@ fn write_descriptor(
     match format {
         Format::Vmdk(t) => {
             e.format(vmdk_format(t.as_str()));
+        }
+        // A qcow2 disk as oVirt names one (its `COW` volumes).
+        Format::Qcow2 => {
+            e.format(|f| {
+                (f != ovf::envelope::QCOW2_FORMAT).then(|| ovf::envelope::QCOW2_FORMAT.into())
+            });
         }
         // A raw disk named as oVirt names one, so no reader takes it for a VMDK.
         _ => {
@@ -630,6 +641,13 @@ fn import_disk(
     let href = Path::new(&file.href);
     let (format, convert) = (&options.format, &options.convert);
     if file.is_compressed() || file.chunk_size.is_some() {
+        if !format.is_thick() {
+            return Err(Error::InvalidInput(format!(
+                "{}: a compressed or chunked disk is read in one pass, which writes raw or thick \
+                    VMDK disks only, not {format}",
+                file.href
+            )));
+        }
         let stream = StreamReader::new(disk_stream(pkg, file, &disk.disk_id)?, href)?;
         within_declared(href, stream.capacity(), declared)?;
         write_stream_pending(stream, out, format, grown(declared), convert, progress)

@@ -93,10 +93,10 @@ pub fn inflate_vm(
         });
         check_space(outdir, needed, outdir)?;
     }
-    let extension = if *format == Format::Raw {
-        "raw"
-    } else {
-        "vmdk"
+    let extension = match format {
+        Format::Raw => "raw",
+        Format::Qcow2 => "qcow2",
+        _ => "vmdk",
     };
     let mut taken = Vec::new();
     let mut jobs: Vec<(&VmDisk, &Disk, PathBuf)> = Vec::new();

@@ -187,9 +187,9 @@ impl Options {
     /// `twoGbMaxExtentFlat`); other formats are refused.
     #[cfg(feature = "write")]
     pub fn output_format(mut self, format: Format) -> Result<Self> {
-        if !format.is_thick() {
+        if !format.is_thick() && format != Format::Qcow2 {
             return Err(Error::InvalidInput(format!(
-                "a VM's disks are consolidated to raw or thick VMDK disks, not {format}"
+                "a VM's disks are consolidated to raw, qcow2 or thick VMDK disks, not {format}"
             )));
         }
         self.format = format;

@@ -1,7 +1,8 @@
 //! libdeflate 1.26, bundled, for the grain codec of the `vmdk` crate.
 //!
 //! A safe wrapper over the few libdeflate calls the codec makes: zlib (RFC 1950) and raw
-//! deflate (RFC 1951) decompression of one whole buffer, zlib compression at a level, and
+//! deflate (RFC 1951) decompression of one whole buffer, zlib and raw deflate compression at a
+//! level, and
 //! [`Compressor::lazy`], the one thing the crates.io bindings cannot give: libdeflate's lazy
 //! matcher (its levels 5 to 7) with a search depth and nice match length of our choosing. The
 //! C source is libdeflate 1.26 as bundled by `libdeflate-sys` 1.26.1 with one function added
@@ -37,6 +38,16 @@ mod ffi {
         pub fn libdeflate_zlib_compress_bound(c: *mut Compressor, in_nbytes: usize) -> usize;
         #[link_name = "vmdk_libdeflate_zlib_compress"]
         pub fn libdeflate_zlib_compress(
+            c: *mut Compressor,
+            input: *const c_void,
+            in_nbytes: usize,
+            out: *mut c_void,
+            out_nbytes_avail: usize,
+        ) -> usize;
+        #[link_name = "vmdk_libdeflate_deflate_compress_bound"]
+        pub fn libdeflate_deflate_compress_bound(c: *mut Compressor, in_nbytes: usize) -> usize;
+        #[link_name = "vmdk_libdeflate_deflate_compress"]
+        pub fn libdeflate_deflate_compress(
             c: *mut Compressor,
             input: *const c_void,
             in_nbytes: usize,
@@ -125,6 +136,32 @@ impl Compressor {
         // libdeflate writes no more than `out.len()` bytes.
         let n = unsafe {
             ffi::libdeflate_zlib_compress(
+                self.0.as_ptr(),
+                data.as_ptr().cast::<c_void>(),
+                data.len(),
+                out.as_mut_ptr().cast::<c_void>(),
+                out.len(),
+            )
+        };
+        (n != 0).then_some(n)
+    }
+}
+
+impl Compressor {
+    /// The most bytes [`deflate_compress`](Self::deflate_compress) can write for `n` input
+    /// bytes.
+    pub fn deflate_compress_bound(&mut self, n: usize) -> usize {
+        // SAFETY: `self.0` is a live compressor; the call only reads it.
+        unsafe { ffi::libdeflate_deflate_compress_bound(self.0.as_ptr(), n) }
+    }
+
+    /// Compresses `data` into `out` as one raw deflate stream (no zlib wrapper: a qcow2
+    /// compressed cluster); returns the bytes written, or `None` when they do not fit in `out`.
+    pub fn deflate_compress(&mut self, data: &[u8], out: &mut [u8]) -> Option<usize> {
+        // SAFETY: as in `zlib_compress`: a live compressor used by this thread alone, pointers
+        // from slices valid for the lengths passed, at most `out.len()` bytes written.
+        let n = unsafe {
+            ffi::libdeflate_deflate_compress(
                 self.0.as_ptr(),
                 data.as_ptr().cast::<c_void>(),
                 data.len(),

@@ -78,6 +78,38 @@ pub struct WriteOptions {
     pub(crate) extent_name: String,
     pub(crate) checkpoint: Option<std::sync::Arc<dyn Checkpoint>>,
     pub(crate) cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub(crate) cluster_bits: u32,
+    pub(crate) compress: Option<Compression>,
+    pub(crate) preallocation: Preallocation,
+}
+
+/// How the clusters of a qcow2 output are compressed ([`WriteOptions::compress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Raw deflate, as `qemu-img convert -c` writes it (compression type `zlib`), at
+    /// [`WriteOptions::compression_level`].
+    Deflate,
+    /// zstd (compression type `zstd`, qcow2's incompatible bit 3), at the encoder's fastest
+    /// level.
+    Zstd,
+}
+
+/// What a qcow2 output holds for clusters the disk does not fill, as qemu-img's
+/// `preallocation` option says ([`WriteOptions::preallocation`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Preallocation {
+    /// Only clusters holding data are allocated (the default).
+    #[default]
+    Off,
+    /// Every cluster is allocated in the tables, in disk order; those without data are holes
+    /// of the file.
+    Metadata,
+    /// As `Metadata`, and the file's blocks are reserved (`fallocate`).
+    Falloc,
+    /// As `Metadata`, and every byte is written, zeros included.
+    Full,
 }
 
 impl Default for WriteOptions {
@@ -95,6 +127,9 @@ impl Default for WriteOptions {
             extent_name: "disk.vmdk".into(),
             checkpoint: None,
             cancel: None,
+            cluster_bits: 16,
+            compress: None,
+            preallocation: Preallocation::Off,
         }
     }
 }
@@ -178,6 +213,36 @@ impl WriteOptions {
     /// bytes; `benches/README.md`).
     pub fn compression_level(mut self, level: u32) -> Self {
         self.level = level.min(12);
+        self
+    }
+
+    /// Cluster size of qcow2 outputs in bytes: a power of two from 512 bytes to 2 MiB
+    /// (default 64 KiB, qemu-img's).
+    pub fn cluster_size(mut self, bytes: u64) -> Result<Self> {
+        if !bytes.is_power_of_two() || !(512..=2 << 20).contains(&bytes) {
+            return Err(Error::new(
+                None,
+                "options",
+                None,
+                ErrorKind::InvalidInput(format!(
+                    "a qcow2 cluster size is a power of two from 512 bytes to 2 MiB, not {bytes}"
+                )),
+            ));
+        }
+        self.cluster_bits = bytes.trailing_zeros();
+        Ok(self)
+    }
+
+    /// Compress the clusters of qcow2 outputs (each cluster on its own, as qemu-img's `-c`
+    /// does; a cluster that does not shrink is stored as it is). Not with preallocation.
+    pub fn compress(mut self, compression: Option<Compression>) -> Self {
+        self.compress = compression;
+        self
+    }
+
+    /// Preallocation of qcow2 outputs (default [`Preallocation::Off`]).
+    pub fn preallocation(mut self, preallocation: Preallocation) -> Self {
+        self.preallocation = preallocation;
         self
     }
 

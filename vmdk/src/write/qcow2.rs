@@ -1,36 +1,42 @@
 //! qcow2 outputs, version 3 (compat 1.1), as qemu's `docs/interop/qcow2.txt` lays them out:
 //! the header in cluster 0, the L1 table and the refcount table after it, then the data
-//! clusters, then the L2 tables and refcount blocks. Clusters of 64 KiB, refcounts of 16 bits,
-//! no backing file, no compression, no snapshots.
+//! clusters, then the L2 tables and refcount blocks. Clusters of 512 bytes to 2 MiB (64 KiB by
+//! default), refcounts of 16 bits, no backing file, no snapshots.
 //!
 //! Written in one pass by the copy engine's workers: each takes an 8 MiB window of the disk,
-//! reads what the allocation map says holds data, skips clusters that are all zeros (they stay
-//! unallocated, which reads as zeros), and appends the rest as one contiguous run of data
-//! clusters. The L2 entries are kept in memory (8 bytes per cluster of each 512 MiB table
-//! touched) and written after the data with the refcounts of every cluster in the file, so
-//! `qemu-img check` finds no leak and no corruption.
+//! reads what the allocation map says holds data and skips clusters that are all zeros (they
+//! stay unallocated, which reads as zeros). Then, by [`WriteOptions`]:
+//! - plain: the window's data clusters are appended as one contiguous run;
+//! - compressed ([`Compression`]): each cluster is compressed on the worker's thread (raw
+//!   deflate with libdeflate, as `qemu-img convert -c` writes clusters, or zstd) and the
+//!   window's compressed clusters are appended byte after byte, as qemu packs them; a cluster
+//!   that does not shrink is stored whole, cluster-aligned;
+//! - preallocated ([`Preallocation`]): every cluster has its place in disk order, data written
+//!   there, the rest left as holes (`metadata`), reserved (`falloc`) or written with zeros
+//!   (`full`).
+//!
+//! The L2 entries of data clusters are kept in memory (8 bytes per cluster of each table
+//! touched; none with preallocation, where they follow from the cluster's number) and written
+//! after the data with the refcounts of every cluster in the file (a host cluster holding
+//! compressed clusters counts each one whose sectors overlap it, as `qemu-img check` counts
+//! them), so `qemu-img check` finds no leak and no corruption.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::options::WriteOptions;
+use super::options::{Compression, Preallocation, WriteOptions};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
-use crate::read::qcow2::Qcow2Header;
+use crate::read::qcow2::{Qcow2Header, INCOMPAT_COMPRESSION};
 
-const CLUSTER_BITS: u32 = 16;
-const CLUSTER: u64 = 1 << CLUSTER_BITS;
-/// Entries of an L2 table (a cluster of u64).
-const L2_ENTRIES: u64 = CLUSTER / 8;
-/// Refcounts in a refcount block (16-bit refcounts).
-const REFCOUNTS_PER_BLOCK: u64 = CLUSTER / 2;
 /// "Refcount is exactly one": set in L1 and L2 entries of clusters used once.
 const COPIED: u64 = 1 << 63;
-/// Clusters a worker takes at once (8 MiB).
-const WINDOW_CLUSTERS: u64 = 128;
-const HEADER_LENGTH: u32 = 104;
+/// L2 entry bit 62: a compressed cluster.
+const COMPRESSED: u64 = 1 << 62;
+/// Bytes of the disk a worker takes at once.
+const WINDOW_BYTES: u64 = 8 << 20;
 
 fn io(path: &Path, offset: u64) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::at(path, "qcow2 output", offset, ErrorKind::Io(e))
@@ -41,96 +47,267 @@ fn write_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
     file.write_all_at(buf, offset).map_err(io(path, offset))
 }
 
+/// How the workers place clusters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Data clusters appended, window after window.
+    Packed,
+    /// Compressed clusters appended byte after byte.
+    Compressed(Compression, u32),
+    /// Every cluster at its own place, in disk order.
+    Fixed(Preallocation),
+}
+
 /// The shared state of the workers.
 struct Copy<'a> {
     disk: &'a Disk,
     file: &'a File,
     path: &'a Path,
+    bits: u32,
     clusters: u64,
     /// The first data cluster.
     data_start: u64,
-    /// Data clusters handed out so far.
-    allocated: AtomicU64,
+    /// The next free byte of the data area (cluster-aligned but when compressed).
+    cursor: Mutex<u64>,
     next_window: AtomicU64,
     stop: AtomicBool,
-    /// The L2 tables, by L1 index: host offsets of the data clusters.
+    /// The L2 tables, by L1 index: the entries of the data clusters.
     l2: Mutex<Vec<Option<Vec<u64>>>>,
     data: AtomicU64,
+    mode: Mode,
     /// Set by the caller to stop the copy.
     cancel: Option<&'a AtomicBool>,
 }
 
 impl Copy<'_> {
+    fn cluster(&self) -> u64 {
+        1 << self.bits
+    }
+
     fn work(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
-        let capacity = self.disk.capacity();
-        let mut buf = vec![0u8; (WINDOW_CLUSTERS * CLUSTER) as usize];
+        let cluster = self.cluster();
+        let per_window = (WINDOW_BYTES >> self.bits).max(1);
+        let mut buf = vec![0u8; (per_window * cluster) as usize];
         while !self.stop.load(Ordering::Relaxed) {
             super::walk::cancelled(self.cancel)?;
             let window = super::workers::next_window(
                 self.disk,
                 &self.next_window,
-                WINDOW_CLUSTERS,
+                per_window,
                 self.clusters,
-                CLUSTER,
+                cluster,
             )?;
-            // Which clusters of the window hold data, read whole.
-            let Some(super::workers::Window {
-                first,
-                start,
-                len,
-                holds,
-            }) = window
-            else {
-                break;
+            let Some(w) = window else { break };
+            let keep = self.read_window(&w, &mut buf)?;
+            let entries = match self.mode {
+                Mode::Fixed(fill) => self.write_fixed(&w, &keep, fill, &buf)?,
+                _ => self.write_appended(&w, &keep, &buf)?,
             };
-            let mut keep = Vec::new();
-            for (i, h) in holds.iter().enumerate() {
-                if !h {
-                    continue;
-                }
-                let at = start + i as u64 * CLUSTER;
-                let n = CLUSTER.min(capacity - at) as usize;
-                let from = i * CLUSTER as usize;
-                let cluster = buf
-                    .get_mut(from..from + CLUSTER as usize)
-                    .unwrap_or_default();
-                cluster.fill(0);
-                self.disk
-                    .read_exact_at(at, cluster.get_mut(..n).unwrap_or_default())?;
-                if cluster.iter().any(|&b| b != 0) {
-                    keep.push(i);
-                }
-            }
-            // The window's data clusters, one contiguous run in the file.
-            let base = self.data_start
-                + self
-                    .allocated
-                    .fetch_add(keep.len() as u64, Ordering::Relaxed);
-            let mut hosts = Vec::with_capacity(keep.len());
-            for (k, &i) in keep.iter().enumerate() {
-                let host = (base + k as u64) * CLUSTER;
-                let from = i * CLUSTER as usize;
-                let cluster = buf.get(from..from + CLUSTER as usize).unwrap_or_default();
-                write_at(self.file, self.path, cluster, host)?;
-                hosts.push((first + i as u64, host));
-            }
             self.data
-                .fetch_add(keep.len() as u64 * CLUSTER, Ordering::Relaxed);
-            if !hosts.is_empty() {
-                let mut l2 = self.l2.lock().unwrap_or_else(|p| p.into_inner());
-                for (v, host) in hosts {
-                    let (t, e) = ((v / L2_ENTRIES) as usize, (v % L2_ENTRIES) as usize);
-                    if let Some(slot) = l2.get_mut(t) {
-                        let table = slot.get_or_insert_with(|| vec![0; L2_ENTRIES as usize]);
-                        if let Some(entry) = table.get_mut(e) {
-                            *entry = host | COPIED;
-                        }
-                    }
-                }
-            }
-            progress(len);
+                .fetch_add(keep.len() as u64 * cluster, Ordering::Relaxed);
+            self.record(entries);
+            progress(w.len);
         }
         Ok(())
+    }
+
+    /// Reads the clusters of window `w` that hold data into `buf` (the others zeroed) and
+    /// returns those that are not all zeros.
+    fn read_window(&self, w: &super::workers::Window, buf: &mut [u8]) -> Result<Vec<usize>> {
+        let cluster = self.cluster() as usize;
+        let capacity = self.disk.capacity();
+        buf.fill(0);
+        let mut keep = Vec::new();
+        for (i, h) in w.holds.iter().enumerate() {
+            if !h {
+                continue;
+            }
+            let at = w.start + (i * cluster) as u64;
+            let n = (cluster as u64).min(capacity - at) as usize;
+            let data = buf
+                .get_mut(i * cluster..i * cluster + cluster)
+                .unwrap_or_default();
+            self.disk
+                .read_exact_at(at, data.get_mut(..n).unwrap_or_default())?;
+            if !crate::codec::is_zero(data) {
+                keep.push(i);
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Appends the clusters `keep` of window `w` (from `buf`): whole clusters first,
+    /// cluster-aligned, then compressed ones byte after byte, one write. Returns their L2
+    /// entries by disk cluster.
+    fn write_appended(
+        &self,
+        w: &super::workers::Window,
+        keep: &[usize],
+        buf: &[u8],
+    ) -> Result<Vec<(u64, u64)>> {
+        let cluster = self.cluster() as usize;
+        let data_of = |i: usize| buf.get(i * cluster..(i + 1) * cluster).unwrap_or_default();
+        let mut whole = Vec::new();
+        let mut packed = Vec::new();
+        for &i in keep {
+            let squeezed = match self.mode {
+                Mode::Compressed(codec, level) => compress(codec, level, data_of(i), cluster),
+                _ => None,
+            };
+            match squeezed {
+                Some(bytes) => packed.push((i, bytes)),
+                None => whole.push(i),
+            }
+        }
+        let packed_len: u64 = packed.iter().map(|(_, b)| b.len() as u64).sum();
+        let at = {
+            let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+            if !whole.is_empty() {
+                *cursor = cursor.div_ceil(self.cluster()) * self.cluster();
+            }
+            let at = *cursor;
+            *cursor += whole.len() as u64 * self.cluster() + packed_len;
+            at
+        };
+        let mut out = Vec::with_capacity(whole.len() * cluster + packed_len as usize);
+        let mut entries = Vec::with_capacity(keep.len());
+        for &i in &whole {
+            entries.push((w.first + i as u64, (at + out.len() as u64) | COPIED));
+            out.extend_from_slice(data_of(i));
+        }
+        for (i, bytes) in &packed {
+            let offset = at + out.len() as u64;
+            entries.push((
+                w.first + *i as u64,
+                self.compressed_entry(offset, bytes.len()),
+            ));
+            out.extend_from_slice(bytes);
+        }
+        if !out.is_empty() {
+            write_at(self.file, self.path, &out, at)?;
+        }
+        Ok(entries)
+    }
+
+    /// The L2 entry of a compressed cluster of `len` bytes at byte `offset` (qemu's layout:
+    /// the offset in the low bits, the sectors it spans past its first above them).
+    fn compressed_entry(&self, offset: u64, len: usize) -> u64 {
+        let shift = 62 - (self.bits - 8);
+        let extra = (offset + len as u64 - 1) / 512 - offset / 512;
+        COMPRESSED | (extra << shift) | offset
+    }
+
+    /// Writes window `w` at its own place: its data clusters `keep`, and with `Full` its
+    /// zeros too. Preallocated entries follow from the cluster numbers: none returned.
+    fn write_fixed(
+        &self,
+        w: &super::workers::Window,
+        keep: &[usize],
+        fill: Preallocation,
+        buf: &[u8],
+    ) -> Result<Vec<(u64, u64)>> {
+        let cluster = self.cluster();
+        let base = (self.data_start + w.first) * cluster;
+        let count = w.holds.len();
+        if fill == Preallocation::Full {
+            let all = buf.get(..count * cluster as usize).unwrap_or_default();
+            write_at(self.file, self.path, all, base)?;
+            return Ok(Vec::new());
+        }
+        // Runs of consecutive data clusters, one write each.
+        let mut run: Option<(usize, usize)> = None;
+        for &i in keep.iter().chain(std::iter::once(&usize::MAX)) {
+            match run {
+                Some((a, b)) if b == i => run = Some((a, i + 1)),
+                _ => {
+                    if let Some((a, b)) = run.take() {
+                        let c = cluster as usize;
+                        let bytes = buf.get(a * c..b * c).unwrap_or_default();
+                        write_at(self.file, self.path, bytes, base + a as u64 * cluster)?;
+                    }
+                    run = (i != usize::MAX).then(|| (i, i + 1));
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Records the L2 entries `(disk cluster, entry)` of a window.
+    fn record(&self, entries: Vec<(u64, u64)>) {
+        if entries.is_empty() {
+            return;
+        }
+        let per_table = self.cluster() / 8;
+        let mut l2 = self.l2.lock().unwrap_or_else(|p| p.into_inner());
+        for (v, entry) in entries {
+            let (t, e) = ((v / per_table) as usize, (v % per_table) as usize);
+            if let Some(slot) = l2.get_mut(t) {
+                let table = slot.get_or_insert_with(|| vec![0; per_table as usize]);
+                if let Some(x) = table.get_mut(e) {
+                    *x = entry;
+                }
+            }
+        }
+    }
+}
+
+/// `data` compressed with `codec`, when that makes it at least a sector shorter than a
+/// cluster of `cluster` bytes.
+fn compress(codec: Compression, level: u32, data: &[u8], cluster: usize) -> Option<Vec<u8>> {
+    let limit = cluster - 512;
+    match codec {
+        Compression::Deflate => crate::codec::compress_cluster(level, data, limit),
+        Compression::Zstd => {
+            let bytes = ruzstd::encoding::compress_to_vec(
+                data,
+                ruzstd::encoding::CompressionLevel::Fastest,
+            );
+            (bytes.len() <= limit).then_some(bytes)
+        }
+    }
+}
+
+/// Where the metadata of an image goes, in clusters: the L1 table after the header, the
+/// refcount table after it, the data after that.
+struct Layout {
+    bits: u32,
+    l1_size: u64,
+    l1_clusters: u64,
+    rt_clusters: u64,
+}
+
+impl Layout {
+    fn new(capacity: u64, bits: u32) -> Self {
+        let cluster = 1u64 << bits;
+        let clusters = capacity.div_ceil(cluster);
+        let l1_size = clusters.div_ceil(cluster / 8);
+        let l1_clusters = (l1_size * 8).div_ceil(cluster).max(1);
+        // The refcount table is sized for the largest file this disk can make: every cluster
+        // of the disk, an alignment gap per window, every L2 table, the header, L1 and the
+        // refcount blocks themselves.
+        let windows = clusters / (WINDOW_BYTES >> bits).max(1) + 1;
+        let most = 1 + l1_clusters + clusters + windows + l1_size + 64;
+        let per_block = cluster / 2;
+        let blocks_most = (most + most / per_block + 2).div_ceil(per_block);
+        let rt_clusters = (blocks_most * 8).div_ceil(cluster).max(1);
+        Self {
+            bits,
+            l1_size,
+            l1_clusters,
+            rt_clusters,
+        }
+    }
+
+    fn l1_at(&self) -> u64 {
+        1
+    }
+
+    fn rt_at(&self) -> u64 {
+        self.l1_at() + self.l1_clusters
+    }
+
+    fn data_start(&self) -> u64 {
+        self.rt_at() + self.rt_clusters
     }
 }
 
@@ -144,37 +321,137 @@ pub(crate) fn write_qcow2(
     options: &WriteOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    let clusters = capacity.div_ceil(CLUSTER);
-    let l1_size = clusters.div_ceil(L2_ENTRIES);
-    let l1_clusters = (l1_size * 8).div_ceil(CLUSTER).max(1);
-    // The refcount table is sized for the largest file this disk can make: every cluster of
-    // the disk, every L2 table, the header, L1 and the refcount blocks themselves.
-    let most = 1 + l1_clusters + clusters + l1_size + 64;
-    let blocks_most = (most + most / REFCOUNTS_PER_BLOCK + 2).div_ceil(REFCOUNTS_PER_BLOCK);
-    let rt_clusters = (blocks_most * 8).div_ceil(CLUSTER).max(1);
-    let l1_at = 1;
-    let rt_at = l1_at + l1_clusters;
+    let bits = options.cluster_bits;
+    let cluster = 1u64 << bits;
+    let layout = Layout::new(capacity, bits);
+    let mode = match (options.compress, options.preallocation) {
+        (None, Preallocation::Off) => Mode::Packed,
+        (Some(codec), Preallocation::Off) => Mode::Compressed(codec, options.level),
+        (None, fill) => Mode::Fixed(fill),
+        (Some(_), _) => {
+            return Err(Error::file(
+                path,
+                ErrorKind::InvalidInput(
+                    "a compressed qcow2 image cannot be preallocated (qemu-img refuses it too)"
+                        .into(),
+                ),
+            ))
+        }
+    };
+    if layout.l1_size * 8 > 32 << 20 {
+        return Err(Error::file(
+            path,
+            ErrorKind::InvalidInput(format!(
+                "clusters of {cluster} bytes need an L1 table over qemu's 32 MiB limit for a \
+                    disk of {capacity} bytes: choose larger clusters"
+            )),
+        ));
+    }
+    let clusters = capacity.div_ceil(cluster);
     let copy = Copy {
         disk,
         file,
         path,
+        bits,
         clusters,
-        data_start: rt_at + rt_clusters,
-        allocated: AtomicU64::new(0),
+        data_start: layout.data_start(),
+        cursor: Mutex::new(layout.data_start() * cluster),
         next_window: AtomicU64::new(0),
         stop: AtomicBool::new(false),
-        l2: Mutex::new(vec![None; l1_size as usize]),
+        l2: Mutex::new(vec![None; layout.l1_size as usize]),
         data: AtomicU64::new(0),
+        mode,
         cancel: options.cancel.as_deref(),
     };
+    if let Mode::Fixed(fill) = mode {
+        let end = (layout.data_start() + clusters) * cluster;
+        preallocate(file, path, end, fill == Preallocation::Falloc)?;
+        *copy.cursor.lock().unwrap_or_else(|p| p.into_inner()) = end;
+    }
     super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
-    let tables = copy.l2.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut next = copy.data_start + copy.allocated.load(Ordering::Relaxed);
-    // The L2 tables after the data, and the L1 table pointing at them.
-    let mut l1 = vec![0u8; (l1_clusters * CLUSTER) as usize];
-    for (i, table) in tables.iter().enumerate() {
-        let Some(table) = table else { continue };
-        let host = next * CLUSTER;
+    let mut tables = copy.l2.into_inner().unwrap_or_else(|p| p.into_inner());
+    let data_end = copy.cursor.into_inner().unwrap_or_else(|p| p.into_inner());
+    let first_meta = data_end.div_ceil(cluster);
+    let compressed = matches!(mode, Mode::Compressed(..));
+    let counts = compressed.then(|| data_refcounts(&tables, &layout, first_meta));
+    // Preallocated tables follow from the cluster numbers: made one at a time.
+    let per_table = cluster / 8;
+    let table_of = |t: usize| match mode {
+        Mode::Fixed(_) => {
+            let first = t as u64 * per_table;
+            let n = per_table.min(clusters.saturating_sub(first));
+            let mut table = vec![0u64; per_table as usize];
+            for (e, entry) in table.iter_mut().take(n as usize).enumerate() {
+                *entry = ((layout.data_start() + first + e as u64) * cluster) | COPIED;
+            }
+            Some(table)
+        }
+        _ => tables.get_mut(t).and_then(Option::take),
+    };
+    let next = write_tables(file, path, table_of, &layout, first_meta)?;
+    let total = write_refcounts(file, path, &layout, next, counts.as_deref())?;
+    let zstd = options.compress == Some(Compression::Zstd);
+    write_at(file, path, &header(capacity, &layout, zstd), 0)?;
+    file.set_len(total * cluster).map_err(io(path, 0))?;
+    Ok(copy.data.into_inner())
+}
+
+/// Sets the file's length to `end` bytes, reserving its blocks with `reserve` where the
+/// system can (`fallocate`; elsewhere a sparse file, as with `metadata`).
+fn preallocate(file: &File, path: &Path, end: u64, reserve: bool) -> Result<()> {
+    #[cfg(all(target_os = "linux", feature = "direct-io"))]
+    if reserve && end > 0 {
+        return rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, end)
+            .map_err(|e| Error::at(path, "qcow2 output", 0, ErrorKind::Io(e.into())));
+    }
+    let _ = reserve;
+    file.set_len(end).map_err(io(path, 0))
+}
+
+/// The refcount of each cluster of the data area (from `layout.data_start()` to `end`): one
+/// per whole cluster, one per compressed cluster whose sectors overlap it.
+fn data_refcounts(tables: &[Option<Vec<u64>>], layout: &Layout, end: u64) -> Vec<u16> {
+    let start = layout.data_start();
+    let mut counts = vec![0u16; end.saturating_sub(start) as usize];
+    let mut add = |c: u64| {
+        if let Some(n) = c
+            .checked_sub(start)
+            .and_then(|i| counts.get_mut(i as usize))
+        {
+            *n = n.saturating_add(1);
+        }
+    };
+    let shift = 62 - (layout.bits - 8);
+    for entry in tables.iter().flatten().flatten().copied() {
+        if entry & COMPRESSED != 0 {
+            let offset = entry & ((1u64 << shift) - 1);
+            let extra = (entry & !COMPRESSED) >> shift;
+            let first = offset / 512 * 512;
+            let last = first + extra * 512 + 511;
+            for c in (first >> layout.bits)..=(last >> layout.bits) {
+                add(c);
+            }
+        } else if entry != 0 {
+            add((entry & !COPIED) >> layout.bits);
+        }
+    }
+    counts
+}
+
+/// Writes the L2 tables `table_of` gives by L1 index from cluster `next` on, and the L1 table
+/// pointing at them; returns the first cluster after them.
+fn write_tables(
+    file: &File,
+    path: &Path,
+    mut table_of: impl FnMut(usize) -> Option<Vec<u64>>,
+    layout: &Layout,
+    mut next: u64,
+) -> Result<u64> {
+    let cluster = 1u64 << layout.bits;
+    let mut l1 = vec![0u8; (layout.l1_clusters * cluster) as usize];
+    for i in 0..layout.l1_size as usize {
+        let Some(table) = table_of(i) else { continue };
+        let host = next * cluster;
         let bytes: Vec<u8> = table.iter().flat_map(|e| e.to_be_bytes()).collect();
         write_at(file, path, &bytes, host)?;
         if let Some(slot) = l1.get_mut(i * 8..i * 8 + 8) {
@@ -182,22 +459,45 @@ pub(crate) fn write_qcow2(
         }
         next += 1;
     }
-    write_at(file, path, &l1, l1_at * CLUSTER)?;
-    // Refcount blocks for every cluster so far and for themselves.
+    write_at(file, path, &l1, layout.l1_at() * cluster)?;
+    Ok(next)
+}
+
+/// Writes refcount blocks from cluster `next` on for every cluster of the file and for
+/// themselves (1 each, but the data area's `counts` when given) and the refcount table;
+/// returns the file's length in clusters.
+fn write_refcounts(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    next: u64,
+    counts: Option<&[u16]>,
+) -> Result<u64> {
+    let cluster = 1u64 << layout.bits;
+    let per_block = cluster / 2;
     let mut blocks = 1;
-    while (next + blocks).div_ceil(REFCOUNTS_PER_BLOCK) > blocks {
+    while (next + blocks).div_ceil(per_block) > blocks {
         blocks += 1;
     }
     let total = next + blocks;
-    let mut table = vec![0u8; (rt_clusters * CLUSTER) as usize];
+    let start = layout.data_start();
+    let refcount = |c: u64| match counts {
+        Some(counts) if c >= start => c
+            .checked_sub(start)
+            .and_then(|i| counts.get(i as usize))
+            .copied()
+            .unwrap_or(1),
+        _ => 1,
+    };
+    let mut table = vec![0u8; (layout.rt_clusters * cluster) as usize];
     for b in 0..blocks {
-        let host = (next + b) * CLUSTER;
-        let mut block = vec![0u8; CLUSTER as usize];
-        let first = b * REFCOUNTS_PER_BLOCK;
-        let used = total.saturating_sub(first).min(REFCOUNTS_PER_BLOCK);
-        for r in 0..used as usize {
-            if let Some(slot) = block.get_mut(r * 2..r * 2 + 2) {
-                slot.copy_from_slice(&1u16.to_be_bytes());
+        let host = (next + b) * cluster;
+        let mut block = vec![0u8; cluster as usize];
+        let first = b * per_block;
+        let used = total.saturating_sub(first).min(per_block);
+        for r in 0..used {
+            if let Some(slot) = block.get_mut(r as usize * 2..r as usize * 2 + 2) {
+                slot.copy_from_slice(&refcount(first + r).to_be_bytes());
             }
         }
         write_at(file, path, &block, host)?;
@@ -206,42 +506,42 @@ pub(crate) fn write_qcow2(
             slot.copy_from_slice(&host.to_be_bytes());
         }
     }
-    write_at(file, path, &table, rt_at * CLUSTER)?;
-    write_at(
-        file,
-        path,
-        &header(capacity, l1_size, l1_at, rt_at, rt_clusters),
-        0,
-    )?;
-    file.set_len(total * CLUSTER).map_err(io(path, 0))?;
-    Ok(copy.data.into_inner())
+    write_at(file, path, &table, layout.rt_at() * cluster)?;
+    Ok(total)
 }
 
-/// The version 3 header, then the end of the header extensions.
-fn header(capacity: u64, l1_size: u64, l1_at: u64, rt_at: u64, rt_clusters: u64) -> Vec<u8> {
+/// The version 3 header (with the compression type field, zstd, when `zstd`), then the end
+/// of the header extensions.
+fn header(capacity: u64, layout: &Layout, zstd: bool) -> Vec<u8> {
     use zerocopy::big_endian::{U32, U64};
     use zerocopy::IntoBytes;
+    let cluster = 1u64 << layout.bits;
+    // The compression type is byte 104; the header's length stays a multiple of 8.
+    let length = if zstd { 112 } else { 104 };
     let h = Qcow2Header {
         magic: U32::new(Qcow2Header::MAGIC),
         version: U32::new(3),
         backing_file_offset: U64::new(0),
         backing_file_size: U32::new(0),
-        cluster_bits: U32::new(CLUSTER_BITS),
+        cluster_bits: U32::new(layout.bits),
         size: U64::new(capacity),
         crypt_method: U32::new(0),
-        l1_size: U32::new(l1_size as u32),
-        l1_table_offset: U64::new(l1_at * CLUSTER),
-        refcount_table_offset: U64::new(rt_at * CLUSTER),
-        refcount_table_clusters: U32::new(rt_clusters as u32),
+        l1_size: U32::new(layout.l1_size as u32),
+        l1_table_offset: U64::new(layout.l1_at() * cluster),
+        refcount_table_offset: U64::new(layout.rt_at() * cluster),
+        refcount_table_clusters: U32::new(layout.rt_clusters as u32),
         nb_snapshots: U32::new(0),
         snapshots_offset: U64::new(0),
-        incompatible_features: U64::new(0),
+        incompatible_features: U64::new(if zstd { INCOMPAT_COMPRESSION } else { 0 }),
         compatible_features: U64::new(0),
         autoclear_features: U64::new(0),
         refcount_order: U32::new(4), // 16-bit refcounts
-        header_length: U32::new(HEADER_LENGTH),
+        header_length: U32::new(length),
     };
     let mut bytes = h.as_bytes().to_vec();
+    if zstd {
+        bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // compression type 1, padding
+    }
     bytes.extend_from_slice(&[0u8; 8]); // end of header extensions
     bytes
 }

@@ -246,6 +246,18 @@ enum ImportFormat {
     Vmdk,
     /// Raw images.
     Raw,
+    /// qcow2 images (version 3, thin: clusters of zeros left out).
+    Qcow2,
+}
+
+impl ImportFormat {
+    /// The output format, `esx` choosing ESXi's thick VMDK type.
+    fn format(self, esx: bool) -> vmdk::Format {
+        match self {
+            Self::Qcow2 => vmdk::Format::Qcow2,
+            other => ovf_disk::output::thick_format(matches!(other, Self::Raw), esx),
+        }
+    }
 }
 
 /// `inflate`.
@@ -272,7 +284,8 @@ struct InflateArgs {
     /// one for a block device, whose folder is /dev).
     #[arg(long, value_name = "FILE", requires = "record_state")]
     state: Option<PathBuf>,
-    /// For a .vmx: write each disk as a thick VMDK (default) or a raw image.
+    /// Write each disk as a thick VMDK, a raw image or a qcow2 image (default: a thick VMDK
+    /// for a .vmx; for a disk, OUT's extension says: .vmdk, or raw).
     #[arg(long, value_enum)]
     format: Option<ImportFormat>,
     #[command(flatten)]
@@ -308,10 +321,42 @@ struct ConvertArgs {
     /// CID of the output, in hex (default: random), for reproducible output.
     #[arg(long, value_parser = parse_cid)]
     cid: Option<u32>,
+    /// qcow2: cluster size, a power of two from 512 to 2M (default 64K).
+    #[arg(long, value_parser = parse_size)]
+    cluster_size: Option<u64>,
+    /// qcow2: compress each cluster, as qemu-img convert -c (deflate at --compress-level).
+    #[arg(long)]
+    compress: bool,
+    /// qcow2: the compression type of --compress (zlib, qemu-img's default, or zstd);
+    /// implies --compress.
+    #[arg(long, value_enum)]
+    compression_type: Option<CompressionType>,
+    /// qcow2: preallocation (off, metadata, falloc, full), as qemu-img's option.
+    #[arg(long, value_enum)]
+    preallocation: Option<PreallocationArg>,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
     input_args: InputArgs,
+}
+
+/// qcow2's compression types.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CompressionType {
+    /// Deflate, qemu-img's default (`deflate` is taken too).
+    #[value(alias = "deflate")]
+    Zlib,
+    /// zstd.
+    Zstd,
+}
+
+/// qcow2's preallocation modes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PreallocationArg {
+    Off,
+    Metadata,
+    Falloc,
+    Full,
 }
 
 impl ConvertArgs {
@@ -319,6 +364,25 @@ impl ConvertArgs {
         let mut write = self.out.write_options()?;
         if let Some(level) = self.compress_level {
             write = write.compression_level(level);
+        }
+        if let Some(bytes) = self.cluster_size {
+            write = write
+                .cluster_size(bytes)
+                .with_context(|| format!("--cluster-size {bytes}"))?;
+        }
+        let codec = match (self.compress, self.compression_type) {
+            (_, Some(CompressionType::Zstd)) => Some(vmdk::Compression::Zstd),
+            (true, _) | (_, Some(CompressionType::Zlib)) => Some(vmdk::Compression::Deflate),
+            (false, None) => None,
+        };
+        write = write.compress(codec);
+        if let Some(p) = self.preallocation {
+            write = write.preallocation(match p {
+                PreallocationArg::Off => vmdk::Preallocation::Off,
+                PreallocationArg::Metadata => vmdk::Preallocation::Metadata,
+                PreallocationArg::Falloc => vmdk::Preallocation::Falloc,
+                PreallocationArg::Full => vmdk::Preallocation::Full,
+            });
         }
         if let Some(a) = &self.adapter_type {
             write = write
@@ -417,7 +481,7 @@ struct ImportArgs {
     package: PathBuf,
     /// The folder to write into (created if missing).
     outdir: PathBuf,
-    /// Write raw disks instead of thick VMDKs.
+    /// The disks written: thick VMDKs (default), raw or qcow2 images.
     #[arg(long, value_enum, default_value = "vmdk")]
     format: ImportFormat,
     /// Also write each virtual system's configuration beside the disks: a libvirt domain XML
@@ -770,7 +834,7 @@ struct VmInflateJson<'a> {
 /// `inflate VM.vmx OUTDIR`: every disk's chain consolidated.
 fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     let (outdir, args) = (a.output.as_path(), &a.out);
-    let format = ovf_disk::output::thick_format(matches!(a.format, Some(ImportFormat::Raw)), a.esx);
+    let format = a.format.unwrap_or(ImportFormat::Vmdk).format(a.esx);
     let (mut options, vmx) = a.input_args.vm_options_for(&a.input)?;
     if let Some(name) = &a.snapshot {
         options = options.snapshot(name);
@@ -828,12 +892,12 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         return inflate_vm(out, a);
     }
     remote::refuse_package_url(&a.input)?;
-    anyhow::ensure!(
-        a.format.is_none(),
-        "--format is for a .vmx input; for a disk, OUT's extension says (.vmdk or raw)"
-    );
     let (input, output, args) = (a.input.as_path(), a.output.as_path(), &a.out);
-    let format = ovf_disk::output::thick_format_for(output, a.esx);
+    let format = match a.format {
+        Some(f) => f.format(a.esx),
+        // OUT's extension says: .vmdk, or raw.
+        None => ovf_disk::output::thick_format_for(output, a.esx),
+    };
     let opened = a.input_args.open(input)?;
     let mut write = args.write_options()?;
     if opened.remote.is_some() && args.threads.is_none() {
@@ -919,6 +983,13 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     let (input, output, args, to) = (a.input.as_path(), a.output.as_path(), &a.out, &a.to);
     let mut write = a.write_options()?;
     let format: Format = to.parse().with_context(|| format!("--to {to}"))?;
+    let qcow2_only = a.cluster_size.is_some()
+        || a.compress
+        || a.compression_type.is_some()
+        || a.preallocation.is_some();
+    if qcow2_only && format != Format::Qcow2 {
+        anyhow::bail!("--cluster-size, --compress and --preallocation apply to --to qcow2 only");
+    }
     remote::refuse_package_url(input)?;
     let opened = a.input_args.open(input)?;
     if opened.remote.is_some() && args.threads.is_none() {
@@ -1194,7 +1265,7 @@ fn ova_reader(
 
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
-    let format = ovf_disk::output::thick_format(matches!(a.format, ImportFormat::Raw), false);
+    let format = a.format.format(false);
     let mut options = import::Options::new()
         .output_format(format)?
         .convert_options(args.convert_options(args.write_options()?));

@@ -25,6 +25,8 @@ struct Convert {
     from: Option<String>,
     to: Option<String>,
     options: Vec<(String, String)>,
+    /// `-c`: compressed clusters (qcow2 outputs).
+    compress: bool,
     /// `-S 0`: every zero written (qemu-img's default leaves holes of 4 KiB or more).
     sparse_size: Option<u64>,
     src: PathBuf,
@@ -41,6 +43,7 @@ fn parse_convert(args: &[OsString]) -> Option<Convert> {
         let mut value = || it.next().flatten().map(str::to_string);
         match arg {
             "-p" => c.progress = true,
+            "-c" => c.compress = true,
             "-q" => c.quiet = true,
             "-f" => c.from = Some(value()?),
             "-O" => c.to = Some(value()?),
@@ -90,20 +93,12 @@ fn output_of(c: &Convert) -> Option<(Format, WriteOptions)> {
         Some(0) => ZeroMode::Write,
         _ => ZeroMode::Sparse,
     });
+    if c.compress && c.to.as_deref() != Some("qcow2") {
+        return None;
+    }
     let format = match c.to.as_deref().unwrap_or("raw") {
         "raw" => Format::Raw,
-        "qcow2" => {
-            for (k, v) in &c.options {
-                let default = matches!(
-                    (k.as_str(), v.as_str()),
-                    ("compat", "1.1" | "v3") | ("cluster_size", "65536" | "64k")
-                );
-                if !default {
-                    return None;
-                }
-            }
-            return Some((Format::Qcow2, write));
-        }
+        "qcow2" => return qcow2_options(c, write).map(|w| (Format::Qcow2, w)),
         // qemu's VHD: dynamic (its default) is ours; fixed, and force_size (which only says
         // how qemu sizes it: ours always takes the exact size), are left to qemu-img.
         "vpc" => {
@@ -129,6 +124,31 @@ fn output_of(c: &Convert) -> Option<(Format, WriteOptions)> {
         _ => return None,
     };
     Some((format, write))
+}
+
+/// The write options of a qcow2 output from qemu-img's `-c` and `-o` options; `None` for an
+/// option left to qemu-img (a backing file, compat 0.10, lazy refcounts, encryption...).
+fn qcow2_options(c: &Convert, mut write: WriteOptions) -> Option<WriteOptions> {
+    let mut codec = c.compress.then_some(vmdk::Compression::Deflate);
+    for (k, v) in &c.options {
+        match (k.as_str(), v.as_str()) {
+            ("compat", "1.1" | "v3") => {}
+            ("cluster_size", size) => write = write.cluster_size(parse_size(size)?).ok()?,
+            ("compression_type", "zlib") => {}
+            ("compression_type", "zstd") if c.compress => codec = Some(vmdk::Compression::Zstd),
+            ("preallocation", p) => {
+                write = write.preallocation(match p {
+                    "off" => vmdk::Preallocation::Off,
+                    "metadata" => vmdk::Preallocation::Metadata,
+                    "falloc" => vmdk::Preallocation::Falloc,
+                    "full" => vmdk::Preallocation::Full,
+                    _ => return None,
+                })
+            }
+            _ => return None,
+        }
+    }
+    Some(write.compress(codec))
 }
 
 /// Runs `convert` with the copy engine: `None` when the source is not one this program reads
