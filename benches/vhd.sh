@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Dynamic VHD output against qemu-img's (`-O vpc -o subformat=dynamic`), side by side in one
-# run, printed as ratios (issue 29's VHD goal: at least 2x qemu-img).
+# Dynamic VHD and VHDX output against qemu-img's (`-O vpc -o subformat=dynamic`, `-O vhdx`),
+# side by side in one run, printed as ratios (issue 29's goal: at least 2x qemu-img).
 #   benches/vhd.sh [SIZE] [ROUNDS]    the test disk (benches/testdisk.sh) as a monolithicSparse
 #                                     and a streamOptimized VMDK (qemu-img), default 1G, 3 rounds
 # Both outputs are flushed inside their time (ours fsyncs before its rename; qemu-img's is
@@ -20,16 +20,22 @@ qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$W/src.raw" "$W/st
 rm "$W/src.raw"
 now() { date +%s.%N; }
 echo "vhd.sh: $SIZE test disk, $ROUNDS rounds, $(nproc) cores, $(date -u +%FT%TZ)"
-for src in sparse stream; do
-    for r in $(seq "$ROUNDS"); do
-        rm -f "$W/o.vhd" "$W/q.vhd"; sync
-        s=$(now); "$BIN" convert -q --to vhd "$W/$src.vmdk" "$W/o.vhd"; e=$(now)
-        ours=$(echo "$e - $s" | bc)
-        sync
-        s=$(now); qemu-img convert -f vmdk -O vpc -o subformat=dynamic "$W/$src.vmdk" "$W/q.vhd"; sync -f "$W/q.vhd"; e=$(now)
-        theirs=$(echo "$e - $s" | bc)
-        qemu-img compare -q -f vmdk -F vpc "$W/$src.vmdk" "$W/o.vhd"
-        printf '%-6s round %s: ours %.2f s, qemu-img %.2f s (%sx ours); sizes %s / %s bytes\n' "$src" "$r" "$ours" "$theirs" \
-            "$(echo "scale=2; $theirs / $ours" | bc)" "$(stat -c %s "$W/o.vhd")" "$(stat -c %s "$W/q.vhd")"
+for fmt in vhd vhdx; do
+    case $fmt in
+        vhd) qfmt=vpc; qopts=(-o subformat=dynamic) ;;
+        vhdx) qfmt=vhdx; qopts=() ;;
+    esac
+    for src in sparse stream; do
+        for r in $(seq "$ROUNDS"); do
+            rm -f "$W/o.$fmt" "$W/q.$fmt"; sync
+            s=$(now); "$BIN" convert -q --to "$fmt" "$W/$src.vmdk" "$W/o.$fmt"; e=$(now)
+            ours=$(echo "$e - $s" | bc)
+            sync
+            s=$(now); qemu-img convert -f vmdk -O "$qfmt" "${qopts[@]}" "$W/$src.vmdk" "$W/q.$fmt"; sync -f "$W/q.$fmt"; e=$(now)
+            theirs=$(echo "$e - $s" | bc)
+            qemu-img compare -q -f vmdk -F "$qfmt" "$W/$src.vmdk" "$W/o.$fmt"
+            printf '%-4s %-6s round %s: ours %.2f s, qemu-img %.2f s (%sx ours); sizes %s / %s bytes\n' "$fmt" "$src" "$r" "$ours" "$theirs" \
+                "$(echo "scale=2; $theirs / $ours" | bc)" "$(stat -c %s "$W/o.$fmt")" "$(stat -c %s "$W/q.$fmt")"
+        done
     done
 done

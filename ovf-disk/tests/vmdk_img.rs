@@ -98,6 +98,15 @@ fn convert_of_vmdk_sources_is_ours_and_reads_as_qemu_img_reads() {
         &ours_only,
     );
     qemu_same(dir, "delta.vmdk", "vmdk", "d.vhd", "vpc");
+    for sub in ["subformat=dynamic", "subformat=fixed"] {
+        vmdk_img(
+            dir,
+            &["convert", "-O", "vhdx", "-o", sub, "delta.vmdk", "d.vhdx"],
+            &ours_only,
+        );
+        qemu_img(dir, &["check", "-q", "-f", "vhdx", "d.vhdx"]);
+        qemu_same(dir, "delta.vmdk", "vmdk", "d.vhdx", "vhdx");
+    }
     // -S 0: every zero written, no hole.
     vmdk_img(
         dir,

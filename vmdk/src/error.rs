@@ -137,8 +137,8 @@ impl fmt::Display for Feature {
             ),
             Self::WriteCreateType(t) => write!(
                 f,
-                "writing createType {t} (the writers write raw, qcow2, vhd, vhd-fixed, \
-                    monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, \
+                "writing createType {t} (the writers write raw, qcow2, vhd, vhd-fixed, vhdx, \
+                    vhdx-fixed, monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, \
                     streamOptimized and vmfs)"
             ),
             Self::StreamInto(t) => write!(f, "reading a stream into a {t} disk"),

@@ -10,7 +10,7 @@
 //! | `monolithicFlat`, `vmfs` | `OUT-flat.vmdk`, then the descriptor `OUT` |
 //! | `twoGbMaxExtentFlat` | `OUT-f001.vmdk`, `OUT-f002.vmdk`, ... (2047 MiB each), then `OUT` |
 //! | `twoGbMaxExtentSparse` | `OUT-s001.vmdk`, `OUT-s002.vmdk`, ... (2047 MiB each), then `OUT` |
-//! | qcow2 (version 3) | `OUT` |
+//! | qcow2 (version 3), VHD, VHDX (dynamic and fixed) | `OUT` |
 //!
 //! The caller opens each planned file (under a temporary name, so that nothing incomplete ever
 //! carries the final name), [`Plan::write`] fills them from a [`Disk`] (or
@@ -18,7 +18,7 @@
 //! place in the plan's order: extents before the descriptor that names them. The writers
 //! themselves: [`copy`] (raw and flat data, eager-zeroed), [`sparse`] (hosted sparse extents),
 //! [`stream`] (stream-optimized, VMware's layout), [`flat`] (thick descriptors), [`ddb`] (the
-//! disk database). Disks larger than 64 TiB are refused.
+//! disk database), [`qcow2`], [`vhd`] and [`vhdx`]. Disks larger than 64 TiB are refused.
 
 pub(crate) mod copy;
 pub(crate) mod ddb;
@@ -29,6 +29,7 @@ pub(crate) mod qcow2;
 pub(crate) mod sparse;
 pub(crate) mod stream;
 pub(crate) mod vhd;
+pub(crate) mod vhdx;
 pub(crate) mod walk;
 pub(crate) mod workers;
 
@@ -67,16 +68,23 @@ pub enum Format {
     /// A fixed VHD: the disk's bytes and a footer, its size rounded up to a whole MiB as Azure
     /// requires (`vhd-fixed`).
     VhdFixed,
+    /// A dynamic VHDX (blocks of 8 to 64 MiB by size, as qemu-img chooses; at most 64 TiB):
+    /// what Hyper-V takes.
+    Vhdx,
+    /// A fixed VHDX: every block in place, in disk order (`vhdx-fixed`).
+    VhdxFixed,
 }
 
 impl Format {
     /// Every format the writers produce.
-    pub fn all() -> [Format; 10] {
+    pub fn all() -> [Format; 12] {
         [
             Self::Raw,
             Self::Qcow2,
             Self::Vhd,
             Self::VhdFixed,
+            Self::Vhdx,
+            Self::VhdxFixed,
             Self::Vmdk(CreateType::MonolithicSparse),
             Self::Vmdk(CreateType::MonolithicFlat),
             Self::Vmdk(CreateType::TwoGbMaxExtentSparse),
@@ -93,6 +101,8 @@ impl Format {
             Self::Qcow2 => "qcow2",
             Self::Vhd => "vhd",
             Self::VhdFixed => "vhd-fixed",
+            Self::Vhdx => "vhdx",
+            Self::VhdxFixed => "vhdx-fixed",
             Self::Vmdk(t) => t.as_str(),
         }
     }
@@ -140,6 +150,10 @@ impl FromStr for Format {
             Self::Vhd
         } else if name.eq_ignore_ascii_case("vhd-fixed") {
             Self::VhdFixed
+        } else if name.eq_ignore_ascii_case("vhdx") {
+            Self::Vhdx
+        } else if name.eq_ignore_ascii_case("vhdx-fixed") {
+            Self::VhdxFixed
         } else {
             Self::Vmdk(name.parse().unwrap_or(CreateType::Other(name.to_string())))
         };
@@ -183,6 +197,8 @@ enum Part {
     Vhd,
     /// The first `len` bytes of the disk as they are, then a fixed VHD's footer.
     VhdFixed { len: u64 },
+    /// The whole disk as a VHDX, fixed or dynamic.
+    Vhdx { fixed: bool },
 }
 
 /// One file of a [`Plan`].
@@ -312,6 +328,8 @@ impl Plan {
             Format::Qcow2 => vec![file(out.to_path_buf(), Part::Qcow2)],
             Format::Vhd => vec![file(out.to_path_buf(), Part::Vhd)],
             Format::VhdFixed => vec![file(out.to_path_buf(), Part::VhdFixed { len: capacity })],
+            Format::Vhdx => vec![file(out.to_path_buf(), Part::Vhdx { fixed: false })],
+            Format::VhdxFixed => vec![file(out.to_path_buf(), Part::Vhdx { fixed: true })],
             Format::Vmdk(CreateType::MonolithicFlat | CreateType::Vmfs) => {
                 vec![file(sibling(out, "flat"), whole)]
             }
@@ -351,13 +369,20 @@ impl Plan {
                 | Format::Qcow2
                 | Format::Vhd
                 | Format::VhdFixed
+                | Format::Vhdx
+                | Format::VhdxFixed
                 | Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
         ) {
             files.push(file(out.to_path_buf(), Part::Descriptor));
         }
         if !matches!(
             format,
-            Format::Raw | Format::Qcow2 | Format::Vhd | Format::VhdFixed
+            Format::Raw
+                | Format::Qcow2
+                | Format::Vhd
+                | Format::VhdFixed
+                | Format::Vhdx
+                | Format::VhdxFixed
         ) {
             for f in files.iter().filter(|f| f.part != Part::Descriptor) {
                 check_extent_name(&name_of(&f.path), &f.path)?;
@@ -447,9 +472,12 @@ impl Plan {
             }
             Format::Vmdk(t) => (ExtentKind::Sparse, t.clone()),
             // Neither has a descriptor; one is made all the same (unused).
-            Format::Raw | Format::Qcow2 | Format::Vhd | Format::VhdFixed => {
-                (ExtentKind::Flat, CreateType::MonolithicFlat)
-            }
+            Format::Raw
+            | Format::Qcow2
+            | Format::Vhd
+            | Format::VhdFixed
+            | Format::Vhdx
+            | Format::VhdxFixed => (ExtentKind::Flat, CreateType::MonolithicFlat),
         };
         if kind != ExtentKind::Sparse {
             let files: Vec<(String, u64)> = self
@@ -546,6 +574,11 @@ impl Plan {
                 }
                 Part::Vhd => {
                     data += vhd::write_vhd(disk, file, path, self.capacity, options, progress)
+                        .map_err(|e| in_file(e, path))?;
+                }
+                Part::Vhdx { fixed } => {
+                    let size = (self.capacity, fixed);
+                    data += vhdx::write_vhdx(disk, file, path, size, options, progress)
                         .map_err(|e| in_file(e, path))?;
                 }
                 Part::VhdFixed { len } => vhd::write_fixed_footer(file, path, len)?,
@@ -675,7 +708,7 @@ mod tests {
 
     #[test]
     fn an_unknown_format_lists_every_format_written() {
-        let e = "vhdx".parse::<Format>().unwrap_err().to_string();
+        let e = "vdi".parse::<Format>().unwrap_err().to_string();
         let all = Format::all();
         let names: Vec<&str> = all.iter().map(Format::name).collect();
         let listed = e.split_once("write ").map_or("", |(_, l)| l);

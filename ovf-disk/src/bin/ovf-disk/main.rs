@@ -301,8 +301,9 @@ struct ConvertArgs {
     input: PathBuf,
     /// The file to write; `-` writes a stream-optimized VMDK to standard output.
     output: PathBuf,
-    /// raw, qcow2 (version 3), vhd (dynamic; `vpc` too), vhd-fixed, monolithicSparse, monolithicFlat,
-    /// twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized or vmfs.
+    /// raw, qcow2 (version 3), vhd (dynamic; `vpc` too), vhd-fixed, vhdx (dynamic), vhdx-fixed,
+    /// monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat,
+    /// streamOptimized or vmfs.
     #[arg(long = "to")]
     to: String,
     /// What the input is.

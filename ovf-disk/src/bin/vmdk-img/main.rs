@@ -108,6 +108,18 @@ fn output_of(c: &Convert) -> Option<(Format, WriteOptions)> {
                 .all(|(k, v)| k == "subformat" && v == "dynamic");
             return dynamic.then_some((Format::Vhd, write));
         }
+        // qemu's VHDX: dynamic (its default) and fixed are ours; block and log sizes left.
+        "vhdx" => {
+            let mut format = Format::Vhdx;
+            for (k, v) in &c.options {
+                format = match (k.as_str(), v.as_str()) {
+                    ("subformat", "dynamic") => Format::Vhdx,
+                    ("subformat", "fixed") => Format::VhdxFixed,
+                    _ => return None,
+                };
+            }
+            return Some((format, write));
+        }
         "vmdk" => {
             let mut format = Format::Vmdk(CreateType::MonolithicSparse);
             for (k, v) in &c.options {
