@@ -172,6 +172,20 @@ fn qcow2_options_are_what_qemu_img_reads_back() {
             "{options:?}"
         );
     }
+    // Clusters are placed in disk order whatever the threads do: the same bytes every time.
+    for (threads, out) in [("1", "t1.qcow2"), ("4", "t4.qcow2")] {
+        let args = [
+            "convert",
+            "-q",
+            "--threads",
+            threads,
+            "--compress",
+            "--to",
+            "qcow2",
+        ];
+        ovf_disk_ok(dir, &[&args[..], &["src.raw", out]].concat());
+    }
+    assert_eq!(sha256(&dir.join("t1.qcow2")), sha256(&dir.join("t4.qcow2")));
     // Options for other outputs, a bad cluster size, compression with preallocation: refused.
     for args in [
         &[
@@ -262,4 +276,114 @@ fn imports_and_inflates_write_qcow2_disks_when_asked() {
     qemu_img(vm.path(), &["check", "-q", "q/web.qcow2"]);
     qemu_same(vm.path(), "web-000002.vmdk", "vmdk", "q/web.qcow2", "qcow2");
     qemu_same(vm.path(), "data.vmdk", "vmdk", "q/data.qcow2", "qcow2");
+}
+
+/// `--keep-chain`: each link of a chain its own qcow2 image, each overlay naming its parent as
+/// its backing file: every image `qemu-img check` clean and equal to the link it mirrors (as
+/// qemu-img reads both), the chain as `qemu-img info --backing-chain` lists it, and our reader
+/// reads the leaf's chain to the same bytes. The ESXi chain has grains of 512 bytes (COWD) and
+/// 4 KiB (seSparse): clusters the link holds only in part take the rest from its parents.
+#[test]
+fn a_chain_converts_to_a_chain_of_qcow2_images() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 24 << 20);
+    qemu_to_vmdk(dir, "src.raw", "base.vmdk", "subformat=monolithicSparse");
+    qemu_delta(dir, "base.vmdk", "d1.vmdk");
+    qemu_io(
+        dir,
+        "d1.vmdk",
+        &["write -P 7 1M 2M", "write -z 9M 3M", "write -P 1 23M 4k"],
+    );
+    qemu_delta(dir, "d1.vmdk", "d2.vmdk");
+    qemu_io(dir, "d2.vmdk", &["write -P 9 1500k 1M", "write -z 2M 64k"]);
+    std::fs::create_dir(dir.join("out")).unwrap();
+    let args = [
+        "convert",
+        "-q",
+        "--keep-chain",
+        "--to",
+        "qcow2",
+        "d2.vmdk",
+        "out/leaf.qcow2",
+    ];
+    ovf_disk_ok(dir, &args);
+    let pairs = [
+        ("base.vmdk", "out/base.qcow2"),
+        ("d1.vmdk", "out/d1.qcow2"),
+        ("d2.vmdk", "out/leaf.qcow2"),
+    ];
+    for (vmdk, qcow2) in pairs {
+        qemu_img(dir, &["check", "-q", qcow2]);
+        qemu_same(dir, vmdk, "vmdk", qcow2, "qcow2");
+    }
+    let info = qemu_img(
+        dir,
+        &["info", "--backing-chain", "--output=json", "out/leaf.qcow2"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let backing: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["backing-filename"].as_str())
+        .collect();
+    assert_eq!(backing, ["d1.qcow2", "base.qcow2"], "{v}");
+    // The overlay holds only what its link holds: 1 MiB of data over 17 clusters, 64 KiB of
+    // zeros as zero clusters, and its metadata.
+    let leaf = std::fs::metadata(dir.join("out/leaf.qcow2")).unwrap().len();
+    assert!(leaf <= (17 + 8) << 16, "{leaf}");
+    ovf_disk_ok(
+        dir,
+        &["convert", "-q", "--to", "raw", "out/leaf.qcow2", "back.raw"],
+    );
+    assert_eq!(sha256(&dir.join("back.raw")), qemu_raw_sha(dir, "d2.vmdk"));
+    // ESXi's chain: vmfs base, COWD, seSparse.
+    let vm = tempfile::tempdir().unwrap();
+    let vm = vm.path();
+    esxi_vm_folder(vm);
+    let args = [
+        "convert",
+        "-q",
+        "--keep-chain",
+        "--to",
+        "qcow2",
+        "web-000002.vmdk",
+        "leaf.qcow2",
+    ];
+    ovf_disk_ok(vm, &args);
+    let pairs = [
+        ("web.vmdk", "web.qcow2"),
+        ("web-000001.vmdk", "web-000001.qcow2"),
+        ("web-000002.vmdk", "leaf.qcow2"),
+    ];
+    for (vmdk, qcow2) in pairs {
+        qemu_img(vm, &["check", "-q", qcow2]);
+        qemu_same(vm, vmdk, "vmdk", qcow2, "qcow2");
+    }
+    // A parent that would take the output's own name is refused, nothing written.
+    let args = [
+        "convert",
+        "-q",
+        "--keep-chain",
+        "--to",
+        "qcow2",
+        "web-000002.vmdk",
+        "web.qcow2",
+    ];
+    let out = ovf_disk(
+        vm,
+        &[
+            "convert",
+            "-q",
+            "--force",
+            "--keep-chain",
+            "--to",
+            "qcow2",
+            "web-000002.vmdk",
+            "web-000001.qcow2",
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let _ = args;
 }

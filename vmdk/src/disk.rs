@@ -734,11 +734,24 @@ impl Disk {
     pub fn map(&self, offset: u64, len: u64) -> Result<Vec<Run>> {
         self.check_range(offset, len)?;
         let mut runs = Vec::new();
-        self.map_into(offset, len, &mut runs)?;
+        self.map_into(offset, len, &mut runs, false)?;
         Ok(runs)
     }
 
-    fn map_into(&self, offset: u64, len: u64, runs: &mut Vec<Run>) -> Result<()> {
+    /// The allocation map of this link alone: what it does not hold is
+    /// [`Allocation::Unallocated`], whatever its parents hold (what an overlay of the link
+    /// must store).
+    #[cfg(feature = "write")]
+    pub(crate) fn map_own(&self, offset: u64, len: u64) -> Result<Vec<Run>> {
+        self.check_range(offset, len)?;
+        let mut runs = Vec::new();
+        self.map_into(offset, len, &mut runs, true)?;
+        Ok(runs)
+    }
+
+    /// The runs of `offset..offset + len` into `runs`; `own`: without descending into the
+    /// parent.
+    fn map_into(&self, offset: u64, len: u64, runs: &mut Vec<Run>, own: bool) -> Result<()> {
         let end = offset + len;
         for e in self.overlapping(offset, end) {
             let from = offset.max(e.start);
@@ -762,23 +775,22 @@ impl Disk {
                     }
                 }
                 ExtentData::Zero => push_run(runs, from, to - from, Allocation::Zero),
-                ExtentData::Sparse(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
-                ExtentData::Esx(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
-                ExtentData::Qcow2(s) => self.map_sparse(&**s, e.start, from, to, runs)?,
+                ExtentData::Sparse(s) => self.map_sparse(&**s, (e.start, from, to), runs, own)?,
+                ExtentData::Esx(s) => self.map_sparse(&**s, (e.start, from, to), runs, own)?,
+                ExtentData::Qcow2(s) => self.map_sparse(&**s, (e.start, from, to), runs, own)?,
             }
         }
         Ok(())
     }
 
     /// The runs of `from..to` (disk offsets) in the sparse extent `s` placed at `base`;
-    /// unallocated grains are mapped through the parent.
+    /// unallocated grains are mapped through the parent, unless `own`.
     fn map_sparse<S: Grains>(
         &self,
         s: &S,
-        base: u64,
-        from: u64,
-        to: u64,
+        (base, from, to): (u64, u64, u64),
         runs: &mut Vec<Run>,
+        own: bool,
     ) -> Result<()> {
         let gb = s.grain_bytes();
         let first = (from - base) / gb;
@@ -789,6 +801,9 @@ impl Disk {
             match entry {
                 GrainEntry::Data(_) => push_run(runs, g_from, g_to - g_from, Allocation::Data),
                 GrainEntry::Zeroed => push_run(runs, g_from, g_to - g_from, Allocation::Zero),
+                GrainEntry::Unallocated if own => {
+                    push_run(runs, g_from, g_to - g_from, Allocation::Unallocated)
+                }
                 GrainEntry::Unallocated => self.map_parent(g_from, g_to, runs)?,
             }
             Ok(())
@@ -799,7 +814,7 @@ impl Disk {
         match &self.parent {
             Some(p) if from < p.capacity => {
                 let mid = to.min(p.capacity);
-                p.map_into(from, mid - from, runs)?;
+                p.map_into(from, mid - from, runs, false)?;
                 push_run(runs, mid, to - mid, Allocation::Unallocated);
             }
             _ => push_run(runs, from, to - from, Allocation::Unallocated),

@@ -36,6 +36,7 @@ pub struct ConvertOptions {
     pub(crate) disks_at_once: usize,
     /// What the source is (lines of the caller's), and whether to resume an interrupted run.
     pub(crate) resumable: Option<(Vec<String>, bool)>,
+    pub(crate) keep_chain: bool,
 }
 
 impl Default for ConvertOptions {
@@ -46,6 +47,7 @@ impl Default for ConvertOptions {
             space_check: true,
             disks_at_once: 0,
             resumable: None,
+            keep_chain: false,
         }
     }
 }
@@ -85,6 +87,16 @@ impl ConvertOptions {
     /// Replace outputs that exist (an output that is one of the input's files is still refused).
     pub fn replace_existing(mut self, replace: bool) -> Self {
         self.replace = replace;
+        self
+    }
+
+    /// Writes a delta disk converted to qcow2 as a chain of qcow2 images mirroring its chain
+    /// (default: one image holding the whole chain): the base, then each link as an overlay
+    /// naming the previous image as its backing file, all in the output's folder, each parent
+    /// named after its source link (`web-000001.vmdk` as `web-000001.qcow2`), the leaf as the
+    /// output. Other formats are one file whatever this says.
+    pub fn keep_chain(mut self, keep: bool) -> Self {
+        self.keep_chain = keep;
         self
     }
 
@@ -372,7 +384,70 @@ pub fn convert(
     if is_block_device(out) {
         return convert_to_device(disk, out, format, options, progress);
     }
+    if options.keep_chain && *format == Format::Qcow2 && disk.parent().is_some() {
+        return convert_chain(disk, out, options, progress);
+    }
     write_pending(disk, out, format, disk.capacity(), options, progress)?.commit()
+}
+
+/// [`convert`] of a chain to a chain of qcow2 images ([`ConvertOptions::keep_chain`]): every
+/// image written under a temporary name, all renamed together once all are complete. The
+/// report names the files leaf first (the one to open) and adds up their bytes.
+fn convert_chain(
+    disk: &Disk,
+    out: &Path,
+    options: &ConvertOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<WriteReport> {
+    let mut links: Vec<&Disk> = disk.chain().collect();
+    links.reverse();
+    let folder = folder_of(out);
+    let mut names: Vec<PathBuf> = Vec::new();
+    for (i, link) in links.iter().enumerate() {
+        let path = match i + 1 == links.len() {
+            true => out.to_path_buf(),
+            false => {
+                let stem = link.path().file_stem().unwrap_or_default();
+                folder.join(Path::new(stem).with_extension("qcow2"))
+            }
+        };
+        if names.contains(&path) || (i + 1 < links.len() && path == out) {
+            return Err(Error::InvalidInput(format!(
+                "{}: two links of the chain would be written to this name",
+                path.display()
+            )));
+        }
+        names.push(path);
+    }
+    let mut pending = Vec::new();
+    let mut backing: Option<String> = None;
+    for (link, path) in links.iter().zip(&names) {
+        let mut link_options = options.clone();
+        if let Some(name) = &backing {
+            link_options.write = link_options.write.qcow2_backing(name.clone());
+        }
+        let w = write_pending(
+            link,
+            path,
+            &Format::Qcow2,
+            link.capacity(),
+            &link_options,
+            progress,
+        )?;
+        backing = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        pending.push(w);
+    }
+    let mut report = WriteReport::default();
+    let mut files = Vec::new();
+    for w in pending.into_iter().rev() {
+        report.files.extend(w.report.files.iter().cloned());
+        report.capacity = report.capacity.max(w.report.capacity);
+        report.data += w.report.data;
+        report.written += w.report.written;
+        files.extend(w.files);
+    }
+    commit_all(files)?;
+    Ok(report)
 }
 
 /// Whether `path` is a block device (a volume a Kubernetes Job is given, `/dev/vg/lv`).

@@ -81,6 +81,7 @@ pub struct WriteOptions {
     pub(crate) cluster_bits: u32,
     pub(crate) compress: Option<Compression>,
     pub(crate) preallocation: Preallocation,
+    pub(crate) backing: Option<String>,
 }
 
 /// How the clusters of a qcow2 output are compressed ([`WriteOptions::compress`]).
@@ -130,6 +131,7 @@ impl Default for WriteOptions {
             cluster_bits: 16,
             compress: None,
             preallocation: Preallocation::Off,
+            backing: None,
         }
     }
 }
@@ -237,6 +239,16 @@ impl WriteOptions {
     /// does; a cluster that does not shrink is stored as it is). Not with preallocation.
     pub fn compress(mut self, compression: Option<Compression>) -> Self {
         self.compress = compression;
+        self
+    }
+
+    /// Writes a qcow2 output as an overlay of the qcow2 image `name` (its backing file, named
+    /// as written in the header: a file name beside the output): only what the disk's own link
+    /// holds is stored (its data, and its zeroed grains as zero clusters), the rest reads
+    /// through to the backing file. How a chain is written as a chain of qcow2 images, one per
+    /// link, the parent's written first.
+    pub fn qcow2_backing(mut self, name: impl Into<String>) -> Self {
+        self.backing = Some(name.into());
         self
     }
 

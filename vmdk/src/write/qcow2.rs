@@ -35,6 +35,10 @@ use crate::read::qcow2::{Qcow2Header, INCOMPAT_COMPRESSION};
 const COPIED: u64 = 1 << 63;
 /// L2 entry bit 62: a compressed cluster.
 const COMPRESSED: u64 = 1 << 62;
+/// L2 entry bit 0: the cluster reads as zeros (whatever the backing file holds).
+const ZERO: u64 = 1;
+/// Bits 9..55 of an L2 entry: the host offset.
+const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// Bytes of the disk a worker takes at once.
 const WINDOW_BYTES: u64 = 8 << 20;
 
@@ -67,14 +71,20 @@ struct Copy<'a> {
     clusters: u64,
     /// The first data cluster.
     data_start: u64,
-    /// The next free byte of the data area (cluster-aligned but when compressed).
-    cursor: Mutex<u64>,
+    /// The next free byte of the data area (cluster-aligned but when compressed), and the
+    /// window whose turn it is to take space there: windows are placed in disk order, so the
+    /// same disk gives the same file however the threads ran.
+    cursor: Mutex<(u64, u64)>,
+    placed: std::sync::Condvar,
     next_window: AtomicU64,
     stop: AtomicBool,
     /// The L2 tables, by L1 index: the entries of the data clusters.
     l2: Mutex<Vec<Option<Vec<u64>>>>,
     data: AtomicU64,
     mode: Mode,
+    /// An overlay of a backing file: the clusters the link itself holds, zeros as zero
+    /// clusters.
+    overlay: bool,
     /// Set by the caller to stop the copy.
     cancel: Option<&'a AtomicBool>,
 }
@@ -97,18 +107,48 @@ impl Copy<'_> {
                 self.clusters,
                 cluster,
             )?;
-            let Some(w) = window else { break };
+            let Some(mut w) = window else { break };
+            if self.overlay {
+                w.holds = self.own_holds(&w)?;
+            }
             let keep = self.read_window(&w, &mut buf)?;
-            let entries = match self.mode {
+            let mut entries = match self.mode {
                 Mode::Fixed(fill) => self.write_fixed(&w, &keep, fill, &buf)?,
                 _ => self.write_appended(&w, &keep, &buf)?,
             };
+            if self.overlay {
+                // What the link holds as zeros masks its backing file: zero clusters.
+                let held = w.holds.iter().enumerate().filter(|(_, h)| **h);
+                let zeros = held.filter(|(i, _)| !keep.contains(i));
+                entries.extend(zeros.map(|(i, _)| (w.first + i as u64, ZERO)));
+            }
             self.data
                 .fetch_add(keep.len() as u64 * cluster, Ordering::Relaxed);
             self.record(entries);
             progress(w.len);
         }
         Ok(())
+    }
+
+    /// Which clusters of window `w` the disk's own link holds (data or zeros), whatever its
+    /// parents hold.
+    fn own_holds(&self, w: &super::workers::Window) -> Result<Vec<bool>> {
+        let cluster = self.cluster();
+        let mut holds = vec![false; w.holds.len()];
+        if w.len == 0 {
+            return Ok(holds);
+        }
+        for run in self.disk.map_own(w.start, w.len)? {
+            if run.kind == crate::Allocation::Unallocated {
+                continue;
+            }
+            let a = (run.offset - w.start) / cluster;
+            let b = (run.offset + run.len - w.start).div_ceil(cluster);
+            for h in holds.iter_mut().take(b as usize).skip(a as usize) {
+                *h = true;
+            }
+        }
+        Ok(holds)
     }
 
     /// Reads the clusters of window `w` that hold data into `buf` (the others zeroed) and
@@ -159,34 +199,87 @@ impl Copy<'_> {
                 None => whole.push(i),
             }
         }
-        let packed_len: u64 = packed.iter().map(|(_, b)| b.len() as u64).sum();
-        let at = {
-            let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
-            if !whole.is_empty() {
-                *cursor = cursor.div_ceil(self.cluster()) * self.cluster();
-            }
-            let at = *cursor;
-            *cursor += whole.len() as u64 * self.cluster() + packed_len;
-            at
-        };
-        let mut out = Vec::with_capacity(whole.len() * cluster + packed_len as usize);
+        let sizes: Vec<u64> = packed.iter().map(|(_, b)| b.len() as u64).collect();
+        let (at, offsets) = self.place(w.first, whole.len() as u64, &sizes)?;
         let mut entries = Vec::with_capacity(keep.len());
-        for &i in &whole {
-            entries.push((w.first + i as u64, (at + out.len() as u64) | COPIED));
-            out.extend_from_slice(data_of(i));
+        // Every piece with its place, then written in runs of consecutive pieces.
+        let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(keep.len());
+        for (k, &i) in whole.iter().enumerate() {
+            let host = at + k as u64 * self.cluster();
+            entries.push((w.first + i as u64, host | COPIED));
+            pieces.push((host, data_of(i)));
         }
-        for (i, bytes) in &packed {
-            let offset = at + out.len() as u64;
-            entries.push((
-                w.first + *i as u64,
-                self.compressed_entry(offset, bytes.len()),
-            ));
-            out.extend_from_slice(bytes);
+        for ((i, bytes), &offset) in packed.iter().zip(&offsets) {
+            let entry = self.compressed_entry(offset, bytes.len());
+            entries.push((w.first + *i as u64, entry));
+            pieces.push((offset, bytes));
         }
-        if !out.is_empty() {
-            write_at(self.file, self.path, &out, at)?;
+        pieces.sort_by_key(|p| p.0);
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_at = 0;
+        for (offset, bytes) in pieces {
+            if run_at + run.len() as u64 != offset && !run.is_empty() {
+                write_at(self.file, self.path, &run, run_at)?;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_at = offset;
+            }
+            run.extend_from_slice(bytes);
+        }
+        if !run.is_empty() {
+            write_at(self.file, self.path, &run, run_at)?;
         }
         Ok(entries)
+    }
+
+    /// Takes, in its turn (windows in disk order), the space of the window starting at cluster
+    /// `first`: `whole` clusters, cluster-aligned, and compressed clusters of `packed` bytes
+    /// each, byte after byte, those that fit first filling the gap before the aligned whole
+    /// clusters. Returns where the whole clusters start and where each compressed one goes.
+    fn place(&self, first: u64, whole: u64, packed: &[u64]) -> Result<(u64, Vec<u64>)> {
+        let turn = first / (WINDOW_BYTES >> self.bits).max(1);
+        let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        while cursor.1 != turn {
+            if self.stop.load(Ordering::Relaxed) {
+                // Another worker failed: its error is the one returned.
+                return Err(Error::new(None, "copy", None, ErrorKind::Cancelled));
+            }
+            let wait = std::time::Duration::from_millis(50);
+            cursor = match self.placed.wait_timeout(cursor, wait) {
+                Ok((c, _)) => c,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        let mut offsets = vec![0u64; packed.len()];
+        let mut at = cursor.0;
+        let mut rest: Vec<usize> = (0..packed.len()).collect();
+        let whole_at = if whole > 0 {
+            let aligned = at.div_ceil(self.cluster()) * self.cluster();
+            rest.clear();
+            for (i, (&len, slot)) in packed.iter().zip(offsets.iter_mut()).enumerate() {
+                if at + len <= aligned {
+                    *slot = at;
+                    at += len;
+                } else {
+                    rest.push(i);
+                }
+            }
+            at = aligned + whole * self.cluster();
+            aligned
+        } else {
+            at
+        };
+        for i in rest {
+            if let (Some(slot), Some(&len)) = (offsets.get_mut(i), packed.get(i)) {
+                *slot = at;
+                at += len;
+            }
+        }
+        cursor.0 = at;
+        cursor.1 += 1;
+        self.placed.notify_all();
+        Ok((whole_at, offsets))
     }
 
     /// The L2 entry of a compressed cluster of `len` bytes at byte `offset` (qemu's layout:
@@ -338,6 +431,13 @@ pub(crate) fn write_qcow2(
             ))
         }
     };
+    let overlay = options.backing.as_deref();
+    if overlay.is_some() && matches!(mode, Mode::Fixed(_)) {
+        return Err(Error::file(
+            path,
+            ErrorKind::InvalidInput("an overlay of a backing file is not preallocated".into()),
+        ));
+    }
     if layout.l1_size * 8 > 32 << 20 {
         return Err(Error::file(
             path,
@@ -355,22 +455,28 @@ pub(crate) fn write_qcow2(
         bits,
         clusters,
         data_start: layout.data_start(),
-        cursor: Mutex::new(layout.data_start() * cluster),
+        cursor: Mutex::new((layout.data_start() * cluster, 0)),
+        placed: std::sync::Condvar::new(),
         next_window: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         l2: Mutex::new(vec![None; layout.l1_size as usize]),
         data: AtomicU64::new(0),
         mode,
+        overlay: overlay.is_some(),
         cancel: options.cancel.as_deref(),
     };
     if let Mode::Fixed(fill) = mode {
         let end = (layout.data_start() + clusters) * cluster;
         preallocate(file, path, end, fill == Preallocation::Falloc)?;
-        *copy.cursor.lock().unwrap_or_else(|p| p.into_inner()) = end;
+        copy.cursor.lock().unwrap_or_else(|p| p.into_inner()).0 = end;
     }
     super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
     let mut tables = copy.l2.into_inner().unwrap_or_else(|p| p.into_inner());
-    let data_end = copy.cursor.into_inner().unwrap_or_else(|p| p.into_inner());
+    let data_end = copy
+        .cursor
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .0;
     let first_meta = data_end.div_ceil(cluster);
     let compressed = matches!(mode, Mode::Compressed(..));
     let counts = compressed.then(|| data_refcounts(&tables, &layout, first_meta));
@@ -391,7 +497,17 @@ pub(crate) fn write_qcow2(
     let next = write_tables(file, path, table_of, &layout, first_meta)?;
     let total = write_refcounts(file, path, &layout, next, counts.as_deref())?;
     let zstd = options.compress == Some(Compression::Zstd);
-    write_at(file, path, &header(capacity, &layout, zstd), 0)?;
+    let head = header(capacity, &layout, zstd, overlay);
+    if head.len() as u64 > cluster {
+        return Err(Error::file(
+            path,
+            ErrorKind::InvalidInput(format!(
+                "the header and the backing file's name take {} bytes, more than a cluster",
+                head.len()
+            )),
+        ));
+    }
+    write_at(file, path, &head, 0)?;
     file.set_len(total * cluster).map_err(io(path, 0))?;
     Ok(copy.data.into_inner())
 }
@@ -431,8 +547,8 @@ fn data_refcounts(tables: &[Option<Vec<u64>>], layout: &Layout, end: u64) -> Vec
             for c in (first >> layout.bits)..=(last >> layout.bits) {
                 add(c);
             }
-        } else if entry != 0 {
-            add((entry & !COPIED) >> layout.bits);
+        } else if entry & OFFSET_MASK != 0 {
+            add((entry & OFFSET_MASK) >> layout.bits);
         }
     }
     counts
@@ -510,9 +626,10 @@ fn write_refcounts(
     Ok(total)
 }
 
-/// The version 3 header (with the compression type field, zstd, when `zstd`), then the end
-/// of the header extensions.
-fn header(capacity: u64, layout: &Layout, zstd: bool) -> Vec<u8> {
+/// The version 3 header (with the compression type field, zstd, when `zstd`), the backing
+/// format extension when there is a `backing` file, the end of the extensions, and the
+/// backing file's name.
+fn header(capacity: u64, layout: &Layout, zstd: bool, backing: Option<&str>) -> Vec<u8> {
     use zerocopy::big_endian::{U32, U64};
     use zerocopy::IntoBytes;
     let cluster = 1u64 << layout.bits;
@@ -542,6 +659,30 @@ fn header(capacity: u64, layout: &Layout, zstd: bool) -> Vec<u8> {
     if zstd {
         bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // compression type 1, padding
     }
-    bytes.extend_from_slice(&[0u8; 8]); // end of header extensions
+    if let Some(name) = backing {
+        // The backing format, "qcow2" (5 bytes padded to 8).
+        bytes.extend_from_slice(&0xe279_2acau32.to_be_bytes());
+        bytes.extend_from_slice(&5u32.to_be_bytes());
+        bytes.extend_from_slice(b"qcow2\0\0\0");
+        bytes.extend_from_slice(&[0u8; 8]); // end of header extensions
+        let at = bytes.len() as u64;
+        put_u64(&mut bytes, 8, at); // backing_file_offset
+        put_u32(&mut bytes, 16, name.len() as u32); // backing_file_size
+        bytes.extend_from_slice(name.as_bytes());
+    } else {
+        bytes.extend_from_slice(&[0u8; 8]); // end of header extensions
+    }
     bytes
+}
+
+fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+    if let Some(slot) = buf.get_mut(at..at + 8) {
+        slot.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    if let Some(slot) = buf.get_mut(at..at + 4) {
+        slot.copy_from_slice(&v.to_be_bytes());
+    }
 }

@@ -335,6 +335,11 @@ struct ConvertArgs {
     /// qcow2: preallocation (off, metadata, falloc, full), as qemu-img's option.
     #[arg(long, value_enum)]
     preallocation: Option<PreallocationArg>,
+    /// qcow2: a delta disk as a chain of qcow2 images, one per link (each parent named after
+    /// its source link, beside OUT; each overlay naming its parent as backing file), instead
+    /// of one image holding the whole chain.
+    #[arg(long)]
+    keep_chain: bool,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -987,9 +992,12 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     let qcow2_only = a.cluster_size.is_some()
         || a.compress
         || a.compression_type.is_some()
-        || a.preallocation.is_some();
+        || a.preallocation.is_some()
+        || a.keep_chain;
     if qcow2_only && format != Format::Qcow2 {
-        anyhow::bail!("--cluster-size, --compress and --preallocation apply to --to qcow2 only");
+        anyhow::bail!(
+            "--cluster-size, --compress, --preallocation and --keep-chain apply to --to qcow2 only"
+        );
     }
     remote::refuse_package_url(input)?;
     let opened = a.input_args.open(input)?;
@@ -1039,7 +1047,7 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
         r.files = vec![name];
         r
     } else {
-        let options = args.convert_options(write);
+        let options = args.convert_options(write).keep_chain(a.keep_chain);
         args.remove_leftovers_beside(output)?;
         ovf_disk::output::convert(&disk, output, &format, &options, &|n| bar.inc(n))
             .with_context(|| format!("converting {} to {}", input.display(), output.display()))?
