@@ -51,6 +51,24 @@ fn write_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
     file.write_all_at(buf, offset).map_err(io(path, offset))
 }
 
+/// Writes `pieces` (consecutive in the file) at `at` with `pwritev`: no copy into one buffer.
+fn write_vectored_at(file: &File, path: &Path, pieces: &[(u64, &[u8])], mut at: u64) -> Result<()> {
+    use std::io::IoSlice;
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|(_, b)| IoSlice::new(b)).collect();
+    let mut bufs = slices.as_mut_slice();
+    while !bufs.is_empty() {
+        let n = rustix::io::pwritev(file, bufs, at)
+            .map_err(|e| Error::at(path, "qcow2 output", at, ErrorKind::Io(e.into())))?;
+        if n == 0 {
+            let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+            return Err(Error::at(path, "qcow2 output", at, ErrorKind::Io(e)));
+        }
+        at += n as u64;
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
 /// How the workers place clusters.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -156,23 +174,35 @@ impl Copy<'_> {
     fn read_window(&self, w: &super::workers::Window, buf: &mut [u8]) -> Result<Vec<usize>> {
         let cluster = self.cluster() as usize;
         let capacity = self.disk.capacity();
-        buf.fill(0);
-        let mut keep = Vec::new();
-        for (i, h) in w.holds.iter().enumerate() {
-            if !h {
+        // The runs of clusters that hold data, each read in one call.
+        let mut i = 0;
+        while i < w.holds.len() {
+            if !w.holds.get(i).copied().unwrap_or(false) {
+                if let Some(c) = buf.get_mut(i * cluster..(i + 1) * cluster) {
+                    c.fill(0);
+                }
+                i += 1;
                 continue;
             }
-            let at = w.start + (i * cluster) as u64;
-            let n = (cluster as u64).min(capacity - at) as usize;
-            let data = buf
-                .get_mut(i * cluster..i * cluster + cluster)
-                .unwrap_or_default();
-            self.disk
-                .read_exact_at(at, data.get_mut(..n).unwrap_or_default())?;
-            if !crate::codec::is_zero(data) {
-                keep.push(i);
+            let mut j = i + 1;
+            while w.holds.get(j).copied().unwrap_or(false) {
+                j += 1;
             }
+            let at = w.start + (i * cluster) as u64;
+            let n = (((j - i) * cluster) as u64).min(capacity - at) as usize;
+            let run = buf.get_mut(i * cluster..j * cluster).unwrap_or_default();
+            let (data, tail) = run.split_at_mut(n.min(run.len()));
+            self.disk.read_exact_at(at, data)?;
+            tail.fill(0);
+            i = j;
         }
+        let keep = (0..w.holds.len())
+            .filter(|&i| w.holds.get(i).copied().unwrap_or(false))
+            .filter(|&i| {
+                let data = buf.get(i * cluster..(i + 1) * cluster).unwrap_or_default();
+                !crate::codec::is_zero(data)
+            })
+            .collect();
         Ok(keep)
     }
 
@@ -215,20 +245,22 @@ impl Copy<'_> {
             pieces.push((offset, bytes));
         }
         pieces.sort_by_key(|p| p.0);
-        let mut run: Vec<u8> = Vec::new();
-        let mut run_at = 0;
-        for (offset, bytes) in pieces {
-            if run_at + run.len() as u64 != offset && !run.is_empty() {
-                write_at(self.file, self.path, &run, run_at)?;
-                run.clear();
-            }
-            if run.is_empty() {
-                run_at = offset;
-            }
-            run.extend_from_slice(bytes);
-        }
-        if !run.is_empty() {
-            write_at(self.file, self.path, &run, run_at)?;
+        let mut rest = pieces.as_slice();
+        while let Some(&(start, _)) = rest.first() {
+            // A run of pieces that follow each other in the file (at most IOV_MAX).
+            let mut end = start;
+            let n = rest
+                .iter()
+                .take(1024)
+                .take_while(|(at, bytes)| {
+                    let next = *at == end;
+                    end += bytes.len() as u64;
+                    next
+                })
+                .count();
+            let (run, after) = rest.split_at(n);
+            write_vectored_at(self.file, self.path, run, start)?;
+            rest = after;
         }
         Ok(entries)
     }
