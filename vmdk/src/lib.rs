@@ -97,6 +97,7 @@ pub use read::stream::{StreamReader, StreamStats};
 pub use write::{
     copy::{CopyStats, Target},
     options::{Checkpoint, Compression, Preallocation, WriteOptions, ZeroMode},
+    qcow2_update::Qcow2Update,
     write_stream_optimized, Format, Plan, PlannedFile, WriteReport,
 };
 

@@ -3,7 +3,8 @@
 //! tracking lists ([`apply_areas`]) — so the downtime at cutover is the last change, not the
 //! whole disk.
 //!
-//! A target is a raw image, a block device, or a thick VMDK (its flat extent is written). What
+//! A target is a raw image, a block device, a thick VMDK (its flat extent is written), or a
+//! qcow2 image (updated in place: `vmdk::Qcow2Update`, clusters copied on write). What
 //! it holds is recorded in a small state file beside it (`.NAME.ovf-disk-state`, or one the
 //! caller names): the `CID` of the link it equals, its capacity, and a digest of 64 sampled
 //! blocks. A delta applies only onto the target its `parentCID` names (and whose sampled blocks
@@ -12,6 +13,7 @@
 //! how far it got (written after the target is flushed): a run killed at any point finishes the
 //! same change when started again, and nothing else applies until it has.
 
+mod out;
 mod state;
 
 pub use state::State;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 use vmdk::{Allocation, Disk, OpenOptions};
 
 use crate::error::{Error, Result};
+use out::Out;
 
 /// Options of [`apply`] and [`apply_areas`].
 #[derive(Clone, Debug, Default)]
@@ -123,11 +126,10 @@ pub(crate) fn target_file(target: &Path) -> Result<(PathBuf, u64)> {
 /// Records that `target` (written by a full copy of `disk`) holds `disk`: the first state of a
 /// warm migration. Returns it.
 pub fn record(target: &Path, disk: &Disk, options: &Options) -> Result<State> {
-    let (file, _) = target_file(target)?;
+    let (out, _) = Out::open(target)?;
     let capacity = disk.capacity();
-    let f = File::open(&file).map_err(Error::io(&file))?;
     let cid = disk.descriptor().cid().unwrap_or(0);
-    State::holding(cid, capacity, &f, &file, &options.state_path(target))
+    State::holding(cid, capacity, &out, out.path(), &options.state_path(target))
 }
 
 /// Writes the deltas (each a snapshot delta link, opened alone: only its own grains are read,
@@ -140,12 +142,8 @@ pub fn apply(
     options: &Options,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report> {
-    let (file, room) = target_file(target)?;
-    let out = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&file)
-        .map_err(Error::io(&file))?;
+    let (out, room) = Out::open(target)?;
+    let file = out.path().to_path_buf();
     let state_path = options.state_path(target);
     let mut state = State::load(&state_path)?;
     let mut applied = Vec::new();
@@ -287,13 +285,13 @@ pub fn apply_vm(
             continue;
         }
         deltas.reverse();
-        let target = [format!("{stem}.vmdk"), format!("{stem}.raw")]
-            .map(|n| outdir.join(n))
+        let target = ["vmdk", "raw", "qcow2"]
+            .map(|e| outdir.join(format!("{stem}.{e}")))
             .into_iter()
             .find(|p| p.exists())
             .ok_or_else(|| {
                 Error::InvalidInput(format!(
-                    "{}: no copy of disk {} ({stem}.vmdk or {stem}.raw)",
+                    "{}: no copy of disk {} ({stem}.vmdk, {stem}.raw or {stem}.qcow2)",
                     outdir.display(),
                     d.device
                 ))
@@ -326,13 +324,12 @@ fn write_ranges(
     src: &Disk,
     ranges: &[(u64, u64)],
     what: What,
-    out: &File,
+    out: &Out,
     file: &Path,
     done: &mut Applied,
     progress: &(dyn Fn(u64) + Sync),
     checkpoint: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<()> {
-    use std::os::unix::fs::FileExt;
     const WINDOW: u64 = 8 << 20;
     let zeros = vec![0u8; WINDOW as usize];
     let mut buf = vec![0u8; WINDOW as usize];
@@ -356,14 +353,11 @@ fn write_ranges(
                     Allocation::Data => {
                         let part = buf.get_mut(..k).unwrap_or_default();
                         src.read_exact_at(run.offset, part)?;
-                        out.write_all_at(part, run.offset)
-                            .map_err(Error::io(file))?;
+                        out.write_at(part, run.offset)?;
                         done.data_bytes += run.len;
                     }
                     Allocation::Zero => {
-                        let part = zeros.get(..k).unwrap_or_default();
-                        out.write_all_at(part, run.offset)
-                            .map_err(Error::io(file))?;
+                        out.write_zeroes(run.offset, run.len, &zeros)?;
                         done.zero_bytes += run.len;
                     }
                     Allocation::Unallocated => continue,
@@ -375,7 +369,7 @@ fn write_ranges(
             at += n;
             progress(n);
             if told.elapsed() >= Duration::from_millis(500) {
-                out.sync_data().map_err(Error::io(file))?;
+                out.sync()?;
                 checkpoint(at)?;
                 told = Instant::now();
             }
@@ -384,7 +378,8 @@ fn write_ranges(
             done.ranges += 1;
         }
     }
-    out.sync_data().map_err(Error::io(file))
+    let _ = file;
+    out.sync()
 }
 
 /// Changed areas of a disk, as vSphere's `QueryChangedDiskAreas` returns them: byte ranges,
@@ -435,7 +430,8 @@ pub fn apply_areas(
     options: &Options,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report> {
-    let (file, room) = target_file(target)?;
+    let (out, room) = Out::open(target)?;
+    let file = out.path().to_path_buf();
     let capacity = source.capacity();
     if capacity > room {
         return Err(Error::InvalidInput(format!(
@@ -443,11 +439,6 @@ pub fn apply_areas(
             source.path().display(),
         )));
     }
-    let out = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&file)
-        .map_err(Error::io(&file))?;
     let state_path = options.state_path(target);
     let state = State::load(&state_path)?;
     let cid = source.descriptor().cid().unwrap_or(0);

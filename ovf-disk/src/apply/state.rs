@@ -2,6 +2,8 @@
 //! written to it. Lines of `key value`, replaced atomically (written beside, flushed, renamed).
 
 use std::fs::File;
+
+use super::out::Out;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -39,8 +41,7 @@ pub(crate) fn beside(target: &Path) -> PathBuf {
 
 /// SHA-256 of 64 blocks of 4 KiB at evenly spread offsets of the first `capacity` bytes of
 /// `file`: a target that moved on since its state was recorded is told apart cheaply.
-pub(crate) fn sample(file: &File, capacity: u64) -> std::io::Result<String> {
-    use std::os::unix::fs::FileExt;
+pub(crate) fn sample(file: &Out, capacity: u64) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut block = [0u8; 4096];
     for i in 0..64u64 {
@@ -95,7 +96,7 @@ impl State {
     pub(crate) fn holding(
         cid: u32,
         capacity: u64,
-        out: &File,
+        out: &Out,
         file: &Path,
         path: &Path,
     ) -> Result<Self> {
@@ -138,7 +139,7 @@ pub(crate) fn check(
     state: &Option<State>,
     cid: u32,
     parent: Option<u32>,
-    out: &File,
+    out: &Out,
     capacity: u64,
     force: bool,
     delta: &Path,

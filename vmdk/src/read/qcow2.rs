@@ -368,6 +368,29 @@ impl Qcow2Extent {
         (offset, sectors * SECTOR_SIZE - (offset % SECTOR_SIZE))
     }
 
+    /// The bytes of the file a compressed cluster's L2 entry `raw` names: from the start of
+    /// its first sector, whole sectors (what `qemu-img check` counts as its references).
+    #[cfg(feature = "write")]
+    pub(crate) fn compressed_span(&self, raw: u64) -> (u64, u64) {
+        let (offset, len) = self.compressed_range(raw & !(COMPRESSED | (1 << 63)));
+        let start = offset / SECTOR_SIZE * SECTOR_SIZE;
+        (
+            start,
+            (offset + len - start).div_ceil(SECTOR_SIZE) * SECTOR_SIZE,
+        )
+    }
+
+    /// Reads `len` bytes of metadata at `at` (checked against the file first).
+    #[cfg(feature = "write")]
+    pub(crate) fn read_metadata(
+        &self,
+        structure: &'static str,
+        at: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
+        self.backing.read_vec(structure, at, len)
+    }
+
     /// The host byte offset where the compressed cluster whose value is `value` starts, after
     /// checking it is clear of the metadata.
     pub(crate) fn compressed_start(&self, value: u64) -> Result<u64> {
@@ -409,7 +432,7 @@ impl Qcow2Extent {
 
     /// Inflates the compressed cluster `c` whose descriptor is `value` (as [`Self::decode`]
     /// gives it) into `out`, one cluster long.
-    fn inflate_cluster(&self, c: u64, value: u64, out: &mut [u8]) -> Result<()> {
+    pub(crate) fn inflate_cluster(&self, c: u64, value: u64, out: &mut [u8]) -> Result<()> {
         let (offset, len) = self.compressed_range(value & !COMPRESSED_MARK);
         if offset >= self.backing.len() {
             return Err(Error::at(

@@ -26,6 +26,7 @@ pub(crate) mod flat;
 pub(crate) mod geometry;
 pub(crate) mod options;
 pub(crate) mod qcow2;
+pub(crate) mod qcow2_update;
 pub(crate) mod sparse;
 pub(crate) mod stream;
 pub(crate) mod vhd;
