@@ -10,7 +10,9 @@
 # Three rows compare us with ourselves or the device: a chain of 3 sparse deltas over a flat
 # base against the monolithicSparse disk of the same contents (the chain should cost at most
 # 1.3x), an OVA of 4 such disks imported side by side against one by one, and stream-optimized
-# -> raw against dd writing zeros with O_DIRECT (the write limit).
+# -> raw against dd writing zeros with O_DIRECT (the write limit). The last rows write the
+# formats a migration's target takes (qcow2, compressed qcow2, dynamic VHD, VHDX), each checked
+# by qemu-img's reading of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/eager.sh
@@ -87,7 +89,8 @@ verify() {
 }
 # check KIND OUT: what a timed output must be. eager: qemu-img reads the source's bytes and no
 # file has holes; stream: qemu-img reads the source's bytes; zeros: $bytes bytes, no holes;
-# folder: 4 raw disks in OUT, each eager.
+# folder: 4 raw disks in OUT, each eager; qcow2, vpc, vhdx: qemu-img reads the source's bytes
+# from an image of that format.
 check_output() {
     local kind=$1 out=$2 f
     case $kind in
@@ -98,6 +101,7 @@ check_output() {
             eager $(outputs "$out") ;;
         zeros) [ "$(stat -c %s "$out")" -eq "$bytes" ] || { echo "compare: $out is not $bytes bytes" >&2; exit 1; }
             eager "$out" ;;
+        qcow2 | vpc | vhdx) verify "$out" "$kind" ;;
     esac
 }
 stats() { # min and median of the arguments
@@ -144,12 +148,25 @@ run_case "3 deltas over flat vs monolithicSparse (ours)" eager eager out.raw "$B
     sp.raw "$BIN" inflate -q sp.vmdk sp.raw
 run_case "4-disk OVA: at once vs one by one (ours)" folder folder outdir "$BIN" import -q --format raw four.ova outdir -- \
     one "$BIN" import -q --format raw --disks-at-once 1 four.ova one
+# The formats of a migration's target (issue 29; benches/qcow2.sh and vhd.sh have more rows).
+run_case "stream-optimized -> qcow2" qcow2 qcow2 out.qcow2 "$BIN" convert -q so.vmdk out.qcow2 --to qcow2 -- \
+    q.qcow2 qemu-img convert -f vmdk -O qcow2 so.vmdk q.qcow2
+run_case "sparse -> qcow2" qcow2 qcow2 out.qcow2 "$BIN" convert -q sp.vmdk out.qcow2 --to qcow2 -- \
+    q.qcow2 qemu-img convert -f vmdk -O qcow2 sp.vmdk q.qcow2
+run_case "raw -> compressed qcow2" qcow2 qcow2 out.qcow2 "$BIN" convert -q src.raw out.qcow2 --to qcow2 --compress -- \
+    q.qcow2 qemu-img convert -c -f raw -O qcow2 src.raw q.qcow2
+c_ours=$(stat -c %s out.qcow2); c_theirs=$(stat -c %s q.qcow2)
+run_case "sparse -> dynamic VHD" vpc vpc out.vhd "$BIN" convert -q sp.vmdk out.vhd --to vhd -- \
+    q.vhd qemu-img convert -f vmdk -O vpc -o subformat=dynamic sp.vmdk q.vhd
+run_case "sparse -> VHDX" vhdx vhdx out.vhdx "$BIN" convert -q sp.vmdk out.vhdx --to vhdx -- \
+    q.vhdx qemu-img convert -f vmdk -O vhdx sp.vmdk q.vhdx
 
 printf '\n%-46s %9s %9s %9s %9s %8s\n' "case ($SIZE, $ROUNDS rounds; seconds)" "ours min" "ours med" "them min" "them med" "ratio"
-for name in "stream-optimized -> eager-zeroed raw" "monolithic sparse -> eager-zeroed raw" "sparse -> thick VMDK (monolithicFlat)" "raw -> stream-optimized" "sparse -> raw vs dd of zeros (device limit)" "stream -> raw vs dd oflag=direct" "3 deltas over flat vs monolithicSparse (ours)" "4-disk OVA: at once vs one by one (ours)"; do
+for name in "stream-optimized -> eager-zeroed raw" "monolithic sparse -> eager-zeroed raw" "sparse -> thick VMDK (monolithicFlat)" "raw -> stream-optimized" "sparse -> raw vs dd of zeros (device limit)" "stream -> raw vs dd oflag=direct" "3 deltas over flat vs monolithicSparse (ours)" "4-disk OVA: at once vs one by one (ours)" "stream-optimized -> qcow2" "sparse -> qcow2" "raw -> compressed qcow2" "sparse -> dynamic VHD" "sparse -> VHDX"; do
     read -r omin omed tmin tmed <<<"${RES[$name]}"
     printf '%-46s %9s %9s %9s %9s %7.2fx\n' "$name" "$omin" "$omed" "$tmin" "$tmed" "$(echo "$tmed $omed" | awk '{print $1 / $2}')"
 done
 printf '\nratio = their median / our median (above 1: we are faster; for dd, below 1 means slower than the device;\n'
 printf 'for the chain, our chain against our sparse disk: at least 0.77 is within 1.3x; for the OVA, at once against one by one)\n'
 printf 'stream-optimized output size: ours %s bytes, qemu-img %s bytes (%.3f of theirs)\n' "$ours_size" "$theirs_size" "$(echo "$ours_size $theirs_size" | awk '{print $1 / $2}')"
+printf 'compressed qcow2 size: ours %s bytes, qemu-img -c %s bytes (%.3f of theirs)\n' "$c_ours" "$c_theirs" "$(echo "$c_ours $c_theirs" | awk '{print $1 / $2}')"
