@@ -6,7 +6,7 @@
 //! than 0, 1 or 2 fails the test, and the input is kept in `target/mutants-failed/` to become
 //! a regression case in `testdata/mutants/` (which every run replays first).
 //!
-//! The run lasts `MUTANTS_SECONDS` (default 30 s, what CI affords beside the rest of the suite); `scripts/mutants.sh
+//! The run lasts `MUTANTS_SECONDS` (default 20 s, what CI affords beside the rest of the suite); `scripts/mutants.sh
 //! SECONDS` runs it longer. `MUTANTS_SEED` picks the seed (default: a fixed one, so CI is
 //! repeatable; the long run draws a fresh one and prints it); `MUTANTS_BIN` another binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -136,6 +136,47 @@ fn fixtures(root: &Path) -> Vec<Fixture> {
             false,
         );
     }
+    // qcow2: compressed clusters of 4 KiB, and an overlay over it with zero clusters.
+    add(
+        "qemu-qcow2",
+        &|d| {
+            let c = [
+                "convert",
+                "-c",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                "-o",
+                "cluster_size=4k",
+            ];
+            qemu_img(d, &[&c[..], &["src.raw", "base.qcow2"]].concat());
+            let o = [
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                "base.qcow2",
+                "d.qcow2",
+            ];
+            qemu_img(d, &o);
+            let io = [
+                "-f",
+                "qcow2",
+                "-c",
+                "write -P 7 64k 64k",
+                "-c",
+                "write -z 1M 64k",
+            ];
+            run_ok(d, "qemu-io", &[&io[..], &["d.qcow2"]].concat());
+        },
+        &["d.qcow2", "base.qcow2"],
+        "d.qcow2",
+        false,
+    );
     add(
         "ova",
         &|d| {
@@ -442,7 +483,7 @@ fn mutated_images_never_panic_hang_or_exhaust_memory() {
     let seconds: u64 = std::env::var("MUTANTS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(20);
     let seed: u64 = std::env::var("MUTANTS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
