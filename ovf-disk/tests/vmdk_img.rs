@@ -215,3 +215,90 @@ fn everything_else_runs_the_real_qemu_img_with_the_same_arguments() {
         String::from_utf8_lossy(&succeeded(out, "qemu-img (vmdk-img) info").stdout).into_owned();
     assert!(text.contains("file format: vmdk"), "{text}");
 }
+
+/// `measure` is ours for VMDK, qcow2 and raw sources and raw and qcow2 outputs (no qemu-img
+/// behind it), and prints what qemu-img prints, byte for byte: human and JSON, cluster sizes,
+/// preallocation, `--size` alone, chains, compressed and zero clusters, flat extents with holes.
+#[test]
+fn measure_prints_what_qemu_img_prints() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 24 << 20);
+    qemu_to_vmdk(dir, "src.raw", "sparse.vmdk", "subformat=monolithicSparse");
+    qemu_to_vmdk(dir, "src.raw", "flat.vmdk", "subformat=monolithicFlat");
+    ours_stream(dir, "src.raw", "stream.vmdk");
+    qemu_delta(dir, "sparse.vmdk", "delta.vmdk");
+    qemu_io(
+        dir,
+        "delta.vmdk",
+        &["write -P 0x5a 1M 3M", "write -z 8M 2M"],
+    );
+    qemu_img(
+        dir,
+        &[
+            "convert", "-c", "-f", "raw", "-O", "qcow2", "src.raw", "c.qcow2",
+        ],
+    );
+    qemu_img(
+        dir,
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            "-o",
+            "compat=0.10",
+            "src.raw",
+            "v2.qcow2",
+        ],
+    );
+    let ours_only = [("QEMU_IMG", "/nonexistent/qemu-img")];
+    for src in [
+        "src.raw",
+        "sparse.vmdk",
+        "flat.vmdk",
+        "stream.vmdk",
+        "delta.vmdk",
+        "c.qcow2",
+        "v2.qcow2",
+    ] {
+        for opts in [
+            &["-O", "qcow2"][..],
+            &["--output=json", "-O", "qcow2"],
+            &["--output=json", "-O", "raw"],
+            &["--output=json", "-O", "qcow2", "-o", "cluster_size=4k"],
+            &["-O", "qcow2", "-o", "cluster_size=2M,preallocation=full"],
+        ] {
+            let args = [&["measure"][..], opts, &[src]].concat();
+            let ours = vmdk_img(dir, &args, &ours_only);
+            let theirs = qemu_img(dir, &args);
+            assert_eq!(
+                String::from_utf8_lossy(&ours.stdout),
+                String::from_utf8_lossy(&theirs.stdout),
+                "{args:?}"
+            );
+        }
+    }
+    for args in [
+        &["measure", "--output=json", "--size", "1G", "-O", "qcow2"][..],
+        &[
+            "measure",
+            "--size",
+            "100G",
+            "-O",
+            "qcow2",
+            "-o",
+            "cluster_size=512",
+        ],
+    ] {
+        let ours = vmdk_img(dir, args, &ours_only);
+        assert_eq!(ours.stdout, qemu_img(dir, args).stdout, "{args:?}");
+    }
+    // ESXi's chain (vmfs, COWD, seSparse).
+    let vm = tempfile::tempdir().unwrap();
+    esxi_vm_folder(vm.path());
+    let args = ["measure", "--output=json", "-O", "qcow2", "web-000002.vmdk"];
+    let ours = vmdk_img(vm.path(), &args, &ours_only);
+    assert_eq!(ours.stdout, qemu_img(vm.path(), &args).stdout);
+}

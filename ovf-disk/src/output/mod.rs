@@ -23,6 +23,8 @@
 
 #[cfg(feature = "write")]
 pub(crate) mod convert;
+#[cfg(feature = "write")]
+mod measure;
 pub(crate) mod parallel;
 mod progress;
 #[cfg(feature = "write")]
@@ -33,6 +35,8 @@ pub use convert::{
     convert, convert_stream, is_block_device, thick_format, thick_format_for, ConvertOptions,
     WriteSummary,
 };
+#[cfg(feature = "write")]
+pub use measure::{measure, Measure};
 pub use progress::Progress;
 
 use std::fs::{File, OpenOptions};

@@ -2,9 +2,10 @@
 //!
 //! Migration pipelines (Forklift, CDI, Proxmox and Harvester recipes) call `qemu-img convert
 //! -p -f vmdk -O raw SRC DST` and parse its `(NN.NN/100%)` progress. Put first on `PATH` as
-//! `qemu-img` (or called as `vmdk-img`), this answers `convert` for VMDK and raw sources with
-//! `ovf-disk`'s copy engine, taking `qemu-img`'s arguments and printing its progress line, and
-//! runs the real `qemu-img` with the same arguments for everything else: other subcommands,
+//! `qemu-img` (or called as `vmdk-img`), this answers `convert` for VMDK, qcow2 and raw sources
+//! with `ovf-disk`'s copy engine, taking `qemu-img`'s arguments and printing its progress line,
+//! and `measure` of those sources for raw and qcow2 outputs with qemu's own arithmetic
+//! (`ovf_disk::output::measure`: the same output, byte for byte), and runs the real `qemu-img` with the same arguments for everything else: other subcommands,
 //! other source formats, options it does not handle. The real one is `$QEMU_IMG`, or the
 //! first `qemu-img` on `PATH` that is not this program. Exit status: as `qemu-img`'s (0 done,
 //! 1 failed).
@@ -170,25 +171,10 @@ fn convert(c: &Convert) -> Option<Result<(), String>> {
         return None;
     }
     let (format, write) = output_of(c)?;
-    let open = vmdk::OpenOptions::new();
-    let disk = match c.from.as_deref() {
-        Some("raw") => open.open_raw(&c.src),
-        Some(_) => open.open(&c.src),
-        None => open.open_vmdk_or_raw(&c.src),
-    };
-    let disk = match disk {
+    let disk = match open_source(&c.src, c.from.as_deref())? {
         Ok(d) => d,
-        // Another image format (qcow2, VHDX, ...): qemu-img's to read.
-        Err(e) if matches!(e.kind(), vmdk::ErrorKind::OtherFormat(_)) => return None,
-        Err(e) => return Some(Err(e.to_string())),
+        Err(e) => return Some(Err(e)),
     };
-    // `-f` naming the other format than the file has: qemu-img's error to give.
-    let is_qcow2 = disk.create_type().as_str() == "qcow2";
-    match c.from.as_deref() {
-        Some("qcow2") if !is_qcow2 => return None,
-        Some("vmdk") if is_qcow2 => return None,
-        _ => {}
-    }
     let total = disk.capacity().max(1);
     let done = std::sync::atomic::AtomicU64::new(0);
     let shown = std::sync::Mutex::new(-1i64);
@@ -254,10 +240,136 @@ fn pass_through(args: &[OsString]) -> ExitCode {
     }
 }
 
+/// What `measure` was asked, when this program handles it.
+#[derive(Debug, Default)]
+struct MeasureArgs {
+    json: bool,
+    from: Option<String>,
+    to: Option<String>,
+    options: Vec<(String, String)>,
+    size: Option<u64>,
+    src: Option<PathBuf>,
+}
+
+/// Parses `measure`'s arguments; `None` for what is left to qemu-img.
+fn parse_measure(args: &[OsString]) -> Option<MeasureArgs> {
+    let mut m = MeasureArgs::default();
+    let mut it = args.iter().map(|a| a.to_str()).peekable();
+    while let Some(arg) = it.next() {
+        let arg = arg?;
+        let mut value = || it.next().flatten().map(str::to_string);
+        match arg {
+            "--output=json" => m.json = true,
+            "--output=human" => m.json = false,
+            "--output" => m.json = value()? == "json",
+            "-f" => m.from = Some(value()?),
+            "-O" => m.to = Some(value()?),
+            "-o" => {
+                for kv in value()?.split(',') {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, "on"));
+                    m.options.push((k.to_string(), v.to_string()));
+                }
+            }
+            "--size" => m.size = Some(parse_size(&value()?)?),
+            a if a.starts_with('-') => return None,
+            a if m.src.is_none() => m.src = Some(PathBuf::from(a)),
+            _ => return None,
+        }
+    }
+    (m.src.is_some() != m.size.is_some()).then_some(m)
+}
+
+/// Runs `measure` with `ovf_disk::output::measure`: `None` when the output format, an option
+/// or the source is one this program leaves to qemu-img.
+fn measure(m: &MeasureArgs) -> Option<Result<(), String>> {
+    let format = match m.to.as_deref().unwrap_or("raw") {
+        "raw" => Format::Raw,
+        "qcow2" => Format::Qcow2,
+        _ => return None,
+    };
+    let mut cluster = 65536;
+    let mut prealloc = vmdk::Preallocation::Off;
+    for (k, v) in &m.options {
+        match (k.as_str(), v.as_str()) {
+            ("compat", "1.1" | "v3") => {}
+            ("cluster_size", size) if format == Format::Qcow2 => cluster = parse_size(size)?,
+            ("preallocation", "off") => {}
+            ("preallocation", "metadata") => prealloc = vmdk::Preallocation::Metadata,
+            ("preallocation", "falloc") => prealloc = vmdk::Preallocation::Falloc,
+            ("preallocation", "full") => prealloc = vmdk::Preallocation::Full,
+            _ => return None,
+        }
+    }
+    let disk = match &m.src {
+        None => None,
+        Some(src) => Some(match open_source(src, m.from.as_deref())? {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        }),
+    };
+    let found = ovf_disk::output::measure(
+        disk.as_ref(),
+        m.size.unwrap_or(0),
+        &format,
+        cluster,
+        prealloc,
+    );
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if m.json {
+        // qemu-img's layout: four spaces, a newline at the end.
+        let mut text = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut text, fmt);
+        serde::Serialize::serialize(&found, &mut ser)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                writeln!(out, "{}", String::from_utf8_lossy(&text)).map_err(|e| e.to_string())
+            })
+    } else {
+        let mut text = format!(
+            "required size: {}\nfully allocated size: {}\n",
+            found.required, found.fully_allocated
+        );
+        if let Some(b) = found.bitmaps {
+            text.push_str(&format!("bitmaps size: {b}\n"));
+        }
+        out.write_all(text.as_bytes()).map_err(|e| e.to_string())
+    };
+    Some(written)
+}
+
+/// Opens `src` as `-f` says (`None`: a VMDK, a qcow2 image, or raw), `None` when the file is
+/// of another format than asked, or of one left to qemu-img.
+fn open_source(src: &std::path::Path, from: Option<&str>) -> Option<Result<vmdk::Disk, String>> {
+    let open = vmdk::OpenOptions::new();
+    let disk = match from {
+        None => open.open_vmdk_or_raw(src),
+        Some("raw") => open.open_raw(src),
+        Some("vmdk" | "qcow2") => open.open(src),
+        Some(_) => return None,
+    };
+    let disk = match disk {
+        Ok(d) => d,
+        Err(e) if matches!(e.kind(), vmdk::ErrorKind::OtherFormat(_)) => return None,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let is_qcow2 = disk.create_type().as_str() == "qcow2";
+    match from {
+        Some("qcow2") if !is_qcow2 => None,
+        Some("vmdk") if is_qcow2 => None,
+        _ => Some(Ok(disk)),
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let handled = match args.split_first() {
         Some((cmd, rest)) if cmd == "convert" => parse_convert(rest).and_then(|c| convert(&c)),
+        Some((cmd, rest)) if cmd == "measure" => parse_measure(rest).and_then(|m| measure(&m)),
         _ => None,
     };
     match handled {
