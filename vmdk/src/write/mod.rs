@@ -127,10 +127,21 @@ impl Format {
     /// whatever the disk holds: the whole capacity for raw and flat outputs written
     /// eager-zeroed or preallocated ([`ZeroMode::Write`](crate::ZeroMode::Write),
     /// [`ZeroMode::Falloc`](crate::ZeroMode::Falloc)), nothing for outputs whose size follows
-    /// the data (sparse and stream-optimized formats, [`ZeroMode::Sparse`](crate::ZeroMode::Sparse)).
+    /// the data (sparse and stream-optimized formats, [`ZeroMode::Sparse`](crate::ZeroMode::Sparse));
+    /// for qcow2, the capacity when preallocated `full` or `falloc`, and for a fixed VHDX the
+    /// capacity unless its zeros are left as holes.
     /// What to compare with the free space of the target before a write that may take hours.
     pub fn space_needed(&self, capacity: u64, options: &WriteOptions) -> u64 {
-        if self.is_thick() && options.zero != options::ZeroMode::Sparse {
+        let preallocated = match self {
+            // A qcow2 image written or reserved whole, a fixed VHDX with its zeros.
+            Self::Qcow2 => matches!(
+                options.preallocation,
+                options::Preallocation::Full | options::Preallocation::Falloc
+            ),
+            Self::VhdxFixed => options.zero != options::ZeroMode::Sparse,
+            _ => self.is_thick() && options.zero != options::ZeroMode::Sparse,
+        };
+        if preallocated {
             capacity
         } else {
             0
@@ -706,6 +717,18 @@ pub fn write_stream_optimized<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preallocated_outputs_need_their_capacity() {
+        let full = WriteOptions::new().preallocation(options::Preallocation::Full);
+        let plain = WriteOptions::new();
+        assert_eq!(Format::Qcow2.space_needed(1 << 30, &full), 1 << 30);
+        assert_eq!(Format::Qcow2.space_needed(1 << 30, &plain), 0);
+        assert_eq!(Format::VhdxFixed.space_needed(1 << 30, &plain), 1 << 30);
+        assert_eq!(Format::Vhdx.space_needed(1 << 30, &plain), 0);
+        let holes = WriteOptions::new().zero(options::ZeroMode::Sparse);
+        assert_eq!(Format::VhdxFixed.space_needed(1 << 30, &holes), 0);
+    }
 
     #[test]
     fn an_unknown_format_lists_every_format_written() {
