@@ -11,25 +11,6 @@ use std::path::Path;
 
 use common::*;
 
-/// sha256 of the bytes dissect.hypervisor reads from the VHD `file`, and its size.
-fn dissect_vhd(dir: &Path, file: &str) -> (u64, String) {
-    let script = "import hashlib, sys\n\
-        from dissect.hypervisor.disk.vhd import VHD\n\
-        v = VHD(open(sys.argv[1], 'rb'))\n\
-        h = hashlib.sha256(); left = v.size; v.seek(0)\n\
-        while left:\n    b = v.read(min(left, 1 << 20)); h.update(b); left -= len(b)\n\
-        print(v.size, h.hexdigest())\n";
-    let out = std::process::Command::new(python())
-        .args(["-c", script, file])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let out = succeeded(out, "dissect.hypervisor's VHD reader");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (size, sha) = text.trim().split_once(' ').unwrap();
-    (size.parse().unwrap(), sha.to_string())
-}
-
 /// Converts `src` (in `dir`, format `fmt`) to a VHD and checks it as the module says; returns
 /// the VHD's length.
 fn converts(dir: &Path, src: &str, fmt: &str) -> u64 {
@@ -42,7 +23,7 @@ fn converts(dir: &Path, src: &str, fmt: &str) -> u64 {
     assert_eq!(v["cluster-size"], 2 << 20, "{v}");
     let capacity = qemu_virtual_size(dir, src, fmt);
     assert_eq!(v["virtual-size"], capacity, "{src}: {v}");
-    let (size, sha) = dissect_vhd(dir, &ours);
+    let (size, sha) = dissect_read(dir, &ours, "vhd.VHD");
     assert_eq!(size, capacity, "{src}");
     let want = match fmt {
         "raw" => sha256(&dir.join(src)),
@@ -147,7 +128,7 @@ fn fixed_vhds_are_the_bytes_a_footer_and_whole_mib() {
             capacity + 512
         );
         assert_eq!(qemu_virtual_size(dir, &out, "vpc"), capacity, "{src}");
-        let (size, sha) = dissect_vhd(dir, &out);
+        let (size, sha) = dissect_read(dir, &out, "vhd.VHD");
         assert_eq!(size, capacity);
         // What qemu-img reads of the source, zero-extended to the whole MiB.
         qemu_img(dir, &["convert", "-f", fmt, "-O", "raw", src, "want.raw"]);

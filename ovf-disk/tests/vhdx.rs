@@ -12,25 +12,6 @@ use std::path::Path;
 
 use common::*;
 
-/// sha256 of the bytes dissect.hypervisor reads from the VHDX `file`, and its size.
-fn dissect_vhdx(dir: &Path, file: &str) -> (u64, String) {
-    let script = "import hashlib, sys\n\
-        from dissect.hypervisor.disk.vhdx import VHDX\n\
-        v = VHDX(open(sys.argv[1], 'rb'))\n\
-        h = hashlib.sha256(); left = v.size; v.seek(0)\n\
-        while left:\n    b = v.read(min(left, 1 << 20)); h.update(b); left -= len(b)\n\
-        print(v.size, h.hexdigest())\n";
-    let out = std::process::Command::new(python())
-        .args(["-c", script, file])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let out = succeeded(out, "dissect.hypervisor's VHDX reader");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (size, sha) = text.trim().split_once(' ').unwrap();
-    (size.parse().unwrap(), sha.to_string())
-}
-
 /// Converts `src` (in `dir`, format `fmt`) to `to` (vhdx or vhdx-fixed) and checks it as the
 /// module says; returns the output's length.
 fn converts(dir: &Path, src: &str, fmt: &str, to: &str) -> u64 {
@@ -45,7 +26,7 @@ fn converts(dir: &Path, src: &str, fmt: &str, to: &str) -> u64 {
     let capacity = qemu_virtual_size(dir, src, fmt);
     assert_eq!(v["virtual-size"], capacity, "{src}: {v}");
     assert_eq!(v["cluster-size"], 8 << 20, "{src}: {v}");
-    let (size, sha) = dissect_vhdx(dir, &ours);
+    let (size, sha) = dissect_read(dir, &ours, "vhdx.VHDX");
     assert_eq!(size, capacity, "{src}");
     let want = match fmt {
         "raw" => sha256(&dir.join(src)),

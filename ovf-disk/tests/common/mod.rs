@@ -352,3 +352,26 @@ pub fn random_sparse_raw(path: &Path, seed: &mut u64, max_gap: u64) {
         at += n + (s >> 20) % max_gap;
     }
 }
+
+/// The size and sha256 of what dissect.hypervisor's reader `reader` (`vhd.VHD`, `vhdx.VHDX`)
+/// reads from `file` (in `dir`).
+pub fn dissect_read(dir: &Path, file: &str, reader: &str) -> (u64, String) {
+    let (module, class) = reader.split_once('.').unwrap();
+    let script = format!(
+        "import hashlib, sys\n\
+         from dissect.hypervisor.disk.{module} import {class}\n\
+         v = {class}(open(sys.argv[1], 'rb'))\n\
+         h = hashlib.sha256(); left = v.size; v.seek(0)\n\
+         while left:\n    b = v.read(min(left, 1 << 20)); h.update(b); left -= len(b)\n\
+         print(v.size, h.hexdigest())\n"
+    );
+    let out = Command::new(python())
+        .args(["-c", &script, file])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let out = succeeded(out, &format!("dissect.hypervisor's {class} reader"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (size, sha) = text.trim().split_once(' ').unwrap();
+    (size.parse().unwrap(), sha.to_string())
+}

@@ -43,6 +43,32 @@ pub(crate) fn for_each_table<T>(
     Ok(())
 }
 
+/// Calls `f(first_grain, count, kind)` for the runs of grains of one kind in `from..to` of one
+/// loaded table, `entry(g)` giving each grain's entry (every data grain counted as `Data(0)`).
+pub(crate) fn runs_in_table(
+    (from, to): (u64, u64),
+    entry: impl Fn(u64) -> Result<GrainEntry>,
+    f: &mut impl FnMut(u64, u64, GrainEntry) -> Result<()>,
+) -> Result<()> {
+    let kind = |g: u64| {
+        entry(g).map(|e| match e {
+            GrainEntry::Data(_) => GrainEntry::Data(0),
+            other => other,
+        })
+    };
+    let mut grain = from;
+    while grain < to {
+        let k = kind(grain)?;
+        let mut n = 1;
+        while grain + n < to && kind(grain + n)? == k {
+            n += 1;
+        }
+        f(grain, n, k)?;
+        grain += n;
+    }
+    Ok(())
+}
+
 /// A byte range of a file that holds metadata no grain table or grain may overlap.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Reserved {

@@ -754,23 +754,7 @@ impl Grains for Qcow2Extent {
             if table.is_none() {
                 return f(from, to - from, GrainEntry::Unallocated);
             }
-            let kind = |c: u64| {
-                self.entry(table, c).map(|e| match e {
-                    GrainEntry::Data(_) => GrainEntry::Data(0),
-                    other => other,
-                })
-            };
-            let mut c = from;
-            while c < to {
-                let k = kind(c)?;
-                let mut n = 1;
-                while c + n < to && kind(c + n)? == k {
-                    n += 1;
-                }
-                f(c, n, k)?;
-                c += n;
-            }
-            Ok(())
+            super::grains::runs_in_table((from, to), |g| self.entry(table, g), &mut f)
         })
     }
 

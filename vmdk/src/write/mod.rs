@@ -108,6 +108,11 @@ impl Format {
         }
     }
 
+    /// Whether this is no VMDK: raw, qcow2, VHD or VHDX, one file without a descriptor.
+    fn is_other_image(&self) -> bool {
+        !matches!(self, Self::Vmdk(_))
+    }
+
     /// Whether every byte of the capacity is stored (raw and flat types): what a disk read in
     /// one pass can be written as, and what eager-zeroed thick needs.
     pub fn is_thick(&self) -> bool {
@@ -375,27 +380,14 @@ impl Plan {
                 ))
             }
         };
-        if !matches!(
+        let embedded = matches!(
             format,
-            Format::Raw
-                | Format::Qcow2
-                | Format::Vhd
-                | Format::VhdFixed
-                | Format::Vhdx
-                | Format::VhdxFixed
-                | Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
-        ) {
+            Format::Vmdk(CreateType::MonolithicSparse | CreateType::StreamOptimized)
+        );
+        if !format.is_other_image() && !embedded {
             files.push(file(out.to_path_buf(), Part::Descriptor));
         }
-        if !matches!(
-            format,
-            Format::Raw
-                | Format::Qcow2
-                | Format::Vhd
-                | Format::VhdFixed
-                | Format::Vhdx
-                | Format::VhdxFixed
-        ) {
+        if !format.is_other_image() {
             for f in files.iter().filter(|f| f.part != Part::Descriptor) {
                 check_extent_name(&name_of(&f.path), &f.path)?;
             }

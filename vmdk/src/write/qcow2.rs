@@ -449,27 +449,8 @@ pub(crate) fn write_qcow2(
     let bits = options.cluster_bits;
     let cluster = 1u64 << bits;
     let layout = Layout::new(capacity, bits);
-    let mode = match (options.compress, options.preallocation) {
-        (None, Preallocation::Off) => Mode::Packed,
-        (Some(codec), Preallocation::Off) => Mode::Compressed(codec, options.level),
-        (None, fill) => Mode::Fixed(fill),
-        (Some(_), _) => {
-            return Err(Error::file(
-                path,
-                ErrorKind::InvalidInput(
-                    "a compressed qcow2 image cannot be preallocated (qemu-img refuses it too)"
-                        .into(),
-                ),
-            ))
-        }
-    };
+    let mode = mode_of(options, path)?;
     let overlay = options.backing.as_deref();
-    if overlay.is_some() && matches!(mode, Mode::Fixed(_)) {
-        return Err(Error::file(
-            path,
-            ErrorKind::InvalidInput("an overlay of a backing file is not preallocated".into()),
-        ));
-    }
     if layout.l1_size * 8 > 32 << 20 {
         return Err(Error::file(
             path,
@@ -542,6 +523,26 @@ pub(crate) fn write_qcow2(
     write_at(file, path, &head, 0)?;
     file.set_len(total * cluster).map_err(io(path, 0))?;
     Ok(copy.data.into_inner())
+}
+
+/// How the workers place clusters for `options`: refused when compressed and preallocated, or
+/// an overlay preallocated.
+fn mode_of(options: &WriteOptions, path: &Path) -> Result<Mode> {
+    let refuse = |why: &str| Err(Error::file(path, ErrorKind::InvalidInput(why.into())));
+    let mode = match (options.compress, options.preallocation) {
+        (None, Preallocation::Off) => Mode::Packed,
+        (Some(codec), Preallocation::Off) => Mode::Compressed(codec, options.level),
+        (None, fill) => Mode::Fixed(fill),
+        (Some(_), _) => {
+            return refuse(
+                "a compressed qcow2 image cannot be preallocated (qemu-img refuses it too)",
+            )
+        }
+    };
+    if options.backing.is_some() && matches!(mode, Mode::Fixed(_)) {
+        return refuse("an overlay of a backing file is not preallocated");
+    }
+    Ok(mode)
 }
 
 /// Sets the file's length to `end` bytes, reserving its blocks with `reserve` where the
