@@ -126,21 +126,24 @@ fn source(
     Py::new(py, open_image(py, &path, allow_outside_paths, raw)?)
 }
 
-/// Writes `image` as `format` at `dst`.
+/// Writes `image` as `format` at `dst` (a chain as a chain of qcow2 images with
+/// `keep_chain`).
+#[allow(clippy::too_many_arguments)]
 fn write(
     py: Python<'_>,
     image: &Image,
     dst: &Path,
     format: &vmdk::Format,
     write: vmdk::WriteOptions,
-    replace: bool,
+    (replace, keep_chain): (bool, bool),
     progress: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<String> {
     let started = Instant::now();
     let report = run_cancellable(py, image.disk.capacity(), progress, |cancel, count| {
         let options = ovf_disk::output::ConvertOptions::new()
             .write_options(write.cancel(cancel))
-            .replace_existing(replace);
+            .replace_existing(replace)
+            .keep_chain(keep_chain);
         ovf_disk::output::convert(&image.disk, dst, format, &options, count)
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -151,7 +154,7 @@ fn write(
 
 /// Converts a disk (path, URL or open `Image`) to `to` at `dst`; the report as JSON text.
 #[pyfunction]
-#[pyo3(signature = (src, dst, to = "streamOptimized", *, zero = "write", threads = None, replace = false, allow_outside_paths = false, progress = None))]
+#[pyo3(signature = (src, dst, to = "streamOptimized", *, zero = "write", threads = None, replace = false, allow_outside_paths = false, progress = None, cluster_size = None, compress = None, preallocation = None, keep_chain = false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn convert(
     py: Python<'_>,
@@ -163,11 +166,44 @@ pub(crate) fn convert(
     replace: bool,
     allow_outside_paths: bool,
     progress: Option<&Bound<'_, PyAny>>,
+    cluster_size: Option<u64>,
+    compress: Option<&str>,
+    preallocation: Option<&str>,
+    keep_chain: bool,
 ) -> PyResult<String> {
     let format: vmdk::Format = to.parse().map_err(vmdk_to_py)?;
-    let options = write_options(zero, threads)?;
+    let mut options = write_options(zero, threads)?;
+    let qcow2_only = cluster_size.is_some() || compress.is_some() || preallocation.is_some();
+    if (qcow2_only || keep_chain) && format != vmdk::Format::Qcow2 {
+        return Err(refused(
+            "cluster_size, compress, preallocation and keep_chain apply to qcow2 outputs only",
+        ));
+    }
+    if let Some(bytes) = cluster_size {
+        options = options.cluster_size(bytes).map_err(vmdk_to_py)?;
+    }
+    options = options.compress(match compress {
+        None => None,
+        Some("zlib" | "deflate") => Some(vmdk::Compression::Deflate),
+        Some("zstd") => Some(vmdk::Compression::Zstd),
+        Some(other) => return Err(refused(format!("compress is zlib or zstd, not {other:?}"))),
+    });
+    if let Some(p) = preallocation {
+        options = options.preallocation(match p {
+            "off" => vmdk::Preallocation::Off,
+            "metadata" => vmdk::Preallocation::Metadata,
+            "falloc" => vmdk::Preallocation::Falloc,
+            "full" => vmdk::Preallocation::Full,
+            other => {
+                return Err(refused(format!(
+                    "preallocation is off, metadata, falloc or full, not {other:?}"
+                )))
+            }
+        });
+    }
     let image = source(py, src, allow_outside_paths, None)?;
-    write(py, image.get(), &dst, &format, options, replace, progress)
+    let flags = (replace, keep_chain);
+    write(py, image.get(), &dst, &format, options, flags, progress)
 }
 
 /// Inflates a VMDK (path, URL or open `Image`) to an eager-zeroed thick disk at `dst`: raw
@@ -189,5 +225,6 @@ pub(crate) fn inflate(
     let format = ovf_disk::output::thick_format_for(&dst, esx);
     let options = write_options(zero, threads)?;
     let image = source(py, src, allow_outside_paths, Some(false))?;
-    write(py, image.get(), &dst, &format, options, replace, progress)
+    let flags = (replace, false);
+    write(py, image.get(), &dst, &format, options, flags, progress)
 }

@@ -5,6 +5,7 @@ interrupted copy leaves nothing under its name."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import time
 import pytest
 
 import ovf_disk
-from conftest import qemu_reading, sha256_file
+from conftest import qemu_reading, run, sha256_file
 
 
 def dissect_reading(path) -> str:
@@ -69,6 +70,31 @@ def test_convert_from_an_open_disk_and_to_qcow2(images, tmp_path):
         report = ovf_disk.convert(disk, tmp_path / "c.qcow2", to="qcow2")
     assert report["files"] == [str(tmp_path / "c.qcow2")]
     assert qemu_reading(tmp_path / "c.qcow2", tmp_path, fmt="qcow2") == qemu_reading(images["chain"], tmp_path)
+
+
+def test_qcow2_options_and_a_chain_of_qcow2_images(images, tmp_path):
+    want = qemu_reading(images["chain"], tmp_path)
+    for i, kw in enumerate([
+        {"cluster_size": 4096, "compress": "zlib"},
+        {"compress": "zstd"},
+        {"preallocation": "metadata", "cluster_size": 1 << 20},
+    ]):
+        out = tmp_path / f"o{i}.qcow2"
+        ovf_disk.convert(images["chain"], out, to="qcow2", **kw)
+        run("qemu-img", "check", "-q", out)
+        assert qemu_reading(out, tmp_path, fmt="qcow2") == want, kw
+        info = json.loads(run("qemu-img", "info", "--output=json", out).stdout)
+        assert info["cluster-size"] == kw.get("cluster_size", 65536), info
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    report = ovf_disk.convert(images["chain"], chain / "leaf.qcow2", to="qcow2", keep_chain=True)
+    assert len(report["files"]) >= 2 and report["files"][0] == str(chain / "leaf.qcow2")
+    assert qemu_reading(chain / "leaf.qcow2", tmp_path, fmt="qcow2") == want
+    with pytest.raises(ovf_disk.RefusedError):
+        ovf_disk.convert(images["chain"], tmp_path / "x.raw", to="raw", compress="zlib")
+    with pytest.raises(ovf_disk.RefusedError):
+        ovf_disk.convert(images["chain"], tmp_path / "x.qcow2", to="qcow2", compress="lz4")
+    assert not (tmp_path / "x.raw").exists() and not (tmp_path / "x.qcow2").exists()
 
 
 def test_inflate_writes_every_byte_and_equals_the_command(images, tmp_path, cli):

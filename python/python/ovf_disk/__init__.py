@@ -284,11 +284,21 @@ def convert(
     replace: bool = False,
     allow_outside_paths: bool = False,
     progress: Optional[Progress] = None,
+    cluster_size: Optional[int] = None,
+    compress: Optional[str] = None,
+    preallocation: Optional[str] = None,
+    keep_chain: bool = False,
 ) -> dict:
     """Writes the disk ``src`` (a path, URL or open :class:`Disk`; a file that is no VMDK is
-    read as raw) as ``to`` at ``dst``: any VMDK createType (``streamOptimized``,
-    ``monolithicSparse``, ``monolithicFlat``, ``twoGbMaxExtentSparse``, ``vmfs``, ...),
-    ``raw``, ``qcow2`` or ``vhd`` (dynamic).
+    read as raw; a qcow2 image) as ``to`` at ``dst``: any VMDK createType
+    (``streamOptimized``, ``monolithicSparse``, ``monolithicFlat``, ``twoGbMaxExtentSparse``,
+    ``vmfs``, ...), ``raw``, ``qcow2``, ``vhd`` (dynamic), ``vhd-fixed``, ``vhdx`` or
+    ``vhdx-fixed``.
+
+    For ``qcow2`` only: ``cluster_size`` (bytes, a power of two from 512 to 2 MiB; default
+    64 KiB), ``compress`` (``"zlib"`` or ``"zstd"``: each cluster compressed, as ``qemu-img
+    convert -c``), ``preallocation`` (``"off"``, ``"metadata"``, ``"falloc"``, ``"full"``) and
+    ``keep_chain`` (a delta disk as a chain of qcow2 images, one per link, beside ``dst``).
 
     ``zero`` says how zeros reach raw and flat outputs: ``"write"`` (eager-zeroed),
     ``"falloc"`` (preallocated) or ``"sparse"`` (holes). ``progress(done, total)`` is called on
@@ -308,6 +318,10 @@ def convert(
             replace=replace,
             allow_outside_paths=allow_outside_paths,
             progress=progress,
+            cluster_size=cluster_size,
+            compress=compress,
+            preallocation=preallocation,
+            keep_chain=keep_chain,
         )
     )
 

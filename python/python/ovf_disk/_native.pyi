@@ -74,6 +74,10 @@ def convert(
     replace: bool = False,
     allow_outside_paths: bool = False,
     progress: Optional[Callable[[int, int], Any]] = None,
+    cluster_size: Optional[int] = None,
+    compress: Optional[str] = None,
+    preallocation: Optional[str] = None,
+    keep_chain: bool = False,
 ) -> str: ...
 def inflate(
     src: Any,
