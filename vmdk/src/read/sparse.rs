@@ -416,21 +416,7 @@ impl SparseExtent {
             if table.is_none() {
                 return f(from, to - from, GrainEntry::Unallocated);
             }
-            let kind = |g: u64| match self.entry(table, g) {
-                GrainEntry::Data(_) => GrainEntry::Data(0),
-                other => other,
-            };
-            let mut grain = from;
-            while grain < to {
-                let k = kind(grain);
-                let mut n = 1;
-                while grain + n < to && kind(grain + n) == k {
-                    n += 1;
-                }
-                f(grain, n, k)?;
-                grain += n;
-            }
-            Ok(())
+            super::grains::runs_in_table((from, to), |g| Ok(self.entry(table, g)), &mut f)
         })
     }
 

@@ -27,9 +27,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::{Compression, Preallocation, WriteOptions};
+use super::workers::{io, put, set_len, write_at};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
 use crate::read::qcow2::{Qcow2Header, INCOMPAT_COMPRESSION};
+
+/// How errors name the output.
+const OUTPUT: &str = "qcow2 output";
 
 /// "Refcount is exactly one": set in L1 and L2 entries of clusters used once.
 const COPIED: u64 = 1 << 63;
@@ -42,26 +46,16 @@ const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// Bytes of the disk a worker takes at once.
 const WINDOW_BYTES: u64 = 8 << 20;
 
-fn io(path: &Path, offset: u64) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::at(path, "qcow2 output", offset, ErrorKind::Io(e))
-}
-
-fn write_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.write_all_at(buf, offset).map_err(io(path, offset))
-}
-
 /// Writes `pieces` (consecutive in the file) at `at` with `pwritev`: no copy into one buffer.
 fn write_vectored_at(file: &File, path: &Path, pieces: &[(u64, &[u8])], mut at: u64) -> Result<()> {
     use std::io::IoSlice;
     let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|(_, b)| IoSlice::new(b)).collect();
     let mut bufs = slices.as_mut_slice();
     while !bufs.is_empty() {
-        let n = rustix::io::pwritev(file, bufs, at)
-            .map_err(|e| Error::at(path, "qcow2 output", at, ErrorKind::Io(e.into())))?;
+        let n = rustix::io::pwritev(file, bufs, at).map_err(|e| io(path, OUTPUT, at)(e.into()))?;
         if n == 0 {
             let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-            return Err(Error::at(path, "qcow2 output", at, ErrorKind::Io(e)));
+            return Err(io(path, OUTPUT, at)(e));
         }
         at += n as u64;
         IoSlice::advance_slices(&mut bufs, n);
@@ -336,7 +330,7 @@ impl Copy<'_> {
         let count = w.holds.len();
         if fill == Preallocation::Full {
             let all = buf.get(..count * cluster as usize).unwrap_or_default();
-            write_at(self.file, self.path, all, base)?;
+            write_at(self.file, self.path, OUTPUT, all, base)?;
             return Ok(Vec::new());
         }
         // Runs of consecutive data clusters, one write each.
@@ -348,7 +342,13 @@ impl Copy<'_> {
                     if let Some((a, b)) = run.take() {
                         let c = cluster as usize;
                         let bytes = buf.get(a * c..b * c).unwrap_or_default();
-                        write_at(self.file, self.path, bytes, base + a as u64 * cluster)?;
+                        write_at(
+                            self.file,
+                            self.path,
+                            OUTPUT,
+                            bytes,
+                            base + a as u64 * cluster,
+                        )?;
                     }
                     run = (i != usize::MAX).then(|| (i, i + 1));
                 }
@@ -480,7 +480,7 @@ pub(crate) fn write_qcow2(
     };
     if let Mode::Fixed(fill) = mode {
         let end = (layout.data_start() + clusters) * cluster;
-        preallocate(file, path, end, fill == Preallocation::Falloc)?;
+        set_len(file, path, OUTPUT, end, fill == Preallocation::Falloc)?;
         copy.cursor.lock().unwrap_or_else(|p| p.into_inner()).0 = end;
     }
     super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
@@ -520,8 +520,8 @@ pub(crate) fn write_qcow2(
             )),
         ));
     }
-    write_at(file, path, &head, 0)?;
-    file.set_len(total * cluster).map_err(io(path, 0))?;
+    write_at(file, path, OUTPUT, &head, 0)?;
+    file.set_len(total * cluster).map_err(io(path, OUTPUT, 0))?;
     Ok(copy.data.into_inner())
 }
 
@@ -543,18 +543,6 @@ fn mode_of(options: &WriteOptions, path: &Path) -> Result<Mode> {
         return refuse("an overlay of a backing file is not preallocated");
     }
     Ok(mode)
-}
-
-/// Sets the file's length to `end` bytes, reserving its blocks with `reserve` where the
-/// system can (`fallocate`; elsewhere a sparse file, as with `metadata`).
-fn preallocate(file: &File, path: &Path, end: u64, reserve: bool) -> Result<()> {
-    #[cfg(all(target_os = "linux", feature = "direct-io"))]
-    if reserve && end > 0 {
-        return rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, end)
-            .map_err(|e| Error::at(path, "qcow2 output", 0, ErrorKind::Io(e.into())));
-    }
-    let _ = reserve;
-    file.set_len(end).map_err(io(path, 0))
 }
 
 /// The refcount of each cluster of the data area (from `layout.data_start()` to `end`): one
@@ -602,13 +590,13 @@ fn write_tables(
         let Some(table) = table_of(i) else { continue };
         let host = next * cluster;
         let bytes: Vec<u8> = table.iter().flat_map(|e| e.to_be_bytes()).collect();
-        write_at(file, path, &bytes, host)?;
+        write_at(file, path, OUTPUT, &bytes, host)?;
         if let Some(slot) = l1.get_mut(i * 8..i * 8 + 8) {
             slot.copy_from_slice(&(host | COPIED).to_be_bytes());
         }
         next += 1;
     }
-    write_at(file, path, &l1, layout.l1_at() * cluster)?;
+    write_at(file, path, OUTPUT, &l1, layout.l1_at() * cluster)?;
     Ok(next)
 }
 
@@ -649,13 +637,13 @@ fn write_refcounts(
                 slot.copy_from_slice(&refcount(first + r).to_be_bytes());
             }
         }
-        write_at(file, path, &block, host)?;
+        write_at(file, path, OUTPUT, &block, host)?;
         let i = b as usize;
         if let Some(slot) = table.get_mut(i * 8..i * 8 + 8) {
             slot.copy_from_slice(&host.to_be_bytes());
         }
     }
-    write_at(file, path, &table, layout.rt_at() * cluster)?;
+    write_at(file, path, OUTPUT, &table, layout.rt_at() * cluster)?;
     Ok(total)
 }
 
@@ -699,23 +687,11 @@ fn header(capacity: u64, layout: &Layout, zstd: bool, backing: Option<&str>) -> 
         bytes.extend_from_slice(b"qcow2\0\0\0");
         bytes.extend_from_slice(&[0u8; 8]); // end of header extensions
         let at = bytes.len() as u64;
-        put_u64(&mut bytes, 8, at); // backing_file_offset
-        put_u32(&mut bytes, 16, name.len() as u32); // backing_file_size
+        put(&mut bytes, 8, &at.to_be_bytes()); // backing_file_offset
+        put(&mut bytes, 16, &(name.len() as u32).to_be_bytes()); // backing_file_size
         bytes.extend_from_slice(name.as_bytes());
     } else {
         bytes.extend_from_slice(&[0u8; 8]); // end of header extensions
     }
     bytes
-}
-
-fn put_u64(buf: &mut [u8], at: usize, v: u64) {
-    if let Some(slot) = buf.get_mut(at..at + 8) {
-        slot.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-fn put_u32(buf: &mut [u8], at: usize, v: u32) {
-    if let Some(slot) = buf.get_mut(at..at + 4) {
-        slot.copy_from_slice(&v.to_be_bytes());
-    }
 }

@@ -19,8 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::WriteOptions;
+use super::workers::{io, put, write_at};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
+
+/// How errors name the output.
+const OUTPUT: &str = "vhd output";
 
 /// Bytes of data per block (the spec's default, and qemu's).
 const BLOCK: u64 = 2 << 20;
@@ -35,22 +39,6 @@ const BAT_AT: u64 = 1536;
 pub(crate) const MAX_CAPACITY: u64 = 0xff00_0000 * 512;
 /// Seconds from the Unix epoch to VHD's, 2000-01-01 00:00:00 UTC.
 const VHD_EPOCH: u64 = 946_684_800;
-
-fn io(path: &Path, offset: u64) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::at(path, "vhd output", offset, ErrorKind::Io(e))
-}
-
-fn write_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.write_all_at(buf, offset).map_err(io(path, offset))
-}
-
-/// Copies `bytes` into `buf` at `at` (fixed offsets inside fixed-size structures).
-fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(slot) = buf.get_mut(at..at + bytes.len()) {
-        slot.copy_from_slice(bytes);
-    }
-}
 
 /// The one's complement of the byte sum: the checksum of the footer and the dynamic header.
 fn checksum(bytes: &[u8]) -> u32 {
@@ -131,8 +119,8 @@ fn seed() -> u64 {
 /// Writes the footer of a fixed VHD whose `len` bytes of data precede it in `file` (written by
 /// the copy engine, as a raw image).
 pub(crate) fn write_fixed_footer(file: &File, path: &Path, len: u64) -> Result<()> {
-    write_at(file, path, &footer(len, seed(), true), len)?;
-    file.set_len(len + 512).map_err(io(path, len))
+    write_at(file, path, OUTPUT, &footer(len, seed(), true), len)?;
+    file.set_len(len + 512).map_err(io(path, OUTPUT, len))
 }
 
 /// The 1024-byte dynamic disk header for `entries` BAT entries.
@@ -201,7 +189,7 @@ impl Copy<'_> {
                 bitmap.fill(0xff);
                 let k = self.allocated.fetch_add(1, Ordering::Relaxed);
                 let host = self.data_start + k * (BITMAP + BLOCK);
-                write_at(self.file, self.path, &buf, host)?;
+                write_at(self.file, self.path, OUTPUT, &buf, host)?;
                 self.data.fetch_add(n as u64, Ordering::Relaxed);
                 let sector = u32::try_from(host / 512).map_err(|_| {
                     Error::at(
@@ -265,14 +253,14 @@ pub(crate) fn write_vhd(
     for (slot, e) in table.chunks_exact_mut(4).zip(&bat) {
         slot.copy_from_slice(&e.to_be_bytes());
     }
-    write_at(file, path, &table, BAT_AT)?;
+    write_at(file, path, OUTPUT, &table, BAT_AT)?;
     let entries = u32::try_from(blocks).unwrap_or(u32::MAX);
-    write_at(file, path, &dynamic_header(entries), HEADER_AT)?;
+    write_at(file, path, OUTPUT, &dynamic_header(entries), HEADER_AT)?;
     let foot = footer(capacity, seed(), false);
-    write_at(file, path, &foot, 0)?;
+    write_at(file, path, OUTPUT, &foot, 0)?;
     let end = data_start + copy.allocated.load(Ordering::Relaxed) * (BITMAP + BLOCK);
-    write_at(file, path, &foot, end)?;
-    file.set_len(end + 512).map_err(io(path, end))?;
+    write_at(file, path, OUTPUT, &foot, end)?;
+    file.set_len(end + 512).map_err(io(path, OUTPUT, end))?;
     Ok(copy.data.into_inner())
 }
 

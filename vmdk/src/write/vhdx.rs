@@ -26,8 +26,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::{WriteOptions, ZeroMode};
+use super::workers::{io, put, set_len, write_at};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
+
+/// How errors name the output.
+const OUTPUT: &str = "vhdx output";
 
 const MIB: u64 = 1 << 20;
 const HEADER_1: u64 = 64 << 10;
@@ -131,22 +135,6 @@ fn crc32c(bytes: &[u8]) -> u32 {
     })
 }
 
-fn io(path: &Path, offset: u64) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::at(path, "vhdx output", offset, ErrorKind::Io(e))
-}
-
-fn write_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.write_all_at(buf, offset).map_err(io(path, offset))
-}
-
-/// Copies `bytes` into `buf` at `at`.
-fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(slot) = buf.get_mut(at..at + bytes.len()) {
-        slot.copy_from_slice(bytes);
-    }
-}
-
 /// Stores the CRC-32C of `buf` (its checksum field zero) at `at`.
 fn seal(buf: &mut [u8], at: usize) {
     put(buf, at, &[0; 4]);
@@ -248,7 +236,7 @@ impl Copy<'_> {
                 (None, false) => 0,
             };
             if data || self.fixed == Some(ZeroMode::Write) {
-                write_at(self.file, self.path, &buf, host)?;
+                write_at(self.file, self.path, OUTPUT, &buf, host)?;
             }
             if data {
                 self.data.fetch_add(n as u64, Ordering::Relaxed);
@@ -304,7 +292,7 @@ pub(crate) fn write_vhdx(
         false => 0,
     };
     if fixed {
-        reserve(file, path, end, options.zero == ZeroMode::Falloc)?;
+        set_len(file, path, OUTPUT, end, options.zero == ZeroMode::Falloc)?;
     }
     super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
     let placed = copy.placed.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -321,34 +309,24 @@ pub(crate) fn write_vhdx(
             &entry.to_le_bytes(),
         );
     }
-    write_at(file, path, &bat, BAT_AT)?;
+    write_at(file, path, OUTPUT, &bat, BAT_AT)?;
     write_at(
         file,
         path,
+        OUTPUT,
         &metadata(capacity, layout.block, fixed),
         layout.metadata_at,
     )?;
     let regions = region_table(&layout);
-    write_at(file, path, &regions, REGION_1)?;
-    write_at(file, path, &regions, REGION_2)?;
+    write_at(file, path, OUTPUT, &regions, REGION_1)?;
+    write_at(file, path, OUTPUT, &regions, REGION_2)?;
     let seed = u64::from(super::ddb::new_cid()) << 32 | u64::from(super::ddb::new_cid());
-    write_at(file, path, &header(seed, 1), HEADER_1)?;
-    write_at(file, path, &header(seed, 2), HEADER_2)?;
-    write_at(file, path, &identifier(), 0)?;
+    write_at(file, path, OUTPUT, &header(seed, 1), HEADER_1)?;
+    write_at(file, path, OUTPUT, &header(seed, 2), HEADER_2)?;
+    write_at(file, path, OUTPUT, &identifier(), 0)?;
     file.set_len(end.max(layout.data_start))
-        .map_err(io(path, 0))?;
+        .map_err(io(path, OUTPUT, 0))?;
     Ok(copy.data.into_inner())
-}
-
-/// Sets the file's length to `end`, reserving its blocks with `reserve` where the system can.
-fn reserve(file: &File, path: &Path, end: u64, reserve: bool) -> Result<()> {
-    #[cfg(all(target_os = "linux", feature = "direct-io"))]
-    if reserve {
-        return rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, end)
-            .map_err(|e| Error::at(path, "vhdx output", 0, ErrorKind::Io(e.into())));
-    }
-    let _ = reserve;
-    file.set_len(end).map_err(io(path, 0))
 }
 
 /// The file type identifier: the signature and the creator, in UTF-16.

@@ -1,7 +1,8 @@
-//! What the copies into qcow2 and VHD outputs share: their workers run side by side until one
-//! fails, and each asks the allocation map which units (clusters, blocks) of its window hold
-//! data.
+//! What the copies into qcow2, VHD and VHDX outputs share: their workers run side by side until
+//! one fails, and each asks the allocation map which units (clusters, blocks) of its window
+//! hold data; and the positioned writes into their one file.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -86,4 +87,51 @@ pub(crate) fn next_window(
         len,
         holds,
     }))
+}
+
+/// An I/O error of the output `what` (`qcow2 output`, ...) at `offset` of `path`.
+pub(crate) fn io<'a>(
+    path: &'a Path,
+    what: &'static str,
+    offset: u64,
+) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |e| Error::at(path, what, offset, crate::error::ErrorKind::Io(e))
+}
+
+/// Writes all of `buf` at `offset` of the output `what` open as `file` at `path`.
+pub(crate) fn write_at(
+    file: &std::fs::File,
+    path: &Path,
+    what: &'static str,
+    buf: &[u8],
+    offset: u64,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(buf, offset)
+        .map_err(io(path, what, offset))
+}
+
+/// Copies `bytes` into `buf` at `at` (fixed offsets inside fixed-size structures).
+pub(crate) fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(slot) = buf.get_mut(at..at + bytes.len()) {
+        slot.copy_from_slice(bytes);
+    }
+}
+
+/// Sets the length of the output `what` (`file` at `path`) to `end` bytes, its blocks reserved
+/// when `reserve` where the system can (`fallocate`; elsewhere a sparse file).
+pub(crate) fn set_len(
+    file: &std::fs::File,
+    path: &Path,
+    what: &'static str,
+    end: u64,
+    reserve: bool,
+) -> Result<()> {
+    #[cfg(all(target_os = "linux", feature = "direct-io"))]
+    if reserve && end > 0 {
+        return rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, end)
+            .map_err(|e| io(path, what, 0)(e.into()));
+    }
+    let _ = reserve;
+    file.set_len(end).map_err(io(path, what, 0))
 }
