@@ -26,7 +26,10 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 
 cd "$here"
-cargo fuzz build
+# FUZZ_BUILD="--dev" builds without optimisations (CI's smoke run: half the build time, and a
+# few seconds of mutation need no speed); long runs keep cargo-fuzz's optimised default.
+read -r -a build <<<"${FUZZ_BUILD:-}"
+cargo fuzz build "${build[@]}"
 
 failed=()
 for t in "${targets[@]}"; do
@@ -47,7 +50,7 @@ for t in "${targets[@]}"; do
     case $t in
         disk | stream | ova | sparse_header | cowd | sesparse) extra+=(-max_len=1200000 -timeout=10) ;;
     esac
-    if ! cargo fuzz run "$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 "${extra[@]}" "$@"; then
+    if ! cargo fuzz run "${build[@]}" "$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 "${extra[@]}" "$@"; then
         failed+=("$t")
     fi
 done
