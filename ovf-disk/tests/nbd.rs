@@ -23,12 +23,18 @@ struct Serve {
 
 impl Serve {
     fn start(dir: &Path, inputs: &[&str]) -> Self {
+        Self::start_with(dir, &[], inputs)
+    }
+
+    /// With `options` before the inputs.
+    fn start_with(dir: &Path, options: &[&str], inputs: &[&str]) -> Self {
         let socket = dir.join("nbd.sock");
         let _ = std::fs::remove_file(&socket);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
             .arg("serve")
             .arg("--nbd")
             .arg(format!("unix:{}", socket.display()))
+            .args(options)
             .args(inputs)
             .current_dir(dir)
             .stderr(Stdio::piped())
@@ -423,4 +429,300 @@ fn tcp_binds_the_loopback_when_only_a_port_is_given() {
         !ss.contains(&format!("0.0.0.0:{port}")) && !ss.contains(&format!("*:{port}")),
         "{ss}"
     );
+}
+
+/// A flat extent whose first MiB can be read only once its second MiB has been (or the gate
+/// gives up and the read fails): a connection whose requests are answered in order can never
+/// answer a read of the first MiB sent before a read of the second.
+#[derive(Debug)]
+struct Gate {
+    opened: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+    patience: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct GatedFiles(std::sync::Arc<Gate>);
+
+const GATED_DESCRIPTOR: &str = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\n\
+    parentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\nRW 4096 FLAT \"gated-flat.vmdk\" 0\n\n\
+    ddb.adapterType = \"lsilogic\"\n";
+
+impl vmdk::ReadAt for GatedFiles {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let gate = &self.0;
+        let mut opened = gate.opened.lock().unwrap();
+        if pos >= 1 << 20 {
+            *opened = true;
+            gate.cv.notify_all();
+        } else {
+            let (o, timeout) = gate
+                .cv
+                .wait_timeout_while(opened, gate.patience, |o| !*o)
+                .unwrap();
+            opened = o;
+            if timeout.timed_out() && !*opened {
+                return Err(std::io::Error::other("the gate was never opened"));
+            }
+        }
+        drop(opened);
+        let end = (pos + buf.len() as u64).min(2 << 20);
+        let n = end.saturating_sub(pos) as usize;
+        buf[..n].fill((pos >> 20) as u8 + 1);
+        Ok(n)
+    }
+}
+
+impl vmdk::Files for GatedFiles {
+    fn open(&self, path: &Path) -> vmdk::Result<vmdk::Backing> {
+        match path.file_name().and_then(|n| n.to_str()) {
+            Some("gated-flat.vmdk") => Ok(vmdk::Backing::new(path, self.clone(), 2 << 20)),
+            _ => Ok(vmdk::Backing::from_bytes(
+                path,
+                GATED_DESCRIPTOR.as_bytes().to_vec(),
+            )),
+        }
+    }
+}
+
+/// Sends READ requests (handle, offset, length) at once, then reads every reply:
+/// (handle, error or 0, first data byte).
+fn pipelined(c: &mut RawClient, reads: &[(u64, u64, u32)]) -> Vec<(u64, u32, u8)> {
+    for &(handle, offset, length) in reads {
+        let mut r = 0x2560_9513u32.to_be_bytes().to_vec();
+        r.extend_from_slice(&0u16.to_be_bytes());
+        r.extend_from_slice(&0u16.to_be_bytes());
+        r.extend_from_slice(&handle.to_be_bytes());
+        r.extend_from_slice(&offset.to_be_bytes());
+        r.extend_from_slice(&length.to_be_bytes());
+        c.0.write_all(&r).unwrap();
+    }
+    (0..reads.len())
+        .map(|_| {
+            let h = c.read(20);
+            let t = u16::from_be_bytes(h[6..8].try_into().unwrap());
+            let handle = u64::from_be_bytes(h[8..16].try_into().unwrap());
+            let body = c.read(u32::from_be_bytes(h[16..20].try_into().unwrap()) as usize);
+            match t & (1 << 15) {
+                0 => (handle, 0, body[8]),
+                _ => (handle, u32::from_be_bytes(body[..4].try_into().unwrap()), 0),
+            }
+        })
+        .collect()
+}
+
+/// Requests of one connection are answered in parallel, replies in the order they are ready
+/// (the library's server, on a Unix socket): a read that waits for a later one is answered
+/// after it. Answered one at a time (`threads_per_connection(1)`), the same reads fail: the
+/// first waits for the second, which is never read, until the gate gives up.
+#[test]
+fn one_connections_requests_are_answered_in_parallel() {
+    let d = tempfile::tempdir().unwrap();
+    for (threads, patience) in [(4, 20), (1, 2)] {
+        let files = GatedFiles(std::sync::Arc::new(Gate {
+            opened: std::sync::Mutex::new(false),
+            cv: std::sync::Condvar::new(),
+            patience: Duration::from_secs(patience),
+        }));
+        let disk = vmdk::OpenOptions::new()
+            .files(files)
+            .open("/gated/gated.vmdk")
+            .unwrap();
+        let server = ovf_disk::nbd::Server::new(vec![("gated".into(), disk)])
+            .threads_per_connection(threads);
+        let socket = d.path().join(format!("gated-{threads}.sock"));
+        let listen = ovf_disk::nbd::Listen::Unix(socket.clone());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let replies = std::thread::scope(|scope| {
+            scope.spawn(|| server.run(&listen, &stop).unwrap());
+            let started = Instant::now();
+            while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+                assert!(started.elapsed() < Duration::from_secs(20));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let mut c = RawClient::go(&socket, "gated");
+            c.0.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let replies = pipelined(&mut c, &[(1, 0, 4096), (2, 1 << 20, 4096)]);
+            drop(c);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Wakes the accept loop, which then sees `stop`.
+            let _ = std::os::unix::net::UnixStream::connect(&socket);
+            replies
+        });
+        match threads {
+            // The second read's reply first, then the first's, both with their data.
+            4 => assert_eq!(replies, [(2, 0, 2), (1, 0, 1)]),
+            // In order, and the first an I/O error (5): it could not wait for the second.
+            _ => assert_eq!(replies, [(1, 5, 0), (2, 0, 2)]),
+        }
+    }
+}
+
+/// A PKI for the TLS tests: the server's certificate (pki/cert.pem, key.pem, ca.pem), and the
+/// folders libnbd's `tls-certificates` and qemu's `tls-creds-x509` read: the CA alone, and the
+/// CA with a client certificate.
+fn tls_folders(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let pki = dir.join("pki");
+    let ca_only = dir.join("ca-only");
+    let with_client = dir.join("with-client");
+    for d in [&pki, &ca_only, &with_client] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    test_support::http::certificates(&pki);
+    std::fs::copy(pki.join("ca.pem"), ca_only.join("ca-cert.pem")).unwrap();
+    std::fs::copy(pki.join("ca.pem"), with_client.join("ca-cert.pem")).unwrap();
+    for f in ["client-cert.pem", "client-key.pem"] {
+        std::fs::copy(pki.join(f), with_client.join(f)).unwrap();
+    }
+    (pki, ca_only, with_client)
+}
+
+/// `serve --tls-cert/--tls-key`: clients must start TLS; nbdinfo, nbdcopy and qemu-img read
+/// through it to qemu-img's bytes; plaintext clients get nothing; with --tls-client-ca a
+/// client without a certificate the CA signed is refused; a TCP address off the loopback is
+/// refused without TLS unless --allow-plaintext.
+#[test]
+fn tls_is_required_when_offered_and_real_clients_read_through_it() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 8 << 20);
+    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=streamOptimized");
+    let want = sha256(&dir.join("src.raw"));
+    let (pki, ca_only, with_client) = tls_folders(dir);
+    let (cert, key, ca) = (
+        pki.join("cert.pem"),
+        pki.join("key.pem"),
+        pki.join("ca.pem"),
+    );
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    {
+        let serve = Serve::start_with(dir, &tls, &["disk.vmdk"]);
+        let uri = format!(
+            "nbds+unix:///disk.vmdk?socket={}&tls-certificates={}",
+            serve.socket.display(),
+            ca_only.display()
+        );
+        let info = run_ok(dir, "nbdinfo", &[&uri]);
+        assert!(info.contains("with TLS"), "{info}");
+        let w = tempfile::tempdir().unwrap();
+        assert_eq!(nbdcopy_sha(w.path(), &uri), want);
+        let plain = Command::new("nbdinfo")
+            .arg(serve.uri("disk.vmdk"))
+            .output()
+            .unwrap();
+        assert!(!plain.status.success(), "a plaintext client was served");
+        // By hand: before STARTTLS, options are refused with NBD_REP_ERR_TLS_REQD (2^31 + 5)
+        // and NBD_OPT_EXPORT_NAME (which has no error reply) ends the connection.
+        let mut c = RawClient::connect(&serve.socket);
+        c.read(18);
+        c.0.write_all(&3u32.to_be_bytes()).unwrap();
+        c.option(7, b"\0\0\0\x09disk.vmdk\0\0");
+        assert_eq!(c.replies(), [(1 << 31) | 5]);
+        c.option(3, b"");
+        assert_eq!(c.replies(), [(1 << 31) | 5]);
+        c.option(5, b"x");
+        assert_eq!(c.replies(), [(1 << 31) | 3], "STARTTLS with a payload");
+        c.option(1, b"disk.vmdk");
+        let mut rest = Vec::new();
+        let _ = c.0.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "EXPORT_NAME before TLS was answered");
+    }
+    // Over TCP, the server asking for client certificates: qemu-img with its tls-creds object.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("tcp:127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args(["serve", "--nbd", &listen])
+        .args(tls)
+        .args(["--tls-client-ca", ca.to_str().unwrap(), "disk.vmdk"])
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let object = format!(
+        "tls-creds-x509,id=tls0,endpoint=client,dir={}",
+        with_client.display()
+    );
+    let image = format!(
+        "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={port},\
+         export=disk.vmdk,tls-creds=tls0"
+    );
+    run_ok(
+        dir,
+        "qemu-img",
+        &[
+            "convert",
+            "--object",
+            &object,
+            "--image-opts",
+            &image,
+            "-O",
+            "raw",
+            "qemu.raw",
+        ],
+    );
+    let tcp_uri = |folder: &Path| {
+        format!(
+            "nbds://127.0.0.1:{port}/disk.vmdk?tls-certificates={}",
+            folder.display()
+        )
+    };
+    let without = Command::new("nbdinfo")
+        .arg(tcp_uri(&ca_only))
+        .output()
+        .unwrap();
+    let with = Command::new("nbdinfo")
+        .arg(tcp_uri(&with_client))
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(sha256(&dir.join("qemu.raw")), want);
+    assert!(
+        !without.status.success(),
+        "a client without a certificate was served"
+    );
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    // Off the loopback: refused without TLS, served with --allow-plaintext.
+    let off = format!("tcp:0.0.0.0:{port}");
+    let refused = ovf_disk(dir, &["serve", "--nbd", &off, "disk.vmdk"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("0.0.0.0") && err.contains("without TLS"),
+        "{err}"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args(["serve", "--nbd", &off, "--allow-plaintext", "disk.vmdk"])
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "--allow-plaintext did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

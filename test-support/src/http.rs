@@ -79,7 +79,7 @@ impl Nginx {
         }
         let mut server = String::new();
         if options.tls {
-            make_certificate(d);
+            certificates(d);
             server.push_str(&format!(
                 "ssl_certificate {0}/cert.pem; ssl_certificate_key {0}/key.pem;\n",
                 d.display()
@@ -214,8 +214,9 @@ impl Drop for Nginx {
 }
 
 /// A certificate for 127.0.0.1 and localhost in `dir` (cert.pem, key.pem), signed by a CA of
-/// its own (ca.pem): a CA certificate may not serve as a server's own (webpki refuses it).
-fn make_certificate(dir: &Path) {
+/// its own (ca.pem, ca-key.pem): a CA certificate may not serve as a server's own (webpki
+/// refuses it); and a client certificate the same CA signed (client-cert.pem, client-key.pem).
+pub fn certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new(program("openssl"))
             .args(args)
@@ -272,6 +273,40 @@ fn make_certificate(dir: &Path) {
         "ext.cnf",
         "-out",
         "cert.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=test client",
+        "-keyout",
+        "client-key.pem",
+        "-out",
+        "client-req.pem",
+    ]);
+    std::fs::write(
+        dir.join("client.cnf"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client-req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "client.cnf",
+        "-out",
+        "client-cert.pem",
     ]);
 }
 

@@ -10,6 +10,13 @@
 //! bounded, requests past the end or larger than the maximum are answered with an error, and
 //! a client that breaks the protocol is dropped; the others are served on.
 //!
+//! On a socket, the requests of one connection are answered by several threads at once
+//! ([`Server::threads_per_connection`]; replies carry the request's handle, so they may come in
+//! any order), with the bytes of replies in flight bounded across the server
+//! ([`Server::max_buffered`]). With [`Server::tls`] (feature `nbd-tls`), clients must start TLS
+//! (`NBD_OPT_STARTTLS`) before anything else; a TCP address off the loopback is refused
+//! without TLS unless [`Server::allow_plaintext`] says otherwise.
+//!
 //! ```no_run
 //! # fn main() -> ovf_disk::Result<()> {
 //! use ovf_disk::nbd::{Listen, Server};
@@ -21,7 +28,14 @@
 //! # }
 //! ```
 
+mod io;
 mod proto;
+mod serve;
+#[cfg(feature = "nbd-tls")]
+mod tls;
+
+#[cfg(feature = "nbd-tls")]
+pub use tls::Tls;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -80,6 +94,11 @@ pub struct Server {
     exports: Vec<Export>,
     max_connections: usize,
     active: AtomicUsize,
+    threads: usize,
+    budget: serve::Budget,
+    allow_plaintext: bool,
+    #[cfg(feature = "nbd-tls")]
+    tls: Option<Tls>,
 }
 
 /// Largest read or block-status request answered (32 MiB, what qemu's NBD server allows).
@@ -96,7 +115,51 @@ impl Server {
                 .collect(),
             max_connections: 64,
             active: AtomicUsize::new(0),
+            threads: 4,
+            budget: serve::Budget::new(512 << 20),
+            allow_plaintext: false,
+            #[cfg(feature = "nbd-tls")]
+            tls: None,
         }
+    }
+
+    /// Requests of one connection answered at once, on as many threads (default 4; 1 answers
+    /// them in order). A caller's stream ([`Self::serve_connection`]) is always answered in
+    /// order.
+    pub fn threads_per_connection(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Bytes of read replies held at once across every connection (default 512 MiB, at least
+    /// [`MAX_REQUEST`]): a request waits for room before its data is read.
+    pub fn max_buffered(mut self, bytes: u64) -> Self {
+        self.budget = serve::Budget::new(bytes);
+        self
+    }
+
+    /// Requires TLS of every client (`NBD_OPT_STARTTLS` first; until then every other option
+    /// is answered `NBD_REP_ERR_TLS_REQD`).
+    #[cfg(feature = "nbd-tls")]
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Listens on a TCP address off the loopback without TLS (refused by default: the disks'
+    /// bytes would cross the network in the clear, to anyone who connects).
+    pub fn allow_plaintext(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
+    }
+
+    /// Whether clients must start TLS.
+    fn tls_required(&self) -> bool {
+        #[cfg(feature = "nbd-tls")]
+        if self.tls.is_some() {
+            return true;
+        }
+        false
     }
 
     /// Clients served at once (default 64); more are disconnected at once.
@@ -119,9 +182,10 @@ impl Server {
     }
 
     /// Serves one client on `stream` (a connection the caller accepted) until it disconnects
-    /// or breaks the protocol (an error, naming what it broke).
+    /// or breaks the protocol (an error, naming what it broke). Its requests are answered in
+    /// order, and it cannot start TLS: a server that requires TLS serves it nothing.
     pub fn serve_connection<S: Read + Write>(&self, stream: S) -> Result<()> {
-        proto::Connection::new(self, stream).run()
+        proto::Connection::new(self, io::Io::Other(Box::new(stream))).run()
     }
 
     /// Accepts clients on `listen` until `stop` is set (checked between connections), each
@@ -136,10 +200,16 @@ impl Server {
                             break;
                         }
                         let Ok(conn) = conn else { continue };
-                        self.spawn(scope, conn);
+                        self.spawn(scope, io::Socket::Unix(conn));
                     }
                 }
                 Listen::Tcp(addr) => {
+                    if !addr.ip().is_loopback() && !self.tls_required() && !self.allow_plaintext {
+                        return Err(Error::InvalidInput(format!(
+                            "listening on {addr} without TLS: the disks would cross the network \
+                             in the clear; give a certificate and key, or allow plaintext"
+                        )));
+                    }
                     let listener = std::net::TcpListener::bind(addr)
                         .map_err(|e| Error::InvalidInput(format!("listening on {addr}: {e}")))?;
                     for conn in listener.incoming() {
@@ -148,7 +218,7 @@ impl Server {
                         }
                         let Ok(conn) = conn else { continue };
                         let _ = conn.set_nodelay(true);
-                        self.spawn(scope, conn);
+                        self.spawn(scope, io::Socket::Tcp(conn));
                     }
                 }
             }
@@ -157,17 +227,13 @@ impl Server {
     }
 
     /// Serves `conn` on a thread of `scope`, or drops it when too many are served.
-    fn spawn<'s, S: Read + Write + Send + 's>(
-        &'s self,
-        scope: &'s std::thread::Scope<'s, '_>,
-        conn: S,
-    ) {
+    fn spawn<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>, conn: io::Socket) {
         if self.active.fetch_add(1, Ordering::SeqCst) >= self.max_connections {
             self.active.fetch_sub(1, Ordering::SeqCst);
             return;
         }
         scope.spawn(move || {
-            let _ = self.serve_connection(conn);
+            let _ = proto::Connection::new(self, io::Io::Socket(conn)).run();
             self.active.fetch_sub(1, Ordering::SeqCst);
         });
     }

@@ -3,15 +3,14 @@
 
 use std::io::{Read, Write};
 
+use super::io::Io;
+use super::serve::{self, Session, CONTEXT_ID};
 use super::{Export, Server, MAX_REQUEST};
 use crate::error::{Error, Result};
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
 const OPTION_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
-const REQUEST_MAGIC: u32 = 0x2560_9513;
-const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
-const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
 
 // Handshake flags.
 const FLAG_FIXED_NEWSTYLE: u16 = 1;
@@ -37,6 +36,7 @@ const REP_META_CONTEXT: u32 = 4;
 const REP_ERR_UNSUP: u32 = (1 << 31) | 1;
 const REP_ERR_POLICY: u32 = (1 << 31) | 2;
 const REP_ERR_INVALID: u32 = (1 << 31) | 3;
+const REP_ERR_TLS_REQD: u32 = (1 << 31) | 5;
 const REP_ERR_UNKNOWN: u32 = (1 << 31) | 6;
 
 // Info types.
@@ -47,35 +47,6 @@ const INFO_BLOCK_SIZE: u16 = 3;
 // Transmission flags: read-only, flush accepted, many connections see the same data, cache.
 const TRANSMISSION_FLAGS: u16 = 1 | 2 | 4 | (1 << 7) | (1 << 8) | (1 << 10);
 
-// Commands.
-const CMD_READ: u16 = 0;
-const CMD_WRITE: u16 = 1;
-const CMD_DISC: u16 = 2;
-const CMD_FLUSH: u16 = 3;
-const CMD_TRIM: u16 = 4;
-const CMD_CACHE: u16 = 5;
-const CMD_WRITE_ZEROES: u16 = 6;
-const CMD_BLOCK_STATUS: u16 = 7;
-const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
-
-// Structured reply types and flags.
-const REPLY_FLAG_DONE: u16 = 1;
-const REPLY_TYPE_OFFSET_DATA: u16 = 1;
-const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
-const REPLY_TYPE_ERROR: u16 = (1 << 15) | 1;
-
-// Errors (errno values the protocol names).
-const EPERM: u32 = 1;
-const EIO: u32 = 5;
-const EINVAL: u32 = 22;
-const EOVERFLOW: u32 = 75;
-
-// base:allocation states.
-const STATE_HOLE: u32 = 1;
-const STATE_ZERO: u32 = 2;
-
-/// The id of the one metadata context served, `base:allocation`.
-const CONTEXT_ID: u32 = 1;
 const BASE_ALLOCATION: &str = "base:allocation";
 
 /// Longest option payload read (a name is at most 4096 bytes; a few queries more).
@@ -84,11 +55,8 @@ const MAX_OPTION: u32 = 64 << 10;
 /// Most options one client may send before it chooses an export.
 const MAX_OPTIONS: usize = 1024;
 
-/// Most block-status descriptors in one reply.
-const MAX_DESCRIPTORS: usize = 4096;
-
 /// A protocol failure of the client: the connection is dropped.
-fn broken(why: impl Into<String>) -> Error {
+pub(crate) fn broken(why: impl Into<String>) -> Error {
     Error::InvalidInput(format!("NBD client: {}", why.into()))
 }
 
@@ -131,25 +99,16 @@ impl<'a> Fields<'a> {
 }
 
 /// One client's connection.
-pub(crate) struct Connection<'a, S> {
+pub(crate) struct Connection<'a, 's> {
     server: &'a Server,
-    stream: S,
+    stream: Io<'s>,
     no_zeroes: bool,
     structured: bool,
     allocation: bool,
 }
 
-/// One request of the transmission phase.
-struct Request {
-    flags: u16,
-    kind: u16,
-    handle: u64,
-    offset: u64,
-    length: u32,
-}
-
-impl<'a, S: Read + Write> Connection<'a, S> {
-    pub(crate) fn new(server: &'a Server, stream: S) -> Self {
+impl<'a, 's> Connection<'a, 's> {
+    pub(crate) fn new(server: &'a Server, stream: Io<'s>) -> Self {
         Self {
             server,
             stream,
@@ -188,7 +147,40 @@ impl<'a, S: Read + Write> Connection<'a, S> {
         let Some(export) = self.handshake()? else {
             return Ok(());
         };
-        self.transmission(export)
+        let session = Session {
+            export,
+            structured: self.structured,
+            allocation: self.allocation,
+            budget: &self.server.budget,
+        };
+        serve::transmission(session, &mut self.stream, self.server.threads)
+    }
+
+    /// Whether the server requires TLS and the client has not started it yet.
+    fn tls_missing(&self) -> bool {
+        self.server.tls_required() && !self.stream.is_tls()
+    }
+
+    /// `NBD_OPT_STARTTLS`: acknowledged, then the TLS handshake on the socket; the options
+    /// negotiated before it are forgotten (the protocol document's "TLS support").
+    fn start_tls(&mut self, option: u32, data: &[u8]) -> Result<()> {
+        if !data.is_empty() || self.stream.is_tls() {
+            return self.option_reply(option, REP_ERR_INVALID, b"TLS is already started");
+        }
+        #[cfg(feature = "nbd-tls")]
+        if let (Some(tls), super::io::Io::Socket(_)) = (&self.server.tls, &self.stream) {
+            self.option_reply(option, REP_ACK, &[])?;
+            let super::io::Io::Socket(sock) = std::mem::replace(&mut self.stream, Io::Gone) else {
+                return Err(broken("the socket went away"));
+            };
+            let stream =
+                super::tls::accept(tls, sock).map_err(|e| broken(format!("TLS handshake: {e}")))?;
+            self.stream = Io::Tls(Box::new(stream));
+            self.structured = false;
+            self.allocation = false;
+            return Ok(());
+        }
+        self.option_reply(option, REP_ERR_POLICY, b"TLS is not offered by this server")
     }
 
     fn option_reply(&mut self, option: u32, kind: u32, data: &[u8]) -> Result<()> {
@@ -241,6 +233,21 @@ impl<'a, S: Read + Write> Connection<'a, S> {
     /// the client aborted).
     fn option(&mut self, option: u32, data: &[u8]) -> Result<Option<Option<&'a Export>>> {
         let server = self.server;
+        if self.tls_missing() {
+            return match option {
+                // No reply can refuse it: the connection is closed.
+                OPT_EXPORT_NAME => Err(broken("NBD_OPT_EXPORT_NAME before TLS")),
+                OPT_ABORT => {
+                    let _ = self.option_reply(option, REP_ACK, &[]);
+                    Ok(Some(None))
+                }
+                OPT_STARTTLS => self.start_tls(option, data).map(|()| None),
+                _ => {
+                    self.option_reply(option, REP_ERR_TLS_REQD, b"TLS is required")?;
+                    Ok(None)
+                }
+            };
+        }
         match option {
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(data).into_owned();
@@ -274,10 +281,7 @@ impl<'a, S: Read + Write> Connection<'a, S> {
                 self.option_reply(option, REP_ACK, &[])?;
                 Ok(None)
             }
-            OPT_STARTTLS => {
-                self.option_reply(option, REP_ERR_POLICY, b"TLS is not offered by this server")?;
-                Ok(None)
-            }
+            OPT_STARTTLS => self.start_tls(option, data).map(|()| None),
             OPT_INFO | OPT_GO => self.info(option, data),
             OPT_STRUCTURED_REPLY => {
                 let reply = match data.is_empty() {
@@ -371,172 +375,5 @@ impl<'a, S: Read + Write> Connection<'a, S> {
             self.option_reply(option, REP_META_CONTEXT, &d)?;
         }
         self.option_reply(option, REP_ACK, &[])
-    }
-
-    fn request(&mut self) -> Result<Option<Request>> {
-        let mut b = [0u8; 28];
-        match self.stream.read_exact(&mut b) {
-            Ok(()) => {}
-            // A client that goes away between requests has simply left.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(broken(format!("reading: {e}"))),
-        }
-        let mut f = Fields(&b);
-        let magic = f.u32()?;
-        if magic != REQUEST_MAGIC {
-            return Err(broken(format!("a request with magic {magic:#x}")));
-        }
-        let flags = f.u16()?;
-        let kind = f.u16()?;
-        let mut h = [0u8; 8];
-        h.copy_from_slice(f.take(8)?);
-        let mut o = [0u8; 8];
-        o.copy_from_slice(f.take(8)?);
-        let length = f.u32()?;
-        Ok(Some(Request {
-            flags,
-            kind,
-            handle: u64::from_be_bytes(h),
-            offset: u64::from_be_bytes(o),
-            length,
-        }))
-    }
-
-    /// Serves requests on `export` until the client disconnects.
-    fn transmission(&mut self, export: &Export) -> Result<()> {
-        let capacity = export.disk.capacity();
-        let mut buf = Vec::new();
-        while let Some(r) = self.request()? {
-            let inside = r
-                .offset
-                .checked_add(u64::from(r.length))
-                .is_some_and(|end| end <= capacity);
-            match r.kind {
-                CMD_DISC => return Ok(()),
-                CMD_READ if r.length > MAX_REQUEST => self.error(&r, EOVERFLOW, "too large")?,
-                CMD_READ if !inside => self.error(&r, EINVAL, "past the end of the disk")?,
-                CMD_READ => {
-                    buf.resize(r.length as usize, 0);
-                    match export.disk.read_exact_at(r.offset, &mut buf) {
-                        Ok(()) => self.data(&r, &buf)?,
-                        Err(_) => self.error(&r, EIO, "the disk could not be read")?,
-                    }
-                }
-                CMD_WRITE => {
-                    // The client sent data with it: read and dropped, or the client is dropped.
-                    if r.length > MAX_REQUEST {
-                        return Err(broken("a write larger than the maximum"));
-                    }
-                    buf.resize(r.length as usize, 0);
-                    self.read_exact(&mut buf)?;
-                    self.error(&r, EPERM, "the export is read-only")?
-                }
-                CMD_TRIM | CMD_WRITE_ZEROES => self.error(&r, EPERM, "the export is read-only")?,
-                CMD_FLUSH => self.done(&r)?,
-                CMD_CACHE if inside => self.done(&r)?,
-                CMD_BLOCK_STATUS if self.allocation && inside && r.length > 0 => {
-                    self.block_status(export, &r)?
-                }
-                _ => self.error(&r, EINVAL, "not a request this export answers")?,
-            }
-        }
-        Ok(())
-    }
-
-    fn header(&self, r: &Request, kind: u16, flags: u16, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + len);
-        out.extend_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
-        out.extend_from_slice(&flags.to_be_bytes());
-        out.extend_from_slice(&kind.to_be_bytes());
-        out.extend_from_slice(&r.handle.to_be_bytes());
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-        out
-    }
-
-    fn simple(&mut self, r: &Request, error: u32) -> Result<()> {
-        let mut out = Vec::with_capacity(16);
-        out.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-        out.extend_from_slice(&error.to_be_bytes());
-        out.extend_from_slice(&r.handle.to_be_bytes());
-        self.send(&out)
-    }
-
-    /// Success without data.
-    fn done(&mut self, r: &Request) -> Result<()> {
-        if self.structured {
-            let out = self.header(r, 0, REPLY_FLAG_DONE, 0);
-            self.send(&out)
-        } else {
-            self.simple(r, 0)
-        }
-    }
-
-    fn error(&mut self, r: &Request, errno: u32, message: &str) -> Result<()> {
-        if !self.structured {
-            return self.simple(r, errno);
-        }
-        let mut payload = errno.to_be_bytes().to_vec();
-        payload.extend_from_slice(&(message.len() as u16).to_be_bytes());
-        payload.extend_from_slice(message.as_bytes());
-        let mut out = self.header(r, REPLY_TYPE_ERROR, REPLY_FLAG_DONE, payload.len());
-        out.extend_from_slice(&payload);
-        self.send(&out)
-    }
-
-    fn data(&mut self, r: &Request, data: &[u8]) -> Result<()> {
-        if self.structured {
-            let mut out = self.header(r, REPLY_TYPE_OFFSET_DATA, REPLY_FLAG_DONE, 8 + data.len());
-            out.extend_from_slice(&r.offset.to_be_bytes());
-            self.send(&out)?;
-        } else {
-            self.simple(r, 0)?;
-        }
-        self.send(data)
-    }
-
-    /// `base:allocation` of the requested range: data, zeroed grains (zero), and ranges no
-    /// link holds (hole and zero), at most [`MAX_DESCRIPTORS`] of them (one with `REQ_ONE`).
-    fn block_status(&mut self, export: &Export, r: &Request) -> Result<()> {
-        let runs = match export.disk.map(r.offset, u64::from(r.length)) {
-            Ok(runs) => runs,
-            Err(_) => return self.error(r, EIO, "the disk's tables could not be read"),
-        };
-        let most = if r.flags & CMD_FLAG_REQ_ONE != 0 {
-            1
-        } else {
-            MAX_DESCRIPTORS
-        };
-        let mut payload = CONTEXT_ID.to_be_bytes().to_vec();
-        let mut count = 0;
-        let mut last: Option<(u64, u32)> = None;
-        for run in runs {
-            let state = match run.kind {
-                vmdk::Allocation::Data => 0,
-                vmdk::Allocation::Zero => STATE_ZERO,
-                vmdk::Allocation::Unallocated => STATE_HOLE | STATE_ZERO,
-            };
-            // Runs of one state merged; the length is at most the request's, so fits in u32.
-            match &mut last {
-                Some((len, s)) if *s == state => *len += run.len,
-                _ => {
-                    if let Some((len, s)) = last.take() {
-                        if count == most {
-                            break;
-                        }
-                        payload.extend_from_slice(&(len as u32).to_be_bytes());
-                        payload.extend_from_slice(&s.to_be_bytes());
-                        count += 1;
-                    }
-                    last = Some((run.len, state));
-                }
-            }
-        }
-        if let Some((len, s)) = last.filter(|_| count < most) {
-            payload.extend_from_slice(&(len as u32).to_be_bytes());
-            payload.extend_from_slice(&s.to_be_bytes());
-        }
-        let mut out = self.header(r, REPLY_TYPE_BLOCK_STATUS, REPLY_FLAG_DONE, payload.len());
-        out.extend_from_slice(&payload);
-        self.send(&out)
     }
 }

@@ -695,6 +695,23 @@ struct ServeArgs {
     /// Clients served at once; more are disconnected.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_connections: usize,
+    /// Requests of one connection answered at once (1: in order).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    threads_per_connection: usize,
+    /// The server's certificate chain (PEM): clients must then start TLS (NBD's STARTTLS;
+    /// nbds:// URIs, qemu's tls-creds).
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Clients must present a certificate this CA (PEM) signed.
+    #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve without TLS on a TCP address off the loopback (refused otherwise: the disks'
+    /// bytes would cross the network in the clear).
+    #[arg(long, conflicts_with = "tls_cert")]
+    allow_plaintext: bool,
     #[command(flatten)]
     input_args: InputArgs,
 }
@@ -1670,10 +1687,22 @@ fn print_applied(
 /// `serve`: until killed.
 fn serve(a: &ServeArgs) -> Result<ExitCode> {
     let listen: ovf_disk::nbd::Listen = a.nbd.parse()?;
-    let server = ovf_disk::nbd::Server::new(exports(a)?).max_connections(a.max_connections);
+    let mut server = ovf_disk::nbd::Server::new(exports(a)?)
+        .max_connections(a.max_connections)
+        .threads_per_connection(a.threads_per_connection)
+        .allow_plaintext(a.allow_plaintext);
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        let tls = ovf_disk::nbd::Tls::from_pem_files(cert, key, a.tls_client_ca.as_deref())?;
+        server = server.tls(tls);
+    }
     eprintln!(
-        "ovf-disk: serving {} over NBD on {}",
+        "ovf-disk: serving {} over NBD{} on {}",
         server.names().join(", "),
+        match (&a.tls_cert, &a.tls_client_ca) {
+            (None, _) => "",
+            (Some(_), None) => " with TLS",
+            (Some(_), Some(_)) => " with TLS and client certificates",
+        },
         a.nbd
     );
     server.run(&listen, &std::sync::atomic::AtomicBool::new(false))?;
