@@ -21,6 +21,30 @@ pub struct Fault {
     pub line: Option<u32>,
     /// What is wrong.
     pub message: String,
+    /// The kind of device whose item is at fault (`host-resource`, `parent`); `None` for the
+    /// other rules. Products differ by kind: VirtualBox checks the host resource of hard disks
+    /// only, for instance.
+    pub device: Option<DeviceKind>,
+}
+
+impl Fault {
+    /// A fault of `rule` at `at` (line `line`), saying `message`, of an item of kind `device`:
+    /// for callers that check envelopes with rules of their own and report them alike.
+    pub fn new(
+        rule: &'static str,
+        at: impl Into<String>,
+        line: Option<u32>,
+        message: impl Into<String>,
+        device: Option<DeviceKind>,
+    ) -> Self {
+        Self {
+            rule,
+            at: at.into(),
+            line,
+            message: message.into(),
+            device,
+        }
+    }
 }
 
 impl std::fmt::Display for Fault {
@@ -52,6 +76,7 @@ impl Envelope {
                      OVF {} namespace",
                     self.version
                 ),
+                device: None,
             });
         }
         for system in &self.systems {
@@ -80,6 +105,7 @@ impl Envelope {
                         f.href,
                         at_line(first)
                     ),
+                    device: None,
                 });
             }
         }
@@ -98,6 +124,7 @@ impl Envelope {
                     at: at.clone(),
                     line: d.line,
                     message: format!("ovf:fileRef {r:?} names no File in References"),
+                    device: None,
                 });
             }
             let message = match d.capacity_bytes {
@@ -116,6 +143,7 @@ impl Envelope {
                     at: at.clone(),
                     line: d.line,
                     message,
+                    device: None,
                 });
             }
             if let (Some(populated), Some(capacity)) = (d.populated_size, d.capacity_bytes) {
@@ -127,6 +155,7 @@ impl Envelope {
                         message: format!(
                             "ovf:populatedSize {populated} is more than the capacity, {capacity} bytes"
                         ),
+                        device: None,
                     });
                 }
             }
@@ -152,6 +181,7 @@ impl Envelope {
                     at: at.clone(),
                     line: d.line,
                     message,
+                    device: Some(d.kind),
                 });
             }
         }
@@ -174,6 +204,7 @@ impl Envelope {
                     at,
                     line: d.line,
                     message,
+                    device: Some(d.kind),
                 });
             }
         }
@@ -217,6 +248,7 @@ fn duplicate(rule: &'static str, at: String, line: Option<u32>, first: Option<u3
         message: format!("the same id as the element{}", at_line(first)),
         at,
         line,
+        device: None,
     }
 }
 

@@ -2,23 +2,13 @@
 //! rule, each with its source. Products: ESXi's host client and vCenter (ovftool's and the
 //! vSphere Client's OVF deployment), VMware Workstation, VirtualBox, and virt-v2v's OVA input.
 //!
-//! Sources cited by the rules:
-//! - VMware KB 2034422 / the vSphere Client's deploy errors and ovftool's manifest parser: a
-//!   manifest line is `ALG(name)= hex`; the BSD tag form `ALG (name) = hex` is refused
-//!   ("Invalid manifest"); SHA256 and SHA512 need vSphere 6.5 and ovftool 4.2 (older releases and
-//!   Workstation before 14 take SHA1 only).
-//! - DSP0243 §5.3: an OVA's first member is the descriptor, followed by the manifest and the
-//!   certificate; §9.1 and §7.1: `ovf:size` is the file's size, `ovf:capacity` bounds the disk;
-//!   §8.2: a section marked `ovf:required="true"` that the consumer does not understand makes the
-//!   deployment fail.
-//! - vSphere Client "Unsupported hardware family 'virtualbox-2.2'" when deploying VirtualBox
-//!   exports; VMware's hardware-version matrix (KB 1003746): SATA controllers from vmx-10,
-//!   NVMe from vmx-13, vmx-NN beyond what the host knows refused.
-//! - ESXi's host client deploys a single VirtualSystem, not a VirtualSystemCollection (which
-//!   needs vCenter's vApps); Workstation refuses OVF 2.0 envelopes.
-//! - VMware's stream-optimized format ends with a footer and an end-of-stream marker; ESXi
-//!   refuses stream files without them (as qemu-img writes them).
-//! - VirtualBox's OVF import maps unknown controllers and NICs (PVSCSI, vmxnet3) to its own.
+//! Every finding names its source: a product's error text seen in a public report (the
+//! repository and issue), a product's own source code or documentation. A rule only a
+//! specification backs (DSP0243, the VMDK technote) is a note whatever the product, and its
+//! source says so; a rule some products are known to accept is a note for those products.
+//! The sources were gathered in December 2026 from public reports and the products' code
+//! (VirtualBox's `ovfreader.cpp` and `ApplianceImplImport.cpp`, virt-v2v's `input/OVA.ml` and
+//! `input/OVF.ml`, qemu's and open-vmdk's stream writers).
 
 use std::io::Read;
 
@@ -99,12 +89,45 @@ pub struct LintReport {
     pub findings: Vec<Finding>,
 }
 
-const KB_MANIFEST: &str = "ovftool and the vSphere Client's manifest parser (VMware KB 2034422)";
-const DSP0243: &str = "DMTF DSP0243";
-const HW_MATRIX: &str = "VMware KB 1003746, virtual hardware versions";
-const HOST_CLIENT: &str = "ESXi host client / Workstation OVF import";
-const STREAM: &str = "VMware Virtual Disk Format 5.0, stream-optimized extents";
-const VBOX: &str = "VirtualBox manual, Importing and Exporting Virtual Machines";
+const TAG_VSPHERE: &str = "vSphere Client: \"The provided manifest file is invalid: Invalid OVF \
+    checksum algorithm: SHA256 \" (home-assistant/operating-system#826, nextcloud/vm#2607)";
+const TAG_ACCEPTED: &str = "accepted: VMware Player imported a tag-form manifest ESXi refused \
+    (VMware Communities, Open Virtualization Format Tool forum, thread 2906760); virt-v2v's \
+    manifest pattern (input/OVA.ml) reads `ALG (name) = hex`";
+const SHA1_ONLY: &str = "older VMware products read SHA1 manifests only: Workstation Player 12.5 \
+    with ovftool 4.2's SHA256 manifests (turnkeylinux/tracker#827)";
+const NO_MANIFEST: &str =
+    "ovftool warns that the manifest is missing, and imports (coreos/coreos-assembler#1156)";
+const SIZE_VSPHERE: &str = "the vSphere Client aborts an OVA import whose ovf:size differs from \
+    the file (gardenlinux/gardenlinux#2322)";
+const SIZE_OVFTOOL: &str = "ovftool: \"Warning: - Wrong file size specified in OVF descriptor\", \
+    then imports (vmware/vic-product#1166)";
+const SIZE_SPEC: &str = "no product refusal on record: DSP0243 §9.1; VirtualBox (ovfreader.cpp: \
+    ovf:size optional) and virt-v2v do not read ovf:size";
+const CUT: &str = "a disk cut short fails where its data is read: ESXi's NFC stream reader, \
+    vbox-img \"Error while copying the image: VERR_EOF\" (qemu-devel, August 2014, msg249466), \
+    qemu-img under virt-v2v";
+const CAPACITY_ESXI: &str = "ESXi: \"postNFCData failed: Capacity of uploaded disk is larger than \
+    requested\" (teamdfir/sift#220)";
+const CAPACITY_SPEC: &str = "no product refusal on record: DSP0243 §7.1; VirtualBox and virt-v2v \
+    size the disk from its file";
+const OVF2_WORKSTATION: &str = "Workstation: \"did not pass OVF specification conformance or \
+    virtual hardware compliance checks\", \"Unsupported element 'StorageItem'\" for OVF 2.0 items \
+    (BlackArch/blackarch#1937; The-Art-of-Hacking/websploit#1), with a retry that relaxes them";
+const OVF2_V2V: &str = "virt-v2v's input/OVF.ml reads the OVF 1.x namespace only \
+    (http://schemas.dmtf.org/ovf/envelope/1): an OVF 2.x envelope yields no disk";
+const COLLECTION: &str = "no product refusal on record: a standalone ESXi host deploys one \
+    VirtualSystem (vCenter deploys vApps)";
+const FAMILY: &str =
+    "vSphere: \"Unsupported hardware family 'virtualbox-2.2'\" (owncloud-archive/vm#53)";
+const FAMILY_WORKSTATION: &str = "ovftool lists \"Unsupported hardware family\" among warnings \
+    and writes the VMX (Banno/packer-post-processor-vsphere-ova#9)";
+const VMX_NEWER: &str = "ESXi: \"No supported hardware versions among [vmx-16]\" \
+    (sieteunoseis/cucm_tig_dashboard_ubuntu#2); VMware KB 1003746, virtual hardware versions";
+const HW_MATRIX: &str =
+    "VMware KB 1003746, virtual hardware versions (documentation; no error text on record)";
+const VBOX: &str = "VirtualBox's ApplianceImplImport.cpp maps controllers and NICs it has not to \
+    its own (VirtualBox manual, Importing and Exporting Virtual Machines)";
 const SOUND: &str = "ESXi and vCenter: \"No support for the virtual hardware device type '35'\" \
     for VirtualBox's sound card (Graylog2/graylog2-server#5594)";
 const IDE: &str = "vCenter: \"Value 'PIIX4' of ResourceSubType element not found\" \
@@ -112,11 +135,63 @@ const IDE: &str = "vCenter: \"Value 'PIIX4' of ResourceSubType element not found
 const EXTRA: &str = "ovftool: \"ExtraConfig options exists in source (use --allowExtraConfig \
     option to allow this)\" (hashicorp/packer#5771); vCenter asks to accept them as security risks \
     (vmware-archive/vsphere-automation-sdk-rest#18)";
-const ORDER: &str =
-    "DMTF DSP0243 §5.3; VMware requires the OVF first (kubev2v/migration-planner#147)";
-const PAX: &str =
-    "ustar (POSIX.1-1988) members only; readers without pax see `@PaxHeader` members \
-    (oVirt/ovirt-engine#601)";
+const SECTION_VMWARE: &str = "Workstation: \"Unsupported section 'StartupSection'\" \
+    (xcp-ng/xenadmin#202); ESXi: \"Unable to parse 'tools.syncTime' for attribute 'key' on \
+    element 'Config'\" for a required vmw:Config (sexibytes/sexigraf#240); DSP0243 §8.2";
+const SECTION_IGNORED: &str = "ignored: VirtualBox's ovfreader.cpp and virt-v2v's input/OVF.ml \
+    skip sections they do not know, required or not";
+const DISK_FILE: &str = "ovftool: \"Error: File (...) could not be found\" \
+    (kubernetes-sigs/cluster-api-provider-vsphere#896); virt-v2v: \"OVF references file ... which \
+    was not found in the OVA archive\" (input/OVA.ml); VirtualBox: \"Unexpected end of OVA\" \
+    (ApplianceImplImport.cpp)";
+const NOT_VMDK: &str = "ESXi hostd: \"Stream reader initialization failed: Not a supported disk \
+    format (invalid sparse VMDK header)\" (vmware/pyvmomi-community-samples#398)";
+const OLD_VERSION: &str = "ESXi: \"Not a supported disk format (sparse VMDK version too old)\" \
+    (glennmatthews/cot#65, mininet/mininet#483)";
+const NO_MARKER: &str = "a stream file that ends without an end-of-stream marker failed to \
+    deploy on ESXi and deployed once a zero sector was appended (qemu issue 1357)";
+const AFTER_MARKER: &str = "ovftool and Workstation: \"SHA digest of file ... does not match \
+    manifest\" (home-assistant/operating-system#2121); vCenter's content library: \"IO error \
+    during transfer ... Pipe closed\", gone with VMware's vmdk-convert (siderolabs/talos#11053)";
+const AFTER_MARKER_ESXI: &str = "ESXi's host client imports qemu-img's stream files as they are \
+    (home-assistant/operating-system#2121, qemu issue 1357)";
+const NO_FOOTER: &str = "no product refusal on record: VMware Virtual Disk Format 5.0, \
+    stream-optimized extents (GD_AT_END needs a footer)";
+const ORDER: &str = "ovftool and Workstation: \"Did not find an .ovf file at the beginning of the \
+    OVA package\" (teamdfir/sift#253, coreos/coreos-assembler#1141); vSphere's URL import \
+    (kubev2v/migration-planner#147)";
+const ORDER_OTHERS: &str =
+    "accepted: virt-v2v finds the .ovf anywhere in the archive (input/OVA.ml); DSP0243 §5.3";
+const PAX: &str = "no product refusal on record: oVirt engine's own OVA reader took pax headers \
+    for members (oVirt/ovirt-engine#601); ustar (POSIX.1-1988) members read everywhere";
+const FORK: &str = "virt-v2v skips `._` members (input/OVA.ml: \"added when using 'tar' on some \
+    Macs\")";
+const CAPACITY_GROWN: &str = "DMTF DSP0243 §7.1: the disk is made as large as ovf:capacity says";
+const COLLECTION_V2V: &str = "virt-v2v's input/OVF.ml reads /Envelope/VirtualSystem only: the \
+    systems of a collection are not found";
+const DISK_FORMAT: &str = "ESXi's NFC stream reader: \"Not a supported disk format (sparse VMDK \
+    version too old)\" for a sparse file that is not stream-optimized (mininet/mininet#483)";
+const PROBED: &str = "no product refusal on record: VirtualBox and virt-v2v read a disk by its \
+    contents (a raw file as raw)";
+const FAULT_SPEC: &str = "no product refusal on record: DMTF DSP0243 and its schema (DSP8023)";
+const DUPLICATES: &str =
+    "accepted: VirtualBox keeps the last of two (ovfreader.cpp), virt-v2v the \
+    first (input/OVF.ml's XPath)";
+const VBOX_FILE_REF: &str = "VirtualBox: \"cannot find References/File element for ID ... \
+    referenced by 'Disk' element\" (ovfreader.cpp)";
+const V2V_FILE_REF: &str = "virt-v2v: \"no href in ovf:File\" (input/OVF.ml)";
+const VBOX_CAPACITY: &str = "VirtualBox: \"missing or invalid attribute 'capacity' in \
+    'DiskSection' element\" (ovfreader.cpp)";
+const VBOX_HOST: &str = "VirtualBox: \"Disk item with instance ID ... specifies invalid host \
+    resource\" (ovfreader.cpp; hard disks only)";
+const V2V_HOST: &str = "virt-v2v: \"could not parse disk rasd:HostResource from OVF document\" \
+    (input/OVF.ml: ovf:/disk/ID only)";
+const VBOX_PARENT: &str = "VirtualBox: \"Disk item with instance ID ... specifies invalid \
+    parent\" (ovfreader.cpp; hard disks only)";
+const OLD_BODY: &str = "Workstation: \"Missing attribute 'type' on element 'Section'\"; vSphere \
+    5.5: \"xsi is an undeclared named space\" (opendedup/sdfs#97)";
+const OLD_BODY_VBOX: &str =
+    "accepted: VirtualBox's ovfreader.cpp reads `Section xsi:type=` in either namespace";
 
 /// The newest virtual hardware the targets know (vmx-21: ESXi 8.0 U2, Workstation 17.5).
 pub(crate) const NEWEST_VMX: u32 = 21;
@@ -156,31 +231,70 @@ fn tag_lines(text: &str) -> Vec<usize> {
         .collect()
 }
 
-/// What keeps a stream-optimized file from the layout ESXi imports, if anything. The evidence:
+/// How a stream-optimized file departs from the layout VMware's readers take.
+#[derive(Debug, PartialEq, Eq)]
+enum StreamFault {
+    /// A header version other than 3.
+    Version(u32),
+    /// GD_AT_END without the footer and end-of-stream marker that must end the file.
+    NoFooter,
+    /// No end-of-stream marker (a zero sector) right after the last grain.
+    NoMarker,
+    /// A marker after the last grain, and this many bytes after it (qemu-img pads its last
+    /// grain to a whole 64 KiB cluster).
+    AfterMarker(u64),
+}
+
+impl StreamFault {
+    fn message(&self) -> String {
+        match self {
+            Self::Version(v) => format!("a stream-optimized file of version {v}, not 3"),
+            Self::NoFooter => "a stream-optimized file whose header says GD_AT_END without the \
+                footer and end-of-stream marker that must end it"
+                .into(),
+            Self::NoMarker => {
+                "a stream-optimized file without an end-of-stream marker after its last grain"
+                    .into()
+            }
+            Self::AfterMarker(n) => format!(
+                "{n} bytes follow the end-of-stream marker after the last grain (qemu-img pads \
+                 its last grain to a whole cluster): VMware's stream reader stops at the marker"
+            ),
+        }
+    }
+
+    /// What `target` does with it, and the source.
+    fn verdict(&self, target: Target) -> (Severity, &'static str) {
+        match self {
+            Self::Version(_) => (Severity::Refuse, OLD_VERSION),
+            Self::NoFooter => (Severity::Note, NO_FOOTER),
+            Self::NoMarker => (Severity::Refuse, NO_MARKER),
+            Self::AfterMarker(_) if target == Target::Esxi => (Severity::Note, AFTER_MARKER_ESXI),
+            Self::AfterMarker(_) => (Severity::Refuse, AFTER_MARKER),
+        }
+    }
+}
+
+/// What keeps a stream-optimized file from the layout VMware's readers take, if anything.
 /// VMware's writers (GD_AT_END, a footer, an end-of-stream marker) and open-vmdk's
-/// `vmdk-convert` (the grain directory in the header, an end-of-stream marker, no footer) are
-/// accepted; qemu-img's files (no marker, no footer) are refused (qemu issue 1357). So: version
-/// 3, an end-of-stream marker right after the last grain ending the file, and a footer where
-/// the header says GD_AT_END. Reads the header, the tail, and for a directory in the header the
-/// grain tables (4 bytes a grain) and the last grain's marker: never the grains.
-fn stream_layout_fault(pkg: &Package, href: &str, len: u64) -> Result<Option<String>> {
+/// `vmdk-convert` (the grain directory in the header, an end-of-stream marker ending the file,
+/// no footer) are what they take; qemu-img's files have no footer and, with data, a marker
+/// followed by the rest of the last grain's cluster, or, empty, no marker at all. Reads the
+/// header, the tail, and for a directory in the header the grain tables (4 bytes a grain), the
+/// last grain's marker and the sector after it: never the grains.
+fn stream_layout_fault(pkg: &Package, href: &str, len: u64) -> Result<Option<StreamFault>> {
     use vmdk::format::{SparseExtentHeader, SECTOR_SIZE};
     use zerocopy::FromBytes;
     let mut sector = [0u8; 512];
     if len < 1024 {
-        return Ok(Some(
-            "a stream-optimized file too short to hold its end-of-stream marker".into(),
-        ));
+        return Ok(Some(StreamFault::NoMarker));
     }
     pkg.read_at(href, 0, &mut sector)?;
     let Ok(h) = SparseExtentHeader::read_from_bytes(&sector[..]) else {
         return Ok(None);
     };
     if h.version.get() != 3 {
-        return Ok(Some(format!(
-            "a stream-optimized file of version {}, not 3",
-            h.version.get()
-        )));
+        return Ok(Some(StreamFault::Version(h.version.get())));
     }
     let mut tail = [0u8; 512];
     pkg.read_at(href, len - 512, &mut tail)?;
@@ -191,23 +305,22 @@ fn stream_layout_fault(pkg: &Package, href: &str, len: u64) -> Result<Option<Str
             pkg.read_at(href, len - 1024, &mut footer)?;
             footer == *b"KDMV"
         };
-        return Ok((!(has_footer && eos_last)).then(|| {
-            "a stream-optimized file whose header says GD_AT_END without the footer and \
-             end-of-stream marker that must end it"
-                .to_string()
-        }));
+        return Ok((!(has_footer && eos_last)).then_some(StreamFault::NoFooter));
     }
-    // The directory in the header: the marker must follow the last grain and end the file.
-    let end = last_grain_end(pkg, href, &h, len)?;
-    let fault = match end {
-        Some(end) if eos_last && end.checked_add(SECTOR_SIZE) == Some(len) => None,
-        _ => Some(
-            "a stream-optimized file without an end-of-stream marker after its last grain (as \
-             qemu-img writes them)"
-                .to_string(),
-        ),
+    // The directory in the header: a marker must follow the last grain, and end the file.
+    let Some(end) = last_grain_end(pkg, href, &h, len)? else {
+        return Ok(Some(StreamFault::NoMarker));
     };
-    Ok(fault)
+    let Some(after) = end.checked_add(SECTOR_SIZE).filter(|&a| a <= len) else {
+        return Ok(Some(StreamFault::NoMarker));
+    };
+    let mut marker = [0u8; 512];
+    pkg.read_at(href, end, &mut marker)?;
+    Ok(match (marker.iter().all(|&b| b == 0), after == len) {
+        (false, _) => Some(StreamFault::NoMarker),
+        (true, true) => None,
+        (true, false) => Some(StreamFault::AfterMarker(len - after)),
+    })
 }
 
 /// Where the last grain of a stream-optimized file whose grain directory is in its header ends
@@ -333,10 +446,9 @@ fn manifest_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         let text = String::from_utf8_lossy(&pkg.read_small(mf)?).into_owned();
         let tags = tag_lines(&text);
         if let Some(first) = tags.first() {
-            let severity = if vmware {
-                Severity::Refuse
-            } else {
-                Severity::Note
+            let (severity, source) = match target {
+                Target::Esxi | Target::Vcenter => (Severity::Refuse, TAG_VSPHERE),
+                _ => (Severity::Note, TAG_ACCEPTED),
             };
             f.add(
                 "manifest-spelling",
@@ -344,10 +456,10 @@ fn manifest_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
                 mf,
                 format!("line {first}"),
                 format!(
-                    "{} line(s) spelled `ALG (name) = hex`; VMware's products read only `ALG(name)= hex`",
+                    "{} line(s) spelled `ALG (name) = hex`; the vSphere Client reads only `ALG(name)= hex`",
                     tags.len()
                 ),
-                KB_MANIFEST,
+                source,
             );
         }
         let newer: Vec<&str> = manifest
@@ -364,7 +476,7 @@ fn manifest_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
                     mf,
                     "line 1",
                     format!("{alg} digests: vSphere 5.5 and Workstation before 14 take SHA1 manifests only"),
-                    KB_MANIFEST,
+                    SHA1_ONLY,
                 );
             }
         }
@@ -375,7 +487,7 @@ fn manifest_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
             descriptor,
             "package",
             "no manifest: nothing can be verified on import",
-            DSP0243,
+            NO_MANIFEST,
         );
     }
 
@@ -388,20 +500,23 @@ fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         pkg,
         env,
         descriptor,
+        target,
         vmware,
         ..
     } = scope;
-    let vmware = *vmware;
+    let (target, vmware) = (*target, *vmware);
     for file in &env.files {
         let present = pkg.size(&file.href);
         if let (Some(declared), Some(present)) = (file.size, present) {
             if declared != present && file.chunk_size.is_none() {
-                // Shorter is cut short, which every product refuses; longer, only VMware's.
+                // Shorter is cut short, which every product fails to read; a size that merely
+                // differs, only the vSphere Client refuses.
                 let cut = present < declared && !file.is_compressed();
-                let severity = if vmware || cut {
-                    Severity::Refuse
-                } else {
-                    Severity::Note
+                let (severity, source) = match (cut, target) {
+                    (true, _) => (Severity::Refuse, CUT),
+                    (false, Target::Esxi | Target::Vcenter) => (Severity::Refuse, SIZE_VSPHERE),
+                    (false, Target::Workstation) => (Severity::Note, SIZE_OVFTOOL),
+                    (false, _) => (Severity::Note, SIZE_SPEC),
                 };
                 f.add(
                     "file-size",
@@ -413,16 +528,16 @@ fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
                     } else {
                         format!("ovf:size says {declared} bytes, the file has {present}")
                     },
-                    DSP0243,
+                    source,
                 );
             }
         }
     }
     for d in &pkg.verify(&|_| {})?.capacities {
-        let (severity, what) = if d.capacity > d.declared {
-            (Severity::Refuse, "more than")
-        } else {
-            (Severity::Change, "less than")
+        let (severity, what, source) = match (d.capacity > d.declared, vmware) {
+            (true, true) => (Severity::Refuse, "more than", CAPACITY_ESXI),
+            (true, false) => (Severity::Note, "more than", CAPACITY_SPEC),
+            (false, _) => (Severity::Change, "less than", CAPACITY_GROWN),
         };
         f.add(
             "capacity",
@@ -433,7 +548,7 @@ fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
                 "the disk holds {} bytes, {what} the {} its ovf:capacity declares",
                 d.capacity, d.declared
             ),
-            DSP0243,
+            source,
         );
     }
 
@@ -444,11 +559,7 @@ fn size_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
 /// whose references it cannot resolve; a populated size over the capacity is only noted.
 fn fault_rules(scope: &Scope<'_>, f: &mut Findings) {
     for fault in scope.env.faults() {
-        let severity = if fault.rule == "populated-size" {
-            Severity::Note
-        } else {
-            Severity::Refuse
-        };
+        let (severity, source) = fault_verdict(&fault, scope.target);
         let at = match fault.line {
             Some(line) => format!("line {line}: {}", fault.at),
             None => fault.at.clone(),
@@ -459,8 +570,33 @@ fn fault_rules(scope: &Scope<'_>, f: &mut Findings) {
             &scope.descriptor,
             at,
             fault.message,
-            DSP0243,
+            source,
         );
+    }
+}
+
+/// What `target` does with an envelope fault, and the source: a refusal where the product's
+/// code refuses it, a note where it is known to accept it or nothing is on record.
+fn fault_verdict(fault: &ovf::faults::Fault, target: Target) -> (Severity, &'static str) {
+    let disk = fault.device == Some(DeviceKind::Disk);
+    let refuse = |source| (Severity::Refuse, source);
+    match (fault.rule, target) {
+        ("disk-file-ref", Target::Virtualbox) => refuse(VBOX_FILE_REF),
+        ("disk-file-ref", Target::VirtV2v) => refuse(V2V_FILE_REF),
+        // VirtualBox reads an absent capacity as an error, a zero one as a number.
+        ("disk-capacity", Target::Virtualbox) if !fault.message.contains("zero") => {
+            refuse(VBOX_CAPACITY)
+        }
+        ("host-resource", Target::Virtualbox) if disk => refuse(VBOX_HOST),
+        ("host-resource", Target::VirtV2v) if disk => refuse(V2V_HOST),
+        ("parent", Target::Virtualbox) if disk => refuse(VBOX_PARENT),
+        ("ovf-0.9-body", t) if t.is_vmware() => refuse(OLD_BODY),
+        ("ovf-0.9-body", Target::Virtualbox) => (Severity::Note, OLD_BODY_VBOX),
+        (
+            "duplicate-file-id" | "duplicate-href" | "duplicate-disk-id",
+            Target::Virtualbox | Target::VirtV2v,
+        ) => (Severity::Note, DUPLICATES),
+        _ => (Severity::Note, FAULT_SPEC),
     }
 }
 
@@ -473,27 +609,37 @@ fn envelope_rules(scope: &Scope<'_>, f: &mut Findings) {
         ..
     } = scope;
     let target = *target;
-    if env.version == "2.x" && target == Target::Workstation {
+    let ovf2 = match target {
+        Target::Workstation => Some(OVF2_WORKSTATION),
+        Target::VirtV2v => Some(OVF2_V2V),
+        _ => None,
+    };
+    if let Some(source) = ovf2.filter(|_| env.version == "2.x") {
         f.add(
             "ovf-version",
             Severity::Refuse,
             descriptor,
             "Envelope",
-            "an OVF 2.x envelope, which Workstation does not import",
-            HOST_CLIENT,
+            "an OVF 2.x envelope, which the target does not import as it is",
+            source,
         );
     }
-    if env.systems.len() > 1 && matches!(target, Target::Esxi | Target::Workstation) {
+    let collection = match target {
+        Target::Esxi | Target::Workstation => Some((Severity::Note, COLLECTION)),
+        Target::VirtV2v => Some((Severity::Refuse, COLLECTION_V2V)),
+        _ => None,
+    };
+    if let Some((severity, source)) = collection.filter(|_| env.systems.len() > 1) {
         f.add(
             "collection",
-            Severity::Refuse,
+            severity,
             descriptor,
             "VirtualSystemCollection",
             format!(
-                "{} virtual systems in a collection: a standalone host deploys one (vCenter deploys vApps)",
+                "{} virtual systems in a collection: the target deploys one VirtualSystem",
                 env.systems.len()
             ),
-            HOST_CLIENT,
+            source,
         );
     }
 }
@@ -506,9 +652,12 @@ fn version_rules(
     f: &mut Findings,
 ) {
     let Scope {
-        descriptor, vmware, ..
+        descriptor,
+        target,
+        vmware,
+        ..
     } = scope;
-    let vmware = *vmware;
+    let (target, vmware) = (*target, *vmware);
     let types: Vec<&str> = h
         .system_type
         .as_deref()
@@ -517,16 +666,20 @@ fn version_rules(
         .collect();
     let vmx = h.vmx_version();
     if vmware && vmx.is_none() && !types.is_empty() {
+        let (severity, source) = match target {
+            Target::Workstation => (Severity::Note, FAMILY_WORKSTATION),
+            _ => (Severity::Refuse, FAMILY),
+        };
         f.add(
             "system-type",
-            Severity::Refuse,
+            severity,
             descriptor,
             at("VirtualHardwareSection/System/VirtualSystemType"),
             format!(
-                "hardware family {:?}: VMware's products refuse it (\"Unsupported hardware family\")",
+                "hardware family {:?}: VMware's products do not know it (\"Unsupported hardware family\")",
                 types.join(" ")
             ),
-            HW_MATRIX,
+            source,
         );
     }
     if let Some(v) = vmx.filter(|&v| v > NEWEST_VMX && vmware) {
@@ -536,7 +689,7 @@ fn version_rules(
             descriptor,
             at("VirtualHardwareSection/System/VirtualSystemType"),
             format!("vmx-{v} is newer than vmx-{NEWEST_VMX}, the newest the targets know"),
-            HW_MATRIX,
+            VMX_NEWER,
         );
     }
 }
@@ -636,7 +789,7 @@ fn extra_rules(scope: &Scope<'_>, f: &mut Findings) {
         ..
     } = scope;
     let vmware = *vmware;
-    required_sections(env, descriptor, f);
+    required_sections(env, descriptor, vmware, f);
     let extra = &env.extra_config_keys;
     if vmware && !extra.is_empty() {
         f.add(
@@ -659,9 +812,17 @@ fn extra_rules(scope: &Scope<'_>, f: &mut Findings) {
 /// Disk files: stream-optimized as VMware writes them, and as their `ovf:format` says.
 fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
     let Scope {
-        pkg, env, vmware, ..
+        pkg,
+        env,
+        target,
+        vmware,
+        ..
     } = scope;
-    let vmware = *vmware;
+    let (target, vmware) = (*target, *vmware);
+    let refused_by_vmware = |source| match vmware {
+        true => (Severity::Refuse, source),
+        false => (Severity::Note, PROBED),
+    };
     for disk in &env.disks {
         let Some(file) = env.file_of(disk) else {
             continue;
@@ -681,7 +842,7 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
                 &file.href,
                 at,
                 message,
-                DSP0243,
+                DISK_FILE,
             );
             continue;
         };
@@ -690,13 +851,14 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
         let n = r.read(&mut head).unwrap_or(0);
         let head = head.split_at(n.min(head.len())).0;
         if !looks_like_vmdk(head) {
+            let (severity, source) = refused_by_vmware(NOT_VMDK);
             f.add(
                 "disk-not-vmdk",
-                Severity::Refuse,
+                severity,
                 &file.href,
                 at,
                 "the file is no VMDK (no sparse, COWD or seSparse header, no descriptor)",
-                DSP0243,
+                source,
             );
             continue;
         }
@@ -707,30 +869,28 @@ fn disk_file_rules(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
             .is_some_and(|fm| fm.ends_with("#streamOptimized"));
         let is_stream = flags.is_some_and(|fl| fl & 0x30000 == 0x30000);
         if says_stream && !is_stream {
+            let (severity, source) = refused_by_vmware(DISK_FORMAT);
             f.add(
                 "disk-format",
-                if vmware {
-                    Severity::Refuse
-                } else {
-                    Severity::Note
-                },
+                severity,
                 &file.href,
                 at.clone(),
                 "ovf:format says streamOptimized; the file is not a stream-optimized VMDK",
-                DSP0243,
+                source,
             );
         }
         // A file shorter than its ovf:size is cut short (`file-size`), not laid out otherwise.
         let cut = file.size.is_some_and(|declared| len < declared);
         if is_stream && vmware && !cut {
             if let Some(fault) = stream_layout_fault(pkg, &file.href, len)? {
+                let (severity, source) = fault.verdict(target);
                 f.add(
                     "stream-layout",
-                    Severity::Refuse,
+                    severity,
                     &file.href,
                     format!("offset {:#x}", len.saturating_sub(512)),
-                    format!("{fault}; ESXi refuses it"),
-                    STREAM,
+                    fault.message(),
+                    source,
                 );
             }
         }
@@ -771,7 +931,10 @@ fn archive_rules(archive: &crate::package::ova::OvaIndex, vmware: bool, f: &mut 
                      the archive",
                     first.name
                 ),
-                ORDER,
+                match vmware {
+                    true => ORDER,
+                    false => ORDER_OTHERS,
+                },
             );
         }
     }
@@ -779,7 +942,7 @@ fn archive_rules(archive: &crate::package::ova::OvaIndex, vmware: bool, f: &mut 
         if m.extended {
             f.add(
                 "tar-extensions",
-                severity(vmware),
+                Severity::Note,
                 &m.name,
                 format!("tar header at offset {:#x}", m.header_offset),
                 "pax or GNU extension headers precede this member (macOS and GNU tar write \
@@ -795,14 +958,18 @@ fn archive_rules(archive: &crate::package::ova::OvaIndex, vmware: bool, f: &mut 
                 &m.name,
                 format!("tar header at offset {:#x}", m.header_offset),
                 "a macOS resource-fork file (AppleDouble), not part of the package",
-                PAX,
+                FORK,
             );
         }
     }
 }
 
 /// Sections marked required that no target here understands: refused.
-fn required_sections(env: &ovf::Envelope, descriptor: &str, f: &mut Findings) {
+fn required_sections(env: &ovf::Envelope, descriptor: &str, vmware: bool, f: &mut Findings) {
+    let (severity, source) = match vmware {
+        true => (Severity::Refuse, SECTION_VMWARE),
+        false => (Severity::Note, SECTION_IGNORED),
+    };
     const KNOWN: [&str; 20] = [
         "References",
         "DiskSection",
@@ -830,13 +997,13 @@ fn required_sections(env: &ovf::Envelope, descriptor: &str, f: &mut Findings) {
         if !KNOWN.contains(&name.as_str()) {
             f.add(
                 "required-section",
-                Severity::Refuse,
+                severity,
                 descriptor,
                 format!("{name} (line {})", section.line),
                 format!(
                     "{name} is marked ovf:required=\"true\" and is not a section the targets know"
                 ),
-                DSP0243,
+                source,
             );
         }
     }
@@ -849,4 +1016,86 @@ pub(crate) fn foreign_sound(subtype: Option<&str>) -> bool {
             .to_ascii_lowercase()
             .starts_with("vmware.soundcard.")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGETS: [Target; 5] = [
+        Target::Esxi,
+        Target::Vcenter,
+        Target::Workstation,
+        Target::Virtualbox,
+        Target::VirtV2v,
+    ];
+
+    /// A refusal cites a product; a rule no product is known to refuse by is a note.
+    fn consistent((severity, source): (Severity, &str)) {
+        let spec_only = source.starts_with("no product refusal on record");
+        let accepted = source.starts_with("accepted:");
+        if severity == Severity::Refuse {
+            assert!(!spec_only && !accepted, "{source}");
+        }
+        if spec_only || accepted {
+            assert_eq!(severity, Severity::Note, "{source}");
+        }
+    }
+
+    #[test]
+    fn refusals_cite_a_product_and_spec_only_rules_are_notes() {
+        let rules = [
+            "duplicate-file-id",
+            "duplicate-href",
+            "duplicate-disk-id",
+            "disk-file-ref",
+            "disk-capacity",
+            "populated-size",
+            "host-resource",
+            "parent",
+            "ovf-0.9-body",
+        ];
+        let kinds = [None, Some(DeviceKind::Disk), Some(DeviceKind::CdRom)];
+        for t in TARGETS {
+            for rule in rules {
+                for device in kinds {
+                    let fault = ovf::faults::Fault::new(rule, "x", None, "ovf:capacity", device);
+                    consistent(fault_verdict(&fault, t));
+                }
+            }
+            for f in [
+                StreamFault::Version(1),
+                StreamFault::NoFooter,
+                StreamFault::NoMarker,
+                StreamFault::AfterMarker(512),
+            ] {
+                consistent(f.verdict(t));
+            }
+        }
+        // What the products' code says, as the table in fault_verdict has it.
+        let disk = Some(DeviceKind::Disk);
+        let verdict = |rule, t, device| {
+            fault_verdict(&ovf::faults::Fault::new(rule, "x", None, "", device), t).0
+        };
+        assert_eq!(
+            verdict("disk-file-ref", Target::Virtualbox, None),
+            Severity::Refuse
+        );
+        assert_eq!(
+            verdict("host-resource", Target::VirtV2v, disk),
+            Severity::Refuse
+        );
+        assert_eq!(
+            verdict("host-resource", Target::Virtualbox, Some(DeviceKind::CdRom)),
+            Severity::Note
+        );
+        assert_eq!(
+            verdict("duplicate-disk-id", Target::Virtualbox, None),
+            Severity::Note
+        );
+        assert_eq!(
+            verdict("ovf-0.9-body", Target::Esxi, None),
+            Severity::Refuse
+        );
+    }
 }
