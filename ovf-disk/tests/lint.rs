@@ -17,7 +17,7 @@ fn ovf(system_type: &str, items: &str, extra: &str, size: usize) -> String {
         &file_ref("d.vmdk", size, ""),
         &disk_entry(1),
         &format!(
-            "<VirtualSystem ovf:id=\"vm\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info><System><vssd:VirtualSystemType xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\">{system_type}</vssd:VirtualSystemType></System>{items}</VirtualHardwareSection>{extra}</VirtualSystem>\n"
+            "<VirtualSystem ovf:id=\"vm\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info><System xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\"><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemType>{system_type}</vssd:VirtualSystemType></System>{items}</VirtualHardwareSection>{extra}</VirtualSystem>\n"
         ),
     )
 }
@@ -98,6 +98,34 @@ fn fixed(dir: &Path, pkg: &str, target: &str, out: &str) -> i32 {
     fixed_with(dir, pkg, target, out, &[])
 }
 
+/// The envelope of an extracted package (`*.ovf` in `x`) is valid by DMTF's envelope schema
+/// (DSP8023 1.1.1 or 2.0.1 with the CIM schemas it imports, `testdata/xsd/`), checked by
+/// xmllint offline.
+fn valid_by_schema(x: &Path) {
+    let ovf = std::fs::read_dir(x)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ovf"))
+        .unwrap();
+    let text = std::fs::read_to_string(&ovf).unwrap();
+    let schema = match text.contains("http://schemas.dmtf.org/ovf/envelope/2") {
+        true => "testdata/xsd/ovf2/dsp8023_2.0.1.xsd",
+        false => "testdata/xsd/ovf1/dsp8023_1.1.1.xsd",
+    };
+    let out = Command::new(tool("xmllint"))
+        .args(["--noout", "--nonet", "--schema"])
+        .arg(repo().join(schema))
+        .arg(&ovf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}\n{text}",
+        ovf.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// [`fixed`] with more arguments to `fix`.
 fn fixed_with(dir: &Path, pkg: &str, target: &str, out: &str, extra: &[&str]) -> i32 {
     let mut args = vec!["fix", "--target", target, pkg, out];
@@ -120,6 +148,7 @@ fn fixed_with(dir: &Path, pkg: &str, target: &str, out: &str, extra: &[&str]) ->
         .status()
         .unwrap();
     assert!(tar.success());
+    valid_by_schema(&x);
     let raw = format!("{out}.raw");
     qemu_img(
         dir,
@@ -230,7 +259,7 @@ fn each_problem_is_flagged_and_fixed() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 1 << 20);
-    let sata = "<Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>vmware.sata.ahci</rasd:ResourceSubType><rasd:ResourceType>20</rasd:ResourceType></Item>";
+    let sata = "<Item><rasd:ElementName>item</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>vmware.sata.ahci</rasd:ResourceSubType><rasd:ResourceType>20</rasd:ResourceType></Item>";
     let clean = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
     let cases: Vec<(&str, String, &str, bool, &str)> = vec![
         ("clean", clean.clone(), "ours", false, ""),
@@ -323,7 +352,7 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
     let base = ovf("vmx-13", "", "", 0).replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
     // OVF 2.x: Workstation refuses it; fix writes it as 1.x where nothing 2.x-only is in it
     // (a StorageItem becomes an Item), and keeps it, saying why, where something is.
-    let storage = "<StorageItem xmlns:sasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData\"><sasd:AddressOnParent>0</sasd:AddressOnParent><sasd:HostResource>ovf:/disk/vmdisk1</sasd:HostResource><sasd:InstanceID>9</sasd:InstanceID><sasd:ResourceType>17</sasd:ResourceType></StorageItem>";
+    let storage = "<StorageItem xmlns:sasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData\"><sasd:AddressOnParent>0</sasd:AddressOnParent><sasd:ElementName>item</sasd:ElementName><sasd:HostResource>ovf:/disk/vmdisk1</sasd:HostResource><sasd:InstanceID>9</sasd:InstanceID><sasd:ResourceType>17</sasd:ResourceType></StorageItem>";
     let v2 = base.replace("ovf/envelope/1", "ovf/envelope/2").replace(
         "</VirtualHardwareSection>",
         &format!("{storage}</VirtualHardwareSection>"),
@@ -384,7 +413,7 @@ fn what_each_target_refuses_and_what_fix_cannot_repair() {
         );
     }
     // VirtualBox changes PVSCSI and vmxnet3; VMware's products take them.
-    let vmw = base.replace("</System>", "</System><Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>VirtualSCSI</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item><Item><rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType><rasd:ResourceType>10</rasd:ResourceType></Item>");
+    let vmw = base.replace("</System>", "</System><Item><rasd:ElementName>item</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>VirtualSCSI</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item><Item><rasd:ElementName>item</rasd:ElementName><rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType><rasd:ResourceType>10</rasd:ResourceType></Item>");
     let pkg = package(dir, "vmw", &vmw, "ours", false);
     let (code, findings) = lint(dir, &pkg, "virtualbox");
     assert_eq!(code, 0);
@@ -505,8 +534,8 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
     let dir = d.path();
     sample_raw(&dir.join("src.raw"), 1 << 20);
     // As VirtualBox exports them: an IDE controller of subtype PIIX4 and an Ensoniq sound card.
-    let ide = "<Item><rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>PIIX4</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>";
-    let sound = "<Item><rasd:AddressOnParent>3</rasd:AddressOnParent><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceSubType>ensoniq1371</rasd:ResourceSubType><rasd:ResourceType>35</rasd:ResourceType></Item>";
+    let ide = "<Item><rasd:Address>0</rasd:Address><rasd:ElementName>item</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>PIIX4</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>";
+    let sound = "<Item><rasd:AddressOnParent>3</rasd:AddressOnParent><rasd:ElementName>item</rasd:ElementName><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceSubType>ensoniq1371</rasd:ResourceSubType><rasd:ResourceType>35</rasd:ResourceType></Item>";
     let extra = "<vmw:ExtraConfig xmlns:vmw=\"http://www.vmware.com/schema/ovf\" vmw:key=\"disk.enableUUID\" vmw:value=\"TRUE\"/>";
     let text = ovf("vmx-13", &format!("{ide}{sound}{extra}"), "", 0)
         .replace("ovf:size=\"0\"", "ovf:size=\"SIZE(d.vmdk)\"");
@@ -561,7 +590,7 @@ fn devices_vmware_refuses_are_repaired_or_dropped_when_allowed() {
         "{written}"
     );
     assert!(!written.contains("ExtraConfig"), "{written}");
-    assert!(written.contains("<rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType>"), "{written}");
+    assert!(written.contains("<rasd:Address>0</rasd:Address><rasd:ElementName>item</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType>"), "{written}");
     let json = ovf_disk_ok(
         dir,
         &[
@@ -616,7 +645,7 @@ fn every_rule_is_tripped_and_cleared_for_each_target() {
         let pkg = PackageDir::new(&dir.join(name));
         pkg.file("d.vmdk", &disk);
         let system = |id: &str| {
-            format!("<VirtualSystem ovf:id=\"{id}\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info><System><vssd:VirtualSystemType xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\">vmx-13</vssd:VirtualSystemType></System><Item><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item><Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>2</rasd:InstanceID><rasd:Parent>1</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item></VirtualHardwareSection></VirtualSystem>\n")
+            format!("<VirtualSystem ovf:id=\"{id}\"><Info>vm</Info><VirtualHardwareSection xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\"><Info>hw</Info><System xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\"><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType></System><Item><rasd:ElementName>item</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item><Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:ElementName>item</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>2</rasd:InstanceID><rasd:Parent>1</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item></VirtualHardwareSection></VirtualSystem>\n")
         };
         let body = if systems == 1 {
             system("vm")
@@ -690,4 +719,23 @@ fn every_rule_is_tripped_and_cleared_for_each_target() {
             }
         }
     }
+}
+
+/// What `export` writes is valid by DMTF's envelope schema too.
+#[test]
+fn exported_envelopes_are_valid_by_the_dmtf_schema() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 1 << 20);
+    ovf_disk_ok(dir, &["export", "-q", "src.raw", "app.ova"]);
+    let x = dir.join("app.x");
+    std::fs::create_dir_all(&x).unwrap();
+    let tar = Command::new(tool("tar"))
+        .args(["-xf", "app.ova", "-C"])
+        .arg(&x)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    valid_by_schema(&x);
 }
