@@ -372,6 +372,11 @@ fn check_agrees_with_qemu_img_check() {
     damaged("meta.vmdk", gt0 + 12, (gd / 512) as u32);
     damaged("rgt.vmdk", rgt0 + 12, 12345);
     damaged("gteof.vmdk", gd, 0x00ff_ffff);
+    // A leaked grain: its entry cleared in both grain tables, its bytes left in the file.
+    let mut leak = good.clone();
+    leak[gt0 + 4..gt0 + 8].fill(0);
+    leak[rgt0 + 4..rgt0 + 8].fill(0);
+    std::fs::write(dir.join("leak.vmdk"), leak).unwrap();
     // The file cut after two thirds: grains past the end, as a cut copy leaves it.
     std::fs::write(dir.join("cut.vmdk"), &good[..good.len() * 2 / 3]).unwrap();
     // A stream-optimized image with two bytes of a compressed grain flipped.
@@ -389,6 +394,9 @@ fn check_agrees_with_qemu_img_check() {
         ("rgt.vmdk", false, true),
         // A grain table past the end of the file: qemu-img reads it as absent.
         ("gteof.vmdk", false, true),
+        // A leaked grain: no error to either (qemu-img's VMDK check does not count leaks; ours
+        // reports the leaked bytes, below).
+        ("leak.vmdk", false, false),
         ("cut.vmdk", true, true),
         ("st.vmdk", false, false),
         // A damaged compressed grain: qemu-img's check does not inflate grains.
@@ -411,6 +419,11 @@ fn check_agrees_with_qemu_img_check() {
         );
         let (code, v) = check(dir, file);
         assert_eq!(code == 2, ours_must_find, "{file}: {}", problems(&v));
+        match file {
+            "leak.vmdk" => assert_eq!(v["leaked_bytes"], 65536, "{file}: {v}"),
+            "sp.vmdk" | "st.vmdk" => assert_eq!(v["leaked_bytes"], 0, "{file}: {v}"),
+            _ => {}
+        }
         if file == "stbad.vmdk" {
             assert!(
                 problems(&v).contains("not a valid zlib stream"),
