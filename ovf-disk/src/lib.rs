@@ -63,6 +63,7 @@ mod input;
 pub mod nbd;
 pub mod output;
 pub mod package;
+pub mod qemu_img;
 pub mod rules;
 pub mod vm;
 

@@ -1,7 +1,8 @@
 //! `vmdk-img`: qemu-img's command line. `convert` of VMDK, qcow2 and raw sources is ours (the bytes
-//! qemu-img reads, the progress line CDI parses); everything else runs the real qemu-img with
-//! the same arguments and gives its output; first on `PATH` as `qemu-img`, it finds the real
-//! one and never itself.
+//! qemu-img reads, the progress line CDI parses), and so are `measure`, `info`, `map` and
+//! `check` of VMDK and raw sources (qemu-img's output byte for byte, with no qemu-img behind
+//! ours); everything else runs the real qemu-img with the same arguments and gives its output;
+//! first on `PATH` as `qemu-img`, it finds the real one and never itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -134,11 +135,12 @@ fn everything_else_runs_the_real_qemu_img_with_the_same_arguments() {
             "src.qcow2",
         ],
     );
-    // Other subcommands: qemu-img's own output, byte for byte.
+    // Other subcommands and formats: qemu-img's own output, byte for byte.
     for args in [
-        &["info", "--output=json", "sparse.vmdk"][..],
-        &["map", "--output=json", "sparse.vmdk"],
+        &["info", "--output=json", "src.qcow2"][..],
+        &["map", "--output=json", "src.qcow2"],
         &["check", "--output=json", "src.qcow2"],
+        &["snapshot", "-l", "src.qcow2"],
     ] {
         let ours = vmdk_img(dir, args, &[]);
         let theirs = qemu_img(dir, args);
@@ -301,4 +303,160 @@ fn measure_prints_what_qemu_img_prints() {
     let args = ["measure", "--output=json", "-O", "qcow2", "web-000002.vmdk"];
     let ours = vmdk_img(vm.path(), &args, &ours_only);
     assert_eq!(ours.stdout, qemu_img(vm.path(), &args).stdout);
+}
+
+/// vmdk-img (with no qemu-img behind it) and qemu-img run with `args` in `dir`: their
+/// standard outputs and exit codes.
+fn both(dir: &Path, args: &[&str]) -> ((String, Option<i32>), (String, Option<i32>)) {
+    let run = |program: &Path, env: Option<&str>| {
+        let mut c = Command::new(program);
+        c.args(args).current_dir(dir);
+        if let Some(v) = env {
+            c.env("QEMU_IMG", v);
+        }
+        let out = c.output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code(),
+        )
+    };
+    (
+        run(
+            Path::new(env!("CARGO_BIN_EXE_vmdk-img")),
+            Some("/nonexistent/qemu-img"),
+        ),
+        run(&tool("qemu-img"), None),
+    )
+}
+
+/// `info`, `map` and `check` of VMDK and raw sources are ours, and print what qemu-img prints,
+/// byte for byte, with its exit codes: qemu-img's and our own writers' layouts (monolithic and
+/// split sparse, stream-optimized, flat with holes, thick), zeroed grains, a chain named through
+/// a folder and by an absolute path, VMware's vmdk-convert file, raw; human and JSON, with
+/// `--backing-chain`, `--start-offset` and `--max-length`. Where ours says more (damage
+/// qemu-img's VMDK check stops at or does not count), the difference is asserted.
+#[test]
+fn info_map_and_check_print_what_qemu_img_prints() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 6 << 20);
+    for (file, sub) in [
+        ("sparse.vmdk", "monolithicSparse"),
+        ("stream.vmdk", "streamOptimized"),
+        ("flat.vmdk", "monolithicFlat"),
+        ("split.vmdk", "twoGbMaxExtentSparse"),
+        ("zeroed.vmdk", "monolithicSparse"),
+    ] {
+        let options = match file {
+            "zeroed.vmdk" => format!("subformat={sub},zeroed_grain=on"),
+            _ => format!("subformat={sub}"),
+        };
+        qemu_to_vmdk(dir, "src.raw", file, &options);
+    }
+    qemu_io(dir, "zeroed.vmdk", &["write -z 0 256k", "write -z 2M 64k"]);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::copy(dir.join("zeroed.vmdk"), dir.join("sub/base.vmdk")).unwrap();
+    qemu_delta(&dir.join("sub"), "base.vmdk", "delta.vmdk");
+    qemu_io(
+        &dir.join("sub"),
+        "delta.vmdk",
+        &["write -P 7 1M 192k", "write -z 3M 64k"],
+    );
+    ours_stream(dir, "src.raw", "ours-stream.vmdk");
+    ovf_disk_ok(
+        dir,
+        &[
+            "convert",
+            "-q",
+            "--to",
+            "monolithicFlat",
+            "src.raw",
+            "thick.vmdk",
+        ],
+    );
+    std::fs::copy(
+        repo().join("testdata/peers/vmdk-convert-1m.vmdk"),
+        dir.join("vmdk-convert.vmdk"),
+    )
+    .unwrap();
+    let absolute = dir.join("sub/delta.vmdk").display().to_string();
+    let files = [
+        "sparse.vmdk",
+        "stream.vmdk",
+        "flat.vmdk",
+        "split.vmdk",
+        "zeroed.vmdk",
+        "sub/delta.vmdk",
+        &absolute,
+        "ours-stream.vmdk",
+        "thick.vmdk",
+        "vmdk-convert.vmdk",
+        "src.raw",
+    ];
+    let commands: [&[&str]; 9] = [
+        &["info"],
+        &["info", "--output=json"],
+        &["info", "--backing-chain"],
+        &["info", "--output=json", "--backing-chain"],
+        &["map"],
+        &["map", "--output=json"],
+        &[
+            "map",
+            "--output=json",
+            "--start-offset",
+            "1M",
+            "--max-length",
+            "3M",
+        ],
+        &["check"],
+        &["check", "--output=json"],
+    ];
+    let mut compared = 0;
+    for file in files {
+        for command in commands {
+            // qemu-img cannot check raw files (exit 63): vmdk-img hands that to it.
+            if file == "src.raw" && command[0] == "check" {
+                continue;
+            }
+            let mut args = command.to_vec();
+            args.push(file);
+            let (ours, theirs) = both(dir, &args);
+            assert_eq!(ours, theirs, "{args:?}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 10 * 9 + 7);
+    // Damage: a grain past the end of the file, and a leaked grain.
+    let good = std::fs::read(dir.join("sparse.vmdk")).unwrap();
+    let le = |at: usize| u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+    let gd = le(56) * 512;
+    let rgd = le(48) * 512;
+    let (gt0, rgt0) = (le(gd) * 512, le(rgd) * 512);
+    let mut eof = good.clone();
+    eof[gt0 + 12..gt0 + 16].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
+    eof[rgt0 + 12..rgt0 + 16].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
+    std::fs::write(dir.join("eof.vmdk"), eof).unwrap();
+    let mut leak = good;
+    leak[gt0 + 4..gt0 + 8].fill(0);
+    leak[rgt0 + 4..rgt0 + 8].fill(0);
+    std::fs::write(dir.join("leak.vmdk"), leak).unwrap();
+    // qemu-img stops at the first grain past the end ("Check failed", exit 1); ours counts
+    // each problem as a corruption (exit 2, qemu-img's code for corruptions).
+    let (ours, theirs) = both(dir, &["check", "--output=json", "eof.vmdk"]);
+    assert_eq!((theirs.0.as_str(), theirs.1), ("", Some(1)));
+    let v: serde_json::Value = serde_json::from_str(&ours.0).unwrap();
+    assert_eq!(ours.1, Some(2), "{}", ours.0);
+    assert!(v["corruptions"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(
+        (v["check-errors"].as_u64(), v["format"].as_str()),
+        (Some(0), Some("vmdk"))
+    );
+    // A leaked grain: neither counts it (qemu-img's VMDK check counts no leaks; `ovf-disk
+    // check` reports it).
+    let (ours, theirs) = both(dir, &["check", "leak.vmdk"]);
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        theirs,
+        ("No errors were found on the image.\n".to_string(), Some(0))
+    );
 }

@@ -36,6 +36,9 @@ use crate::read::qcow2::Qcow2Extent;
 use crate::read::sparse::SparseExtent;
 use crate::read::{cowd, qcow2, sesparse};
 
+mod placement;
+pub use placement::Placement;
+
 /// How a disk is opened: where its files come from and how far to trust what they name.
 ///
 /// ```
@@ -651,7 +654,7 @@ impl Disk {
 
     /// Whether this link is a VMDK (not a raw image or a qcow2 image, whose descriptors are
     /// made up and carry no content IDs).
-    pub(crate) fn is_vmdk(&self) -> bool {
+    pub fn is_vmdk(&self) -> bool {
         !matches!(&self.create_type, CreateType::Other(t) if t == "raw" || t == "qcow2")
     }
 

@@ -418,4 +418,10 @@ impl Disk {
             chain: self.chain().skip(1).map(LinkInfo::of).collect(),
         })
     }
+
+    /// This link's header and descriptor fields alone: what [`Disk::info`] gives without the
+    /// allocation walk or the parents.
+    pub fn link_info(&self) -> LinkInfo {
+        LinkInfo::of(self)
+    }
 }

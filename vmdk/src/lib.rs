@@ -85,7 +85,7 @@ mod write;
 
 pub use check::{check, check_disk, CheckReport, Omitted, Problem, LISTED_PER_KIND};
 pub use descriptor::{Access, CreateType, Descriptor, ExtentKind, ExtentLine};
-pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Run};
+pub use disk::{Allocation, AllocationSummary, Disk, OpenOptions, Placement, Run};
 pub use error::{Category, Error, ErrorKind, Feature, Result};
 pub use info::{CowdInfo, DiskInfo, ExtentInfo, LinkInfo, Qcow2Info, SeSparseInfo, SparseInfo};
 pub use inspect::{Inspection, NamedFile};

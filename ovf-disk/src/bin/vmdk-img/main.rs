@@ -10,6 +10,8 @@
 //! first `qemu-img` on `PATH` that is not this program. Exit status: as `qemu-img`'s (0 done,
 //! 1 failed).
 
+mod report;
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -368,13 +370,21 @@ fn open_source(src: &std::path::Path, from: Option<&str>) -> Option<Result<vmdk:
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let handled = match args.split_first() {
-        Some((cmd, rest)) if cmd == "convert" => parse_convert(rest).and_then(|c| convert(&c)),
-        Some((cmd, rest)) if cmd == "measure" => parse_measure(rest).and_then(|m| measure(&m)),
+        Some((cmd, rest)) if cmd == "convert" => parse_convert(rest)
+            .and_then(|c| convert(&c))
+            .map(|r| r.map(|()| 0)),
+        Some((cmd, rest)) if cmd == "measure" => parse_measure(rest)
+            .and_then(|m| measure(&m))
+            .map(|r| r.map(|()| 0)),
+        Some((cmd, rest)) if matches!(cmd.to_str(), Some("info" | "map" | "check")) => {
+            let cmd = cmd.to_str().unwrap_or_default();
+            report::parse(cmd, rest).and_then(|a| report::run(cmd, &a))
+        }
         _ => None,
     };
     match handled {
         None => pass_through(&args),
-        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Ok(code)) => ExitCode::from(code),
         Some(Err(e)) => {
             eprintln!("qemu-img: {e}");
             ExitCode::FAILURE
