@@ -426,6 +426,46 @@ fn info_map_and_check_print_what_qemu_img_prints() {
         }
     }
     assert_eq!(compared, 10 * 9 + 7);
+    // compare: identical, a byte changed, sizes that differ (with zeros or data past the
+    // smaller), a chain against its base, formats named, quiet, a file that is not there.
+    let mut changed = std::fs::read(dir.join("src.raw")).unwrap();
+    changed[70000] ^= 0x5a;
+    std::fs::write(dir.join("changed.raw"), &changed).unwrap();
+    std::fs::copy(dir.join("src.raw"), dir.join("larger.raw")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("larger.raw"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    std::fs::copy(dir.join("larger.raw"), dir.join("tail.raw")).unwrap();
+    let mut tail = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("tail.raw"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&mut tail, b"x", (7 << 20) + 5).unwrap();
+    for args in [
+        &["compare", "sparse.vmdk", "src.raw"][..],
+        &["compare", "stream.vmdk", "changed.raw"],
+        &[
+            "compare",
+            "-f",
+            "vmdk",
+            "-F",
+            "raw",
+            "split.vmdk",
+            "changed.raw",
+        ],
+        &["compare", "-q", "flat.vmdk", "changed.raw"],
+        &["compare", "sparse.vmdk", "larger.raw"],
+        &["compare", "tail.raw", "stream.vmdk"],
+        &["compare", "sub/delta.vmdk", "zeroed.vmdk"],
+        &["compare", "sub/delta.vmdk", "sub/delta.vmdk"],
+        &["compare", "sparse.vmdk", "missing.vmdk"],
+    ] {
+        let (ours, theirs) = both(dir, args);
+        assert_eq!(ours, theirs, "{args:?}");
+    }
     // Damage: a grain past the end of the file, and a leaked grain.
     let good = std::fs::read(dir.join("sparse.vmdk")).unwrap();
     let le = |at: usize| u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;

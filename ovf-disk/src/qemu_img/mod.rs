@@ -1,4 +1,4 @@
-//! What `qemu-img info`, `map` and `check` report of a disk, in qemu-img's shapes, field names
+//! What `qemu-img info`, `map`, `check` and `compare` report of a disk, in qemu-img's shapes, field names
 //! and exit codes (qemu 10), from this crate's readers: `vmdk-img` prints them for raw files and
 //! VMDK disks made of hosted sparse (monolithic, split, stream-optimized) and flat extents and
 //! their chains, so a pipeline that parses qemu-img's output reads ours without qemu-img.
@@ -14,10 +14,12 @@
 //! on two lines, a map entry's `{ "start": ...}`) is not copied.
 
 mod check;
+mod compare;
 mod info;
 mod map;
 
 pub use check::{check, Check};
+pub use compare::{compare, Comparison};
 pub use info::{info, FileData, FormatSpecific, ImageInfo, NodeInfo, VmdkData, VmdkExtent};
 pub use map::{map, map_human, MapEntry};
 

@@ -5,7 +5,9 @@
 //! `qemu-img` (or called as `vmdk-img`), this answers `convert` for VMDK, qcow2 and raw sources
 //! with `ovf-disk`'s copy engine, taking `qemu-img`'s arguments and printing its progress line,
 //! and `measure` of those sources for raw and qcow2 outputs with qemu's own arithmetic
-//! (`ovf_disk::output::measure`: the same output, byte for byte), and runs the real `qemu-img` with the same arguments for everything else: other subcommands,
+//! (`ovf_disk::output::measure`: the same output, byte for byte), `info`, `map`, `check` and
+//! `compare` of VMDK and raw sources (`ovf_disk::qemu_img`: qemu-img's output and exit codes),
+//! and runs the real `qemu-img` with the same arguments for everything else: other subcommands,
 //! other source formats, options it does not handle. The real one is `$QEMU_IMG`, or the
 //! first `qemu-img` on `PATH` that is not this program. Exit status: as `qemu-img`'s (0 done,
 //! 1 failed).
@@ -376,6 +378,9 @@ fn main() -> ExitCode {
         Some((cmd, rest)) if cmd == "measure" => parse_measure(rest)
             .and_then(|m| measure(&m))
             .map(|r| r.map(|()| 0)),
+        Some((cmd, rest)) if cmd == "compare" => {
+            report::parse_compare(rest).and_then(|c| report::run_compare(&c))
+        }
         Some((cmd, rest)) if matches!(cmd.to_str(), Some("info" | "map" | "check")) => {
             let cmd = cmd.to_str().unwrap_or_default();
             report::parse(cmd, rest).and_then(|a| report::run(cmd, &a))

@@ -216,3 +216,61 @@ fn check(out: &mut dyn Write, disk: &vmdk::Disk, name: &str, a: &Args) -> Result
     }
     Ok(c.exit_code())
 }
+
+/// What `compare` was asked, when this program answers it.
+#[derive(Debug, Default)]
+pub(crate) struct CompareArgs {
+    from: [Option<String>; 2],
+    quiet: bool,
+    files: Vec<PathBuf>,
+}
+
+/// Parses `compare`'s arguments; `None` for an option left to qemu-img (`-s`, `-p`, objects).
+pub(crate) fn parse_compare(args: &[OsString]) -> Option<CompareArgs> {
+    let mut c = CompareArgs::default();
+    let mut it = args.iter().map(|a| a.to_str());
+    while let Some(arg) = it.next() {
+        match arg? {
+            "-f" => c.from[0] = Some(it.next()??.to_string()),
+            "-F" => c.from[1] = Some(it.next()??.to_string()),
+            "-q" => c.quiet = true,
+            "-U" | "--force-share" => {}
+            a if a.starts_with('-') => return None,
+            file => c.files.push(PathBuf::from(file)),
+        }
+    }
+    (c.files.len() == 2).then_some(c)
+}
+
+/// Runs `compare` when this program reads both sources as qemu-img does: 0 identical, 1
+/// different, 2 an error (as qemu-img's).
+pub(crate) fn run_compare(c: &CompareArgs) -> Option<Result<u8, String>> {
+    let mut disks = Vec::new();
+    for (file, from) in c.files.iter().zip(&c.from) {
+        match open_source(file, from.as_deref())? {
+            Ok(d) if qemu_img::describable(&d) => disks.push(d),
+            Ok(_) => return None,
+            Err(e) => {
+                eprintln!("qemu-img: {e}");
+                return Some(Ok(2));
+            }
+        }
+    }
+    let [a, b] = disks.as_slice() else {
+        return None;
+    };
+    let found = match qemu_img::compare(a, b) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("qemu-img: {e}");
+            return Some(Ok(2));
+        }
+    };
+    if !c.quiet {
+        let written = std::io::stdout().lock().write_all(found.human().as_bytes());
+        if let Err(e) = written {
+            return Some(Err(e.to_string()));
+        }
+    }
+    Some(Ok(found.exit_code()))
+}
