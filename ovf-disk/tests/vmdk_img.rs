@@ -439,11 +439,11 @@ fn info_map_and_check_print_what_qemu_img_prints() {
         .set_len(8 << 20)
         .unwrap();
     std::fs::copy(dir.join("larger.raw"), dir.join("tail.raw")).unwrap();
-    let mut tail = std::fs::OpenOptions::new()
+    let tail = std::fs::OpenOptions::new()
         .write(true)
         .open(dir.join("tail.raw"))
         .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&mut tail, b"x", (7 << 20) + 5).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&tail, b"x", (7 << 20) + 5).unwrap();
     for args in [
         &["compare", "sparse.vmdk", "src.raw"][..],
         &["compare", "stream.vmdk", "changed.raw"],
