@@ -391,6 +391,8 @@ fn info_map_and_check_print_what_qemu_img_prints() {
         "ours-stream.vmdk",
         "thick.vmdk",
         "vmdk-convert.vmdk",
+        "split3g.vmdk",
+        "flat3g.vmdk",
         "src.raw",
     ];
     let commands: [&[&str]; 9] = [
@@ -425,7 +427,56 @@ fn info_map_and_check_print_what_qemu_img_prints() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 10 * 9 + 7);
+    assert_eq!(compared, 12 * 9 + 7);
+    // A ZERO extent: qemu-img takes it for the previous extent's file and reads that file's
+    // bytes (its info lists a second FLAT extent on it, its map data at offset 0); ours reads
+    // zeros, and says so.
+    std::fs::write(dir.join("z-flat.vmdk"), vec![0x5au8; 1 << 20]).unwrap();
+    std::fs::write(
+        dir.join("z.vmdk"),
+        "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n\
+         createType=\"monolithicFlat\"\n\nRW 2048 FLAT \"z-flat.vmdk\" 0\nRW 2048 ZERO\n\n\
+         ddb.adapterType = \"lsilogic\"\n",
+    )
+    .unwrap();
+    let (ours, theirs) = both(dir, &["map", "--output=json", "z.vmdk"]);
+    let (ours, theirs): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&ours.0).unwrap(),
+        serde_json::from_str(&theirs.0).unwrap(),
+    );
+    assert_eq!(ours[0], theirs[0]);
+    assert_eq!(
+        (&theirs[1]["data"], &theirs[1]["offset"]),
+        (&serde_json::json!(true), &serde_json::json!(0))
+    );
+    assert_eq!(
+        ours[1],
+        serde_json::json!({"start": 1048576, "length": 1048576, "depth": 0, "present": true,
+            "zero": true, "data": false, "compressed": false})
+    );
+    let (ours, theirs) = both(dir, &["info", "--output=json", "z.vmdk"]);
+    let (ours, theirs): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&ours.0).unwrap(),
+        serde_json::from_str(&theirs.0).unwrap(),
+    );
+    let extents = |v: &serde_json::Value| v["format-specific"]["data"]["extents"].clone();
+    assert_eq!(extents(&theirs)[1]["format"], "FLAT");
+    assert_eq!(extents(&ours)[0], extents(&theirs)[0]);
+    assert_eq!(
+        extents(&ours)[1],
+        serde_json::json!({"virtual-size": 1048576, "filename": "", "format": "ZERO"})
+    );
+    qemu_img(dir, &["convert", "-O", "raw", "z.vmdk", "zq.raw"]);
+    vmdk_img(dir, &["convert", "-O", "raw", "z.vmdk", "zo.raw"], &[]);
+    let (q, o) = (
+        std::fs::read(dir.join("zq.raw")).unwrap(),
+        std::fs::read(dir.join("zo.raw")).unwrap(),
+    );
+    assert!(
+        q[1 << 20..].iter().all(|&b| b == 0x5a),
+        "qemu-img reads the flat file's bytes"
+    );
+    assert!(o[1 << 20..].iter().all(|&b| b == 0), "ours reads zeros");
     // compare: identical, a byte changed, sizes that differ (with zeros or data past the
     // smaller), a chain against its base, formats named, quiet, a file that is not there.
     let mut changed = std::fs::read(dir.join("src.raw")).unwrap();

@@ -119,13 +119,13 @@ pub struct VmdkExtent {
     pub compressed: Option<bool>,
     /// The extent's bytes.
     pub virtual_size: u64,
-    /// Its file's name.
+    /// Its file's name (empty for a ZERO extent, which has none).
     pub filename: String,
     /// The grain size of a sparse extent.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub cluster_size: Option<u64>,
-    /// The descriptor's extent type (`SPARSE`, `FLAT`, `VMFS`); empty for the extent of a
-    /// monolithic or stream-optimized file, whose descriptor is embedded.
+    /// The descriptor's extent type (`SPARSE`, `FLAT`, `VMFS`, `ZERO`); empty for the extent of
+    /// a monolithic or stream-optimized file, whose descriptor is embedded.
     pub format: String,
 }
 
@@ -169,7 +169,18 @@ fn image_info(link: &Disk, link_name: &str, names: &Names) -> ImageInfo {
     let mut actual = allocated(own);
     let mut extents = Vec::new();
     for (i, e) in li.extents.iter().enumerate() {
-        let Some(path) = &e.path else { continue };
+        let Some(path) = &e.path else {
+            // A ZERO extent: no file (qemu-img takes it for the previous extent's file and
+            // reads that file's bytes; it holds zeros).
+            extents.push(VmdkExtent {
+                compressed: None,
+                virtual_size: e.size,
+                filename: String::new(),
+                cluster_size: None,
+                format: e.kind.clone(),
+            });
+            continue;
+        };
         let filename = names.files.get(path).cloned().unwrap_or_default();
         if path != own {
             actual += allocated(path);
@@ -187,6 +198,8 @@ fn image_info(link: &Disk, link_name: &str, names: &Names) -> ImageInfo {
             },
         });
     }
+    // qemu lists a node's children newest first: the extents last to first, then the file.
+    children.reverse();
     children.push(file_node("file".into(), own, link_name.to_string()));
     let vmdk = link.is_vmdk();
     let hint = li

@@ -2,8 +2,9 @@
 //! and exit codes (qemu 10), from this crate's readers: `vmdk-img` prints them for raw files and
 //! VMDK disks made of hosted sparse (monolithic, split, stream-optimized) and flat extents and
 //! their chains, so a pipeline that parses qemu-img's output reads ours without qemu-img.
-//! [`describable`] says which disks these reports describe as qemu-img would; ESXi's delta
-//! formats, ZERO extents and qcow2 images are left to qemu-img.
+//! [`describable`] says which disks these reports describe; ESXi's delta formats and qcow2
+//! images are left to qemu-img. ZERO extents are described as what they are, zeros with no
+//! file, where qemu-img takes them for the previous extent's file (and reads its bytes).
 //!
 //! Where ours differs, on purpose: `check` reports every problem of a damaged VMDK as a
 //! corruption (exit 2) where qemu-img stops at the first with "Check failed" (exit 1), finds
@@ -28,9 +29,9 @@ use std::path::{Path, PathBuf};
 
 use vmdk::Disk;
 
-/// Whether qemu-img reads `disk` as these reports describe it: a raw file, or a VMDK whose every
-/// link is made of hosted sparse (`SPARSE`, the embedded extent of a monolithic or
-/// stream-optimized file) and flat (`FLAT`, `VMFS`) extents.
+/// Whether these reports describe `disk`: a raw file, or a VMDK whose every link is made of
+/// hosted sparse (`SPARSE`, the embedded extent of a monolithic or stream-optimized file), flat
+/// (`FLAT`, `VMFS`) and `ZERO` extents.
 pub fn describable(disk: &Disk) -> bool {
     if !disk.is_vmdk() {
         return disk.create_type().as_str() != "qcow2";
@@ -43,7 +44,7 @@ pub fn describable(disk: &Disk) -> bool {
                 .iter()
                 .all(|e| match e.kind.as_str() {
                     "SPARSE" => e.sparse.is_some(),
-                    "FLAT" | "VMFS" => true,
+                    "FLAT" | "VMFS" | "ZERO" => true,
                     _ => false,
                 })
     })
