@@ -8,9 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo test --workspace --no-fail-fast "$@"
+echo "test.sh: vmdk alone ($(date -u +%T))"
 cargo test -p vmdk --no-default-features --no-fail-fast "$@"
+echo "test.sh: python ($(date -u +%T))"
 # The Python package: built into a fresh virtual environment, its pytest suite run.
 ./scripts/python-test.sh
+echo "test.sh: ovf-disk alone ($(date -u +%T))"
 # ovf-disk without its writers: the library and its unit tests build, and the read-only
 # importer example verifies and checks an OVA the full tool wrote.
 cargo test -p ovf-disk --no-default-features --lib --no-fail-fast "$@"

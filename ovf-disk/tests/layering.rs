@@ -140,7 +140,7 @@ fn ovf_disk_keeps_its_layers() {
     // Lower layers first; a module may name only modules of its own layer or below.
     let layers: [&[&str]; 5] = [
         &["error"],
-        &["output"],
+        &["output", "qemu_img"],
         &["package"],
         &["rules", "emit", "vm", "nbd"],
         &["import", "export", "input", "apply"],

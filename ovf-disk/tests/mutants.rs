@@ -6,7 +6,7 @@
 //! than 0, 1 or 2 fails the test, and the input is kept in `target/mutants-failed/` to become
 //! a regression case in `testdata/mutants/` (which every run replays first).
 //!
-//! The run lasts `MUTANTS_SECONDS` (default 20 s, what CI affords beside the rest of the suite); `scripts/mutants.sh
+//! The run lasts `MUTANTS_SECONDS` (default 12 s, what CI affords beside the rest of the suite); `scripts/mutants.sh
 //! SECONDS` runs it longer. `MUTANTS_SEED` picks the seed (default: a fixed one, so CI is
 //! repeatable; the long run draws a fresh one and prints it); `MUTANTS_BIN` another binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -483,7 +483,7 @@ fn mutated_images_never_panic_hang_or_exhaust_memory() {
     let seconds: u64 = std::env::var("MUTANTS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(12);
     let seed: u64 = std::env::var("MUTANTS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

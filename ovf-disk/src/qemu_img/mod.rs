@@ -116,20 +116,26 @@ pub fn size_to_str(value: u64) -> String {
     format!("{} {}B", g3(v), SUFFIXES.get(i).copied().unwrap_or(""))
 }
 
-/// `printf("%0.3g", v)` for `0 <= v < 1000`: three significant digits, trailing zeros dropped.
+/// `printf("%0.3g", v)` for `v >= 0`: three significant digits, trailing zeros dropped, and the
+/// exponent form once rounding reaches 1000 (`999.5` is `1e+03`, as qemu-img prints it).
 fn g3(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    let digits = v.abs().log10().floor() as i32;
-    let decimals = (2 - digits).max(0) as usize;
-    // Rounding may carry into one more digit (99.96 -> "100.0"); the zeros go either way.
-    let text = format!("{v:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
+    // The exponent after rounding to three digits decides the form, as printf's %g does.
+    let sci = format!("{v:.2e}");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let trim = |t: String| match t.contains('.') {
+        true => t.trim_end_matches('0').trim_end_matches('.').to_string(),
+        false => t,
+    };
+    if !(-4..3).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa.to_string()), exponent.abs());
     }
+    let decimals = (2 - exponent).max(0) as usize;
+    trim(format!("{v:.decimals$}"))
 }
 
 #[cfg(test)]
@@ -150,7 +156,11 @@ mod tests {
             (1536 << 20, "1.5 GiB"),
             (1_073_741_824, "1 GiB"),
             (1_022_976, "999 KiB"),
-            (1_023_488, "0.976 MiB"),
+            // 999.5 KiB: printf's %0.3g rounds to 1000 and switches to the exponent form.
+            (1_023_488, "1e+03 KiB"),
+            (1_024_000, "0.977 MiB"),
+            (9_995, "9.76 KiB"),
+            (10_234, "9.99 KiB"),
         ] {
             assert_eq!(size_to_str(v), s, "{v}");
         }
