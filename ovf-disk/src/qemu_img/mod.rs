@@ -21,7 +21,9 @@ mod map;
 
 pub use check::{check, Check};
 pub use compare::{compare, Comparison};
-pub use info::{info, FileData, FormatSpecific, ImageInfo, NodeInfo, VmdkData, VmdkExtent};
+pub use info::{
+    info, FileData, FileInfo, FormatSpecific, ImageInfo, NodeInfo, VmdkData, VmdkExtent,
+};
 pub use map::{map, map_human, MapEntry};
 
 use std::collections::HashMap;
