@@ -4,7 +4,8 @@
 # the result against qemu-img's reading of the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+# The demo needs no Python: the tests' packages install with the suite (scripts/test.sh).
+SETUP_SKIP_PYTHON=1 ./scripts/setup.sh
 # The dev profile (dependencies optimised, see Cargo.toml): what the test suite builds too, so
 # a machine that runs both compiles the dependencies once. `cargo build --release` for real
 # disks.

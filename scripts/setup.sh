@@ -74,14 +74,7 @@ fi
 command -v filefrag >/dev/null 2>&1 || apt_install e2fsprogs
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }
 
-if [ "${SETUP_SKIP_PYTHON:-}" != 1 ]; then
-    # moto's S3 server and boto3: the S3 endpoint of the remote-reading tests, and the
-    # independent client that checks what we upload.
-    if ! .venv/bin/python -c 'import pyvmdk, dissect.hypervisor.disk.vmdk, moto, boto3, flask' >/dev/null 2>&1; then
-        echo "setup: creating .venv with libvmdk-python, dissect.hypervisor, moto and boto3" >&2
-        [ -x .venv/bin/python ] || python3 -m venv .venv || { apt_install python3-venv && python3 -m venv .venv; }
-        .venv/bin/pip install -q --disable-pip-version-check 'libvmdk-python>=20240303' 'dissect.hypervisor>=3.15' 'moto[server]>=5' 'boto3>=1.34'
-    fi
-    .venv/bin/python -c 'import pyvmdk, dissect.hypervisor.disk.vmdk, moto, boto3, flask' || { echo "setup: the Python packages of the tests did not install" >&2; exit 1; }
-fi
+# The tests' Python packages (scripts/setup-python.sh); scripts/test.sh installs them while the
+# suite builds, so it skips them here.
+[ "${SETUP_SKIP_PYTHON:-}" = 1 ] || ./scripts/setup-python.sh
 command -v qemu-img >/dev/null || { echo "setup: qemu-img still missing" >&2; exit 1; }

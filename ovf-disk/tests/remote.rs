@@ -788,6 +788,41 @@ fn s3_objects_are_read_and_written_like_files() {
         outputs.push(out);
     }
     assert_eq!(qemu_raw_sha(w, "out_disk.vmdk"), want);
+    // 40 MiB of random bytes: three parts (16 + 16 + 8 MiB) PUT side by side, stored in order
+    // (the multipart ETag counts them; the object reads as the source).
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..40 << 20)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    std::fs::write(w.join("noise.raw"), &noise).unwrap();
+    let out = ovf_disk_s3(
+        w,
+        &moto,
+        &[
+            "convert",
+            "--to",
+            "streamOptimized",
+            "noise.raw",
+            "s3://disks/out/noise.vmdk",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let etag = moto.boto3(&format!(
+        "print(s3.head_object(Bucket='disks', Key='out/noise.vmdk')['ETag'])\n\
+         s3.download_file('disks', 'out/noise.vmdk', '{}')",
+        w.join("noise.vmdk").display()
+    ));
+    assert!(etag.trim().trim_matches('"').ends_with("-3"), "{etag}");
+    assert_eq!(qemu_raw_sha(w, "noise.vmdk"), sha256(&w.join("noise.raw")));
     let v = ovf_disk_ok(w, &["verify", "out_app.ova"]);
     assert!(String::from_utf8_lossy(&v.stdout).ends_with("verified\n"));
 
@@ -819,7 +854,10 @@ fn s3_objects_are_read_and_written_like_files() {
         "print(len(s3.list_multipart_uploads(Bucket='disks').get('Uploads', [])))\n\
          print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='disks', Prefix='out/')['Contents']))",
     );
-    assert_eq!(listed, "0\n['out/app.ova', 'out/disk.vmdk']\n", "{listed}");
+    assert_eq!(
+        listed, "0\n['out/app.ova', 'out/disk.vmdk', 'out/noise.vmdk']\n",
+        "{listed}"
+    );
     outputs.push(out);
     // Missing keys and buckets: S3's error code in one line.
     let out = ovf_disk_s3(w, &moto, &["info", "s3://disks/vm dir/none.vmdk"]);

@@ -264,6 +264,11 @@ impl Client {
         }
     }
 
+    /// Requests this client has in flight at most (its `connections`).
+    pub(crate) fn connections(&self) -> usize {
+        self.max
+    }
+
     /// [`Client::send`] with retries, holding a connection slot; the answer's body read
     /// whole (at most 1 MiB: S3's XML answers).
     pub(crate) fn call(
