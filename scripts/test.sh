@@ -10,6 +10,7 @@ SETUP_SKIP_PYTHON=1 ./scripts/setup.sh
 # The Python packages install while the suite builds (network and CPU overlap); the tests start
 # once both are done.
 ./scripts/setup-python.sh & python_setup=$!
+trap 'kill "$python_setup" 2>/dev/null || true' EXIT
 cargo test --workspace --no-run -q "$@"
 wait "$python_setup" || { echo "test.sh: the Python packages did not install" >&2; exit 1; }
 cargo test --workspace --no-fail-fast "$@"

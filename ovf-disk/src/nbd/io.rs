@@ -15,6 +15,15 @@ pub(crate) enum Socket {
 }
 
 impl Socket {
+    /// Bounds each write: a client that stops reading its replies fails the write that waits
+    /// on it, so its connection ends instead of holding threads and buffered replies.
+    pub(crate) fn set_write_timeout(&self, limit: std::time::Duration) {
+        let _ = match self {
+            Self::Tcp(s) => s.set_write_timeout(Some(limit)),
+            Self::Unix(s) => s.set_write_timeout(Some(limit)),
+        };
+    }
+
     /// A second handle on the same socket (one half reads, the other writes).
     pub(crate) fn try_clone(&self) -> io::Result<Self> {
         Ok(match self {

@@ -104,6 +104,10 @@ pub struct Server {
 /// Largest read or block-status request answered (32 MiB, what qemu's NBD server allows).
 pub const MAX_REQUEST: u32 = 32 << 20;
 
+/// How long a reply may wait for the client to read it before the client is dropped (its
+/// threads and buffered replies given back).
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Server {
     /// A server of `exports` (name, disk). The first is also the default export (the empty
     /// name, which `nbd+unix:///?socket=...` asks for).
@@ -132,7 +136,8 @@ impl Server {
     }
 
     /// Bytes of read replies held at once across every connection (default 512 MiB, at least
-    /// [`MAX_REQUEST`]): a request waits for room before its data is read.
+    /// [`MAX_REQUEST`]): a request waits for room before its data is read. A client that stops
+    /// reading its replies holds at most its threads' requests, for 30 s, and is then dropped.
     pub fn max_buffered(mut self, bytes: u64) -> Self {
         self.budget = serve::Budget::new(bytes);
         self
@@ -232,6 +237,7 @@ impl Server {
             self.active.fetch_sub(1, Ordering::SeqCst);
             return;
         }
+        conn.set_write_timeout(WRITE_TIMEOUT);
         scope.spawn(move || {
             let _ = proto::Connection::new(self, io::Io::Socket(conn)).run();
             self.active.fetch_sub(1, Ordering::SeqCst);

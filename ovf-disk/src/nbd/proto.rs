@@ -164,7 +164,10 @@ impl<'a, 's> Connection<'a, 's> {
     /// `NBD_OPT_STARTTLS`: acknowledged, then the TLS handshake on the socket; the options
     /// negotiated before it are forgotten (the protocol document's "TLS support").
     fn start_tls(&mut self, option: u32, data: &[u8]) -> Result<()> {
-        if !data.is_empty() || self.stream.is_tls() {
+        if !data.is_empty() {
+            return self.option_reply(option, REP_ERR_INVALID, b"STARTTLS takes no data");
+        }
+        if self.stream.is_tls() {
             return self.option_reply(option, REP_ERR_INVALID, b"TLS is already started");
         }
         #[cfg(feature = "nbd-tls")]

@@ -4,6 +4,7 @@
 //! a caller's stream is answered one request at a time.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
 use super::io::{Io, ReadHalf, WriteHalf};
@@ -211,6 +212,8 @@ fn parallel(
     };
     let (tx, rx) = mpsc::sync_channel::<Request>(threads * 4);
     let rx = Mutex::new(rx);
+    // Set when the client broke the protocol: what it queued is dropped, not answered.
+    let cancelled = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -222,7 +225,7 @@ fn parallel(
                     // Once a reply could not be sent, requests are taken and dropped, so the
                     // reading thread never waits on a full queue for a client that stopped
                     // reading: it ends when the client does.
-                    if gone {
+                    if gone || cancelled.load(Ordering::Relaxed) {
                         continue;
                     }
                     let (head, data) = session.answer(&r, &mut buf);
@@ -247,7 +250,11 @@ fn parallel(
             }
             Ok(())
         })();
-        // The threads answer what was asked, then stop.
+        // The threads answer what was asked, then stop; a client that broke the protocol gets
+        // nothing more.
+        if result.is_err() {
+            cancelled.store(true, Ordering::Relaxed);
+        }
         drop(tx);
         result
     })
@@ -332,7 +339,13 @@ impl<'a> Session<'a> {
     }
 
     fn header(&self, r: &Request, kind: u16, flags: u16, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + len.min(1 << 16));
+        // Room for what the callers append: a read's offset (its data is sent apart), or the
+        // whole payload of the others.
+        let appended = match kind {
+            REPLY_TYPE_OFFSET_DATA => 8,
+            _ => len,
+        };
+        let mut out = Vec::with_capacity(20 + appended);
         out.extend_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
         out.extend_from_slice(&flags.to_be_bytes());
         out.extend_from_slice(&kind.to_be_bytes());

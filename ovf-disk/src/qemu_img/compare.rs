@@ -37,7 +37,8 @@ impl Comparison {
 /// Bytes compared at a time (each disk's buffer).
 const WINDOW: u64 = 32 << 20;
 
-/// The ranges of `from..from + len` where `disk` stores data, merged with `other`'s.
+/// The byte ranges that `runs` (one disk's or two disks' over one window) mark as data, sorted
+/// and merged.
 fn data_ranges(runs: impl Iterator<Item = vmdk::Run>) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = runs
         .filter(|r| r.kind == Allocation::Data)

@@ -11,8 +11,8 @@
 //! damage qemu-img's VMDK check does not look for (grain tables out of the file, grains over
 //! metadata, a redundant directory that disagrees, compressed grains that do not inflate); like
 //! qemu-img's VMDK check it counts no leaks (`ovf-disk check` reports leaked grains).
-//! The JSON is the same fields with the same values; qemu-img's own spacing (empty containers
-//! on two lines, a map entry's `{ "start": ...}`) is not copied.
+//! The reports are typed values (serialised with serde, feature `serde`); `vmdk-img` prints them
+//! in qemu-img's own layout (empty containers on two lines, a map entry's `{ "start": ...}`).
 
 mod check;
 mod compare;

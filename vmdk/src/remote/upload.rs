@@ -44,10 +44,10 @@ struct Senders {
 }
 
 impl Senders {
-    /// `n` threads PUTting the parts of the upload `id` at `url`; at most `n` parts wait for
-    /// one (so the memory held is about twice `n` parts).
+    /// `n` threads PUTting the parts of the upload `id` at `url`; a part is handed to a thread
+    /// that is free (so at most `n` parts are held besides the one being filled).
     fn start(client: &Arc<Client>, url: &str, id: &str, n: usize) -> Self {
-        let (queue, parts) = sync_channel::<(u32, Vec<u8>)>(n);
+        let (queue, parts) = sync_channel::<(u32, Vec<u8>)>(0);
         let parts = Arc::new(Mutex::new(parts));
         let stored = Arc::new(Mutex::new(Vec::new()));
         let failed: Arc<Mutex<Option<io::Error>>> = Arc::new(Mutex::new(None));
@@ -188,8 +188,7 @@ impl Upload {
         }
     }
 
-    /// Hands what is buffered to the senders as the next part (waiting while as many parts as
-    /// there are senders wait already).
+    /// Hands what is buffered to the senders as the next part (waiting until one is free).
     fn send_part(&mut self) -> io::Result<()> {
         if let Some(e) = self.senders.failure() {
             return Err(e);
@@ -280,8 +279,10 @@ impl Drop for Upload {
     /// An unfinished upload is aborted: its parts are deleted and no object appears.
     fn drop(&mut self) {
         if !self.finished {
-            // The parts in flight end first (their PUTs fail or land); then the abort deletes
-            // every part stored.
+            // Nothing more is sent; the PUTs in flight end (fail or land); then the abort
+            // deletes every part stored.
+            lock(&self.senders.failed)
+                .get_or_insert_with(|| io::Error::other("the upload was abandoned"));
             let _ = self.senders.wait();
             let url = with_query(
                 &self.url,

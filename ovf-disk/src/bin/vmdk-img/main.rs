@@ -325,14 +325,8 @@ fn measure(m: &MeasureArgs) -> Option<Result<(), String>> {
     let mut out = std::io::stdout().lock();
     let written = if m.json {
         // qemu-img's layout: four spaces, a newline at the end.
-        let mut text = Vec::new();
-        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-        let mut ser = serde_json::Serializer::with_formatter(&mut text, fmt);
-        serde::Serialize::serialize(&found, &mut ser)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                writeln!(out, "{}", String::from_utf8_lossy(&text)).map_err(|e| e.to_string())
-            })
+        report::pretty(&found)
+            .and_then(|text| out.write_all(text.as_bytes()).map_err(|e| e.to_string()))
     } else {
         let mut text = format!(
             "required size: {}\nfully allocated size: {}\n",

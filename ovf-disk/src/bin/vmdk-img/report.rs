@@ -165,7 +165,7 @@ fn json(value: &impl serde::Serialize, layout: Layout) -> Result<String, String>
 }
 
 /// JSON as qemu-img prints a report: four spaces an indent, a newline at the end.
-fn pretty(value: &impl serde::Serialize) -> Result<String, String> {
+pub(crate) fn pretty(value: &impl serde::Serialize) -> Result<String, String> {
     Ok(format!("{}\n", json(value, Layout::Pretty { depth: 0 })?))
 }
 
