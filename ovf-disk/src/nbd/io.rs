@@ -62,6 +62,11 @@ impl Write for Socket {
     }
 }
 
+/// A protocol failure of the client: the connection is dropped.
+pub(crate) fn broken(why: impl Into<String>) -> crate::error::Error {
+    crate::error::Error::InvalidInput(format!("NBD client: {}", why.into()))
+}
+
 /// A stream of the caller's, read and written in turn.
 pub(crate) trait Duplex: Read + Write {}
 impl<T: Read + Write> Duplex for T {}
@@ -93,23 +98,6 @@ impl Io<'_> {
             return true;
         }
         false
-    }
-
-    /// The stream as a reading and a writing half, for a socket (plain or TLS); `None` for a
-    /// caller's stream, which is served one request at a time.
-    pub(crate) fn split(&mut self) -> io::Result<Option<(ReadHalf, WriteHalf)>> {
-        match std::mem::replace(self, Self::Gone) {
-            Self::Socket(s) => {
-                let w = s.try_clone()?;
-                Ok(Some((Box::new(s), Box::new(w))))
-            }
-            #[cfg(feature = "nbd-tls")]
-            Self::Tls(s) => super::tls::split(*s).map(Some),
-            other => {
-                *self = other;
-                Ok(None)
-            }
-        }
     }
 }
 

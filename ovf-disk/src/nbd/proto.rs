@@ -3,10 +3,10 @@
 
 use std::io::{Read, Write};
 
-use super::io::Io;
+use super::io::{broken, Io};
 use super::serve::{self, Session, CONTEXT_ID};
 use super::{Export, Server, MAX_REQUEST};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
@@ -54,11 +54,6 @@ const MAX_OPTION: u32 = 64 << 10;
 
 /// Most options one client may send before it chooses an export.
 const MAX_OPTIONS: usize = 1024;
-
-/// A protocol failure of the client: the connection is dropped.
-pub(crate) fn broken(why: impl Into<String>) -> Error {
-    Error::InvalidInput(format!("NBD client: {}", why.into()))
-}
 
 /// Big-endian fields read from a byte slice, failing on a short one.
 struct Fields<'a>(&'a [u8]);

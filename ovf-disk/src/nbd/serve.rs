@@ -7,8 +7,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
-use super::io::{Io, ReadHalf, WriteHalf};
-use super::proto::broken;
+use super::io::{broken, Io, ReadHalf, WriteHalf};
 use super::{Export, MAX_REQUEST};
 use crate::error::Result;
 
@@ -156,6 +155,23 @@ fn send(stream: &mut dyn Write, bytes: &[u8]) -> Result<()> {
         .map_err(|e| broken(format!("writing: {e}")))
 }
 
+/// The stream as a reading and a writing half, for a socket (plain or TLS); `None` for a
+/// caller's stream, which is served one request at a time.
+fn split(stream: &mut Io<'_>) -> std::io::Result<Option<(ReadHalf, WriteHalf)>> {
+    match std::mem::replace(stream, Io::Gone) {
+        Io::Socket(s) => {
+            let w = s.try_clone()?;
+            Ok(Some((Box::new(s), Box::new(w))))
+        }
+        #[cfg(feature = "nbd-tls")]
+        Io::Tls(s) => super::tls::split(*s).map(Some),
+        other => {
+            *stream = other;
+            Ok(None)
+        }
+    }
+}
+
 /// Serves requests on `stream` until the client disconnects: on several threads when the
 /// stream splits and `threads` is more than one.
 pub(crate) fn transmission(
@@ -164,9 +180,8 @@ pub(crate) fn transmission(
     threads: usize,
 ) -> Result<()> {
     if threads > 1 {
-        if let Some((reader, writer)) = stream
-            .split()
-            .map_err(|e| broken(format!("splitting the stream: {e}")))?
+        if let Some((reader, writer)) =
+            split(stream).map_err(|e| broken(format!("splitting the stream: {e}")))?
         {
             return parallel(session, reader, writer, threads);
         }
