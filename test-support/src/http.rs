@@ -240,74 +240,46 @@ pub fn certificates(dir: &Path) {
         "-out",
         "ca.pem",
     ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+    // A key and a certificate the CA signs: `{prefix}key.pem`, `{prefix}cert.pem`.
+    let leaf = |prefix: &str, subject: &str, extensions: &str| {
+        let (key, req, ext, cert) = (
+            format!("{prefix}key.pem"),
+            format!("{prefix}req.pem"),
+            format!("{prefix}ext.cnf"),
+            format!("{prefix}cert.pem"),
+        );
+        openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &req,
+        ]);
+        std::fs::write(dir.join(&ext), extensions).unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &req,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ]);
+    };
+    leaf(
+        "",
         "/CN=127.0.0.1",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "req.pem",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
         "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+    );
+    leaf(
+        "client-",
         "/CN=test client",
-        "-keyout",
-        "client-key.pem",
-        "-out",
-        "client-req.pem",
-    ]);
-    std::fs::write(
-        dir.join("client.cnf"),
         "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "client-req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "client.cnf",
-        "-out",
-        "client-cert.pem",
-    ]);
+    );
 }
 
 /// A running `fault_server.py`; stopped when dropped.
