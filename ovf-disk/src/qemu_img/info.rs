@@ -153,8 +153,8 @@ fn file_node(name: String, path: &std::path::Path, filename: String) -> NodeInfo
 pub fn info(disk: &Disk, name: &str, backing_chain: bool) -> Result<Vec<ImageInfo>> {
     let names = Names::of(disk, name);
     let mut out = Vec::new();
-    for (link, link_name) in disk.chain().zip(&names.links) {
-        out.push(image_info(link, link_name, &names));
+    for (link, (link_name, li)) in disk.chain().zip(&names.links) {
+        out.push(image_info(link, link_name, li, &names));
         if !backing_chain {
             break;
         }
@@ -162,8 +162,7 @@ pub fn info(disk: &Disk, name: &str, backing_chain: bool) -> Result<Vec<ImageInf
     Ok(out)
 }
 
-fn image_info(link: &Disk, link_name: &str, names: &Names) -> ImageInfo {
-    let li = link.link_info();
+fn image_info(link: &Disk, link_name: &str, li: &vmdk::LinkInfo, names: &Names) -> ImageInfo {
     let own = link.path();
     let mut children = Vec::new();
     let mut actual = allocated(own);

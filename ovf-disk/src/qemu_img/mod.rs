@@ -65,10 +65,10 @@ pub(crate) fn combine(base: &str, name: &str) -> String {
 }
 
 /// Each link's name as qemu-img names it (the name given, then each parent's hint combined with
-/// the name of its child), and the name of every file of every link, by the path this crate
-/// opened it from.
+/// the name of its child) with its header and descriptor fields, and the name of every file of
+/// every link, by the path this crate opened it from.
 pub(crate) struct Names {
-    pub(crate) links: Vec<String>,
+    pub(crate) links: Vec<(String, vmdk::LinkInfo)>,
     pub(crate) files: HashMap<PathBuf, String>,
 }
 
@@ -78,19 +78,23 @@ impl Names {
         let mut files = HashMap::new();
         let mut current = name.to_string();
         for link in disk.chain() {
+            let info = link.link_info();
             files.insert(link.path().to_path_buf(), current.clone());
-            for e in link.link_info().extents {
-                if let (Some(path), Some(file)) = (e.path, e.file) {
+            for e in &info.extents {
+                if let (Some(path), Some(file)) = (&e.path, &e.file) {
                     files
-                        .entry(path)
-                        .or_insert_with(|| combine(&current, &file));
+                        .entry(path.clone())
+                        .or_insert_with(|| combine(&current, file));
                 }
             }
             let next = link
                 .descriptor()
                 .parent_file_name_hint()
                 .map(|hint| combine(&current, hint));
-            links.push(std::mem::replace(&mut current, next.unwrap_or_default()));
+            links.push((
+                std::mem::replace(&mut current, next.unwrap_or_default()),
+                info,
+            ));
         }
         Self { links, files }
     }
