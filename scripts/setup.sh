@@ -23,6 +23,9 @@ command -v tar >/dev/null 2>&1 || apt_install tar
 # accept the domains `import --emit libvirt` writes; xorriso reads the OVF environment ISOs.
 command -v virsh >/dev/null 2>&1 && command -v virt-xml-validate >/dev/null 2>&1 || apt_install libvirt-clients
 command -v xmllint >/dev/null 2>&1 || apt_install libxml2-utils
+# libxml2-dev: `check` validates envelopes against DMTF's schema with libxml2, which the
+# default build links (ovf's `schema` feature).
+dpkg -s libxml2-dev >/dev/null 2>&1 || apt_install libxml2-dev
 command -v xorriso >/dev/null 2>&1 || apt_install xorriso
 # nginx (nginx-light) serves disks over HTTP(S) with ranges, TLS and basic authentication to
 # the remote-reading tests (ovf-disk/tests/remote.rs), which start it themselves.

@@ -1,7 +1,9 @@
 //! The OVF envelope parser on arbitrary text: parses or fails, never panics, never expands an
 //! entity; a parsed envelope's computed sizes are consistent. The editors on the same text:
 //! no edit gives the text back; the edits `fix` and `import` make (items and sections
-//! removed, attributes set) and the OVF 1.x rewrite keep a parsed envelope parseable.
+//! removed, attributes set) and the OVF 1.x rewrite keep a parsed envelope parseable. The
+//! schema validator (libxml2, through `ovf::schema`) on the same text: a result or an error,
+//! never a crash, and no more violations kept than its bound.
 //!
 //! Seeds: python3 fuzz/small_seeds.py (testdata/fuzz-seeds/envelope/).
 #![no_main]
@@ -55,6 +57,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(is_inside(&inside), "an href leading out was taken as inside");
             }
         }
+    }
+    if let Ok(Some(v)) = ovf::schema::validate(text, Path::new("fuzz.ovf")) {
+        assert!(v.violations.len() <= ovf::schema::MAX_VIOLATIONS);
     }
     if let Some(same) = edit_envelope(text, &EnvelopeEdits::new()).ok() {
         assert_eq!(same, text, "no edit changed the text");

@@ -270,3 +270,68 @@ fn a_disk_missing_or_cut_short_is_never_would_import_nor_raw_bytes_for_esxi() {
         "{err}"
     );
 }
+
+/// The envelope is checked against DMTF's schema: `check` lists each violation as a note with
+/// its line (a package products read stays clean, exit 0), and says when it is valid; `--json`
+/// carries them.
+#[test]
+fn schema_violations_are_notes_with_their_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    good_disk(dir, 1);
+    // The items without the ElementName the RASD schema requires (line 5 holds them all).
+    let unnamed = package(dir, "unnamed", &ovf(CAPACITY, "", ""), None);
+    let out = stdout(ovf_disk_ok(dir, &["check", &unnamed]));
+    assert!(
+        out.contains("envelope: 3 violations of DSP8023 1.1.1 (notes: products read many such envelopes):\n  NOTE line 5: Element 'vssd:VirtualSystemType': This element is not expected. Expected is one of ( vssd:AutomaticRecoveryAction,")
+            && out.contains("\n  NOTE line 5: Element 'rasd:InstanceID': This element is not expected. Expected is one of ( rasd:Address,")
+            && out.contains("No errors were found in the package."),
+        "{out}"
+    );
+    let json = stdout(ovf_disk_ok(dir, &["check", "--json", &unnamed]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["clean"], true, "{json}");
+    assert_eq!(v["schema"]["schema"], "DSP8023 1.1.1", "{json}");
+    assert_eq!(
+        v["schema"]["violations"].as_array().unwrap().len(),
+        3,
+        "{json}"
+    );
+    assert_eq!(v["schema"]["violations"][1]["line"], 5, "{json}");
+
+    // Named, they are valid.
+    let named = ovf(CAPACITY, "", "")
+        .replace(
+            "<vssd:VirtualSystemType",
+            "<vssd:ElementName xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\">vm</vssd:ElementName><vssd:InstanceID xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\">0</vssd:InstanceID><vssd:VirtualSystemType",
+        )
+        .replace(
+            "<rasd:InstanceID>1",
+            "<rasd:ElementName>SCSI controller 0</rasd:ElementName><rasd:InstanceID>1",
+        )
+        .replace(
+            "<rasd:HostResource>",
+            "<rasd:ElementName>Hard disk 1</rasd:ElementName><rasd:HostResource>",
+        );
+    let named = package(dir, "named", &named, None);
+    let out = stdout(ovf_disk_ok(dir, &["check", &named]));
+    assert!(out.contains("envelope: valid by DSP8023 1.1.1\n"), "{out}");
+
+    // A fault of the envelope's own (the schema is not asked to find it) is still an error,
+    // with the violations beside it.
+    let dup = ovf(CAPACITY, "", "").replace(
+        "</DiskSection>",
+        &format!("<Disk {CAPACITY} ovf:diskId=\"vmdisk1\"/></DiskSection>"),
+    );
+    let dup = package(dir, "dup", &dup, None);
+    let text = check_fails(dir, &dup);
+    assert!(
+        text.contains("duplicate-disk-id") || text.contains("the same id"),
+        "{text}"
+    );
+    assert!(text.contains("violations of DSP8023 1.1.1"), "{text}");
+}
+
+fn stdout(out: std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -99,7 +99,7 @@ fn fixed(dir: &Path, pkg: &str, target: &str, out: &str) -> i32 {
 }
 
 /// The envelope of an extracted package (`*.ovf` in `x`) is valid by DMTF's envelope schema
-/// (DSP8023 1.1.1 or 2.0.1 with the CIM schemas it imports, `testdata/xsd/`), checked by
+/// (DSP8023 1.1.1 or 2.0.1 with the CIM schemas it imports, `ovf/xsd/`), checked by
 /// xmllint offline.
 fn valid_by_schema(x: &Path) {
     let ovf = std::fs::read_dir(x)
@@ -109,8 +109,8 @@ fn valid_by_schema(x: &Path) {
         .unwrap();
     let text = std::fs::read_to_string(&ovf).unwrap();
     let schema = match text.contains("http://schemas.dmtf.org/ovf/envelope/2") {
-        true => "testdata/xsd/ovf2/dsp8023_2.0.1.xsd",
-        false => "testdata/xsd/ovf1/dsp8023_1.1.1.xsd",
+        true => "ovf/xsd/ovf2/dsp8023_2.0.1.xsd",
+        false => "ovf/xsd/ovf1/dsp8023_1.1.1.xsd",
     };
     let out = Command::new(tool("xmllint"))
         .args(["--noout", "--nonet", "--schema"])

@@ -32,6 +32,8 @@
 //! # Features
 //!
 //! - `serde`: `Serialize` for the envelope model and the manifest's outcomes.
+//! - `schema`: [`schema::validate`], envelopes checked against DMTF's envelope schema by
+//!   libxml2 (linked from the system).
 
 #![deny(missing_docs)]
 
@@ -43,6 +45,7 @@ pub mod hardware;
 pub mod manifest;
 pub mod names;
 pub mod properties;
+pub mod schema;
 pub mod units;
 pub mod write;
 pub mod xml;

@@ -86,6 +86,10 @@ pub struct PackageCheck {
     /// Faults of the envelope itself (duplicate ids, capacities that are no size, items naming
     /// nothing, ...: [`ovf::Envelope::faults`]), each with its element and line.
     pub faults: Vec<ovf::faults::Fault>,
+    /// The envelope checked against DMTF's envelope schema, when one applies and the `schema`
+    /// feature is on. Notes, not problems: products read envelopes the schema refuses
+    /// (VirtualBox's RASD order, for one), so violations leave the package clean.
+    pub schema: Option<ovf::schema::Validation>,
 }
 
 impl PackageCheck {
@@ -256,6 +260,7 @@ pub fn check_package(
         disks,
         missing,
         faults: env.faults(),
+        schema: pkg.schema()?,
     };
     c.clean = c.is_clean();
     Ok(c)

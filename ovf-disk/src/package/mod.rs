@@ -74,6 +74,8 @@ pub struct Package {
     source: Source,
     descriptor: String,
     envelope: Envelope,
+    /// The descriptor's text, for [`Package::schema`].
+    text: String,
     manifest: Option<(String, Manifest)>,
     certificate: Option<String>,
     /// The report of the first [`Package::verify`], which later calls (an import after the
@@ -256,6 +258,7 @@ impl Package {
             source,
             descriptor: descriptor.clone(),
             envelope,
+            text,
             manifest: None,
             certificate: None,
             verified: Arc::default(),
@@ -310,6 +313,16 @@ impl Package {
     /// The parsed envelope.
     pub fn envelope(&self) -> &Envelope {
         &self.envelope
+    }
+
+    /// The envelope checked against DMTF's envelope schema ([`ovf::schema::validate`]):
+    /// `None` for an OVF 0.9 envelope, which has none, or without the `schema` feature.
+    pub fn schema(&self) -> Result<Option<ovf::schema::Validation>> {
+        let path = match &self.source {
+            Source::Ova(_) => self.path.join(&self.descriptor),
+            _ => self.path.clone(),
+        };
+        Ok(ovf::schema::validate(&self.text, &path)?)
     }
 
     /// The manifest's file name and contents, if the package has one.

@@ -174,6 +174,10 @@ const DISK_FORMAT: &str = "ESXi's NFC stream reader: \"Not a supported disk form
 const PROBED: &str = "no product refusal on record: VirtualBox and virt-v2v read a disk by its \
     contents (a raw file as raw)";
 const FAULT_SPEC: &str = "no product refusal on record: DMTF DSP0243 and its schema (DSP8023)";
+const SCHEMA: &str = "accepted: products read envelopes DMTF's schema (DSP8023) refuses: \
+    VirtualBox's own exports put RASD elements out of the schema's order and VirtualBox imports \
+    them; VMware's NSX appliance envelope breaks it and deploys on vSphere (testdata/envelopes, \
+    CORPUS.md)";
 const DUPLICATES: &str =
     "accepted: VirtualBox keeps the last of two (ovfreader.cpp), virt-v2v the \
     first (input/OVF.ml's XPath)";
@@ -412,6 +416,7 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
     }
     size_rules(&scope, &mut f)?;
     fault_rules(&scope, &mut f);
+    schema_rule(&scope, &mut f)?;
     envelope_rules(&scope, &mut f);
     for system in &scope.env.systems {
         let h = system
@@ -430,6 +435,28 @@ pub fn lint(pkg: &Package, target: Target) -> Result<LintReport> {
         refused,
         findings: f.0,
     })
+}
+
+/// The envelope against DMTF's schema: one note for all its violations (`check` lists them).
+fn schema_rule(scope: &Scope<'_>, f: &mut Findings) -> Result<()> {
+    let Some(v) = scope.pkg.schema()? else {
+        return Ok(());
+    };
+    if let Some(first) = v.violations.first() {
+        let count = v.violations.len() + v.omitted;
+        f.add(
+            "schema",
+            Severity::Note,
+            &scope.descriptor,
+            first.line.map_or_else(String::new, |l| format!("line {l}")),
+            format!(
+                "{count} violation(s) of {} (`ovf-disk check` lists them), the first: {}",
+                v.schema, first.message
+            ),
+            SCHEMA,
+        );
+    }
+    Ok(())
 }
 
 /// The manifest: spelling and algorithm.

@@ -150,6 +150,9 @@ pub fn package_check(out: &mut dyn Write, c: &PackageCheck) -> Result<()> {
     for f in &c.faults {
         writeln!(out, "ERROR {}: {f}", c.verify.package.display())?;
     }
+    if let Some(v) = &c.schema {
+        schema(out, v)?;
+    }
     for d in &c.disks {
         writeln!(
             out,
@@ -177,6 +180,30 @@ pub fn package_check(out: &mut dyn Write, c: &PackageCheck) -> Result<()> {
             count(c.problem_count() as u64, "error was", "errors were")
         )
     }
+}
+
+/// The envelope's schema violations, as notes.
+fn schema(out: &mut dyn Write, v: &ovf::schema::Validation) -> Result<()> {
+    if v.is_valid() {
+        return writeln!(out, "envelope: valid by {}", v.schema);
+    }
+    writeln!(
+        out,
+        "envelope: {} of {} (notes: products read many such envelopes):",
+        count(
+            (v.violations.len() + v.omitted) as u64,
+            "violation",
+            "violations"
+        ),
+        v.schema
+    )?;
+    for x in &v.violations {
+        writeln!(out, "  NOTE {x}")?;
+    }
+    if v.omitted > 0 {
+        writeln!(out, "  NOTE and {} more, not listed", v.omitted)?;
+    }
+    Ok(())
 }
 
 /// Each digest's outcome, the unlisted files and the signature.
