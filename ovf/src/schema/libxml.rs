@@ -263,10 +263,7 @@ fn compile(files: &'static [File]) -> Result<Mutex<Compiled>, String> {
 /// Validates envelope text `text` against `schema`: the errors (line, message), at most
 /// [`MAX_VIOLATIONS`], and how many more. `Err` when libxml2 cannot read the text or the
 /// schema does not compile.
-pub(super) fn validate(
-    schema: Schema,
-    text: &str,
-) -> Result<Errors, String> {
+pub(super) fn validate(schema: Schema, text: &str) -> Result<Errors, String> {
     let compiled = match schema {
         Schema::Ovf1 => OVF1.get_or_init(|| compile(&OVF1_FILES)),
         Schema::Ovf2 => OVF2.get_or_init(|| compile(&OVF2_FILES)),
