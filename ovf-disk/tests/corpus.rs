@@ -79,3 +79,53 @@ fn info_and_check_target_read_every_envelope_other_products_read() {
         }
     }
 }
+
+/// What `info` and `check --target` compute, through the library as the command calls it,
+/// over a thousand descriptors (the corpus over and over): every one that opens gives its
+/// summary, its JSON and a verdict per product, without a panic. (The time is
+/// `benches/info-corpus.sh`'s to show, through the binary.)
+#[test]
+fn info_and_lint_over_a_thousand_descriptors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = repo().join("testdata/envelopes");
+    let mut paths = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let dir = dir.unwrap().path();
+        if dir.is_dir() {
+            for f in std::fs::read_dir(&dir).unwrap() {
+                let p = f.unwrap().path();
+                if p.extension().is_some_and(|e| e == "ovf") {
+                    // Each alone in a folder, as a package is.
+                    let pkg = tmp.path().join(paths.len().to_string());
+                    std::fs::create_dir_all(&pkg).unwrap();
+                    std::fs::copy(&p, pkg.join("x.ovf")).unwrap();
+                    paths.push(pkg.join("x.ovf"));
+                }
+            }
+        }
+    }
+    assert!(paths.len() >= 30, "{}", paths.len());
+    let (mut opened, mut refused) = (0, 0);
+    for _ in 0..1000_usize.div_ceil(paths.len()) {
+        for p in &paths {
+            let Ok(pkg) = ovf_disk::package::Package::open(p) else {
+                refused += 1;
+                continue;
+            };
+            opened += 1;
+            let json = serde_json::to_string(&pkg.info()).unwrap();
+            assert!(json.contains("\"systems\""), "{json}");
+            for target in [
+                ovf_disk::rules::Target::Esxi,
+                ovf_disk::rules::Target::Virtualbox,
+                ovf_disk::rules::Target::VirtV2v,
+            ] {
+                ovf_disk::rules::lint(&pkg, target).unwrap();
+            }
+        }
+    }
+    assert!(
+        opened + refused >= 1000 && opened >= 800,
+        "{opened} {refused}"
+    );
+}
