@@ -676,6 +676,135 @@ fn a_killed_remote_inflate_resumes_to_the_same_bytes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume continues a run from a URL"));
 }
 
+/// A loop device over a file of `len` bytes of garbage in `dir`, detached when dropped.
+struct LoopDevice(String);
+
+impl LoopDevice {
+    fn new(dir: &Path, len: usize) -> Self {
+        let img = dir.join("volume.img");
+        std::fs::write(&img, vec![0x5au8; len]).unwrap();
+        let dev = run_ok(dir, "losetup", &["-f", "--show", img.to_str().unwrap()]);
+        Self(dev.trim().to_string())
+    }
+
+    /// The sha256 of its first `len` bytes.
+    fn sha(&self, len: u64) -> String {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(&self.0)
+            .unwrap()
+            .take(len)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        sha256_bytes(&bytes)
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.0])
+            .status();
+    }
+}
+
+/// A remote inflate onto a block device (written in place, as a Job writes its volume) keeps
+/// its checkpoint at `--checkpoint FILE`; killed at 30 and 70%, the same command with
+/// `--resume` continues from it, fetching only what was left, to the source's bytes; without
+/// `--checkpoint` a resume is refused, and a checkpoint of another source too.
+#[test]
+fn a_killed_remote_inflate_onto_a_block_device_resumes_from_its_checkpoint_file() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let capacity = 80u64 << 20;
+    sample_raw(&dir.join("src.raw"), capacity);
+    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=monolithicFlat");
+    let want = sha256(&dir.join("src.raw"));
+    let nginx = Nginx::start(
+        dir,
+        &NginxOptions {
+            limit_rate: Some("12m".into()),
+            ..NginxOptions::default()
+        },
+    );
+    let url = nginx.url("disk.vmdk");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let dev = LoopDevice::new(w, (capacity + (4 << 20)) as usize);
+    let checkpoint = w.join("state/web.checkpoint");
+    std::fs::create_dir_all(checkpoint.parent().unwrap()).unwrap();
+    let cp = checkpoint.to_str().unwrap();
+    for percent in [30, 70] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+            .args([
+                "inflate",
+                "-q",
+                "--force",
+                "--connections",
+                "1",
+                "--threads",
+                "1",
+            ])
+            .args(["--checkpoint", cp, &url, &dev.0])
+            .current_dir(w)
+            .spawn()
+            .unwrap();
+        let mut done = 0;
+        kill_when(&mut child, &format!("{percent}%"), || {
+            done = checkpoint_done(&checkpoint).unwrap_or(0);
+            done * 100 >= capacity * percent
+        });
+        // Without the checkpoint's place, a resume onto a device is refused.
+        let out = ovf_disk(w, &["inflate", "--resume", "--force", &url, &dev.0]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("--checkpoint FILE"), "{err}");
+        let out = ovf_disk_ok(
+            w,
+            &[
+                "inflate",
+                "--json",
+                "--resume",
+                "--force",
+                "--connections",
+                "8",
+                "--checkpoint",
+                cp,
+                &url,
+                &dev.0,
+            ],
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(dev.sha(capacity), want, "resumed at {percent}%");
+        let bytes = json["fetched"]["bytes_fetched"].as_u64().unwrap();
+        assert!(
+            done > 0 && bytes <= capacity - done + (1 << 20),
+            "{percent}%: {bytes} bytes fetched after {done} were done"
+        );
+        assert!(
+            !checkpoint.exists(),
+            "{percent}%: the checkpoint outlived the run"
+        );
+    }
+    // A checkpoint another source left is refused.
+    std::fs::write(&checkpoint, "ovf-disk checkpoint 1\nid 00\ndone 1048576\n").unwrap();
+    let out = ovf_disk(
+        w,
+        &[
+            "inflate",
+            "--resume",
+            "--force",
+            "--checkpoint",
+            cp,
+            &url,
+            &dev.0,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot resume"), "{err}");
+}
+
 /// `ovf-disk ARGS` in `dir` with the tests' AWS environment and moto's endpoint.
 fn ovf_disk_s3(
     dir: &Path,

@@ -36,6 +36,8 @@ pub struct ConvertOptions {
     pub(crate) disks_at_once: usize,
     /// What the source is (lines of the caller's), and whether to resume an interrupted run.
     pub(crate) resumable: Option<(Vec<String>, bool)>,
+    /// Where a resumable copy keeps its checkpoint, instead of beside its output.
+    pub(crate) checkpoint: Option<PathBuf>,
     pub(crate) keep_chain: bool,
 }
 
@@ -47,6 +49,7 @@ impl Default for ConvertOptions {
             space_check: true,
             disks_at_once: 0,
             resumable: None,
+            checkpoint: None,
             keep_chain: false,
         }
     }
@@ -65,8 +68,19 @@ impl ConvertOptions {
     /// object's name, length and validator: `vmdk::remote::RemoteFiles::identity`); a later
     /// run whose source or output differs refuses to resume. Without `resume` a checkpoint
     /// is started afresh. Other outputs (sparse, stream-optimized) are not resumed.
+    ///
+    /// A block device is written in place and has no folder of its own for a checkpoint: its
+    /// copy keeps one only at a [`ConvertOptions::checkpoint_file`] (a volume that outlives the
+    /// run, for a Kubernetes Job), and resuming onto it without one is refused.
     pub fn resumable(mut self, source: Vec<String>, resume: bool) -> Self {
         self.resumable = Some((source, resume));
+        self
+    }
+
+    /// Keeps a [`ConvertOptions::resumable`] copy's checkpoint at `path` rather than beside
+    /// its output (`.NAME.ovf-disk-checkpoint`); the one place a block device's copy keeps one.
+    pub fn checkpoint_file(mut self, path: Option<PathBuf>) -> Self {
+        self.checkpoint = path;
         self
     }
 
@@ -271,9 +285,13 @@ pub(crate) fn write_pending(
             checkpoint: None,
         });
     };
-    // The checkpoint sits beside the last planned file (the one the user named).
+    // The checkpoint sits beside the last planned file (the one the user named), unless the
+    // caller placed it.
     let main = plan.files().last().map_or(out, |f| f.path());
-    let path = resume::checkpoint_of(main);
+    let path = options
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| resume::checkpoint_of(main));
     let mut identity = source.clone();
     identity.push(format!("format {format} capacity {capacity}"));
     let probe = resume::FileCheckpoint::new(path.clone(), &identity, 0);
@@ -496,11 +514,57 @@ fn convert_to_device(
         )));
     }
     let plan = Plan::new(Format::Raw, disk.capacity(), out)?;
-    let write = options.write.clone().zero(vmdk::ZeroMode::Write);
+    let mut write = options.write.clone().zero(vmdk::ZeroMode::Write);
+    let checkpoint = device_checkpoint(out, disk.capacity(), options)?;
+    if let Some((path, identity, from)) = &checkpoint {
+        write = write.checkpoint(resume::shared(path.clone(), identity, *from));
+    }
     let mut report = plan.write(disk, &[(&file, out)], &write, progress)?;
     file.sync_all().map_err(Error::io(out))?;
+    if let Some((path, ..)) = &checkpoint {
+        resume::FileCheckpoint::remove(path);
+    }
     report.written = disk.capacity();
     Ok(report)
+}
+
+/// The checkpoint of a resumable copy onto the block device `out` ([`convert_to_device`]):
+/// its path, identity and where the copy starts (where the checkpoint there says an
+/// interrupted run got to, when resuming). `None` when the copy keeps none.
+fn device_checkpoint(
+    out: &Path,
+    capacity: u64,
+    options: &ConvertOptions,
+) -> Result<Option<(PathBuf, Vec<String>, u64)>> {
+    let Some((source, resume)) = &options.resumable else {
+        return Ok(None);
+    };
+    let Some(path) = options.checkpoint.clone() else {
+        return match resume {
+            true => Err(Error::InvalidInput(format!(
+                "{} is a block device, written in place with no folder for a checkpoint: \
+                 resuming needs the one the interrupted run kept (--checkpoint FILE)",
+                out.display()
+            ))),
+            false => Ok(None),
+        };
+    };
+    let mut identity = source.clone();
+    identity.push(format!(
+        "device {} format raw capacity {capacity}",
+        out.display()
+    ));
+    let probe = resume::FileCheckpoint::new(path.clone(), &identity, 0);
+    let from = match resume {
+        true => probe.load()?.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "cannot resume: {} holds no checkpoint; run again without --resume",
+                path.display()
+            ))
+        })?,
+        false => 0,
+    };
+    Ok(Some((path, identity, from)))
 }
 
 /// Writes a stream-optimized disk read in one forward pass (standard input, a pipe, a tar

@@ -173,6 +173,11 @@ struct OutputArgs {
     /// the source changed since). Without it, what such a run left is removed.
     #[arg(long)]
     resume: bool,
+    /// For a URL input: keep the checkpoint --resume reads at FILE instead of beside the
+    /// output; the one place a block device's run keeps one (on a volume that outlives the
+    /// run, for a Job that is restarted).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
 }
 
 impl OutputArgs {
@@ -196,6 +201,7 @@ impl OutputArgs {
             .replace_existing(self.force)
             .space_check(!self.no_space_check)
             .disks_at_once(self.disks_at_once.unwrap_or(0))
+            .checkpoint_file(self.checkpoint.clone())
     }
 
     /// Removes what interrupted runs left in the folder of `output` (or the folder itself,
@@ -932,6 +938,10 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         !args.resume || opened.remote.is_some(),
         "--resume continues a run from a URL; a local disk is inflated again from the start"
     );
+    anyhow::ensure!(
+        args.checkpoint.is_none() || opened.remote.is_some(),
+        "--checkpoint is for a run from a URL, which --resume can continue"
+    );
     if !args.resume && !ovf_disk::output::is_block_device(output) {
         args.remove_leftovers_beside(output)?;
     }
@@ -1075,6 +1085,7 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
     let shown = OutputArgs {
         json,
         quiet: args.quiet,
+        checkpoint: None,
         ..*args
     };
     let fetched = opened.remote.as_ref().map(|r| r.stats());
