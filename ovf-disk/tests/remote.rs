@@ -501,11 +501,64 @@ fn packages_over_http_verify_check_and_import_like_local_ones() {
                 sent <= size + 16,
                 "{sent} bytes sent for a {size}-byte .ovf:\n{log}"
             );
+            // The stream-optimized disk is fetched once, digested while it is written: its
+            // bytes, plus what opening it for the capacity check reads (its header and
+            // footer, a 1 MiB chunk each, the whole of a file this small), not once more to
+            // verify it first.
+            let vmdk = std::fs::read_dir(dir.join("pkg"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().into_string().unwrap())
+                .find(|n| n.ends_with(".vmdk"))
+                .unwrap();
+            let size = std::fs::metadata(dir.join("pkg").join(&vmdk))
+                .unwrap()
+                .len();
+            let sent: u64 = log
+                .lines()
+                .filter(|l| l.contains(&format!("/pkg/{vmdk} ")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            assert!(
+                sent >= size && sent <= size + size.min(2 << 20) + 16,
+                "{sent} bytes sent for a {size}-byte disk:\n{log}"
+            );
         }
         if case == "drop" {
             assert!(fetched["retries"].as_u64().unwrap() > 0, "{case}: {json}");
         }
     }
+    // A disk whose bytes do not match the manifest, found while it is written in the one
+    // pass: the import fails and leaves nothing.
+    std::fs::create_dir(dir.join("bad")).unwrap();
+    for e in std::fs::read_dir(dir.join("pkg")).unwrap().flatten() {
+        let name = e.file_name().into_string().unwrap();
+        let mut bytes = std::fs::read(e.path()).unwrap();
+        if name.ends_with(".vmdk") {
+            // A byte of the last grain's compressed data, before the grain table, directory,
+            // footer and end-of-stream marker: the stream still reads, the digest differs.
+            let at = bytes.len() - 6 * 512 - 100;
+            bytes[at] ^= 0xff;
+        }
+        std::fs::write(dir.join("bad").join(&name), bytes).unwrap();
+    }
+    let out = ovf_disk(
+        w,
+        &[
+            "import",
+            "--format",
+            "raw",
+            &nginx.url(&format!("bad/{ovf_name}")),
+            "bad-out",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("verification failed, nothing was imported"),
+        "{err}"
+    );
+    assert!(!w.join("bad-out").exists(), "{err}");
     // A disk command given a package URL says what to run.
     let out = ovf_disk(w, &["inflate", &ova, "x.raw"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ovf-disk import URL"));

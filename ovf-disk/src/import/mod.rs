@@ -519,7 +519,9 @@ fn commit_import(
 }
 
 /// Imports `pkg` into `outdir` (created if missing): verifies it (a mismatch stops the import
-/// before anything is written), checks that the disks fit in the free space, inflates every
+/// before anything is written; but for a package at a URL, whose stream-optimized disks are
+/// digested while they are written rather than fetched twice, where a mismatch fails the
+/// import and leaves nothing), checks that the disks fit in the free space, inflates every
 /// disk to an eager-zeroed thick VMDK (or raw) at the capacity the envelope declares, and
 /// writes an OVF whose references name the thick disks; see the module's description for
 /// what a failure leaves (nothing). `progress` is called with a disk id and the bytes of that
@@ -544,7 +546,16 @@ pub fn import(
     options: &Options,
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<Report> {
-    let verify = pkg.verify(&|name| progress(name, 0))?;
+    // Disks at a URL that are read in one pass anyway are digested as they are written, not
+    // fetched twice; every other listed file is verified first.
+    let in_pass = digested_in_pass(pkg, options);
+    let verify = match in_pass.is_empty() {
+        true => pkg.verify(&|name| progress(name, 0))?,
+        false => {
+            let names: Vec<&str> = in_pass.iter().map(|(f, _)| f.href.as_str()).collect();
+            pkg.verify_except(&names, &|name| progress(name, 0))?
+        }
+    };
     if !verify.nothing_damaged() {
         return Err(Error::Verification(pkg.path().to_path_buf()));
     }
@@ -580,8 +591,26 @@ pub fn import(
     let workers = disks_at_once(options.convert.disks_at_once, jobs.len());
     let written = parallel::each(&jobs, workers, |(disk, file, out)| {
         let id = disk.disk_id.as_str();
-        import_disk(pkg, disk, file, out, options, &|n| progress(id, n)).map_err(|e| e.for_disk(id))
+        let entry = in_pass
+            .iter()
+            .find(|(f, _)| f.id == file.id)
+            .map(|(_, e)| *e);
+        let progress = |n| progress(id, n);
+        match entry {
+            Some(e) => import_disk_in_pass(pkg, disk, file, out, options, e, &progress)
+                .map(|(w, d)| (w, Some(d))),
+            None => import_disk(pkg, disk, file, out, options, &progress).map(|w| (w, None)),
+        }
+        .map_err(|e| e.for_disk(id))
     })?;
+    let (written, digested): (Vec<PendingWrite>, Vec<Option<FileDigest>>) =
+        written.into_iter().unzip();
+    report.verify.files.extend(digested.into_iter().flatten());
+    report.verify = std::mem::take(&mut report.verify).settle();
+    if !report.verify.nothing_damaged() {
+        // The disks written are dropped uncommitted: nothing is left.
+        return Err(Error::Verification(pkg.path().to_path_buf()));
+    }
     let mut edits = Vec::new();
     for ((disk, file, out), w) in jobs.iter().zip(&written) {
         edits.push(edit_for(file, out, w));
@@ -656,6 +685,68 @@ fn import_disk(
         within_declared(href, vdisk.capacity(), declared)?;
         write_pending(&vdisk, out, format, grown(declared), convert, progress)
     }
+}
+
+/// The disk files of `pkg` an import reads once and digests on the way, with their manifest
+/// entries: at a URL, a stream-optimized disk stored plainly that the manifest lists, written
+/// to a thick or raw output (a one-pass write), unless the package was verified before.
+fn digested_in_pass<'a>(pkg: &'a Package, options: &Options) -> Vec<(&'a FileRef, &'a Entry)> {
+    let Some((_, manifest)) = pkg.manifest() else {
+        return Vec::new();
+    };
+    if !pkg.is_remote() || !options.format.is_thick() || pkg.verified_before() {
+        return Vec::new();
+    }
+    let env = pkg.envelope();
+    env.disks
+        .iter()
+        .filter(|d| {
+            d.format
+                .as_deref()
+                .is_some_and(|f| f.ends_with("#streamOptimized"))
+        })
+        .filter_map(|d| env.file_of(d))
+        .filter(|f| !f.is_compressed() && f.chunk_size.is_none())
+        .filter_map(|f| Some((f, manifest.get(&f.href)?)))
+        .collect()
+}
+
+/// [`import_disk`] of a stream-optimized disk read once, forward, while its bytes are digested
+/// with the manifest's `entry` ([`digested_in_pass`]): the write and the digest's outcome.
+fn import_disk_in_pass(
+    pkg: &Package,
+    disk: &VirtualDisk,
+    file: &FileRef,
+    out: &Path,
+    options: &Options,
+    entry: &Entry,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(PendingWrite, FileDigest)> {
+    let declared = pkg.declared(disk)?;
+    let href = Path::new(&file.href);
+    let mut reader = Hashing {
+        inner: pkg.reader(&file.href)?,
+        hashers: vec![Hasher::new(entry.algorithm)],
+    };
+    let w = {
+        let stream = StreamReader::new(Box::new(&mut reader) as Box<dyn Read>, href)?;
+        within_declared(href, stream.capacity(), declared)?;
+        let convert = &options.convert;
+        write_stream_pending(
+            stream,
+            out,
+            &options.format,
+            grown(declared),
+            convert,
+            progress,
+        )?
+    };
+    // The digest covers every byte, past the end-of-stream marker too.
+    std::io::copy(&mut reader, &mut std::io::sink())
+        .map_err(Error::io(&pkg.member_path(&file.href)))?;
+    let found = reader.hashers.pop().map(Hasher::finish).unwrap_or_default();
+    let outcome = Outcome::of(&entry.digest, found);
+    Ok((w, FileDigest::new(&file.href, entry.algorithm, outcome)))
 }
 
 /// A reader that digests what passes through it.

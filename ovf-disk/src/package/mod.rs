@@ -315,6 +315,16 @@ impl Package {
         &self.envelope
     }
 
+    /// Whether the package is read from a URL (each file read again is fetched again).
+    #[cfg(feature = "write")]
+    pub(crate) fn is_remote(&self) -> bool {
+        #[cfg(feature = "remote")]
+        if matches!(self.source, Source::Remote { .. }) {
+            return true;
+        }
+        false
+    }
+
     /// The envelope checked against DMTF's envelope schema ([`ovf::schema::validate`]):
     /// `None` for an OVF 0.9 envelope, which has none, or without the `schema` feature.
     pub fn schema(&self) -> Result<Option<ovf::schema::Validation>> {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::Package;
 use crate::error::{Error, Result};
 use ovf::cert::CertificateFile;
-use ovf::manifest::{digest, Algorithm, Outcome};
+use ovf::manifest::{digest, Algorithm, Entry, Outcome};
 
 /// How one file the manifest lists fared.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,13 +211,37 @@ impl Package {
         if let Some(report) = cached.as_ref() {
             return Ok(report.clone());
         }
-        let report = self.verify_files(progress)?;
+        let report = self.verify_files(&[], progress)?;
         *cached = Some(report.clone());
         Ok(report)
     }
 
-    /// [`Package::verify`]'s work, done once per package.
-    fn verify_files(&self, progress: &(dyn Fn(&str) + Sync)) -> Result<VerifyReport> {
+    /// Whether [`Package::verify`] ran (its report is kept).
+    #[cfg(feature = "write")]
+    pub(crate) fn verified_before(&self) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// [`Package::verify`] but for the files `skip`, which the caller digests itself (an
+    /// import reading them once); the report is not kept.
+    #[cfg(feature = "write")]
+    pub(crate) fn verify_except(
+        &self,
+        skip: &[&str],
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<VerifyReport> {
+        self.verify_files(skip, progress)
+    }
+
+    /// [`Package::verify`]'s work, done once per package, for every listed file but `skip`.
+    fn verify_files(
+        &self,
+        skip: &[&str],
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<VerifyReport> {
         let mut report = VerifyReport {
             package: self.path.clone(),
             certificate: self.certificate.clone(),
@@ -250,8 +274,13 @@ impl Package {
             };
             report.signature = Some(SignatureCheck::of(result));
         }
-        let workers = crate::output::parallel::disks_at_once(0, manifest.entries.len());
-        report.files = crate::output::parallel::each(&manifest.entries, workers, |e| {
+        let entries: Vec<&Entry> = manifest
+            .entries
+            .iter()
+            .filter(|e| !skip.contains(&e.name.as_str()))
+            .collect();
+        let workers = crate::output::parallel::disks_at_once(0, entries.len());
+        report.files = crate::output::parallel::each(&entries, workers, |e| {
             progress(&e.name);
             let outcome = match self.reader(&e.name) {
                 Err(_) => Outcome::Missing,
