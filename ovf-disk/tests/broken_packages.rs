@@ -110,7 +110,7 @@ fn each_class_of_broken_package_is_found_for_its_own_reason() {
     let cases: [Case<'_>; 10] = [
         ("dup-disk", duplicate_disk, "duplicate-disk-id", "line 4: DiskSection/Disk ovf:diskId=\"vmdisk1\"", "the same id as the element at line 4", &[]),
         ("dup-file", ovf(CAPACITY, "<File ovf:href=\"d.vmdk\" ovf:id=\"file2\"/>", ""), "duplicate-href", "line 3: References/File ovf:id=\"file2\"", "names the file a File at line 3 names already", &[]),
-        ("zero", ovf("ovf:capacity=\"0\"", "", ""), "disk-capacity", "line 4: DiskSection/Disk ovf:diskId=\"vmdisk1\"", "ovf:capacity is zero", &[]),
+        ("zero", ovf("ovf:capacity=\"0\"", "", ""), "disk-capacity-zero", "line 4: DiskSection/Disk ovf:diskId=\"vmdisk1\"", "ovf:capacity is zero", &[]),
         ("no-capacity", ovf("", "", ""), "disk-capacity", "line 4: DiskSection/Disk ovf:diskId=\"vmdisk1\"", "ovf:capacity", &["virtualbox"]),
         ("file-ref", ovf(CAPACITY, "", "").replace("ovf:fileRef=\"file1\"", "ovf:fileRef=\"file9\""), "disk-file-ref", "line 4: DiskSection/Disk ovf:diskId=\"vmdisk1\"", "file9", &["virtualbox", "virt-v2v"]),
         ("host", ovf(CAPACITY, "", &cd(1, "vmdisk1")), "host-resource", "line 5: VirtualSystem ovf:id=\"vm\"/Item InstanceID 4", "HostResource \"vmdisk1\" is neither ovf:/disk/ID nor ovf:/file/ID", &[]),

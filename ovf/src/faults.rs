@@ -127,19 +127,24 @@ impl Envelope {
                     device: None,
                 });
             }
-            let message = match d.capacity_bytes {
-                _ if d.capacity.trim().is_empty() => Some("no ovf:capacity".to_string()),
-                Some(0) => Some("ovf:capacity is zero".to_string()),
-                None => Some(format!(
-                    "ovf:capacity {:?} in units {:?} is not a size",
-                    d.capacity,
-                    d.capacity_units.as_deref().unwrap_or("byte")
+            let found = match d.capacity_bytes {
+                _ if d.capacity.trim().is_empty() => {
+                    Some(("disk-capacity", "no ovf:capacity".to_string()))
+                }
+                Some(0) => Some(("disk-capacity-zero", "ovf:capacity is zero".to_string())),
+                None => Some((
+                    "disk-capacity",
+                    format!(
+                        "ovf:capacity {:?} in units {:?} is not a size",
+                        d.capacity,
+                        d.capacity_units.as_deref().unwrap_or("byte")
+                    ),
                 )),
                 Some(_) => None,
             };
-            if let Some(message) = message {
+            if let Some((rule, message)) = found {
                 out.push(Fault {
-                    rule: "disk-capacity",
+                    rule,
                     at: at.clone(),
                     line: d.line,
                     message,

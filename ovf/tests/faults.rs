@@ -67,7 +67,7 @@ fn each_class_of_fault_is_named_with_its_line() {
         ),
         (
             envelope(FILE1, &DISK1.replace("ovf:capacity=\"1\"", "ovf:capacity=\"0\""), SCSI),
-            "disk-capacity",
+            "disk-capacity-zero",
             7,
             "ovf:capacity is zero",
         ),

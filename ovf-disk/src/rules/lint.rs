@@ -610,10 +610,9 @@ fn fault_verdict(fault: &ovf::faults::Fault, target: Target) -> (Severity, &'sta
     match (fault.rule, target) {
         ("disk-file-ref", Target::Virtualbox) => refuse(VBOX_FILE_REF),
         ("disk-file-ref", Target::VirtV2v) => refuse(V2V_FILE_REF),
-        // VirtualBox reads an absent capacity as an error, a zero one as a number.
-        ("disk-capacity", Target::Virtualbox) if !fault.message.contains("zero") => {
-            refuse(VBOX_CAPACITY)
-        }
+        // VirtualBox reads an absent capacity as an error, a zero one (`disk-capacity-zero`)
+        // as a number.
+        ("disk-capacity", Target::Virtualbox) => refuse(VBOX_CAPACITY),
         ("host-resource", Target::Virtualbox) if disk => refuse(VBOX_HOST),
         ("host-resource", Target::VirtV2v) if disk => refuse(V2V_HOST),
         ("parent", Target::Virtualbox) if disk => refuse(VBOX_PARENT),
@@ -1077,6 +1076,7 @@ mod tests {
             "duplicate-disk-id",
             "disk-file-ref",
             "disk-capacity",
+            "disk-capacity-zero",
             "populated-size",
             "host-resource",
             "parent",
