@@ -104,16 +104,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Sends whatever TLS records are pending; `out` must be held.
-    fn send_pending(&self, out: &mut Socket) -> io::Result<()> {
-        let mut records = Vec::new();
+    /// Sends whatever TLS records are pending, gathered in `records` (emptied first, kept by
+    /// the caller so a reply's records reuse one buffer); `out` must be held.
+    fn send_pending(&self, out: &mut Socket, records: &mut Vec<u8>) -> io::Result<()> {
+        records.clear();
         {
             let mut conn = lock(&self.conn);
             while conn.wants_write() {
-                conn.write_tls(&mut records)?;
+                conn.write_tls(records)?;
             }
         }
-        out.write_all(&records)
+        out.write_all(records)
     }
 }
 
@@ -135,7 +136,10 @@ pub(crate) fn split(
         pos: 0,
         closed: false,
     };
-    Ok((Box::new(reader), Box::new(TlsWriter { shared })))
+    Ok((Box::new(reader), Box::new(TlsWriter {
+        shared,
+        records: Vec::new(),
+    })))
 }
 
 struct TlsReader {
@@ -181,7 +185,7 @@ impl TlsReader {
         if pending {
             // A key update or an alert rustls answers: sent in order with the replies.
             let mut out = lock(&self.shared.out);
-            self.shared.send_pending(&mut out)?;
+            self.shared.send_pending(&mut out, &mut Vec::new())?;
         }
         Ok(())
     }
@@ -216,6 +220,8 @@ impl Read for TlsReader {
 
 struct TlsWriter {
     shared: Arc<Shared>,
+    /// The records of the chunk being sent: one buffer for every chunk of every reply.
+    records: Vec<u8>,
 }
 
 /// Plaintext handed to rustls at a time: one record, well under its buffer limit.
@@ -231,7 +237,7 @@ impl Write for TlsWriter {
         let mut out = lock(&self.shared.out);
         for chunk in buf.chunks(RECORD) {
             lock(&self.shared.conn).writer().write_all(chunk)?;
-            self.shared.send_pending(&mut out)?;
+            self.shared.send_pending(&mut out, &mut self.records)?;
         }
         Ok(())
     }
@@ -247,6 +253,6 @@ impl Drop for TlsWriter {
     fn drop(&mut self) {
         let mut out = lock(&self.shared.out);
         lock(&self.shared.conn).send_close_notify();
-        let _ = self.shared.send_pending(&mut out);
+        let _ = self.shared.send_pending(&mut out, &mut self.records);
     }
 }
