@@ -136,10 +136,13 @@ pub(crate) fn split(
         pos: 0,
         closed: false,
     };
-    Ok((Box::new(reader), Box::new(TlsWriter {
-        shared,
-        records: Vec::new(),
-    })))
+    Ok((
+        Box::new(reader),
+        Box::new(TlsWriter {
+            shared,
+            records: Vec::new(),
+        }),
+    ))
 }
 
 struct TlsReader {

@@ -139,10 +139,18 @@ impl S3Config {
     }
 
     /// The HTTP(S) URL prefix of `bucket`: `ENDPOINT/BUCKET`, or
-    /// `https://BUCKET.s3.REGION.amazonaws.com`.
+    /// `https://BUCKET.s3.REGION.amazonaws.com` (virtual-host style), or for a bucket whose
+    /// name holds a dot, `https://s3.REGION.amazonaws.com/BUCKET` (path style, as the AWS SDKs
+    /// fall back to: `*.s3.REGION.amazonaws.com`'s certificate covers one label, so
+    /// `my.bucket.s3...` fails TLS verification).
     pub(crate) fn bucket_url(&self, bucket: &str) -> String {
         match &self.endpoint {
             Some(e) => format!("{e}/{}", uri_encode(bucket, false)),
+            None if bucket.contains('.') => format!(
+                "https://s3.{}.amazonaws.com/{}",
+                self.region,
+                uri_encode(bucket, false)
+            ),
             None => format!("https://{bucket}.s3.{}.amazonaws.com", self.region),
         }
     }
@@ -325,6 +333,21 @@ mod tests {
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         assert!(!format!("{c:?}").contains("wJalr"));
+    }
+
+    #[test]
+    fn buckets_are_addressed_as_the_aws_sdks_address_them() {
+        let c = S3Config::new("A", "S", "eu-west-1");
+        assert_eq!(
+            c.bucket_url("disks"),
+            "https://disks.s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            c.bucket_url("disks.example.com"),
+            "https://s3.eu-west-1.amazonaws.com/disks.example.com"
+        );
+        let c = c.endpoint("http://127.0.0.1:9000");
+        assert_eq!(c.bucket_url("disks"), "http://127.0.0.1:9000/disks");
     }
 
     #[test]
