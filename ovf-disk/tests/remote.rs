@@ -631,24 +631,22 @@ fn checkpoint_done(path: &Path) -> Option<u64> {
 /// the other, so the checkpoint moves a window at a time) and kills it (SIGKILL) once its
 /// checkpoint says `percent` of `capacity` is written; returns that.
 fn kill_at(w: &Path, url: &str, capacity: u64, percent: u64) -> u64 {
+    let checkpoint = w.join(".out.raw.ovf-disk-checkpoint");
+    kill_inflate_at(w, &[url, "out.raw"], &checkpoint, capacity, percent)
+}
+
+/// [`kill_at`] with `args` after `inflate -q --connections 1 --threads 1`, and the checkpoint
+/// at `checkpoint`.
+fn kill_inflate_at(w: &Path, args: &[&str], checkpoint: &Path, capacity: u64, percent: u64) -> u64 {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
-        .args([
-            "inflate",
-            "-q",
-            "--connections",
-            "1",
-            "--threads",
-            "1",
-            url,
-            "out.raw",
-        ])
+        .args(["inflate", "-q", "--connections", "1", "--threads", "1"])
+        .args(args)
         .current_dir(w)
         .spawn()
         .unwrap();
-    let checkpoint = w.join(".out.raw.ovf-disk-checkpoint");
     let mut done = 0;
     kill_when(&mut child, &format!("{percent}%"), || {
-        done = checkpoint_done(&checkpoint).unwrap_or(0);
+        done = checkpoint_done(checkpoint).unwrap_or(0);
         done * 100 >= capacity * percent
     });
     done
@@ -788,25 +786,8 @@ fn a_killed_remote_inflate_onto_a_block_device_resumes_from_its_checkpoint_file(
     std::fs::create_dir_all(checkpoint.parent().unwrap()).unwrap();
     let cp = checkpoint.to_str().unwrap();
     for percent in [30, 70] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
-            .args([
-                "inflate",
-                "-q",
-                "--force",
-                "--connections",
-                "1",
-                "--threads",
-                "1",
-            ])
-            .args(["--checkpoint", cp, &url, &dev.0])
-            .current_dir(w)
-            .spawn()
-            .unwrap();
-        let mut done = 0;
-        kill_when(&mut child, &format!("{percent}%"), || {
-            done = checkpoint_done(&checkpoint).unwrap_or(0);
-            done * 100 >= capacity * percent
-        });
+        let args = ["--force", "--checkpoint", cp, &url, &dev.0];
+        let done = kill_inflate_at(w, &args, &checkpoint, capacity, percent);
         // Without the checkpoint's place, a resume onto a device is refused.
         let out = ovf_disk(w, &["inflate", "--resume", "--force", &url, &dev.0]);
         let err = String::from_utf8_lossy(&out.stderr);

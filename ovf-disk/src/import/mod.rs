@@ -546,19 +546,7 @@ pub fn import(
     options: &Options,
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<Report> {
-    // Disks at a URL that are read in one pass anyway are digested as they are written, not
-    // fetched twice; every other listed file is verified first.
-    let in_pass = digested_in_pass(pkg, options);
-    let verify = match in_pass.is_empty() {
-        true => pkg.verify(&|name| progress(name, 0))?,
-        false => {
-            let names: Vec<&str> = in_pass.iter().map(|(f, _)| f.href.as_str()).collect();
-            pkg.verify_except(&names, &|name| progress(name, 0))?
-        }
-    };
-    if !verify.nothing_damaged() {
-        return Err(Error::Verification(pkg.path().to_path_buf()));
-    }
+    let (verify, in_pass) = verify_first(pkg, options, progress)?;
     let (chosen, values) = check_deployment(pkg.envelope(), options)?;
     let folder = OutputFolder::open(outdir)?;
     check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
@@ -588,29 +576,7 @@ pub fn import(
     } else {
         files::carry_files(pkg, outdir, options.convert.replace)?
     };
-    let workers = disks_at_once(options.convert.disks_at_once, jobs.len());
-    let written = parallel::each(&jobs, workers, |(disk, file, out)| {
-        let id = disk.disk_id.as_str();
-        let entry = in_pass
-            .iter()
-            .find(|(f, _)| f.id == file.id)
-            .map(|(_, e)| *e);
-        let progress = |n| progress(id, n);
-        match entry {
-            Some(e) => import_disk_in_pass(pkg, disk, file, out, options, e, &progress)
-                .map(|(w, d)| (w, Some(d))),
-            None => import_disk(pkg, disk, file, out, options, &progress).map(|w| (w, None)),
-        }
-        .map_err(|e| e.for_disk(id))
-    })?;
-    let (written, digested): (Vec<PendingWrite>, Vec<Option<FileDigest>>) =
-        written.into_iter().unzip();
-    report.verify.files.extend(digested.into_iter().flatten());
-    report.verify = std::mem::take(&mut report.verify).settle();
-    if !report.verify.nothing_damaged() {
-        // The disks written are dropped uncommitted: nothing is left.
-        return Err(Error::Verification(pkg.path().to_path_buf()));
-    }
+    let written = write_disks(pkg, &jobs, &in_pass, options, progress, &mut report.verify)?;
     let mut edits = Vec::new();
     for ((disk, file, out), w) in jobs.iter().zip(&written) {
         edits.push(edit_for(file, out, w));
@@ -685,6 +651,64 @@ fn import_disk(
         within_declared(href, vdisk.capacity(), declared)?;
         write_pending(&vdisk, out, format, grown(declared), convert, progress)
     }
+}
+
+/// The jobs of [`import`] up to its disks: the manifest's digests checked (a mismatch stops
+/// the import before anything is written), but for the disks [`digested_in_pass`] returns,
+/// which [`write_disks`] digests as it writes them.
+fn verify_first<'a>(
+    pkg: &'a Package,
+    options: &Options,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<(VerifyReport, Vec<(&'a FileRef, &'a Entry)>)> {
+    let in_pass = digested_in_pass(pkg, options);
+    let verify = match in_pass.is_empty() {
+        true => pkg.verify(&|name| progress(name, 0))?,
+        false => {
+            let names: Vec<&str> = in_pass.iter().map(|(f, _)| f.href.as_str()).collect();
+            pkg.verify_except(&names, &|name| progress(name, 0))?
+        }
+    };
+    if !verify.nothing_damaged() {
+        return Err(Error::Verification(pkg.path().to_path_buf()));
+    }
+    Ok((verify, in_pass))
+}
+
+/// Writes each disk of `jobs` (disk, its file, the output) under temporary names, side by
+/// side, those of `in_pass` digested on the way into `verify`; a digest that does not match
+/// drops every write (nothing is left) and fails.
+fn write_disks(
+    pkg: &Package,
+    jobs: &[(&VirtualDisk, &FileRef, PathBuf)],
+    in_pass: &[(&FileRef, &Entry)],
+    options: &Options,
+    progress: &(dyn Fn(&str, u64) + Sync),
+    verify: &mut VerifyReport,
+) -> Result<Vec<PendingWrite>> {
+    let workers = disks_at_once(options.convert.disks_at_once, jobs.len());
+    let written = parallel::each(jobs, workers, |(disk, file, out)| {
+        let id = disk.disk_id.as_str();
+        let entry = in_pass
+            .iter()
+            .find(|(f, _)| f.id == file.id)
+            .map(|(_, e)| *e);
+        let progress = |n| progress(id, n);
+        match entry {
+            Some(e) => import_disk_in_pass(pkg, disk, file, out, options, e, &progress)
+                .map(|(w, d)| (w, Some(d))),
+            None => import_disk(pkg, disk, file, out, options, &progress).map(|w| (w, None)),
+        }
+        .map_err(|e| e.for_disk(id))
+    })?;
+    let (written, digested): (Vec<PendingWrite>, Vec<Option<FileDigest>>) =
+        written.into_iter().unzip();
+    verify.files.extend(digested.into_iter().flatten());
+    *verify = std::mem::take(verify).settle();
+    if !verify.nothing_damaged() {
+        return Err(Error::Verification(pkg.path().to_path_buf()));
+    }
+    Ok(written)
 }
 
 /// The disk files of `pkg` an import reads once and digests on the way, with their manifest
