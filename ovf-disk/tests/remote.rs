@@ -632,14 +632,21 @@ fn checkpoint_done(path: &Path) -> Option<u64> {
 /// checkpoint says `percent` of `capacity` is written; returns that.
 fn kill_at(w: &Path, url: &str, capacity: u64, percent: u64) -> u64 {
     let checkpoint = w.join(".out.raw.ovf-disk-checkpoint");
-    kill_inflate_at(w, &[url, "out.raw"], &checkpoint, capacity, percent)
+    kill_run_at(
+        w,
+        &["inflate", url, "out.raw"],
+        &checkpoint,
+        capacity,
+        percent,
+    )
 }
 
-/// [`kill_at`] with `args` after `inflate -q --connections 1 --threads 1`, and the checkpoint
-/// at `checkpoint`.
-fn kill_inflate_at(w: &Path, args: &[&str], checkpoint: &Path, capacity: u64, percent: u64) -> u64 {
+/// [`kill_at`] of `ovf-disk COMMAND -q --connections 1 --threads 1 ARGS...` (`args` is the
+/// command and its arguments), its checkpoint at `checkpoint`.
+fn kill_run_at(w: &Path, args: &[&str], checkpoint: &Path, capacity: u64, percent: u64) -> u64 {
+    let (command, args) = args.split_first().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
-        .args(["inflate", "-q", "--connections", "1", "--threads", "1"])
+        .args([*command, "-q", "--connections", "1", "--threads", "1"])
         .args(args)
         .current_dir(w)
         .spawn()
@@ -714,6 +721,52 @@ fn a_killed_remote_inflate_resumes_to_the_same_bytes() {
     let out = ovf_disk_ok(w, &["inflate", "--connections", "8", &url, "out.raw"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("left by an interrupted run"));
     assert_eq!(sha256(&w.join("out.raw")), want);
+    // `convert` of a disk at a URL to raw resumes alike; outputs that are not raw or thick,
+    // and the commands that start over, refuse --resume.
+    std::fs::remove_file(w.join("out.raw")).unwrap();
+    let done = kill_run_at(
+        w,
+        &["convert", "--to", "raw", &url, "out.raw"],
+        &w.join(".out.raw.ovf-disk-checkpoint"),
+        capacity,
+        50,
+    );
+    let out = ovf_disk_ok(
+        w,
+        &[
+            "convert", "--json", "--resume", "--to", "raw", &url, "out.raw",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bytes = json["fetched"]["bytes_fetched"].as_u64().unwrap();
+    assert!(
+        done > 0 && bytes <= capacity - done + (1 << 20),
+        "{bytes} after {done}"
+    );
+    assert_eq!(sha256(&w.join("out.raw")), want);
+    std::fs::remove_file(w.join("out.raw")).unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "convert",
+                "--resume",
+                "--to",
+                "streamOptimized",
+                &url,
+                "s.vmdk",
+            ],
+            "continue raw and thick outputs",
+        ),
+        (
+            vec!["import", "--resume", &url, "imported"],
+            "import starts over",
+        ),
+    ] {
+        let out = ovf_disk(w, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
     // --resume is for URL inputs.
     let out = ovf_disk(
         w,
@@ -786,8 +839,8 @@ fn a_killed_remote_inflate_onto_a_block_device_resumes_from_its_checkpoint_file(
     std::fs::create_dir_all(checkpoint.parent().unwrap()).unwrap();
     let cp = checkpoint.to_str().unwrap();
     for percent in [30, 70] {
-        let args = ["--force", "--checkpoint", cp, &url, &dev.0];
-        let done = kill_inflate_at(w, &args, &checkpoint, capacity, percent);
+        let args = ["inflate", "--force", "--checkpoint", cp, &url, &dev.0];
+        let done = kill_run_at(w, &args, &checkpoint, capacity, percent);
         // Without the checkpoint's place, a resume onto a device is refused.
         let out = ovf_disk(w, &["inflate", "--resume", "--force", &url, &dev.0]);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -168,9 +168,10 @@ struct OutputArgs {
     /// error (json: {"done","total","rate","elapsed","item"}, for job runners), or not at all.
     #[arg(long = "progress", value_enum, default_value = "bar")]
     progress_mode: ProgressMode,
-    /// For a URL input written to raw or thick outputs: continue the run that was killed or
-    /// failed writing this output, from its checkpoint, instead of starting over (refused when
-    /// the source changed since). Without it, what such a run left is removed.
+    /// For `inflate` and `convert` of a disk at a URL to raw or thick outputs (or a block
+    /// device, with --checkpoint): continue the run that was killed or failed writing this
+    /// output, from its checkpoint, instead of starting over (refused when the source changed
+    /// since). Without it, what such a run left is removed.
     #[arg(long)]
     resume: bool,
     /// For a URL input: keep the checkpoint --resume reads at FILE instead of beside the
@@ -202,6 +203,39 @@ impl OutputArgs {
             .space_check(!self.no_space_check)
             .disks_at_once(self.disks_at_once.unwrap_or(0))
             .checkpoint_file(self.checkpoint.clone())
+    }
+
+    /// Checks `--resume` and `--checkpoint` for a run (from a URL when `remote`) writing
+    /// `format` at `output`, and removes what interrupted runs left beside `output` unless
+    /// the run resumes (a block device keeps nothing beside it).
+    fn prepare_resumable(&self, remote: bool, format: &Format, output: &Path) -> Result<()> {
+        anyhow::ensure!(
+            !self.resume || remote,
+            "--resume continues a run from a URL; a local disk is written again from the start"
+        );
+        anyhow::ensure!(
+            self.checkpoint.is_none() || remote,
+            "--checkpoint is for a run from a URL, which --resume can continue"
+        );
+        anyhow::ensure!(
+            !(self.resume || self.checkpoint.is_some()) || format.is_thick(),
+            "--resume and --checkpoint continue raw and thick outputs; a {format} output is \
+             written again from the start (run without them)"
+        );
+        if !self.resume && !ovf_disk::output::is_block_device(output) {
+            self.remove_leftovers_beside(output)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses `--resume` and `--checkpoint` for `command`, which starts over.
+    fn not_resumable(&self, command: &str) -> Result<()> {
+        anyhow::ensure!(
+            !self.resume && self.checkpoint.is_none(),
+            "--resume and --checkpoint continue `inflate` and `convert` of a disk at a URL; \
+             {command} starts over"
+        );
+        Ok(())
     }
 
     /// Removes what interrupted runs left in the folder of `output` (or the folder itself,
@@ -863,6 +897,7 @@ struct VmInflateJson<'a> {
 /// `inflate VM.vmx OUTDIR`: every disk's chain consolidated.
 fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     let (outdir, args) = (a.output.as_path(), &a.out);
+    args.not_resumable("inflate of a VM folder")?;
     let format = a.format.unwrap_or(ImportFormat::Vmdk).format(a.esx);
     let (mut options, vmx) = a.input_args.vm_options_for(&a.input)?;
     if let Some(name) = &a.snapshot {
@@ -934,17 +969,7 @@ fn inflate(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
         write = write.threads(cores().max(a.input_args.remote.connections()));
     }
     let options = args.convert_options(write);
-    anyhow::ensure!(
-        !args.resume || opened.remote.is_some(),
-        "--resume continues a run from a URL; a local disk is inflated again from the start"
-    );
-    anyhow::ensure!(
-        args.checkpoint.is_none() || opened.remote.is_some(),
-        "--checkpoint is for a run from a URL, which --resume can continue"
-    );
-    if !args.resume && !ovf_disk::output::is_block_device(output) {
-        args.remove_leftovers_beside(output)?;
-    }
+    args.prepare_resumable(opened.remote.is_some(), &format, output)?;
     let started = Instant::now();
     let shown = remote::shown(&opened);
     anyhow::ensure!(
@@ -1074,8 +1099,11 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
         r.files = vec![name];
         r
     } else {
-        let options = args.convert_options(write).keep_chain(a.keep_chain);
-        args.remove_leftovers_beside(output)?;
+        let mut options = args.convert_options(write).keep_chain(a.keep_chain);
+        args.prepare_resumable(opened.remote.is_some(), &format, output)?;
+        if let Some(r) = &opened.remote {
+            options = options.resumable(remote::identity(r), args.resume);
+        }
         ovf_disk::output::convert(&disk, output, &format, &options, &|n| bar.inc(n))
             .with_context(|| format!("converting {} to {}", input.display(), output.display()))?
     };
@@ -1152,6 +1180,7 @@ fn target_of(t: TargetArg) -> ovf_disk::rules::Target {
 /// `fix PKG OUT --target T`.
 fn fix(out: &mut dyn Write, a: &FixArgs) -> Result<ExitCode> {
     let args = &a.out;
+    args.not_resumable("fix")?;
     anyhow::ensure!(
         a.output
             .extension()
@@ -1302,6 +1331,7 @@ fn ova_reader(
 
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
+    args.not_resumable("import")?;
     let format = a.format.format(false);
     let mut options = import::Options::new()
         .output_format(format)?
@@ -1411,6 +1441,7 @@ struct ExportJson<'a> {
 
 fn export(out: &mut dyn Write, a: &ExportArgs) -> Result<ExitCode> {
     let args = &a.out;
+    args.not_resumable("export")?;
     let mut write = args.write_options()?;
     if let Some(level) = a.compress_level {
         write = write.compression_level(level);
