@@ -644,6 +644,20 @@ fn kill_at(w: &Path, url: &str, capacity: u64, percent: u64) -> u64 {
 /// [`kill_at`] of `ovf-disk COMMAND -q --connections 1 --threads 1 ARGS...` (`args` is the
 /// command and its arguments), its checkpoint at `checkpoint`.
 fn kill_run_at(w: &Path, args: &[&str], checkpoint: &Path, capacity: u64, percent: u64) -> u64 {
+    let what = format!("{percent}%");
+    kill_run_when(w, args, checkpoint, &what, |done| {
+        done * 100 >= capacity * percent
+    })
+}
+
+/// [`kill_run_at`], killing once `reached` holds for what the checkpoint says is done.
+fn kill_run_when(
+    w: &Path,
+    args: &[&str],
+    checkpoint: &Path,
+    what: &str,
+    reached: impl Fn(u64) -> bool,
+) -> u64 {
     let (command, args) = args.split_first().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
         .args([*command, "-q", "--connections", "1", "--threads", "1"])
@@ -652,11 +666,79 @@ fn kill_run_at(w: &Path, args: &[&str], checkpoint: &Path, capacity: u64, percen
         .spawn()
         .unwrap();
     let mut done = 0;
-    kill_when(&mut child, &format!("{percent}%"), || {
+    kill_when(&mut child, what, || {
         done = checkpoint_done(checkpoint).unwrap_or(0);
-        done * 100 >= capacity * percent
+        reached(done)
     });
     done
+}
+
+/// A remote convert to a stream-optimized VMDK, killed once its checkpoint moved (the
+/// output's length right after a grain table), continues with `--resume`: it reads its partial
+/// output back, fetches only the disk past the tables written, and ends with the very bytes
+/// of an uninterrupted run; a partial output that is not what its checkpoint says is refused.
+#[test]
+fn a_killed_remote_convert_to_stream_optimized_resumes_to_the_same_file() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // Four grain tables of 32 MiB.
+    let capacity = 128u64 << 20;
+    sample_raw(&dir.join("src.raw"), capacity);
+    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=monolithicFlat");
+    let nginx = Nginx::start(
+        dir,
+        &NginxOptions {
+            limit_rate: Some("16m".into()),
+            ..NginxOptions::default()
+        },
+    );
+    let url = nginx.url("disk.vmdk");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // The same CID and file name every run, so the runs' bytes can be compared whole.
+    fn stream<'a>(more: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["convert", "--to", "streamOptimized", "--cid", "1234abcd"];
+        args.extend(more);
+        args
+    }
+    let whole = w.join("whole");
+    std::fs::create_dir(&whole).unwrap();
+    ovf_disk_ok(&whole, &stream(&["--connections", "8", &url, "out.vmdk"]));
+    let src = dir.join("src.raw").display().to_string();
+    qemu_same(&whole, "out.vmdk", "vmdk", &src, "raw");
+    let want = sha256(&whole.join("out.vmdk"));
+    let checkpoint = w.join(".out.vmdk.ovf-disk-checkpoint");
+    let args = stream(&[&url, "out.vmdk"]);
+    let done = kill_run_when(w, &args, &checkpoint, "a checkpoint", |done| done > 0);
+    assert!(w.join(".out.vmdk.ovf-disk-partial").exists());
+    let out = ovf_disk_ok(w, &stream(&["--json", "--resume", &url, "out.vmdk"]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = sha256(&w.join("out.vmdk"));
+    assert_eq!(got, want, "resumed after {done} bytes of output");
+    // At least the first grain table's 32 MiB of the disk was not fetched again.
+    let bytes = json["fetched"]["bytes_fetched"].as_u64().unwrap();
+    assert!(
+        bytes <= capacity - (32 << 20) + (1 << 20),
+        "{bytes} fetched after {done}"
+    );
+    assert!(!checkpoint.exists());
+    // A partial output that is not what the checkpoint says (its first grain marker
+    // overwritten) is refused, not continued.
+    let bad_checkpoint = w.join(".bad.vmdk.ovf-disk-checkpoint");
+    let args = stream(&[&url, "bad.vmdk"]);
+    kill_run_when(w, &args, &bad_checkpoint, "a checkpoint", |done| done > 0);
+    let partial = w.join(".bad.vmdk.ovf-disk-partial");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&partial)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 16], 128 * 512).unwrap();
+    drop(f);
+    let out = ovf_disk(w, &stream(&["--resume", &url, "bad.vmdk"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot resume"), "{err}");
+    assert!(!w.join("bad.vmdk").exists());
 }
 
 /// A remote inflate killed at 20, 50 and 80% continues with `--resume` from its checkpoint,
@@ -747,15 +829,8 @@ fn a_killed_remote_inflate_resumes_to_the_same_bytes() {
     std::fs::remove_file(w.join("out.raw")).unwrap();
     for (args, says) in [
         (
-            vec![
-                "convert",
-                "--resume",
-                "--to",
-                "streamOptimized",
-                &url,
-                "s.vmdk",
-            ],
-            "continue raw and thick outputs",
+            vec!["convert", "--resume", "--to", "qcow2", &url, "s.qcow2"],
+            "continue raw, thick and streamOptimized outputs",
         ),
         (
             vec!["import", "--resume", &url, "imported"],

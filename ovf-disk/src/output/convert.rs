@@ -67,7 +67,8 @@ impl ConvertOptions {
     /// where this one stopped instead of starting over. `source` describes the input (each
     /// object's name, length and validator: `vmdk::remote::RemoteFiles::identity`); a later
     /// run whose source or output differs refuses to resume. Without `resume` a checkpoint
-    /// is started afresh. Other outputs (sparse, stream-optimized) are not resumed.
+    /// is started afresh. Raw, thick and stream-optimized outputs resume ([`resumes`]); others
+    /// (sparse, qcow2, VHD, VHDX) start over.
     ///
     /// A block device is written in place and has no folder of its own for a checkpoint: its
     /// copy keeps one only at a [`ConvertOptions::checkpoint_file`] (a volume that outlives the
@@ -263,6 +264,12 @@ fn name_outputs(e: vmdk::Error, pending: &[PendingFile]) -> Error {
     }
 }
 
+/// Whether a copy to `format` can continue after a kill: raw, thick and stream-optimized
+/// outputs ([`ConvertOptions::resumable`]).
+pub fn resumes(format: &Format) -> bool {
+    format.is_thick() || *format == Format::Vmdk(vmdk::CreateType::StreamOptimized)
+}
+
 /// [`convert`] up to the commit: a disk written under temporary names, at `capacity` bytes
 /// (its own, or larger to grow it).
 pub(crate) fn write_pending(
@@ -274,7 +281,7 @@ pub(crate) fn write_pending(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PendingWrite> {
     let plan = Plan::new(format.clone(), capacity, out)?;
-    let Some((source, resume)) = options.resumable.as_ref().filter(|_| format.is_thick()) else {
+    let Some((source, resume)) = options.resumable.as_ref().filter(|_| resumes(format)) else {
         let files = create_outputs(&plan, &disk.files(), options)?;
         let report = plan
             .write(disk, &outputs(&files), &options.write, progress)

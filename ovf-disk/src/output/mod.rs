@@ -32,8 +32,8 @@ pub(crate) mod resume;
 
 #[cfg(feature = "write")]
 pub use convert::{
-    convert, convert_stream, is_block_device, thick_format, thick_format_for, ConvertOptions,
-    WriteSummary,
+    convert, convert_stream, is_block_device, resumes, thick_format, thick_format_for,
+    ConvertOptions, WriteSummary,
 };
 #[cfg(feature = "write")]
 pub use measure::{measure, Measure};

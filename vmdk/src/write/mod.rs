@@ -416,6 +416,56 @@ impl Plan {
         self.format.space_needed(self.capacity, options)
     }
 
+    /// Writes the stream-optimized file of the plan into `file` through a write-behind buffer;
+    /// with a checkpoint in `options`, recording how far it got and continuing from where the
+    /// checkpoint says an earlier run left `file` (read back by `stream::resume_point`, the
+    /// bytes past it cut off).
+    fn write_stream_part(
+        &self,
+        disk: &Disk,
+        descriptor: &Descriptor,
+        file: &File,
+        options: &WriteOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<stream::StreamWritten> {
+        use std::io::Seek;
+        let Some(checkpoint) = options.checkpoint.as_deref() else {
+            let mut w = WriteBehind::new(file);
+            let stats = stream::write_stream(disk, descriptor, &mut w, options, progress, None)?;
+            w.flush()
+                .map_err(|e| Error::new(None, "output", None, ErrorKind::Io(e)))?;
+            return Ok(stats);
+        };
+        let io = |e| Error::new(None, "output", None, ErrorKind::Io(e));
+        let from = match checkpoint.resume_from() {
+            0 => None,
+            pos => Some(stream::resume_point(file, pos, self.capacity)?),
+        };
+        let start = from.as_ref().map_or(0, |f| f.pos);
+        file.set_len(start).map_err(io)?;
+        let mut positioned = file;
+        positioned
+            .seek(std::io::SeekFrom::Start(start))
+            .map_err(io)?;
+        let mut w = WriteBehind::new(file);
+        let sync = || file.sync_data();
+        let resumable = stream::Resumable {
+            checkpoint,
+            sync: &sync,
+            from,
+        };
+        let stats = stream::write_stream(
+            disk,
+            descriptor,
+            &mut w,
+            options,
+            progress,
+            Some(&resumable),
+        )?;
+        w.flush().map_err(io)?;
+        Ok(stats)
+    }
+
     /// The file to open: the descriptor, or the one file.
     fn main_file(&self) -> &Path {
         self.files
@@ -565,10 +615,9 @@ impl Plan {
                     data += (stats.grains * grain_bytes).min(len);
                 }
                 Part::Stream => {
-                    let mut w = WriteBehind::new(file);
-                    let stats = stream::write_stream(disk, &descriptor, &mut w, options, progress)
+                    let stats = self
+                        .write_stream_part(disk, &descriptor, file, options, progress)
                         .map_err(|e| in_file(e, path))?;
-                    w.flush().map_err(|e| Error::file(path, ErrorKind::Io(e)))?;
                     data += (stats.grains * grain_bytes).min(self.capacity);
                 }
                 Part::Descriptor => write_descriptor(file, path, &descriptor)?,
@@ -697,7 +746,7 @@ pub fn write_stream_optimized<W: Write>(
         offset: 0,
     };
     let descriptor = settings.descriptor(&CreateType::StreamOptimized, vec![extent]);
-    let stats = stream::write_stream(disk, &descriptor, out, options, progress)?;
+    let stats = stream::write_stream(disk, &descriptor, out, options, progress, None)?;
     Ok(WriteReport {
         files: Vec::new(),
         capacity,

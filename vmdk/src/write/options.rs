@@ -43,6 +43,11 @@ pub enum ZeroMode {
 /// outputs) starts at [`Checkpoint::resume_from`] (rounded down to its window), and at most
 /// twice a second, after flushing the outputs to the device, calls [`Checkpoint::reached`] with
 /// the offset below which every byte is written; once more at the end.
+///
+/// A stream-optimized output ([`crate::Plan::write`]) counts in bytes of the output instead:
+/// at most twice a second, right after a grain table, the output is flushed and its length
+/// given to [`Checkpoint::reached`]; a later write given that length back reads the output up
+/// to it (checking every marker), cuts off what follows, and continues with the next table.
 pub trait Checkpoint: Send + Sync + std::fmt::Debug {
     /// Bytes from the start of the disk an earlier run wrote and flushed (0: none).
     fn resume_from(&self) -> u64;

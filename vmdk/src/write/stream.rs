@@ -15,7 +15,9 @@
 //! (their directory entry is 0). qemu-img's own stream writer leaves out the footer and the
 //! end-of-stream marker, which ESXi requires; this one writes both.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
 
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::IntoBytes;
@@ -23,7 +25,7 @@ use zerocopy::IntoBytes;
 use super::geometry::{
     check_write_capacity, written_header, DESCRIPTOR_SECTORS, GRAIN_SECTORS, GTES_PER_GT,
 };
-use super::options::WriteOptions;
+use super::options::{Checkpoint, WriteOptions};
 use super::walk::{walk_grains, GrainWalk};
 use crate::codec::compress_grain;
 use crate::descriptor::Descriptor;
@@ -57,6 +59,109 @@ fn stream_header(capacity: u64, gd_offset: u64) -> H {
     h
 }
 
+/// A stream write that records how far it got and may continue an earlier one: after a grain
+/// table is written (at most twice a second), the output is flushed to its device with `sync`
+/// and the checkpoint told the output's length. For a stream output that length, not a byte of
+/// the disk, is what [`Checkpoint::resume_from`] gives back: [`resume_point`] reads the
+/// output up to it to find where the disk continues.
+pub(crate) struct Resumable<'a> {
+    pub(crate) checkpoint: &'a dyn Checkpoint,
+    pub(crate) sync: &'a dyn Fn() -> std::io::Result<()>,
+    /// Where the earlier run got to (`None`: the write starts at the beginning).
+    pub(crate) from: Option<StreamResume>,
+}
+
+/// Where an interrupted stream write got to, read back from its output by [`resume_point`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct StreamResume {
+    /// The output's length at the checkpoint: right after a grain table.
+    pub(crate) pos: u64,
+    /// The directory entries written so far: (table, sector of the table).
+    pub(crate) directory: Vec<(u64, u32)>,
+    /// The first byte of the disk whose grains are not written (a grain table's start).
+    pub(crate) next: u64,
+}
+
+/// Reads the partial stream-optimized output `file` (a disk of `capacity` bytes) up to `pos`,
+/// the length its checkpoint recorded: the header, then every grain and grain table marker,
+/// which must end exactly at `pos` with a grain table. Each marker is checked against the
+/// capacity and the order this writer writes them in; anything else is an error (the output
+/// is not one this writer was writing).
+pub(crate) fn resume_point(mut file: &File, pos: u64, capacity: u64) -> Result<StreamResume> {
+    let table_bytes = GTES_PER_GT * GRAIN_SECTORS * SECTOR_SIZE;
+    let bad = |at: u64, what: &str| {
+        Error::new(
+            None,
+            "partial stream output",
+            Some(at),
+            ErrorKind::InvalidInput(format!("cannot resume: {what}")),
+        )
+    };
+    let io = |at: u64| {
+        move |e: std::io::Error| {
+            Error::new(None, "partial stream output", Some(at), ErrorKind::Io(e))
+        }
+    };
+    let mut head = [0u8; 512];
+    file.seek(SeekFrom::Start(0)).map_err(io(0))?;
+    file.read_exact(&mut head).map_err(io(0))?;
+    let expected = stream_header(capacity.div_ceil(SECTOR_SIZE), H::GD_AT_END);
+    if head != *expected.as_bytes() {
+        return Err(bad(
+            0,
+            "its header is not the one this disk's stream output starts with",
+        ));
+    }
+    let mut at = FIRST_GRAIN_SECTOR * SECTOR_SIZE;
+    let (mut table, mut directory, mut after_table) = (None::<u64>, Vec::new(), false);
+    while at < pos {
+        let mut marker = [0u8; 16];
+        file.seek(SeekFrom::Start(at)).map_err(io(at))?;
+        file.read_exact(&mut marker).map_err(io(at))?;
+        let (lba, rest) = marker.split_at(8);
+        let (size, kind) = rest.split_at(4);
+        let lba = u64::from_le_bytes(lba.try_into().unwrap_or_default());
+        let size = u64::from(u32::from_le_bytes(size.try_into().unwrap_or_default()));
+        let kind = u32::from_le_bytes(kind.try_into().unwrap_or_default());
+        if size > 0 {
+            let offset = lba.checked_mul(SECTOR_SIZE).filter(|&o| o < capacity);
+            let t = offset.map(|o| o / table_bytes);
+            if t.is_none() || t < table || (t == table && after_table) {
+                return Err(bad(at, "a grain out of this writer's order"));
+            }
+            table = t;
+            after_table = false;
+            at = at
+                .checked_add((GrainMarker::SIZE + size).div_ceil(SECTOR_SIZE) * SECTOR_SIZE)
+                .ok_or_else(|| bad(at, "a grain past the end"))?;
+        } else {
+            let t = table.filter(|_| kind == MetadataMarker::GT && !after_table);
+            let Some(t) = t.filter(|_| lba == GTES_PER_GT * 4 / SECTOR_SIZE) else {
+                return Err(bad(
+                    at,
+                    "metadata that is not the grain table of the grains before it",
+                ));
+            };
+            let sector = u32::try_from(at / SECTOR_SIZE + 1).map_err(|_| bad(at, "too far"))?;
+            directory.push((t, sector));
+            after_table = true;
+            at += SECTOR_SIZE * (1 + lba);
+        }
+    }
+    if at != pos || !after_table {
+        return Err(bad(
+            at,
+            "its checkpoint does not fall right after a grain table",
+        ));
+    }
+    let next = table.map_or(0, |t| (t + 1) * table_bytes).min(capacity);
+    Ok(StreamResume {
+        pos,
+        directory,
+        next,
+    })
+}
+
 /// The output, with the count of bytes written so far, and the tables being filled.
 struct StreamWriter<'a, W: Write> {
     out: &'a mut W,
@@ -65,6 +170,8 @@ struct StreamWriter<'a, W: Write> {
     table: Vec<u32>,
     current: Option<u64>,
     grains: u64,
+    /// Where the write records how far it got, and when it last did.
+    resumable: Option<(&'a Resumable<'a>, Instant)>,
 }
 
 impl<W: Write> StreamWriter<'_, W> {
@@ -115,6 +222,23 @@ impl<W: Write> StreamWriter<'_, W> {
         self.put(table.as_bytes())?;
         self.table = table;
         self.table.fill(0);
+        self.tell()
+    }
+
+    /// Flushes the output to its device and tells the checkpoint its length, at most twice a
+    /// second (right after a grain table: [`resume_point`] continues from there).
+    fn tell(&mut self) -> Result<()> {
+        let Some((r, told)) = &mut self.resumable else {
+            return Ok(());
+        };
+        if told.elapsed() < Duration::from_millis(500) {
+            return Ok(());
+        }
+        let io = |e| Error::new(None, "output", Some(self.pos), ErrorKind::Io(e));
+        self.out.flush().map_err(io)?;
+        (r.sync)().map_err(io)?;
+        r.checkpoint.reached(self.pos)?;
+        *told = Instant::now();
         Ok(())
     }
 
@@ -169,12 +293,15 @@ impl<W: Write> StreamWriter<'_, W> {
 
 /// Writes `disk` as a stream-optimized extent whose embedded descriptor is `descriptor` to
 /// `out`, in one forward pass. `progress` receives byte counts of the disk as batches finish.
+/// With `resumable`, checkpoints are recorded, and with its `from` the write continues an
+/// earlier one whose output `out` extends (positioned at its `pos`).
 pub(crate) fn write_stream<W: Write>(
     disk: &Disk,
     descriptor: &Descriptor,
     out: &mut W,
     options: &WriteOptions,
     progress: &(dyn Fn(u64) + Sync),
+    resumable: Option<&Resumable<'_>>,
 ) -> Result<StreamWritten> {
     let capacity_bytes = disk.capacity();
     check_write_capacity(capacity_bytes)?;
@@ -198,10 +325,26 @@ pub(crate) fn write_stream<W: Write>(
         table: vec![0u32; GTES_PER_GT as usize],
         current: None,
         grains: 0,
+        resumable: resumable.map(|r| (r, Instant::now())),
     };
-    w.put(stream_header(capacity, H::GD_AT_END).as_bytes())?;
-    w.put(text.as_bytes())?;
-    w.put(&vec![0u8; (reserved - text.len() as u64) as usize])?;
+    let start = match resumable.and_then(|r| r.from.as_ref()) {
+        Some(from) => {
+            w.pos = from.pos;
+            for &(t, sector) in &from.directory {
+                if let Some(e) = usize::try_from(t).ok().and_then(|t| w.directory.get_mut(t)) {
+                    *e = sector;
+                }
+            }
+            progress(from.next);
+            from.next
+        }
+        None => {
+            w.put(stream_header(capacity, H::GD_AT_END).as_bytes())?;
+            w.put(text.as_bytes())?;
+            w.put(&vec![0u8; (reserved - text.len() as u64) as usize])?;
+            0
+        }
+    };
     let grain_bytes = GRAIN_SECTORS * SECTOR_SIZE;
     let level = options.level;
     let work = move |_g: u64, data: &[u8]| -> Result<Vec<u8>> {
@@ -216,8 +359,8 @@ pub(crate) fn write_stream<W: Write>(
         packed.map_err(|e| Error::new(None, "compressed grain", None, ErrorKind::Decompress(e)))
     };
     let walk = GrainWalk {
-        start: 0,
-        len: capacity_bytes,
+        start,
+        len: capacity_bytes - start,
         grain_bytes,
         threads: options.threads,
         batch: options.batch,
@@ -227,7 +370,7 @@ pub(crate) fn write_stream<W: Write>(
         disk,
         &walk,
         &work,
-        &mut |g, packed| w.grain(g, &packed),
+        &mut |g, packed| w.grain(g + start / grain_bytes, &packed),
         progress,
     )?;
     w.finish(capacity)

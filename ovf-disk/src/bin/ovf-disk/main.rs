@@ -168,8 +168,8 @@ struct OutputArgs {
     /// error (json: {"done","total","rate","elapsed","item"}, for job runners), or not at all.
     #[arg(long = "progress", value_enum, default_value = "bar")]
     progress_mode: ProgressMode,
-    /// For `inflate` and `convert` of a disk at a URL to raw or thick outputs (or a block
-    /// device, with --checkpoint): continue the run that was killed or failed writing this
+    /// For `inflate` and `convert` of a disk at a URL to raw, thick or streamOptimized outputs
+    /// (or a block device, with --checkpoint): continue the run that was killed or failed writing this
     /// output, from its checkpoint, instead of starting over (refused when the source changed
     /// since). Without it, what such a run left is removed.
     #[arg(long)]
@@ -218,9 +218,9 @@ impl OutputArgs {
             "--checkpoint is for a run from a URL, which --resume can continue"
         );
         anyhow::ensure!(
-            !(self.resume || self.checkpoint.is_some()) || format.is_thick(),
-            "--resume and --checkpoint continue raw and thick outputs; a {format} output is \
-             written again from the start (run without them)"
+            !(self.resume || self.checkpoint.is_some()) || ovf_disk::output::resumes(format),
+            "--resume and --checkpoint continue raw, thick and streamOptimized outputs; a \
+             {format} output is written again from the start (run without them)"
         );
         if !self.resume && !ovf_disk::output::is_block_device(output) {
             self.remove_leftovers_beside(output)?;
