@@ -621,6 +621,67 @@ fn a_vm_folder_at_a_url_consolidates_like_the_local_one() {
     );
 }
 
+/// A VM folder at a URL inflated disk by disk, killed once its first disk is written (its
+/// checkpoint at the disk's capacity, the second disk under way), continues with `--resume`:
+/// the first disk is not fetched again, and both come out as an uninterrupted run writes them.
+#[test]
+fn a_killed_vm_folder_inflate_resumes_without_fetching_written_disks_again() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::create_dir(dir.join("web")).unwrap();
+    esxi_vm_folder(&dir.join("web"));
+    let web = qemu_raw_sha(&dir.join("web"), "web-000002.vmdk");
+    let data = qemu_raw_sha(&dir.join("web"), "data.vmdk");
+    // 2 MB/s a connection: each 6 MiB disk takes three seconds on one.
+    let nginx = Nginx::start(
+        dir,
+        &NginxOptions {
+            limit_rate: Some("2m".into()),
+            ..NginxOptions::default()
+        },
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let url = nginx.url("web/web.vmx");
+    let checkpoint = w.join("thick/.web.vmdk.ovf-disk-checkpoint");
+    let capacity = (3 * 4096 + 5) * 512;
+    let args = ["inflate", "--disks-at-once", "1", &url, "thick"];
+    kill_run_when(w, &args, &checkpoint, "the first disk", |done| {
+        done >= capacity
+    });
+    assert!(
+        !w.join("thick/web.vmdk").exists(),
+        "a killed run committed a disk"
+    );
+    nginx.clear_log();
+    let out = ovf_disk(
+        w,
+        &["inflate", "--resume", "--checkpoint", "x", &url, "thick"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keep theirs beside them"));
+    ovf_disk_ok(w, &["inflate", "-q", "--resume", &url, "thick"]);
+    assert_eq!(sha256(&w.join("thick/web-flat.vmdk")), web);
+    assert_eq!(sha256(&w.join("thick/data-flat.vmdk")), data);
+    // The first disk's data (its flat base and its deltas' grains) was not fetched again:
+    // only the second disk's, and the descriptors and headers every run reads.
+    let log = nginx.log();
+    let sent = |name: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains(&format!("/web/{name} ")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(sent("web-flat.vmdk") < 1 << 20, "{log}");
+    assert!(sent("data-flat.vmdk") >= capacity, "{log}");
+    let left: Vec<_> = std::fs::read_dir(w.join("thick"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// `done` of the checkpoint at `path`, when there is one.
 fn checkpoint_done(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;

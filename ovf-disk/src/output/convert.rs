@@ -78,6 +78,12 @@ impl ConvertOptions {
         self
     }
 
+    /// Whether this run continues interrupted ones ([`ConvertOptions::resumable`] with
+    /// `resume`).
+    pub(crate) fn resuming(&self) -> bool {
+        self.resumable.as_ref().is_some_and(|(_, resume)| *resume)
+    }
+
     /// Keeps a [`ConvertOptions::resumable`] copy's checkpoint at `path` rather than beside
     /// its output (`.NAME.ovf-disk-checkpoint`); the one place a block device's copy keeps one.
     pub fn checkpoint_file(mut self, path: Option<PathBuf>) -> Self {
@@ -217,6 +223,21 @@ impl PendingWrite {
         Ok(self.report)
     }
 
+    /// Moves every file of every write into place together, then removes their checkpoints.
+    pub(crate) fn commit_together(written: Vec<PendingWrite>) -> Result<()> {
+        let mut checkpoints = Vec::new();
+        let mut files = Vec::new();
+        for w in written {
+            checkpoints.extend(w.checkpoint);
+            files.extend(w.files);
+        }
+        commit_all(files)?;
+        for c in &checkpoints {
+            resume::FileCheckpoint::remove(c);
+        }
+        Ok(())
+    }
+
     /// The size of the written file that will be at `path`.
     pub(crate) fn size_of(&self, path: &Path) -> u64 {
         self.files
@@ -238,7 +259,11 @@ fn create_outputs(
     }
     if let Some(first) = plan.files().first() {
         let folder = folder_of(first.path());
-        remove_leftovers(folder)?;
+        // A run that resumes leaves what other interrupted copies left beside (a VM's other
+        // disks, which it resumes too).
+        if !options.resuming() {
+            remove_leftovers(folder)?;
+        }
         if options.space_check {
             let main = plan.files().last().map_or(first.path(), |f| f.path());
             check_space(folder, plan.space_needed(&options.write), main)?;

@@ -544,6 +544,12 @@ impl OutputFolder {
     /// Opens `path` as an output folder, creating it (and missing parents) if needed, and
     /// removes the leftovers of killed runs in it.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_keeping(path, false)
+    }
+
+    /// [`OutputFolder::open`], leaving the leftovers of killed runs in it when `keep` (a run
+    /// that resumes them).
+    pub fn open_keeping(path: &Path, keep: bool) -> Result<Self> {
         let mut missing = Vec::new();
         let mut p = path;
         while !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err() {
@@ -598,7 +604,9 @@ impl OutputFolder {
                 temp: None,
             });
         }
-        remove_leftovers(path)?;
+        if !keep {
+            remove_leftovers(path)?;
+        }
         Ok(folder)
     }
 

@@ -7,9 +7,9 @@ use vmdk::{Disk, Format};
 
 use super::{open_disk, Options, VmDisk};
 use crate::error::Result;
-use crate::output::convert::{check_space, write_pending};
+use crate::output::convert::{check_space, write_pending, PendingWrite};
 use crate::output::parallel::{self, disks_at_once};
-use crate::output::{commit_all, OutputFolder};
+use crate::output::OutputFolder;
 
 /// One disk [`inflate_vm`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn inflate_vm(
         .iter()
         .map(|d| open_disk(&vm, d, options).map(|disk| (d, disk)))
         .collect::<Result<_>>()?;
-    let folder = OutputFolder::open(outdir)?;
+    let folder = OutputFolder::open_keeping(outdir, convert.resuming())?;
     if convert.space_check {
         let needed = disks.iter().fold(0u64, |sum, (_, d)| {
             sum.saturating_add(format.space_needed(d.capacity(), &convert.write))
@@ -126,7 +126,7 @@ pub fn inflate_vm(
             })
             .collect(),
     };
-    commit_all(written.into_iter().flat_map(|w| w.files).collect())?;
+    PendingWrite::commit_together(written)?;
     folder.keep();
     Ok(report)
 }

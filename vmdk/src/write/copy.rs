@@ -384,8 +384,12 @@ impl Disk {
         })?;
         let writes_zeros = writes_zeros(options.zero);
         let checkpoint = options.checkpoint.as_deref();
-        // An earlier run's work, to the window: skipped, and counted as done.
-        let resumed = checkpoint.map_or(0, |c| c.resume_from()).min(held) / window * window;
+        // An earlier run's work, to the window (all of it when it finished): skipped, and
+        // counted as done.
+        let resumed = match checkpoint.map_or(0, |c| c.resume_from()) {
+            from if from >= held => held,
+            from => from / window * window,
+        };
         if resumed > 0 {
             progress(resumed);
         }

@@ -110,11 +110,25 @@ impl InputArgs {
 
     /// The options of the VM `vmx` (a path or a URL), and the name to open it by.
     fn vm_options_for(&self, vmx: &Path) -> Result<(ovf_disk::vm::Options, PathBuf)> {
+        self.vm_source(vmx)
+            .map(|(options, name, _)| (options, name))
+    }
+
+    /// [`InputArgs::vm_options_for`], with the remote source the options read from when
+    /// `vmx` is a URL (for what it fetched and what it is).
+    fn vm_source(
+        &self,
+        vmx: &Path,
+    ) -> Result<(
+        ovf_disk::vm::Options,
+        PathBuf,
+        Option<vmdk::remote::RemoteFiles>,
+    )> {
         if !remote::is_url(vmx) {
-            return Ok((self.vm_options(), vmx.to_path_buf()));
+            return Ok((self.vm_options(), vmx.to_path_buf(), None));
         }
         let (files, name) = self.remote.source(vmx)?;
-        Ok((self.vm_options().files(files), name))
+        Ok((self.vm_options().files(files.clone()), name, Some(files)))
     }
 
     /// The options of a VM's disks (and of any input opened through `Input::open`).
@@ -168,8 +182,8 @@ struct OutputArgs {
     /// error (json: {"done","total","rate","elapsed","item"}, for job runners), or not at all.
     #[arg(long = "progress", value_enum, default_value = "bar")]
     progress_mode: ProgressMode,
-    /// For `inflate` and `convert` of a disk at a URL to raw, thick or streamOptimized outputs
-    /// (or a block device, with --checkpoint): continue the run that was killed or failed writing this
+    /// For `inflate` (of a disk or a VM folder) and `convert` from a URL to raw, thick or
+    /// streamOptimized outputs (or a block device, with --checkpoint): continue the run that was killed or failed writing this
     /// output, from its checkpoint, instead of starting over (refused when the source changed
     /// since). Without it, what such a run left is removed.
     #[arg(long)]
@@ -209,6 +223,16 @@ impl OutputArgs {
     /// `format` at `output`, and removes what interrupted runs left beside `output` unless
     /// the run resumes (a block device keeps nothing beside it).
     fn prepare_resumable(&self, remote: bool, format: &Format, output: &Path) -> Result<()> {
+        self.check_resumable(remote, format)?;
+        if !self.resume && !ovf_disk::output::is_block_device(output) {
+            self.remove_leftovers_beside(output)?;
+        }
+        Ok(())
+    }
+
+    /// Checks `--resume` and `--checkpoint` for a run (from a URL when `remote`) writing
+    /// `format`.
+    fn check_resumable(&self, remote: bool, format: &Format) -> Result<()> {
         anyhow::ensure!(
             !self.resume || remote,
             "--resume continues a run from a URL; a local disk is written again from the start"
@@ -222,9 +246,6 @@ impl OutputArgs {
             "--resume and --checkpoint continue raw, thick and streamOptimized outputs; a \
              {format} output is written again from the start (run without them)"
         );
-        if !self.resume && !ovf_disk::output::is_block_device(output) {
-            self.remove_leftovers_beside(output)?;
-        }
         Ok(())
     }
 
@@ -232,8 +253,8 @@ impl OutputArgs {
     fn not_resumable(&self, command: &str) -> Result<()> {
         anyhow::ensure!(
             !self.resume && self.checkpoint.is_none(),
-            "--resume and --checkpoint continue `inflate` and `convert` of a disk at a URL; \
-             {command} starts over"
+            "--resume and --checkpoint continue `inflate` and `convert` from a URL; {command} \
+             starts over"
         );
         Ok(())
     }
@@ -897,21 +918,30 @@ struct VmInflateJson<'a> {
 /// `inflate VM.vmx OUTDIR`: every disk's chain consolidated.
 fn inflate_vm(out: &mut dyn Write, a: &InflateArgs) -> Result<ExitCode> {
     let (outdir, args) = (a.output.as_path(), &a.out);
-    args.not_resumable("inflate of a VM folder")?;
     let format = a.format.unwrap_or(ImportFormat::Vmdk).format(a.esx);
-    let (mut options, vmx) = a.input_args.vm_options_for(&a.input)?;
+    let (mut options, vmx, source) = a.input_args.vm_source(&a.input)?;
     if let Some(name) = &a.snapshot {
         options = options.snapshot(name);
     }
     let vmx = vmx.as_path();
     let mut write = args.write_options()?;
-    if remote::is_url(&a.input) && args.threads.is_none() {
+    if source.is_some() && args.threads.is_none() {
         write = write.threads(cores().max(a.input_args.remote.connections()));
     }
-    let options = options
-        .output_format(format)?
-        .convert_options(args.convert_options(write));
-    if outdir.is_dir() {
+    anyhow::ensure!(
+        args.checkpoint.is_none(),
+        "--checkpoint names one disk's checkpoint; a VM folder's disks keep theirs beside them"
+    );
+    args.check_resumable(source.is_some(), &format)?;
+    let mut convert = args.convert_options(write);
+    if let Some(files) = &source {
+        // Every descriptor, extent and parent opened first, so the source's identity (each
+        // object's length and validator) covers the whole VM.
+        ovf_disk::vm::open_disks(vmx, &options)?;
+        convert = convert.resumable(remote::identity(files), args.resume);
+    }
+    let options = options.output_format(format)?.convert_options(convert);
+    if outdir.is_dir() && !args.resume {
         args.remove_leftovers(outdir)?;
     }
     let started = Instant::now();
