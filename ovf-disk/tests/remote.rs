@@ -682,6 +682,24 @@ fn a_killed_vm_folder_inflate_resumes_without_fetching_written_disks_again() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A monolithicFlat disk of `capacity` bytes of sample data in `dir`, served by nginx throttled
+/// to `rate` a connection: the source's sha256, the server (stopped when dropped) and the
+/// disk's URL.
+fn throttled_flat_disk(dir: &Path, capacity: u64, rate: &str) -> (String, Nginx, String) {
+    sample_raw(&dir.join("src.raw"), capacity);
+    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=monolithicFlat");
+    let want = sha256(&dir.join("src.raw"));
+    let nginx = Nginx::start(
+        dir,
+        &NginxOptions {
+            limit_rate: Some(rate.into()),
+            ..NginxOptions::default()
+        },
+    );
+    let url = nginx.url("disk.vmdk");
+    (want, nginx, url)
+}
+
 /// `done` of the checkpoint at `path`, when there is one.
 fn checkpoint_done(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -744,16 +762,7 @@ fn a_killed_remote_convert_to_stream_optimized_resumes_to_the_same_file() {
     let dir = d.path();
     // Four grain tables of 32 MiB.
     let capacity = 128u64 << 20;
-    sample_raw(&dir.join("src.raw"), capacity);
-    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=monolithicFlat");
-    let nginx = Nginx::start(
-        dir,
-        &NginxOptions {
-            limit_rate: Some("16m".into()),
-            ..NginxOptions::default()
-        },
-    );
-    let url = nginx.url("disk.vmdk");
+    let (_, _nginx, url) = throttled_flat_disk(dir, capacity, "16m");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     // The same CID and file name every run, so the runs' bytes can be compared whole.
@@ -811,18 +820,8 @@ fn a_killed_remote_inflate_resumes_to_the_same_bytes() {
     let dir = d.path();
     // Ten windows of 8 MiB: the checkpoint moves by 10%.
     let capacity = 80u64 << 20;
-    sample_raw(&dir.join("src.raw"), capacity);
-    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=monolithicFlat");
-    let want = sha256(&dir.join("src.raw"));
     // 12 MiB/s per connection: a window every 0.67 s on one connection.
-    let nginx = Nginx::start(
-        dir,
-        &NginxOptions {
-            limit_rate: Some("12m".into()),
-            ..NginxOptions::default()
-        },
-    );
-    let url = nginx.url("disk.vmdk");
+    let (want, _nginx, url) = throttled_flat_disk(dir, capacity, "12m");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     for percent in [20, 50, 80] {
@@ -957,17 +956,7 @@ fn a_killed_remote_inflate_onto_a_block_device_resumes_from_its_checkpoint_file(
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let capacity = 80u64 << 20;
-    sample_raw(&dir.join("src.raw"), capacity);
-    qemu_to_vmdk(dir, "src.raw", "disk.vmdk", "subformat=monolithicFlat");
-    let want = sha256(&dir.join("src.raw"));
-    let nginx = Nginx::start(
-        dir,
-        &NginxOptions {
-            limit_rate: Some("12m".into()),
-            ..NginxOptions::default()
-        },
-    );
-    let url = nginx.url("disk.vmdk");
+    let (want, _nginx, url) = throttled_flat_disk(dir, capacity, "12m");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let dev = LoopDevice::new(w, (capacity + (4 << 20)) as usize);

@@ -1359,12 +1359,11 @@ fn ova_reader(
     Ok((reader, name.display().to_string(), Some(files)))
 }
 
-fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
-    let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
-    args.not_resumable("import")?;
-    let format = a.format.format(false);
+/// The library's options for `import` as its arguments give them.
+fn import_options(a: &ImportArgs) -> Result<import::Options> {
+    let args = &a.out;
     let mut options = import::Options::new()
-        .output_format(format)?
+        .output_format(a.format.format(false))?
         .convert_options(args.convert_options(args.write_options()?));
     for e in &a.emit {
         options = options.emit(match e {
@@ -1381,9 +1380,15 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     if let Some(d) = &a.deployment_option {
         options = options.deployment_option(d);
     }
-    options = options
+    Ok(options
         .environment_iso(a.ovf_env_iso)
-        .extra_files(!a.no_extra_files);
+        .extra_files(!a.no_extra_files))
+}
+
+fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
+    let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
+    args.not_resumable("import")?;
+    let options = import_options(a)?;
     if outdir.is_dir() {
         args.remove_leftovers(outdir)?;
     }
