@@ -452,6 +452,7 @@ impl Plan {
         let resumable = stream::Resumable {
             checkpoint,
             sync: &sync,
+            every: stream::CHECKPOINT_EVERY,
             from,
         };
         let stats = stream::write_stream(

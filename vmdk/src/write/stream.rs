@@ -67,9 +67,14 @@ fn stream_header(capacity: u64, gd_offset: u64) -> H {
 pub(crate) struct Resumable<'a> {
     pub(crate) checkpoint: &'a dyn Checkpoint,
     pub(crate) sync: &'a dyn Fn() -> std::io::Result<()>,
+    /// The least time between two checkpoints ([`CHECKPOINT_EVERY`]).
+    pub(crate) every: Duration,
     /// Where the earlier run got to (`None`: the write starts at the beginning).
     pub(crate) from: Option<StreamResume>,
 }
+
+/// How often a stream write records a checkpoint at most.
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Where an interrupted stream write got to, read back from its output by [`resume_point`].
 #[derive(Debug, PartialEq, Eq)]
@@ -231,7 +236,7 @@ impl<W: Write> StreamWriter<'_, W> {
         let Some((r, told)) = &mut self.resumable else {
             return Ok(());
         };
-        if told.elapsed() < Duration::from_millis(500) {
+        if told.elapsed() < r.every {
             return Ok(());
         }
         let io = |e| Error::new(None, "output", Some(self.pos), ErrorKind::Io(e));
@@ -374,4 +379,124 @@ pub(crate) fn write_stream<W: Write>(
         progress,
     )?;
     w.finish(capacity)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{MemoryFiles, OpenOptions};
+
+    /// A checkpoint that records every length it is told, and resumes from `from`.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        from: u64,
+        told: Mutex<Vec<u64>>,
+    }
+
+    impl Checkpoint for Recorder {
+        fn resume_from(&self) -> u64 {
+            self.from
+        }
+
+        fn reached(&self, done: u64) -> Result<()> {
+            self.told.lock().unwrap().push(done);
+            Ok(())
+        }
+    }
+
+    /// Writes `disk` as a stream into `file` from where `checkpoint` says (read back by
+    /// [`resume_point`]), recording every grain table's end.
+    fn write(disk: &Disk, file: &File, checkpoint: &Recorder) -> Result<()> {
+        let from = match checkpoint.from {
+            0 => None,
+            pos => Some(resume_point(file, pos, disk.capacity())?),
+        };
+        let start = from.as_ref().map_or(0, |f| f.pos);
+        file.set_len(start).unwrap();
+        let mut out = file;
+        out.seek(SeekFrom::Start(start)).unwrap();
+        let sync = || Ok(());
+        let r = Resumable {
+            checkpoint,
+            sync: &sync,
+            every: Duration::ZERO,
+            from,
+        };
+        let descriptor = Descriptor::parse("createType=\"streamOptimized\"\n").unwrap();
+        let options = WriteOptions::new().threads(2);
+        write_stream(disk, &descriptor, &mut out, &options, &|_| {}, Some(&r))?;
+        Ok(())
+    }
+
+    /// A stream write continued from each of its checkpoints (the output cut there, and some
+    /// garbage past it) ends with the uninterrupted write's bytes; a checkpoint that falls
+    /// inside a grain, or a damaged marker, is refused.
+    #[test]
+    fn a_stream_write_continues_from_each_checkpoint_to_the_same_bytes() {
+        // Four grain tables of 32 MiB and a bit: data in tables 0, 2 and 4 (table 1 and 3
+        // empty, so they have no grain table), and in the last, partial grain.
+        let capacity = (4u64 << 25) + 3 * 512;
+        let mut bytes = vec![0u8; capacity as usize];
+        for (i, at) in [
+            0u64,
+            65_536 * 3,
+            2 << 25,
+            (2 << 25) + (1 << 20),
+            capacity - 700,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let len = 700.min(capacity - at) as usize;
+            bytes[at as usize..at as usize + len].fill(i as u8 + 1);
+        }
+        let mut files = MemoryFiles::new();
+        files.insert("d.raw", bytes);
+        let disk = OpenOptions::new().files(files).open_raw("d.raw").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whole.vmdk");
+        let whole = Recorder::default();
+        write(&disk, &File::create(&path).unwrap(), &whole).unwrap();
+        let want = std::fs::read(&path).unwrap();
+        let told = whole.told.into_inner().unwrap();
+        // One checkpoint after each grain table written (tables 0, 2 and 4; the last by the
+        // finish, before the directory).
+        assert_eq!(told.len(), 3, "{told:?}");
+        for &pos in &told {
+            let part = dir.path().join("part.vmdk");
+            let mut cut = want[..pos as usize].to_vec();
+            cut.extend_from_slice(b"garbage a killed run left past its checkpoint");
+            std::fs::write(&part, &cut).unwrap();
+            let file = File::options().read(true).write(true).open(&part).unwrap();
+            let point = resume_point(&file, pos, capacity).unwrap();
+            assert!(point.next % (32 << 20) == 0 || point.next == capacity, "{point:?}");
+            write(
+                &disk,
+                &file,
+                &Recorder {
+                    from: pos,
+                    ..Recorder::default()
+                },
+            )
+            .unwrap();
+            assert!(std::fs::read(&part).unwrap() == want, "resumed at {pos}");
+        }
+        // Not at a grain table's end, or a marker damaged: refused.
+        let part = dir.path().join("bad.vmdk");
+        std::fs::write(&part, &want).unwrap();
+        let file = File::open(&part).unwrap();
+        let e = resume_point(&file, told[0] - 512, capacity).unwrap_err();
+        assert!(e.to_string().contains("cannot resume"), "{e}");
+        let mut bad = want.clone();
+        bad[128 * 512..128 * 512 + 8].fill(0xff);
+        std::fs::write(&part, &bad).unwrap();
+        let e = resume_point(&File::open(&part).unwrap(), told[0], capacity).unwrap_err();
+        assert!(e.to_string().contains("out of this writer's order"), "{e}");
+        // Another disk's output (another capacity) is refused by its header.
+        let e = resume_point(&File::open(&part).unwrap(), told[0], capacity + 512).unwrap_err();
+        assert!(e.to_string().contains("its header"), "{e}");
+    }
 }
