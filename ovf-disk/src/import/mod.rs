@@ -653,9 +653,9 @@ fn import_disk(
     }
 }
 
-/// The jobs of [`import`] up to its disks: the manifest's digests checked (a mismatch stops
-/// the import before anything is written), but for the disks [`digested_in_pass`] returns,
-/// which [`write_disks`] digests as it writes them.
+/// What [`import`] checks before it writes: the manifest's digests (a mismatch stops the
+/// import before anything is written), but for the disks [`digested_in_pass`] returns, which
+/// [`write_disks`] digests as it writes them (returned with their entries).
 fn verify_first<'a>(
     pkg: &'a Package,
     options: &Options,

@@ -472,7 +472,10 @@ mod tests {
             std::fs::write(&part, &cut).unwrap();
             let file = File::options().read(true).write(true).open(&part).unwrap();
             let point = resume_point(&file, pos, capacity).unwrap();
-            assert!(point.next % (32 << 20) == 0 || point.next == capacity, "{point:?}");
+            assert!(
+                point.next % (32 << 20) == 0 || point.next == capacity,
+                "{point:?}"
+            );
             write(
                 &disk,
                 &file,
