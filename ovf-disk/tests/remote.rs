@@ -758,6 +758,23 @@ fn kill_run_when(
 /// of an uninterrupted run; a partial output that is not what its checkpoint says is refused.
 #[test]
 fn a_killed_remote_convert_to_stream_optimized_resumes_to_the_same_file() {
+    // The first grain's marker, at sector 128.
+    killed_convert_resumes("streamOptimized", 128 * 512);
+}
+
+/// The same for a monolithicSparse VMDK, whose checkpoint is the disk's bytes whose grain
+/// tables are written.
+#[test]
+fn a_killed_remote_convert_to_monolithic_sparse_resumes_to_the_same_file() {
+    // The first grain table, after the header, the descriptor, the redundant directory and
+    // tables (4 of 4 sectors) and the directory: sector 39.
+    killed_convert_resumes("monolithicSparse", 39 * 512);
+}
+
+/// A remote `convert --to TO` killed once its checkpoint moved, resumed: the bytes of an
+/// uninterrupted run, at least the first grain table's 32 MiB not fetched again; a partial
+/// output damaged at `damage_at` is refused.
+fn killed_convert_resumes(to: &str, damage_at: u64) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     // Four grain tables of 32 MiB.
@@ -766,22 +783,25 @@ fn a_killed_remote_convert_to_stream_optimized_resumes_to_the_same_file() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     // The same CID and file name every run, so the runs' bytes can be compared whole.
-    fn stream<'a>(more: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec!["convert", "--to", "streamOptimized", "--cid", "1234abcd"];
+    fn convert<'a>(to: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["convert", "--to", to, "--cid", "1234abcd"];
         args.extend(more);
         args
     }
     let whole = w.join("whole");
     std::fs::create_dir(&whole).unwrap();
-    ovf_disk_ok(&whole, &stream(&["--connections", "8", &url, "out.vmdk"]));
+    ovf_disk_ok(
+        &whole,
+        &convert(to, &["--connections", "8", &url, "out.vmdk"]),
+    );
     let src = dir.join("src.raw").display().to_string();
     qemu_same(&whole, "out.vmdk", "vmdk", &src, "raw");
     let want = sha256(&whole.join("out.vmdk"));
     let checkpoint = w.join(".out.vmdk.ovf-disk-checkpoint");
-    let args = stream(&[&url, "out.vmdk"]);
+    let args = convert(to, &[&url, "out.vmdk"]);
     let done = kill_run_when(w, &args, &checkpoint, "a checkpoint", |done| done > 0);
     assert!(w.join(".out.vmdk.ovf-disk-partial").exists());
-    let out = ovf_disk_ok(w, &stream(&["--json", "--resume", &url, "out.vmdk"]));
+    let out = ovf_disk_ok(w, &convert(to, &["--json", "--resume", &url, "out.vmdk"]));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let got = sha256(&w.join("out.vmdk"));
     assert_eq!(got, want, "resumed after {done} bytes of output");
@@ -792,19 +812,19 @@ fn a_killed_remote_convert_to_stream_optimized_resumes_to_the_same_file() {
         "{bytes} fetched after {done}"
     );
     assert!(!checkpoint.exists());
-    // A partial output that is not what the checkpoint says (its first grain marker
-    // overwritten) is refused, not continued.
+    // A partial output that is not what the checkpoint says (its first grain's marker or
+    // table entry overwritten) is refused, not continued.
     let bad_checkpoint = w.join(".bad.vmdk.ovf-disk-checkpoint");
-    let args = stream(&[&url, "bad.vmdk"]);
+    let args = convert(to, &[&url, "bad.vmdk"]);
     kill_run_when(w, &args, &bad_checkpoint, "a checkpoint", |done| done > 0);
     let partial = w.join(".bad.vmdk.ovf-disk-partial");
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&partial)
         .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 16], 128 * 512).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 16], damage_at).unwrap();
     drop(f);
-    let out = ovf_disk(w, &stream(&["--resume", &url, "bad.vmdk"]));
+    let out = ovf_disk(w, &convert(to, &["--resume", &url, "bad.vmdk"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot resume"), "{err}");
@@ -890,7 +910,7 @@ fn a_killed_remote_inflate_resumes_to_the_same_bytes() {
     for (args, says) in [
         (
             vec!["convert", "--resume", "--to", "qcow2", &url, "s.qcow2"],
-            "continue raw, thick and streamOptimized outputs",
+            "continue raw, thick, streamOptimized and monolithicSparse outputs",
         ),
         (
             vec!["import", "--resume", &url, "imported"],

@@ -67,8 +67,8 @@ impl ConvertOptions {
     /// where this one stopped instead of starting over. `source` describes the input (each
     /// object's name, length and validator: `vmdk::remote::RemoteFiles::identity`); a later
     /// run whose source or output differs refuses to resume. Without `resume` a checkpoint
-    /// is started afresh. Raw, thick and stream-optimized outputs resume ([`resumes`]); others
-    /// (sparse, qcow2, VHD, VHDX) start over.
+    /// is started afresh. Raw, thick, stream-optimized and monolithicSparse outputs resume
+    /// ([`resumes`]); others (twoGbMaxExtentSparse, qcow2, VHD, VHDX) start over.
     ///
     /// A block device is written in place and has no folder of its own for a checkpoint: its
     /// copy keeps one only at a [`ConvertOptions::checkpoint_file`] (a volume that outlives the
@@ -289,10 +289,11 @@ fn name_outputs(e: vmdk::Error, pending: &[PendingFile]) -> Error {
     }
 }
 
-/// Whether a copy to `format` can continue after a kill: raw, thick and stream-optimized
-/// outputs ([`ConvertOptions::resumable`]).
+/// Whether a copy to `format` can continue after a kill: raw, thick, stream-optimized and
+/// monolithicSparse outputs ([`ConvertOptions::resumable`]).
 pub fn resumes(format: &Format) -> bool {
-    format.is_thick() || *format == Format::Vmdk(vmdk::CreateType::StreamOptimized)
+    use vmdk::CreateType::{MonolithicSparse, StreamOptimized};
+    format.is_thick() || matches!(format, Format::Vmdk(StreamOptimized | MonolithicSparse))
 }
 
 /// [`convert`] up to the commit: a disk written under temporary names, at `capacity` bytes

@@ -604,6 +604,15 @@ impl Plan {
                         start,
                         len,
                     };
+                    // A monolithicSparse file (the one extent, embedding the descriptor)
+                    // records checkpoints and resumes; a split disk's extents start over.
+                    let resumable = match (embedded, options.checkpoint.as_deref()) {
+                        (true, Some(checkpoint)) => Some(sparse::SparseResumable {
+                            checkpoint,
+                            every: sparse::CHECKPOINT_EVERY,
+                        }),
+                        _ => None,
+                    };
                     let embedded = embedded.then_some(&descriptor);
                     let stats = sparse::write_sparse_extent(
                         disk,
@@ -612,6 +621,7 @@ impl Plan {
                         options.threads,
                         options.cancel.as_deref(),
                         progress,
+                        resumable.as_ref(),
                     )?;
                     data += (stats.grains * grain_bytes).min(len);
                 }

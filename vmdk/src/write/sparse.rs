@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use zerocopy::IntoBytes;
 
@@ -20,6 +21,7 @@ use super::copy::{write_all_at, Target};
 use super::geometry::{
     check_write_capacity, written_header, DESCRIPTOR_SECTORS, GRAIN_SECTORS, GTES_PER_GT,
 };
+use super::options::Checkpoint;
 use super::walk::{walk_grains, GrainWalk};
 use crate::descriptor::Descriptor;
 use crate::disk::Disk;
@@ -135,8 +137,76 @@ fn write_head(file: &File, path: &Path, l: &Layout, descriptor: Option<&Descript
     Ok(())
 }
 
+/// A sparse extent write that records how far it got and may continue an earlier one: after
+/// a grain table is written (at most once per `every`), the file is flushed to its device and
+/// the checkpoint told the bytes of the extent whose grains are all written (a grain table's
+/// end); [`Checkpoint::resume_from`] gives that back to a later write, which reads the tables
+/// written so far ([`resume_state`]) and continues with the next.
+pub(crate) struct SparseResumable<'a> {
+    pub(crate) checkpoint: &'a dyn Checkpoint,
+    pub(crate) every: Duration,
+}
+
+/// How often a sparse extent write records a checkpoint at most.
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Where an interrupted write of the extent laid out as `l` in `file` got to, given the bytes
+/// of the extent its checkpoint says are written (`done`): the first table not written, the
+/// next free sector and the grains allocated. The header must be the one this layout writes
+/// and every entry of the tables written must point at a whole grain of the file, where this
+/// writer puts grains; anything else is an error (the file is not the one being written).
+fn resume_state(file: &File, path: &Path, l: &Layout, done: u64) -> Result<(u64, u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let bad = |at: u64, what: &str| {
+        Error::at(
+            path,
+            "partial sparse output",
+            at,
+            ErrorKind::InvalidInput(format!("cannot resume: {what}")),
+        )
+    };
+    let io = |at: u64| move |e| Error::at(path, "partial sparse output", at, ErrorKind::Io(e));
+    let table_bytes = GTES_PER_GT * GRAIN_SECTORS * SECTOR_SIZE;
+    let tables = match done >= l.capacity * SECTOR_SIZE {
+        true => l.tables,
+        false if done % table_bytes == 0 => done / table_bytes,
+        false => return Err(bad(0, "its checkpoint is not at a grain table's end")),
+    };
+    let mut head = [0u8; 512];
+    file.read_exact_at(&mut head, 0).map_err(io(0))?;
+    if head != *l.header().as_bytes() {
+        return Err(bad(
+            0,
+            "its header is not the one this disk's output starts with",
+        ));
+    }
+    let file_sectors = file.metadata().map_err(io(0))?.len() / SECTOR_SIZE;
+    let (mut next, mut allocated) = (l.over_head, 0);
+    let mut table = vec![0u32; GTES_PER_GT as usize];
+    for t in 0..tables {
+        let at = (l.gt0 + t * l.gt_sectors) * SECTOR_SIZE;
+        file.read_exact_at(table.as_mut_bytes(), at)
+            .map_err(io(at))?;
+        for &e in table.iter().filter(|&&e| e != 0) {
+            let e = u64::from(e);
+            let placed = e >= l.over_head && (e - l.over_head) % GRAIN_SECTORS == 0;
+            if !placed || e + GRAIN_SECTORS > file_sectors {
+                return Err(bad(
+                    at,
+                    "a grain table entry where this writer puts no grain",
+                ));
+            }
+            next = next.max(e + GRAIN_SECTORS);
+            allocated += 1;
+        }
+    }
+    Ok((tables, next, allocated))
+}
+
 /// Writes the bytes of `disk` that `target` holds as one hosted sparse extent into its file
 /// (empty), with `descriptor` embedded if given. `threads` read and zero-scan grains in parallel.
+/// With `resumable`, checkpoints are recorded, and a write whose checkpoint says an earlier
+/// one got somewhere continues it in the file.
 pub(crate) fn write_sparse_extent(
     disk: &Disk,
     target: &Target<'_>,
@@ -144,6 +214,7 @@ pub(crate) fn write_sparse_extent(
     threads: usize,
     cancel: Option<&std::sync::atomic::AtomicBool>,
     progress: &(dyn Fn(u64) + Sync),
+    resumable: Option<&SparseResumable<'_>>,
 ) -> Result<SparseStats> {
     // Grains are not compressed: 64 in flight (4 MiB) keep the workers busy.
     let batch = 64;
@@ -157,27 +228,54 @@ pub(crate) fn write_sparse_extent(
     check_write_capacity(len)?;
     let l = Layout::new(len, descriptor.is_some());
     let sector_u32 = |s: u64| sector_u32(path, s);
-    write_head(file, path, &l, descriptor)?;
+    let table_bytes = GTES_PER_GT * GRAIN_SECTORS * SECTOR_SIZE;
+    let done = resumable.map_or(0, |r| r.checkpoint.resume_from());
+    let (first_table, mut next, mut allocated) = match done {
+        0 => {
+            write_head(file, path, &l, descriptor)?;
+            (0, l.over_head, 0u64)
+        }
+        done => {
+            let state = resume_state(file, path, &l, done)?;
+            // Grains of the table under way when the run stopped are written again.
+            file.set_len(state.1 * SECTOR_SIZE).map_err(|e| err(0, e))?;
+            state
+        }
+    };
+    // The part of the extent written before: skipped, and counted as done.
+    let skipped = (first_table * table_bytes).min(len);
+    if skipped > 0 {
+        progress(skipped);
+    }
 
     let mut table = vec![0u32; GTES_PER_GT as usize];
     let mut current: Option<u64> = None;
-    let mut next = l.over_head;
-    let mut allocated = 0u64;
-    let write_table = |t: u64, table: &mut Vec<u32>| -> Result<()> {
+    let mut told = Instant::now();
+    let mut write_table = |t: u64, table: &mut Vec<u32>| -> Result<()> {
         for first in [l.rgt0, l.gt0] {
             let at = (first + t * l.gt_sectors) * SECTOR_SIZE;
             write_all_at(file, table.as_bytes(), at).map_err(|e| err(at, e))?;
         }
         table.fill(0);
+        match resumable {
+            Some(r) if told.elapsed() >= r.every => {
+                file.sync_data().map_err(|e| err(0, e))?;
+                r.checkpoint.reached(((t + 1) * table_bytes).min(len))?;
+                told = Instant::now();
+            }
+            _ => {}
+        }
         Ok(())
     };
     let grain_bytes = GRAIN_SECTORS * SECTOR_SIZE;
+    let first_grain = skipped / grain_bytes;
     let work = |_g: u64, data: &[u8]| -> Result<Vec<u8>> {
         let mut grain = data.to_vec();
         grain.resize(grain_bytes as usize, 0);
         Ok(grain)
     };
     let mut sink = |g: u64, grain: Vec<u8>| -> Result<()> {
+        let g = g + first_grain;
         let t = g / GTES_PER_GT;
         if current != Some(t) {
             if let Some(prev) = current {
@@ -194,8 +292,8 @@ pub(crate) fn write_sparse_extent(
         Ok(())
     };
     let walk = GrainWalk {
-        start,
-        len,
+        start: start + skipped,
+        len: len - skipped,
         grain_bytes,
         threads,
         batch,
@@ -252,7 +350,7 @@ mod tests {
                 let p = dir.path().join(&name);
                 let f = std::fs::File::create_new(&p).unwrap();
                 let target = Target { file: &f, path: &p, start, len };
-                write_sparse_extent(&src, &target, None, threads, None, &|_| {}).unwrap();
+                write_sparse_extent(&src, &target, None, threads, None, &|_| {}, None).unwrap();
                 lines.push(ExtentLine { access: Access::ReadWrite, sectors: len / 512, kind: ExtentKind::Sparse, file_name: Some(name), offset: 0 });
             }
             let desc = DiskSettings::new(raw.len() as u64).descriptor(&CreateType::TwoGbMaxExtentSparse, lines);
@@ -281,6 +379,129 @@ mod tests {
             start: 0,
             len: disk.capacity(),
         };
-        assert!(write_sparse_extent(&disk, &t, None, 1, None, &|_| {}).is_err());
+        assert!(write_sparse_extent(&disk, &t, None, 1, None, &|_| {}, None).is_err());
+    }
+
+    /// A checkpoint that records every offset it is told, and resumes from `from`.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        from: u64,
+        told: std::sync::Mutex<Vec<u64>>,
+    }
+
+    impl Checkpoint for Recorder {
+        fn resume_from(&self) -> u64 {
+            self.from
+        }
+
+        fn reached(&self, done: u64) -> Result<()> {
+            self.told.lock().unwrap().push(done);
+            Ok(())
+        }
+    }
+
+    /// A monolithicSparse write continued from each of its checkpoints (the grains past it
+    /// written again) ends with the uninterrupted write's bytes; a table entry where this
+    /// writer puts no grain, or a checkpoint inside a table, is refused.
+    #[test]
+    fn a_sparse_write_continues_from_each_checkpoint_to_the_same_bytes() {
+        let capacity = (4u64 << 25) + 3 * 512;
+        let mut bytes = vec![0u8; capacity as usize];
+        for (i, at) in [
+            0u64,
+            65_536 * 3,
+            2 << 25,
+            (2 << 25) + (1 << 20),
+            capacity - 700,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let len = 700.min(capacity - at) as usize;
+            bytes[at as usize..at as usize + len].fill(i as u8 + 1);
+        }
+        let mut files = MemoryFiles::new();
+        files.insert("d.raw", bytes);
+        let disk = OpenOptions::new().files(files).open_raw("d.raw").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let descriptor = Descriptor::parse("createType=\"monolithicSparse\"\n").unwrap();
+        let write = |path: &Path, checkpoint: &Recorder| {
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .unwrap();
+            let target = Target {
+                file: &file,
+                path,
+                start: 0,
+                len: capacity,
+            };
+            let r = SparseResumable {
+                checkpoint,
+                every: Duration::ZERO,
+            };
+            write_sparse_extent(
+                &disk,
+                &target,
+                Some(&descriptor),
+                2,
+                None,
+                &|_| {},
+                Some(&r),
+            )
+        };
+        let whole = dir.path().join("whole.vmdk");
+        let first = Recorder::default();
+        write(&whole, &first).unwrap();
+        let want = std::fs::read(&whole).unwrap();
+        let told = first.told.into_inner().unwrap();
+        // Tables 0, 2 and 4 have grains: a checkpoint after each.
+        assert_eq!(told, [32 << 20, 96 << 20, capacity], "{told:?}");
+        for &done in &told {
+            // What a run killed right after this checkpoint may have left: the whole file
+            // (every later grain and table too), which the resume cuts and writes again.
+            let part = dir.path().join("part.vmdk");
+            std::fs::write(&part, &want).unwrap();
+            write(
+                &part,
+                &Recorder {
+                    from: done,
+                    ..Recorder::default()
+                },
+            )
+            .unwrap();
+            assert!(std::fs::read(&part).unwrap() == want, "resumed at {done}");
+        }
+        let part = dir.path().join("bad.vmdk");
+        let l = Layout::new(capacity, true);
+        let mut bad = want.clone();
+        let entry = (l.gt0 * SECTOR_SIZE) as usize;
+        bad[entry..entry + 4].copy_from_slice(&7u32.to_le_bytes());
+        std::fs::write(&part, &bad).unwrap();
+        let e = write(
+            &part,
+            &Recorder {
+                from: told[0],
+                ..Recorder::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("where this writer puts no grain"),
+            "{e}"
+        );
+        std::fs::write(&part, &want).unwrap();
+        let e = write(
+            &part,
+            &Recorder {
+                from: 1 << 20,
+                ..Recorder::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not at a grain table's end"), "{e}");
     }
 }

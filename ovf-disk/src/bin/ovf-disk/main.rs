@@ -182,8 +182,8 @@ struct OutputArgs {
     /// error (json: {"done","total","rate","elapsed","item"}, for job runners), or not at all.
     #[arg(long = "progress", value_enum, default_value = "bar")]
     progress_mode: ProgressMode,
-    /// For `inflate` (of a disk or a VM folder) and `convert` from a URL to raw, thick or
-    /// streamOptimized outputs (or a block device, with --checkpoint): continue the run that was killed or failed writing this
+    /// For `inflate` (of a disk or a VM folder) and `convert` from a URL to raw, thick,
+    /// streamOptimized or monolithicSparse outputs (or a block device, with --checkpoint): continue the run that was killed or failed writing this
     /// output, from its checkpoint, instead of starting over (refused when the source changed
     /// since). Without it, what such a run left is removed.
     #[arg(long)]
@@ -243,8 +243,9 @@ impl OutputArgs {
         );
         anyhow::ensure!(
             !(self.resume || self.checkpoint.is_some()) || ovf_disk::output::resumes(format),
-            "--resume and --checkpoint continue raw, thick and streamOptimized outputs; a \
-             {format} output is written again from the start (run without them)"
+            "--resume and --checkpoint continue raw, thick, streamOptimized and \
+             monolithicSparse outputs; a {format} output is written again from the start (run \
+             without them)"
         );
         Ok(())
     }
