@@ -203,6 +203,27 @@ fn resume_state(file: &File, path: &Path, l: &Layout, done: u64) -> Result<(u64,
     Ok((tables, next, allocated))
 }
 
+/// The start of a sparse extent write: the metadata before the grains when nothing is
+/// `done`, else where the interrupted write got to ([`resume_state`]), the file cut after its
+/// last grain (grains of the table under way when it stopped are written again). The first
+/// table to write, the next free sector, and the grains allocated.
+fn start_or_resume(
+    file: &File,
+    path: &Path,
+    l: &Layout,
+    descriptor: Option<&Descriptor>,
+    done: u64,
+) -> Result<(u64, u64, u64)> {
+    if done == 0 {
+        write_head(file, path, l, descriptor)?;
+        return Ok((0, l.over_head, 0));
+    }
+    let state = resume_state(file, path, l, done)?;
+    file.set_len(state.1 * SECTOR_SIZE)
+        .map_err(|e| Error::at(path, "output", 0, ErrorKind::Io(e)))?;
+    Ok(state)
+}
+
 /// Writes the bytes of `disk` that `target` holds as one hosted sparse extent into its file
 /// (empty), with `descriptor` embedded if given. `threads` read and zero-scan grains in parallel.
 /// With `resumable`, checkpoints are recorded, and a write whose checkpoint says an earlier
@@ -230,18 +251,7 @@ pub(crate) fn write_sparse_extent(
     let sector_u32 = |s: u64| sector_u32(path, s);
     let table_bytes = GTES_PER_GT * GRAIN_SECTORS * SECTOR_SIZE;
     let done = resumable.map_or(0, |r| r.checkpoint.resume_from());
-    let (first_table, mut next, mut allocated) = match done {
-        0 => {
-            write_head(file, path, &l, descriptor)?;
-            (0, l.over_head, 0u64)
-        }
-        done => {
-            let state = resume_state(file, path, &l, done)?;
-            // Grains of the table under way when the run stopped are written again.
-            file.set_len(state.1 * SECTOR_SIZE).map_err(|e| err(0, e))?;
-            state
-        }
-    };
+    let (first_table, mut next, mut allocated) = start_or_resume(file, path, &l, descriptor, done)?;
     // The part of the extent written before: skipped, and counted as done.
     let skipped = (first_table * table_bytes).min(len);
     if skipped > 0 {
