@@ -27,6 +27,8 @@ pub(crate) mod geometry;
 pub(crate) mod options;
 pub(crate) mod qcow2;
 pub(crate) mod qcow2_update;
+#[cfg(test)]
+mod resume_tests;
 pub(crate) mod sparse;
 pub(crate) mod stream;
 pub(crate) mod vhd;

@@ -326,6 +326,7 @@ mod tests {
     use super::*;
     use crate::descriptor::{Access, CreateType, ExtentKind, ExtentLine};
     use crate::write::ddb::DiskSettings;
+    use crate::write::resume_tests::{tables_apart, Recorder};
     use crate::{MemoryFiles, OpenOptions};
 
     proptest! {
@@ -392,47 +393,13 @@ mod tests {
         assert!(write_sparse_extent(&disk, &t, None, 1, None, &|_| {}, None).is_err());
     }
 
-    /// A checkpoint that records every offset it is told, and resumes from `from`.
-    #[derive(Debug, Default)]
-    struct Recorder {
-        from: u64,
-        told: std::sync::Mutex<Vec<u64>>,
-    }
-
-    impl Checkpoint for Recorder {
-        fn resume_from(&self) -> u64 {
-            self.from
-        }
-
-        fn reached(&self, done: u64) -> Result<()> {
-            self.told.lock().unwrap().push(done);
-            Ok(())
-        }
-    }
-
     /// A monolithicSparse write continued from each of its checkpoints (the grains past it
     /// written again) ends with the uninterrupted write's bytes; a table entry where this
     /// writer puts no grain, or a checkpoint inside a table, is refused.
     #[test]
     fn a_sparse_write_continues_from_each_checkpoint_to_the_same_bytes() {
-        let capacity = (4u64 << 25) + 3 * 512;
-        let mut bytes = vec![0u8; capacity as usize];
-        for (i, at) in [
-            0u64,
-            65_536 * 3,
-            2 << 25,
-            (2 << 25) + (1 << 20),
-            capacity - 700,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let len = 700.min(capacity - at) as usize;
-            bytes[at as usize..at as usize + len].fill(i as u8 + 1);
-        }
-        let mut files = MemoryFiles::new();
-        files.insert("d.raw", bytes);
-        let disk = OpenOptions::new().files(files).open_raw("d.raw").unwrap();
+        let disk = tables_apart();
+        let capacity = disk.capacity();
         let dir = tempfile::tempdir().unwrap();
         let descriptor = Descriptor::parse("createType=\"monolithicSparse\"\n").unwrap();
         let write = |path: &Path, checkpoint: &Recorder| {
@@ -467,7 +434,7 @@ mod tests {
         let first = Recorder::default();
         write(&whole, &first).unwrap();
         let want = std::fs::read(&whole).unwrap();
-        let told = first.told.into_inner().unwrap();
+        let told = first.told();
         // Tables 0, 2 and 4 have grains: a checkpoint after each.
         assert_eq!(told, [32 << 20, 96 << 20, capacity], "{told:?}");
         for &done in &told {
@@ -475,14 +442,7 @@ mod tests {
             // (every later grain and table too), which the resume cuts and writes again.
             let part = dir.path().join("part.vmdk");
             std::fs::write(&part, &want).unwrap();
-            write(
-                &part,
-                &Recorder {
-                    from: done,
-                    ..Recorder::default()
-                },
-            )
-            .unwrap();
+            write(&part, &Recorder::from(done)).unwrap();
             assert!(std::fs::read(&part).unwrap() == want, "resumed at {done}");
         }
         let part = dir.path().join("bad.vmdk");
@@ -491,27 +451,13 @@ mod tests {
         let entry = (l.gt0 * SECTOR_SIZE) as usize;
         bad[entry..entry + 4].copy_from_slice(&7u32.to_le_bytes());
         std::fs::write(&part, &bad).unwrap();
-        let e = write(
-            &part,
-            &Recorder {
-                from: told[0],
-                ..Recorder::default()
-            },
-        )
-        .unwrap_err();
+        let e = write(&part, &Recorder::from(told[0])).unwrap_err();
         assert!(
             e.to_string().contains("where this writer puts no grain"),
             "{e}"
         );
         std::fs::write(&part, &want).unwrap();
-        let e = write(
-            &part,
-            &Recorder {
-                from: 1 << 20,
-                ..Recorder::default()
-            },
-        )
-        .unwrap_err();
+        let e = write(&part, &Recorder::from(1 << 20)).unwrap_err();
         assert!(e.to_string().contains("not at a grain table's end"), "{e}");
     }
 }

@@ -384,28 +384,8 @@ pub(crate) fn write_stream<W: Write>(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
-    use crate::{MemoryFiles, OpenOptions};
-
-    /// A checkpoint that records every length it is told, and resumes from `from`.
-    #[derive(Debug, Default)]
-    struct Recorder {
-        from: u64,
-        told: Mutex<Vec<u64>>,
-    }
-
-    impl Checkpoint for Recorder {
-        fn resume_from(&self) -> u64 {
-            self.from
-        }
-
-        fn reached(&self, done: u64) -> Result<()> {
-            self.told.lock().unwrap().push(done);
-            Ok(())
-        }
-    }
+    use crate::write::resume_tests::{tables_apart, Recorder};
 
     /// Writes `disk` as a stream into `file` from where `checkpoint` says (read back by
     /// [`resume_point`]), recording every grain table's end.
@@ -436,32 +416,14 @@ mod tests {
     /// inside a grain, or a damaged marker, is refused.
     #[test]
     fn a_stream_write_continues_from_each_checkpoint_to_the_same_bytes() {
-        // Four grain tables of 32 MiB and a bit: data in tables 0, 2 and 4 (table 1 and 3
-        // empty, so they have no grain table), and in the last, partial grain.
-        let capacity = (4u64 << 25) + 3 * 512;
-        let mut bytes = vec![0u8; capacity as usize];
-        for (i, at) in [
-            0u64,
-            65_536 * 3,
-            2 << 25,
-            (2 << 25) + (1 << 20),
-            capacity - 700,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let len = 700.min(capacity - at) as usize;
-            bytes[at as usize..at as usize + len].fill(i as u8 + 1);
-        }
-        let mut files = MemoryFiles::new();
-        files.insert("d.raw", bytes);
-        let disk = OpenOptions::new().files(files).open_raw("d.raw").unwrap();
+        let disk = tables_apart();
+        let capacity = disk.capacity();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("whole.vmdk");
         let whole = Recorder::default();
         write(&disk, &File::create(&path).unwrap(), &whole).unwrap();
         let want = std::fs::read(&path).unwrap();
-        let told = whole.told.into_inner().unwrap();
+        let told = whole.told();
         // One checkpoint after each grain table written (tables 0, 2 and 4; the last by the
         // finish, before the directory).
         assert_eq!(told.len(), 3, "{told:?}");
@@ -476,15 +438,7 @@ mod tests {
                 point.next % (32 << 20) == 0 || point.next == capacity,
                 "{point:?}"
             );
-            write(
-                &disk,
-                &file,
-                &Recorder {
-                    from: pos,
-                    ..Recorder::default()
-                },
-            )
-            .unwrap();
+            write(&disk, &file, &Recorder::from(pos)).unwrap();
             assert!(std::fs::read(&part).unwrap() == want, "resumed at {pos}");
         }
         // Not at a grain table's end, or a marker damaged: refused.
