@@ -492,11 +492,7 @@ fn packages_over_http_verify_check_and_import_like_local_ones() {
                 .unwrap()
                 .len();
             let log = nginx.log();
-            let sent: u64 = log
-                .lines()
-                .filter(|l| l.contains(&format!("/pkg/{ovf_name} ")))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum();
+            let sent = nginx.sent_for(&format!("/pkg/{ovf_name}"));
             assert!(
                 sent <= size + 16,
                 "{sent} bytes sent for a {size}-byte .ovf:\n{log}"
@@ -514,11 +510,7 @@ fn packages_over_http_verify_check_and_import_like_local_ones() {
             let size = std::fs::metadata(dir.join("pkg").join(&vmdk))
                 .unwrap()
                 .len();
-            let sent: u64 = log
-                .lines()
-                .filter(|l| l.contains(&format!("/pkg/{vmdk} ")))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum();
+            let sent = nginx.sent_for(&format!("/pkg/{vmdk}"));
             assert!(
                 sent >= size && sent <= size + size.min(2 << 20) + 16,
                 "{sent} bytes sent for a {size}-byte disk:\n{log}"
@@ -564,6 +556,18 @@ fn packages_over_http_verify_check_and_import_like_local_ones() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ovf-disk import URL"));
 }
 
+/// The ESXi VM folder of `esxi_vm_folder` in `dir/web`: the sha256 of each disk (the `web`
+/// chain's leaf and `data`) as qemu-img reads the local files.
+fn esxi_folder_in(dir: &Path) -> (String, String) {
+    let web = dir.join("web");
+    std::fs::create_dir(&web).unwrap();
+    esxi_vm_folder(&web);
+    (
+        qemu_raw_sha(&web, "web-000002.vmdk"),
+        qemu_raw_sha(&web, "data.vmdk"),
+    )
+}
+
 /// An ESXi VM folder (a vmfs base under COWD and seSparse snapshots, and a second disk) served
 /// as an ESXi host's `/folder` URLs are, with `dcPath` and `dsName` in the query: `info` lists
 /// the chains, `check --ft` reads it, and `inflate VM.vmx` consolidates each disk to the bytes
@@ -572,10 +576,7 @@ fn packages_over_http_verify_check_and_import_like_local_ones() {
 fn a_vm_folder_at_a_url_consolidates_like_the_local_one() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    std::fs::create_dir(dir.join("web")).unwrap();
-    esxi_vm_folder(&dir.join("web"));
-    let web = qemu_raw_sha(&dir.join("web"), "web-000002.vmdk");
-    let data = qemu_raw_sha(&dir.join("web"), "data.vmdk");
+    let (web, data) = esxi_folder_in(dir);
     let nginx = Nginx::start(dir, &NginxOptions::default());
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
@@ -628,10 +629,7 @@ fn a_vm_folder_at_a_url_consolidates_like_the_local_one() {
 fn a_killed_vm_folder_inflate_resumes_without_fetching_written_disks_again() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    std::fs::create_dir(dir.join("web")).unwrap();
-    esxi_vm_folder(&dir.join("web"));
-    let web = qemu_raw_sha(&dir.join("web"), "web-000002.vmdk");
-    let data = qemu_raw_sha(&dir.join("web"), "data.vmdk");
+    let (web, data) = esxi_folder_in(dir);
     // 2 MB/s a connection: each 6 MiB disk takes three seconds on one.
     let nginx = Nginx::start(
         dir,
@@ -665,14 +663,8 @@ fn a_killed_vm_folder_inflate_resumes_without_fetching_written_disks_again() {
     // The first disk's data (its flat base and its deltas' grains) was not fetched again:
     // only the second disk's, and the descriptors and headers every run reads.
     let log = nginx.log();
-    let sent = |name: &str| -> u64 {
-        log.lines()
-            .filter(|l| l.contains(&format!("/web/{name} ")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
-    assert!(sent("web-flat.vmdk") < 1 << 20, "{log}");
-    assert!(sent("data-flat.vmdk") >= capacity, "{log}");
+    assert!(nginx.sent_for("/web/web-flat.vmdk") < 1 << 20, "{log}");
+    assert!(nginx.sent_for("/web/data-flat.vmdk") >= capacity, "{log}");
     let left: Vec<_> = std::fs::read_dir(w.join("thick"))
         .unwrap()
         .flatten()

@@ -195,6 +195,19 @@ impl Nginx {
         })
     }
 
+    /// Bytes of response bodies sent for requests of `path` (the URI without its query).
+    pub fn sent_for(&self, path: &str) -> u64 {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.split(' ')
+                    .nth(1)
+                    .is_some_and(|uri| uri.split('?').next() == Some(path))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// The access log: one line per request, `METHOD URI PROTOCOL STATUS BYTES`.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default()
