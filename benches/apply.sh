@@ -3,15 +3,18 @@
 # copy of its base, against a full inflate of the delta's leaf (what a pipeline without
 # `apply` does at cutover). Prints both times and the ratio; every output checked by sha256
 # against qemu-img's reading of the leaf; each run flushed inside its time.
-#   benches/apply.sh [SIZE] [FILL] [ZERO]   default 8G, 2 and write (the disk; 1/FILL of the
-#       base is data; inflate's --zero for the copies: `64G 8 sparse` fits a machine with 30 GiB
-#       free, its full inflate writing only the leaf's data, a harder bar for apply)
+#   benches/apply.sh [SIZE] [FILL] [ZERO] [BASE_ZERO]   default 8G, 2, write and ZERO (the disk;
+#       1/FILL of the base is data; inflate's --zero for the full inflate and for the base's
+#       copy apply writes into: `64G 16 write sparse` fits a machine with 75 GiB free and writes
+#       the 64 GiB an eager-zeroed inflate writes; `64G 8 sparse` fits 30 GiB, its full inflate
+#       writing only the leaf's data, a harder bar for apply)
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 SIZE=${1:-8G}
 FILL=${2:-2}
 ZERO=${3:-write}
+BASE_ZERO=${4:-$ZERO}
 root=$PWD
 ./scripts/setup.sh >/dev/null
 cargo build --release -q -p ovf-disk
@@ -34,7 +37,7 @@ qemu-io -f vmdk "${args[@]}" delta.vmdk >/dev/null
 qemu-img convert -f vmdk -O raw delta.vmdk leaf.raw
 want=$(sha256sum < leaf.raw | cut -d' ' -f1)
 rm leaf.raw
-"$BIN" inflate -q --zero "$ZERO" --record-state base.vmdk target.raw
+"$BIN" inflate -q --zero "$BASE_ZERO" --record-state base.vmdk target.raw
 sync
 now() { date +%s.%N; }
 t0=$(now); "$BIN" apply -q delta.vmdk target.raw; sync target.raw; t1=$(now)
@@ -44,5 +47,5 @@ t2=$(now); "$BIN" inflate -q --zero "$ZERO" delta.vmdk full.raw; sync full.raw; 
 [ "$(sha256sum < full.raw | cut -d' ' -f1)" = "$want" ] || { echo "apply.sh: the inflate differs from the leaf" >&2; exit 1; }
 apply=$(echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}')
 full=$(echo "$t2 $t3" | awk '{printf "%.3f", $2 - $1}')
-echo "disk $SIZE, base 1/$FILL data, copies --zero $ZERO, delta $(du -h --apparent-size delta.vmdk | cut -f1) (1% changed)"
+echo "disk $SIZE, base 1/$FILL data, full inflate --zero $ZERO, base copy --zero $BASE_ZERO, delta $(du -h --apparent-size delta.vmdk | cut -f1) (1% changed)"
 printf 'apply %ss, full inflate of the leaf %ss, apply/full %s (want < 0.05)\n' "$apply" "$full" "$(echo "$apply $full" | awk '{printf "%.3f", $1 / $2}')"

@@ -750,23 +750,89 @@ fn kill_run_when(
 /// of an uninterrupted run; a partial output that is not what its checkpoint says is refused.
 #[test]
 fn a_killed_remote_convert_to_stream_optimized_resumes_to_the_same_file() {
-    // The first grain's marker, at sector 128.
-    killed_convert_resumes("streamOptimized", 128 * 512);
+    killed_convert_resumes(&Case {
+        to: "streamOptimized",
+        // The first grain's marker, at sector 128.
+        damage: (".out.vmdk.ovf-disk-partial", 128 * 512),
+        ..Case::default()
+    });
 }
 
 /// The same for a monolithicSparse VMDK, whose checkpoint is the disk's bytes whose grain
 /// tables are written.
 #[test]
 fn a_killed_remote_convert_to_monolithic_sparse_resumes_to_the_same_file() {
-    // The first grain table, after the header, the descriptor, the redundant directory and
-    // tables (4 of 4 sectors) and the directory: sector 39.
-    killed_convert_resumes("monolithicSparse", 39 * 512);
+    killed_convert_resumes(&Case {
+        to: "monolithicSparse",
+        // The first grain table, after the header, the descriptor, the redundant directory
+        // and tables (4 of 4 sectors) and the directory: sector 39.
+        damage: (".out.vmdk.ovf-disk-partial", 39 * 512),
+        disk_bytes: true,
+        ..Case::default()
+    });
 }
 
-/// A remote `convert --to TO` killed once its checkpoint moved, resumed: the bytes of an
-/// uninterrupted run, at least the first grain table's 32 MiB not fetched again; a partial
-/// output damaged at `damage_at` is refused.
-fn killed_convert_resumes(to: &str, damage_at: u64) {
+/// The same for a twoGbMaxExtentSparse VMDK (its one extent here resumes in its own bytes).
+#[test]
+fn a_killed_remote_convert_to_split_sparse_resumes_to_the_same_files() {
+    killed_convert_resumes(&Case {
+        to: "twoGbMaxExtentSparse",
+        // The extent's first grain table: header, redundant directory and tables, directory.
+        damage: (".out-s001.vmdk.ovf-disk-partial", 19 * 512),
+        disk_bytes: true,
+        ..Case::default()
+    });
+}
+
+/// The same for qcow2 (clusters of 16 KiB: an L2 table maps 32 MiB), whose resumable layout
+/// `qemu-img check` finds clean.
+#[test]
+fn a_killed_remote_convert_to_qcow2_resumes_to_the_same_file() {
+    killed_convert_resumes(&Case {
+        to: "qcow2",
+        more: &["--cluster-size", "16384"],
+        out: "out.qcow2",
+        qemu: "qcow2",
+        // The L1 table, in the second cluster.
+        damage: (".out.qcow2.ovf-disk-partial", 16384),
+        disk_bytes: true,
+    });
+}
+
+/// `v` as the `&str`s the run helpers take.
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A run of [`killed_convert_resumes`]: the format and options written, the output and its
+/// format for qemu-img, the partial file and offset damaged, and whether the checkpoint
+/// counts bytes of the disk (else of the output).
+struct Case<'a> {
+    to: &'a str,
+    more: &'a [&'a str],
+    out: &'a str,
+    qemu: &'a str,
+    damage: (&'a str, u64),
+    disk_bytes: bool,
+}
+
+impl Default for Case<'_> {
+    fn default() -> Self {
+        Self {
+            to: "streamOptimized",
+            more: &[],
+            out: "out.vmdk",
+            qemu: "vmdk",
+            damage: ("", 0),
+            disk_bytes: false,
+        }
+    }
+}
+
+/// A remote `convert` of `case` killed once its checkpoint moved, resumed: the bytes of an
+/// uninterrupted run, the disk below the checkpoint (at least the first grain table's 32 MiB)
+/// not fetched again; a partial output damaged where `case` says is refused.
+fn killed_convert_resumes(case: &Case<'_>) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     // Four grain tables of 32 MiB.
@@ -774,53 +840,78 @@ fn killed_convert_resumes(to: &str, damage_at: u64) {
     let (_, _nginx, url) = throttled_flat_disk(dir, capacity, "16m");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    // The same CID and file name every run, so the runs' bytes can be compared whole.
-    fn convert<'a>(to: &'a str, more: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec!["convert", "--to", to, "--cid", "1234abcd"];
+    // The same CID every run, so the runs' bytes can be compared whole.
+    let convert = |more: &[&str], out: &str| -> Vec<String> {
+        let mut args = vec!["convert", "--to", case.to];
+        if case.qemu == "vmdk" {
+            args.extend(["--cid", "1234abcd"]);
+        }
+        args.extend(case.more);
         args.extend(more);
-        args
-    }
+        args.extend([url.as_str(), out]);
+        args.into_iter().map(String::from).collect()
+    };
+    let out = case.out;
     let whole = w.join("whole");
     std::fs::create_dir(&whole).unwrap();
-    ovf_disk_ok(
-        &whole,
-        &convert(to, &["--connections", "8", &url, "out.vmdk"]),
-    );
+    ovf_disk_ok(&whole, &strs(&convert(&["--connections", "8"], out)));
     let src = dir.join("src.raw").display().to_string();
-    qemu_same(&whole, "out.vmdk", "vmdk", &src, "raw");
-    let want = sha256(&whole.join("out.vmdk"));
-    let checkpoint = w.join(".out.vmdk.ovf-disk-checkpoint");
-    let args = convert(to, &[&url, "out.vmdk"]);
-    let done = kill_run_when(w, &args, &checkpoint, "a checkpoint", |done| done > 0);
-    assert!(w.join(".out.vmdk.ovf-disk-partial").exists());
-    let out = ovf_disk_ok(w, &convert(to, &["--json", "--resume", &url, "out.vmdk"]));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let got = sha256(&w.join("out.vmdk"));
-    assert_eq!(got, want, "resumed after {done} bytes of output");
-    // At least the first grain table's 32 MiB of the disk was not fetched again.
+    qemu_same(&whole, out, case.qemu, &src, "raw");
+    if case.qemu == "qcow2" {
+        qemu_img(&whole, &["check", "-f", "qcow2", out]);
+    }
+    let want = sha256(&whole.join(out));
+    let checkpoint = w.join(format!(".{out}.ovf-disk-checkpoint"));
+    let args = convert(&[], out);
+    let done = kill_run_when(w, &strs(&args), &checkpoint, "a checkpoint", |done| {
+        done > 0
+    });
+    assert!(w.join(format!(".{out}.ovf-disk-partial")).exists());
+    let args = convert(&["--json", "--resume"], out);
+    let json: serde_json::Value =
+        serde_json::from_slice(&ovf_disk_ok(w, &strs(&args)).stdout).unwrap();
+    assert_eq!(sha256(&w.join(out)), want, "resumed after {done} bytes");
+    for name in std::fs::read_dir(&whole).unwrap() {
+        let name = name.unwrap().file_name();
+        assert_eq!(
+            sha256(&w.join(&name)),
+            sha256(&whole.join(&name)),
+            "{name:?}"
+        );
+    }
+    // The disk below the checkpoint, at least the first grain table's 32 MiB, was not
+    // fetched again.
+    let kept = match case.disk_bytes {
+        true => done.max(32 << 20),
+        false => 32 << 20,
+    };
     let bytes = json["fetched"]["bytes_fetched"].as_u64().unwrap();
     assert!(
-        bytes <= capacity - (32 << 20) + (1 << 20),
+        bytes <= capacity - kept + (1 << 20),
         "{bytes} fetched after {done}"
     );
     assert!(!checkpoint.exists());
-    // A partial output that is not what the checkpoint says (its first grain's marker or
-    // table entry overwritten) is refused, not continued.
-    let bad_checkpoint = w.join(".bad.vmdk.ovf-disk-checkpoint");
-    let args = convert(to, &[&url, "bad.vmdk"]);
-    kill_run_when(w, &args, &bad_checkpoint, "a checkpoint", |done| done > 0);
-    let partial = w.join(".bad.vmdk.ovf-disk-partial");
+    // A partial output that is not what the checkpoint says (its first grain's marker,
+    // table entry or L1 entry overwritten) is refused, not continued.
+    let bad = format!("bad.{}", case.qemu);
+    let bad_checkpoint = w.join(format!(".{bad}.ovf-disk-checkpoint"));
+    let args = convert(&[], &bad);
+    kill_run_when(w, &strs(&args), &bad_checkpoint, "a checkpoint", |done| {
+        done > 0
+    });
+    let (file, at) = case.damage;
+    let partial = w.join(file.replacen("out", "bad", 1));
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&partial)
-        .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 16], damage_at).unwrap();
+        .unwrap_or_else(|e| panic!("{}: {e}", partial.display()));
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 16], at).unwrap();
     drop(f);
-    let out = ovf_disk(w, &convert(to, &["--resume", &url, "bad.vmdk"]));
+    let out = ovf_disk(w, &strs(&convert(&["--resume"], &bad)));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot resume"), "{err}");
-    assert!(!w.join("bad.vmdk").exists());
+    assert!(!w.join(&bad).exists());
 }
 
 /// A remote inflate killed at 20, 50 and 80% continues with `--resume` from its checkpoint,
@@ -901,8 +992,21 @@ fn a_killed_remote_inflate_resumes_to_the_same_bytes() {
     std::fs::remove_file(w.join("out.raw")).unwrap();
     for (args, says) in [
         (
-            vec!["convert", "--resume", "--to", "qcow2", &url, "s.qcow2"],
-            "continue raw, thick, streamOptimized and monolithicSparse outputs",
+            vec!["convert", "--resume", "--to", "vhdx", &url, "s.vhdx"],
+            "a vhdx output is written again from the start",
+        ),
+        (
+            vec![
+                "convert",
+                "--resume",
+                "--to",
+                "qcow2",
+                "--preallocation",
+                "metadata",
+                &url,
+                "s.qcow2",
+            ],
+            "a preallocated one is written again",
         ),
         (
             vec!["import", "--resume", &url, "imported"],

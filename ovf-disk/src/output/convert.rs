@@ -67,8 +67,8 @@ impl ConvertOptions {
     /// where this one stopped instead of starting over. `source` describes the input (each
     /// object's name, length and validator: `vmdk::remote::RemoteFiles::identity`); a later
     /// run whose source or output differs refuses to resume. Without `resume` a checkpoint
-    /// is started afresh. Raw, thick, stream-optimized and monolithicSparse outputs resume
-    /// ([`resumes`]); others (twoGbMaxExtentSparse, qcow2, VHD, VHDX) start over.
+    /// is started afresh. Raw, thick, stream-optimized, sparse and qcow2 outputs resume
+    /// ([`resumes`]); others (VHD, VHDX, preallocated qcow2) start over.
     ///
     /// A block device is written in place and has no folder of its own for a checkpoint: its
     /// copy keeps one only at a [`ConvertOptions::checkpoint_file`] (a volume that outlives the
@@ -289,11 +289,17 @@ fn name_outputs(e: vmdk::Error, pending: &[PendingFile]) -> Error {
     }
 }
 
-/// Whether a copy to `format` can continue after a kill: raw, thick, stream-optimized and
-/// monolithicSparse outputs ([`ConvertOptions::resumable`]).
+/// Whether a copy to `format` can continue after a kill: raw, thick, stream-optimized,
+/// monolithicSparse, twoGbMaxExtentSparse and qcow2 outputs ([`ConvertOptions::resumable`];
+/// a preallocated qcow2 output starts over).
 pub fn resumes(format: &Format) -> bool {
-    use vmdk::CreateType::{MonolithicSparse, StreamOptimized};
-    format.is_thick() || matches!(format, Format::Vmdk(StreamOptimized | MonolithicSparse))
+    use vmdk::CreateType::{MonolithicSparse, StreamOptimized, TwoGbMaxExtentSparse};
+    format.is_thick()
+        || *format == Format::Qcow2
+        || matches!(
+            format,
+            Format::Vmdk(StreamOptimized | MonolithicSparse | TwoGbMaxExtentSparse)
+        )
 }
 
 /// [`convert`] up to the commit: a disk written under temporary names, at `capacity` bytes
@@ -327,6 +333,7 @@ pub(crate) fn write_pending(
         .unwrap_or_else(|| resume::checkpoint_of(main));
     let mut identity = source.clone();
     identity.push(format!("format {format} capacity {capacity}"));
+    identity.push(options.write.shape());
     let probe = resume::FileCheckpoint::new(path.clone(), &identity, 0);
     let targets: Vec<&Path> = plan.files().iter().map(|f| f.path()).collect();
     let reopened = match resume {
@@ -489,15 +496,14 @@ fn convert_chain(
         pending.push(w);
     }
     let mut report = WriteReport::default();
-    let mut files = Vec::new();
-    for w in pending.into_iter().rev() {
+    for w in pending.iter().rev() {
         report.files.extend(w.report.files.iter().cloned());
         report.capacity = report.capacity.max(w.report.capacity);
         report.data += w.report.data;
         report.written += w.report.written;
-        files.extend(w.files);
     }
-    commit_all(files)?;
+    // Every link's checkpoint (a resumable copy from a URL) goes once all are in place.
+    PendingWrite::commit_together(pending)?;
     Ok(report)
 }
 

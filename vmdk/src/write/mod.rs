@@ -26,6 +26,7 @@ pub(crate) mod flat;
 pub(crate) mod geometry;
 pub(crate) mod options;
 pub(crate) mod qcow2;
+mod qcow2_resume;
 pub(crate) mod qcow2_update;
 #[cfg(test)]
 mod resume_tests;
@@ -606,15 +607,15 @@ impl Plan {
                         start,
                         len,
                     };
-                    // A monolithicSparse file (the one extent, embedding the descriptor)
-                    // records checkpoints and resumes; a split disk's extents start over.
-                    let resumable = match (embedded, options.checkpoint.as_deref()) {
-                        (true, Some(checkpoint)) => Some(sparse::SparseResumable {
-                            checkpoint,
-                            every: sparse::CHECKPOINT_EVERY,
-                        }),
-                        _ => None,
-                    };
+                    // Each extent records checkpoints and resumes in its own bytes.
+                    let shifted = options
+                        .checkpoint
+                        .as_deref()
+                        .map(|disk| sparse::ExtentCheckpoint { disk, start, len });
+                    let resumable = shifted.as_ref().map(|checkpoint| sparse::SparseResumable {
+                        checkpoint,
+                        every: sparse::CHECKPOINT_EVERY,
+                    });
                     let embedded = embedded.then_some(&descriptor);
                     let stats = sparse::write_sparse_extent(
                         disk,

@@ -48,6 +48,13 @@ pub enum ZeroMode {
 /// at most twice a second, right after a grain table, the output is flushed and its length
 /// given to [`Checkpoint::reached`]; a later write given that length back reads the output up
 /// to it (checking every marker), cuts off what follows, and continues with the next table.
+///
+/// Sparse extents (monolithicSparse, and each extent of twoGbMaxExtentSparse, written one after
+/// the other) and qcow2 outputs count in bytes of the disk whose grain or L2 tables are
+/// written: a later write reads those tables back (checking each entry) and continues with the
+/// next. A qcow2 write with a checkpoint places each L2 table in the data area, after the data
+/// it maps, rather than after all the data. The output's bytes are an uninterrupted write's
+/// with the same options ([`WriteOptions::shape`]).
 pub trait Checkpoint: Send + Sync + std::fmt::Debug {
     /// Bytes from the start of the disk an earlier run wrote and flushed (0: none).
     fn resume_from(&self) -> u64;
@@ -148,9 +155,9 @@ impl WriteOptions {
         Self::default()
     }
 
-    /// Records the progress of copies to raw and flat outputs, and starts them where an
-    /// earlier run stopped ([`Checkpoint`]). Other outputs (sparse, stream-optimized) are
-    /// written from the start whatever it says.
+    /// Records the progress of a write, and starts it where an earlier run stopped
+    /// ([`Checkpoint`]): raw, flat, sparse, stream-optimized and qcow2 outputs. Other outputs
+    /// (VHD, VHDX, preallocated qcow2) are written from the start whatever it says.
     pub fn checkpoint(mut self, checkpoint: std::sync::Arc<dyn Checkpoint>) -> Self {
         self.checkpoint = Some(checkpoint);
         self
@@ -171,6 +178,36 @@ impl WriteOptions {
     pub fn cancel(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.cancel = Some(flag);
         self
+    }
+
+    /// What of these options shapes the bytes of an output, as one line: zeros, compression
+    /// and its level, the qcow2 cluster size, preallocation and backing file, the disk
+    /// database's overrides. A write that continues an interrupted one ([`Checkpoint`]) must be
+    /// given options with the same line, or its output mixes two shapes: a caller keeps it
+    /// with its checkpoint (`ovf-disk` does) and refuses to resume when it differs.
+    ///
+    /// ```
+    /// let a = vmdk::WriteOptions::new();
+    /// let b = vmdk::WriteOptions::new().threads(1);
+    /// assert_eq!(a.shape(), b.shape());
+    /// assert_ne!(a.shape(), a.clone().cluster_size(4096)?.shape());
+    /// # Ok::<(), vmdk::Error>(())
+    /// ```
+    pub fn shape(&self) -> String {
+        format!(
+            "zero {:?} level {} cluster {} compress {:?} preallocation {:?} backing {:?} \
+             adapter {:?} hw {:?} cid {:?} extent {:?}",
+            self.zero,
+            self.level,
+            1u64 << self.cluster_bits,
+            self.compress,
+            self.preallocation,
+            self.backing,
+            self.adapter_type,
+            self.hw_version,
+            self.cid,
+            self.extent_name
+        )
     }
 
     /// How zero ranges of raw and flat outputs are written (default [`ZeroMode::Write`]).

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::{Compression, Preallocation, WriteOptions};
+use super::qcow2_resume::{resume_state, Geometry, Resumable, Resumed};
 use super::workers::{io, put, set_len, write_at};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
@@ -99,6 +100,9 @@ struct Copy<'a> {
     overlay: bool,
     /// Set by the caller to stop the copy.
     cancel: Option<&'a AtomicBool>,
+    /// With a checkpoint: where each table goes in the data area, how far the copy got, and
+    /// the L1 table's byte.
+    resumable: Option<(Resumable<'a>, u64)>,
 }
 
 impl Copy<'_> {
@@ -124,22 +128,62 @@ impl Copy<'_> {
                 w.holds = self.own_holds(&w)?;
             }
             let keep = self.read_window(&w, &mut buf)?;
+            // What the link holds as zeros masks its backing file: zero clusters.
+            let zeros: Vec<u64> = match self.overlay {
+                true => (0..w.holds.len())
+                    .filter(|i| w.holds.get(*i).copied().unwrap_or(false) && !keep.contains(i))
+                    .map(|i| w.first + i as u64)
+                    .collect(),
+                false => Vec::new(),
+            };
             let mut entries = match self.mode {
                 Mode::Fixed(fill) => self.write_fixed(&w, &keep, fill, &buf)?,
-                _ => self.write_appended(&w, &keep, &buf)?,
+                _ => self.write_appended(&w, &keep, &buf, &zeros)?,
             };
-            if self.overlay {
-                // What the link holds as zeros masks its backing file: zero clusters.
-                let held = w.holds.iter().enumerate().filter(|(_, h)| **h);
-                let zeros = held.filter(|(i, _)| !keep.contains(i));
-                entries.extend(zeros.map(|(i, _)| (w.first + i as u64, ZERO)));
-            }
+            entries.extend(zeros.iter().map(|&c| (c, ZERO)));
             self.data
                 .fetch_add(keep.len() as u64 * cluster, Ordering::Relaxed);
             self.record(entries);
+            if let Some((r, l1_at)) = &self.resumable {
+                r.window_written(w.first / per_window, self.file, self.path, *l1_at, |t| {
+                    self.table(t)
+                })?;
+            }
             progress(w.len);
         }
         Ok(())
+    }
+
+    /// Continues where an interrupted write stood (`r`): its tables, its cursor, the windows
+    /// after it.
+    fn resume(&self, r: Resumed, progress: &(dyn Fn(u64) + Sync)) {
+        let per_window = (WINDOW_BYTES >> self.bits).max(1);
+        let mut data = 0;
+        {
+            let mut l2 = self.l2.lock().unwrap_or_else(|p| p.into_inner());
+            for (t, _, entries) in r.tables {
+                data += entries.iter().filter(|&&e| e > ZERO).count() as u64;
+                if let Some(slot) = l2.get_mut(t) {
+                    *slot = Some(entries);
+                }
+            }
+        }
+        self.data.store(data * self.cluster(), Ordering::Relaxed);
+        *self.cursor.lock().unwrap_or_else(|p| p.into_inner()) = (r.cursor, r.cluster / per_window);
+        self.next_window.store(r.cluster, Ordering::Relaxed);
+        let skipped = (r.cluster << self.bits).min(self.disk.capacity());
+        if skipped > 0 {
+            progress(skipped);
+        }
+    }
+
+    /// The entries of L2 table `t` recorded so far.
+    fn table(&self, t: usize) -> Vec<u64> {
+        let l2 = self.l2.lock().unwrap_or_else(|p| p.into_inner());
+        let per_table = (self.cluster() / 8) as usize;
+        l2.get(t)
+            .and_then(Option::as_ref)
+            .map_or_else(|| vec![0; per_table], Clone::clone)
     }
 
     /// Which clusters of window `w` the disk's own link holds (data or zeros), whatever its
@@ -202,12 +246,13 @@ impl Copy<'_> {
 
     /// Appends the clusters `keep` of window `w` (from `buf`): whole clusters first,
     /// cluster-aligned, then compressed ones byte after byte, one write. Returns their L2
-    /// entries by disk cluster.
+    /// entries by disk cluster. `zeros` are the disk clusters the window marks as zeros.
     fn write_appended(
         &self,
         w: &super::workers::Window,
         keep: &[usize],
         buf: &[u8],
+        zeros: &[u64],
     ) -> Result<Vec<(u64, u64)>> {
         let cluster = self.cluster() as usize;
         let data_of = |i: usize| buf.get(i * cluster..(i + 1) * cluster).unwrap_or_default();
@@ -224,7 +269,12 @@ impl Copy<'_> {
             }
         }
         let sizes: Vec<u64> = packed.iter().map(|(_, b)| b.len() as u64).collect();
-        let (at, offsets) = self.place(w.first, whole.len() as u64, &sizes)?;
+        let held = keep
+            .iter()
+            .map(|&i| w.first + i as u64)
+            .chain(zeros.iter().copied());
+        let count = w.holds.len() as u64;
+        let (at, offsets) = self.place((w.first, count), whole.len() as u64, &sizes, held)?;
         let mut entries = Vec::with_capacity(keep.len());
         // Every piece with its place, then written in runs of consecutive pieces.
         let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(keep.len());
@@ -259,11 +309,19 @@ impl Copy<'_> {
         Ok(entries)
     }
 
-    /// Takes, in its turn (windows in disk order), the space of the window starting at cluster
-    /// `first`: `whole` clusters, cluster-aligned, and compressed clusters of `packed` bytes
-    /// each, byte after byte, those that fit first filling the gap before the aligned whole
-    /// clusters. Returns where the whole clusters start and where each compressed one goes.
-    fn place(&self, first: u64, whole: u64, packed: &[u64]) -> Result<(u64, Vec<u64>)> {
+    /// Takes, in its turn (windows in disk order), the space of the window of `count` clusters
+    /// starting at cluster `first`: `whole` clusters, cluster-aligned, and compressed clusters
+    /// of `packed` bytes each, byte after byte, those that fit first filling the gap before the
+    /// aligned whole clusters. Returns where the whole clusters start and where each
+    /// compressed one goes. With a checkpoint, the tables the window completes are placed
+    /// after its data (`held`: the disk clusters it puts entries in).
+    fn place(
+        &self,
+        (first, count): (u64, u64),
+        whole: u64,
+        packed: &[u64],
+        held: impl Iterator<Item = u64>,
+    ) -> Result<(u64, Vec<u64>)> {
         let turn = first / (WINDOW_BYTES >> self.bits).max(1);
         let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
         while cursor.1 != turn {
@@ -301,6 +359,9 @@ impl Copy<'_> {
                 *slot = at;
                 at += len;
             }
+        }
+        if let Some((r, _)) = &self.resumable {
+            at = r.after_placing(first, count, held, at);
         }
         cursor.0 = at;
         cursor.1 += 1;
@@ -402,7 +463,9 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(capacity: u64, bits: u32) -> Self {
+    /// The layout of a disk of `capacity` bytes in clusters of `1 << bits`; `tables_inside`
+    /// when the L2 tables go in the data area (a write with a checkpoint), each after a gap.
+    fn new(capacity: u64, bits: u32, tables_inside: bool) -> Self {
         let cluster = 1u64 << bits;
         let clusters = capacity.div_ceil(cluster);
         let l1_size = clusters.div_ceil(cluster / 8);
@@ -411,7 +474,8 @@ impl Layout {
         // of the disk, an alignment gap per window, every L2 table, the header, L1 and the
         // refcount blocks themselves.
         let windows = clusters / (WINDOW_BYTES >> bits).max(1) + 1;
-        let most = 1 + l1_clusters + clusters + windows + l1_size + 64;
+        let gaps = if tables_inside { l1_size } else { 0 };
+        let most = 1 + l1_clusters + clusters + windows + l1_size + gaps + 64;
         let per_block = cluster / 2;
         let blocks_most = (most + most / per_block + 2).div_ceil(per_block);
         let rt_clusters = (blocks_most * 8).div_ceil(cluster).max(1);
@@ -448,9 +512,25 @@ pub(crate) fn write_qcow2(
 ) -> Result<u64> {
     let bits = options.cluster_bits;
     let cluster = 1u64 << bits;
-    let layout = Layout::new(capacity, bits);
     let mode = mode_of(options, path)?;
+    // A preallocated image has its tables' places from the start: written again whole.
+    let checkpoint = options
+        .checkpoint
+        .as_deref()
+        .filter(|_| !matches!(mode, Mode::Fixed(_)));
+    let layout = Layout::new(capacity, bits, checkpoint.is_some());
     let overlay = options.backing.as_deref();
+    let zstd = options.compress == Some(Compression::Zstd);
+    let head = header(capacity, &layout, zstd, overlay);
+    if head.len() as u64 > cluster {
+        return Err(Error::file(
+            path,
+            ErrorKind::InvalidInput(format!(
+                "the header and the backing file's name take {} bytes, more than a cluster",
+                head.len()
+            )),
+        ));
+    }
     if layout.l1_size * 8 > 32 << 20 {
         return Err(Error::file(
             path,
@@ -461,6 +541,18 @@ pub(crate) fn write_qcow2(
         ));
     }
     let clusters = capacity.div_ceil(cluster);
+    let geometry = Geometry {
+        bits,
+        per_window: (WINDOW_BYTES >> bits).max(1),
+        per_table: cluster / 8,
+        clusters,
+        tables: layout.l1_size,
+        capacity,
+    };
+    let resumed = match checkpoint {
+        Some(c) => start_or_resume(file, path, &geometry, c.resume_from(), &head, &layout)?,
+        None => None,
+    };
     let copy = Copy {
         disk,
         file,
@@ -477,7 +569,18 @@ pub(crate) fn write_qcow2(
         mode,
         overlay: overlay.is_some(),
         cancel: options.cancel.as_deref(),
+        resumable: checkpoint.map(|c| {
+            let r = Resumable::new(c, geometry, resumed.as_ref());
+            (r, layout.l1_at() * cluster)
+        }),
     };
+    if let Some(r) = resumed {
+        copy.resume(r, progress);
+    }
+    if checkpoint.is_none() && options.checkpoint.is_some() {
+        // Started over: what an interrupted run left goes.
+        file.set_len(0).map_err(io(path, OUTPUT, 0))?;
+    }
     if let Mode::Fixed(fill) = mode {
         let end = (layout.data_start() + clusters) * cluster;
         set_len(file, path, OUTPUT, end, fill == Preallocation::Falloc)?;
@@ -492,7 +595,17 @@ pub(crate) fn write_qcow2(
         .0;
     let first_meta = data_end.div_ceil(cluster);
     let compressed = matches!(mode, Mode::Compressed(..));
-    let counts = compressed.then(|| data_refcounts(&tables, &layout, first_meta));
+    let in_place = |t: usize| copy.resumable.as_ref().map_or(0, |(r, _)| r.host_of(t));
+    let counts = compressed.then(|| {
+        let mut counts = data_refcounts(&tables, &layout, first_meta);
+        for c in copy.resumable.iter().flat_map(|(r, _)| r.table_clusters()) {
+            let i = c.saturating_sub(layout.data_start()) as usize;
+            if let Some(n) = counts.get_mut(i) {
+                *n = n.saturating_add(1);
+            }
+        }
+        counts
+    });
     // Preallocated tables follow from the cluster numbers: made one at a time.
     let per_table = cluster / 8;
     let table_of = |t: usize| match mode {
@@ -507,22 +620,31 @@ pub(crate) fn write_qcow2(
         }
         _ => tables.get_mut(t).and_then(Option::take),
     };
-    let next = write_tables(file, path, table_of, &layout, first_meta)?;
+    let next = write_tables(file, path, (table_of, &in_place), &layout, first_meta)?;
     let total = write_refcounts(file, path, &layout, next, counts.as_deref())?;
-    let zstd = options.compress == Some(Compression::Zstd);
-    let head = header(capacity, &layout, zstd, overlay);
-    if head.len() as u64 > cluster {
-        return Err(Error::file(
-            path,
-            ErrorKind::InvalidInput(format!(
-                "the header and the backing file's name take {} bytes, more than a cluster",
-                head.len()
-            )),
-        ));
-    }
     write_at(file, path, OUTPUT, &head, 0)?;
     file.set_len(total * cluster).map_err(io(path, OUTPUT, 0))?;
     Ok(copy.data.into_inner())
+}
+
+/// The start of a write with a checkpoint: the header and an emptied file when nothing is
+/// `done`, else where the interrupted write got to (read back, the file cut after it).
+fn start_or_resume(
+    file: &File,
+    path: &Path,
+    geometry: &Geometry,
+    done: u64,
+    head: &[u8],
+    layout: &Layout,
+) -> Result<Option<Resumed>> {
+    let cluster = 1u64 << layout.bits;
+    if done == 0 {
+        file.set_len(0).map_err(io(path, OUTPUT, 0))?;
+        write_at(file, path, OUTPUT, head, 0)?;
+        return Ok(None);
+    }
+    let places = (layout.data_start() * cluster, layout.l1_at() * cluster);
+    resume_state(file, path, geometry, done, head, places).map(Some)
 }
 
 /// How the workers place clusters for `options`: refused when compressed and preallocated, or
@@ -576,17 +698,25 @@ fn data_refcounts(tables: &[Option<Vec<u64>>], layout: &Layout, end: u64) -> Vec
 }
 
 /// Writes the L2 tables `table_of` gives by L1 index from cluster `next` on, and the L1 table
-/// pointing at them; returns the first cluster after them.
+/// pointing at them and at those written in place (`in_place` gives their host offset, 0 for
+/// the others); returns the first cluster after them.
 fn write_tables(
     file: &File,
     path: &Path,
-    mut table_of: impl FnMut(usize) -> Option<Vec<u64>>,
+    (mut table_of, in_place): (impl FnMut(usize) -> Option<Vec<u64>>, &dyn Fn(usize) -> u64),
     layout: &Layout,
     mut next: u64,
 ) -> Result<u64> {
     let cluster = 1u64 << layout.bits;
     let mut l1 = vec![0u8; (layout.l1_clusters * cluster) as usize];
     for i in 0..layout.l1_size as usize {
+        let placed = in_place(i);
+        if placed != 0 {
+            if let Some(slot) = l1.get_mut(i * 8..i * 8 + 8) {
+                slot.copy_from_slice(&(placed | COPIED).to_be_bytes());
+            }
+            continue;
+        }
         let Some(table) = table_of(i) else { continue };
         let host = next * cluster;
         let bytes: Vec<u8> = table.iter().flat_map(|e| e.to_be_bytes()).collect();

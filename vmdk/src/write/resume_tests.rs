@@ -69,3 +69,136 @@ pub(crate) fn tables_apart() -> Disk {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// Opens (creating) `path` for a write that may continue what is in it.
+fn open_rw(path: &std::path::Path) -> std::fs::File {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    file.unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Writes `disk` by `plan` into its files, with a checkpoint resuming from `from`; returns
+/// what it told and the files' bytes.
+fn write_plan(
+    disk: &Disk,
+    plan: &super::Plan,
+    options: &super::WriteOptions,
+    from: u64,
+) -> Result<(Vec<u64>, Vec<Vec<u8>>)> {
+    let recorder = std::sync::Arc::new(Recorder::from(from));
+    let files: Vec<_> = plan.files().iter().map(|f| open_rw(f.path())).collect();
+    let outputs: Vec<_> = files
+        .iter()
+        .zip(plan.files())
+        .map(|(f, p)| (f, p.path()))
+        .collect();
+    let options = options.clone().checkpoint(recorder.clone());
+    plan.write(disk, &outputs, &options, &|_| {})?;
+    let told = recorder.told.lock().map(|t| t.clone()).unwrap_or_default();
+    let bytes = plan
+        .files()
+        .iter()
+        .map(|f| std::fs::read(f.path()).unwrap_or_default())
+        .collect();
+    Ok((told, bytes))
+}
+
+/// Puts `bytes` back into the plan's files: what a run killed after its last checkpoint may
+/// leave (every later cluster, table and file too), which a resume must cut and write again.
+fn leave(plan: &super::Plan, bytes: &[Vec<u8>]) {
+    for (f, b) in plan.files().iter().zip(bytes) {
+        std::fs::write(f.path(), b).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// A qcow2 write with a checkpoint, plain and compressed, continued from each checkpoint over
+/// the whole file an uninterrupted write left, ends with that write's bytes, which read back as
+/// the disk; a damaged L1 entry, a table entry past the data and a checkpoint inside a table
+/// are refused.
+#[test]
+fn a_qcow2_write_continues_from_each_checkpoint_to_the_same_bytes() {
+    use crate::Format;
+    let disk = tables_apart();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("d.qcow2");
+    let plan = super::Plan::new(Format::Qcow2, disk.capacity(), &path).unwrap();
+    // Clusters of 4 KiB: a table covers 2 MiB, a window of 8 MiB four tables.
+    let plain = super::WriteOptions::new().cluster_size(4096).unwrap();
+    let deflate = plain.clone().compress(Some(crate::Compression::Deflate));
+    for options in [plain, deflate.threads(3)] {
+        let _ = std::fs::remove_file(&path);
+        let (told, want) = write_plan(&disk, &plan, &options, 0).unwrap();
+        // Data in windows 0, 8 and the last: every window's end with a table written is told.
+        assert!(told.len() >= 3, "{told:?}");
+        assert_eq!(told.last(), Some(&disk.capacity()));
+        let back = crate::Disk::open(&path).unwrap();
+        let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+        for at in [0, 2 << 25, disk.capacity() - (1 << 20)] {
+            back.read_exact_at(at, &mut a).unwrap();
+            disk.read_exact_at(at, &mut b).unwrap();
+            assert!(a == b, "at {at}");
+        }
+        for &done in &told {
+            leave(&plan, &want);
+            let (_, got) = write_plan(&disk, &plan, &options, done).unwrap();
+            assert!(got == want, "resumed at {done}");
+        }
+        // The first table's L1 entry (byte 4096) moved off its cluster.
+        let mut bad = want.clone();
+        bad[0][4096 + 7] ^= 0x10;
+        leave(&plan, &bad);
+        let e = write_plan(&disk, &plan, &options, told[0]).unwrap_err();
+        assert!(
+            e.to_string().contains("where this writer puts no table"),
+            "{e}"
+        );
+        leave(&plan, &want);
+        let e = write_plan(&disk, &plan, &options, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("not at an L2 table's end"), "{e}");
+    }
+}
+
+/// A twoGbMaxExtentSparse write continued from each checkpoint (each extent resumes in its own
+/// bytes, the next ones start over) ends with the uninterrupted write's files.
+#[test]
+fn a_split_sparse_write_continues_from_each_checkpoint_to_the_same_bytes() {
+    let mib = 2048u64; // sectors
+    let capacity = (2047 + 64) * mib;
+    let mut files = MemoryFiles::new();
+    let mut descriptor = String::from("createType=\"custom\"\n");
+    let mut at = 0;
+    for (i, start) in [0, 100 * mib, (2047 + 40) * mib].into_iter().enumerate() {
+        if start > at {
+            descriptor.push_str(&format!("RW {} ZERO\n", start - at));
+        }
+        let name = format!("{i}.raw");
+        files.insert(&name, vec![i as u8 + 1; 1 << 20]);
+        descriptor.push_str(&format!("RW {mib} FLAT \"{name}\" 0\n"));
+        at = start + mib;
+    }
+    descriptor.push_str(&format!("RW {} ZERO\n", capacity - at));
+    files.insert("d.vmdk", descriptor.into_bytes());
+    let disk = OpenOptions::new()
+        .files(files)
+        .open("d.vmdk")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let format = "twoGbMaxExtentSparse".parse().unwrap();
+    let plan = super::Plan::new(format, disk.capacity(), dir.path().join("d.vmdk")).unwrap();
+    assert_eq!(plan.files().len(), 3);
+    // The descriptor is written at the end: its CID fixed, as two uninterrupted writes of a
+    // disk without one would differ there too.
+    let options = super::WriteOptions::new().cid(0x1234_5678).unwrap();
+    let (told, want) = write_plan(&disk, &plan, &options, 0).unwrap();
+    // Tables 0 and 3 of the first extent, table 1 (its last) of the second.
+    assert_eq!(told, [32 << 20, 128 << 20, disk.capacity()], "{told:?}");
+    for &done in &told {
+        leave(&plan, &want);
+        let (_, got) = write_plan(&disk, &plan, &options, done).unwrap();
+        assert!(got == want, "resumed at {done}");
+    }
+}

@@ -112,6 +112,8 @@ fn sector_u32(path: &Path, s: u64) -> Result<u32> {
 /// when there is one, and both grain directories (pointing at tables written later).
 fn write_head(file: &File, path: &Path, l: &Layout, descriptor: Option<&Descriptor>) -> Result<()> {
     let err = |offset: u64, e: std::io::Error| Error::at(path, "output", offset, ErrorKind::Io(e));
+    // Emptied first: what an interrupted run left in a split disk's next extent goes.
+    file.set_len(0).map_err(|e| err(0, e))?;
     file.set_len(l.over_head * SECTOR_SIZE)
         .map_err(|e| err(0, e))?;
     write_all_at(file, l.header().as_bytes(), 0).map_err(|e| err(0, e))?;
@@ -147,8 +149,37 @@ pub(crate) struct SparseResumable<'a> {
     pub(crate) every: Duration,
 }
 
+/// The checkpoint of one extent of a split disk (twoGbMaxExtentSparse), the bytes
+/// `start..start + len` of the disk: the disk's checkpoint, told and read in the extent's bytes.
+/// The extents are written one after the other, so the disk's bytes below a checkpoint are
+/// every earlier extent whole and this one up to there: a later run finds the earlier extents
+/// complete (read back whole), continues this one, and starts the next ones afresh.
+#[derive(Debug)]
+pub(crate) struct ExtentCheckpoint<'a> {
+    pub(crate) disk: &'a dyn Checkpoint,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+}
+
+impl Checkpoint for ExtentCheckpoint<'_> {
+    fn resume_from(&self) -> u64 {
+        self.disk
+            .resume_from()
+            .saturating_sub(self.start)
+            .min(self.len)
+    }
+
+    fn reached(&self, done: u64) -> Result<()> {
+        self.disk.reached(self.start.saturating_add(done))
+    }
+}
+
 /// How often a sparse extent write records a checkpoint at most.
+#[cfg(not(test))]
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// In unit tests, after every table, so resumes from each one are tested.
+#[cfg(test)]
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::ZERO;
 
 /// Where an interrupted write of the extent laid out as `l` in `file` got to, given the bytes
 /// of the extent its checkpoint says are written (`done`): the first table not written, the

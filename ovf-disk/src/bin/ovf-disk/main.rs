@@ -243,10 +243,11 @@ impl OutputArgs {
         );
         anyhow::ensure!(
             !(self.resume || self.checkpoint.is_some()) || ovf_disk::output::resumes(format),
-            "--resume and --checkpoint continue raw, thick, streamOptimized and \
-             monolithicSparse outputs; a {format} output is written again from the start (run \
-             without them)"
+            "--resume and --checkpoint continue raw, thick, streamOptimized, \
+             monolithicSparse, twoGbMaxExtentSparse and qcow2 outputs; a {format} output is \
+             written again from the start (run without them)"
         );
+
         Ok(())
     }
 
@@ -1082,6 +1083,11 @@ fn convert(out: &mut dyn Write, a: &ConvertArgs) -> Result<ExitCode> {
             "--cluster-size, --compress, --preallocation and --keep-chain apply to --to qcow2 only"
         );
     }
+    anyhow::ensure!(
+        !(args.resume || args.checkpoint.is_some()) || a.preallocation.is_none(),
+        "--resume and --checkpoint continue qcow2 outputs that are not preallocated; a \
+         preallocated one is written again from the start (run without them)"
+    );
     remote::refuse_package_url(input)?;
     let opened = a.input_args.open(input)?;
     if opened.remote.is_some() && args.threads.is_none() {
