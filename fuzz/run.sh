@@ -20,7 +20,7 @@ shift
 here=$(cd "$(dirname "$0")" && pwd)
 seeds="$here/../testdata/fuzz-seeds"
 # FUZZ_TARGETS="disk stream" fuzz/run.sh 600 runs only those.
-read -r -a targets <<<"${FUZZ_TARGETS:-descriptor sparse_header disk stream envelope manifest ova cowd sesparse nbd}"
+read -r -a targets <<<"${FUZZ_TARGETS:-descriptor sparse_header disk stream envelope manifest ova cowd sesparse nbd vm}"
 
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"

@@ -236,6 +236,23 @@ def main():
         'RW 10 FLAT "a b.vmdk" 7', "RDONLY 20 ZERO", 'NOACCESS 30 VMFS "c.vmdk"',
         'RW 40 VMFSSPARSE "d.vmdk"', 'RW 50 VMFSRDM "e.vmdk"', 'RW 60 SESPARSE "f.vmdk"',
         "RW 70 SPARSE unquoted.vmdk"]))
+    vmx = (b'.encoding = "UTF-8"\nconfig.version = "8"\nvirtualHW.version = "19"\n'
+           b'displayName = "web"\nscsi0.present = "TRUE"\nscsi0.virtualDev = "pvscsi"\n'
+           b'scsi0:0.present = "TRUE"\nscsi0:0.fileName = "d.vmdk"\n'
+           b'sata0:1.present = "TRUE"\nsata0:1.deviceType = "cdrom-image"\n'
+           b'sata0:1.fileName = "/iso/x.iso"\n')
+    vmsd = (b'.encoding = "UTF-8"\nsnapshot.lastUID = "2"\nsnapshot.current = "2"\n'
+            b'snapshot0.uid = "1"\nsnapshot0.displayName = "before |22upgrade|22"\n'
+            b'snapshot0.createTimeHigh = "406441"\nsnapshot0.createTimeLow = "-1851591469"\n'
+            b'snapshot0.numDisks = "1"\nsnapshot0.disk0.fileName = "d.vmdk"\n'
+            b'snapshot0.disk0.node = "scsi0:0"\nsnapshot1.uid = "2"\nsnapshot1.parent = "1"\n'
+            b'snapshot1.displayName = "after"\nsnapshot1.disk0.fileName = "d.vmdk"\n'
+            b'snapshot1.disk0.node = "scsi0:0"\nsnapshot.numSnapshots = "2"\n')
+    write("vm", "vmx-vmsd.txt", vmx + b"\0" + vmsd)
+    write("vm", "vmx.txt", vmx)
+    write("vm", "areas.json", b'{"startOffset": 0, "length": 1073741824, "changedArea": '
+          b'[{"start": 0, "length": 65536}, {"start": 1048576, "length": 512}]}')
+    write("vm", "areas-list.json", b'[{"start": 512, "length": 1024}]')
 
 
 if __name__ == "__main__":

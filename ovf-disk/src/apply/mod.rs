@@ -410,6 +410,71 @@ impl ChangedAreas {
         Ok(Self { areas })
     }
 
+    /// The areas of a `QueryChangedDiskAreas` answer in JSON (`{"changedArea": [{"start": N,
+    /// "length": N}, ...], ...}`, other keys ignored) or a bare list of such areas, checked
+    /// against a disk of `capacity` bytes ([`ChangedAreas::new`]). Memory is 16 bytes an area
+    /// (no tree of the document is built).
+    ///
+    /// ```
+    /// use ovf_disk::apply::ChangedAreas;
+    ///
+    /// let json = r#"{"startOffset": 0, "changedArea": [{"start": 512, "length": 1024}]}"#;
+    /// assert_eq!(ChangedAreas::from_json(json, 1 << 20)?.areas(), [(512, 1024)]);
+    /// assert!(ChangedAreas::from_json(r#"[{"start": 1, "length": 512}]"#, 1 << 20).is_err());
+    /// # Ok::<(), ovf_disk::Error>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn from_json(text: &str, capacity: u64) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Area {
+            start: Option<u64>,
+            length: Option<u64>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(rename = "changedArea")]
+            changed_area: Option<Vec<Area>>,
+        }
+        let bad = |e: serde_json::Error| {
+            Error::InvalidInput(format!(
+                "not JSON as QueryChangedDiskAreas returns it (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ))
+        };
+        let list = match text.trim_start().starts_with('[') {
+            true => serde_json::from_str::<Vec<Area>>(text).map_err(bad)?,
+            false => serde_json::from_str::<Answer>(text)
+                .map_err(bad)?
+                .changed_area
+                .ok_or_else(|| Error::InvalidInput("no changedArea list".into()))?,
+        };
+        let areas = list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match (a.start, a.length) {
+                (Some(s), Some(l)) => Ok((s, l)),
+                _ => Err(Error::InvalidInput(format!(
+                    "changed area {i} has no whole start and length"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(areas, capacity)
+    }
+
+    /// [`ChangedAreas::from_json`] of the file at `path` (refused past 64 MiB before it is
+    /// read), its errors naming the file.
+    #[cfg(feature = "serde")]
+    pub fn read(path: &std::path::Path, capacity: u64) -> Result<Self> {
+        let named = |e: Error| Error::InvalidInput(format!("{}: {e}", path.display()));
+        let meta = std::fs::metadata(path).map_err(Error::io(path))?;
+        if meta.len() > 64 << 20 {
+            return Err(named(Error::InvalidInput("larger than 64 MiB".into())));
+        }
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        Self::from_json(&text, capacity).map_err(named)
+    }
+
     /// The areas.
     pub fn areas(&self) -> &[(u64, u64)] {
         &self.areas

@@ -1634,38 +1634,6 @@ fn exports(a: &ServeArgs) -> Result<Vec<(String, vmdk::Disk)>> {
     Ok(exports)
 }
 
-/// The areas of a QueryChangedDiskAreas answer (or a bare list of areas) in `path`.
-fn changed_areas(path: &Path, capacity: u64) -> Result<ovf_disk::apply::ChangedAreas> {
-    let meta = std::fs::metadata(path).with_context(|| path.display().to_string())?;
-    anyhow::ensure!(
-        meta.len() <= 64 << 20,
-        "{}: larger than 64 MiB",
-        path.display()
-    );
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let list = v.get("changedArea").unwrap_or(&v);
-    let list = list
-        .as_array()
-        .with_context(|| format!("{}: no changedArea list", path.display()))?;
-    let areas = list
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let n = |k: &str| a.get(k).and_then(serde_json::Value::as_u64);
-            match (n("start"), n("length")) {
-                (Some(s), Some(l)) => Ok((s, l)),
-                _ => Err(anyhow::anyhow!(
-                    "{}: changed area {i} has no whole start and length",
-                    path.display()
-                )),
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    ovf_disk::apply::ChangedAreas::new(areas, capacity).with_context(|| path.display().to_string())
-}
-
 /// `apply`.
 fn apply(out: &mut dyn Write, a: &ApplyArgs) -> Result<ExitCode> {
     let (target, sources) = a.paths.split_last().context("apply needs a target")?;
@@ -1700,7 +1668,7 @@ fn apply(out: &mut dyn Write, a: &ApplyArgs) -> Result<ExitCode> {
             };
             let opened = a.input_args.open(source)?;
             let disk = opened.options.open_vmdk_or_raw(&opened.name)?;
-            let areas = changed_areas(json, disk.capacity())?;
+            let areas = ovf_disk::apply::ChangedAreas::read(json, disk.capacity())?;
             ovf_disk::apply::apply_areas(&disk, &areas, target, &options, &|_| {})?
         }
         None => {
