@@ -297,6 +297,18 @@ impl Error {
         Self::new(Some(path), structure, Some(offset), kind)
     }
 
+    /// A partial output (`structure`: `partial qcow2 output`, ...) a write was asked to
+    /// continue that is not what its checkpoint says, at `offset`: `why`.
+    pub(crate) fn cannot_resume(
+        path: Option<&Path>,
+        structure: &'static str,
+        offset: u64,
+        why: &str,
+    ) -> Self {
+        let kind = ErrorKind::InvalidInput(format!("cannot resume: {why}"));
+        Self::new(path, structure, Some(offset), kind)
+    }
+
     /// An invalid field at `offset` of `structure` in `path`.
     pub(crate) fn field(
         path: &Path,

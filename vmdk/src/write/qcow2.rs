@@ -520,26 +520,7 @@ pub(crate) fn write_qcow2(
         .filter(|_| !matches!(mode, Mode::Fixed(_)));
     let layout = Layout::new(capacity, bits, checkpoint.is_some());
     let overlay = options.backing.as_deref();
-    let zstd = options.compress == Some(Compression::Zstd);
-    let head = header(capacity, &layout, zstd, overlay);
-    if head.len() as u64 > cluster {
-        return Err(Error::file(
-            path,
-            ErrorKind::InvalidInput(format!(
-                "the header and the backing file's name take {} bytes, more than a cluster",
-                head.len()
-            )),
-        ));
-    }
-    if layout.l1_size * 8 > 32 << 20 {
-        return Err(Error::file(
-            path,
-            ErrorKind::InvalidInput(format!(
-                "clusters of {cluster} bytes need an L1 table over qemu's 32 MiB limit for a \
-                    disk of {capacity} bytes: choose larger clusters"
-            )),
-        ));
-    }
+    let head = checked_header(path, capacity, &layout, options)?;
     let clusters = capacity.div_ceil(cluster);
     let geometry = Geometry {
         bits,
@@ -587,44 +568,86 @@ pub(crate) fn write_qcow2(
         copy.cursor.lock().unwrap_or_else(|p| p.into_inner()).0 = end;
     }
     super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
-    let mut tables = copy.l2.into_inner().unwrap_or_else(|p| p.into_inner());
-    let data_end = copy
-        .cursor
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .0;
-    let first_meta = data_end.div_ceil(cluster);
-    let compressed = matches!(mode, Mode::Compressed(..));
-    let in_place = |t: usize| copy.resumable.as_ref().map_or(0, |(r, _)| r.host_of(t));
-    let counts = compressed.then(|| {
-        let mut counts = data_refcounts(&tables, &layout, first_meta);
-        for c in copy.resumable.iter().flat_map(|(r, _)| r.table_clusters()) {
-            let i = c.saturating_sub(layout.data_start()) as usize;
-            if let Some(n) = counts.get_mut(i) {
-                *n = n.saturating_add(1);
+    copy.finish(&layout, &head)
+}
+
+/// The header of an image laid out as `layout` for `options`, refused when it does not fit
+/// its cluster or the L1 table would pass qemu's limit.
+fn checked_header(
+    path: &Path,
+    capacity: u64,
+    layout: &Layout,
+    options: &WriteOptions,
+) -> Result<Vec<u8>> {
+    let cluster = 1u64 << layout.bits;
+    let zstd = options.compress == Some(Compression::Zstd);
+    let head = header(capacity, layout, zstd, options.backing.as_deref());
+    if head.len() as u64 > cluster {
+        return Err(Error::file(
+            path,
+            ErrorKind::InvalidInput(format!(
+                "the header and the backing file's name take {} bytes, more than a cluster",
+                head.len()
+            )),
+        ));
+    }
+    if layout.l1_size * 8 > 32 << 20 {
+        return Err(Error::file(
+            path,
+            ErrorKind::InvalidInput(format!(
+                "clusters of {cluster} bytes need an L1 table over qemu's 32 MiB limit for a \
+                    disk of {capacity} bytes: choose larger clusters"
+            )),
+        ));
+    }
+    Ok(head)
+}
+
+impl Copy<'_> {
+    /// After the data: the L2 tables not written in place, the L1 table, the refcounts and
+    /// the header `head`. Returns the bytes of data clusters written.
+    fn finish(self, layout: &Layout, head: &[u8]) -> Result<u64> {
+        let (file, path, mode, clusters) = (self.file, self.path, self.mode, self.clusters);
+        let cluster = self.cluster();
+        let mut tables = self.l2.into_inner().unwrap_or_else(|p| p.into_inner());
+        let data_end = self
+            .cursor
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        let first_meta = data_end.div_ceil(cluster);
+        let compressed = matches!(mode, Mode::Compressed(..));
+        let in_place = |t: usize| self.resumable.as_ref().map_or(0, |(r, _)| r.host_of(t));
+        let counts = compressed.then(|| {
+            let mut counts = data_refcounts(&tables, layout, first_meta);
+            for c in self.resumable.iter().flat_map(|(r, _)| r.table_clusters()) {
+                let i = c.saturating_sub(layout.data_start()) as usize;
+                if let Some(n) = counts.get_mut(i) {
+                    *n = n.saturating_add(1);
+                }
             }
-        }
-        counts
-    });
-    // Preallocated tables follow from the cluster numbers: made one at a time.
-    let per_table = cluster / 8;
-    let table_of = |t: usize| match mode {
-        Mode::Fixed(_) => {
-            let first = t as u64 * per_table;
-            let n = per_table.min(clusters.saturating_sub(first));
-            let mut table = vec![0u64; per_table as usize];
-            for (e, entry) in table.iter_mut().take(n as usize).enumerate() {
-                *entry = ((layout.data_start() + first + e as u64) * cluster) | COPIED;
+            counts
+        });
+        // Preallocated tables follow from the cluster numbers: made one at a time.
+        let per_table = cluster / 8;
+        let table_of = |t: usize| match mode {
+            Mode::Fixed(_) => {
+                let first = t as u64 * per_table;
+                let n = per_table.min(clusters.saturating_sub(first));
+                let mut table = vec![0u64; per_table as usize];
+                for (e, entry) in table.iter_mut().take(n as usize).enumerate() {
+                    *entry = ((layout.data_start() + first + e as u64) * cluster) | COPIED;
+                }
+                Some(table)
             }
-            Some(table)
-        }
-        _ => tables.get_mut(t).and_then(Option::take),
-    };
-    let next = write_tables(file, path, (table_of, &in_place), &layout, first_meta)?;
-    let total = write_refcounts(file, path, &layout, next, counts.as_deref())?;
-    write_at(file, path, OUTPUT, &head, 0)?;
-    file.set_len(total * cluster).map_err(io(path, OUTPUT, 0))?;
-    Ok(copy.data.into_inner())
+            _ => tables.get_mut(t).and_then(Option::take),
+        };
+        let next = write_tables(file, path, (table_of, &in_place), layout, first_meta)?;
+        let total = write_refcounts(file, path, layout, next, counts.as_deref())?;
+        write_at(file, path, OUTPUT, head, 0)?;
+        file.set_len(total * cluster).map_err(io(path, OUTPUT, 0))?;
+        Ok(self.data.into_inner())
+    }
 }
 
 /// The start of a write with a checkpoint: the header and an emptied file when nothing is

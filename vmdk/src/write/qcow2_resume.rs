@@ -252,14 +252,8 @@ pub(crate) fn resume_state(
     head: &[u8],
     (data_at, l1_at): (u64, u64),
 ) -> Result<Resumed> {
-    let bad = |at: u64, what: &str| {
-        Error::at(
-            path,
-            "partial qcow2 output",
-            at,
-            ErrorKind::InvalidInput(format!("cannot resume: {what}")),
-        )
-    };
+    let bad =
+        |at: u64, why: &str| Error::cannot_resume(Some(path), "partial qcow2 output", at, why);
     let io = |at: u64| move |e| Error::at(path, "partial qcow2 output", at, ErrorKind::Io(e));
     let span = g.per_table << g.bits;
     let tables = match done >= g.capacity {

@@ -188,14 +188,8 @@ pub(crate) const CHECKPOINT_EVERY: Duration = Duration::ZERO;
 /// writer puts grains; anything else is an error (the file is not the one being written).
 fn resume_state(file: &File, path: &Path, l: &Layout, done: u64) -> Result<(u64, u64, u64)> {
     use std::os::unix::fs::FileExt;
-    let bad = |at: u64, what: &str| {
-        Error::at(
-            path,
-            "partial sparse output",
-            at,
-            ErrorKind::InvalidInput(format!("cannot resume: {what}")),
-        )
-    };
+    let bad =
+        |at: u64, why: &str| Error::cannot_resume(Some(path), "partial sparse output", at, why);
     let io = |at: u64| move |e| Error::at(path, "partial sparse output", at, ErrorKind::Io(e));
     let table_bytes = GTES_PER_GT * GRAIN_SECTORS * SECTOR_SIZE;
     let tables = match done >= l.capacity * SECTOR_SIZE {

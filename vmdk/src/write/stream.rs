@@ -94,14 +94,7 @@ pub(crate) struct StreamResume {
 /// is not one this writer was writing).
 pub(crate) fn resume_point(mut file: &File, pos: u64, capacity: u64) -> Result<StreamResume> {
     let table_bytes = GTES_PER_GT * GRAIN_SECTORS * SECTOR_SIZE;
-    let bad = |at: u64, what: &str| {
-        Error::new(
-            None,
-            "partial stream output",
-            Some(at),
-            ErrorKind::InvalidInput(format!("cannot resume: {what}")),
-        )
-    };
+    let bad = |at: u64, why: &str| Error::cannot_resume(None, "partial stream output", at, why);
     let io = |at: u64| {
         move |e: std::io::Error| {
             Error::new(None, "partial stream output", Some(at), ErrorKind::Io(e))
