@@ -299,6 +299,7 @@ impl Error {
 
     /// A partial output (`structure`: `partial qcow2 output`, ...) a write was asked to
     /// continue that is not what its checkpoint says, at `offset`: `why`.
+    #[cfg(feature = "write")]
     pub(crate) fn cannot_resume(
         path: Option<&Path>,
         structure: &'static str,
