@@ -86,6 +86,8 @@ pub(crate) struct Resumable<'a> {
     /// The tables whose cluster is placed (every one below this index), under the turn.
     reserved: Mutex<u64>,
     progress: Mutex<Progress>,
+    /// The tables the checkpoint was last told are written (taken while flushing).
+    told: Mutex<u64>,
 }
 
 /// Where an interrupted write stood, read back from its file.
@@ -130,6 +132,7 @@ impl<'a> Resumable<'a> {
                 written: tables,
                 told: Instant::now(),
             }),
+            told: Mutex::new(tables),
         }
     }
 
@@ -205,11 +208,19 @@ impl<'a> Resumable<'a> {
         }
         p.written = complete;
         let last = complete == g.tables;
-        if last || p.told.elapsed() >= CHECKPOINT_EVERY {
+        if !last && p.told.elapsed() < CHECKPOINT_EVERY {
+            return Ok(());
+        }
+        p.told = Instant::now();
+        // The flush runs outside the lock, so the other workers go on meanwhile; the
+        // checkpoints are told in order, each only past the one before.
+        drop(guard);
+        let mut told = lock(&self.told);
+        if complete > *told {
             file.sync_data()
                 .map_err(|e| Error::at(path, "qcow2 output", 0, ErrorKind::Io(e)))?;
             self.checkpoint.reached(g.bytes_of(complete))?;
-            p.told = Instant::now();
+            *told = complete;
         }
         Ok(())
     }
