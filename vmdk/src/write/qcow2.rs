@@ -212,10 +212,15 @@ impl Copy<'_> {
     fn read_window(&self, w: &super::workers::Window, buf: &mut [u8]) -> Result<Vec<usize>> {
         let cluster = self.cluster() as usize;
         let capacity = self.disk.capacity();
-        // The runs of clusters that hold data, each read in one call.
+        let held = |i: usize| w.holds.get(i).copied().unwrap_or(false);
+        // From the first cluster holding data to the last, in one call: what lies between
+        // reads as zeros, and one read is one request to a remote source instead of one per
+        // run of data. An overlay reads its own runs only (the clusters between are its
+        // backing file's, not to be read).
+        let last = (0..w.holds.len()).rev().find(|&i| held(i));
         let mut i = 0;
         while i < w.holds.len() {
-            if !w.holds.get(i).copied().unwrap_or(false) {
+            if !held(i) {
                 if let Some(c) = buf.get_mut(i * cluster..(i + 1) * cluster) {
                     c.fill(0);
                 }
@@ -223,7 +228,7 @@ impl Copy<'_> {
                 continue;
             }
             let mut j = i + 1;
-            while w.holds.get(j).copied().unwrap_or(false) {
+            while held(j) || (!self.overlay && last.is_some_and(|l| j <= l)) {
                 j += 1;
             }
             let at = w.start + (i * cluster) as u64;
@@ -235,7 +240,7 @@ impl Copy<'_> {
             i = j;
         }
         let keep = (0..w.holds.len())
-            .filter(|&i| w.holds.get(i).copied().unwrap_or(false))
+            .filter(|&i| held(i))
             .filter(|&i| {
                 let data = buf.get(i * cluster..(i + 1) * cluster).unwrap_or_default();
                 !crate::codec::is_zero(data)
