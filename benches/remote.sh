@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Reading disks over HTTPS, side by side in one run, printed as ratios (issue 27's benchmark).
-#   benches/remote.sh [SIZE] [RATE] [ROUNDS]   SIZE of the test disk (default 2G); RATE
+#   benches/remote.sh [SIZE] [RATE] [ROUNDS] [TO]   SIZE of the test disk (default 2G); RATE
 #       nginx's limit_rate per connection (default 25m = 25 MB/s); ROUNDS of the unthrottled
-#       pair (default 5), alternating, compared by medians
+#       pair (default 5), alternating, compared by medians; TO the output (default raw, an
+#       inflate; qcow2: `convert --to qcow2`, only the unthrottled pair, the remote run in the
+#       resumable layout every run from a URL writes, the local one without a checkpoint)
 # nginx serves a monolithicSparse and a streamOptimized copy of the test disk over TLS on the
 # loopback, once throttled per connection (as ESXi's /folder interface is) and once not. Cases:
 #   throttled: ours with 8 connections and with 1; `curl | ovf-disk inflate -` (stream only);
@@ -21,6 +23,7 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-2G}
 RATE=${2:-25m}
 ROUNDS=${3:-5}
+TO=${4:-raw}
 root=$PWD
 ./scripts/setup.sh >/dev/null
 cargo build --release -q -p ovf-disk
@@ -69,13 +72,24 @@ declare -A T
 # timed NAME CMD...: runs CMD (which writes out.raw), checks out.raw, records the seconds.
 timed() {
     local name=$1 t0 t1; shift
-    rm -f out.raw ./*.part-*; sync
-    t0=$(now); "$@"; sync out.raw 2>/dev/null || sync; t1=$(now)
+    rm -f out.raw out.qcow2 ./*.part-*; sync
+    t0=$(now); "$@"; sync out.raw out.qcow2 2>/dev/null || sync; t1=$(now)
+    # A qcow2 output is checked through qemu-img's reading of it, outside the time.
+    [ -f out.qcow2 ] && qemu-img convert -f qcow2 -O raw out.qcow2 out.raw
     check out.raw "$name"
     T[$name]=$(echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}')
     printf '%-34s %8ss\n' "$name" "${T[$name]}" >&2
 }
 ours() { /usr/bin/time -f "%M" -o rss.txt "$BIN" inflate -q --ca-cert ca.pem "$@"; }
+# ours_to SOURCE: the unthrottled pair's run, an inflate to out.raw or a convert to out.qcow2.
+ours_to() {
+    local remote=()
+    [[ $1 == https://* ]] && remote=(--ca-cert ca.pem --connections 8)
+    case $TO in
+        raw) "$BIN" inflate -q "${remote[@]}" "$1" out.raw ;;
+        *) "$BIN" convert -q "${remote[@]}" --to "$TO" "$1" "out.$TO" ;;
+    esac
+}
 ranged_curls() { # URL FILE: 8 ranged curls in parallel into FILE
     local url=$1 file=$2 len n=8 i from to
     len=$(curl -s --cacert ca.pem -r 0-0 -D - -o /dev/null "$url" | tr -d '\r' | awk -F/ '/^[Cc]ontent-[Rr]ange/ {print $2}')
@@ -94,6 +108,7 @@ command -v nbdkit >/dev/null && nbdkit curl --version >/dev/null 2>&1 && have_nb
 
 echo "disk: $SIZE (sparse $(du -h --apparent-size www/sparse.vmdk | cut -f1), stream $(du -h --apparent-size www/stream.vmdk | cut -f1)); throttle $RATE per connection" >&2
 for kind in sparse stream; do
+  if [ "$TO" = raw ]; then
     timed "$kind: ours 8 conn (throttled)" ours --connections 8 "$slow/$kind.vmdk" out.raw
     rss8=$(cat rss.txt)
     timed "$kind: ours 1 conn (throttled)" ours --connections 1 "$slow/$kind.vmdk" out.raw
@@ -104,25 +119,26 @@ for kind in sparse stream; do
         timed "$kind: qemu-img/nbdkit curl (thr.)" qemu_nbdkit "$slow/$kind.vmdk"
     fi
     timed "$kind: 8 curls + local inflate (thr.)" bash -c "$(declare -f ranged_curls); ranged_curls '$slow/$kind.vmdk' dl.vmdk && '$BIN' inflate -q dl.vmdk out.raw && rm dl.vmdk"
+  fi
     # Unthrottled, the two take about a second each and vary from run to run on a shared
     # machine: ROUNDS of each, alternating which goes first, compared by their medians.
     remote_t=() local_t=()
     for ((r = 1; r <= ROUNDS; r++)); do
         for which in $([ $((r % 2)) = 1 ] && echo "remote local" || echo "local remote"); do
             if [ "$which" = remote ]; then
-                timed "$kind: ours 8 conn (unthrottled) #$r" ours --connections 8 "$fast/$kind.vmdk" out.raw
+                timed "$kind: ours 8 conn (unthrottled) #$r" ours_to "$fast/$kind.vmdk"
                 remote_t+=("${T["$kind: ours 8 conn (unthrottled) #$r"]}")
             else
-                timed "$kind: local inflate #$r" "$BIN" inflate -q "www/$kind.vmdk" out.raw
-                local_t+=("${T["$kind: local inflate #$r"]}")
+                timed "$kind: local to $TO #$r" ours_to "www/$kind.vmdk"
+                local_t+=("${T["$kind: local to $TO #$r"]}")
             fi
         done
     done
     T["$kind: ours 8 conn (unthrottled)"]=$(median "${remote_t[@]}")
-    T["$kind: local inflate"]=$(median "${local_t[@]}")
+    T["$kind: local to $TO"]=$(median "${local_t[@]}")
     printf '%-34s %8ss (median of %d)\n' "$kind: ours 8 conn (unthrottled)" "${T["$kind: ours 8 conn (unthrottled)"]}" "$ROUNDS" >&2
-    printf '%-34s %8ss (median of %d)\n' "$kind: local inflate" "${T["$kind: local inflate"]}" "$ROUNDS" >&2
-    echo "$kind: peak RSS of ours, 8 connections: $((rss8 / 1024)) MiB" >&2
+    printf '%-34s %8ss (median of %d)\n' "$kind: local to $TO" "${T["$kind: local to $TO"]}" "$ROUNDS" >&2
+    [ "$TO" = raw ] && echo "$kind: peak RSS of ours, 8 connections: $((rss8 / 1024)) MiB" >&2
 done
 [ "$have_nbdkit" = yes ] || echo "no nbdkit curl plugin here (Debian's nbdkit): its rows are left out" >&2
 
@@ -130,9 +146,11 @@ ratio() { echo "${T[$1]} ${T[$2]}" | awk '{printf "%.2f", $1 / $2}'; }
 echo
 printf '%-8s %-44s %6s\n' disk comparison ratio
 for kind in sparse stream; do
+  if [ "$TO" = raw ]; then
     printf '%-8s %-44s %6s\n' "$kind" "1 connection / 8 connections (want >= 4)" "$(ratio "$kind: ours 1 conn (throttled)" "$kind: ours 8 conn (throttled)")"
     [ "$kind" = stream ] && printf '%-8s %-44s %6s\n' "$kind" "curl|inflate - / ours 8 conn (want >= 4)" "$(ratio "$kind: curl | inflate - (throttled)" "$kind: ours 8 conn (throttled)")"
     [ "$have_nbdkit" = yes ] && printf '%-8s %-44s %6s\n' "$kind" "qemu-img over nbdkit curl / ours 8 conn" "$(ratio "$kind: qemu-img/nbdkit curl (thr.)" "$kind: ours 8 conn (throttled)")"
     printf '%-8s %-44s %6s\n' "$kind" "ours 8 conn / 8 curls + local (want <= 1.3)" "$(ratio "$kind: ours 8 conn (throttled)" "$kind: 8 curls + local inflate (thr.)")"
-    printf '%-8s %-44s %6s\n' "$kind" "unthrottled remote / local, medians (<= 1.5)" "$(ratio "$kind: ours 8 conn (unthrottled)" "$kind: local inflate")"
+  fi
+    printf '%-8s %-44s %6s\n' "$kind" "unthrottled remote / local to $TO, medians (<= 1.5)" "$(ratio "$kind: ours 8 conn (unthrottled)" "$kind: local to $TO")"
 done
