@@ -208,3 +208,45 @@ fn a_split_sparse_write_continues_from_each_checkpoint_to_the_same_bytes() {
         assert!(got == want, "resumed at {done}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Any disk, cluster size (4 or 8 KiB: a table maps 2 or 8 MiB, so a 24 MiB disk has
+    /// several checkpoints), compression and thread count: a qcow2 write continued from each
+    /// of its checkpoints ends with the uninterrupted write's bytes.
+    #[test]
+    fn any_qcow2_write_continues_from_each_checkpoint_to_the_same_bytes(
+        fill in proptest::collection::vec((0u64..24 << 20, 1u64..3 << 20, 0u8..255), 0..6),
+        bits in 12u32..14,
+        compress: bool,
+        threads in 1usize..4,
+    ) {
+        let capacity = (24u64 << 20) + 1536;
+        let mut bytes = vec![0u8; capacity as usize];
+        for (at, len, byte) in fill {
+            let end = (at + len).min(capacity) as usize;
+            if let Some(run) = bytes.get_mut(at as usize..end) {
+                run.fill(byte);
+            }
+        }
+        let mut files = MemoryFiles::new();
+        files.insert("d.raw", bytes);
+        let disk = OpenOptions::new().files(files).open_raw("d.raw").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.qcow2");
+        let plan = super::Plan::new(crate::Format::Qcow2, capacity, &path).unwrap();
+        let mut options = super::WriteOptions::new().cluster_size(1 << bits).unwrap().threads(threads);
+        if compress {
+            options = options.compress(Some(crate::Compression::Deflate));
+        }
+        let (told, want) = write_plan(&disk, &plan, &options, 0).unwrap();
+        proptest::prop_assert_eq!(told.last(), Some(&capacity));
+        proptest::prop_assert!(told.len() >= 2, "{:?}", told);
+        for &done in &told {
+            leave(&plan, &want);
+            let (_, got) = write_plan(&disk, &plan, &options, done).unwrap();
+            proptest::prop_assert!(got == want, "resumed at {}", done);
+        }
+    }
+}
