@@ -81,13 +81,18 @@ pub(crate) struct Resumable<'a> {
     /// By L1 index: the host offset of the table's cluster in the data area (0: none yet, or
     /// the table is empty).
     hosts: Mutex<Vec<u64>>,
-    /// By L1 index: whether a window placed an entry in the table. Under the placement turn.
-    touched: Mutex<Vec<bool>>,
-    /// The tables whose cluster is placed (every one below this index), under the turn.
-    reserved: Mutex<u64>,
+    /// Which tables have entries and which have their cluster, taken in the placement turn.
+    placing: Mutex<Placing>,
     progress: Mutex<Progress>,
     /// The tables the checkpoint was last told are written (taken while flushing).
     told: Mutex<u64>,
+}
+
+/// What the placement turn keeps: by L1 index, whether a window put an entry in the table,
+/// and the tables whose cluster is placed (every one below `reserved`).
+struct Placing {
+    touched: Vec<bool>,
+    reserved: u64,
 }
 
 /// Where an interrupted write stood, read back from its file.
@@ -124,8 +129,10 @@ impl<'a> Resumable<'a> {
             checkpoint,
             geometry,
             hosts: Mutex::new(hosts),
-            touched: Mutex::new(touched),
-            reserved: Mutex::new(tables),
+            placing: Mutex::new(Placing {
+                touched,
+                reserved: tables,
+            }),
             progress: Mutex::new(Progress {
                 next: window,
                 ahead: Default::default(),
@@ -148,13 +155,13 @@ impl<'a> Resumable<'a> {
         mut cursor: u64,
     ) -> u64 {
         let g = self.geometry;
-        let mut touched = lock(&self.touched);
+        let mut guard = lock(&self.placing);
+        let Placing { touched, reserved } = &mut *guard;
         for c in entries {
             if let Some(t) = touched.get_mut((c / g.per_table) as usize) {
                 *t = true;
             }
         }
-        let mut reserved = lock(&self.reserved);
         let complete = g.tables_below(first.saturating_add(count));
         let mut hosts = lock(&self.hosts);
         let cluster = 1u64 << g.bits;
