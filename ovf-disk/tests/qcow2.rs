@@ -283,11 +283,10 @@ fn imports_and_inflates_write_qcow2_disks_when_asked() {
 /// qemu-img reads both), the chain as `qemu-img info --backing-chain` lists it, and our reader
 /// reads the leaf's chain to the same bytes. The ESXi chain has grains of 512 bytes (COWD) and
 /// 4 KiB (seSparse): clusters the link holds only in part take the rest from its parents.
-#[test]
-fn a_chain_converts_to_a_chain_of_qcow2_images() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path();
-    sample_raw(&dir.join("src.raw"), 24 << 20);
+/// In `dir`: `base.vmdk`, a monolithicSparse disk of `size` bytes of sample data, and
+/// `d1.vmdk`, a delta over it with data and zeros written.
+fn base_and_delta(dir: &Path, size: u64) {
+    sample_raw(&dir.join("src.raw"), size);
     qemu_to_vmdk(dir, "src.raw", "base.vmdk", "subformat=monolithicSparse");
     qemu_delta(dir, "base.vmdk", "d1.vmdk");
     qemu_io(
@@ -295,6 +294,13 @@ fn a_chain_converts_to_a_chain_of_qcow2_images() {
         "d1.vmdk",
         &["write -P 7 1M 2M", "write -z 9M 3M", "write -P 1 23M 4k"],
     );
+}
+
+#[test]
+fn a_chain_converts_to_a_chain_of_qcow2_images() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    base_and_delta(dir, 24 << 20);
     qemu_delta(dir, "d1.vmdk", "d2.vmdk");
     qemu_io(dir, "d2.vmdk", &["write -P 9 1500k 1M", "write -z 2M 64k"]);
     std::fs::create_dir(dir.join("out")).unwrap();
@@ -398,14 +404,7 @@ fn resumable_qcow2_layouts_are_clean_and_identical_for_qemu_img() {
     use vmdk::{Compression, Format, WriteOptions};
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    sample_raw(&dir.join("src.raw"), (24 << 20) + 4096);
-    qemu_to_vmdk(dir, "src.raw", "base.vmdk", "subformat=monolithicSparse");
-    qemu_delta(dir, "base.vmdk", "d1.vmdk");
-    qemu_io(
-        dir,
-        "d1.vmdk",
-        &["write -P 7 1M 2M", "write -z 9M 3M", "write -P 1 23M 4k"],
-    );
+    base_and_delta(dir, (24 << 20) + 4096);
     let w = WriteOptions::new();
     let cases: [(WriteOptions, bool); 6] = [
         (w.clone().cluster_size(512).unwrap(), false),
