@@ -45,6 +45,7 @@ pub mod hardware;
 pub mod manifest;
 pub mod names;
 pub mod properties;
+pub mod resumable;
 pub mod schema;
 pub mod units;
 pub mod write;

@@ -3,6 +3,7 @@
 //! which know none.
 
 use crate::error::Result;
+use crate::read::stream::StreamPoint;
 
 /// Receives the bytes of a disk read in one pass.
 pub trait Sink: Sync {
@@ -12,6 +13,17 @@ pub trait Sink: Sync {
     fn write(&self, offset: u64, data: &[u8]) -> Result<()>;
     /// Zero-fills `len` bytes at `offset` (called in order, from the reading thread).
     fn zero(&self, offset: u64, len: u64) -> Result<()>;
+    /// Whether the sink wants to be told the next [`StreamPoint`] the read passes (asked
+    /// after each metadata block; telling one waits for the grains in flight).
+    fn wants_point(&self) -> bool {
+        false
+    }
+    /// Every byte of the disk below `at.covered` has been handed to [`Sink::write`] or
+    /// [`Sink::zero`] and written: a point another read may continue from.
+    fn point(&self, at: StreamPoint) -> Result<()> {
+        let _ = at;
+        Ok(())
+    }
 }
 
 /// A sink that keeps nothing: for reads that only check.

@@ -17,7 +17,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use zerocopy::FromBytes;
 
@@ -123,6 +123,21 @@ pub struct StreamReader<R> {
     input: Input<R>,
     geometry: Geometry,
     descriptor: Option<Descriptor>,
+    /// Bytes of the disk written before this read (a read continued at a [`StreamPoint`]).
+    covered: u64,
+}
+
+/// Where a one-pass read can be continued by another process: right after a metadata
+/// block (a grain table, the directory, the footer), `input` bytes into the stream, with every
+/// byte of the disk below `covered` written (and, where the sink is a file, on the device).
+/// A sink that asks for them ([`Sink::wants_point`]) is told such points as the read passes
+/// them; a later read starts there with [`StreamReader::continue_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamPoint {
+    /// Bytes of the stream read.
+    pub input: u64,
+    /// Bytes of the disk written.
+    pub covered: u64,
 }
 
 impl<R> std::fmt::Debug for StreamReader<R> {
@@ -212,7 +227,48 @@ impl<R: Read> StreamReader<R> {
             input,
             geometry,
             descriptor,
+            covered: 0,
         })
+    }
+
+    /// This stream continued at `at` (a point an earlier read of the same stream was told),
+    /// reading from `input`, which must give the stream's bytes from `at.input` on: the
+    /// header and descriptor are this reader's (read from the stream's start), the grains
+    /// before `at` are not read again, and the disk below `at.covered` is neither written nor
+    /// zero-filled again. A point before the first grain, or past the disk, is refused.
+    pub fn continue_at<S: Read>(self, input: S, at: StreamPoint) -> Result<StreamReader<S>> {
+        let capacity = self.capacity();
+        let grain = self.geometry.grain_bytes();
+        if at.input < self.input.pos
+            || at.covered > capacity
+            || (at.covered % grain != 0 && at.covered != capacity)
+        {
+            return Err(Error::at(
+                &self.input.name,
+                "stream point",
+                at.input,
+                ErrorKind::Inconsistent(format!(
+                    "cannot continue the stream here (input {:#x}, disk {:#x}): before the \
+                     first grain or not at a grain's end",
+                    at.input, at.covered
+                )),
+            ));
+        }
+        Ok(StreamReader {
+            input: Input {
+                inner: input,
+                pos: at.input,
+                name: self.input.name,
+            },
+            geometry: self.geometry,
+            descriptor: self.descriptor,
+            covered: at.covered,
+        })
+    }
+
+    /// Bytes of the disk a continued read starts at (0 for a read from the start).
+    pub fn covered(&self) -> u64 {
+        self.covered
     }
 
     /// Capacity in bytes.
@@ -345,10 +401,13 @@ impl<R: Read> StreamReader<R> {
             capacity,
             ..StreamStats::default()
         };
-        let mut covered = 0u64; // bytes of the disk zero-filled or handed to a worker so far
+        // Bytes of the disk zero-filled or handed to a worker so far.
+        let mut covered = self.covered;
+        // Grains handed to workers and not yet written: a point is told once none is.
+        let in_flight = (Mutex::new(0u64), Condvar::new());
         let result = std::thread::scope(|scope| -> Result<()> {
             for _ in 0..threads {
-                let (job_rx, failure, path) = (&job_rx, &failure, &path);
+                let (job_rx, failure, path, in_flight) = (&job_rx, &failure, &path, &in_flight);
                 scope.spawn(move || {
                     let mut out = vec![0u8; usize::try_from(grain_bytes).unwrap_or(0)];
                     loop {
@@ -381,6 +440,10 @@ impl<R: Read> StreamReader<R> {
                                 f.get_or_insert(e);
                             }
                         }
+                        if let Ok(mut n) = in_flight.0.lock() {
+                            *n = n.saturating_sub(1);
+                            in_flight.1.notify_all();
+                        }
                     }
                 });
             }
@@ -388,6 +451,16 @@ impl<R: Read> StreamReader<R> {
                 while failure.lock().map(|f| f.is_none()).unwrap_or(false) {
                     let (offset, data_at, packed) = match self.next_block(covered)? {
                         Block::End => return Ok(()),
+                        Block::Skipped if sink.wants_point() => {
+                            let at = StreamPoint {
+                                input: self.input.pos,
+                                covered,
+                            };
+                            if settled(&in_flight, &failure) {
+                                sink.point(at)?;
+                            }
+                            continue;
+                        }
                         Block::Skipped => continue,
                         Block::Grain(o, d, p) => (o, d, p),
                     };
@@ -398,6 +471,9 @@ impl<R: Read> StreamReader<R> {
                     covered = offset + len;
                     stats.grains += 1;
                     stats.data += len;
+                    if let Ok(mut n) = in_flight.0.lock() {
+                        *n += 1;
+                    }
                     if job_tx.send((offset, data_at, packed)).is_err() {
                         return Ok(());
                     }
@@ -417,4 +493,19 @@ impl<R: Read> StreamReader<R> {
         stats.bytes_read = self.input.pos;
         Ok(stats)
     }
+}
+
+/// Waits until the workers have written every grain handed to them; `false` when one failed
+/// (no point is told then).
+fn settled(in_flight: &(Mutex<u64>, Condvar), failure: &Mutex<Option<Error>>) -> bool {
+    let Ok(mut n) = in_flight.0.lock() else {
+        return false;
+    };
+    while *n > 0 {
+        n = match in_flight.1.wait(n) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+    }
+    failure.lock().map(|f| f.is_none()).unwrap_or(false)
 }

@@ -447,6 +447,9 @@ struct TargetSink<'a> {
     zero: ZeroMode,
     zeros: AlignedBuf,
     progress: &'a (dyn Fn(u64) + Sync),
+    checkpoint: Option<&'a dyn Checkpoint>,
+    /// When the checkpoint was last told.
+    told: Mutex<std::time::Instant>,
 }
 
 impl Sink for TargetSink<'_> {
@@ -474,6 +477,26 @@ impl Sink for TargetSink<'_> {
         }
         Ok(())
     }
+
+    fn wants_point(&self) -> bool {
+        self.checkpoint.is_some_and(|c| {
+            self.told
+                .lock()
+                .is_ok_and(|t| t.elapsed() >= c.stream_interval())
+        })
+    }
+
+    fn point(&self, at: crate::StreamPoint) -> Result<()> {
+        let Some(c) = self.checkpoint else {
+            return Ok(());
+        };
+        self.out.sync()?;
+        c.reached_stream(at)?;
+        if let Ok(mut t) = self.told.lock() {
+            *t = std::time::Instant::now();
+        }
+        Ok(())
+    }
 }
 
 impl TargetSink<'_> {
@@ -493,7 +516,9 @@ impl<R: Read> StreamReader<R> {
     /// the options' threads and written
     /// with positioned writes, the ranges between them zero-filled in order per the options'
     /// [`ZeroMode`], so the outputs are complete when the stream ends. `progress` is called
-    /// with bytes of the disk as they are placed.
+    /// with bytes of the disk as they are placed (first with the bytes a continued read
+    /// starts after). With a [`WriteOptions::checkpoint`], it is told where the read could
+    /// be continued ([`Checkpoint::reached_stream`]) as the read passes metadata blocks.
     pub fn copy_to(
         self,
         targets: &[Target<'_>],
@@ -509,8 +534,13 @@ impl<R: Read> StreamReader<R> {
                 0
             }),
             progress,
+            checkpoint: options.checkpoint.as_deref(),
+            told: Mutex::new(std::time::Instant::now()),
         };
         let capacity = self.capacity();
+        if self.covered() > 0 {
+            progress(self.covered());
+        }
         let stats = self.read_into(&sink, options.copy_workers())?;
         sink.finish(capacity)?;
         Ok(stats)

@@ -55,11 +55,28 @@ pub enum ZeroMode {
 /// next. A qcow2 write with a checkpoint places each L2 table in the data area, after the data
 /// it maps, rather than after all the data. The output's bytes are an uninterrupted write's
 /// with the same options ([`WriteOptions::shape`]).
+///
+/// A stream-optimized disk read in one pass into raw or thick outputs
+/// ([`crate::StreamReader::copy_to`]) tells [`Checkpoint::reached_stream`] instead, at most
+/// twice a second, right after a metadata block with every grain before it written and the
+/// outputs flushed: where the stream was and how much of the disk is written; a later read
+/// continues there ([`crate::StreamReader::continue_at`]) and its [`Checkpoint::resume_from`]
+/// is not used.
 pub trait Checkpoint: Send + Sync + std::fmt::Debug {
     /// Bytes from the start of the disk an earlier run wrote and flushed (0: none).
     fn resume_from(&self) -> u64;
     /// Every byte below `done` is written and on the device.
     fn reached(&self, done: u64) -> Result<()>;
+    /// A one-pass read of a stream reached `at`, every byte of the disk below `at.covered`
+    /// written and on the device; by default, [`Checkpoint::reached`] with `at.covered`.
+    fn reached_stream(&self, at: crate::StreamPoint) -> Result<()> {
+        self.reached(at.covered)
+    }
+    /// How long a one-pass read waits between two [`Checkpoint::reached_stream`] (each
+    /// flushes the outputs and waits for the grains in flight): half a second by default.
+    fn stream_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(500)
+    }
 }
 
 /// Options of a write: threads, how zeros are written, compression, and the disk database of
