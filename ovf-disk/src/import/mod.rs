@@ -33,10 +33,12 @@ use crate::output::parallel::{self, disks_at_once};
 use crate::output::{commit_all, OutputFolder, PendingFile};
 
 mod files;
+mod in_pass;
 use crate::package::ova::{cut_short, MAX_MEMBERS};
 use crate::package::stream::{decompressed, disk_stream};
 use crate::package::verify::{CapacityDifference, FileDigest, VerifyReport};
 use crate::package::{declared, within_declared, Package, MAX_SMALL};
+use in_pass::{digested_in_pass, import_disk_in_pass};
 use ovf::envelope::{Envelope, FileRef, VirtualDisk};
 use ovf::manifest::{digest, Algorithm, Entry, Hasher, Manifest, Outcome};
 use ovf::properties::{ovf_environment, property_values};
@@ -484,7 +486,7 @@ fn edit_for(file: &FileRef, out: &Path, written: &PendingWrite) -> ReferenceEdit
 
 /// The capacity a disk is written at: the one its envelope declares (a whole number of
 /// sectors), after the disk's own capacity was checked to be no larger.
-fn grown(declared: u64) -> u64 {
+pub(super) fn grown(declared: u64) -> u64 {
     declared / 512 * 512
 }
 
@@ -512,10 +514,16 @@ fn commit_import(
     configs: Vec<PendingFile>,
     descriptor: PendingFile,
 ) -> Result<()> {
+    let checkpoints: Vec<PathBuf> = disks.iter().filter_map(|d| d.checkpoint.clone()).collect();
     let mut files: Vec<PendingFile> = disks.into_iter().flat_map(|d| d.files).collect();
     files.extend(configs);
     files.push(descriptor);
-    commit_all(files)
+    commit_all(files)?;
+    // The disks are in place: nothing is left to resume.
+    for c in &checkpoints {
+        crate::output::resume::FileCheckpoint::remove(c);
+    }
+    Ok(())
 }
 
 /// Imports `pkg` into `outdir` (created if missing): verifies it (a mismatch stops the import
@@ -548,8 +556,12 @@ pub fn import(
 ) -> Result<Report> {
     let (verify, in_pass) = verify_first(pkg, options, progress)?;
     let (chosen, values) = check_deployment(pkg.envelope(), options)?;
-    let folder = OutputFolder::open(outdir)?;
-    check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
+    let resuming = options.convert.resuming();
+    let folder = OutputFolder::open_keeping(outdir, resuming)?;
+    // A run that resumes has its disks' space taken already (the first run checked it).
+    if !resuming {
+        check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
+    }
     let mut report = Report {
         verify,
         ..Report::default()
@@ -649,7 +661,13 @@ fn import_disk(
     } else {
         let vdisk = pkg.open_disk(&file.href)?;
         within_declared(href, vdisk.capacity(), declared)?;
-        write_pending(&vdisk, out, format, grown(declared), convert, progress)
+        // A resumable write says which object it reads (its length and validator).
+        let mut convert = convert.clone();
+        if let (Some((lines, _)), Some(id)) = (&mut convert.resumable, pkg.identity_of(&file.href))
+        {
+            lines.push(format!("disk {id}"));
+        }
+        write_pending(&vdisk, out, format, grown(declared), &convert, progress)
     }
 }
 
@@ -706,71 +724,13 @@ fn write_disks(
     verify.files.extend(digested.into_iter().flatten());
     *verify = std::mem::take(verify).settle();
     if !verify.nothing_damaged() {
+        // Nothing of a package that does not match its manifest is kept to be resumed.
+        for w in written {
+            w.discard();
+        }
         return Err(Error::Verification(pkg.path().to_path_buf()));
     }
     Ok(written)
-}
-
-/// The disk files of `pkg` an import reads once and digests on the way, with their manifest
-/// entries: at a URL, a stream-optimized disk stored plainly that the manifest lists, written
-/// to a thick or raw output (a one-pass write), unless the package was verified before.
-fn digested_in_pass<'a>(pkg: &'a Package, options: &Options) -> Vec<(&'a FileRef, &'a Entry)> {
-    let Some((_, manifest)) = pkg.manifest() else {
-        return Vec::new();
-    };
-    if !pkg.is_remote() || !options.format.is_thick() || pkg.verified_before() {
-        return Vec::new();
-    }
-    let env = pkg.envelope();
-    env.disks
-        .iter()
-        .filter(|d| {
-            d.format
-                .as_deref()
-                .is_some_and(|f| f.ends_with("#streamOptimized"))
-        })
-        .filter_map(|d| env.file_of(d))
-        .filter(|f| !f.is_compressed() && f.chunk_size.is_none())
-        .filter_map(|f| Some((f, manifest.get(&f.href)?)))
-        .collect()
-}
-
-/// [`import_disk`] of a stream-optimized disk read once, forward, while its bytes are digested
-/// with the manifest's `entry` ([`digested_in_pass`]): the write and the digest's outcome.
-fn import_disk_in_pass(
-    pkg: &Package,
-    disk: &VirtualDisk,
-    file: &FileRef,
-    out: &Path,
-    options: &Options,
-    entry: &Entry,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<(PendingWrite, FileDigest)> {
-    let declared = pkg.declared(disk)?;
-    let href = Path::new(&file.href);
-    let mut reader = Hashing {
-        inner: pkg.reader(&file.href)?,
-        hashers: vec![Hasher::new(entry.algorithm)],
-    };
-    let w = {
-        let stream = StreamReader::new(Box::new(&mut reader) as Box<dyn Read>, href)?;
-        within_declared(href, stream.capacity(), declared)?;
-        let convert = &options.convert;
-        write_stream_pending(
-            stream,
-            out,
-            &options.format,
-            grown(declared),
-            convert,
-            progress,
-        )?
-    };
-    // The digest covers every byte, past the end-of-stream marker too.
-    std::io::copy(&mut reader, &mut std::io::sink())
-        .map_err(Error::io(&pkg.member_path(&file.href)))?;
-    let found = reader.hashers.pop().map(Hasher::finish).unwrap_or_default();
-    let outcome = Outcome::of(&entry.digest, found);
-    Ok((w, FileDigest::new(&file.href, entry.algorithm, outcome)))
 }
 
 /// A reader that digests what passes through it.

@@ -223,6 +223,16 @@ impl PendingWrite {
         Ok(self.report)
     }
 
+    /// Removes every file and the checkpoint: nothing of this write is to be resumed.
+    pub(crate) fn discard(self) {
+        for f in self.files {
+            f.discard();
+        }
+        if let Some(c) = &self.checkpoint {
+            resume::FileCheckpoint::remove(c);
+        }
+    }
+
     /// Moves every file of every write into place together, then removes their checkpoints.
     pub(crate) fn commit_together(written: Vec<PendingWrite>) -> Result<()> {
         let mut checkpoints = Vec::new();
@@ -249,7 +259,7 @@ impl PendingWrite {
 }
 
 /// The plan's files opened under temporary names, after the target and space checks.
-fn create_outputs(
+pub(super) fn create_outputs(
     plan: &Plan,
     inputs: &[PathBuf],
     options: &ConvertOptions,
@@ -276,13 +286,13 @@ fn create_outputs(
 }
 
 /// The open temporary files as `vmdk` takes them: each file with the path it is open at.
-fn outputs(pending: &[PendingFile]) -> Vec<(&File, &Path)> {
+pub(super) fn outputs(pending: &[PendingFile]) -> Vec<(&File, &Path)> {
     pending.iter().map(|p| (p.file(), p.temp_path())).collect()
 }
 
 /// `e`, naming the final output where it names a temporary file (the user never sees those
 /// names otherwise).
-fn name_outputs(e: vmdk::Error, pending: &[PendingFile]) -> Error {
+pub(super) fn name_outputs(e: vmdk::Error, pending: &[PendingFile]) -> Error {
     match pending.iter().find(|p| Some(p.temp_path()) == e.path()) {
         Some(p) => e.with_path(p.target()).into(),
         None => e.into(),

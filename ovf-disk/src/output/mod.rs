@@ -25,6 +25,8 @@
 pub(crate) mod convert;
 #[cfg(feature = "write")]
 mod measure;
+#[cfg(feature = "write")]
+pub(crate) mod one_pass;
 pub(crate) mod parallel;
 mod progress;
 #[cfg(feature = "write")]
@@ -420,6 +422,12 @@ impl PendingFile {
     /// write a later run may resume); an interrupt still removes it.
     pub(crate) fn keep_on_failure(&mut self) {
         self.keep = true;
+    }
+
+    /// Removes the temporary file even if it was kept for a resume (what it holds is known
+    /// to be wrong: a digest that did not match).
+    pub(crate) fn discard(mut self) {
+        self.keep = false;
     }
 
     /// The open temporary file.

@@ -55,6 +55,16 @@ impl FileCheckpoint {
     /// Where the checkpoint at `path` says a copy described like this one got to: `Ok(None)`
     /// when there is no checkpoint, an error when it describes another copy.
     pub(crate) fn load(&self) -> Result<Option<u64>> {
+        match self.load_state()? {
+            None => Ok(None),
+            Some((done, state)) if state.is_empty() => Ok(Some(done)),
+            Some(_) => Err(self.other_copy()),
+        }
+    }
+
+    /// [`FileCheckpoint::load`] with the lines of state the copy wrote before its progress
+    /// ([`FileCheckpoint::store`]).
+    pub(crate) fn load_state(&self) -> Result<Option<(u64, Vec<String>)>> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -65,15 +75,48 @@ impl FileCheckpoint {
             .pop()
             .and_then(|l| l.strip_prefix("done "))
             .and_then(|n| n.parse().ok());
-        match done {
-            Some(done) if lines == self.identity => Ok(Some(done)),
-            _ => Err(Error::InvalidInput(format!(
-                "cannot resume: the source or the output asked for is not the one the \
-                 interrupted run was writing ({} says otherwise: changed since?); run again \
-                 without --resume to start over",
-                self.path.display()
-            ))),
+        let ours = lines.len() >= self.identity.len()
+            && lines.iter().zip(&self.identity).all(|(a, b)| a == b);
+        match (done, lines.get(self.identity.len()..)) {
+            (Some(done), Some(state)) if ours => {
+                Ok(Some((done, state.iter().map(|l| l.to_string()).collect())))
+            }
+            _ => Err(self.other_copy()),
         }
+    }
+
+    /// The error of a checkpoint that describes another copy.
+    fn other_copy(&self) -> Error {
+        Error::InvalidInput(format!(
+            "cannot resume: the source or the output asked for is not the one the \
+             interrupted run was writing ({} says otherwise: changed since?); run again \
+             without --resume to start over",
+            self.path.display()
+        ))
+    }
+
+    /// Replaces the checkpoint with one saying `done`, after the copy's `state` lines
+    /// (one line each, no line breaks): written beside, flushed and renamed.
+    pub(crate) fn store(&self, done: u64, state: &[String]) -> std::io::Result<()> {
+        let mut text = self.identity.join("\n");
+        for l in state {
+            text.push('\n');
+            text.push_str(l);
+        }
+        text.push_str(&format!("\ndone {done}\n"));
+        let next = self.path.with_extension("next");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&next)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&next, &self.path)
+        };
+        write()
+    }
+
+    /// Where the checkpoint is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Removes the checkpoint (the output is complete).
@@ -88,16 +131,8 @@ impl vmdk::Checkpoint for FileCheckpoint {
     }
 
     fn reached(&self, done: u64) -> vmdk::Result<()> {
-        let mut text = self.identity.join("\n");
-        text.push_str(&format!("\ndone {done}\n"));
-        let next = self.path.with_extension("next");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&next)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&next, &self.path)
-        };
-        write().map_err(|e| vmdk::Error::io(&self.path, e))
+        self.store(done, &[])
+            .map_err(|e| vmdk::Error::io(&self.path, e))
     }
 }
 
@@ -111,6 +146,12 @@ pub(crate) fn reopen(
     let Some(done) = checkpoint.load()? else {
         return Ok(None);
     };
+    Ok(Some((reopen_files(targets, replace)?, done)))
+}
+
+/// The temporary files of `targets` an interrupted run left, reopened; an error when one is
+/// gone.
+pub(crate) fn reopen_files(targets: &[&Path], replace: bool) -> Result<Vec<PendingFile>> {
     let mut files = Vec::new();
     for t in targets {
         match PendingFile::reopen(t, replace)? {
@@ -123,7 +164,7 @@ pub(crate) fn reopen(
             }
         }
     }
-    Ok(Some((files, done)))
+    Ok(files)
 }
 
 /// A checkpoint for `identity` at `path`, shared with the copy engine.

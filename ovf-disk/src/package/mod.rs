@@ -83,6 +83,10 @@ pub struct Package {
     verified: Arc<std::sync::Mutex<Option<VerifyReport>>>,
     /// Whether hrefs that lead outside the package folder (or are absolute) are followed.
     allow_outside: bool,
+    /// For an OVA at a URL: the remote source and the archive's name, for reading members
+    /// forward with every connection.
+    #[cfg(feature = "remote")]
+    remote_archive: Option<(vmdk::remote::RemoteFiles, PathBuf)>,
 }
 
 /// Where a file of the package is.
@@ -209,11 +213,14 @@ impl Package {
         let len = backing.len();
         let mut head = vec![0u8; usize::try_from(len.min(1024)).unwrap_or(0)];
         positioned_io::ReadAt::read_exact_at(&backing, 0, &mut head).map_err(Error::io(&name))?;
-        let (source, descriptor, text) = if kind::kind_of_head(&head, &name) == kind::InputKind::Ova
-        {
+        if kind::kind_of_head(&head, &name) == kind::InputKind::Ova {
             let index = OvaIndex::from_storage(&name, Arc::new(backing), len)?;
-            read_ova_index(&name, index)?
-        } else {
+            let (source, descriptor, text) = read_ova_index(&name, index)?;
+            let mut pkg = Self::from_source(&name, source, descriptor, text)?;
+            pkg.remote_archive = Some((files, name));
+            return Ok(pkg);
+        }
+        let (source, descriptor, text) = {
             if len > MAX_SMALL {
                 return Err(Error::Ovf(ovf::Error::Envelope {
                     path: name,
@@ -263,6 +270,8 @@ impl Package {
             certificate: None,
             verified: Arc::default(),
             allow_outside: false,
+            #[cfg(feature = "remote")]
+            remote_archive: None,
         };
         let stem = descriptor
             .rsplit_once('.')
@@ -319,7 +328,7 @@ impl Package {
     #[cfg(feature = "write")]
     pub(crate) fn is_remote(&self) -> bool {
         #[cfg(feature = "remote")]
-        if matches!(self.source, Source::Remote { .. }) {
+        if matches!(self.source, Source::Remote { .. }) || self.remote_archive.is_some() {
             return true;
         }
         false
@@ -445,13 +454,78 @@ impl Package {
                 return Ok(Box::new(std::io::Cursor::new(descriptor.to_vec())));
             }
         }
+        self.reader_from(name, 0).map_err(|e| match e {
+            Error::Io { .. } => missing(),
+            e => e,
+        })
+    }
+
+    /// Reads a file of the package from `offset` on (inside it): the rest of a disk an
+    /// interrupted import had read part of.
+    pub(crate) fn reader_from(&self, name: &str, offset: u64) -> Result<Box<dyn Read>> {
         match self.place(name)? {
-            Place::Path(p) => Ok(Box::new(File::open(&p).map_err(|_| missing())?)),
-            Place::Member(index, m) => Ok(Box::new(index.reader(m))),
+            Place::Path(p) => {
+                use std::io::{Seek, SeekFrom};
+                let mut f = File::open(&p).map_err(Error::io(&p))?;
+                f.seek(SeekFrom::Start(offset)).map_err(Error::io(&p))?;
+                Ok(Box::new(f))
+            }
+            Place::Member(index, m) => {
+                #[cfg(feature = "remote")]
+                if let Some((files, archive)) = &self.remote_archive {
+                    // Fetched ahead over every connection, as a file under a URL is.
+                    let start = m.offset.saturating_add(offset.min(m.size));
+                    return Ok(files.reader_range(archive, start, m.offset + m.size)?);
+                }
+                Ok(Box::new(index.reader_from(m, offset)))
+            }
             #[cfg(feature = "remote")]
             // Fetched ahead over every connection while it is digested.
-            Place::Remote(files, p) => Ok(files.reader(&p)?),
+            Place::Remote(files, p) if offset == 0 => Ok(files.reader(&p)?),
+            #[cfg(feature = "remote")]
+            Place::Remote(files, p) => {
+                let len = vmdk::Files::open(files, &p)?.len();
+                Ok(files.reader_range(&p, offset.min(len), len)?)
+            }
         }
+    }
+
+    /// What identifies the bytes of the file `name` across runs, for a checkpoint: for a
+    /// file under a URL (or a member of an OVA at a URL), the object's name, length and
+    /// validator (`ETag` or `Last-Modified`), and the member's place; `None` for a local
+    /// package, and for a server without byte ranges (an import from there starts over).
+    #[cfg(feature = "write")]
+    pub(crate) fn identity_of(&self, name: &str) -> Option<String> {
+        #[cfg(feature = "remote")]
+        let identity = {
+            let place = self.place(name).ok()?;
+            let object = |files: &vmdk::remote::RemoteFiles, p: &Path| {
+                vmdk::Files::open(files, p).ok()?;
+                let (n, len, validator) = files.identity().into_iter().find(|(n, ..)| n == p)?;
+                Some(format!(
+                    "{} {len} {}",
+                    n.display(),
+                    validator.unwrap_or_default()
+                ))
+            };
+            match (&place, &self.remote_archive) {
+                (Place::Remote(files, p), _) => object(files, p),
+                (Place::Member(_, m), Some((files, archive))) => Some(format!(
+                    "{} member {:?} at {} of {}",
+                    object(files, archive)?,
+                    m.name,
+                    m.offset,
+                    m.size
+                )),
+                _ => None,
+            }
+        };
+        #[cfg(not(feature = "remote"))]
+        let identity = {
+            let _ = name;
+            None
+        };
+        identity
     }
 
     /// Reads `buf.len()` bytes of the file `name` from `offset` (which must lie inside it).

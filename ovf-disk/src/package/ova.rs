@@ -295,6 +295,15 @@ impl OvaIndex {
         }
     }
 
+    /// Reads a member's data from `offset` (past its end: nothing).
+    pub fn reader_from(&self, m: &Member, offset: u64) -> MemberReader {
+        MemberReader {
+            file: self.file.clone(),
+            offset: m.offset.saturating_add(offset.min(m.size)),
+            end: m.offset + m.size,
+        }
+    }
+
     /// Reads `buf.len()` bytes of the member `name` from `offset` (inside it: the caller
     /// checked).
     pub fn read_member_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -337,12 +337,45 @@ impl RemoteFiles {
             (true, Some(len)) => Ok(Box::new(prefetch::Prefetch::new(
                 self.client.clone(),
                 url,
-                len,
+                (0, len),
                 probe.validator,
                 self.connections,
             ))),
             _ => self.stream(path),
         }
+    }
+
+    /// The bytes `start..end` of the object at `path` read forward, fetched ahead as
+    /// [`RemoteFiles::reader`] does: a member of an OVA read in place, what is left of a disk
+    /// an interrupted import had read part of. The server must serve byte ranges, and the
+    /// object must be the one opened before ([`crate::Files::open`]: same length and
+    /// validator).
+    pub fn reader_range(&self, path: &Path, start: u64, end: u64) -> Result<Box<dyn Read + Send>> {
+        let backing = self.open(path)?;
+        let len = backing.len();
+        if start > end || end > len {
+            return Err(Error::file(
+                path,
+                ErrorKind::InvalidInput(format!(
+                    "bytes {start}..{end} lie outside the object ({len} bytes)"
+                )),
+            ));
+        }
+        let url = self.url_of(path)?;
+        let validator = self.validator_of(&url);
+        Ok(Box::new(prefetch::Prefetch::new(
+            self.client.clone(),
+            url,
+            (start, end),
+            validator,
+            self.connections,
+        )))
+    }
+
+    /// The validator of the object at `url`, once opened.
+    fn validator_of(&self, url: &str) -> Option<String> {
+        let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        opened.get(url).and_then(|(_, o)| o.validator.clone())
     }
 
     /// The whole object at `path` read forward with one GET: for servers without ranges and

@@ -28,10 +28,12 @@ pub(crate) struct Prefetch {
 }
 
 impl Prefetch {
+    /// A reader of the object's bytes from `start` to `len` (where it stops: the object's
+    /// length, or less).
     pub(crate) fn new(
         client: Arc<Client>,
         url: String,
-        len: u64,
+        (start, len): (u64, u64),
         validator: Option<String>,
         depth: usize,
     ) -> Self {
@@ -40,7 +42,7 @@ impl Prefetch {
             url: url.into(),
             validator: validator.map(Into::into),
             len,
-            next: 0,
+            next: start.min(len),
             queue: VecDeque::new(),
             depth: depth.max(1),
             current: Vec::new(),

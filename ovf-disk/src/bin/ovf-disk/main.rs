@@ -182,10 +182,11 @@ struct OutputArgs {
     /// error (json: {"done","total","rate","elapsed","item"}, for job runners), or not at all.
     #[arg(long = "progress", value_enum, default_value = "bar")]
     progress_mode: ProgressMode,
-    /// For `inflate` (of a disk or a VM folder) and `convert` from a URL to raw, thick,
-    /// streamOptimized or monolithicSparse outputs (or a block device, with --checkpoint): continue the run that was killed or failed writing this
-    /// output, from its checkpoint, instead of starting over (refused when the source changed
-    /// since). Without it, what such a run left is removed.
+    /// For `inflate` (of a disk or a VM folder), `convert` and `import` from a URL (to raw,
+    /// thick, streamOptimized, monolithicSparse, twoGbMaxExtentSparse and qcow2 outputs, or a
+    /// block device with --checkpoint): continue the run that was killed or failed writing
+    /// this output, from its checkpoint, instead of starting over (refused when the source
+    /// changed since). Without it, what such a run left is removed.
     #[arg(long)]
     resume: bool,
     /// For a URL input: keep the checkpoint --resume reads at FILE instead of beside the
@@ -255,7 +256,7 @@ impl OutputArgs {
     fn not_resumable(&self, command: &str) -> Result<()> {
         anyhow::ensure!(
             !self.resume && self.checkpoint.is_none(),
-            "--resume and --checkpoint continue `inflate` and `convert` from a URL; {command} \
+            "--resume and --checkpoint continue `inflate`, `convert` and `import` from a URL; {command} \
              starts over"
         );
         Ok(())
@@ -1349,6 +1350,28 @@ struct ImportJson<'a> {
 
 /// The OVA `import` reads in one pass: from its URL (with the source, for what it fetched), or
 /// standard input.
+/// The package at the URL `package` opened in place, with its remote source: `None` for an
+/// OVA to read forward in one pass instead (no byte ranges, or compressed or chunked disks).
+fn remote_package(
+    a: &ImportArgs,
+    package: &Path,
+) -> Result<Option<(ovf_disk::package::Package, vmdk::remote::RemoteFiles)>> {
+    if remote::url_kind(package) != remote::UrlKind::Ova {
+        return Ok(Some(a.package_args.remote.package(package)?));
+    }
+    let (files, name) = a.package_args.remote.source(package)?;
+    if !files.probe(&name)?.0 {
+        return Ok(None);
+    }
+    let pkg = ovf_disk::package::Package::open_remote(files.clone(), &name)?;
+    let packed = pkg
+        .envelope()
+        .files
+        .iter()
+        .any(|f| f.is_compressed() || f.chunk_size.is_some());
+    Ok((!packed).then_some((pkg, files)))
+}
+
 fn ova_reader(
     a: &ImportArgs,
     package: &Path,
@@ -1394,15 +1417,34 @@ fn import_options(a: &ImportArgs) -> Result<import::Options> {
 
 fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
-    args.not_resumable("import")?;
-    let options = import_options(a)?;
-    if outdir.is_dir() {
+    let url = remote::is_url(package);
+    anyhow::ensure!(
+        args.checkpoint.is_none(),
+        "--checkpoint names one disk's checkpoint; an import's disks keep theirs beside them"
+    );
+    anyhow::ensure!(
+        !args.resume || url,
+        "--resume continues an import from a URL; a local package is imported again from the start"
+    );
+    let mut options = import_options(a)?;
+    if outdir.is_dir() && !args.resume {
         args.remove_leftovers(outdir)?;
     }
     let started = Instant::now();
-    let ova_url = remote::is_url(package) && remote::url_kind(package) == remote::UrlKind::Ova;
+    // A package at a URL is opened in place (an OVA too, when the server serves ranges), its
+    // disks read once and resumable; an OVA without ranges, or whose disks are compressed, is
+    // read forward in one pass.
     let mut fetched = None;
-    let (bar, report) = if package.as_os_str() == "-" || ova_url {
+    let opened = match url {
+        true => remote_package(a, package)?,
+        false => None,
+    };
+    let (bar, report) = if package.as_os_str() == "-" || (url && opened.is_none()) {
+        anyhow::ensure!(
+            !args.resume,
+            "cannot resume: this OVA is read in one pass (the server serves no byte ranges, or \
+             its disks are compressed), which starts over; run again without --resume"
+        );
         // An OVA read forward in one pass, each disk digested while it is inflated: standard
         // input, or a URL (fetched ahead over every connection when the server has ranges).
         let bar = args.progress(0);
@@ -1410,20 +1452,23 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
             bar.set_message(format!("disk {id}"));
             bar.inc(n)
         };
-        let (reader, name, files) = ova_reader(a, package, ova_url)?;
+        let (reader, name, files) = ova_reader(a, package, url)?;
         fetched = files;
         let reader = std::io::BufReader::with_capacity(1 << 20, reader);
         let r = ovf_disk::import::import_stream(reader, &name, outdir, &options, &progress)
             .with_context(|| format!("importing the OVA {name}"))?;
         (bar, r)
     } else {
-        let pkg = match remote::is_url(package) {
-            true => {
-                let (pkg, files) = a.package_args.remote.package(package)?;
+        let pkg = match opened {
+            Some((pkg, files)) => {
+                // Every run from a URL keeps checkpoints `--resume` continues from.
+                let convert = args.convert_options(args.write_options()?);
+                options = options
+                    .convert_options(convert.resumable(remote::identity(&files), args.resume));
                 fetched = Some(files);
                 pkg.allow_outside_paths(a.package_args.allow_outside_paths)
             }
-            false => a.package_args.open(package)?,
+            None => a.package_args.open(package)?,
         };
         let total = pkg
             .envelope()
