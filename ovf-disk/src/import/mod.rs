@@ -34,6 +34,7 @@ use crate::output::{commit_all, OutputFolder, PendingFile};
 
 mod files;
 mod in_pass;
+mod verified;
 use crate::package::ova::{cut_short, MAX_MEMBERS};
 use crate::package::stream::{decompressed, disk_stream};
 use crate::package::verify::{CapacityDifference, FileDigest, VerifyReport};
@@ -554,10 +555,10 @@ pub fn import(
     options: &Options,
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<Report> {
-    let (verify, in_pass) = verify_first(pkg, options, progress)?;
     let (chosen, values) = check_deployment(pkg.envelope(), options)?;
     let resuming = options.convert.resuming();
     let folder = OutputFolder::open_keeping(outdir, resuming)?;
+    let (verify, in_pass, record) = verify_first(pkg, outdir, options, progress)?;
     // A run that resumes has its disks' space taken already (the first run checked it).
     if !resuming {
         check_import_space(pkg.envelope(), pkg.path(), outdir, options)?;
@@ -629,6 +630,9 @@ pub fn import(
     configs.extend(carried);
     configs.push(manifest);
     commit_import(written, configs, descriptor)?;
+    if let Some(r) = record {
+        r.finish();
+    }
     folder.keep();
     Ok(report)
 }
@@ -673,25 +677,45 @@ fn import_disk(
 
 /// What [`import`] checks before it writes: the manifest's digests (a mismatch stops the
 /// import before anything is written), but for the disks [`digested_in_pass`] returns, which
-/// [`write_disks`] digests as it writes them (returned with their entries).
+/// [`write_disks`] digests as it writes them (returned with their entries), and for the files
+/// an interrupted run of a resumable import verified ([`verified::Verified`]); with the
+/// record of what this run verified, to remove once the import is complete.
 fn verify_first<'a>(
     pkg: &'a Package,
+    outdir: &Path,
     options: &Options,
     progress: &(dyn Fn(&str, u64) + Sync),
-) -> Result<(VerifyReport, Vec<(&'a FileRef, &'a Entry)>)> {
+) -> Result<(VerifyReport, InPass<'a>, Option<verified::Verified>)> {
     let in_pass = digested_in_pass(pkg, options);
-    let verify = match in_pass.is_empty() {
-        true => pkg.verify(&|name| progress(name, 0))?,
-        false => {
-            let names: Vec<&str> = in_pass.iter().map(|(f, _)| f.href.as_str()).collect();
-            pkg.verify_except(&names, &|name| progress(name, 0))?
-        }
+    let mut skip: Vec<&str> = in_pass.iter().map(|(f, _)| f.href.as_str()).collect();
+    let mut record = match &options.convert.resumable {
+        Some((source, _)) if pkg.is_remote() => verified::Verified::new(pkg, outdir, source, &skip),
+        _ => None,
     };
+    let recorded = match &mut record {
+        Some(r) if options.convert.resuming() => r.load()?,
+        _ => Vec::new(),
+    };
+    skip.extend(recorded.iter().map(String::as_str));
+    let mut verify = match skip.is_empty() {
+        true => pkg.verify(&|name| progress(name, 0))?,
+        false => pkg.verify_except(&skip, &|name| progress(name, 0))?,
+    };
+    verify
+        .files
+        .extend(verified::Verified::digests(pkg, &recorded));
+    let verify = verify.settle();
     if !verify.nothing_damaged() {
         return Err(Error::Verification(pkg.path().to_path_buf()));
     }
-    Ok((verify, in_pass))
+    if let Some(r) = &mut record {
+        r.store(&verify)?;
+    }
+    Ok((verify, in_pass, record))
 }
+
+/// The disks [`digested_in_pass`] returns: each file with its manifest entry.
+type InPass<'a> = Vec<(&'a FileRef, &'a Entry)>;
 
 /// Writes each disk of `jobs` (disk, its file, the output) under temporary names, side by
 /// side, those of `in_pass` digested on the way into `verify`; a digest that does not match
