@@ -4,7 +4,9 @@
 #       nginx's limit_rate per connection (default 25m = 25 MB/s); ROUNDS of the unthrottled
 #       pair (default 5), alternating, compared by medians; TO the output (default raw, an
 #       inflate; qcow2: `convert --to qcow2`, only the unthrottled pair, the remote run in the
-#       resumable layout every run from a URL writes, the local one without a checkpoint)
+#       resumable layout every run from a URL writes, the local one without a checkpoint;
+#       import: an OVA of the disk imported to raw, read in place over 8 connections, against
+#       `curl | ovf-disk import -` throttled and a local import unthrottled)
 # nginx serves a monolithicSparse and a streamOptimized copy of the test disk over TLS on the
 # loopback, once throttled per connection (as ESXi's /folder interface is) and once not. Cases:
 #   throttled: ours with 8 connections and with 1; `curl | ovf-disk inflate -` (stream only);
@@ -39,6 +41,11 @@ test_disk src.raw "$bytes"
 want=$(sha256sum < src.raw | cut -d' ' -f1)
 qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse src.raw www/sparse.vmdk
 "$BIN" convert -q src.raw www/stream.vmdk --to streamOptimized
+kinds="sparse stream"
+if [ "$TO" = import ]; then
+    (cd www && "$BIN" export -q ../src.raw app.ova)
+    kinds=ova
+fi
 rm src.raw
 
 # A CA and a certificate for 127.0.0.1 signed by it.
@@ -87,8 +94,13 @@ ours_to() {
     [[ $1 == https://* ]] && remote=(--ca-cert ca.pem --connections 8)
     case $TO in
         raw) "$BIN" inflate -q "${remote[@]}" "$1" out.raw ;;
+        import) import_to "$1" "${remote[@]}" ;;
         *) "$BIN" convert -q "${remote[@]}" --to "$TO" "$1" "out.$TO" ;;
     esac
+}
+import_to() { # PACKAGE [OPTIONS]: its disk imported to raw, moved to out.raw
+    local from=$1; shift
+    rm -rf imp && "$BIN" import -q --format raw "$@" "$from" imp && mv imp/*.raw out.raw && rm -rf imp
 }
 ranged_curls() { # URL FILE: 8 ranged curls in parallel into FILE
     local url=$1 file=$2 len n=8 i from to
@@ -107,7 +119,11 @@ have_nbdkit=no
 command -v nbdkit >/dev/null && nbdkit curl --version >/dev/null 2>&1 && have_nbdkit=yes
 
 echo "disk: $SIZE (sparse $(du -h --apparent-size www/sparse.vmdk | cut -f1), stream $(du -h --apparent-size www/stream.vmdk | cut -f1)); throttle $RATE per connection" >&2
-for kind in sparse stream; do
+for kind in $kinds; do
+  if [ "$TO" = import ]; then
+    timed "ova: ours 8 conn (throttled)" import_to "$slow/app.ova" --ca-cert ca.pem --connections 8
+    timed "ova: curl | import - (throttled)" bash -c "$(declare -f import_to); BIN='$BIN'; curl -s --cacert ca.pem '$slow/app.ova' | import_to -"
+  fi
   if [ "$TO" = raw ]; then
     timed "$kind: ours 8 conn (throttled)" ours --connections 8 "$slow/$kind.vmdk" out.raw
     rss8=$(cat rss.txt)
@@ -122,14 +138,15 @@ for kind in sparse stream; do
   fi
     # Unthrottled, the two take about a second each and vary from run to run on a shared
     # machine: ROUNDS of each, alternating which goes first, compared by their medians.
-    remote_t=() local_t=()
+    remote_t=() local_t=() file=$kind.vmdk
+    [ "$TO" = import ] && file=app.ova
     for ((r = 1; r <= ROUNDS; r++)); do
         for which in $([ $((r % 2)) = 1 ] && echo "remote local" || echo "local remote"); do
             if [ "$which" = remote ]; then
-                timed "$kind: ours 8 conn (unthrottled) #$r" ours_to "$fast/$kind.vmdk"
+                timed "$kind: ours 8 conn (unthrottled) #$r" ours_to "$fast/$file"
                 remote_t+=("${T["$kind: ours 8 conn (unthrottled) #$r"]}")
             else
-                timed "$kind: local to $TO #$r" ours_to "www/$kind.vmdk"
+                timed "$kind: local to $TO #$r" ours_to "www/$file"
                 local_t+=("${T["$kind: local to $TO #$r"]}")
             fi
         done
@@ -145,7 +162,8 @@ done
 ratio() { echo "${T[$1]} ${T[$2]}" | awk '{printf "%.2f", $1 / $2}'; }
 echo
 printf '%-8s %-44s %6s\n' disk comparison ratio
-for kind in sparse stream; do
+for kind in $kinds; do
+  [ "$TO" = import ] && printf '%-8s %-44s %6s\n' "$kind" "curl|import - / ours 8 conn (want >= 4)" "$(ratio "ova: curl | import - (throttled)" "ova: ours 8 conn (throttled)")"
   if [ "$TO" = raw ]; then
     printf '%-8s %-44s %6s\n' "$kind" "1 connection / 8 connections (want >= 4)" "$(ratio "$kind: ours 1 conn (throttled)" "$kind: ours 8 conn (throttled)")"
     [ "$kind" = stream ] && printf '%-8s %-44s %6s\n' "$kind" "curl|inflate - / ours 8 conn (want >= 4)" "$(ratio "$kind: curl | inflate - (throttled)" "$kind: ours 8 conn (throttled)")"

@@ -589,7 +589,16 @@ pub fn import(
     } else {
         files::carry_files(pkg, outdir, options.convert.replace)?
     };
-    let written = write_disks(pkg, &jobs, &in_pass, options, progress, &mut report.verify)?;
+    let written = match write_disks(pkg, &jobs, &in_pass, options, progress, &mut report.verify) {
+        Ok(w) => w,
+        Err(e) => {
+            // A package that does not match its manifest leaves nothing to resume.
+            if let (Error::Verification(_), Some(r)) = (&e, record) {
+                r.finish();
+            }
+            return Err(e);
+        }
+    };
     let mut edits = Vec::new();
     for ((disk, file, out), w) in jobs.iter().zip(&written) {
         edits.push(edit_for(file, out, w));

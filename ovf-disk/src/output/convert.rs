@@ -67,8 +67,8 @@ impl ConvertOptions {
     /// where this one stopped instead of starting over. `source` describes the input (each
     /// object's name, length and validator: `vmdk::remote::RemoteFiles::identity`); a later
     /// run whose source or output differs refuses to resume. Without `resume` a checkpoint
-    /// is started afresh. Raw, thick, stream-optimized, sparse and qcow2 outputs resume
-    /// ([`resumes`]); others (VHD, VHDX, preallocated qcow2) start over.
+    /// is started afresh. Raw, thick, stream-optimized, sparse, qcow2, VHD and VHDX outputs
+    /// resume ([`resumes`]); a preallocated qcow2 output starts over.
     ///
     /// A block device is written in place and has no folder of its own for a checkpoint: its
     /// copy keeps one only at a [`ConvertOptions::checkpoint_file`] (a volume that outlives the
@@ -300,12 +300,15 @@ pub(super) fn name_outputs(e: vmdk::Error, pending: &[PendingFile]) -> Error {
 }
 
 /// Whether a copy to `format` can continue after a kill: raw, thick, stream-optimized,
-/// monolithicSparse, twoGbMaxExtentSparse and qcow2 outputs ([`ConvertOptions::resumable`];
-/// a preallocated qcow2 output starts over).
+/// monolithicSparse, twoGbMaxExtentSparse, qcow2, VHD and VHDX outputs
+/// ([`ConvertOptions::resumable`]; a preallocated qcow2 output starts over).
 pub fn resumes(format: &Format) -> bool {
     use vmdk::CreateType::{MonolithicSparse, StreamOptimized, TwoGbMaxExtentSparse};
     format.is_thick()
-        || *format == Format::Qcow2
+        || matches!(
+            format,
+            Format::Qcow2 | Format::Vhd | Format::VhdFixed | Format::Vhdx | Format::VhdxFixed
+        )
         || matches!(
             format,
             Format::Vmdk(StreamOptimized | MonolithicSparse | TwoGbMaxExtentSparse)

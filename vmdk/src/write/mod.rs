@@ -25,6 +25,7 @@ pub(crate) mod ddb;
 pub(crate) mod flat;
 pub(crate) mod geometry;
 pub(crate) mod options;
+mod ordered;
 pub(crate) mod qcow2;
 mod qcow2_resume;
 pub(crate) mod qcow2_update;

@@ -8,7 +8,10 @@
 //!
 //! Written in one pass by the copy engine's workers, like qcow2: each takes four blocks (8 MiB)
 //! of the disk, reads what the allocation map says holds data, leaves blocks that are all
-//! zeros unallocated (BAT entry `0xffffffff`, which reads as zeros) and appends the others.
+//! zeros unallocated (BAT entry `0xffffffff`, which reads as zeros) and appends the others,
+//! windows in disk order (so the layout does not depend on the threads). With a checkpoint
+//! (`--resume`), the dynamic header goes first and each window's BAT entries are written with
+//! its data: a write continued after a kill reads them back and goes on after them.
 //! The footer names the creator `win ` (Hyper-V), which tells readers to take the size from
 //! the footer's current size, not from the CHS geometry (qemu rounds a Virtual PC disk's size
 //! down to its geometry).
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::WriteOptions;
+use super::ordered::{Turns, Written};
 use super::workers::{io, put, write_at};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
@@ -145,19 +149,23 @@ struct Copy<'a> {
     blocks: u64,
     /// Where the first block (its bitmap) starts in the file.
     data_start: u64,
-    allocated: AtomicU64,
+    /// Windows place their blocks in disk order; the state is the blocks allocated.
+    turns: Turns<u64>,
     next_window: AtomicU64,
     stop: AtomicBool,
     /// The BAT: each block's sector in the file, or `u32::MAX` (unallocated).
     bat: Mutex<Vec<u32>>,
     data: AtomicU64,
     cancel: Option<&'a AtomicBool>,
+    /// With a checkpoint: the windows written, told to it.
+    written: Option<Written<'a>>,
 }
 
 impl Copy<'_> {
     fn work(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
         let capacity = self.disk.capacity();
-        let mut buf = vec![0u8; (BITMAP + BLOCK) as usize];
+        let slot = (BITMAP + BLOCK) as usize;
+        let mut buf = vec![0u8; slot * WINDOW_BLOCKS as usize];
         while !self.stop.load(Ordering::Relaxed) {
             super::walk::cancelled(self.cancel)?;
             let window = super::workers::next_window(
@@ -176,10 +184,16 @@ impl Copy<'_> {
             else {
                 break;
             };
+            // The blocks that hold data, packed one after the other (bitmap and data each)
+            // in the order they take in the file.
+            let mut kept = Vec::new();
             for (i, _) in holds.iter().enumerate().filter(|(_, h)| **h) {
                 let at = start + i as u64 * BLOCK;
                 let n = BLOCK.min(capacity - at) as usize;
-                let (bitmap, block) = buf.split_at_mut(BITMAP as usize);
+                let packed = buf
+                    .get_mut(kept.len() * slot..(kept.len() + 1) * slot)
+                    .unwrap_or_default();
+                let (bitmap, block) = packed.split_at_mut(BITMAP as usize);
                 block.fill(0);
                 self.disk
                     .read_exact_at(at, block.get_mut(..n).unwrap_or_default())?;
@@ -187,22 +201,47 @@ impl Copy<'_> {
                     continue;
                 }
                 bitmap.fill(0xff);
-                let k = self.allocated.fetch_add(1, Ordering::Relaxed);
-                let host = self.data_start + k * (BITMAP + BLOCK);
-                write_at(self.file, self.path, OUTPUT, &buf, host)?;
-                self.data.fetch_add(n as u64, Ordering::Relaxed);
-                let sector = u32::try_from(host / 512).map_err(|_| {
+                kept.push((i as u64, n as u64));
+            }
+            let count = kept.len() as u64;
+            let index = first / WINDOW_BLOCKS;
+            let k = self.turns.take(index, &self.stop, |allocated| {
+                let k = *allocated;
+                *allocated += count;
+                k
+            })?;
+            let host = self.data_start + k * (BITMAP + BLOCK);
+            let bytes = buf.get(..kept.len() * slot).unwrap_or_default();
+            if !bytes.is_empty() {
+                write_at(self.file, self.path, OUTPUT, bytes, host)?;
+            }
+            let mut entries = vec![u32::MAX; holds.len()];
+            for (j, &(i, n)) in kept.iter().enumerate() {
+                let at = host + j as u64 * (BITMAP + BLOCK);
+                let sector = u32::try_from(at / 512).map_err(|_| {
                     Error::at(
                         self.path,
-                        "vhd output",
-                        host,
+                        OUTPUT,
+                        at,
                         ErrorKind::InvalidInput("the VHD would pass 2 TiB".into()),
                     )
                 })?;
-                let mut bat = self.bat.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(e) = bat.get_mut((first + i as u64) as usize) {
+                if let Some(e) = entries.get_mut(i as usize) {
                     *e = sector;
                 }
+                self.data.fetch_add(n, Ordering::Relaxed);
+            }
+            {
+                let mut bat = self.bat.lock().unwrap_or_else(|p| p.into_inner());
+                for (e, &v) in bat.iter_mut().skip(first as usize).zip(&entries) {
+                    *e = v;
+                }
+            }
+            if let Some(w) = &self.written {
+                // The window's entries in place, so a resume finds its blocks.
+                let table: Vec<u8> = entries.iter().flat_map(|e| e.to_be_bytes()).collect();
+                write_at(self.file, self.path, OUTPUT, &table, BAT_AT + first * 4)?;
+                w.window(index, self.file, self.path)?;
             }
             progress(len);
         }
@@ -210,8 +249,63 @@ impl Copy<'_> {
     }
 }
 
+/// Where the interrupted write into `file` got to: the blocks below the checkpoint's `done`
+/// bytes (whole windows) and their BAT entries, read back (the dynamic header must be this
+/// disk's, every entry a block where this writer puts the next one), and the file cut after
+/// them. Returns the first window to write, the blocks allocated and the BAT so far.
+fn resume_state(
+    file: &File,
+    path: &Path,
+    done: u64,
+    (blocks, data_start): (u64, u64),
+) -> Result<(u64, u64, Vec<u32>)> {
+    use std::os::unix::fs::FileExt;
+    let refuse = |at: u64, why: &str| Error::cannot_resume(Some(path), OUTPUT, at, why);
+    let entries = u32::try_from(blocks).unwrap_or(u32::MAX);
+    let mut head = [0u8; 1024];
+    file.read_exact_at(&mut head, HEADER_AT)
+        .map_err(|_| refuse(HEADER_AT, "the dynamic disk header is missing"))?;
+    if head != dynamic_header(entries) {
+        return Err(refuse(
+            HEADER_AT,
+            "the dynamic disk header is not this disk's",
+        ));
+    }
+    let windows = blocks.div_ceil(WINDOW_BLOCKS);
+    let window = (done / (WINDOW_BLOCKS * BLOCK)).min(windows);
+    let below = (window * WINDOW_BLOCKS).min(blocks);
+    let mut table = vec![0u8; below as usize * 4];
+    file.read_exact_at(&mut table, BAT_AT)
+        .map_err(|_| refuse(BAT_AT, "the BAT is cut short"))?;
+    let mut bat = vec![u32::MAX; blocks as usize];
+    let mut allocated = 0u64;
+    for (b, (e, slot)) in table.chunks_exact(4).zip(bat.iter_mut()).enumerate() {
+        let v = u32::from_be_bytes(e.try_into().unwrap_or([0xff; 4]));
+        if v != u32::MAX {
+            let want = (data_start + allocated * (BITMAP + BLOCK)) / 512;
+            if u64::from(v) != want {
+                return Err(refuse(
+                    BAT_AT + b as u64 * 4,
+                    "a BAT entry is not where this writer puts the block",
+                ));
+            }
+            allocated += 1;
+        }
+        *slot = v;
+    }
+    let end = data_start + allocated * (BITMAP + BLOCK);
+    let len = file.metadata().map_err(io(path, OUTPUT, 0))?.len();
+    if len < end {
+        return Err(refuse(len, "the file ends before the blocks its BAT names"));
+    }
+    file.set_len(end).map_err(io(path, OUTPUT, end))?;
+    Ok((window, allocated, bat))
+}
+
 /// Writes `disk` as a dynamic VHD of `capacity` bytes (at least the disk's) into `file`.
-/// Returns the bytes of data written.
+/// Returns the bytes of data written. With a checkpoint, the dynamic header goes first and
+/// each window's BAT entries are written with its data, so that a later write given the
+/// checkpoint back continues after the windows written ([`resume_state`]).
 pub(crate) fn write_vhd(
     disk: &Disk,
     file: &File,
@@ -234,18 +328,40 @@ pub(crate) fn write_vhd(
     let bat_bytes = (blocks * 4).div_ceil(512) * 512;
     // Each block's data 4 KiB-aligned after its bitmap sector, for the first block at least.
     let data_start = (BAT_AT + bat_bytes + BITMAP).div_ceil(4096) * 4096 - BITMAP;
+    let entries = u32::try_from(blocks).unwrap_or(u32::MAX);
+    let checkpoint = options.checkpoint.as_deref();
+    let (window, allocated, bat) = match checkpoint.map_or(0, |c| c.resume_from()) {
+        0 => (0, 0, vec![u32::MAX; blocks as usize]),
+        done => resume_state(file, path, done, (blocks, data_start))?,
+    };
+    if checkpoint.is_some() && window == 0 {
+        write_at(file, path, OUTPUT, &dynamic_header(entries), HEADER_AT)?;
+    }
+    let from = (window * WINDOW_BLOCKS * BLOCK).min(capacity);
+    if from > 0 {
+        progress(from);
+    }
     let copy = Copy {
         disk,
         file,
         path,
         blocks,
         data_start,
-        allocated: AtomicU64::new(0),
-        next_window: AtomicU64::new(0),
+        turns: Turns::new(window, allocated),
+        next_window: AtomicU64::new(window * WINDOW_BLOCKS),
         stop: AtomicBool::new(false),
-        bat: Mutex::new(vec![u32::MAX; blocks as usize]),
+        bat: Mutex::new(bat),
         data: AtomicU64::new(0),
         cancel: options.cancel.as_deref(),
+        written: checkpoint.map(|c| {
+            let windows = blocks.div_ceil(WINDOW_BLOCKS);
+            Written::new(
+                c,
+                window,
+                (WINDOW_BLOCKS * BLOCK, windows, capacity),
+                OUTPUT,
+            )
+        }),
     };
     super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
     let bat = copy.bat.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -254,11 +370,10 @@ pub(crate) fn write_vhd(
         slot.copy_from_slice(&e.to_be_bytes());
     }
     write_at(file, path, OUTPUT, &table, BAT_AT)?;
-    let entries = u32::try_from(blocks).unwrap_or(u32::MAX);
     write_at(file, path, OUTPUT, &dynamic_header(entries), HEADER_AT)?;
     let foot = footer(capacity, seed(), false);
     write_at(file, path, OUTPUT, &foot, 0)?;
-    let end = data_start + copy.allocated.load(Ordering::Relaxed) * (BITMAP + BLOCK);
+    let end = data_start + copy.turns.into_inner() * (BITMAP + BLOCK);
     write_at(file, path, OUTPUT, &foot, end)?;
     file.set_len(end + 512).map_err(io(path, OUTPUT, end))?;
     Ok(copy.data.into_inner())

@@ -15,8 +15,10 @@
 //! Every field little-endian, every header and table checksummed with CRC-32C. Blocks follow
 //! qemu's sizes (8 MiB up to 1 GiB, 16 MiB up to 100 GiB, 32 MiB up to 32 TiB, 64 MiB above);
 //! sectors are 512 bytes. Dynamic: written in one pass by the copy engine's workers, each block
-//! that holds data appended (`PAYLOAD_BLOCK_FULLY_PRESENT`), the others marked
-//! `PAYLOAD_BLOCK_ZERO` (reads as zeros, as qemu marks them by default). Fixed: every block at
+//! that holds data appended in disk order (`PAYLOAD_BLOCK_FULLY_PRESENT`), the others marked
+//! `PAYLOAD_BLOCK_ZERO` (reads as zeros, as qemu marks them by default). With a checkpoint
+//! (`--resume`), the metadata region goes first and each block's BAT entry is written with its
+//! data: a write continued after a kill reads them back and goes on after them. Fixed: every block at
 //! its own place in disk order, `LeaveBlocksAllocated` set; blocks of zeros written as zeros,
 //! reserved (`fallocate`) or left as holes as [`crate::ZeroMode`] says.
 
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::options::{WriteOptions, ZeroMode};
+use super::ordered::{Turns, Written};
 use super::workers::{io, put, set_len, write_at};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
@@ -195,13 +198,24 @@ struct Copy<'a> {
     layout: &'a Layout,
     /// Fixed: every block at its own place, zeros as `ZeroMode` says.
     fixed: Option<ZeroMode>,
-    allocated: AtomicU64,
+    /// Blocks place themselves in disk order; the state is the blocks allocated.
+    turns: Turns<u64>,
     next_window: AtomicU64,
     stop: AtomicBool,
     /// Each payload block's file offset, 0 when it holds no data.
     placed: Mutex<Vec<u64>>,
     data: AtomicU64,
     cancel: Option<&'a AtomicBool>,
+    /// With a checkpoint: the blocks written, told to it.
+    written: Option<Written<'a>>,
+}
+
+/// The BAT entry of a payload block at `host` (0: none, reads as zeros).
+fn entry(host: u64) -> u64 {
+    match host {
+        0 => PAYLOAD_BLOCK_ZERO,
+        h => PAYLOAD_BLOCK_FULLY_PRESENT | (h / MIB) << 20,
+    }
 }
 
 impl Copy<'_> {
@@ -227,12 +241,14 @@ impl Copy<'_> {
                     .read_exact_at(w.start, buf.get_mut(..n).unwrap_or_default())?;
             }
             let data = held && !crate::codec::is_zero(&buf);
+            let k = self.turns.take(w.first, &self.stop, |allocated| {
+                let k = *allocated;
+                *allocated += u64::from(data);
+                k
+            })?;
             let host = match (self.fixed, data) {
                 (Some(_), _) => self.layout.data_start + w.first * block,
-                (None, true) => {
-                    let k = self.allocated.fetch_add(1, Ordering::Relaxed);
-                    self.layout.data_start + k * block
-                }
+                (None, true) => self.layout.data_start + k * block,
                 (None, false) => 0,
             };
             if data || self.fixed == Some(ZeroMode::Write) {
@@ -247,14 +263,84 @@ impl Copy<'_> {
                     *e = host;
                 }
             }
+            if let Some(written) = &self.written {
+                // The block's entry in place, so a resume finds it.
+                let at = BAT_AT + self.layout.bat_index(w.first) * 8;
+                write_at(self.file, self.path, OUTPUT, &entry(host).to_le_bytes(), at)?;
+                written.window(w.first, self.file, self.path)?;
+            }
             progress(w.len);
         }
         Ok(())
     }
 }
 
+/// Where the interrupted write into `file` got to: the blocks below the checkpoint's `done`
+/// bytes and their BAT entries, read back (the metadata region must be this disk's, every
+/// entry a block where this writer puts the next one), and a dynamic file cut after them.
+/// Returns the first block to write, the blocks allocated, each block's place so far and the
+/// disk's id.
+fn resume_state(
+    file: &File,
+    path: &Path,
+    done: u64,
+    layout: &Layout,
+    (capacity, fixed): (u64, bool),
+) -> Result<(u64, u64, Vec<u64>, [u8; 16])> {
+    use std::os::unix::fs::FileExt;
+    let refuse = |at: u64, why: &str| Error::cannot_resume(Some(path), OUTPUT, at, why);
+    let mut have = vec![0u8; MIB as usize];
+    file.read_exact_at(&mut have, layout.metadata_at)
+        .map_err(|_| refuse(layout.metadata_at, "the metadata region is missing"))?;
+    // The disk's id is the interrupted write's; everything else as this write's.
+    let mut id = [0u8; 16];
+    if let Some(b) = have.get(PAGE_83_AT..PAGE_83_AT + 16) {
+        id.copy_from_slice(b);
+    }
+    if have != metadata(capacity, layout.block, fixed, id) {
+        return Err(refuse(
+            layout.metadata_at,
+            "the metadata region is not this disk's",
+        ));
+    }
+    let first = (done / layout.block).min(layout.blocks);
+    let mut placed = vec![0u64; layout.blocks as usize];
+    let mut allocated = 0u64;
+    for (b, slot) in (0..first).zip(placed.iter_mut()) {
+        let at = BAT_AT + layout.bat_index(b) * 8;
+        let mut e = [0u8; 8];
+        file.read_exact_at(&mut e, at)
+            .map_err(|_| refuse(at, "the BAT is cut short"))?;
+        let host = match fixed {
+            true => layout.data_start + b * layout.block,
+            false if u64::from_le_bytes(e) == PAYLOAD_BLOCK_ZERO => 0,
+            false => layout.data_start + allocated * layout.block,
+        };
+        if u64::from_le_bytes(e) != entry(host) {
+            return Err(refuse(
+                at,
+                "a BAT entry is not where this writer puts the block",
+            ));
+        }
+        allocated += u64::from(host != 0 && !fixed);
+        *slot = host;
+    }
+    if !fixed {
+        let end = layout.data_start + allocated * layout.block;
+        let len = file.metadata().map_err(io(path, OUTPUT, 0))?.len();
+        if len < end {
+            return Err(refuse(len, "the file ends before the blocks its BAT names"));
+        }
+        file.set_len(end.max(layout.data_start))
+            .map_err(io(path, OUTPUT, end))?;
+    }
+    Ok((first, allocated, placed, id))
+}
+
 /// Writes `disk` as a VHDX of `capacity` bytes (at least the disk's) into `file`: dynamic, or
-/// fixed when `fixed`. Returns the bytes of data written.
+/// fixed when `fixed`. Returns the bytes of data written. With a checkpoint, the metadata
+/// region goes first and each block's BAT entry is written with its data, so that a later
+/// write given the checkpoint back continues after the blocks written ([`resume_state`]).
 pub(crate) fn write_vhdx(
     disk: &Disk,
     file: &File,
@@ -274,39 +360,52 @@ pub(crate) fn write_vhdx(
         ));
     }
     let layout = Layout::new(capacity);
+    let checkpoint = options.checkpoint.as_deref();
+    let (first, allocated, placed, id) = match checkpoint.map_or(0, |c| c.resume_from()) {
+        0 => (0, 0, vec![0; layout.blocks as usize], page83()),
+        done => resume_state(file, path, done, &layout, (capacity, fixed))?,
+    };
+    let end = match fixed {
+        true => layout.data_start + layout.blocks * layout.block,
+        false => 0,
+    };
+    if fixed && first == 0 {
+        set_len(file, path, OUTPUT, end, options.zero == ZeroMode::Falloc)?;
+    }
+    if checkpoint.is_some() && first == 0 {
+        let meta = metadata(capacity, layout.block, fixed, id);
+        write_at(file, path, OUTPUT, &meta, layout.metadata_at)?;
+    }
+    let from = (first * layout.block).min(capacity);
+    if from > 0 {
+        progress(from);
+    }
     let copy = Copy {
         disk,
         file,
         path,
         layout: &layout,
         fixed: fixed.then_some(options.zero),
-        allocated: AtomicU64::new(0),
-        next_window: AtomicU64::new(0),
+        turns: Turns::new(first, allocated),
+        next_window: AtomicU64::new(first),
         stop: AtomicBool::new(false),
-        placed: Mutex::new(vec![0; layout.blocks as usize]),
+        placed: Mutex::new(placed),
         data: AtomicU64::new(0),
         cancel: options.cancel.as_deref(),
+        written: checkpoint.map(|c| {
+            let sizes = (layout.block, layout.blocks, capacity);
+            Written::new(c, first, sizes, OUTPUT)
+        }),
     };
-    let end = match fixed {
-        true => layout.data_start + layout.blocks * layout.block,
-        false => 0,
-    };
-    if fixed {
-        set_len(file, path, OUTPUT, end, options.zero == ZeroMode::Falloc)?;
-    }
     super::workers::run_workers(options.copy_workers(), &copy.stop, || copy.work(progress))?;
     let placed = copy.placed.into_inner().unwrap_or_else(|p| p.into_inner());
-    let end = end.max(layout.data_start + copy.allocated.load(Ordering::Relaxed) * layout.block);
+    let end = end.max(layout.data_start + copy.turns.into_inner() * layout.block);
     let mut bat = vec![0u8; layout.bat_len as usize];
     for (b, &host) in (0u64..).zip(&placed) {
-        let entry = match host {
-            0 => PAYLOAD_BLOCK_ZERO,
-            h => PAYLOAD_BLOCK_FULLY_PRESENT | (h / MIB) << 20,
-        };
         put(
             &mut bat,
             layout.bat_index(b) as usize * 8,
-            &entry.to_le_bytes(),
+            &entry(host).to_le_bytes(),
         );
     }
     write_at(file, path, OUTPUT, &bat, BAT_AT)?;
@@ -314,7 +413,7 @@ pub(crate) fn write_vhdx(
         file,
         path,
         OUTPUT,
-        &metadata(capacity, layout.block, fixed),
+        &metadata(capacity, layout.block, fixed, id),
         layout.metadata_at,
     )?;
     let regions = region_table(&layout);
@@ -328,6 +427,19 @@ pub(crate) fn write_vhdx(
         .map_err(io(path, OUTPUT, 0))?;
     Ok(copy.data.into_inner())
 }
+
+/// A new disk's unique id (its page 83 data).
+fn page83() -> [u8; 16] {
+    let x = u64::from(super::ddb::new_cid()) << 32 | u64::from(super::ddb::new_cid());
+    let mut id = [0u8; 16];
+    put(&mut id, 0, &x.to_le_bytes());
+    put(&mut id, 8, &x.rotate_left(23).to_le_bytes());
+    id
+}
+
+/// Where the page 83 data lies in the metadata region: the third item, after the file
+/// parameters and the virtual disk size (8 bytes each) at 64 KiB.
+const PAGE_83_AT: usize = (64 << 10) + 16;
 
 /// The file type identifier: the signature and the creator, in UTF-16.
 fn identifier() -> Vec<u8> {
@@ -387,17 +499,11 @@ fn region_table(layout: &Layout) -> Vec<u8> {
 }
 
 /// The metadata region: its table, then the five items qemu and Hyper-V require from 64 KiB.
-fn metadata(capacity: u64, block: u64, fixed: bool) -> Vec<u8> {
+fn metadata(capacity: u64, block: u64, fixed: bool, page83: [u8; 16]) -> Vec<u8> {
     let mut m = vec![0u8; MIB as usize];
     put(&mut m, 0, b"metadata");
     put(&mut m, 10, &5u16.to_le_bytes()); // entry count
-    let page83: Vec<u8> = {
-        let x = u64::from(super::ddb::new_cid()) << 32 | u64::from(super::ddb::new_cid());
-        [x, x.rotate_left(23)]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()
-    };
+    let page83 = page83.to_vec();
     let mut params = (block as u32).to_le_bytes().to_vec();
     params.extend_from_slice(&u32::from(fixed).to_le_bytes()); // LeaveBlocksAllocated
     let items: [([u8; 16], Vec<u8>, u32); 5] = [

@@ -183,8 +183,8 @@ struct OutputArgs {
     #[arg(long = "progress", value_enum, default_value = "bar")]
     progress_mode: ProgressMode,
     /// For `inflate` (of a disk or a VM folder), `convert` and `import` from a URL (to raw,
-    /// thick, streamOptimized, monolithicSparse, twoGbMaxExtentSparse and qcow2 outputs, or a
-    /// block device with --checkpoint): continue the run that was killed or failed writing
+    /// thick, streamOptimized, monolithicSparse, twoGbMaxExtentSparse, qcow2, VHD and VHDX
+    /// outputs, or a block device with --checkpoint): continue the run that was killed or failed writing
     /// this output, from its checkpoint, instead of starting over (refused when the source
     /// changed since). Without it, what such a run left is removed.
     #[arg(long)]
@@ -245,8 +245,8 @@ impl OutputArgs {
         anyhow::ensure!(
             !(self.resume || self.checkpoint.is_some()) || ovf_disk::output::resumes(format),
             "--resume and --checkpoint continue raw, thick, streamOptimized, \
-             monolithicSparse, twoGbMaxExtentSparse and qcow2 outputs; a {format} output is \
-             written again from the start (run without them)"
+             monolithicSparse, twoGbMaxExtentSparse, qcow2, VHD and VHDX outputs; a {format} \
+             output is written again from the start (run without them)"
         );
 
         Ok(())
