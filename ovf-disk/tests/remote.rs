@@ -1777,3 +1777,83 @@ fn a_killed_remote_import_resumes_to_the_same_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a local package is imported again"), "{err}");
 }
+
+/// `ovf-disk ARGS` in `dir` with S3 credentials and no endpoint (S3 itself is addressed).
+fn ovf_disk_aws(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+        .args(args)
+        .envs(test_support::http::AWS_ENV)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// S3 addressed as AWS is, in virtual-host style: with no endpoint, `s3://disks/KEY` is
+/// `https://disks.s3.us-east-1.amazonaws.com/KEY`, the bucket in the host name (TLS server
+/// name, certificate and `Host` header), not in the path. Here that host is nginx with a
+/// certificate for it, in front of moto, reached with `--connect-to`: a disk read from there
+/// is qemu-img's reading of it, one written there is read back by boto3, and every request
+/// nginx saw named the key alone.
+#[test]
+fn s3_virtual_host_style_reads_and_writes_as_aws_is_addressed() {
+    use test_support::http::MotoServer;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    sample_raw(&dir.join("src.raw"), 24 << 20);
+    ours_stream(dir, "src.raw", "stream.vmdk");
+    let moto = MotoServer::start();
+    moto.boto3(&format!(
+        "s3.create_bucket(Bucket='disks')\ns3.upload_file('{}/stream.vmdk', 'disks', 'vm/stream.vmdk')",
+        dir.display()
+    ));
+    let nginx = Nginx::start(
+        dir,
+        &NginxOptions {
+            tls: true,
+            proxy: Some(moto.endpoint.clone()),
+            ..NginxOptions::default()
+        },
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let ca = nginx.ca().display().to_string();
+    let connect = format!(
+        "disks.s3.us-east-1.amazonaws.com:443:127.0.0.1:{}",
+        nginx.port
+    );
+    let remote = ["--ca-cert", ca.as_str(), "--connect-to", connect.as_str()];
+    let mut args = vec!["inflate", "-q"];
+    args.extend(remote);
+    args.extend(["s3://disks/vm/stream.vmdk", "out.raw"]);
+    let out = ovf_disk_aws(w, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256(&w.join("out.raw")), qemu_raw_sha(dir, "stream.vmdk"));
+    let src = dir.join("src.raw").display().to_string();
+    let mut args = vec!["convert", "-q", "--to", "streamOptimized"];
+    args.extend(remote);
+    args.extend([src.as_str(), "s3://disks/out/disk.vmdk"]);
+    let out = ovf_disk_aws(w, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    moto.boto3(&format!(
+        "s3.download_file('disks', 'out/disk.vmdk', '{}/back.vmdk')",
+        w.display()
+    ));
+    qemu_same(w, "back.vmdk", "vmdk", &src, "raw");
+    let log = nginx.log();
+    assert!(log.lines().count() >= 3, "{log}");
+    assert!(
+        log.lines()
+            .all(|l| (l.contains(" /vm/") || l.contains(" /out/")) && !l.contains("/disks")),
+        "{log}"
+    );
+}

@@ -24,6 +24,9 @@ pub struct NginxOptions {
     pub limit_rate: Option<String>,
     /// Require the cookie `vmware_soap_session` with this value (ESXi's session), else 401.
     pub session_cookie: Option<String>,
+    /// Pass every request to this upstream (`http://127.0.0.1:PORT`) with its `Host` header,
+    /// instead of serving the folder: TLS in front of moto, as S3 is reached.
+    pub proxy: Option<String>,
 }
 
 /// A running nginx serving a folder; stopped when dropped.
@@ -121,9 +124,17 @@ impl Nginx {
                  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n\
                  uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
                  default_type application/octet-stream; keepalive_requests 100000;\n\
-                 server {{ listen {listen}; root {root}; {server} }}\n}}\n",
+                 server {{ listen {listen}; root {root}; {server} {location} }}\n}}\n",
                 d = d.display(),
                 root = root.display(),
+                location = match &options.proxy {
+                    Some(up) => format!(
+                        "client_max_body_size 0; location / {{ proxy_pass {up}; \
+                         proxy_set_header Host $host; proxy_request_buffering off; \
+                         proxy_buffering off; }}"
+                    ),
+                    None => String::new(),
+                },
             );
             std::fs::write(d.join("nginx.conf"), conf).unwrap();
             let mut child = Command::new(program("nginx"))
@@ -286,7 +297,10 @@ pub fn certificates(dir: &Path) {
     leaf(
         "",
         "/CN=127.0.0.1",
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        // And the names S3's virtual-host style uses (a bucket's host in us-east-1), for
+        // nginx in front of moto.
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost,\
+         DNS:*.s3.us-east-1.amazonaws.com,DNS:s3.us-east-1.amazonaws.com\n",
     );
     leaf(
         "client-",

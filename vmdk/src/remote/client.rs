@@ -161,13 +161,23 @@ impl Client {
         credentials: Credentials,
         signer: Option<S3Config>,
     ) -> Result<Self> {
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .tls_config(options.tls.client_config()?)
             .timeout_connect(options.connect_timeout)
             .timeout_read(options.read_timeout)
             .max_idle_connections_per_host(options.connections.max(1))
-            .user_agent(concat!("vmdk-rs/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("vmdk-rs/", env!("CARGO_PKG_VERSION")));
+        if !options.connect_to.is_empty() {
+            let map = options.connect_to.clone();
+            agent = agent.resolver(move |netloc: &str| {
+                let to = map
+                    .iter()
+                    .find(|(from, _)| from.eq_ignore_ascii_case(netloc))
+                    .map_or(netloc, |(_, to)| to.as_str());
+                std::net::ToSocketAddrs::to_socket_addrs(to).map(Iterator::collect)
+            });
+        }
+        let agent = agent.build();
         Ok(Self {
             agent,
             credentials,

@@ -80,6 +80,8 @@ pub struct RemoteOptions {
     /// Chunks of 1 MiB each object keeps; 0 (the default) keeps eight per connection and
     /// eight more, so workers reading 8 MiB windows at once do not evict each other's chunks.
     pub(crate) cache_chunks: usize,
+    /// `HOST:PORT` requests connect to `HOST2:PORT2` instead (curl's `--connect-to`).
+    pub(crate) connect_to: Vec<(String, String)>,
 }
 
 impl Default for RemoteOptions {
@@ -95,6 +97,7 @@ impl Default for RemoteOptions {
             s3: None,
             per_host: 8,
             cache_chunks: 0,
+            connect_to: Vec::new(),
         }
     }
 }
@@ -156,6 +159,16 @@ impl RemoteOptions {
     /// Where S3 is and who signs its requests.
     pub fn s3(mut self, config: S3Config) -> Self {
         self.s3 = Some(config);
+        self
+    }
+
+    /// Connects to `to` (`HOST2:PORT2`) for every request to `from` (`HOST:PORT`, the port
+    /// the URL gives or its scheme's), as curl's `--connect-to` does: the URL, the `Host`
+    /// header, the TLS server name and the name the certificate must hold stay `from`'s. For a
+    /// host whose name does not resolve here (an ESXi host known by name to vCenter only, an
+    /// S3 bucket's virtual host reached through a tunnel).
+    pub fn connect_to(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.connect_to.push((from.into(), to.into()));
         self
     }
 }

@@ -48,6 +48,26 @@ pub struct RemoteArgs {
     /// (slots locked in $OVF_DISK_LOCK_DIR, default /run/lock/ovf-disk); a run waits for a slot.
     #[arg(long, value_name = "N")]
     max_per_host: Option<usize>,
+    /// For URL inputs: connect to HOST2:PORT2 for every request to HOST:PORT, as curl's
+    /// --connect-to (the URL, Host header and certificate name stay HOST's); repeatable.
+    #[arg(long, value_name = "HOST:PORT:HOST2:PORT2", value_parser = parse_connect_to)]
+    connect_to: Vec<(String, String)>,
+}
+
+/// `HOST:PORT:HOST2:PORT2` as the two `HOST:PORT` it names.
+fn parse_connect_to(text: &str) -> std::result::Result<(String, String), String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts.as_slice() {
+        [h, p, h2, p2]
+            if !h.is_empty()
+                && !h2.is_empty()
+                && p.parse::<u16>().is_ok()
+                && p2.parse::<u16>().is_ok() =>
+        {
+            Ok((format!("{h}:{p}"), format!("{h2}:{p2}")))
+        }
+        _ => Err("expected HOST:PORT:HOST2:PORT2 (names or IPv4 addresses, ports given)".into()),
+    }
 }
 
 /// A disk input: the options that open it, the name to open, and the remote source when it is
@@ -97,6 +117,9 @@ impl RemoteArgs {
         }
         if let Some(n) = self.max_per_host {
             hold_host_slot(url, n)?;
+        }
+        for (from, to) in &self.connect_to {
+            options = options.connect_to(from, to);
         }
         Ok(options
             .per_host(self.per_host.unwrap_or(self.connections.max(8)))
