@@ -1181,13 +1181,7 @@ fn ovf_disk_s3(
     moto: &test_support::http::MotoServer,
     args: &[&str],
 ) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
-        .args(args)
-        .envs(test_support::http::AWS_ENV)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    ovf_disk_aws(dir, Some(&moto.endpoint), args)
 }
 
 /// S3 (moto's server, checked with boto3): disks, chains and an OVA read from `s3://` URLs
@@ -1778,16 +1772,20 @@ fn a_killed_remote_import_resumes_to_the_same_files() {
     assert!(err.contains("a local package is imported again"), "{err}");
 }
 
-/// `ovf-disk ARGS` in `dir` with S3 credentials and no endpoint (S3 itself is addressed).
-fn ovf_disk_aws(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"))
+/// `ovf-disk ARGS` in `dir` with S3 credentials and the S3 endpoint `endpoint` (none: S3
+/// itself is addressed).
+fn ovf_disk_aws(dir: &Path, endpoint: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ovf-disk"));
+    command
         .args(args)
         .envs(test_support::http::AWS_ENV)
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_S3")
-        .current_dir(dir)
-        .output()
-        .unwrap()
+        .current_dir(dir);
+    if let Some(e) = endpoint {
+        command.env("AWS_ENDPOINT_URL", e);
+    }
+    command.output().unwrap()
 }
 
 /// S3 addressed as AWS is, in virtual-host style: with no endpoint, `s3://disks/KEY` is
@@ -1827,7 +1825,7 @@ fn s3_virtual_host_style_reads_and_writes_as_aws_is_addressed() {
     let mut args = vec!["inflate", "-q"];
     args.extend(remote);
     args.extend(["s3://disks/vm/stream.vmdk", "out.raw"]);
-    let out = ovf_disk_aws(w, &args);
+    let out = ovf_disk_aws(w, None, &args);
     assert!(
         out.status.success(),
         "{}",
@@ -1838,7 +1836,7 @@ fn s3_virtual_host_style_reads_and_writes_as_aws_is_addressed() {
     let mut args = vec!["convert", "-q", "--to", "streamOptimized"];
     args.extend(remote);
     args.extend([src.as_str(), "s3://disks/out/disk.vmdk"]);
-    let out = ovf_disk_aws(w, &args);
+    let out = ovf_disk_aws(w, None, &args);
     assert!(
         out.status.success(),
         "{}",

@@ -12,6 +12,16 @@ use vmdk::{
     write_stream_optimized, MemoryFiles, OpenOptions, StreamReader, Target, WriteOptions, ZeroMode,
 };
 
+/// `file` at `path` as the one target of a disk of `len` bytes.
+fn whole<'a>(file: &'a std::fs::File, path: &'a std::path::Path, len: u64) -> [Target<'a>; 1] {
+    [Target {
+        file,
+        path,
+        start: 0,
+        len,
+    }]
+}
+
 fn read_into_file(
     bytes: &[u8],
     capacity: u64,
@@ -21,12 +31,7 @@ fn read_into_file(
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("out.raw");
     let f = std::fs::File::create(&p).unwrap();
-    let targets = [Target {
-        file: &f,
-        path: &p,
-        start: 0,
-        len: capacity,
-    }];
+    let targets = whole(&f, &p, capacity);
     let reader = StreamReader::new(Cursor::new(bytes), "s.vmdk")?;
     let options = WriteOptions::new().zero(zero).threads(threads);
     let stats = reader.copy_to(&targets, &options, &|_| {})?;
@@ -120,12 +125,7 @@ fn a_read_continues_from_every_point_it_tells_to_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("out.raw");
     let f = std::fs::File::create(&p).unwrap();
-    let targets = [Target {
-        file: &f,
-        path: &p,
-        start: 0,
-        len: capacity,
-    }];
+    let targets = whole(&f, &p, capacity);
     let points = std::sync::Arc::new(Points::default());
     let options = WriteOptions::new()
         .threads(3)
@@ -145,12 +145,7 @@ fn a_read_continues_from_every_point_it_tells_to_the_same_bytes() {
         partial[at.covered as usize..].fill(0xa5);
         std::fs::write(&p, &partial).unwrap();
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-        let targets = [Target {
-            file: &f,
-            path: &p,
-            start: 0,
-            len: capacity,
-        }];
+        let targets = whole(&f, &p, capacity);
         let done = std::sync::atomic::AtomicU64::new(0);
         let progress = |n| {
             done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);

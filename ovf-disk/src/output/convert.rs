@@ -385,14 +385,7 @@ pub(crate) fn write_stream_pending<R: Read>(
 ) -> Result<PendingWrite> {
     let plan = Plan::new(format.clone(), capacity, out)?;
     let files = create_outputs(&plan, &[], options)?;
-    let report = plan
-        .write_stream(stream, &outputs(&files), &options.write, progress)
-        .map_err(|e| name_outputs(e, &files))?;
-    Ok(PendingWrite {
-        report,
-        files,
-        checkpoint: None,
-    })
+    super::one_pass::write_into(&plan, stream, files, options, None, progress)
 }
 
 /// The format of an eager-zeroed thick output, the one rule `inflate` (a disk or a VM's

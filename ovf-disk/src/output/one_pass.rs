@@ -137,7 +137,7 @@ pub(crate) fn write<'r>(
         f.keep_on_failure();
     }
     let stream = open(from.as_ref())?;
-    let checkpoint = Arc::new(PointCheckpoint {
+    let checkpoint: Arc<dyn vmdk::Checkpoint> = Arc::new(PointCheckpoint {
         file: checkpoint,
         state,
     });
@@ -149,12 +149,12 @@ pub(crate) fn write<'r>(
 }
 
 /// `stream` written into the plan's `files`, with `checkpoint` told its points.
-fn write_into(
+pub(super) fn write_into<R: Read>(
     plan: &Plan,
-    stream: StreamReader<Box<dyn Read + '_>>,
+    stream: StreamReader<R>,
     files: Vec<super::PendingFile>,
     options: &ConvertOptions,
-    checkpoint: Option<Arc<PointCheckpoint>>,
+    checkpoint: Option<Arc<dyn vmdk::Checkpoint>>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PendingWrite> {
     let mut write = options.write.clone();

@@ -130,8 +130,9 @@ pub struct StreamReader<R> {
 /// Where a one-pass read can be continued by another process: right after a metadata
 /// block (a grain table, the directory, the footer), `input` bytes into the stream, with every
 /// byte of the disk below `covered` written (and, where the sink is a file, on the device).
-/// A sink that asks for them ([`Sink::wants_point`]) is told such points as the read passes
-/// them; a later read starts there with [`StreamReader::continue_at`].
+/// A read into outputs with a checkpoint (`copy_to`, with the `write` feature) tells it such
+/// points as the read passes them; a later read starts there with
+/// [`StreamReader::continue_at`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamPoint {
     /// Bytes of the stream read.

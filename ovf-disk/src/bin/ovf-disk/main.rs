@@ -1350,6 +1350,36 @@ struct ImportJson<'a> {
 
 /// The OVA `import` reads in one pass: from its URL (with the source, for what it fetched), or
 /// standard input.
+/// `import` of an OVA read forward in one pass, each disk digested while it is inflated:
+/// standard input, or a URL (fetched ahead over every connection when the server has
+/// ranges); such a run starts over (`--resume` is refused). The progress bar, the report and
+/// the remote source.
+fn import_one_pass(
+    a: &ImportArgs,
+    options: &import::Options,
+) -> Result<(
+    ProgressBar,
+    import::Report,
+    Option<vmdk::remote::RemoteFiles>,
+)> {
+    let (package, outdir, args) = (a.package.as_path(), a.outdir.as_path(), &a.out);
+    anyhow::ensure!(
+        !args.resume,
+        "cannot resume: this OVA is read in one pass (the server serves no byte ranges, or \
+         its disks are compressed), which starts over; run again without --resume"
+    );
+    let bar = args.progress(0);
+    let progress = |id: &str, n| {
+        bar.set_message(format!("disk {id}"));
+        bar.inc(n)
+    };
+    let (reader, name, files) = ova_reader(a, package, remote::is_url(package))?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, reader);
+    let r = ovf_disk::import::import_stream(reader, &name, outdir, options, &progress)
+        .with_context(|| format!("importing the OVA {name}"))?;
+    Ok((bar, r, files))
+}
+
 /// The package at the URL `package` opened in place, with its remote source: `None` for an
 /// OVA to read forward in one pass instead (no byte ranges, or compressed or chunked disks).
 fn remote_package(
@@ -1440,24 +1470,9 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
         false => None,
     };
     let (bar, report) = if package.as_os_str() == "-" || (url && opened.is_none()) {
-        anyhow::ensure!(
-            !args.resume,
-            "cannot resume: this OVA is read in one pass (the server serves no byte ranges, or \
-             its disks are compressed), which starts over; run again without --resume"
-        );
-        // An OVA read forward in one pass, each disk digested while it is inflated: standard
-        // input, or a URL (fetched ahead over every connection when the server has ranges).
-        let bar = args.progress(0);
-        let progress = |id: &str, n| {
-            bar.set_message(format!("disk {id}"));
-            bar.inc(n)
-        };
-        let (reader, name, files) = ova_reader(a, package, url)?;
+        let (bar, report, files) = import_one_pass(a, &options)?;
         fetched = files;
-        let reader = std::io::BufReader::with_capacity(1 << 20, reader);
-        let r = ovf_disk::import::import_stream(reader, &name, outdir, &options, &progress)
-            .with_context(|| format!("importing the OVA {name}"))?;
-        (bar, r)
+        (bar, report)
     } else {
         let pkg = match opened {
             Some((pkg, files)) => {
