@@ -92,7 +92,8 @@ pub use inspect::{Inspection, NamedFile};
 pub use io::{Backing, Files, MemoryFiles};
 pub use positioned_io::ReadAt;
 pub use read::sparse::MetadataSource;
-pub use read::stream::{StreamPoint, StreamReader, StreamStats};
+pub use read::stream::{StreamReader, StreamStats};
+pub use sink::StreamPoint;
 #[cfg(feature = "write")]
 pub use write::{
     copy::{CopyStats, Target},

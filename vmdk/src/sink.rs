@@ -3,7 +3,6 @@
 //! which know none.
 
 use crate::error::Result;
-use crate::read::stream::StreamPoint;
 
 /// Receives the bytes of a disk read in one pass.
 pub trait Sink: Sync {
@@ -39,4 +38,18 @@ impl Sink for Discard {
     fn zero(&self, _: u64, _: u64) -> Result<()> {
         Ok(())
     }
+}
+
+/// Where a one-pass read can be continued by another process: right after a metadata
+/// block (a grain table, the directory, the footer), `input` bytes into the stream, with every
+/// byte of the disk below `covered` written (and, where the sink is a file, on the device).
+/// A read into outputs with a checkpoint (`copy_to`, with the `write` feature) tells it such
+/// points as the read passes them; a later read starts there with
+/// [`crate::StreamReader::continue_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamPoint {
+    /// Bytes of the stream read.
+    pub input: u64,
+    /// Bytes of the disk written.
+    pub covered: u64,
 }

@@ -385,7 +385,30 @@ pub(crate) fn write_stream_pending<R: Read>(
 ) -> Result<PendingWrite> {
     let plan = Plan::new(format.clone(), capacity, out)?;
     let files = create_outputs(&plan, &[], options)?;
-    super::one_pass::write_into(&plan, stream, files, options, None, progress)
+    write_into(&plan, stream, files, options, None, progress)
+}
+
+/// `stream` written into the plan's `files`, with `checkpoint` told its points.
+pub(super) fn write_into<R: Read>(
+    plan: &Plan,
+    stream: StreamReader<R>,
+    files: Vec<PendingFile>,
+    options: &ConvertOptions,
+    checkpoint: Option<std::sync::Arc<dyn vmdk::Checkpoint>>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PendingWrite> {
+    let mut write = options.write.clone();
+    if let Some(c) = checkpoint {
+        write = write.checkpoint(c);
+    }
+    let report = plan
+        .write_stream(stream, &outputs(&files), &write, progress)
+        .map_err(|e| name_outputs(e, &files))?;
+    Ok(PendingWrite {
+        report,
+        files,
+        checkpoint: None,
+    })
 }
 
 /// The format of an eager-zeroed thick output, the one rule `inflate` (a disk or a VM's

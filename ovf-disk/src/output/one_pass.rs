@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vmdk::{Format, Plan, StreamPoint, StreamReader};
 
-use super::convert::{create_outputs, name_outputs, outputs, ConvertOptions, PendingWrite};
+use super::convert::{create_outputs, write_into, ConvertOptions, PendingWrite};
 use super::resume::{self, FileCheckpoint};
 use crate::error::{Error, Result};
 
@@ -145,28 +145,5 @@ pub(crate) fn write<'r>(
     Ok(PendingWrite {
         checkpoint: Some(path),
         ..written
-    })
-}
-
-/// `stream` written into the plan's `files`, with `checkpoint` told its points.
-pub(super) fn write_into<R: Read>(
-    plan: &Plan,
-    stream: StreamReader<R>,
-    files: Vec<super::PendingFile>,
-    options: &ConvertOptions,
-    checkpoint: Option<Arc<dyn vmdk::Checkpoint>>,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<PendingWrite> {
-    let mut write = options.write.clone();
-    if let Some(c) = checkpoint {
-        write = write.checkpoint(c);
-    }
-    let report = plan
-        .write_stream(stream, &outputs(&files), &write, progress)
-        .map_err(|e| name_outputs(e, &files))?;
-    Ok(PendingWrite {
-        report,
-        files,
-        checkpoint: None,
     })
 }

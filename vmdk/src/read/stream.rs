@@ -26,7 +26,7 @@ use crate::codec::{inflate, max_compressed_grain};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, ErrorKind, Feature, Result};
 use crate::format::{GrainMarker, MetadataMarker, SparseExtentHeader as H, SECTOR_SIZE};
-use crate::sink::{Discard, Sink};
+use crate::sink::{Discard, Sink, StreamPoint};
 
 /// What a one-pass read found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,20 +127,6 @@ pub struct StreamReader<R> {
     covered: u64,
 }
 
-/// Where a one-pass read can be continued by another process: right after a metadata
-/// block (a grain table, the directory, the footer), `input` bytes into the stream, with every
-/// byte of the disk below `covered` written (and, where the sink is a file, on the device).
-/// A read into outputs with a checkpoint (`copy_to`, with the `write` feature) tells it such
-/// points as the read passes them; a later read starts there with
-/// [`StreamReader::continue_at`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StreamPoint {
-    /// Bytes of the stream read.
-    pub input: u64,
-    /// Bytes of the disk written.
-    pub covered: u64,
-}
-
 impl<R> std::fmt::Debug for StreamReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamReader")
@@ -237,6 +223,22 @@ impl<R: Read> StreamReader<R> {
     /// header and descriptor are this reader's (read from the stream's start), the grains
     /// before `at` are not read again, and the disk below `at.covered` is neither written nor
     /// zero-filled again. A point before the first grain, or past the disk, is refused.
+    ///
+    /// ```
+    /// # fn main() -> vmdk::Result<()> {
+    /// let image = std::fs::read("../testdata/fuzz-seeds/stream/stream-vmware.vmdk").unwrap();
+    /// // The first grain's place (overHead, in sectors, at byte 64 of the header): a point
+    /// // where nothing of the disk is written yet.
+    /// let first = u64::from_le_bytes(image[64..72].try_into().unwrap()) * 512;
+    /// let whole = vmdk::StreamReader::new(&image[..], "disk.vmdk")?.check(1)?;
+    /// let at = vmdk::StreamPoint { input: first, covered: 0 };
+    /// let rest = vmdk::StreamReader::new(&image[..], "disk.vmdk")?
+    ///     .continue_at(&image[first as usize..], at)?
+    ///     .check(1)?;
+    /// assert_eq!(rest.grains, whole.grains);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn continue_at<S: Read>(self, input: S, at: StreamPoint) -> Result<StreamReader<S>> {
         let capacity = self.capacity();
         let grain = self.geometry.grain_bytes();
@@ -268,7 +270,8 @@ impl<R: Read> StreamReader<R> {
     }
 
     /// Bytes of the disk a continued read starts at (0 for a read from the start).
-    pub fn covered(&self) -> u64 {
+    #[cfg(feature = "write")]
+    pub(crate) fn covered(&self) -> u64 {
         self.covered
     }
 
@@ -395,7 +398,7 @@ impl<R: Read> StreamReader<R> {
         let path = self.input.name.clone();
         sink.begin(capacity)?;
         let threads = threads.max(1);
-        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, u64, Vec<u8>)>(threads * 8);
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 8);
         let job_rx = Mutex::new(job_rx);
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         let mut stats = StreamStats {
@@ -410,42 +413,12 @@ impl<R: Read> StreamReader<R> {
             for _ in 0..threads {
                 let (job_rx, failure, path, in_flight) = (&job_rx, &failure, &path, &in_flight);
                 scope.spawn(move || {
-                    let mut out = vec![0u8; usize::try_from(grain_bytes).unwrap_or(0)];
-                    loop {
-                        let job = match job_rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok((offset, data_at, packed)) = job else {
-                            return;
-                        };
-                        let len = grain_bytes.min(capacity - offset) as usize;
-                        let inflated = inflate(&packed, &mut out).and_then(|n| match n < len {
-                            true => Err(format!("inflates to {n} bytes, expected {len}")),
-                            false => Ok(()),
-                        });
-                        let r = inflated
-                            .map_err(|e| {
-                                Error::at(
-                                    path,
-                                    "compressed grain",
-                                    data_at,
-                                    ErrorKind::Decompress(format!(
-                                        "grain at disk offset {offset:#x}: {e}"
-                                    )),
-                                )
-                            })
-                            .and_then(|()| sink.write(offset, out.split_at(len.min(out.len())).0));
-                        if let Err(e) = r {
-                            if let Ok(mut f) = failure.lock() {
-                                f.get_or_insert(e);
-                            }
-                        }
-                        if let Ok(mut n) = in_flight.0.lock() {
-                            *n = n.saturating_sub(1);
-                            in_flight.1.notify_all();
-                        }
-                    }
+                    inflate_jobs(
+                        job_rx,
+                        (failure, in_flight),
+                        sink,
+                        (path, capacity, grain_bytes),
+                    )
                 });
             }
             let outcome = (|| -> Result<()> {
@@ -493,6 +466,54 @@ impl<R: Read> StreamReader<R> {
         }
         stats.bytes_read = self.input.pos;
         Ok(stats)
+    }
+}
+
+/// A grain for a worker: its disk offset, where its data is in the input, its compressed bytes.
+type Job = (u64, u64, Vec<u8>);
+
+/// A worker of a one-pass read: inflates the grains of `jobs` and writes them through `sink`
+/// until the jobs end, keeping the first error in `failure` and counting each grain done out
+/// of `in_flight`. `path`, `capacity` and `grain_bytes` are the stream's.
+fn inflate_jobs(
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    (failure, in_flight): (&Mutex<Option<Error>>, &(Mutex<u64>, Condvar)),
+    sink: &dyn Sink,
+    (path, capacity, grain_bytes): (&Path, u64, u64),
+) {
+    let mut out = vec![0u8; usize::try_from(grain_bytes).unwrap_or(0)];
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((offset, data_at, packed)) = job else {
+            return;
+        };
+        let len = grain_bytes.min(capacity - offset) as usize;
+        let inflated = inflate(&packed, &mut out).and_then(|n| match n < len {
+            true => Err(format!("inflates to {n} bytes, expected {len}")),
+            false => Ok(()),
+        });
+        let r = inflated
+            .map_err(|e| {
+                Error::at(
+                    path,
+                    "compressed grain",
+                    data_at,
+                    ErrorKind::Decompress(format!("grain at disk offset {offset:#x}: {e}")),
+                )
+            })
+            .and_then(|()| sink.write(offset, out.split_at(len.min(out.len())).0));
+        if let Err(e) = r {
+            if let Ok(mut f) = failure.lock() {
+                f.get_or_insert(e);
+            }
+        }
+        if let Ok(mut n) = in_flight.0.lock() {
+            *n = n.saturating_sub(1);
+            in_flight.1.notify_all();
+        }
     }
 }
 
