@@ -30,7 +30,7 @@ use crate::output::convert::{
     check_space, write_pending, write_stream_pending, ConvertOptions, PendingWrite,
 };
 use crate::output::parallel::{self, disks_at_once};
-use crate::output::{commit_all, OutputFolder, PendingFile};
+use crate::output::{OutputFolder, PendingFile};
 
 mod files;
 mod in_pass;
@@ -512,19 +512,11 @@ fn check_import_space(env: &Envelope, path: &Path, outdir: &Path, options: &Opti
 /// renamed together.
 fn commit_import(
     disks: Vec<PendingWrite>,
-    configs: Vec<PendingFile>,
+    mut configs: Vec<PendingFile>,
     descriptor: PendingFile,
 ) -> Result<()> {
-    let checkpoints: Vec<PathBuf> = disks.iter().filter_map(|d| d.checkpoint.clone()).collect();
-    let mut files: Vec<PendingFile> = disks.into_iter().flat_map(|d| d.files).collect();
-    files.extend(configs);
-    files.push(descriptor);
-    commit_all(files)?;
-    // The disks are in place: nothing is left to resume.
-    for c in &checkpoints {
-        crate::output::resume::FileCheckpoint::remove(c);
-    }
-    Ok(())
+    configs.push(descriptor);
+    PendingWrite::commit_with(disks, configs)
 }
 
 /// Imports `pkg` into `outdir` (created if missing): verifies it (a mismatch stops the import

@@ -235,12 +235,19 @@ impl PendingWrite {
 
     /// Moves every file of every write into place together, then removes their checkpoints.
     pub(crate) fn commit_together(written: Vec<PendingWrite>) -> Result<()> {
+        Self::commit_with(written, Vec::new())
+    }
+
+    /// [`PendingWrite::commit_together`] with `others` (files naming the disks: an import's
+    /// configurations and descriptor, last) renamed in the same commit.
+    pub(crate) fn commit_with(written: Vec<PendingWrite>, others: Vec<PendingFile>) -> Result<()> {
         let mut checkpoints = Vec::new();
         let mut files = Vec::new();
         for w in written {
             checkpoints.extend(w.checkpoint);
             files.extend(w.files);
         }
+        files.extend(others);
         commit_all(files)?;
         for c in &checkpoints {
             resume::FileCheckpoint::remove(c);
@@ -337,29 +344,13 @@ pub(crate) fn write_pending(
             checkpoint: None,
         });
     };
-    // The checkpoint sits beside the last planned file (the one the user named), unless the
-    // caller placed it.
-    let main = plan.files().last().map_or(out, |f| f.path());
-    let path = options
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| resume::checkpoint_of(main));
-    let mut identity = source.clone();
-    identity.push(format!("format {format} capacity {capacity}"));
-    identity.push(options.write.shape());
-    let probe = resume::FileCheckpoint::new(path.clone(), &identity, 0);
-    let targets: Vec<&Path> = plan.files().iter().map(|f| f.path()).collect();
-    let reopened = match resume {
-        true => resume::reopen(&targets, &probe, options.replace)?,
+    let (path, identity) = resumable_checkpoint(&plan, (out, format, capacity), options, source);
+    let loaded = match resume {
+        true => resume::FileCheckpoint::new(path.clone(), &identity, 0).load()?,
         false => None,
     };
-    let (mut files, from) = match reopened {
-        Some(r) => r,
-        None => (create_outputs(&plan, &disk.files(), options)?, 0),
-    };
-    for f in &mut files {
-        f.keep_on_failure();
-    }
+    let files = resumable_outputs(&plan, &disk.files(), options, loaded.is_some())?;
+    let from = loaded.unwrap_or(0);
     let write = options
         .write
         .clone()
@@ -372,6 +363,49 @@ pub(crate) fn write_pending(
         files,
         checkpoint: Some(path),
     })
+}
+
+/// Where a resumable write of `plan` (to `out`, in `format`, at `capacity` bytes) keeps its
+/// checkpoint, beside the last planned file (the one the user named) unless the caller placed
+/// it, and the checkpoint's identity: `source` (what is read), then the output's format,
+/// capacity and what of the options shapes its bytes.
+pub(super) fn resumable_checkpoint(
+    plan: &Plan,
+    (out, format, capacity): (&Path, &Format, u64),
+    options: &ConvertOptions,
+    source: &[String],
+) -> (PathBuf, Vec<String>) {
+    let main = plan.files().last().map_or(out, |f| f.path());
+    let path = options
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| resume::checkpoint_of(main));
+    let mut identity = source.to_vec();
+    identity.push(format!("format {format} capacity {capacity}"));
+    identity.push(options.write.shape());
+    (path, identity)
+}
+
+/// The plan's files for a resumable write: those an interrupted run left, reopened, when
+/// `reopen` (its checkpoint was found), else created; kept when the write fails, for a later
+/// run to resume.
+pub(super) fn resumable_outputs(
+    plan: &Plan,
+    inputs: &[PathBuf],
+    options: &ConvertOptions,
+    reopen: bool,
+) -> Result<Vec<PendingFile>> {
+    let mut files = match reopen {
+        true => {
+            let targets: Vec<&Path> = plan.files().iter().map(|f| f.path()).collect();
+            resume::reopen_files(&targets, options.replace)?
+        }
+        false => create_outputs(plan, inputs, options)?,
+    };
+    for f in &mut files {
+        f.keep_on_failure();
+    }
+    Ok(files)
 }
 
 /// [`convert_stream`] up to the commit, at `capacity` bytes (the stream's own, or larger).

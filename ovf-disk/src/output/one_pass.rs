@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use vmdk::{Format, Plan, StreamPoint, StreamReader};
 
-use super::convert::{create_outputs, write_into, ConvertOptions, PendingWrite};
-use super::resume::{self, FileCheckpoint};
+use super::convert::{
+    create_outputs, resumable_checkpoint, resumable_outputs, write_into, ConvertOptions,
+    PendingWrite,
+};
+use super::resume::FileCheckpoint;
 use crate::error::{Error, Result};
 
 /// Where an interrupted one-pass write stopped: the point its read can continue from, and
@@ -114,28 +117,20 @@ pub(crate) fn write<'r>(
             progress,
         );
     };
-    let main = plan.files().last().map_or(out, |f| f.path());
-    let path = resume::checkpoint_of(main);
     let mut lines = source.clone();
     lines.extend(extra);
-    lines.push(format!("one pass to {format} capacity {capacity}"));
-    lines.push(options.write.shape());
-    let checkpoint = FileCheckpoint::new(path.clone(), &lines, 0);
+    lines.push("one pass".into());
+    let (path, identity) = resumable_checkpoint(&plan, (out, format, capacity), options, &lines);
+    let checkpoint = FileCheckpoint::new(path.clone(), &identity, 0);
     let loaded = match resume {
         true => checkpoint.load_state()?,
         false => None,
     };
-    let (mut files, from) = match loaded {
-        Some((done, state)) => {
-            let targets: Vec<&Path> = plan.files().iter().map(|f| f.path()).collect();
-            let files = resume::reopen_files(&targets, options.replace)?;
-            (files, Some(parse_resume(&path, done, state)?))
-        }
-        None => (create_outputs(&plan, &[], options)?, None),
+    let files = resumable_outputs(&plan, &[], options, loaded.is_some())?;
+    let from = match loaded {
+        Some((done, state)) => Some(parse_resume(&path, done, state)?),
+        None => None,
     };
-    for f in &mut files {
-        f.keep_on_failure();
-    }
     let stream = open(from.as_ref())?;
     let checkpoint: Arc<dyn vmdk::Checkpoint> = Arc::new(PointCheckpoint {
         file: checkpoint,

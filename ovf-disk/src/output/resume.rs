@@ -136,19 +136,6 @@ impl vmdk::Checkpoint for FileCheckpoint {
     }
 }
 
-/// The temporary files of `targets` an interrupted run left, reopened, and where to resume:
-/// `None` when there is nothing to resume (no checkpoint).
-pub(crate) fn reopen(
-    targets: &[&Path],
-    checkpoint: &FileCheckpoint,
-    replace: bool,
-) -> Result<Option<(Vec<PendingFile>, u64)>> {
-    let Some(done) = checkpoint.load()? else {
-        return Ok(None);
-    };
-    Ok(Some((reopen_files(targets, replace)?, done)))
-}
-
 /// The temporary files of `targets` an interrupted run left, reopened; an error when one is
 /// gone.
 pub(crate) fn reopen_files(targets: &[&Path], replace: bool) -> Result<Vec<PendingFile>> {
