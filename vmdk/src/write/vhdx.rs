@@ -304,13 +304,23 @@ fn resume_state(
         ));
     }
     let first = (done / layout.block).min(layout.blocks);
+    // The BAT up to the last entry below the checkpoint, in one read.
+    let len = match first {
+        0 => 0,
+        n => (layout.bat_index(n - 1) + 1) * 8,
+    };
+    let mut table = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    file.read_exact_at(&mut table, BAT_AT)
+        .map_err(|_| refuse(BAT_AT, "the BAT is cut short"))?;
     let mut placed = vec![0u64; layout.blocks as usize];
     let mut allocated = 0u64;
     for (b, slot) in (0..first).zip(placed.iter_mut()) {
-        let at = BAT_AT + layout.bat_index(b) * 8;
-        let mut e = [0u8; 8];
-        file.read_exact_at(&mut e, at)
-            .map_err(|_| refuse(at, "the BAT is cut short"))?;
+        let i = layout.bat_index(b) as usize * 8;
+        let at = BAT_AT + i as u64;
+        let e: [u8; 8] = table
+            .get(i..i + 8)
+            .and_then(|e| e.try_into().ok())
+            .ok_or_else(|| refuse(at, "the BAT is cut short"))?;
         let host = match fixed {
             true => layout.data_start + b * layout.block,
             false if u64::from_le_bytes(e) == PAYLOAD_BLOCK_ZERO => 0,
