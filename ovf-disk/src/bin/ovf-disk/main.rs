@@ -1419,12 +1419,17 @@ fn ova_reader(
     Ok((reader, name.display().to_string(), Some(files)))
 }
 
-/// The library's options for `import` as its arguments give them.
-fn import_options(a: &ImportArgs) -> Result<import::Options> {
+/// The library's options for `import` as its arguments give them, resumable for a package
+/// read from `source` (a remote source's identity).
+fn import_options(a: &ImportArgs, source: Option<Vec<String>>) -> Result<import::Options> {
     let args = &a.out;
+    let mut convert = args.convert_options(args.write_options()?);
+    if let Some(source) = source {
+        convert = convert.resumable(source, args.resume);
+    }
     let mut options = import::Options::new()
         .output_format(a.format.format(false))?
-        .convert_options(args.convert_options(args.write_options()?));
+        .convert_options(convert);
     for e in &a.emit {
         options = options.emit(match e {
             EmitKind::Libvirt => ovf_disk::emit::Emit::Libvirt,
@@ -1456,10 +1461,6 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
         !args.resume || url,
         "--resume continues an import from a URL; a local package is imported again from the start"
     );
-    let mut options = import_options(a)?;
-    if outdir.is_dir() && !args.resume {
-        args.remove_leftovers(outdir)?;
-    }
     let started = Instant::now();
     // A package at a URL is opened in place (an OVA too, when the server serves ranges), its
     // disks read once and resumable; an OVA without ranges, or whose disks are compressed, is
@@ -1469,6 +1470,11 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
         true => remote_package(a, package)?,
         false => None,
     };
+    // Every run of a package opened at a URL keeps checkpoints `--resume` continues from.
+    let options = import_options(a, opened.as_ref().map(|(_, f)| remote::identity(f)))?;
+    if outdir.is_dir() && !args.resume {
+        args.remove_leftovers(outdir)?;
+    }
     let (bar, report) = if package.as_os_str() == "-" || (url && opened.is_none()) {
         let (bar, report, files) = import_one_pass(a, &options)?;
         fetched = files;
@@ -1476,10 +1482,6 @@ fn import(out: &mut dyn Write, a: &ImportArgs) -> Result<ExitCode> {
     } else {
         let pkg = match opened {
             Some((pkg, files)) => {
-                // Every run from a URL keeps checkpoints `--resume` continues from.
-                let convert = args.convert_options(args.write_options()?);
-                options = options
-                    .convert_options(convert.resumable(remote::identity(&files), args.resume));
                 fetched = Some(files);
                 pkg.allow_outside_paths(a.package_args.allow_outside_paths)
             }
